@@ -1,0 +1,75 @@
+"""The measured record of one trained network: the row every CSV, predictor and plot reads."""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Status = Literal["ok", "nan", "failed"]
+
+
+@dataclass
+class TrainingResult:
+    """One trained network. `robustness` is analog_dice / dice as measured (never clipped)."""
+
+    network_id: int
+    encoding: str
+    blocks: int
+    dice: float
+    miou: float
+    params: int
+    flops: int
+    train_time_s: float
+    inference_time_ms: float
+    epochs: int
+    status: Status = "ok"
+    analog_dice: float | None = None
+    analog_dice_std: float | None = None
+    robustness: float | None = None
+    analog_coverage: float | None = None
+    origin: str = ""
+    step: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    COLUMNS = (
+        "network_id", "encoding", "blocks", "dice", "miou", "params", "flops", "train_time_s",
+        "inference_time_ms", "epochs", "status", "analog_dice", "analog_dice_std", "robustness",
+        "analog_coverage", "origin", "step",
+    )
+
+    def to_row(self) -> dict[str, Any]:
+        """Flat dict for CSV / JSON (the `extra` dict is dropped from CSVs, kept in the journal)."""
+        return {k: getattr(self, k) for k in self.COLUMNS}
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "TrainingResult":
+        """Inverse of `to_dict`/`to_row`; tolerant of CSV strings and empty cells."""
+        def num(v: Any, kind: type) -> Any:
+            if v is None or v == "" or (isinstance(v, float) and math.isnan(v) and kind is not float):
+                return None
+            return kind(float(v)) if kind is int else kind(v)
+
+        return cls(
+            network_id=num(data["network_id"], int),
+            encoding=str(data["encoding"]),
+            blocks=num(data["blocks"], int),
+            dice=num(data["dice"], float),
+            miou=num(data["miou"], float),
+            params=num(data["params"], int),
+            flops=num(data["flops"], int),
+            train_time_s=num(data["train_time_s"], float),
+            inference_time_ms=num(data["inference_time_ms"], float),
+            epochs=num(data["epochs"], int),
+            status=str(data.get("status", "ok")),  # type: ignore[arg-type]
+            analog_dice=num(data.get("analog_dice"), float),
+            analog_dice_std=num(data.get("analog_dice_std"), float),
+            robustness=num(data.get("robustness"), float),
+            analog_coverage=num(data.get("analog_coverage"), float),
+            origin=str(data.get("origin", "") or ""),
+            step=num(data.get("step", 0), int) or 0,
+            extra=dict(data.get("extra") or {}),
+        )
