@@ -1,37 +1,67 @@
 """Run configuration: one JSON file, validated by pydantic, sections named as in POPNAS.
 
 Every section forbids unknown keys so that a typo is an error naming the key, never a silently
-ignored setting. `load_config` turns every validation problem into a `UserError` (exit code 2).
+ignored setting. `load_config` turns every validation problem into a `UserError` (exit code 2) with
+one message that names the key path and, where it can, the fix (`did you mean ...?`).
+Every field carries a `description`: `scripts/config_reference.py` turns them into the README table.
 """
 from __future__ import annotations
 
+import difflib
+import json
+import re
+import typing
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from popnas_seg.errors import UserError
 
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
+def _check_operator(op: str) -> str:
+    """Per-item check, so an error names the item: `search_space.operators[2]: cannot parse ...`."""
+    from popnas_seg.search_space.operators import parse_operator
+
+    try:
+        parse_operator(op)
+    except ValueError as exc:
+        reason = str(exc)
+        raise ValueError(reason if f'"{op}"' in reason else f'cannot parse "{op}": {reason}') from None
+    return op
+
+
+OperatorName = Annotated[str, AfterValidator(_check_operator)]
+
+
 class SearchSpaceConfig(_Section):
     """Which cells exist: up to `blocks` blocks over `operators`, inputs up to `lookback_depth` back."""
 
-    blocks: int = Field(3, ge=1, le=8)
-    lookback_depth: int = Field(2, ge=1, le=3)
-    operators: list[str] = Field(
+    blocks: int = Field(3, ge=1, le=8, description="maximum blocks per cell (B): the search runs steps b = 1..B")
+    lookback_depth: int = Field(
+        2, ge=1, le=3, description="how many previous cells a block may read (-1 .. -lookback_depth)"
+    )
+    operators: list[OperatorName] = Field(
         default_factory=lambda: ["identity", "3x3 conv", "3x3:2dr conv", "1x5-5x1 conv", "2x2 maxpool"],
         min_length=1,
+        description='operator strings, e.g. "identity", "3x3 conv", "3x3:2dr conv", "1x5-5x1 conv", "2x2 maxpool"',
     )
 
     @field_validator("operators")
     @classmethod
-    def _parse_operators(cls, value: list[str]) -> list[str]:
-        from popnas_seg.search_space.operators import parse_operator
-
-        for op in value:
-            parse_operator(op)  # raises ValueError with the reason
+    def _unique_operators(cls, value: list[str]) -> list[str]:
         if len(set(value)) != len(value):
             raise ValueError("operators contain duplicates")
         return value
@@ -43,20 +73,27 @@ ParetoObjective = Literal["params", "analog_robustness", "time"]
 class SearchStrategyConfig(_Section):
     """How cells are chosen: progressive Pareto (POPNAS), PNAS top-K, or the random/evolution baselines."""
 
-    strategy: Literal["progressive", "random", "evolution"] = "progressive"
-    max_children: int = Field(4, ge=1)
-    max_exploration_children: int = Field(1, ge=0)
-    score_metric: Literal["dice", "mean_iou"] = "dice"
-    additional_pareto_objectives: list[ParetoObjective] = Field(
-        default_factory=lambda: ["params", "analog_robustness"]
+    strategy: Literal["progressive", "random", "evolution"] = Field(
+        "progressive", description="progressive Pareto search (POPNAS) or a random / evolution baseline"
     )
-    pnas_mode: bool = False
+    max_children: int = Field(4, ge=1, description="K: cells kept per step from the predicted Pareto front")
+    max_exploration_children: int = Field(
+        1, ge=0, description="extra cells per step that use under-represented operators and inputs"
+    )
+    score_metric: Literal["dice", "mean_iou"] = Field("dice", description="accuracy objective (maximised)")
+    additional_pareto_objectives: list[ParetoObjective] = Field(
+        default_factory=lambda: ["params", "analog_robustness"],
+        description="objectives beside the score: params (min), analog_robustness (max), time (min)",
+    )
+    pnas_mode: bool = Field(False, description="PNAS: top-K by predicted score, no Pareto front, no exploration")
     b1_max_networks: int | None = Field(8, ge=1, description="cap on step b=1 (None: every distinct cell)")
     max_networks: int | None = Field(None, ge=1, description="budget for random/evolution")
     population_size: int = Field(8, ge=2, description="regularised evolution population")
-    tournament_size: int = Field(3, ge=1)
-    predictor_epochs: int = Field(80, ge=1)
-    accuracy_predictor_ensemble_units: int = Field(3, ge=1, le=10)
+    tournament_size: int = Field(3, ge=1, description="regularised evolution tournament size")
+    predictor_epochs: int = Field(80, ge=1, description="training epochs of the GIN predictors at every step")
+    accuracy_predictor_ensemble_units: int = Field(
+        3, ge=1, le=10, description="GIN ensemble members (each trained on its own fold)"
+    )
     hypervolume_reference: dict[str, float] | None = Field(
         None, description="reference point per objective; None: documented rule in search/pareto.py"
     )
@@ -72,59 +109,81 @@ class SearchStrategyConfig(_Section):
 class TrainingConfig(_Section):
     """How every child network is trained (the same trainer trains baselines and finalists)."""
 
-    epochs: int = Field(3, ge=1)
-    learning_rate: float = Field(3e-3, gt=0, le=10)
-    weight_decay: float = Field(1e-4, ge=0)
-    optimizer: Literal["adamw", "adam", "sgd"] = "adamw"
-    momentum: float = Field(0.9, ge=0, lt=1)
-    scheduler: Literal["cosine", "cosine_restarts", "constant"] = "cosine"
-    restart_period_epochs: int = Field(2, ge=1)
-    warmup_epochs: int = Field(0, ge=0)
-    dice_loss_weight: float = Field(1.0, ge=0)
-    ce_loss_weight: float = Field(1.0, ge=0)
+    epochs: int = Field(3, ge=1, description="training epochs of every child network during the search")
+    learning_rate: float = Field(3e-3, gt=0, le=10, description="peak learning rate")
+    weight_decay: float = Field(1e-4, ge=0, description="decoupled weight decay (adamw) or L2 factor")
+    optimizer: Literal["adamw", "adam", "sgd"] = Field("adamw", description="optimizer")
+    momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum (sgd only)")
+    scheduler: Literal["cosine", "cosine_restarts", "constant"] = Field(
+        "cosine", description="learning-rate schedule"
+    )
+    restart_period_epochs: int = Field(2, ge=1, description="first period of cosine_restarts, in epochs")
+    warmup_epochs: int = Field(0, ge=0, description="linear warm-up epochs before the schedule")
+    dice_loss_weight: float = Field(1.0, ge=0, description="weight of the soft Dice loss term")
+    ce_loss_weight: float = Field(1.0, ge=0, description="weight of the cross-entropy loss term")
 
 
 class ArchitectureConfig(_Section):
     """The encoder-decoder macro-architecture around the searched cell."""
 
-    filters: int = Field(8, ge=1, le=512)
-    motifs: int = Field(2, ge=1, le=6)
-    normal_cells_per_motif: int = Field(1, ge=0, le=6)
-    block_join_operator: Literal["add", "avg"] = "add"
-    residual_cells: bool = False
-    concat_only_unused_blocks: bool = True
-    decoder_upsampling: Literal["bilinear", "tconv2", "tconv4"] = "bilinear"
-    skip_join: Literal["concat", "add"] = "concat"
+    filters: int = Field(8, ge=1, le=512, description="filters of the first encoder stage (doubled per reduction)")
+    motifs: int = Field(2, ge=1, le=6, description="encoder stages (each ends with a stride-2 reduction cell)")
+    normal_cells_per_motif: int = Field(1, ge=0, le=6, description="normal cells before each reduction cell")
+    block_join_operator: Literal["add", "avg"] = Field("add", description="how a block joins its two branches")
+    residual_cells: bool = Field(False, description="add a residual from the nearest lookback to each cell")
+    concat_only_unused_blocks: bool = Field(
+        True, description="cell output concatenates only blocks no other block reads (POPNAS); false: all blocks"
+    )
+    decoder_upsampling: Literal["bilinear", "tconv2", "tconv4"] = Field(
+        "bilinear", description="decoder upsampling: bilinear + conv, or a transpose conv of kernel 2 or 4"
+    )
+    skip_join: Literal["concat", "add"] = Field("concat", description="how the decoder joins an encoder skip")
 
 
 class AugmentationConfig(_Section):
-    enabled: bool = True
-    flips: bool = True
-    rotations: bool = True
+    """Training-time augmentation (never applied to validation or test data)."""
+
+    enabled: bool = Field(True, description="augment the training split")
+    flips: bool = Field(True, description="random horizontal and vertical flips")
+    rotations: bool = Field(True, description="random 90-degree rotations")
 
 
 class DatasetConfig(_Section):
     """Where images come from and how they are split, cropped and normalised."""
 
-    name: Literal["synthetic_nuclei"] | None = "synthetic_nuclei"
-    path: str | None = None
-    classes_count: int = Field(2, ge=2, le=256)
-    ignore_class: int | None = Field(None, ge=0)
-    samples: int | None = Field(192, ge=4, description="images generated (synthetic) or used (folder)")
-    generated_size: tuple[int, int] = (96, 96)
-    generated_channels: Literal[1, 3] = 1
-    batch_size: int = Field(16, ge=1)
-    val_test_batch_size: int | None = Field(None, ge=1)
-    validation_size: float = Field(0.15, gt=0, lt=1)
-    test_size: float = Field(0.15, ge=0, lt=1)
-    folds: int = Field(1, ge=1, le=10)
-    resize: tuple[int, int] = (64, 64)
-    augmentation: AugmentationConfig = Field(default_factory=AugmentationConfig)
-    normalisation: Literal["minmax", "standard"] = "minmax"
-    cache: bool = True
-    shuffle_buffer: int = Field(256, ge=1)
-    class_labels_remapping: dict[int, int] | None = None
-    balance_class_losses: bool = False
+    name: Literal["synthetic_nuclei"] | None = Field(
+        "synthetic_nuclei", description="built-in data set (set to null when using path)"
+    )
+    path: str | None = Field(
+        None, description="folder holding images/ and masks/ with matching names (relative to the working folder)"
+    )
+    classes_count: int = Field(2, ge=2, le=256, description="number of classes, background included")
+    ignore_class: int | None = Field(None, ge=0, description="mask value excluded from loss and metrics")
+    samples: int | None = Field(
+        None, ge=4, description="images generated (synthetic; null = 192) or used (folder; null = all, sorted by name)"
+    )
+    generated_size: tuple[int, int] = Field((96, 96), description="height, width of generated images")
+    generated_channels: Literal[1, 3] = Field(1, description="channels of generated images")
+    batch_size: int = Field(16, ge=1, description="training batch size")
+    val_test_batch_size: int | None = Field(None, ge=1, description="validation/test batch size (None: batch_size)")
+    validation_size: float = Field(0.15, gt=0, lt=1, description="fraction of images held out for validation")
+    test_size: float = Field(0.15, ge=0, lt=1, description="fraction of images held out for the final test")
+    folds: int = Field(1, ge=1, le=10, description="cross-validation folds (1: a single split)")
+    resize: tuple[int, int] = Field(
+        (64, 64), description="height, width the networks see; must be divisible by 2**motifs"
+    )
+    augmentation: AugmentationConfig = Field(
+        default_factory=AugmentationConfig, description="training-time augmentation"
+    )
+    normalisation: Literal["minmax", "standard"] = Field(
+        "minmax", description="per-image scaling to [0, 1] or to zero mean and unit variance"
+    )
+    cache: bool = Field(True, description="cache the decoded data set in memory")
+    shuffle_buffer: int = Field(256, ge=1, description="tf.data shuffle buffer of the training split")
+    class_labels_remapping: dict[int, int] | None = Field(
+        None, description="map mask values to class indices, e.g. {255: 1}"
+    )
+    balance_class_losses: bool = Field(False, description="weight the loss by inverse class frequency")
 
     @model_validator(mode="after")
     def _source(self) -> "DatasetConfig":
@@ -143,53 +202,69 @@ class DatasetConfig(_Section):
 class AnalogConfig(_Section):
     """AIHWKit settings: PCM-like inference tiles, the search-time probe and the finalists' drift scoring."""
 
-    preset: Literal["pcm"] = "pcm"
-    g_max: float = Field(25.0, gt=0)
-    drift_compensation: Literal["global", "none"] = "global"
-    inp_res: float = Field(1 / 254, gt=0, le=1)
-    out_res: float = Field(1 / 254, gt=0, le=1)
-    out_noise: float = Field(0.04, ge=0)
-    w_noise: float = Field(0.0, ge=0)
-    clip_sigma: float = Field(2.5, gt=0)
-    tile_size: int = Field(512, ge=16)
-    probe: bool = True
+    preset: Literal["pcm"] = Field("pcm", description="device noise model (PCM-like inference tiles)")
+    g_max: float = Field(25.0, gt=0, description="maximum conductance in microsiemens")
+    drift_compensation: Literal["global", "none"] = Field("global", description="drift compensation at read-out")
+    inp_res: float = Field(1 / 254, gt=0, le=1, description="input (DAC) resolution")
+    out_res: float = Field(1 / 254, gt=0, le=1, description="output (ADC) resolution")
+    out_noise: float = Field(0.04, ge=0, description="additive output noise")
+    w_noise: float = Field(0.0, ge=0, description="additive weight read noise per forward pass")
+    clip_sigma: float = Field(2.5, gt=0, description="weights clipped at this many standard deviations")
+    tile_size: int = Field(512, ge=16, description="maximum tile rows and columns")
+    probe: bool = Field(True, description="measure analog Dice of every network trained in the search")
     t_inference: float = Field(86400.0, gt=0, description="probe time in seconds (1 day)")
-    probe_repetitions: int = Field(3, ge=1)
-    probe_images: int = Field(16, ge=1)
-    eval_times: list[float] = Field(default_factory=lambda: [1.0, 3600.0, 86400.0, 2592000.0, 31536000.0])
-    repetitions: int = Field(5, ge=2)
-    hwa_epochs: int = Field(1, ge=0)
-    hwa_learning_rate: float = Field(0.01, gt=0)
-    hwa_noise_std: float = Field(0.06, ge=0)
-    finalists: int = Field(2, ge=1)
-    selection_rule: Literal["best_dice", "best_analog", "knee"] = "best_analog"
-    model_selection_epochs: int = Field(4, ge=1)
-    final_epochs: int = Field(8, ge=1)
-    early_stopping_patience: int = Field(3, ge=1)
-    macro_variants: bool = False
-    unet_baseline: bool = True
+    probe_repetitions: int = Field(3, ge=1, description="programmings averaged by the probe")
+    probe_images: int = Field(16, ge=1, description="validation images the probe scores")
+    eval_times: list[float] = Field(
+        default_factory=lambda: [1.0, 3600.0, 86400.0, 2592000.0, 31536000.0],
+        description="drift times in seconds for the finalists (1 s, 1 h, 1 day, 30 days, 1 year)",
+    )
+    repetitions: int = Field(5, ge=2, description="programmings per drift time for the finalists (mean and std)")
+    hwa_epochs: int = Field(1, ge=0, description="hardware-aware training epochs of the finalists (0: none)")
+    hwa_learning_rate: float = Field(0.01, gt=0, description="learning rate of hardware-aware training")
+    hwa_noise_std: float = Field(0.06, ge=0, description="weight noise injected during hardware-aware training")
+    finalists: int = Field(2, ge=1, description="networks from the final front that are retrained and scored")
+    selection_rule: Literal["best_dice", "best_analog", "knee"] = Field(
+        "best_analog", description="how finalists are ranked on the final front"
+    )
+    model_selection_epochs: int = Field(4, ge=1, description="epochs of the model-selection training")
+    final_epochs: int = Field(8, ge=1, description="epochs of the final training")
+    early_stopping_patience: int = Field(3, ge=1, description="epochs without improvement before stopping")
+    macro_variants: bool = Field(False, description="also try finalists with more filters / cells (POPNAS -params)")
+    unet_baseline: bool = Field(True, description="also train a plain U-Net as a baseline for comparison")
 
 
 class OthersConfig(_Section):
-    seed: int = 42
-    save_children_weights: bool = False
-    save_children_models: bool = False
-    train_strategy: Literal["auto", "cpu", "gpu"] = "auto"
-    xla: bool = False
-    mixed_precision: bool = False
+    """Seed, what to keep on disk, and how TensorFlow runs."""
+
+    seed: int = Field(42, description="seed of data generation, splits and weight initialisation")
+    save_children_weights: bool = Field(False, description="keep the weights of every trained child network")
+    save_children_models: bool = Field(False, description="keep every trained child network as a .keras file")
+    train_strategy: Literal["auto", "cpu", "gpu"] = Field("auto", description="device for Keras training")
+    xla: bool = Field(False, description="compile training steps with XLA")
+    mixed_precision: bool = Field(False, description="train in mixed float16 precision (GPU only)")
     pipeline: list[Literal["search", "finalists", "report"]] = Field(
-        default_factory=lambda: ["search", "finalists", "report"]
+        default_factory=lambda: ["search", "finalists", "report"],
+        description="stages to run, in order ([]: only validate config and data and create the run folder)",
     )
 
 
 class RunConfig(_Section):
-    search_space: SearchSpaceConfig = Field(default_factory=SearchSpaceConfig)
-    search_strategy: SearchStrategyConfig = Field(default_factory=SearchStrategyConfig)
-    training_hyperparameters: TrainingConfig = Field(default_factory=TrainingConfig)
-    architecture_hyperparameters: ArchitectureConfig = Field(default_factory=ArchitectureConfig)
-    dataset: DatasetConfig = Field(default_factory=DatasetConfig)
-    analog: AnalogConfig = Field(default_factory=AnalogConfig)
-    others: OthersConfig = Field(default_factory=OthersConfig)
+    """The whole run: one section per concern, every section optional (defaults below)."""
+
+    search_space: SearchSpaceConfig = Field(default_factory=SearchSpaceConfig, description="the cell search space")
+    search_strategy: SearchStrategyConfig = Field(
+        default_factory=SearchStrategyConfig, description="how cells are chosen"
+    )
+    training_hyperparameters: TrainingConfig = Field(
+        default_factory=TrainingConfig, description="how child networks are trained"
+    )
+    architecture_hyperparameters: ArchitectureConfig = Field(
+        default_factory=ArchitectureConfig, description="the encoder-decoder around the cell"
+    )
+    dataset: DatasetConfig = Field(default_factory=DatasetConfig, description="data source, splits, preprocessing")
+    analog: AnalogConfig = Field(default_factory=AnalogConfig, description="analog hardware simulation (AIHWKit)")
+    others: OthersConfig = Field(default_factory=OthersConfig, description="seed, storage, runtime, stages")
 
     @model_validator(mode="after")
     def _cross_checks(self) -> "RunConfig":
@@ -204,3 +279,258 @@ class RunConfig(_Section):
 
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "run.json"
+
+
+# ---------------------------------------------------------------------------------------------------- loading
+
+
+def load_config(path: str | Path | None) -> RunConfig:
+    """Read, parse and validate a JSON config file (None: DEFAULT_CONFIG); every problem is a `UserError`.
+
+    Also checks that `dataset.path` is an existing folder holding images/ and masks/ and stores it as an
+    absolute path, so a run folder's frozen config still points at the data when resumed from elsewhere.
+    """
+    if path is None:
+        path = DEFAULT_CONFIG
+    source = str(path)
+    file = Path(path).expanduser()
+    if not file.exists():
+        raise UserError(f"config error in {source}: file not found")
+    if file.is_dir():
+        raise UserError(f"config error in {source}: is a folder, not a JSON file")
+    try:
+        text = file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"config error in {source}: cannot read the file ({exc})") from None
+    data = parse_config_text(text, source)
+    config = config_from_dict(data, source=source)
+    _check_dataset_path(config, source)
+    return config
+
+
+def parse_config_text(text: str, source: str) -> dict[str, Any]:
+    """JSON text -> dict; syntax errors name line and column, duplicate keys are errors (JSON keeps the last)."""
+
+    def no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        seen: dict[str, Any] = {}
+        for key, value in pairs:
+            if key in seen:
+                raise _DuplicateKey(key)
+            seen[key] = value
+        return seen
+
+    if not text.strip():
+        raise UserError(f"config error in {source}: the file is empty (expected a JSON object)")
+    try:
+        data = json.loads(text, object_pairs_hook=no_duplicates)
+    except json.JSONDecodeError as exc:
+        lines = text.splitlines()
+        shown = lines[exc.lineno - 1].strip() if 0 < exc.lineno <= len(lines) else ""
+        near = f' near "{shown[:60]}"' if shown else ""
+        before = text[: exc.pos].rstrip()
+        if before.endswith(",") and exc.msg.startswith(("Expecting property name", "Expecting value")):
+            near += " (JSON allows no comma before a closing } or ])"
+        raise UserError(
+            f"config error in {source}: invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}{near}"
+        ) from None
+    except _DuplicateKey as exc:
+        raise UserError(f'config error in {source}: key "{exc.key}" appears twice in one section') from None
+    if not isinstance(data, dict):
+        raise UserError(
+            f"config error in {source}: the top level must be a JSON object with sections such as "
+            f'"search_space" and "dataset" (got {_json_kind(data)})'
+        )
+    return data
+
+
+def config_from_dict(d: dict[str, Any], source: str | None = None) -> RunConfig:
+    """Validate a plain dict (e.g. parsed JSON) into a RunConfig; errors become one `UserError` message."""
+    where = f"config error in {source}" if source else "config error"
+    if not isinstance(d, dict):
+        raise UserError(f"{where}: expected a JSON object of sections (got {_json_kind(d)})")
+    try:
+        return RunConfig.model_validate(d)
+    except ValidationError as exc:
+        problems = [_describe_error(err) for err in exc.errors()]
+    if len(problems) == 1:
+        raise UserError(f"{where}: {problems[0]}")
+    listed = "\n".join(f"  {p}" for p in problems)
+    raise UserError(f"{where}: {len(problems)} problems:\n{listed}")
+
+
+def dump_config(cfg: RunConfig) -> dict[str, Any]:
+    """JSON-ready dict of every setting (defaults included); `config_from_dict` reads it back unchanged."""
+    return cfg.model_dump(mode="json")
+
+
+def _check_dataset_path(config: RunConfig, source: str) -> None:
+    """Fail before anything is created if the data folder is missing; freeze it as an absolute path."""
+    raw = config.dataset.path
+    if raw is None:
+        return
+    folder = Path(raw).expanduser()
+    if not folder.is_absolute():
+        folder = Path.cwd() / folder
+    where = f'config error in {source}: dataset.path: folder "{raw}"'
+    resolved = "" if Path(raw).is_absolute() else f" (looked in {folder})"
+    if not folder.is_dir():
+        raise UserError(f"{where} does not exist{resolved}")
+    missing = [sub for sub in ("images", "masks") if not (folder / sub).is_dir()]
+    if missing:
+        names = " and ".join(f"{m}/" for m in missing)
+        raise UserError(
+            f"{where} has no {names} subfolder (it must hold images/ and masks/ with matching file names)"
+        )
+    config.dataset.path = str(folder.resolve())
+
+
+class _DuplicateKey(Exception):
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+# ---------------------------------------------------------------------------------------------------- messages
+
+_BOUNDS = {"greater_than_equal": ("ge", ">="), "greater_than": ("gt", ">"),
+           "less_than_equal": ("le", "<="), "less_than": ("lt", "<")}
+_TYPE_WORDS = {
+    "int_type": "an integer", "int_parsing": "an integer", "int_from_float": "a whole number",
+    "float_type": "a number", "float_parsing": "a number", "bool_type": "true or false",
+    "bool_parsing": "true or false", "string_type": "a string", "list_type": "a list [...]",
+    "tuple_type": "a list [...]", "dict_type": "an object {...}", "model_type": "an object {...}",
+    "model_attributes_type": "an object {...}", "none_required": "null",
+}
+
+
+def _describe_error(err: dict[str, Any]) -> str:
+    """One pydantic error -> `key.path: what is wrong (got X)` in the user's JSON terms."""
+    kind: str = err["type"]
+    loc: tuple[Any, ...] = tuple(err["loc"])
+    ctx: dict[str, Any] = err.get("ctx") or {}
+    value = err.get("input")
+
+    if kind == "extra_forbidden":
+        return f"{_format_loc(loc)}: unknown key{_did_you_mean_key(loc)}"
+    if kind == "missing" and loc and isinstance(loc[-1], int):
+        size = _tuple_size(loc[:-1])
+        need = f"exactly {size}" if size else "more"
+        return f"{_format_loc(loc[:-1])}: must hold {need} values (got {_show(value)})"
+    if kind in ("too_short", "too_long"):
+        size = _tuple_size(loc)
+        if size:
+            return f"{_format_loc(loc)}: must hold exactly {size} values (got {_show(value)})"
+        bound = f"at least {ctx.get('min_length')}" if kind == "too_short" else f"at most {ctx.get('max_length')}"
+        return f"{_format_loc(loc)}: must hold {bound} items (got {ctx.get('actual_length', _show(value))})"
+    if kind in _BOUNDS:
+        key, symbol = _BOUNDS[kind]
+        return f"{_format_loc(loc)}: must be {symbol} {ctx.get(key)} (got {_show(value)})"
+    if kind == "literal_error":
+        options = re.findall(r"'([^']*)'|(\d+)", str(ctx.get("expected", "")))
+        choices = [a or b for a, b in options]
+        listed = ", ".join(f'"{c}"' for c in choices)
+        hint = ""
+        if isinstance(value, str):
+            close = difflib.get_close_matches(value, choices, n=1, cutoff=0.5)
+            hint = f' (did you mean "{close[0]}"?)' if close else ""
+        return f"{_format_loc(loc)}: must be one of {listed} (got {_show(value)}){hint}"
+    if kind in ("value_error", "assertion_error"):
+        message = str(err.get("msg", ""))
+        message = re.sub(r"^(Value error|Assertion failed), ", "", message)
+        return f"{_format_loc(loc)}: {message}" if loc else message
+    if kind in _TYPE_WORDS:
+        what = _TYPE_WORDS[kind]
+        if loc and loc[-1] == "[key]":
+            return f"{_format_loc(loc[:-2])}: key {_show(loc[-2])} must be {what}"
+        return f"{_format_loc(loc)}: must be {what} (got {_show(value)})"
+    if kind == "missing":
+        return f"{_format_loc(loc)}: required key is missing"
+    message = str(err.get("msg", "invalid value"))
+    message = message[:1].lower() + message[1:]
+    return f"{_format_loc(loc)}: {message} (got {_show(value)})"
+
+
+def _format_loc(loc: tuple[Any, ...]) -> str:
+    """('search_space', 'operators', 2) -> 'search_space.operators[2]'."""
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part == "[key]":
+            out += " (key)"
+        else:
+            out += f".{part}" if out else str(part)
+    return out or "(top level)"
+
+
+def _show(value: Any) -> str:
+    """A value as the user wrote it in JSON, shortened."""
+    try:
+        text = json.dumps(value)
+    except (TypeError, ValueError):
+        text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _json_kind(value: Any) -> str:
+    names = {list: "a list", str: "a string", int: "a number", float: "a number", bool: "a boolean"}
+    return "null" if value is None else names.get(type(value), type(value).__name__)
+
+
+def _field_at(loc: tuple[Any, ...]) -> Any:
+    """The FieldInfo a location points to (None where it leaves the schema, e.g. inside a list)."""
+    model: Any = RunConfig
+    field = None
+    for part in loc:
+        if not (isinstance(part, str) and isinstance(model, type) and issubclass(model, BaseModel)):
+            return None
+        field = model.model_fields.get(part)
+        if field is None:
+            return None
+        model = field.annotation
+    return field
+
+
+def _section_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    """The section model that owns the keys at `loc` (RunConfig for the top level)."""
+    if not loc:
+        return RunConfig
+    field = _field_at(loc)
+    ann = getattr(field, "annotation", None)
+    return ann if isinstance(ann, type) and issubclass(ann, BaseModel) else None
+
+
+def _tuple_size(loc: tuple[Any, ...]) -> int | None:
+    ann = getattr(_field_at(loc), "annotation", None)
+    if typing.get_origin(ann) is tuple:
+        args = typing.get_args(ann)
+        if args and Ellipsis not in args:
+            return len(args)
+    return None
+
+
+def _all_key_paths(model: type[BaseModel] = RunConfig, prefix: str = "") -> dict[str, list[str]]:
+    """Every key name in the schema -> the dotted paths where it is valid (for cross-section hints)."""
+    found: dict[str, list[str]] = {}
+    for name, field in model.model_fields.items():
+        path = f"{prefix}{name}"
+        found.setdefault(name, []).append(path)
+        ann = field.annotation
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            for key, paths in _all_key_paths(ann, f"{path}.").items():
+                found.setdefault(key, []).extend(paths)
+    return found
+
+
+def _did_you_mean_key(loc: tuple[Any, ...]) -> str:
+    """A close key in the same section, else the section where this exact key belongs."""
+    key = str(loc[-1])
+    section = _section_at(loc[:-1])
+    if section is not None:
+        close = difflib.get_close_matches(key, list(section.model_fields), n=1, cutoff=0.6)
+        if close:
+            return f' (did you mean "{close[0]}"?)'
+    elsewhere = _all_key_paths().get(key, [])
+    if elsewhere:
+        return f' (it belongs in "{elsewhere[0]}")'
+    return ""

@@ -1,0 +1,327 @@
+"""Finalists on analog hardware: hardware-aware training (HWA) and Dice under conductance drift over time.
+
+`hwa_and_drift` runs in a worker process (worker.py) and does, for one exported network:
+
+(a) converts it with the inference configuration and scores it *before* HWA: Dice at every
+    `cfg.eval_times` (seconds after programming) over `cfg.repetitions` independent programmings;
+(b) hardware-aware training for `cfg.hwa_epochs`, starting from the digital weights (AnalogSGD,
+    `hwa_learning_rate`, `hwa_rpu_config`, the same Dice + CE loss as the Keras trainer, in torch), saves
+    the trained analog state_dict, and scores it again the same way.
+
+Repetition r always uses `torch.manual_seed(seed + r)` before programming, at every time: the same
+simulated chip is followed through time (common random numbers), so a curve over time shows drift, not
+the luck of the draw at each point. Before/after HWA use the same seeds too.
+
+Checkpoints (written atomically into `out_dir`): `analog_inference.pt` (the converted network before HWA)
+and `analog_hwa.pt` (after HWA), each a torch file {"state_dict", "kind", "analog_config"}, taken before any
+programming or drift (drift overwrites tile weights). `score_checkpoint` re-scores one without retraining.
+The report itself is also written to `out_dir/drift_report.json`.
+"""
+from __future__ import annotations
+
+import dataclasses
+import io
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from popnas_seg.atomic import atomic_write_bytes, atomic_write_json
+from popnas_seg.config import AnalogConfig
+
+CHECKPOINTS = {"inference": "analog_inference.pt", "hwa": "analog_hwa.pt"}
+
+
+@dataclass
+class DriftReport:
+    """Dice over time on analog tiles, before and after HWA. Each curve is a dict with `mean`, `std`
+    (one value per time in `times`) and `dice` ([times][repetitions]); `after_hwa` is None when
+    `hwa_epochs` is 0."""
+
+    times: list[float]
+    repetitions: int
+    before_hwa: dict[str, list]
+    after_hwa: dict[str, list] | None
+    digital_dice: float
+    """Dice of the converted, still digital torch network on the test images."""
+    coverage: dict[str, Any]
+    timings: dict[str, float]
+    hwa_epochs: int = 0
+    hwa_loss: list[float] = field(default_factory=list)
+    checkpoints: dict[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "DriftReport":
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+
+def hwa_and_drift(
+    onnx_path: str | os.PathLike[str],
+    train_x: np.ndarray,
+    train_y: np.ndarray,
+    test_x: np.ndarray,
+    test_y: np.ndarray,
+    cfg: AnalogConfig,
+    classes_count: int,
+    ignore_class: int | None,
+    out_dir: str | os.PathLike[str],
+    seed: int,
+    batch_size: int,
+    *,
+    class_weights: np.ndarray | None = None,
+    dice_weight: float = 1.0,
+    ce_weight: float = 1.0,
+    timeout_s: float | None = 6 * 3600.0,
+) -> DriftReport:
+    """HWA + drift scoring of one exported network in a worker process; raises AnalogWorkerError on failure."""
+    from popnas_seg.analog.worker import run_job
+
+    out = Path(out_dir).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    params = {
+        "onnx_path": str(Path(onnx_path).resolve()),
+        "cfg": cfg.model_dump(mode="json"),
+        "classes_count": int(classes_count),
+        "ignore_class": None if ignore_class is None else int(ignore_class),
+        "out_dir": str(out),
+        "seed": int(seed),
+        "batch_size": int(batch_size),
+        "class_weights": None if class_weights is None else [float(w) for w in np.asarray(class_weights).ravel()],
+        "dice_weight": float(dice_weight),
+        "ce_weight": float(ce_weight),
+    }
+    arrays = {"train_x": np.asarray(train_x, np.float32), "train_y": np.asarray(train_y),
+              "test_x": np.asarray(test_x, np.float32), "test_y": np.asarray(test_y)}
+    report = DriftReport.from_dict(run_job("hwa_and_drift", params, arrays, timeout_s=timeout_s))
+    atomic_write_json(out / "drift_report.json", report.to_dict())
+    return report
+
+
+def score_checkpoint(
+    onnx_path: str | os.PathLike[str],
+    checkpoint: str | os.PathLike[str],
+    test_x: np.ndarray,
+    test_y: np.ndarray,
+    classes_count: int,
+    ignore_class: int | None,
+    seed: int,
+    *,
+    eval_times: list[float] | None = None,
+    repetitions: int | None = None,
+    batch_size: int = 32,
+    timeout_s: float | None = 3600.0,
+) -> dict[str, list]:
+    """Re-score a saved analog checkpoint (no training): {"times", "mean", "std", "dice"} in a worker.
+
+    Times and repetitions default to those of the analog config stored in the checkpoint.
+    """
+    from popnas_seg.analog.worker import run_job
+
+    params = {
+        "onnx_path": str(Path(onnx_path).resolve()),
+        "checkpoint": str(Path(checkpoint).resolve()),
+        "classes_count": int(classes_count),
+        "ignore_class": None if ignore_class is None else int(ignore_class),
+        "seed": int(seed),
+        "eval_times": None if eval_times is None else [float(t) for t in eval_times],
+        "repetitions": None if repetitions is None else int(repetitions),
+        "batch_size": int(batch_size),
+    }
+    arrays = {"test_x": np.asarray(test_x, np.float32), "test_y": np.asarray(test_y)}
+    result = run_job("score_checkpoint", params, arrays, timeout_s=timeout_s)
+    result.pop("worker_time_s", None)
+    return result
+
+
+# ---------------------------------------------------------------------- inside the worker process
+
+def segmentation_loss_torch(probs: Any, labels: Any, classes_count: int, ignore_class: int | None,
+                            class_weights: list[float] | None, dice_weight: float, ce_weight: float,
+                            smooth: float = 1.0) -> Any:
+    """torch twin of `training.losses.SegmentationLoss` (soft foreground Dice + weighted CE on softmax
+    outputs, ignore_class pixels excluded), so HWA fine-tunes with the loss the network was trained with."""
+    import torch
+
+    probs = probs.float()
+    labels = labels.long()
+    if ignore_class is None:
+        valid = torch.ones_like(labels, dtype=torch.float32)
+        safe = labels
+    else:
+        valid = (labels != ignore_class).float()
+        safe = torch.where(labels == ignore_class, torch.zeros_like(labels), labels)
+    onehot = torch.nn.functional.one_hot(safe, classes_count).float()
+    valid = valid.unsqueeze(-1)
+    total = probs.new_zeros(())
+    if ce_weight > 0:
+        ce = -(onehot * torch.log(probs.clamp(1e-7, 1.0))).sum(-1, keepdim=True)
+        if class_weights is not None:
+            w = torch.as_tensor(class_weights, dtype=torch.float32)
+            pixel_w = (onehot * w).sum(-1, keepdim=True) * valid
+        else:
+            pixel_w = valid
+        total = total + ce_weight * (ce * pixel_w).sum() / pixel_w.sum().clamp_min(1e-7)
+    if dice_weight > 0:
+        fg_true = (onehot * valid)[..., 1:]
+        fg_pred = (probs * valid)[..., 1:]
+        inter = (fg_true * fg_pred).sum(dim=(0, 1, 2))
+        denom = fg_true.sum(dim=(0, 1, 2)) + fg_pred.sum(dim=(0, 1, 2))
+        dice = (2.0 * inter + smooth) / (denom + smooth)
+        keep = torch.ones(classes_count - 1)
+        if ignore_class is not None and ignore_class > 0:
+            keep[ignore_class - 1] = 0.0
+        mean_dice = (dice * keep).sum() / keep.sum() if keep.sum() > 0 else dice.new_ones(())
+        total = total + dice_weight * (1.0 - mean_dice)
+    return total
+
+
+def _curve(module: Any, x: np.ndarray, y: np.ndarray, times: list[float], repetitions: int, seed: int,
+           classes_count: int, ignore_class: int | None, batch_size: int) -> dict[str, list]:
+    from popnas_seg.analog.probe import score_repetitions
+
+    dice = [score_repetitions(module, x, y, t, repetitions, seed, classes_count, ignore_class, batch_size)
+            for t in times]
+    return {
+        "times": [float(t) for t in times],
+        "mean": [float(np.mean(d)) for d in dice],
+        "std": [float(np.std(d)) for d in dice],
+        "dice": [[float(v) for v in d] for d in dice],
+    }
+
+
+def _save_checkpoint(module: Any, path: Path, kind: str, cfg: AnalogConfig) -> str:
+    import torch
+
+    buf = io.BytesIO()
+    torch.save({"state_dict": module.state_dict(), "kind": kind, "analog_config": cfg.model_dump(mode="json")}, buf)
+    atomic_write_bytes(path, buf.getvalue())
+    return str(path)
+
+
+def _hwa_train(module: Any, x: np.ndarray, y: np.ndarray, cfg: AnalogConfig, seed: int, batch_size: int,
+               classes_count: int, ignore_class: int | None, class_weights: list[float] | None,
+               dice_weight: float, ce_weight: float) -> list[float]:
+    """AnalogSGD epochs over (x, y), shuffled by `seed`; returns the mean loss of each epoch."""
+    import torch
+    from aihwkit.optim import AnalogSGD
+
+    module.train()
+    optimizer = AnalogSGD(module.parameters(), lr=float(cfg.hwa_learning_rate))
+    optimizer.regroup_param_groups(module)
+    rng = np.random.default_rng(seed)
+    history = []
+    for _ in range(int(cfg.hwa_epochs)):
+        order = rng.permutation(len(x))
+        losses = []
+        for start in range(0, len(order), batch_size):
+            idx = order[start:start + batch_size]
+            xb = torch.from_numpy(np.ascontiguousarray(x[idx], dtype=np.float32))
+            yb = torch.from_numpy(np.asarray(y[idx]).astype(np.int64))
+            optimizer.zero_grad()
+            probs = module(xb)
+            loss = segmentation_loss_torch(probs, yb, classes_count, ignore_class, class_weights,
+                                           dice_weight, ce_weight)
+            if not torch.isfinite(loss):
+                raise FloatingPointError("HWA loss became NaN/inf; lower analog.hwa_learning_rate")
+            loss.backward()
+            optimizer.step()
+            losses.append(float(loss.detach()))
+        history.append(float(np.mean(losses)) if losses else float("nan"))
+    module.eval()
+    return history
+
+
+def hwa_and_drift_in_process(
+    onnx_path: str, cfg: dict[str, Any], classes_count: int, ignore_class: int | None, out_dir: str, seed: int,
+    batch_size: int, class_weights: list[float] | None, dice_weight: float, ce_weight: float,
+    train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, test_y: np.ndarray,
+) -> dict[str, Any]:
+    """The HWA + drift job itself (run by the worker); returns DriftReport fields."""
+    import torch
+
+    from popnas_seg.analog.export import onnx_to_torch
+    from popnas_seg.analog.probe import analog_dice
+    from popnas_seg.analog.rpu import analog_coverage, hwa_rpu_config, inference_rpu_config, to_analog
+
+    import onnx2torch  # noqa: F401  (imported before the clock starts: timings measure work, not imports)
+
+    analog_cfg = AnalogConfig.model_validate(cfg)
+    out = Path(out_dir)
+    times = [float(t) for t in analog_cfg.eval_times]
+    reps = int(analog_cfg.repetitions)
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+
+    torch.manual_seed(seed)
+    digital = onnx_to_torch(onnx_path)
+    digital_dice = analog_dice(digital, test_x, test_y, classes_count, ignore_class, batch_size)
+    before = to_analog(digital, inference_rpu_config(analog_cfg))
+    coverage = analog_coverage(before, test_x[:1])
+    checkpoints = {"inference": _save_checkpoint(before, out / CHECKPOINTS["inference"], "inference", analog_cfg)}
+    timings["convert_s"] = time.perf_counter() - t0
+
+    t = time.perf_counter()
+    before_curve = _curve(before, test_x, test_y, times, reps, seed, classes_count, ignore_class, batch_size)
+    timings["score_before_s"] = time.perf_counter() - t
+    del before
+
+    after_curve = None
+    history: list[float] = []
+    if analog_cfg.hwa_epochs > 0:
+        t = time.perf_counter()
+        torch.manual_seed(seed)
+        hwa = to_analog(digital, hwa_rpu_config(analog_cfg))
+        history = _hwa_train(hwa, train_x, train_y, analog_cfg, seed, batch_size, classes_count, ignore_class,
+                             class_weights, dice_weight, ce_weight)
+        checkpoints["hwa"] = _save_checkpoint(hwa, out / CHECKPOINTS["hwa"], "hwa", analog_cfg)
+        timings["hwa_train_s"] = time.perf_counter() - t
+        t = time.perf_counter()
+        after_curve = _curve(hwa, test_x, test_y, times, reps, seed, classes_count, ignore_class, batch_size)
+        timings["score_after_s"] = time.perf_counter() - t
+    timings["total_s"] = time.perf_counter() - t0
+    return {
+        "times": times,
+        "repetitions": reps,
+        "before_hwa": before_curve,
+        "after_hwa": after_curve,
+        "digital_dice": float(digital_dice),
+        "coverage": coverage,
+        "timings": timings,
+        "hwa_epochs": int(analog_cfg.hwa_epochs),
+        "hwa_loss": history,
+        "checkpoints": checkpoints,
+    }
+
+
+def load_checkpoint(onnx_path: str, checkpoint: str) -> tuple[Any, AnalogConfig]:
+    """Rebuild the analog network saved by `hwa_and_drift` (ONNX graph + analog state_dict), in eval mode."""
+    import torch
+
+    from popnas_seg.analog.export import onnx_to_torch
+    from popnas_seg.analog.rpu import hwa_rpu_config, inference_rpu_config, to_analog
+
+    saved = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    analog_cfg = AnalogConfig.model_validate(saved["analog_config"])
+    make = hwa_rpu_config if saved["kind"] == "hwa" else inference_rpu_config
+    module = to_analog(onnx_to_torch(onnx_path), make(analog_cfg))
+    module.load_state_dict(saved["state_dict"])
+    module.eval()
+    return module, analog_cfg
+
+
+def score_checkpoint_in_process(
+    onnx_path: str, checkpoint: str, classes_count: int, ignore_class: int | None, seed: int,
+    eval_times: list[float] | None, repetitions: int | None, batch_size: int,
+    test_x: np.ndarray, test_y: np.ndarray,
+) -> dict[str, Any]:
+    module, analog_cfg = load_checkpoint(onnx_path, checkpoint)
+    times = eval_times if eval_times is not None else list(analog_cfg.eval_times)
+    reps = repetitions if repetitions is not None else int(analog_cfg.repetitions)
+    return _curve(module, test_x, test_y, times, reps, seed, classes_count, ignore_class, batch_size)

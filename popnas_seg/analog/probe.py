@@ -1,0 +1,137 @@
+"""The search-time analog probe: Dice of a trained network on PCM-like analog tiles at `t_inference`.
+
+Per repetition r the network is programmed afresh (`torch.manual_seed(seed + r)`, then
+`program_analog_weights()` and `drift_analog_weights(t_inference)`), so the std over repetitions is the
+spread over independently programmed chips, not over read noise of one programming (ANALOG_FACTS.md 3).
+Dice is the project's one numpy `dice_score`, the same as the digital evaluation, so
+`robustness = analog / digital` compares like with like. It is reported as measured, never clipped
+(a poorly fitted network can score higher analog than digital, see DESIGN.md).
+
+Reproducibility: programming and drift noise follow the torch seed; AIHWKit's forward (ADC/DAC, output)
+noise in its compiled tiles is clock-seeded, so repeated probes agree closely but not bit for bit.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from popnas_seg.config import AnalogConfig
+
+
+@dataclass
+class ProbeResult:
+    """Analog Dice over repetitions, its ratio to the digital Dice, and the analog coverage."""
+
+    analog_dice_mean: float
+    analog_dice_std: float
+    robustness: float | None
+    coverage: dict[str, Any]
+    time_s: float
+    dice_per_repetition: list[float] = field(default_factory=list)
+    digital_dice_torch: float | None = None
+    """Dice of the converted (still digital) torch network on the same images: an export sanity check."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def robustness_ratio(analog_dice: float, digital_dice: float | None) -> float | None:
+    """analog / digital as measured (never clipped); None when the digital Dice is 0 or unknown."""
+    if digital_dice is None or not digital_dice > 0:
+        return None
+    return float(analog_dice) / float(digital_dice)
+
+
+def probe_analog(
+    onnx_path: str | os.PathLike[str],
+    x: np.ndarray,
+    y: np.ndarray,
+    cfg: AnalogConfig,
+    classes_count: int,
+    ignore_class: int | None,
+    digital_dice: float | None,
+    seed: int,
+    *,
+    batch_size: int = 32,
+    timeout_s: float | None = 1800.0,
+) -> ProbeResult:
+    """Probe the exported network in a worker process (see worker.py); raises AnalogWorkerError on failure."""
+    from popnas_seg.analog.worker import run_job
+
+    start = time.perf_counter()
+    params = {
+        "onnx_path": str(Path(onnx_path).resolve()),
+        "cfg": cfg.model_dump(mode="json"),
+        "classes_count": int(classes_count),
+        "ignore_class": None if ignore_class is None else int(ignore_class),
+        "seed": int(seed),
+        "batch_size": int(batch_size),
+    }
+    out = run_job("probe", params, {"x": np.asarray(x, np.float32), "y": np.asarray(y)}, timeout_s=timeout_s)
+    return ProbeResult(
+        analog_dice_mean=float(out["analog_dice_mean"]),
+        analog_dice_std=float(out["analog_dice_std"]),
+        robustness=robustness_ratio(out["analog_dice_mean"], digital_dice),
+        coverage=out["coverage"],
+        time_s=time.perf_counter() - start,
+        dice_per_repetition=[float(d) for d in out["dice_per_repetition"]],
+        digital_dice_torch=out.get("digital_dice_torch"),
+    )
+
+
+# ---------------------------------------------------------------------- inside the worker process
+
+def analog_dice(module: Any, x: np.ndarray, y: np.ndarray, classes_count: int, ignore_class: int | None,
+                batch_size: int = 32) -> float:
+    """Dice of a (digital or analog) torch module on NHWC arrays, with the shared numpy scorer."""
+    from popnas_seg.analog.export import torch_predict
+    from popnas_seg.training.losses import dice_score
+
+    probs = torch_predict(module, x, batch_size=batch_size)
+    return dice_score(np.argmax(probs, axis=-1), y, classes_count, ignore_class)
+
+
+def score_repetitions(module: Any, x: np.ndarray, y: np.ndarray, t_inference: float, repetitions: int,
+                      seed: int, classes_count: int, ignore_class: int | None, batch_size: int = 32) -> list[float]:
+    """Dice of `repetitions` independent programmings of `module`, each drifted to `t_inference` seconds."""
+    import torch
+
+    from popnas_seg.analog.rpu import program_and_drift
+
+    scores = []
+    for r in range(repetitions):
+        torch.manual_seed(seed + r)
+        program_and_drift(module, t_inference)
+        scores.append(analog_dice(module, x, y, classes_count, ignore_class, batch_size))
+    return scores
+
+
+def probe_in_process(onnx_path: str, cfg: dict[str, Any], classes_count: int, ignore_class: int | None,
+                     seed: int, x: np.ndarray, y: np.ndarray, batch_size: int = 32) -> dict[str, Any]:
+    """The probe itself (run by the worker): convert, measure coverage, score each programming."""
+    import torch
+
+    from popnas_seg.analog.export import onnx_to_torch
+    from popnas_seg.analog.rpu import analog_coverage, inference_rpu_config, to_analog
+
+    analog_cfg = AnalogConfig.model_validate(cfg)
+    torch.manual_seed(seed)
+    digital = onnx_to_torch(onnx_path)
+    digital_dice = analog_dice(digital, x, y, classes_count, ignore_class, batch_size)
+    analog = to_analog(digital, inference_rpu_config(analog_cfg))
+    coverage = analog_coverage(analog, x[:1])
+    scores = score_repetitions(analog, x, y, analog_cfg.t_inference, analog_cfg.probe_repetitions, seed,
+                               classes_count, ignore_class, batch_size)
+    return {
+        "analog_dice_mean": float(np.mean(scores)),
+        "analog_dice_std": float(np.std(scores)),
+        "dice_per_repetition": [float(s) for s in scores],
+        "digital_dice_torch": float(digital_dice),
+        "coverage": coverage,
+    }

@@ -1,0 +1,289 @@
+"""AIHWKit configurations from `AnalogConfig`, the layer-by-layer analog conversion, and its coverage.
+
+Why convert layer by layer instead of `aihwkit.nn.conversion.convert_to_analog(root)`: on an onnx2torch
+GraphModule that works once per process (a second network fails because a dynamically made wrapper class
+is reused, STACK.md), and it aborts on the first grouped convolution (`Only one group is supported`). Here
+every `nn.Conv2d` with `groups == 1` (and zero padding mode) and every `nn.Linear` is replaced in place by its
+analog counterpart; everything else stays digital and is *listed* by `analog_coverage`, so every network
+converts and no digital fallback goes unreported.
+"""
+from __future__ import annotations
+
+import copy
+from typing import Any, Iterator
+
+import torch
+from torch import nn
+
+from popnas_seg.config import AnalogConfig
+
+
+def _noise_model(cfg: AnalogConfig) -> Any:
+    from aihwkit.inference import PCMLikeNoiseModel
+
+    return PCMLikeNoiseModel(g_max=float(cfg.g_max))
+
+
+def _drift_compensation(cfg: AnalogConfig) -> Any:
+    from aihwkit.inference import GlobalDriftCompensation
+
+    return GlobalDriftCompensation() if cfg.drift_compensation == "global" else None
+
+
+def _set_forward(rpu: Any, cfg: AnalogConfig) -> None:
+    from aihwkit.simulator.configs import WeightNoiseType
+
+    rpu.forward.inp_res = float(cfg.inp_res)
+    rpu.forward.out_res = float(cfg.out_res)
+    rpu.forward.out_noise = float(cfg.out_noise)
+    rpu.forward.w_noise = float(cfg.w_noise)
+    rpu.forward.w_noise_type = WeightNoiseType.PCM_READ if cfg.w_noise > 0 else WeightNoiseType.NONE
+
+
+def _set_mapping(rpu: Any, cfg: AnalogConfig) -> None:
+    rpu.mapping.digital_bias = True
+    rpu.mapping.max_input_size = int(cfg.tile_size)
+    rpu.mapping.max_output_size = int(cfg.tile_size)
+
+
+def inference_rpu_config(cfg: AnalogConfig) -> Any:
+    """PCM-like inference tiles for scoring a digitally trained network (the search-time probe).
+
+    Programming/read noise and drift from `PCMLikeNoiseModel(g_max)`, optional global drift compensation,
+    DAC/ADC resolution and output noise from `cfg`, weights clipped at `clip_sigma` standard deviations,
+    layers split over tiles of at most `tile_size` x `tile_size`, biases kept digital. Noise and bound
+    management stay at AIHWKit's defaults (ABS_MAX / ITERATIVE): a digitally trained network has no learned
+    input ranges, so dynamic input scaling is what keeps its activations inside the DAC range.
+    """
+    from aihwkit.simulator.configs import InferenceRPUConfig, WeightClipType
+
+    rpu = InferenceRPUConfig()
+    rpu.noise_model = _noise_model(cfg)
+    rpu.drift_compensation = _drift_compensation(cfg)
+    _set_forward(rpu, cfg)
+    rpu.clip.type = WeightClipType.LAYER_GAUSSIAN
+    rpu.clip.sigma = float(cfg.clip_sigma)
+    _set_mapping(rpu, cfg)
+    return rpu
+
+
+def hwa_rpu_config(cfg: AnalogConfig) -> Any:
+    """The hardware-aware-training recipe (ANALOG_FACTS.md section 1, the AIHWKit HWA tutorial):
+
+    additive Gaussian weight noise (`hwa_noise_std`, relative to the layer's max weight) resampled every
+    mini-batch, layer-Gaussian clipping at `clip_sigma`, layer-wise symmetric remapping, learned input
+    ranges (initialised from data) in place of noise/bound management, output bound 10, and the same PCM
+    noise model, drift compensation, resolutions and tile size as inference.
+    """
+    from aihwkit.simulator.configs import (
+        BoundManagementType,
+        InferenceRPUConfig,
+        NoiseManagementType,
+        WeightClipType,
+        WeightModifierType,
+        WeightRemapType,
+    )
+
+    rpu = InferenceRPUConfig()
+    rpu.noise_model = _noise_model(cfg)
+    rpu.drift_compensation = _drift_compensation(cfg)
+    _set_forward(rpu, cfg)
+    rpu.forward.out_bound = 10.0
+    rpu.forward.noise_management = NoiseManagementType.NONE
+    rpu.forward.bound_management = BoundManagementType.NONE
+    rpu.modifier.type = WeightModifierType.ADD_NORMAL
+    rpu.modifier.std_dev = float(cfg.hwa_noise_std)
+    rpu.modifier.rel_to_actual_wmax = True
+    rpu.clip.type = WeightClipType.LAYER_GAUSSIAN
+    rpu.clip.sigma = float(cfg.clip_sigma)
+    rpu.remap.type = WeightRemapType.LAYERWISE_SYMMETRIC
+    rpu.pre_post.input_range.enable = True
+    rpu.pre_post.input_range.learn_input_range = True
+    rpu.pre_post.input_range.init_from_data = 100
+    _set_mapping(rpu, cfg)
+    return rpu
+
+
+# ------------------------------------------------------------------------------------------ conversion
+
+def _digital_reason(module: nn.Module) -> str | None:
+    """Why a weighted layer stays digital (None: it converts)."""
+    if type(module) is nn.Conv2d:
+        if module.groups != 1:
+            return f"grouped conv (groups={module.groups}): AIHWKit supports one group only"
+        if module.padding_mode != "zeros":
+            return f"padding_mode {module.padding_mode!r}: AIHWKit supports 'zeros' only"
+        if isinstance(module.padding, str):
+            return f"padding={module.padding!r}: AIHWKit needs explicit padding"
+        return None
+    if type(module) is nn.Linear:
+        return None
+    return f"{type(module).__name__} has no analog counterpart"
+
+
+def _is_analog(module: nn.Module) -> bool:
+    from aihwkit.nn.modules.base import AnalogLayerBase
+
+    return isinstance(module, AnalogLayerBase)
+
+
+def to_analog(torch_module: nn.Module, rpu_config: Any) -> nn.Module:
+    """A deep copy of `torch_module` whose groups==1 Conv2d and Linear layers are AIHWKit analog layers.
+
+    Weights and biases are copied (biases stay digital). Other layers stay as they are; see
+    `analog_coverage` for which. The copy is in eval mode.
+    """
+    from aihwkit.nn import AnalogConv2d, AnalogLinear
+
+    module = copy.deepcopy(torch_module)
+    targets = [
+        (name, child) for name, child in module.named_modules()
+        if name and type(child) in (nn.Conv2d, nn.Linear) and _digital_reason(child) is None
+    ]
+    for name, child in targets:
+        parent, attr = _parent_of(module, name)
+        if type(child) is nn.Conv2d:
+            analog = AnalogConv2d.from_digital(child, rpu_config)
+        else:
+            analog = AnalogLinear.from_digital(child, rpu_config)
+        parent._modules[attr] = analog
+    module.eval()
+    return module
+
+
+def _parent_of(root: nn.Module, name: str) -> tuple[nn.Module, str]:
+    """Parent module and attribute of a dotted child name. onnx2torch names may contain '/' but not '.'
+    inside one level, so a dot always separates levels (a name missing from `_modules` means it does not)."""
+    if name in root._modules:
+        return root, name
+    head, _, tail = name.partition(".")
+    if head in root._modules:
+        return _parent_of(root._modules[head], tail)
+    raise KeyError(name)
+
+
+def analog_layers(module: nn.Module) -> Iterator[tuple[str, nn.Module]]:
+    """Top-level analog layers of a (partly) analog module (nested analog containers yield once)."""
+    seen: list[str] = []
+    for name, child in module.named_modules():
+        if _is_analog(child) and not any(name.startswith(p + ".") for p in seen):
+            seen.append(name)
+            yield name, child
+
+
+def program_and_drift(module: nn.Module, t_inference: float) -> None:
+    """Fresh programming noise, then drift to `t_inference` seconds (read noise resampled), every analog layer.
+
+    Programming per call is what makes repetitions independent devices rather than re-reads of one chip.
+    """
+    module.eval()
+    for _, layer in analog_layers(module):
+        layer.program_analog_weights()
+    for _, layer in analog_layers(module):
+        layer.drift_analog_weights(float(t_inference))
+
+
+# ------------------------------------------------------------------------------------------ coverage
+
+def _weight_count(module: nn.Module) -> int:
+    if _is_analog(module):
+        weight, _ = module.get_weights()
+        return int(weight.numel())
+    weight = getattr(module, "weight", None)
+    return int(weight.numel()) if isinstance(weight, torch.Tensor) else 0
+
+
+def _macs(module: nn.Module, inputs: tuple, output: Any) -> int:
+    """Multiply-accumulates of one forward call of a conv / linear layer, per image."""
+    out = output[0] if isinstance(output, (tuple, list)) else output
+    if not isinstance(out, torch.Tensor) or out.dim() == 0:
+        return 0
+    batch = max(1, int(out.shape[0]))
+    if hasattr(module, "kernel_size") and hasattr(module, "in_channels"):
+        kernel = 1
+        for k in module.kernel_size:
+            kernel *= int(k)
+        groups = int(getattr(module, "groups", 1) or 1)
+        if isinstance(module, nn.ConvTranspose2d) or "Transpose" in type(module).__name__:
+            x = inputs[0]
+            return int(x.numel() // batch) * int(module.out_channels) // groups * kernel
+        return int(out.numel() // batch) * int(module.in_channels) // groups * kernel
+    if hasattr(module, "in_features"):
+        return int(out.numel() // batch) * int(module.in_features)
+    return 0
+
+
+def analog_coverage(torch_module: nn.Module, sample: Any | None = None) -> dict[str, Any]:
+    """How much of a converted network really runs on analog tiles.
+
+    Returns `weights_analog_fraction` (weight-matrix elements in analog layers / all weight-matrix
+    elements; biases and norms excluded: they are digital by design), `macs_analog_fraction` (same for
+    multiply-accumulates, from forward hooks on `sample`, an NHWC batch; None without a sample),
+    `analog_layers` (names) and `digital_layers` (name, type, weights, reason for each weighted layer that
+    stayed digital; also weight tensors used by ops such as MatMul that are not layers at all).
+    """
+    analog: list[tuple[str, nn.Module]] = list(analog_layers(torch_module))
+    analog_names = {n for n, _ in analog}
+    inside_analog = tuple(n + "." for n in analog_names)
+    digital: list[dict[str, Any]] = []
+    digital_modules: list[tuple[str, nn.Module]] = []
+    for name, child in torch_module.named_modules():
+        if not name or name in analog_names or name.startswith(inside_analog):
+            continue
+        weight = child._parameters.get("weight")
+        if isinstance(weight, torch.Tensor) and weight.dim() >= 2:
+            digital_modules.append((name, child))
+            digital.append({"name": name, "type": type(child).__name__, "weights": int(weight.numel()),
+                            "reason": _digital_reason(child) or "not converted"})
+            continue
+        # Loose >=2-D float tensors (e.g. onnx2torch initializers feeding MatMul): digital weights too.
+        for tensor_name, tensor in [*child._parameters.items(), *child._buffers.items()]:
+            matrix = isinstance(tensor, torch.Tensor) and sum(int(d) > 1 for d in tensor.shape) >= 2
+            if matrix and tensor.is_floating_point():  # per-channel scales (folded norms) are not weights
+                digital.append({"name": f"{name}.{tensor_name}", "type": "tensor", "weights": int(tensor.numel()),
+                                "reason": "weight tensor used by a non-layer op (e.g. MatMul)"})
+    analog_w = sum(_weight_count(m) for _, m in analog)
+    digital_w = sum(d["weights"] for d in digital)
+    total_w = analog_w + digital_w
+    result: dict[str, Any] = {
+        "weights_analog_fraction": (analog_w / total_w) if total_w else 0.0,
+        "weights_analog": int(analog_w),
+        "weights_total": int(total_w),
+        "macs_analog_fraction": None,
+        "analog_layers": sorted(analog_names),
+        "digital_layers": digital,
+    }
+    if sample is not None:
+        result.update(_mac_fractions(torch_module, analog, digital_modules, sample))
+    return result
+
+
+def _mac_fractions(root: nn.Module, analog: list, digital: list, sample: Any) -> dict[str, Any]:
+    counts = {"analog": 0, "digital": 0}
+    handles = []
+
+    def hook(kind: str):
+        def fn(module: nn.Module, inputs: tuple, output: Any) -> None:
+            counts[kind] += _macs(module, inputs, output)
+        return fn
+
+    for _, m in analog:
+        handles.append(m.register_forward_hook(hook("analog")))
+    for _, m in digital:
+        handles.append(m.register_forward_hook(hook("digital")))
+    was_training = root.training
+    root.eval()
+    try:
+        with torch.no_grad():
+            x = torch.as_tensor(sample, dtype=torch.float32)[:1]
+            root(x)
+    finally:
+        for h in handles:
+            h.remove()
+        root.train(was_training)
+    total = counts["analog"] + counts["digital"]
+    return {
+        "macs_analog_fraction": (counts["analog"] / total) if total else 0.0,
+        "macs_analog": int(counts["analog"]),
+        "macs_total": int(total),
+    }

@@ -1,0 +1,26 @@
+"""Data layer: built-in synthetic nuclei, a user's images/ + masks/ folder, and the split tf.data pipelines.
+
+`generate_nuclei` and `read_folder` are plain numpy; the pipeline names import TensorFlow, so they are
+loaded lazily: `from popnas_seg.data import generate_nuclei` stays cheap.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from popnas_seg.data.folder import read_folder
+from popnas_seg.data.synthetic import generate_nuclei
+
+if TYPE_CHECKING:
+    from popnas_seg.data.pipeline import SegmentationData, load_data, save_preview
+
+__all__ = ["SegmentationData", "generate_nuclei", "load_data", "read_folder", "save_preview"]
+
+_LAZY = {"SegmentationData", "load_data", "save_preview"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        from popnas_seg.data import pipeline
+
+        return getattr(pipeline, name)
+    raise AttributeError(f"module 'popnas_seg.data' has no attribute {name!r}")

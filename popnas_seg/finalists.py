@@ -1,0 +1,674 @@
+"""After the search: pick finalists from the measured front, retrain them longer, export them, score them on analog.
+
+Sub-steps, each recorded in the journal once its files exist, so a re-run continues where it stopped:
+
+1. ``finalists_selected``   the candidates picked from the final measured front by `analog.selection_rule`
+2. ``model_selection_done`` one per candidate variant (the cell at the searched macro-architecture, plus
+                            filters x2 / motifs + 1 when `analog.macro_variants`) -> final/model_selection.csv;
+                            the best variant of each candidate (validation Dice) becomes that finalist
+3. ``finalist_trained``     final training (`analog.final_epochs`, early stopping on validation Dice), test
+                            Dice/mIoU, final/<id>/model.keras
+4. ``finalist_exported``    final/<id>/model.onnx (dynamic batch), model.pt (the onnx2torch module) and
+                            state_dict.pt; Keras vs torch equivalence and an ONNX Runtime run on test images
+5. ``finalist_drift_done``  hardware-aware training + drift scoring (analog/drift.py), checkpoints in final/<id>/
+6. ``finalist_done``        the finalist's row of final/finalists.csv
+
+The U-Net baseline (`analog.unet_baseline`) goes through steps 3-6 as finalist ``unet`` with the same budget.
+
+Selection rules (`select_finalists`):
+
+- ``best_dice``: the measured Pareto front (over the search objectives) ordered by validation Dice.
+- ``best_analog``: the same front ordered by analog Dice at the probe time (unprobed networks last).
+- ``knee``: the 2-D Dice / params front. Both axes are scaled to [0, 1] over the front (params on a log scale,
+  since size matters in ratios), and each point's signed distance from the chord that joins the two extreme
+  points (the smallest and the most accurate network) is measured; the knee is the point farthest above the
+  chord, i.e. the one where giving up size stops buying Dice. Further finalists follow in decreasing distance.
+
+When the front holds fewer networks than `analog.finalists`, the next non-dominated fronts fill up the list
+with the same ordering.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from popnas_seg.config import ArchitectureConfig, RunConfig
+from popnas_seg.results import TrainingResult
+
+UNET = "unet"
+# Keras and the converted torch module must agree this closely (probabilities, and Dice of the argmax).
+EQUIVALENCE_MAX_ABS_DIFF = 1e-4
+EQUIVALENCE_DICE_TOL = 1e-3
+SAMPLE_IMAGES = 4
+MONTH_S = 2592000.0
+
+
+# ---------------------------------------------------------------------------------------------------- selection
+def _fronts(results: Sequence[TrainingResult], objectives: Sequence[str]) -> list[list[TrainingResult]]:
+    from popnas_seg.search.pareto import non_dominated_sort, objective_matrix
+
+    if not results:
+        return []
+    values, maximise = objective_matrix(results, objectives)
+    return [[results[int(i)] for i in front] for front in non_dominated_sort(values, maximise)]
+
+
+def knee_distances(front: Sequence[TrainingResult]) -> list[float]:
+    """Signed distance of each point above the chord joining the extreme points (Dice up, log params down).
+
+    Both axes are normalised to [0, 1] over `front`; positive means the point bulges towards "small and
+    accurate" beyond the straight trade-off line. Degenerate fronts (one point, or no spread) give zeros.
+    """
+    if len(front) < 3:
+        return [0.0] * len(front)
+    size = np.log10(np.maximum(np.array([r.params for r in front], float), 1.0))
+    dice = np.array([r.dice for r in front], float)
+    span_s, span_d = np.ptp(size), np.ptp(dice)
+    if span_s == 0 or span_d == 0:
+        return [0.0] * len(front)
+    # x = smallness (1 = smallest), y = accuracy (1 = most accurate): the ideal corner is (1, 1).
+    x = (size.max() - size) / span_s
+    y = (dice - dice.min()) / span_d
+    a = np.array([x[np.argmax(x)], y[np.argmax(x)]])  # smallest network
+    b = np.array([x[np.argmax(y)], y[np.argmax(y)]])  # most accurate network
+    chord = b - a
+    norm = float(np.hypot(*chord))
+    if norm == 0:
+        return [0.0] * len(front)
+    # 2-D cross product: positive on the side of the ideal corner (1, 1).
+    cross = chord[0] * (y - a[1]) - chord[1] * (x - a[0])
+    ideal = chord[0] * (1 - a[1]) - chord[1] * (1 - a[0])
+    sign = 1.0 if ideal >= 0 else -1.0
+    return (sign * cross / norm).tolist()
+
+
+def select_finalists(results: Sequence[TrainingResult], rule: str, count: int,
+                     objectives: Sequence[str]) -> list[TrainingResult]:
+    """The `count` networks to retrain, by `rule` ("best_dice", "best_analog" or "knee"); see the module doc."""
+    ok = [r for r in results if r.status == "ok" and r.dice is not None and math.isfinite(r.dice)]
+    if rule == "knee":
+        fronts = _fronts(ok, ["dice", "params"])
+    else:
+        fronts = _fronts(ok, list(objectives))
+    picked: list[TrainingResult] = []
+    for front in fronts:
+        if rule == "best_dice":
+            ordered = sorted(front, key=lambda r: (-r.dice, r.params, r.network_id))
+        elif rule == "best_analog":
+            ordered = sorted(front, key=lambda r: (r.analog_dice is None, -(r.analog_dice or 0.0), -r.dice,
+                                                    r.network_id))
+        elif rule == "knee":
+            dist = knee_distances(front)
+            ordered = [r for _, r in sorted(zip(dist, front), key=lambda p: (-p[0], -p[1].dice, p[1].network_id))]
+        else:
+            raise ValueError(f"unknown selection rule {rule!r}")
+        for r in ordered:
+            if len(picked) < count and all(p.network_id != r.network_id for p in picked):
+                picked.append(r)
+        if len(picked) >= count:
+            break
+    return picked
+
+
+def macro_variants(arch: ArchitectureConfig, input_shape: Sequence[int], enabled: bool
+                   ) -> list[tuple[str, ArchitectureConfig]]:
+    """(suffix, architecture) pairs to try: the searched one, then filters x2 and motifs + 1 where valid.
+
+    motifs + 1 needs the image sides divisible by 2**(motifs + 1); it is skipped otherwise.
+    """
+    out = [("", arch)]
+    if not enabled:
+        return out
+    if arch.filters * 2 <= 512:
+        out.append((f"_f{arch.filters * 2}", arch.model_copy(update={"filters": arch.filters * 2})))
+    m = arch.motifs + 1
+    if m <= 6 and all(int(s) % (2 ** m) == 0 for s in input_shape[:2]):
+        out.append((f"_m{m}", arch.model_copy(update={"motifs": m})))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------- drift rows
+def drift_rows(network: str, report: dict[str, Any]) -> list[dict[str, Any]]:
+    """DriftReport.to_dict() -> drift-table rows (network, hwa, time, mean, std).
+
+    A curve is {"times": [...], "mean": [...], "std": [...]} as analog/drift.py writes it (times may also sit at
+    the report's top level); {time: {"mean", "std"}} and [{"time", "mean", "std"}] are read too.
+    """
+    rows = []
+    for phase, hwa in (("before_hwa", "before"), ("after_hwa", "after")):
+        curve = report.get(phase)
+        if not curve:
+            continue
+        if isinstance(curve, dict) and isinstance(curve.get("mean"), list):
+            times = curve.get("times") or report.get("times") or []
+            stds = curve.get("std") or [None] * len(times)
+            items = [(float(t), {"mean": m, "std": s}) for t, m, s in zip(times, curve["mean"], stds)]
+        elif isinstance(curve, dict):
+            items = [(float(t), v) for t, v in curve.items()]
+        else:
+            items = [(float(e.get("time", e.get("t"))), e) for e in curve]
+        for t, value in sorted(items, key=lambda p: p[0]):
+            mean = value.get("mean") if isinstance(value, dict) else value
+            std = value.get("std") if isinstance(value, dict) else None
+            rows.append({"network": network, "hwa": hwa, "time": t, "mean": None if mean is None else float(mean),
+                         "std": None if std is None else float(std)})
+    return rows
+
+
+def _coverage_fraction(report: dict[str, Any]) -> float | None:
+    cov = report.get("coverage")
+    if isinstance(cov, dict):
+        value = cov.get("weights_analog_fraction", cov.get("weights_fraction"))
+        return None if value is None else float(value)
+    return None if cov is None else float(cov)
+
+
+# ---------------------------------------------------------------------------------------------------- the stage
+@dataclass
+class _Finalist:
+    """One network going through final training: a searched cell with its chosen macro variant, or the U-Net."""
+
+    name: str
+    network_id: int
+    encoding: str
+    blocks: int
+    arch: ArchitectureConfig
+    origin: str
+
+
+class FinalistsStage:
+    """Runs or resumes the finalists stage of one run folder (see the module docstring for the sub-steps)."""
+
+    def __init__(self, run: Any, config: RunConfig, data: Any, logger: logging.Logger | None = None) -> None:
+        self.run = run
+        self.config = config
+        self.data = data
+        self.log = logger or logging.getLogger("popnas_seg")
+        self.final_dir = Path(run.final_dir)
+        self._trainer: Any = None
+        self._test: tuple[np.ndarray, np.ndarray] | None = None
+        self._train: tuple[np.ndarray, np.ndarray] | None = None
+
+    # ------------------------------------------------------------------ journal helpers
+    def _events(self, kind: str, **match: Any) -> list[dict[str, Any]]:
+        return [e for e in self.run.journal.events(kind) if all(e.get(k) == v for k, v in match.items())]
+
+    def _last(self, kind: str, **match: Any) -> dict[str, Any] | None:
+        events = self._events(kind, **match)
+        return events[-1] if events else None
+
+    def _trainer_(self) -> Any:
+        if self._trainer is None:
+            from popnas_seg.training.trainer import Trainer
+
+            self._trainer = Trainer(self.config, self.data, self.log)
+        return self._trainer
+
+    def _test_arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        if self._test is None:
+            x, y = self.data.test_arrays()
+            if len(x) == 0:  # test_size 0: the validation split is the only held-out data
+                x, y = self.data.val_arrays()
+            self._test = (np.asarray(x, np.float32), np.asarray(y, np.int32))
+        return self._test
+
+    def _train_arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        if self._train is None:
+            x, y = self.data.train_arrays()
+            self._train = (np.asarray(x, np.float32), np.asarray(y, np.int32))
+        return self._train
+
+    def _seed(self, encoding: str, salt: str = "") -> int:
+        from popnas_seg.search.runner import network_seed
+
+        return network_seed(self.config.others.seed, encoding + salt)
+
+    # ------------------------------------------------------------------ (a) selection
+    def select(self) -> list[TrainingResult]:
+        """The candidates, fixed in the journal the first time so a resumed run keeps the same ones."""
+        event = self._last("finalists_selected")
+        if event is not None:
+            return [TrainingResult.from_dict(c) for c in event["candidates"]]
+        from popnas_seg.search.runner import search_objectives
+
+        results = self._search_results()
+        a = self.config.analog
+        objectives = search_objectives(self.config)
+        rule = a.selection_rule
+        if rule == "best_analog" and not any(r.analog_dice is not None for r in results):
+            self.log.warning("selection_rule best_analog but no network has an analog Dice: ordering by Dice")
+        picked = select_finalists(results, rule, a.finalists, objectives)
+        if not picked and not a.unet_baseline:
+            from popnas_seg.errors import UserError
+
+            raise UserError(f"no successfully trained network in {self.run.path}: run the search stage first")
+        self.run.journal.append("finalists_selected", rule=rule, objectives=objectives,
+                                candidates=[r.to_dict() for r in picked])
+        self.log.info("finalists (%s): %s", rule, ", ".join(f"{r.network_id} (dice {r.dice:.3f})" for r in picked))
+        return picked
+
+    def _search_results(self) -> list[TrainingResult]:
+        events = self.run.journal.events("network_finished")
+        if events:
+            by_id = {}
+            for e in events:
+                r = TrainingResult.from_dict(e["result"])
+                by_id[r.network_id] = r
+            return list(by_id.values())
+        from popnas_seg.runlog.tables import read_csv
+
+        return [TrainingResult.from_dict(r) for r in read_csv(Path(self.run.csv_dir) / "training_results.csv")]
+
+    # ------------------------------------------------------------------ (b) model selection
+    def model_selection(self, candidates: Sequence[TrainingResult]) -> list[_Finalist]:
+        """Short retraining of every candidate variant; the best variant (validation Dice) of each cell wins."""
+        from popnas_seg.runlog.tables import write_csv
+
+        a = self.config.analog
+        shape = tuple(self.data.input_shape)
+        chosen: list[_Finalist] = []
+        for cand in candidates:
+            best: tuple[float, _Finalist] | None = None
+            for suffix, arch in macro_variants(self.config.architecture_hyperparameters, shape, a.macro_variants):
+                variant = f"{cand.network_id}{suffix}"
+                done = self._last("model_selection_done", variant=variant)
+                if done is None:
+                    done = self._train_selection_variant(cand, variant, arch)
+                finalist = _Finalist(str(cand.network_id), cand.network_id, cand.encoding, cand.blocks,
+                                     ArchitectureConfig(**done["arch"]), cand.origin)
+                dice = float(done["dice"]) if done["status"] == "ok" else -1.0
+                if best is None or dice > best[0]:
+                    best = (dice, finalist)
+            assert best is not None
+            chosen.append(best[1])
+        rows = []
+        winners = {(f.network_id, f.arch.filters, f.arch.motifs) for f in chosen}
+        for e in self.run.journal.events("model_selection_done"):
+            row = {k: e[k] for k in ("variant", "network_id", "encoding", "filters", "motifs", "dice", "miou",
+                                     "params", "flops", "epochs", "train_time_s", "status")}
+            row["chosen"] = (e["network_id"], e["filters"], e["motifs"]) in winners
+            rows.append(row)
+        write_csv(self.final_dir / "model_selection.csv", rows)
+        return chosen
+
+    def _train_selection_variant(self, cand: TrainingResult, variant: str, arch: ArchitectureConfig
+                                 ) -> dict[str, Any]:
+        from popnas_seg.models.builder import build_model
+        from popnas_seg.models.cost import count_flops
+        from popnas_seg.search_space.encoding import Cell
+
+        shape = tuple(self.data.input_shape)
+        cell = Cell.from_string(cand.encoding)
+        self.log.info("model selection: %s (%s, filters %d, motifs %d), %d epochs", variant, cand.encoding,
+                      arch.filters, arch.motifs, self.config.analog.model_selection_epochs)
+        model = build_model(cell, arch, shape, self.data.classes_count)
+        result, _ = self._trainer_().train(
+            model, network_id=cand.network_id, encoding=cand.encoding, blocks=len(cell.blocks),
+            seed=self._seed(cell.key(), variant), out_dir=self.final_dir / "model_selection" / variant,
+            epochs=self.config.analog.model_selection_epochs,
+            flops=count_flops(cell, arch, shape, self.data.classes_count),
+        )
+        return self.run.journal.append(
+            "model_selection_done", variant=variant, network_id=cand.network_id, encoding=cand.encoding,
+            filters=arch.filters, motifs=arch.motifs, arch=arch.model_dump(mode="json"), dice=result.dice,
+            miou=result.miou, params=result.params, flops=result.flops, epochs=result.epochs,
+            train_time_s=result.train_time_s, status=result.status,
+        )
+
+    # ------------------------------------------------------------------ (c) final training
+    def _build(self, f: _Finalist) -> tuple[Any, int]:
+        shape = tuple(self.data.input_shape)
+        if f.name == UNET:
+            from popnas_seg.models.builder import build_unet
+            from popnas_seg.models.cost import unet_flops
+
+            return (build_unet(f.arch, shape, self.data.classes_count),
+                    unet_flops(f.arch, shape, self.data.classes_count))
+        from popnas_seg.models.builder import build_model
+        from popnas_seg.models.cost import count_flops
+        from popnas_seg.search_space.encoding import Cell
+
+        cell = Cell.from_string(f.encoding)
+        return (build_model(cell, f.arch, shape, self.data.classes_count),
+                count_flops(cell, f.arch, shape, self.data.classes_count))
+
+    def final_training(self, f: _Finalist) -> tuple[dict[str, Any], Any]:
+        """Train `f` for `analog.final_epochs` with early stopping; returns (journal event, model or None)."""
+        out = self.final_dir / f.name
+        done = self._last("finalist_trained", name=f.name)
+        if done is not None and (out / "model.keras").exists():
+            return done, None
+        a = self.config.analog
+        model, flops = self._build(f)
+        self.log.info("final training: %s (%s), up to %d epochs, patience %d", f.name, f.encoding, a.final_epochs,
+                      a.early_stopping_patience)
+        result, model = self._trainer_().train(
+            model, network_id=f.network_id, encoding=f.encoding, blocks=f.blocks,
+            seed=self._seed(f.encoding, "final"), out_dir=out / "training", epochs=a.final_epochs, flops=flops,
+            early_stopping_patience=a.early_stopping_patience,
+        )
+        result.origin = f.origin
+        if result.status != "ok":
+            self.log.error("final training of %s failed (%s); it gets no export or analog scores", f.name,
+                           result.status)
+            event = self.run.journal.append("finalist_trained", name=f.name, result=result.to_dict(),
+                                            arch=f.arch.model_dump(mode="json"), test_dice=None, test_miou=None)
+            return event, None
+        test = self._trainer_().evaluate(model, split="test")
+        tmp = out / "model.tmp.keras"
+        model.save(tmp)
+        tmp.replace(out / "model.keras")
+        event = self.run.journal.append(
+            "finalist_trained", name=f.name, result=result.to_dict(), arch=f.arch.model_dump(mode="json"),
+            test_dice=float(test["dice"]), test_miou=float(test["miou"]),
+        )
+        self.log.info("  %s: validation Dice %.3f, test Dice %.3f mIoU %.3f, %s params", f.name, result.dice,
+                      test["dice"], test["miou"], f"{result.params:,}")
+        return event, model
+
+    # ------------------------------------------------------------------ (d) export
+    def export(self, f: _Finalist, model: Any) -> dict[str, Any]:
+        """ONNX + torch export with the equivalence checks; also stores digital predictions of sample images."""
+        import torch
+
+        from popnas_seg.analog.export import keras_to_onnx, max_abs_diff, onnx_to_torch, torch_predict
+        from popnas_seg.training.losses import dice_score
+
+        out = self.final_dir / f.name
+        files = [out / n for n in ("model.onnx", "model.pt", "state_dict.pt", "samples.npz")]
+        done = self._last("finalist_exported", name=f.name)
+        if done is not None and all(p.exists() for p in files):
+            return done
+        if model is None:
+            import keras
+
+            model = keras.saving.load_model(out / "model.keras", compile=False)
+        x, y = self._test_arrays()
+        classes, ignore = self.data.classes_count, self.data.ignore_class
+        onnx_path = keras_to_onnx(model, out / "model.onnx")
+        module = onnx_to_torch(onnx_path)
+        _torch_save(torch, module, out / "model.pt")
+        _torch_save(torch, module.state_dict(), out / "state_dict.pt")
+
+        keras_probs = np.asarray(model.predict(x, verbose=0, batch_size=self._batch()), np.float32)
+        torch_probs = torch_predict(module, x, batch_size=self._batch())
+        diff = max_abs_diff(model, module, x[: self._batch()])
+        keras_dice = dice_score(np.argmax(keras_probs, -1), y, classes, ignore)
+        torch_dice = dice_score(np.argmax(torch_probs, -1), y, classes, ignore)
+        ort_probs, ort_ms = _onnxruntime_predict(onnx_path, x)
+        ort_diff = float(np.max(np.abs(ort_probs - keras_probs)))
+        equivalent = (diff <= EQUIVALENCE_MAX_ABS_DIFF and ort_diff <= EQUIVALENCE_MAX_ABS_DIFF
+                      and abs(keras_dice - torch_dice) <= EQUIVALENCE_DICE_TOL)
+        if not equivalent:
+            self.log.error("export of %s is NOT equivalent: torch max|diff| %.2e, onnxruntime %.2e, Dice %.4f vs "
+                           "%.4f; its analog scores do not describe the Keras network", f.name, diff, ort_diff,
+                           keras_dice, torch_dice)
+        n = min(SAMPLE_IMAGES, len(x))
+        _save_npz(out / "samples.npz", images=x[:n], truth=y[:n], digital=np.argmax(keras_probs[:n], -1))
+        event = self.run.journal.append(
+            "finalist_exported", name=f.name, torch_max_abs_diff=diff, onnxruntime_max_abs_diff=ort_diff,
+            keras_test_dice=float(keras_dice), torch_test_dice=float(torch_dice), equivalent=bool(equivalent),
+            onnxruntime_latency_ms=ort_ms, test_images=int(len(x)),
+        )
+        self.log.info("  %s exported: max|keras - torch| %.2e, max|keras - onnxruntime| %.2e, Dice %.4f / %.4f",
+                      f.name, diff, ort_diff, keras_dice, torch_dice)
+        return event
+
+    def _batch(self) -> int:
+        ds = self.config.dataset
+        return int(ds.val_test_batch_size or ds.batch_size)
+
+    # ------------------------------------------------------------------ (e) HWA + drift
+    def drift(self, f: _Finalist, samples: bool = False) -> dict[str, Any]:
+        """HWA + drift scoring in the analog worker; with `samples`, also analog label maps at 1 month."""
+        from popnas_seg.analog.drift import hwa_and_drift
+
+        out = self.final_dir / f.name
+        done = self._last("finalist_drift_done", name=f.name)
+        if done is not None and (out / "drift_report.json").exists():
+            return done
+        a, hp = self.config.analog, self.config.training_hyperparameters
+        train_x, train_y = self._train_arrays()
+        test_x, test_y = self._test_arrays()
+        self.log.info("analog: %s, HWA %d epoch(s), drift at %s s, %d programmings", f.name, a.hwa_epochs,
+                      a.eval_times, a.repetitions)
+        t0 = time.monotonic()
+        seed = self._seed(f.encoding, "analog")
+        report = hwa_and_drift(
+            out / "model.onnx", train_x, train_y, test_x, test_y, a, self.data.classes_count,
+            self.data.ignore_class, out, seed, self.config.dataset.batch_size,
+            class_weights=getattr(self.data, "class_weights", None), dice_weight=hp.dice_loss_weight,
+            ce_weight=hp.ce_loss_weight,
+        ).to_dict()
+        for r in drift_rows(f.name, report):
+            self.log.info("  %s %s HWA, t = %g s: analog Dice %.3f ± %.3f", f.name, r["hwa"], r["time"], r["mean"],
+                          r["std"] or 0.0)
+        if samples:
+            try:
+                _analog_sample_predictions(out, report, MONTH_S, seed)
+            except Exception as exc:  # only a figure depends on it
+                self.log.warning("analog sample predictions of %s failed: %s", f.name, exc)
+        return self.run.journal.append("finalist_drift_done", name=f.name, report=report,
+                                       wall_s=time.monotonic() - t0)
+
+    # ------------------------------------------------------------------ rows, tables, plots
+    def _row(self, f: _Finalist, trained: dict[str, Any], exported: dict[str, Any] | None,
+             drift: dict[str, Any] | None) -> dict[str, Any]:
+        result = TrainingResult.from_dict(trained["result"])
+        row: dict[str, Any] = {
+            "network": f.name, "network_id": f.network_id, "encoding": f.encoding, "filters": f.arch.filters,
+            "motifs": f.arch.motifs, "status": result.status, "epochs": result.epochs, "val_dice": result.dice,
+            "test_dice": trained.get("test_dice"), "test_miou": trained.get("test_miou"), "params": result.params,
+            "flops": result.flops, "latency_ms": result.inference_time_ms,
+            "onnxruntime_latency_ms": (exported or {}).get("onnxruntime_latency_ms"),
+            "export_equivalent": (exported or {}).get("equivalent"),
+            "torch_max_abs_diff": (exported or {}).get("torch_max_abs_diff"),
+        }
+        if drift is not None:
+            report = drift["report"]
+            row["analog_coverage"] = _coverage_fraction(report)
+            for r in drift_rows(f.name, report):
+                key = f"analog_dice_{'hwa' if r['hwa'] == 'after' else 'nohwa'}_{_time_key(r['time'])}"
+                row[key] = r["mean"]
+                row[key + "_std"] = r["std"]
+            row["analog_mac_fraction"] = (report.get("coverage") or {}).get("macs_analog_fraction")
+            row["drift_eval_s"] = seconds_per_drift_eval(report)
+            row["hwa_train_s"] = (report.get("timings") or {}).get("hwa_train_s")
+        return row
+
+    def _write_tables(self, rows: list[dict[str, Any]], drift_events: dict[str, dict[str, Any]]) -> None:
+        from popnas_seg.runlog.tables import write_csv
+
+        write_csv(self.final_dir / "finalists.csv", rows)
+        drift_table = [r for name, e in drift_events.items() for r in drift_rows(name, e["report"])]
+        write_csv(self.final_dir / "drift.csv", drift_table, ["network", "hwa", "time", "mean", "std"])
+        from popnas_seg import plots
+
+        try:
+            digital = {r["network"]: r["test_dice"] for r in rows if r.get("test_dice") is not None}
+            plots.plot_drift_curves(drift_table, Path(self.run.plots_dir) / "drift_curves.png", digital=digital)
+            self._sample_plot(drift_events)
+        except Exception as exc:  # a figure must not fail the stage; the report can redraw it
+            self.log.warning("finalist plots failed: %s", exc)
+
+    def _sample_plot(self, drift_events: dict[str, dict[str, Any]]) -> None:
+        """Sample grid of the first finalist: analog prediction at 1 month when the drift step saved one."""
+        from popnas_seg import plots
+
+        for name in drift_events:
+            samples = self.final_dir / name / "samples.npz"
+            if not samples.exists():
+                continue
+            with np.load(samples) as npz:
+                images, truth, digital = npz["images"], npz["truth"], npz["digital"]
+            analog = _analog_samples(self.final_dir / name, len(images))
+            label = "analog prediction (1 month" + (", HWA)" if (self.final_dir / name / "analog_hwa.pt").exists()
+                                                    else ")")
+            plots.plot_sample_predictions(images, truth, digital, analog,
+                                          Path(self.run.plots_dir) / "sample_predictions.png", analog_label=label,
+                                          title=f"finalist {name}: test images")
+            return
+
+    # ------------------------------------------------------------------ the whole stage
+    def run_stage(self) -> list[dict[str, Any]]:
+        a = self.config.analog
+        self.final_dir.mkdir(parents=True, exist_ok=True)
+        candidates = self.select()
+        finalists = self.model_selection(candidates) if candidates else []
+        if a.unet_baseline:
+            finalists.append(_Finalist(UNET, -1, UNET, 0, self.config.architecture_hyperparameters, UNET))
+        rows: list[dict[str, Any]] = []
+        drift_events: dict[str, dict[str, Any]] = {}
+        for f in finalists:
+            done = self._last("finalist_done", name=f.name)
+            if done is not None and (self.final_dir / f.name / "model.keras").exists():
+                self.log.info("finalist %s already done; skipping", f.name)
+                rows.append(done["row"])
+                drift = self._last("finalist_drift_done", name=f.name)
+                if drift is not None:
+                    drift_events[f.name] = drift
+                continue
+            trained, model = self.final_training(f)
+            exported = drift = None
+            if trained.get("test_dice") is not None:
+                exported = self.export(f, model)
+                drift = self.drift(f, samples=f is finalists[0])
+                drift_events[f.name] = drift
+            row = self._row(f, trained, exported, drift)
+            self.run.journal.append("finalist_done", name=f.name, row=row)
+            rows.append(row)
+            self._write_tables(rows, drift_events)
+        self._write_tables(rows, drift_events)
+        self.run.journal.append("finalists_finished", finalists=[r["network"] for r in rows])
+        return rows
+
+
+def run_finalists(run: Any, config: RunConfig, data: Any, logger: logging.Logger | None = None
+                  ) -> list[dict[str, Any]]:
+    """Run or resume the finalists stage of `run`; returns the rows of final/finalists.csv."""
+    return FinalistsStage(run, config, data, logger).run_stage()
+
+
+# ---------------------------------------------------------------------------------------------------- helpers
+def _time_key(seconds: float) -> str:
+    """Column-friendly time label: 1s, 1h, 1d, 30d, 365d ..."""
+    if seconds < 3600:
+        return f"{seconds:g}s"
+    if seconds < 86400:
+        return f"{seconds / 3600:g}h"
+    return f"{seconds / 86400:g}d"
+
+
+def seconds_per_drift_eval(report: dict[str, Any]) -> float | None:
+    """Mean seconds of one drift evaluation (one programming scored at one time on the test images)."""
+    timings = report.get("timings") or {}
+    scoring = [float(timings[k]) for k in ("score_before_s", "score_after_s") if timings.get(k) is not None]
+    evaluations = len(drift_rows("x", report)) * int(report.get("repetitions") or 1)
+    if not scoring or not evaluations:
+        return None
+    return sum(scoring) / evaluations
+
+
+def _torch_save(torch: Any, obj: Any, path: Path) -> None:
+    """torch.save to a temp name in the same folder, then rename (a kill never leaves a torn file)."""
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    tmp.replace(path)
+
+
+def _save_npz(path: Path, **arrays: np.ndarray) -> None:
+    import io
+
+    from popnas_seg.atomic import atomic_write_bytes
+
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **arrays)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def _onnxruntime_predict(onnx_path: Path, x: np.ndarray) -> tuple[np.ndarray, float]:
+    """ONNX Runtime (CPU) outputs on `x`, fed in odd-sized batches to prove the batch dimension is dynamic.
+
+    Returns the outputs and the mean latency per image in ms.
+    """
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    outputs = []
+    t0 = time.perf_counter()
+    for batch in (x[:1], x[1:4], x[4:]):  # sizes 1, 3 and the rest
+        if len(batch):
+            outputs.append(session.run(None, {name: np.ascontiguousarray(batch, np.float32)})[0])
+    ms = (time.perf_counter() - t0) * 1000.0 / max(len(x), 1)
+    return np.concatenate(outputs, axis=0).astype(np.float32), ms
+
+
+def _analog_samples(folder: Path, n: int) -> np.ndarray | None:
+    """Analog label maps of the sample images at 1 month, if the drift step saved them (analog_samples.npz)."""
+    path = folder / "analog_samples.npz"
+    if not path.exists():
+        return None
+    with np.load(path) as npz:
+        return np.asarray(npz["predictions"])[:n] if "predictions" in npz.files else None
+
+
+def _analog_sample_predictions(folder: Path, report: dict[str, Any], t_inference: float, seed: int) -> Path:
+    """Label maps of folder/samples.npz images from the analog network (HWA checkpoint if any) at `t_inference`.
+
+    Runs in a fresh interpreter like every AIHWKit job (analog/worker.py explains why); the result goes to
+    folder/analog_samples.npz.
+    """
+    import os
+    import subprocess
+    import sys
+
+    checkpoints = report.get("checkpoints") or {}
+    checkpoint = checkpoints.get("hwa") or checkpoints.get("inference")
+    if checkpoint is None:
+        raise FileNotFoundError(f"no analog checkpoint recorded for {folder}")
+    env = dict(os.environ, KERAS_BACKEND="torch", TF_CPP_MIN_LOG_LEVEL="2")
+    root = str(Path(__file__).resolve().parents[1])
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
+    proc = subprocess.run(
+        [sys.executable, "-m", "popnas_seg.finalists", "analog-samples", str(folder / "model.onnx"), checkpoint,
+         str(folder / "samples.npz"), str(folder / "analog_samples.npz"), repr(float(t_inference)), str(seed)],
+        env=env, capture_output=True, text=True, timeout=1800, check=False,
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"analog sample worker failed: {proc.stderr.strip().splitlines()[-1:]}")
+    return folder / "analog_samples.npz"
+
+
+def _analog_samples_main(onnx_path: str, checkpoint: str, samples: str, out: str, t_inference: str,
+                         seed: str) -> int:
+    """Worker side of `_analog_sample_predictions` (no TensorFlow is imported here)."""
+    import torch
+
+    from popnas_seg.analog.drift import load_checkpoint
+    from popnas_seg.analog.export import torch_predict
+    from popnas_seg.analog.rpu import program_and_drift
+
+    module, _ = load_checkpoint(onnx_path, checkpoint)
+    with np.load(samples) as npz:
+        images = npz["images"]
+    torch.manual_seed(int(seed))  # the first programming of the drift curves (repetition 0)
+    program_and_drift(module, float(t_inference))
+    predictions = np.argmax(torch_predict(module, images), axis=-1).astype(np.int32)
+    _save_npz(Path(out), predictions=predictions)
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    if len(sys.argv) == 8 and sys.argv[1] == "analog-samples":
+        sys.exit(_analog_samples_main(*sys.argv[2:]))
+    print("usage: python -m popnas_seg.finalists analog-samples ONNX CHECKPOINT SAMPLES OUT T SEED", file=sys.stderr)
+    sys.exit(2)

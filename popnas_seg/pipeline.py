@@ -1,0 +1,62 @@
+"""The stages of a run, in order: search -> finalists -> report (as listed in `others.pipeline`).
+
+Each stage is idempotent on a run folder: a finished stage is recorded in the journal (`stage_finished`) and
+skipped on resume, and an interrupted stage resumes from its own journal events. The CLI only ever calls
+`run_pipeline`.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any, Callable
+
+from popnas_seg.config import RunConfig
+from popnas_seg.runlog.folder import RunFolder
+
+
+def _search(run: RunFolder, config: RunConfig, data: Any, logger: logging.Logger) -> None:
+    from popnas_seg.search.runner import run_search
+
+    results = run_search(run, config, data, logger)
+    logger.info("search stage done: %d networks trained", len(results))
+
+
+def _finalists(run: RunFolder, config: RunConfig, data: Any, logger: logging.Logger) -> None:
+    from popnas_seg.finalists import run_finalists
+
+    run_finalists(run, config, data, logger)
+
+
+def _report(run: RunFolder, config: RunConfig, data: Any, logger: logging.Logger) -> None:
+    from popnas_seg.report import write_report
+
+    path = write_report(run, logger)
+    logger.info("report written: %s", path)
+
+
+STAGES: dict[str, Callable[[RunFolder, RunConfig, Any, logging.Logger], None]] = {
+    "search": _search,
+    "finalists": _finalists,
+    "report": _report,
+}
+
+
+def run_pipeline(run: RunFolder, config: RunConfig, data: Any, logger: logging.Logger) -> None:
+    """Run every configured stage that has not finished yet, saying clearly which stage is reached."""
+    describe = getattr(data, "describe", None)
+    logger.info("config validated: %d operators, up to %d blocks, strategy %s",
+                len(config.search_space.operators), config.search_space.blocks, config.search_strategy.strategy)
+    logger.info("data: %s", describe() if callable(describe) else data.input_shape)
+    logger.info("run folder: %s", run.path)
+    done = {e.get("stage") for e in run.journal.events("stage_finished")}
+    for index, stage in enumerate(config.others.pipeline, start=1):
+        if stage in done and stage != "report":  # the report is cheap and always redrawn
+            logger.info("stage %d/%d %s: already finished, skipped", index, len(config.others.pipeline), stage)
+            continue
+        logger.info("=== stage %d/%d: %s ===", index, len(config.others.pipeline), stage)
+        run.update_state(stage=stage)
+        started = time.monotonic()
+        STAGES[stage](run, config, data, logger)
+        run.journal.append("stage_finished", stage=stage, seconds=round(time.monotonic() - started, 3))
+    run.update_state(stage="done")
+    logger.info("all stages done; results in %s", run.path)

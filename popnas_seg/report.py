@@ -1,0 +1,303 @@
+"""report.md from the run folder alone: config, search summary, final front, finalists, drift, digital leftovers.
+
+It reads only files (restore/config.json, restore/state.json, restore/journal.jsonl, csv/*.csv, final/*), so it
+can be re-run at any time on an old, finished or still-running run. Every section degrades on its own: a
+stage that did not run yet is stated in its section instead of failing the report.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+from popnas_seg.atomic import atomic_write_text
+from popnas_seg.plots import load_results, measured_front_ids, plot_drift_curves, plot_search
+from popnas_seg.plots import time_label
+from popnas_seg.runlog.tables import read_csv
+
+# Layers that never map to analog tiles in this stack (STACK.md, ANALOG_FACTS.md): stated in every report.
+ALWAYS_DIGITAL = (
+    "biases of analog layers (aihwkit `digital_bias`), batch normalisation, activations (swish, softmax), "
+    "pooling, bilinear upsampling, concatenation and additions",
+    "transpose convolutions (`tconv2` / `tconv4` decoder upsampling): aihwkit has no analog ConvTranspose",
+    "grouped / depthwise convolutions (`dconv` operators): aihwkit rejects groups != 1",
+    "dense layers exported as MatMul + Add rather than Gemm",
+)
+
+
+def _fmt(value: Any, digits: int = 3) -> str:
+    """Numbers as fixed decimals, integers with thousands separators, missing values as '-'."""
+    if value is None or value == "":
+        return "-"
+    try:
+        f = float(value)
+    except (TypeError, ValueError):
+        return str(value)
+    if not math.isfinite(f):
+        return "-"
+    if f.is_integer() and abs(f) >= 1000:
+        return f"{int(f):,}"
+    if f.is_integer() and digits == 0:
+        return str(int(f))
+    return f"{f:.{digits}f}"
+
+
+def _pm(mean: Any, std: Any) -> str:
+    if mean in (None, ""):
+        return "-"
+    return f"{_fmt(mean)} ± {_fmt(std)}" if std not in (None, "") else _fmt(mean)
+
+
+def _table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join(" --- " for _ in headers) + "|"]
+    for row in rows:
+        lines.append("| " + " | ".join(str(c).replace("|", "\\|") for c in row) + " |")
+    return "\n".join(lines)
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    h, rem = divmod(seconds, 3600)
+    m, s = divmod(rem, 60)
+    return f"{h}h {m:02d}m {s:02d}s" if h else f"{m}m {s:02d}s"
+
+
+def _image(run_path: Path, rel: str, alt: str) -> str:
+    return f"![{alt}]({rel})" if (run_path / rel).exists() else f"*({alt}: figure not available)*"
+
+
+class _Report:
+    """Collects the sections; each section is a method that returns markdown."""
+
+    def __init__(self, run_path: Path, log: logging.Logger) -> None:
+        self.path = run_path
+        self.log = log
+        self.config = self._json(run_path / "restore" / "config.json")
+        self.state = self._json(run_path / "restore" / "state.json")
+        self.results = load_results(run_path)
+
+    @staticmethod
+    def _json(path: Path) -> dict[str, Any]:
+        try:
+            data = json.loads(path.read_text())
+            return data if isinstance(data, dict) else {}
+        except (OSError, ValueError):
+            return {}
+
+    def _events(self, kind: str) -> list[dict[str, Any]]:
+        path = self.path / "restore" / "journal.jsonl"
+        if not path.exists():
+            return []
+        try:
+            from popnas_seg.runlog.journal import Journal
+
+            return Journal(path).events(kind)
+        except Exception as exc:  # a damaged journal must not stop the report
+            self.log.warning("report: cannot read the journal (%s)", exc)
+            return []
+
+    # ------------------------------------------------------------------ sections
+    def header(self) -> str:
+        stage = self.state.get("stage", "unknown")
+        return (f"# popnas-seg run `{self.path.name}`\n\n"
+                f"Stage reached: **{stage}** (restore/state.json, updated {self.state.get('updated_at', '?')}).")
+
+    def config_section(self) -> str:
+        if not self.config:
+            return "## Configuration\n\nrestore/config.json is missing or unreadable."
+        return ("## Configuration\n\nThe frozen, validated config (restore/config.json):\n\n```json\n"
+                + json.dumps(self.config, indent=2, sort_keys=False) + "\n```")
+
+    def search_section(self) -> str:
+        out = ["## Search"]
+        if not self.results:
+            out.append("The search stage has not produced results yet (csv/training_results.csv is missing).")
+            return "\n\n".join(out)
+        ok = [r for r in self.results if r.status == "ok"]
+        failed = len(self.results) - len(ok)
+        total = sum(r.train_time_s or 0.0 for r in self.results)
+        strategy = (self.config.get("search_strategy") or {}).get("strategy", "?")
+        best = max(ok, key=lambda r: r.dice, default=None)
+        probed = [r for r in ok if r.analog_dice is not None]
+        lines = [
+            f"- strategy: **{strategy}**",
+            f"- networks trained: **{len(self.results)}** ({len(ok)} ok, {failed} failed or NaN)",
+            f"- total training time: **{_duration(total)}** ({total:.1f} s)",
+        ]
+        if best is not None:
+            lines.append(f"- best validation Dice: **{best.dice:.3f}** (network {best.network_id}, "
+                         f"{best.params:,} params)")
+        if probed:
+            ab = max(probed, key=lambda r: r.analog_dice or 0.0)
+            lines.append(f"- best analog Dice at the probe time: **{ab.analog_dice:.3f}** (network "
+                         f"{ab.network_id}); {len(probed)} networks probed")
+        if self._events("search_finished"):
+            lines.append("- the search finished")
+        else:
+            lines.append("- the search has **not finished** (figures and tables show the state so far)")
+        out.append("\n".join(lines))
+
+        progress = read_csv(self.path / "csv" / "search_progress.csv")
+        if progress:
+            out.append("### Hypervolume per step\n\n" + _table(
+                ["step", "networks trained", "hypervolume", "best Dice", "best analog Dice", "front size"],
+                [[r.get("step"), r.get("networks_trained"), _fmt(r.get("hypervolume"), 4), _fmt(r.get("best_dice")),
+                  _fmt(r.get("best_analog_dice")), r.get("front_size", "-")] for r in progress]))
+            out.append(_image(self.path, "plots/hypervolume.png", "hypervolume vs networks trained"))
+        quality = read_csv(self.path / "csv" / "predictor_quality.csv")
+        if quality:
+            out.append("### Predictor quality\n\nRank correlation between predicted and measured values of the "
+                       "networks trained at each step (MAPE only for time).\n\n" + _table(
+                           ["step", "objective", "n", "Spearman", "Kendall", "MAPE"],
+                           [[r.get("step"), r.get("objective"), r.get("n"), _fmt(r.get("spearman")),
+                             _fmt(r.get("kendall")), _fmt(r.get("mape"))] for r in quality]))
+            steps = sorted({r.get("step") for r in quality}, key=lambda s: int(float(s)))
+            out.append("\n".join(_image(self.path, f"plots/predicted_vs_measured_b{s}.png",
+                                        f"predicted vs measured, step {s}") for s in steps))
+        else:
+            out.append("### Predictor quality\n\nNo predictor quality recorded (csv/predictor_quality.csv missing: "
+                       "no step was predicted yet, or the strategy uses no predictors).")
+        return "\n\n".join(out)
+
+    def front_section(self) -> str:
+        out = ["## Final measured Pareto front"]
+        if not self.results:
+            out.append("No front: the search has not produced results.")
+            return "\n\n".join(out)
+        ids = set(measured_front_ids(self.path, self.results))
+        front = sorted((r for r in self.results if r.network_id in ids), key=lambda r: -r.dice)
+        out.append(f"{len(front)} non-dominated networks out of {sum(r.status == 'ok' for r in self.results)}.")
+        out.append(_table(
+            ["id", "cell", "Dice", "mIoU", "analog Dice", "analog/digital", "params", "FLOPs", "analog coverage"],
+            [[r.network_id, f"`{r.encoding}`", _fmt(r.dice), _fmt(r.miou), _pm(r.analog_dice, r.analog_dice_std),
+              _fmt(r.robustness, 2), f"{r.params:,}", f"{r.flops:,}", _fmt(r.analog_coverage)] for r in front]))
+        out.append(_image(self.path, "plots/front_projections.png", "measured front projections"))
+        out.append(_image(self.path, "plots/dice_params_analog.png", "Dice vs params coloured by analog Dice"))
+        out.append(_image(self.path, "plots/front_operators.png", "operator frequency in the front"))
+        return "\n\n".join(out)
+
+    def finalists_section(self) -> str:
+        out = ["## Finalists"]
+        rows = read_csv(self.path / "final" / "finalists.csv")
+        selected = self._events("finalists_selected")
+        if selected:
+            e = selected[-1]
+            out.append(f"Selection rule **{e.get('rule')}** over objectives {e.get('objectives')}: networks "
+                       + ", ".join(str(c.get("network_id")) for c in e.get("candidates", [])) + ".")
+        selection = read_csv(self.path / "final" / "model_selection.csv")
+        if selection:
+            out.append("### Model selection\n\n" + _table(
+                ["variant", "filters", "motifs", "val Dice", "params", "epochs", "train time (s)", "chosen"],
+                [[r.get("variant"), r.get("filters"), r.get("motifs"), _fmt(r.get("dice")), _fmt(r.get("params"), 0),
+                  r.get("epochs"), _fmt(r.get("train_time_s"), 1), r.get("chosen")] for r in selection]))
+        if not rows:
+            out.append("The finalists stage has not run (final/finalists.csv is missing).")
+            return "\n\n".join(out)
+        times = self._drift_times()
+        headers = ["network", "test Dice", "test mIoU"]
+        headers += [f"analog Dice {time_label(t)} (HWA)" for t in times]
+        headers += ["params", "FLOPs", "analog coverage", "latency (ms/img)", "export check"]
+        table_rows = []
+        drift = read_csv(self.path / "final" / "drift.csv")
+        for r in rows:
+            cells = [r.get("network"), _fmt(r.get("test_dice")), _fmt(r.get("test_miou"))]
+            for t in times:
+                hit = [d for d in drift if d["network"] == r.get("network") and d["hwa"] == "after"
+                       and math.isclose(float(d["time"]), t)]
+                cells.append(_pm(hit[0]["mean"], hit[0]["std"]) if hit else "-")
+            eq = r.get("export_equivalent")
+            check = "-" if eq in (None, "") else ("ok" if str(eq) == "True" else "**FAILED**")
+            cells += [_fmt(r.get("params"), 0), _fmt(r.get("flops"), 0), _fmt(r.get("analog_coverage")),
+                      _fmt(r.get("latency_ms")), check]
+            table_rows.append(cells)
+        out.append("Digital Dice/mIoU on the test split; analog Dice after hardware-aware training (HWA), mean ± std "
+                   "over independent programmings; latency is Keras inference per image on this machine. "
+                   "`unet` is the U-Net baseline trained with the same budget.\n\n" + _table(headers, table_rows))
+        if drift:
+            out.append("### Drift, before and after HWA\n\n" + _table(
+                ["network", "HWA", "time", "analog Dice (mean ± std)"],
+                [[d["network"], d["hwa"], time_label(float(d["time"])), _pm(d["mean"], d["std"])] for d in drift]))
+        return "\n\n".join(out)
+
+    def _drift_times(self) -> list[float]:
+        drift = read_csv(self.path / "final" / "drift.csv")
+        return sorted({float(d["time"]) for d in drift})
+
+    def plots_section(self) -> str:
+        return ("## Drift curves and sample predictions\n\n"
+                + _image(self.path, "plots/drift_curves.png", "analog Dice vs time, finalists and U-Net") + "\n\n"
+                + _image(self.path, "plots/sample_predictions.png", "sample predictions: digital vs analog"))
+
+    def digital_section(self) -> str:
+        out = ["## What stayed digital"]
+        out.append("Always digital in this stack:\n\n" + "\n".join(f"- {n}" for n in ALWAYS_DIGITAL))
+        per_net = []
+        for folder in sorted((self.path / "final").glob("*/drift_report.json")):
+            report = self._json(folder)
+            cov = report.get("coverage")
+            if isinstance(cov, dict):
+                layers = [_layer_text(x) for x in cov.get("digital_layers") or []]
+                listed = ", ".join(layers[:12]) + (f" ... ({len(layers)} in all)" if len(layers) > 12 else "")
+                per_net.append([folder.parent.name, _fmt(cov.get("weights_analog_fraction")),
+                                _fmt(cov.get("macs_analog_fraction")), listed or "none"])
+        if per_net:
+            out.append("Per finalist (fractions of weights and multiply-accumulates on analog tiles, and the weight "
+                       "layers left digital):\n\n"
+                       + _table(["network", "analog weight fraction", "analog MAC fraction", "digital weight layers"],
+                                per_net))
+        probed = [r for r in self.results if r.analog_coverage is not None]
+        if probed:
+            low = [r for r in probed if r.analog_coverage < 0.999]
+            out.append(f"In the search, {len(probed)} networks were probed; {len(low)} ran some weights digitally "
+                       f"(analog coverage below 100%)"
+                       + (f", lowest {min(r.analog_coverage for r in low):.3f}." if low else "."))
+        if not per_net and not probed:
+            out.append("No analog evaluation has run yet, so no per-network coverage is available.")
+        return "\n\n".join(out)
+
+
+def _layer_text(layer: Any) -> str:
+    """A digital layer from analog_coverage(): `name` (type: reason), or a plain name."""
+    if isinstance(layer, dict):
+        detail = ", ".join(str(layer[k]) for k in ("type", "reason") if layer.get(k))
+        return f"`{layer.get('name', '?')}`" + (f" ({detail})" if detail else "")
+    return f"`{layer}`"
+
+
+def write_report(run: Any, logger: logging.Logger | None = None) -> Path:
+    """Write report.md in the run folder (a RunFolder or its path) from its files alone; returns its path."""
+    log = logger or logging.getLogger("popnas_seg")
+    run_path = Path(getattr(run, "path", run))
+    _redraw(run_path, log)
+    report = _Report(run_path, log)
+    sections: list[Callable[[], str]] = [report.header, report.config_section, report.search_section,
+                                         report.front_section, report.finalists_section, report.plots_section,
+                                         report.digital_section]
+    parts = []
+    for section in sections:
+        try:
+            parts.append(section())
+        except Exception as exc:  # one broken file must not cost the whole report
+            log.warning("report section %s failed: %s", section.__name__, exc)
+            parts.append(f"*(section {section.__name__} could not be written: {type(exc).__name__}: {exc})*")
+    path = atomic_write_text(run_path / "report.md", "\n\n".join(parts) + "\n")
+    log.info("report written: %s", path)
+    return path
+
+
+def _redraw(run_path: Path, log: logging.Logger) -> None:
+    """Re-create the search figures and the drift curves from the CSVs (the report links them)."""
+    try:
+        plot_search(run_path)
+    except Exception as exc:
+        log.warning("report: search plots failed: %s", exc)
+    drift = read_csv(run_path / "final" / "drift.csv")
+    if drift:
+        digital = {r["network"]: float(r["test_dice"]) for r in read_csv(run_path / "final" / "finalists.csv")
+                   if r.get("test_dice") not in (None, "")}
+        try:
+            plot_drift_curves(drift, run_path / "plots" / "drift_curves.png", digital=digital)
+        except Exception as exc:
+            log.warning("report: drift plot failed: %s", exc)

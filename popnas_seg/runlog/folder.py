@@ -1,0 +1,404 @@
+"""The run folder: one `logs/<name>/` per run, holding everything needed to understand and resume it.
+
+Layout (docs/ARCHITECTURE.md): restore/config.json (frozen validated config, written once),
+restore/state.json (progress, rewritten atomically), restore/journal.jsonl (append-only events),
+restore/lock (pid of the process writing the folder), run.log, csv/ plots/ predictors/
+sampled_models/ best_model/ final/.
+
+A folder is built under a hidden temporary name and renamed into place only once it is complete, so
+a crash during creation never leaves a half-made folder under the real name. An exclusive `flock` on
+restore/lock keeps two processes from writing one folder; the kernel drops it when its process dies,
+so a lock left by a killed run is taken over without any manual clean-up.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import errno
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any, ClassVar
+
+from popnas_seg.atomic import atomic_write_json, fsync_dir
+from popnas_seg.config import RunConfig, config_from_dict, dump_config, load_config
+from popnas_seg.errors import UserError
+from popnas_seg.runlog.journal import Journal
+
+try:  # POSIX only; elsewhere the pid check below is the whole lock
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None  # type: ignore[assignment]
+
+STATE_VERSION = 1
+SUBFOLDERS = ("restore", "csv", "plots", "predictors", "sampled_models", "best_model", "final")
+_NAME_FORMAT = "%Y-%m-%d_%H-%M-%S"
+
+
+class RunFolder:
+    """A run folder held (locked) by this process. Build it with `create` or `open`, never directly."""
+
+    def __init__(self, path: Path, config: RunConfig, lock: "_FolderLock") -> None:
+        self._path = path
+        self._config = config
+        self._lock = lock
+        self._journal = Journal(path / "restore" / "journal.jsonl")
+
+    # ------------------------------------------------------------------------------------------ creation
+
+    @classmethod
+    def create(cls, logs_dir: str | os.PathLike[str], name: str | None, config: RunConfig) -> "RunFolder":
+        """Make a new run folder `logs_dir/name` (name None: the current date-time) and lock it."""
+        logs = Path(logs_dir)
+        target = cls.new_path(logs, name)
+        try:
+            logs.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UserError(f'cannot create the logs folder "{logs}": {exc.strerror or exc}') from None
+        frozen = dump_config(config)
+        # Re-validating what is written guarantees that a resume can read the frozen config back.
+        frozen_config = config_from_dict(frozen, source="the config to freeze")
+        tmp = logs / f".{target.name}.creating-{os.getpid()}"
+        lock: _FolderLock | None = None
+        try:
+            if tmp.exists():
+                shutil.rmtree(tmp)
+            for sub in SUBFOLDERS:
+                (tmp / sub).mkdir(parents=True)
+            lock = _FolderLock.acquire(tmp / "restore" / "lock", shown=target)
+            atomic_write_json(tmp / "restore" / "config.json", frozen)
+            now = _now_iso()
+            atomic_write_json(
+                tmp / "restore" / "state.json",
+                {"version": STATE_VERSION, "stage": "created", "step": 0, "name": target.name,
+                 "created_at": now, "updated_at": now},
+            )
+            if target.exists():  # appeared while we were building (a concurrent run with the same name)
+                raise UserError(_exists_message(target))
+            os.rename(tmp, target)
+            fsync_dir(logs)
+            lock.moved_to(target / "restore" / "lock")
+        except BaseException as exc:
+            if lock is not None:
+                lock.release()
+            shutil.rmtree(tmp, ignore_errors=True)
+            if isinstance(exc, OSError):
+                if exc.errno in (errno.EEXIST, errno.ENOTEMPTY):
+                    raise UserError(_exists_message(target)) from None
+                raise UserError(f'cannot create the run folder "{target}": {exc.strerror or exc}') from None
+            raise
+        return cls(target, frozen_config, lock)
+
+    @staticmethod
+    def new_path(logs_dir: str | os.PathLike[str], name: str | None) -> Path:
+        """Where `create` would put the run; UserError if `name` is invalid or already taken.
+
+        The CLI calls this before loading data so a name clash fails in a second, not after minutes.
+        """
+        logs = Path(logs_dir)
+        if name is None:
+            stamp = _dt.datetime.now().strftime(_NAME_FORMAT)
+            candidate, n = stamp, 1
+            while (logs / candidate).exists():  # two runs started in the same second
+                n += 1
+                candidate = f"{stamp}_{n}"
+            return logs / candidate
+        _check_name(name)
+        target = logs / name
+        if target.exists():
+            raise UserError(_exists_message(target))
+        return target
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str]) -> "RunFolder":
+        """Open an existing run folder for resuming: lock it and reload its frozen config."""
+        folder = Path(path)
+        if not folder.is_dir():
+            raise UserError(f'run folder "{folder}" does not exist')
+        restore = folder / "restore"
+        for needed in ("config.json", "state.json"):
+            if not (restore / needed).is_file():
+                raise UserError(
+                    f'"{folder}" is not a run folder (no restore/{needed}); '
+                    "resume only folders made by `python run.py`, or start a new run with -j"
+                )
+        lock = _FolderLock.acquire(restore / "lock", shown=folder)
+        try:
+            try:
+                config = load_config(restore / "config.json")
+            except UserError as exc:
+                raise UserError(f'cannot resume "{folder}": its frozen config no longer validates: {exc}') from None
+            run = cls(folder, config, lock)
+            state = run.read_state()
+            if state.get("version") != STATE_VERSION:
+                raise UserError(
+                    f'cannot resume "{folder}": restore/state.json has version {state.get("version")!r}, '
+                    f"this popnas-seg writes version {STATE_VERSION}"
+                )
+            for sub in SUBFOLDERS:  # a user may have deleted e.g. plots/ by hand; recreate quietly
+                (folder / sub).mkdir(exist_ok=True)
+        except BaseException:
+            lock.release()
+            raise
+        return run
+
+    # ------------------------------------------------------------------------------------------ paths
+
+    @property
+    def path(self) -> Path:
+        return self._path
+
+    @property
+    def name(self) -> str:
+        return self._path.name
+
+    @property
+    def config(self) -> RunConfig:
+        """The frozen config (exactly what restore/config.json holds)."""
+        return self._config
+
+    @property
+    def restore_dir(self) -> Path:
+        return self._path / "restore"
+
+    @property
+    def csv_dir(self) -> Path:
+        return self._path / "csv"
+
+    @property
+    def plots_dir(self) -> Path:
+        return self._path / "plots"
+
+    @property
+    def predictors_dir(self) -> Path:
+        return self._path / "predictors"
+
+    @property
+    def models_dir(self) -> Path:
+        """sampled_models/: one sub-folder per trained child network."""
+        return self._path / "sampled_models"
+
+    @property
+    def best_model_dir(self) -> Path:
+        return self._path / "best_model"
+
+    @property
+    def final_dir(self) -> Path:
+        return self._path / "final"
+
+    @property
+    def log_path(self) -> Path:
+        return self._path / "run.log"
+
+    @property
+    def journal(self) -> Journal:
+        return self._journal
+
+    # ------------------------------------------------------------------------------------------ state
+
+    def read_state(self) -> dict[str, Any]:
+        """restore/state.json as a dict (always complete: it is only ever replaced atomically)."""
+        file = self.restore_dir / "state.json"
+        try:
+            state = json.loads(file.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise UserError(f'"{self._path}" has lost restore/state.json; it cannot be resumed') from None
+        except (OSError, ValueError) as exc:
+            raise UserError(f'"{file}" is unreadable ({exc}); the run folder is damaged') from None
+        if not isinstance(state, dict):
+            raise UserError(f'"{file}" does not hold a JSON object; the run folder is damaged')
+        return state
+
+    def write_state(self, state: dict[str, Any]) -> None:
+        """Replace restore/state.json atomically (version and updated_at are filled in)."""
+        self._check_held()
+        data = dict(state)
+        data["version"] = STATE_VERSION
+        data["updated_at"] = _now_iso()
+        atomic_write_json(self.restore_dir / "state.json", data)
+
+    def update_state(self, **changes: Any) -> dict[str, Any]:
+        """Read-modify-write of a few state keys; returns the new state."""
+        state = self.read_state()
+        state.update(changes)
+        self.write_state(state)
+        return self.read_state()
+
+    # ------------------------------------------------------------------------------------------ lock
+
+    @property
+    def locked(self) -> bool:
+        return self._lock.held
+
+    def close(self) -> None:
+        """Release the lock (idempotent); the folder can then be opened by another process."""
+        self._lock.release()
+
+    def __enter__(self) -> "RunFolder":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _check_held(self) -> None:
+        if not self._lock.held:
+            raise RuntimeError(f"run folder {self._path} was closed; open it again before writing")
+
+    def __repr__(self) -> str:
+        return f"RunFolder({str(self._path)!r})"
+
+
+class _FolderLock:
+    """restore/lock: an exclusive flock plus the holder's pid (for the error message and the fallback).
+
+    Re-entrant within one process (a second RunFolder on the same folder shares the lock), because
+    flock locks belong to open file descriptions and would otherwise make a process block itself.
+    """
+
+    _held_here: ClassVar[dict[str, "_FolderLock"]] = {}
+
+    def __init__(self, path: Path, fd: int) -> None:
+        self.path = path
+        self._fd: int | None = fd
+        self._users = 1
+
+    @property
+    def held(self) -> bool:
+        return self._fd is not None
+
+    @classmethod
+    def acquire(cls, path: Path, shown: Path) -> "_FolderLock":
+        key = _key(path)
+        mine = cls._held_here.get(key)
+        if mine is not None and mine.held:
+            mine._users += 1
+            return mine
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+        except OSError as exc:
+            raise UserError(f'cannot lock run folder "{shown}": {exc.strerror or exc}') from None
+        try:
+            locked_by_kernel = False
+            if fcntl is not None:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    locked_by_kernel = True
+                except BlockingIOError:
+                    raise UserError(_busy_message(shown, _read_pid(fd))) from None
+                except OSError:  # file system without flock (some network mounts): pid check only
+                    locked_by_kernel = False
+            if not locked_by_kernel:
+                holder = _read_pid(fd)
+                if holder and holder != os.getpid() and _alive(holder):
+                    raise UserError(_busy_message(shown, holder))
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+            os.fsync(fd)
+        except BaseException:
+            os.close(fd)
+            raise
+        lock = cls(path, fd)
+        cls._held_here[key] = lock
+        return lock
+
+    def moved_to(self, path: Path) -> None:
+        """The folder was renamed (creation): the fd still locks the same file, only the key changes."""
+        self._held_here.pop(_key(self.path), None)
+        self.path = path
+        self._held_here[_key(path)] = self
+
+    def release(self) -> None:
+        if self._fd is None:
+            return
+        self._users -= 1
+        if self._users > 0:
+            return
+        fd, self._fd = self._fd, None
+        self._held_here.pop(_key(self.path), None)
+        try:
+            os.ftruncate(fd, 0)  # an empty lock file reads as "free" for the pid fallback
+        except OSError:
+            pass
+        try:
+            if fcntl is not None:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+        except OSError:
+            pass
+        os.close(fd)
+
+
+def _forget_locks_in_forked_child() -> None:
+    """A forked child shares the parent's lock descriptor; closing its copy (no unlock, no truncate) means
+    the lock still dies with the parent, so `-r` right after a kill is not refused because of an orphan."""
+    for lock in list(_FolderLock._held_here.values()):
+        if lock._fd is not None:
+            try:
+                os.close(lock._fd)
+            except OSError:
+                pass
+            lock._fd = None
+    _FolderLock._held_here.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_locks_in_forked_child)
+
+
+def _key(path: Path) -> str:
+    return os.path.realpath(path)
+
+
+def _read_pid(fd: int) -> int | None:
+    try:
+        text = os.pread(fd, 64, 0).decode("ascii", "replace").strip()
+        return int(text) if text else None
+    except (OSError, ValueError):
+        return None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    except OSError:
+        return False
+    return True
+
+
+def _busy_message(folder: Path, pid: int | None) -> str:
+    who = f"process {pid}" if pid else "another process"
+    return (
+        f'run folder "{folder}" is in use by {who}; two runs must never write one folder. '
+        "Wait for it to finish or stop it, then resume with: python run.py -r " + str(folder)
+    )
+
+
+def _exists_message(target: Path) -> str:
+    return (
+        f'run folder "{target}" already exists: resume it with `python run.py -r {target}` '
+        "or choose another --name"
+    )
+
+
+def _check_name(name: str) -> None:
+    bad = (
+        not name
+        or name in (".", "..")
+        or name.startswith(".")
+        or "/" in name
+        or "\\" in name
+        or "\0" in name
+        or name != name.strip()
+    )
+    if bad:
+        raise UserError(
+            f'invalid run name "{name}": use a plain folder name (letters, digits, "-", "_"; '
+            'no slashes, not starting with ".")'
+        )
+
+
+def _now_iso() -> str:
+    return _dt.datetime.now().astimezone().isoformat(timespec="seconds")

@@ -1,0 +1,267 @@
+"""Multi-objective machinery with mixed directions: non-dominated sorting, crowding, hypervolume.
+
+Every function takes the objective values as an ``[n, m]`` matrix plus one ``maximise`` flag per column, and
+works internally in *minimisation space* (maximised columns negated), so callers never flip signs themselves.
+Missing values (NaN, e.g. a network that was never probed) are treated as the worst possible value: they never
+make a point dominate another one and never add hypervolume.
+
+Objective names used across the project (``OBJECTIVES``):
+
+- ``dice`` / ``mean_iou``: the digital validation score (maximise, bounded in [0, 1]);
+- ``params``: exact parameter count from the encoding (minimise);
+- ``analog_robustness``: the *analog Dice* at the probe time, not the analog/digital ratio (maximise, in [0, 1];
+  DESIGN.md "Analog robustness" explains why the ratio would let useless networks crowd the front);
+- ``time``: measured training time in seconds (minimise).
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+# objective name -> (TrainingResult attribute, maximise?)
+OBJECTIVES: dict[str, tuple[str, bool]] = {
+    "dice": ("dice", True),
+    "mean_iou": ("miou", True),
+    "params": ("params", False),
+    "analog_robustness": ("analog_dice", True),
+    "time": ("train_time_s", False),
+}
+
+# Margin applied to the largest value of an unbounded (minimised) objective to place the reference point.
+REFERENCE_MARGIN = 1.1
+
+
+def _check_objectives(objectives: Sequence[str]) -> None:
+    unknown = [o for o in objectives if o not in OBJECTIVES]
+    if unknown:
+        raise ValueError(f"unknown objectives {unknown}; known: {sorted(OBJECTIVES)}")
+
+
+def maximise_flags(objectives: Sequence[str]) -> list[bool]:
+    """The direction of each named objective (True = larger is better)."""
+    _check_objectives(objectives)
+    return [OBJECTIVES[o][1] for o in objectives]
+
+
+def _as_matrix(values: Any, maximise: Sequence[bool]) -> np.ndarray:
+    arr = np.asarray(values, dtype=float)
+    if arr.ndim == 1:
+        arr = arr.reshape(-1, 1) if len(maximise) == 1 else arr.reshape(1, -1)
+    if arr.ndim != 2:
+        raise ValueError(f"objective values must be a [n, m] matrix, got shape {arr.shape}")
+    if arr.shape[1] != len(maximise):
+        raise ValueError(f"{arr.shape[1]} objective columns but {len(maximise)} directions")
+    return arr
+
+
+def to_minimisation(values: Any, maximise: Sequence[bool]) -> np.ndarray:
+    """Negate maximised columns and map NaN to +inf (the worst value in minimisation space)."""
+    arr = _as_matrix(values, maximise).copy()
+    flip = np.asarray(maximise, dtype=bool)
+    arr[:, flip] = -arr[:, flip]
+    arr[np.isnan(arr)] = np.inf
+    return arr
+
+
+def dominates(a: Sequence[float], b: Sequence[float], maximise: Sequence[bool]) -> bool:
+    """Strict Pareto dominance: `a` is no worse than `b` everywhere and better somewhere."""
+    fa, fb = to_minimisation(np.asarray([a, b], dtype=float), maximise)
+    return bool(np.all(fa <= fb) and np.any(fa < fb))
+
+
+def weakly_dominates(a: Sequence[float], b: Sequence[float], maximise: Sequence[bool]) -> bool:
+    """Non-strict dominance as in POPNAS' reference: `a` is no worse than `b` in every objective."""
+    fa, fb = to_minimisation(np.asarray([a, b], dtype=float), maximise)
+    return bool(np.all(fa <= fb))
+
+
+def non_dominated_sort(values: Any, maximise: Sequence[bool]) -> list[np.ndarray]:
+    """Fronts of row indices, best first (front 0 = the Pareto front); identical points share a front.
+
+    O(n^2 m) with numpy: fine for the few thousand candidates of one step.
+    """
+    f = to_minimisation(values, maximise)
+    n = f.shape[0]
+    if n == 0:
+        return []
+    # dominated_by[i, j] = True when j strictly dominates i
+    le = np.all(f[None, :, :] <= f[:, None, :], axis=2)
+    lt = np.any(f[None, :, :] < f[:, None, :], axis=2)
+    dominated_by = le & lt
+    counts = dominated_by.sum(axis=1)
+    remaining = np.ones(n, dtype=bool)
+    fronts: list[np.ndarray] = []
+    while remaining.any():
+        front = np.flatnonzero(remaining & (counts == 0))
+        if front.size == 0:  # cannot happen for a strict partial order; guard against NaN surprises
+            front = np.flatnonzero(remaining)
+        fronts.append(front)
+        remaining[front] = False
+        counts = counts - dominated_by[:, front].sum(axis=1)
+    return fronts
+
+
+def pareto_mask(values: Any, maximise: Sequence[bool]) -> np.ndarray:
+    """Boolean mask of the non-dominated rows (strict dominance; duplicates are all kept)."""
+    f = to_minimisation(values, maximise)
+    n = f.shape[0]
+    mask = np.ones(n, dtype=bool)
+    # chunked so that memory stays O(chunk * n * m) on large candidate sets
+    chunk = max(1, 2_000_000 // max(1, n * f.shape[1]))
+    for start in range(0, n, chunk):
+        block = f[start:start + chunk]
+        le = np.all(f[None, :, :] <= block[:, None, :], axis=2)
+        lt = np.any(f[None, :, :] < block[:, None, :], axis=2)
+        mask[start:start + chunk] = ~np.any(le & lt, axis=1)
+    return mask
+
+
+def crowding_distance(values: Any, maximise: Sequence[bool]) -> np.ndarray:
+    """NSGA-II crowding distance of each row within the given set (pass one front at a time).
+
+    Boundary points get +inf; a column where all points are equal adds nothing. Directions do not change the
+    distance, `maximise` is taken for a uniform signature (and to map NaN to the worst end).
+    """
+    f = to_minimisation(values, maximise)
+    n, m = f.shape
+    distance = np.zeros(n, dtype=float)
+    if n <= 2:
+        distance[:] = np.inf
+        return distance
+    for j in range(m):
+        col = f[:, j]
+        order = np.argsort(col, kind="stable")
+        lo, hi = col[order[0]], col[order[-1]]
+        distance[order[0]] = distance[order[-1]] = np.inf
+        span = hi - lo
+        if not np.isfinite(span) or span <= 0:
+            continue
+        distance[order[1:-1]] += (col[order[2:]] - col[order[:-2]]) / span
+    return distance
+
+
+def hypervolume(points: Any, maximise: Sequence[bool], reference: Sequence[float]) -> float:
+    """Volume dominated by `points` and bounded by `reference` (given in the objectives' own directions).
+
+    Points that do not strictly dominate the reference in every objective (or hold NaN) contribute nothing.
+    """
+    f = to_minimisation(points, maximise)
+    ref = to_minimisation(np.asarray(reference, dtype=float).reshape(1, -1), maximise)[0]
+    if not np.all(np.isfinite(ref)):
+        raise ValueError(f"hypervolume reference must be finite, got {list(reference)}")
+    keep = np.all(np.isfinite(f), axis=1) & np.all(f < ref, axis=1)
+    f = f[keep]
+    if f.shape[0] == 0:
+        return 0.0
+    if f.shape[1] == 1:
+        return float(ref[0] - f[:, 0].min())
+    # Normalise each column by the reference span of the points so pymoo's exact algorithm works on O(1) numbers
+    # (params are ~1e5 while Dice is ~1): the volume is rescaled back afterwards.
+    lo = f.min(axis=0)
+    span = ref - lo
+    from pymoo.indicators.hv import HV
+
+    scaled = (f - lo) / span
+    volume = float(HV(ref_point=np.ones(f.shape[1]))(scaled))
+    return volume * float(np.prod(span))
+
+
+def objective_matrix(records: Sequence[Any], objectives: Sequence[str]) -> tuple[np.ndarray, list[bool]]:
+    """Measured objective values of `records` (TrainingResult or mappings) and their directions.
+
+    A missing value (e.g. analog Dice of a network that was not probed) becomes NaN.
+    """
+    _check_objectives(objectives)
+    values = np.full((len(records), len(objectives)), np.nan, dtype=float)
+    for i, record in enumerate(records):
+        for j, name in enumerate(objectives):
+            attr = OBJECTIVES[name][0]
+            value = record.get(attr) if isinstance(record, Mapping) else getattr(record, attr, None)
+            if value is not None and value != "":
+                values[i, j] = float(value)
+    return values, maximise_flags(objectives)
+
+
+def largest_network_params(config: Any, input_shape: Sequence[int], classes_count: int) -> int:
+    """Params of the largest network of the search space: B blocks, every operator the heaviest one.
+
+    The heaviest operator is the one whose single-block cell has the most parameters. Every block reads the
+    lookbacks (none reads another block), so all B blocks are unused and concatenated: the widest cell output.
+    """
+    from popnas_seg.models.cost import count_params
+    from popnas_seg.search_space.encoding import Block, Cell
+
+    space = config.search_space
+    arch = config.architecture_hyperparameters
+    channels = int(input_shape[-1])
+    heaviest = max(
+        space.operators,
+        key=lambda op: count_params(Cell((Block(-1, op, -1, op),)), arch, channels, classes_count),
+    )
+    lookbacks = [-(i + 1) for i in range(space.lookback_depth)]
+    pairs = [(a, b) for ai, a in enumerate(lookbacks) for b in lookbacks[ai:]]
+    # every block on the lookbacks (all unused, widest concat; distinct input pairs while there are enough),
+    # and a chain (each block on the previous one) in case the encoding refuses duplicate blocks
+    shapes = [
+        tuple(Block(pairs[i % len(pairs)][0], heaviest, pairs[i % len(pairs)][1], heaviest) for i in range(space.blocks)),
+        tuple(Block(-1 if i == 0 else i - 1, heaviest, -1, heaviest) for i in range(space.blocks)),
+    ]
+    counts = []
+    for blocks in shapes:
+        try:
+            counts.append(int(count_params(Cell(blocks), arch, channels, classes_count)))
+        except ValueError:
+            continue
+    if not counts:
+        raise ValueError("could not build the largest cell of the search space to place the params reference")
+    return max(counts)
+
+
+def reference_point(
+    objectives: Sequence[str],
+    config: Any,
+    values: Any | None = None,
+    input_shape: Sequence[int] | None = None,
+    classes_count: int | None = None,
+) -> np.ndarray:
+    """The hypervolume reference point, one value per objective, in the objectives' own directions.
+
+    Rule (``config.search_strategy.hypervolume_reference[name]`` overrides any of them):
+
+    - ``dice``, ``mean_iou``, ``analog_robustness``: 0.0 (maximised and bounded in [0, 1], so every network
+      with a positive score adds volume and hypervolumes of different runs compare directly);
+    - ``params``: 1.1 x the params of the largest network of the search space (``largest_network_params``:
+      B blocks of the heaviest operator); it needs `input_shape` and `classes_count`; without them it falls back
+      to 1.1 x the largest measured value in `values`;
+    - ``time``: 1.1 x the largest measured training time in `values` (time has no analytic bound).
+
+    `values` is the ``[n, m]`` matrix of the measured objectives (as from ``objective_matrix``).
+    """
+    _check_objectives(objectives)
+    overrides: dict[str, float] = {}
+    strategy = getattr(config, "search_strategy", None) if config is not None else None
+    if strategy is not None and strategy.hypervolume_reference:
+        overrides = dict(strategy.hypervolume_reference)
+    matrix = None if values is None else np.asarray(values, dtype=float).reshape(-1, len(objectives))
+
+    def measured_max(j: int, name: str) -> float:
+        column = np.array([]) if matrix is None else matrix[:, j]
+        column = column[np.isfinite(column)]
+        if column.size == 0:
+            raise ValueError(f"no measured values to place the '{name}' reference point; "
+                             f"set search_strategy.hypervolume_reference.{name}")
+        return float(column.max())
+
+    ref = np.zeros(len(objectives), dtype=float)
+    for j, name in enumerate(objectives):
+        if name in overrides:
+            ref[j] = float(overrides[name])
+        elif OBJECTIVES[name][1]:
+            ref[j] = 0.0
+        elif name == "params" and config is not None and input_shape is not None and classes_count is not None:
+            ref[j] = REFERENCE_MARGIN * largest_network_params(config, input_shape, classes_count)
+        else:
+            ref[j] = REFERENCE_MARGIN * measured_max(j, name)
+    return ref

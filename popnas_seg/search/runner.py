@@ -1,0 +1,418 @@
+"""The search loop: ask the strategy what to train, train and probe it, log it; resume by replaying the journal.
+
+The strategy decides *what* (search/strategies.py); this module knows *how* (builder, trainer, analog probe) and
+keeps the run folder consistent. The journal (restore/journal.jsonl) is the source of truth:
+
+- ``step_planned``    the networks of a step with their ids, written before any of them trains, so a resumed run
+                      never re-plans a step (re-planning could pick other cells if a score changed);
+- ``network_started`` / ``network_finished``  a network that started but never finished is trained again from
+                      scratch; a finished one is never trained again;
+- ``step_finished`` / ``search_finished``.
+
+CSVs and plots are derived from the journal and rewritten atomically, so a kill at any moment leaves a folder
+that ``python run.py -r`` continues.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import shutil
+import time
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from popnas_seg.config import RunConfig
+from popnas_seg.results import TrainingResult
+from popnas_seg.runlog.folder import RunFolder
+from popnas_seg.runlog.tables import read_csv, write_csv
+
+# Objective name -> TrainingResult field holding its measured value.
+MEASURED_FIELD = {
+    "dice": "dice",
+    "mean_iou": "miou",
+    "params": "params",
+    "analog_robustness": "analog_dice",
+    "time": "train_time_s",
+}
+# Objective name -> column of the strategy's predictions rows holding the predicted value.
+PREDICTED_COLUMN = {
+    "dice": "predicted_dice",
+    "mean_iou": "predicted_dice",
+    "analog_robustness": "predicted_analog_dice",
+    "time": "predicted_time",
+}
+
+
+def network_seed(base_seed: int, encoding_key: str) -> int:
+    """A per-network seed that depends on the cell, not on the order of training, so resume reproduces scores."""
+    return (base_seed * 1_000_003 + zlib.crc32(encoding_key.encode())) % (2**31 - 1)
+
+
+def search_objectives(config: RunConfig) -> list[str]:
+    """The Pareto objectives in order: the score metric first, then the additional ones."""
+    objectives = [config.search_strategy.score_metric]
+    objectives += list(config.search_strategy.additional_pareto_objectives)
+    if not config.analog.probe and "analog_robustness" in objectives:
+        objectives.remove("analog_robustness")
+    return objectives
+
+
+@dataclass
+class _Progress:
+    """Terminal progress: networks done/planned, the best so far, and an ETA."""
+
+    planned_total: int
+    started: float = field(default_factory=time.monotonic)
+    done_this_session: int = 0
+    seconds_this_session: float = 0.0
+
+    def eta_seconds(self, done: int, predicted_remaining_s: float | None) -> float | None:
+        if predicted_remaining_s is not None and predicted_remaining_s > 0:
+            return predicted_remaining_s
+        if self.done_this_session == 0:
+            return None
+        per_net = self.seconds_this_session / self.done_this_session
+        return max(self.planned_total - done, 0) * per_net
+
+
+def _fmt_duration(seconds: float | None) -> str:
+    if seconds is None or not math.isfinite(seconds):
+        return "?"
+    seconds = int(seconds)
+    if seconds >= 3600:
+        return f"{seconds // 3600}h{(seconds % 3600) // 60:02d}m"
+    if seconds >= 60:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds}s"
+
+
+class SearchRunner:
+    """Runs (or resumes) the search of one run folder."""
+
+    def __init__(self, run: RunFolder, config: RunConfig, data: Any, logger: logging.Logger | None = None) -> None:
+        self.run = run
+        self.config = config
+        self.data = data
+        self.log = logger or logging.getLogger("popnas_seg")
+        self.objectives = search_objectives(config)
+        self._trainer = None
+        self._probe_arrays: tuple[np.ndarray, np.ndarray] | None = None
+
+    # ------------------------------------------------------------------ journal replay
+    def finished_results(self) -> dict[int, TrainingResult]:
+        out: dict[int, TrainingResult] = {}
+        for event in self.run.journal.events("network_finished"):
+            result = TrainingResult.from_dict(event["result"])
+            out[result.network_id] = result
+        return out
+
+    def _planned_steps(self) -> dict[int, dict]:
+        return {int(e["step"]): e for e in self.run.journal.events("step_planned")}
+
+    # ------------------------------------------------------------------ the loop
+    def run_search(self) -> list[TrainingResult]:
+        from popnas_seg.search.strategies import make_strategy
+
+        journal = self.run.journal
+        if journal.events("search_finished"):
+            self.log.info("search already finished in %s; skipping to the next stage", self.run.path)
+            return sorted(self.finished_results().values(), key=lambda r: r.network_id)
+
+        strategy = make_strategy(
+            self.config, self.data.input_shape, self.data.classes_count, self.run.predictors_dir, self.log
+        )
+        finished = self.finished_results()
+        planned = self._planned_steps()
+        finished_steps = {int(e["step"]) for e in journal.events("step_finished")}
+        progress = _Progress(planned_total=max(strategy.planned_total(), len(finished)))
+        if finished:
+            self.log.info(
+                "resuming: %d networks already trained, %d steps planned, %d finished",
+                len(finished), len(planned), len(finished_steps),
+            )
+        self.run.update_state(stage="search")
+
+        step = 1
+        while True:
+            if step in planned:
+                event = planned[step]
+                networks = event["networks"]
+                predicted_times = event.get("predicted_times")
+            else:
+                history = sorted(finished.values(), key=lambda r: r.network_id)
+                self.log.info("step %d: planning (%d networks trained so far)", step, len(history))
+                plan = strategy.plan_step(step, history)
+                if plan is None:
+                    break
+                first_id = 1 + max([n["network_id"] for e in planned.values() for n in e["networks"]] + [0])
+                networks = [
+                    {"network_id": first_id + i, "encoding": str(p.cell), "origin": p.origin,
+                     "blocks": len(p.cell.blocks)}
+                    for i, p in enumerate(plan.networks)
+                ]
+                predicted_times = self._predicted_times(plan.predictions, networks)
+                self._write_plan_tables(step, plan)
+                journal.append("step_planned", step=step, networks=networks, predicted_times=predicted_times)
+                planned[step] = {"step": step, "networks": networks, "predicted_times": predicted_times}
+                progress.planned_total = max(progress.planned_total, sum(len(e["networks"]) for e in planned.values()))
+
+            self.run.update_state(stage="search", step=step)
+            for index, net in enumerate(networks):
+                if net["network_id"] in finished:
+                    continue
+                remaining_pred = None
+                if predicted_times:
+                    remaining_pred = float(sum(t for t in predicted_times[index:] if t is not None))
+                done = len(finished)
+                self.log.info(
+                    "step %d | network %d/%d (id %d, %s, %d blocks) %s | ETA step %s, search %s",
+                    step, done + 1, progress.planned_total, net["network_id"], net["origin"], net["blocks"],
+                    net["encoding"], _fmt_duration(remaining_pred),
+                    _fmt_duration(progress.eta_seconds(done, None)),
+                )
+                t0 = time.monotonic()
+                journal.append("network_started", network_id=net["network_id"], encoding=net["encoding"], step=step)
+                result = self.train_network(net, step)
+                journal.append("network_finished", network_id=result.network_id, result=result.to_dict())
+                finished[result.network_id] = result
+                progress.done_this_session += 1
+                progress.seconds_this_session += time.monotonic() - t0
+                self._write_results_csv(finished)
+                self._log_result(result, finished)
+
+            if step not in finished_steps:
+                self._finish_step(step, planned[step], finished)
+                journal.append("step_finished", step=step)
+                finished_steps.add(step)
+            step += 1
+
+        self._finish_search(finished)
+        journal.append("search_finished", networks=len(finished))
+        self.run.update_state(stage="search_done")
+        return sorted(finished.values(), key=lambda r: r.network_id)
+
+    # ------------------------------------------------------------------ one network
+    def _get_trainer(self):
+        if self._trainer is None:
+            from popnas_seg.training.trainer import Trainer
+
+            self._trainer = Trainer(self.config, self.data, self.log)
+        return self._trainer
+
+    def probe_arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        if self._probe_arrays is None:
+            x, y = self.data.val_arrays(self.config.analog.probe_images)
+            self._probe_arrays = (x, y)
+        return self._probe_arrays
+
+    def train_network(self, net: dict, step: int) -> TrainingResult:
+        """Build, train, save and (if configured) analog-probe one network; failures become result rows."""
+        from popnas_seg.models.builder import build_model
+        from popnas_seg.models.cost import count_flops
+        from popnas_seg.search_space.encoding import Cell
+
+        cfg = self.config
+        cell = Cell.from_string(net["encoding"])
+        out_dir = self.run.models_dir / str(net["network_id"])
+        if out_dir.exists():  # leftovers of an interrupted attempt: start clean
+            shutil.rmtree(out_dir)
+        out_dir.mkdir(parents=True)
+        shape = tuple(self.data.input_shape)
+        model = build_model(cell, cfg.architecture_hyperparameters, shape, self.data.classes_count)
+        flops = count_flops(cell, cfg.architecture_hyperparameters, shape, self.data.classes_count)
+        result, model = self._get_trainer().train(
+            model,
+            network_id=net["network_id"],
+            encoding=net["encoding"],
+            blocks=len(cell.blocks),
+            seed=network_seed(cfg.others.seed, cell.key()),
+            out_dir=out_dir,
+            flops=flops,
+        )
+        result.origin = net["origin"]
+        result.step = step
+        if result.status == "ok":
+            self._save_model(model, out_dir)
+            if cfg.analog.probe:
+                self._probe(model, result, out_dir)
+        return result
+
+    def _save_model(self, model: Any, out_dir: Path) -> None:
+        tmp = out_dir / "model.tmp.keras"
+        model.save(tmp)
+        tmp.replace(out_dir / "model.keras")
+
+    def _probe(self, model: Any, result: TrainingResult, out_dir: Path) -> None:
+        from popnas_seg.analog.export import keras_to_onnx
+        from popnas_seg.analog.probe import probe_analog
+        from popnas_seg.training.losses import dice_score
+
+        x, y = self.probe_arrays()
+        probs = model.predict(x, verbose=0, batch_size=max(1, self.config.dataset.batch_size))
+        digital = float(dice_score(np.argmax(probs, axis=-1), y, self.data.classes_count, self.data.ignore_class))
+        try:
+            onnx_path = keras_to_onnx(model, out_dir / "model.onnx")
+            probe = probe_analog(
+                onnx_path, x, y, self.config.analog, self.data.classes_count, self.data.ignore_class,
+                digital_dice=digital, seed=network_seed(self.config.others.seed, result.encoding),
+            )
+        except Exception as exc:  # the probe must never kill the search: the row records why it is empty
+            self.log.warning("analog probe of network %d failed: %s", result.network_id, exc)
+            result.extra["probe_error"] = str(exc)
+            return
+        result.analog_dice = float(probe.analog_dice_mean)
+        result.analog_dice_std = float(probe.analog_dice_std)
+        result.robustness = None if probe.robustness is None else float(probe.robustness)
+        coverage = probe.coverage or {}
+        frac = coverage.get("weights_analog_fraction")
+        result.analog_coverage = None if frac is None else float(frac)
+        result.extra["probe_digital_dice"] = digital
+        result.extra["probe_time_s"] = float(probe.time_s)
+        result.extra["digital_layers"] = [str(d) for d in coverage.get("digital_layers", [])]
+
+    def _log_result(self, result: TrainingResult, finished: dict[int, TrainingResult]) -> None:
+        analog = "-" if result.analog_dice is None else f"{result.analog_dice:.3f}±{result.analog_dice_std or 0:.3f}"
+        self.log.info(
+            "  -> %s dice %.3f miou %.3f params %s analog(1d) %s robustness %s train %.1fs",
+            result.status, result.dice, result.miou, f"{result.params:,}", analog,
+            "-" if result.robustness is None else f"{result.robustness:.2f}", result.train_time_s,
+        )
+        ok = [r for r in finished.values() if r.status == "ok"]
+        if ok:
+            best = max(ok, key=lambda r: r.dice)
+            smallest = min(ok, key=lambda r: r.params)
+            analog_best = max((r for r in ok if r.analog_dice is not None), key=lambda r: r.analog_dice, default=None)
+            self.log.info(
+                "  best so far: dice %.3f (id %d) | smallest %s params (id %d) | analog dice %s",
+                best.dice, best.network_id, f"{smallest.params:,}", smallest.network_id,
+                "-" if analog_best is None else f"{analog_best.analog_dice:.3f} (id {analog_best.network_id})",
+            )
+
+    # ------------------------------------------------------------------ tables, quality, front
+    @staticmethod
+    def _predicted_times(predictions: list[dict], networks: list[dict]) -> list[float | None] | None:
+        by_encoding = {}
+        for row in predictions:
+            t = row.get("predicted_time")
+            if t is not None and not (isinstance(t, float) and math.isnan(t)):
+                by_encoding[str(row.get("encoding"))] = float(t)
+        if not by_encoding:
+            return None
+        return [by_encoding.get(n["encoding"]) for n in networks]
+
+    def _write_plan_tables(self, step: int, plan: Any) -> None:
+        if plan.predictions:
+            write_csv(self.run.csv_dir / f"predictions_b{step}.csv", plan.predictions)
+        if plan.front:
+            write_csv(self.run.csv_dir / f"pareto_front_b{step}.csv", plan.front)
+
+    def _write_results_csv(self, finished: dict[int, TrainingResult]) -> None:
+        rows = [finished[k].to_row() for k in sorted(finished)]
+        write_csv(self.run.csv_dir / "training_results.csv", rows, TrainingResult.COLUMNS)
+
+    def measured_front(self, results: list[TrainingResult]) -> tuple[list[TrainingResult], float]:
+        """Non-dominated measured networks over the search objectives, and their hypervolume."""
+        from popnas_seg.search.pareto import hypervolume, objective_matrix, pareto_mask, reference_point
+
+        ok = [r for r in results if r.status == "ok"]
+        if "analog_robustness" in self.objectives:
+            ok = [r for r in ok if r.analog_dice is not None]
+        if not ok:
+            return [], 0.0
+        values, maximise = objective_matrix(ok, self.objectives)
+        mask = pareto_mask(values, maximise)
+        reference = reference_point(self.objectives, self.config, values, self.data.input_shape, self.data.classes_count)
+        return [r for r, m in zip(ok, mask) if m], float(hypervolume(values, maximise, reference))
+
+    def _finish_step(self, step: int, planned: dict, finished: dict[int, TrainingResult]) -> None:
+        from popnas_seg.predictors.quality import mape, rank_quality
+
+        ids = [n["network_id"] for n in planned["networks"]]
+        trained = [finished[i] for i in ids if i in finished and finished[i].status == "ok"]
+        predictions = {row["encoding"]: row for row in read_csv(self.run.csv_dir / f"predictions_b{step}.csv")}
+        quality_rows = [r for r in read_csv(self.run.csv_dir / "predictor_quality.csv") if int(r["step"]) != step]
+        for objective, column in PREDICTED_COLUMN.items():
+            if objective not in self.objectives and not (objective == "time" and trained):
+                continue
+            pairs = []
+            for r in trained:
+                row = predictions.get(r.encoding)
+                measured = getattr(r, MEASURED_FIELD[objective])
+                if row is None or measured is None or row.get(column) in (None, ""):
+                    continue
+                pairs.append((float(row[column]), float(measured)))
+            if len(pairs) < 2:
+                continue
+            pred, meas = np.array(pairs).T
+            q = rank_quality(pred, meas)
+            quality_rows.append({
+                "step": step, "objective": objective, "n": len(pairs), "spearman": q["spearman"],
+                "kendall": q["kendall"], "mape": mape(pred, meas) if objective == "time" else None,
+            })
+        if quality_rows:
+            write_csv(self.run.csv_dir / "predictor_quality.csv", quality_rows,
+                      ["step", "objective", "n", "spearman", "kendall", "mape"])
+
+        results = list(finished.values())
+        front, hv = self.measured_front(results)
+        ok = [r for r in results if r.status == "ok"]
+        progress_rows = [r for r in read_csv(self.run.csv_dir / "search_progress.csv") if int(r["step"]) != step]
+        elapsed = sum(r.train_time_s for r in results)
+        progress_rows.append({
+            "step": step, "networks_trained": len(results), "hypervolume": hv,
+            "best_dice": max((r.dice for r in ok), default=0.0),
+            "best_analog_dice": max((r.analog_dice for r in ok if r.analog_dice is not None), default=None),
+            "front_size": len(front), "train_time_s": elapsed,
+        })
+        write_csv(self.run.csv_dir / "search_progress.csv", progress_rows)
+        write_csv(self.run.csv_dir / "measured_front.csv", [r.to_row() for r in front], TrainingResult.COLUMNS)
+        self.log.info("step %d done: %d networks, measured front %d, hypervolume %.4g", step, len(results), len(front), hv)
+        self._plots()
+
+    def _plots(self) -> None:
+        try:
+            from popnas_seg.plots import plot_search
+
+            plot_search(self.run)
+        except Exception as exc:  # a plot must never stop a long search; the report re-draws them
+            self.log.warning("plotting failed (the search goes on): %s", exc)
+
+    def _finish_search(self, finished: dict[int, TrainingResult]) -> None:
+        """best_model/ = the best-Dice network of the measured front; drop unrequested child models."""
+        front, _ = self.measured_front(list(finished.values()))
+        ok = [r for r in finished.values() if r.status == "ok"]
+        pool = front or ok
+        if pool:
+            best = max(pool, key=lambda r: r.dice)
+            src = self.run.models_dir / str(best.network_id)
+            dest = self.run.best_model_dir
+            tmp = dest.with_name(dest.name + ".tmp")
+            if tmp.exists():
+                shutil.rmtree(tmp)
+            tmp.mkdir(parents=True)
+            for name in ("model.keras", "model.onnx"):
+                if (src / name).exists():
+                    shutil.copy2(src / name, tmp / name)
+            from popnas_seg.atomic import atomic_write_json
+
+            atomic_write_json(tmp / "result.json", best.to_dict())
+            if dest.exists():
+                shutil.rmtree(dest)
+            tmp.replace(dest)
+            self.log.info("best model: network %d (%s) dice %.3f -> %s", best.network_id, best.encoding, best.dice, dest)
+        if not self.config.others.save_children_models:
+            keep = {r.network_id for r in front}
+            for folder in self.run.models_dir.iterdir():
+                if folder.is_dir() and folder.name.isdigit() and int(folder.name) not in keep:
+                    for name in ("model.keras", "model.onnx"):
+                        (folder / name).unlink(missing_ok=True)
+        self._plots()
+
+
+def run_search(run: RunFolder, config: RunConfig, data: Any, logger: logging.Logger | None = None) -> list[TrainingResult]:
+    """Run or resume the search stage of `run`; returns every trained network's result."""
+    return SearchRunner(run, config, data, logger).run_search()

@@ -1,0 +1,448 @@
+"""Search strategies: decide WHAT to train next (the runner knows HOW to train, probe and log it).
+
+Every strategy is a pure function of (config, seed, history): the same finished networks give the same plan, so
+a resumed run re-plans identically. The runner asks `plan_step(step, history)` for steps 1, 2, ... until it
+answers None.
+
+- `ProgressiveStrategy` (POPNAS): step 1 trains single-block cells; step b expands the cells of step b-1 by one
+  block, scores every child with the predictors (GIN for Dice and analog Dice, SVR for time, exact params from
+  the encoding), and trains up to `max_children` cells of the predicted Pareto front (top-K by predicted score
+  in `pnas_mode`) plus up to `max_exploration_children` exploration cells.
+- `RandomStrategy`: uniformly sampled cells at the same budget, in batches.
+- `EvolutionStrategy`: regularised evolution (Real et al. 2019) on the score metric at the same budget.
+"""
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from popnas_seg.config import RunConfig
+from popnas_seg.results import TrainingResult
+from popnas_seg.search.exploration import exploration_picks
+from popnas_seg.search.pareto import maximise_flags, pareto_mask, weakly_dominates
+from popnas_seg.search_space.encoding import Cell, expand_cell, mutate_cell, random_cell, single_block_cells
+
+ORIGINS = ("b1", "pareto", "exploration", "random", "evolution")
+PARENT_ORIGINS = frozenset({"b1", "pareto", "exploration"})
+# tries per wanted cell when sampling random/mutated cells that are new to the run
+_SAMPLING_TRIES = 200
+
+
+@dataclass
+class PlannedNetwork:
+    """One network the runner should train, and why it was chosen."""
+
+    cell: Cell
+    origin: str  # "b1" | "pareto" | "exploration" | "random" | "evolution"
+
+
+@dataclass
+class StepPlan:
+    """The networks of one step plus the tables that explain the choice."""
+
+    step: int  # 1-based step index (= blocks for the progressive search)
+    networks: list[PlannedNetwork]
+    predictions: list[dict]  # one row per scored candidate (csv/predictions_b<k>.csv)
+    front: list[dict]  # the predicted Pareto front rows (csv/pareto_front_b<k>.csv); [] for baselines
+
+
+class SearchStrategy(Protocol):
+    def plan_step(self, step: int, history: list[TrainingResult]) -> StepPlan | None:
+        """The networks of `step` given every network finished so far; None when the search is over."""
+
+    def planned_total(self) -> int:
+        """Networks the whole search will train (an upper bound, for progress bars and ETAs)."""
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# shared helpers
+
+def strategy_objectives(config: RunConfig) -> list[str]:
+    """Pareto objectives in order: the score metric, then the additional ones (analog only when probing)."""
+    objectives = [config.search_strategy.score_metric, *config.search_strategy.additional_pareto_objectives]
+    if not config.analog.probe and "analog_robustness" in objectives:
+        objectives.remove("analog_robustness")
+    return objectives
+
+
+def score_value(record: TrainingResult, metric: str) -> float:
+    """The configured score of a finished network (`dice` or `mean_iou` -> TrainingResult.miou)."""
+    value = record.miou if metric == "mean_iou" else record.dice
+    return float("nan") if value is None else float(value)
+
+
+def parse_history(history: Sequence[TrainingResult]) -> list[tuple[TrainingResult, Cell]]:
+    """(record, cell) for every record whose encoding is a cell (baselines such as the U-Net are skipped)."""
+    out = []
+    for record in sorted(history, key=lambda r: r.network_id):
+        try:
+            out.append((record, Cell.from_string(record.encoding)))
+        except ValueError:
+            continue
+    return out
+
+
+def b1_cells(config: RunConfig) -> list[Cell]:
+    """The step-1 cells: every distinct single-block cell, or `b1_max_networks` of them spread evenly over the
+    operators (then the lookbacks): greedy on the growth of the sum of squared usage counts, which prefers
+    the least used operators and mixed pairs; ties are broken by a shuffle seeded by `others.seed`."""
+    space = config.search_space
+    cells = single_block_cells(space.operators, space.lookback_depth)
+    cap = config.search_strategy.b1_max_networks
+    if cap is None or cap >= len(cells):
+        return cells
+    rng = np.random.default_rng([config.others.seed, 1])
+    pool = [cells[i] for i in rng.permutation(len(cells))]
+    usage = {op: 0 for op in space.operators}
+    lookback_usage = {-(i + 1): 0 for i in range(space.lookback_depth)}
+
+    def growth(counts: dict, a: Any, b: Any) -> int:
+        if a == b:
+            return (counts[a] + 2) ** 2 - counts[a] ** 2
+        return 2 * counts[a] + 1 + 2 * counts[b] + 1
+
+    picked: list[Cell] = []
+    for _ in range(cap):
+        def load(cell: Cell) -> tuple[int, int]:
+            b = cell.blocks[0]
+            return growth(usage, b.op1, b.op2), growth(lookback_usage, b.in1, b.in2)
+
+        cell = pool.pop(min(range(len(pool)), key=lambda i: load(pool[i])))  # min keeps the first on ties
+        b = cell.blocks[0]
+        usage[b.op1] += 1
+        usage[b.op2] += 1
+        lookback_usage[b.in1] += 1
+        lookback_usage[b.in2] += 1
+        picked.append(cell)
+    return picked
+
+
+def progressive_budget(config: RunConfig) -> int:
+    """Networks the progressive search trains at most: step 1, then K children per step and exploration
+    children on every step but the last (POPNAS explores only cells that will be expanded again)."""
+    ss, blocks = config.search_strategy, config.search_space.blocks
+    explore = 0 if ss.pnas_mode else ss.max_exploration_children
+    return len(b1_cells(config)) + (blocks - 1) * ss.max_children + max(blocks - 2, 0) * explore
+
+
+def baseline_budget(config: RunConfig) -> int:
+    """The random/evolution budget: `max_networks`, or what the progressive search would train."""
+    return config.search_strategy.max_networks or progressive_budget(config)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# progressive (POPNAS)
+
+class ProgressiveStrategy:
+    """POPNAS: progressive expansion, predictor-scored children, predicted Pareto front + exploration."""
+
+    def __init__(self, config: RunConfig, input_shape: Sequence[int], classes_count: int,
+                 predictors_dir: Path | None = None, logger: logging.Logger | None = None) -> None:
+        self.config = config
+        self.input_shape = tuple(int(v) for v in input_shape)
+        self.classes_count = int(classes_count)
+        self.predictors_dir = None if predictors_dir is None else Path(predictors_dir)
+        self.log = logger or logging.getLogger("popnas_seg")
+        self.objectives = strategy_objectives(config)
+        self._cost_cache: dict[str, tuple[int, int]] = {}
+
+    def planned_total(self) -> int:
+        return progressive_budget(self.config)
+
+    # -- costs ----------------------------------------------------------------------------------------------
+    def cost(self, cell: Cell) -> tuple[int, int]:
+        """(params, FLOPs) computed exactly from the encoding, cached by canonical key."""
+        key = cell.key()
+        if key not in self._cost_cache:
+            from popnas_seg.models.cost import count_flops, count_params
+
+            arch = self.config.architecture_hyperparameters
+            params = count_params(cell, arch, self.input_shape[-1], self.classes_count)
+            flops = count_flops(cell, arch, self.input_shape, self.classes_count)
+            self._cost_cache[key] = (int(params), int(flops))
+        return self._cost_cache[key]
+
+    # -- planning -------------------------------------------------------------------------------------------
+    def plan_step(self, step: int, history: list[TrainingResult]) -> StepPlan | None:
+        blocks = self.config.search_space.blocks
+        if step < 1 or step > blocks:
+            return None
+        parsed = parse_history(history)
+        seen = {cell.key() for _, cell in parsed}
+        if step == 1:
+            cells = [c for c in b1_cells(self.config) if c.key() not in seen]
+            if not cells:
+                return None
+            return StepPlan(1, [PlannedNetwork(c, "b1") for c in cells], [], [])
+        return self._plan_expansion(step, parsed, seen)
+
+    def _parents(self, step: int, parsed: list[tuple[TrainingResult, Cell]]) -> list[Cell]:
+        previous = [(r, c) for r, c in parsed if r.step == step - 1 and r.origin in PARENT_ORIGINS]
+        ok = [c for r, c in previous if r.status == "ok"]
+        # if every network of the previous step failed, still expand them: the predictors judge the children
+        return ok or [c for _, c in previous]
+
+    def _plan_expansion(self, step: int, parsed: list[tuple[TrainingResult, Cell]], seen: set[str]) -> StepPlan | None:
+        space, ss = self.config.search_space, self.config.search_strategy
+        parents = self._parents(step, parsed)
+        candidates: list[Cell] = []
+        keys: set[str] = set()
+        for parent in parents:
+            for child in expand_cell(parent, space.operators, space.lookback_depth):
+                key = child.key()
+                if key not in keys and key not in seen:
+                    keys.add(key)
+                    candidates.append(child)
+        if not candidates:
+            self.log.info("step %d: no new children to expand (%d parents); the search ends", step, len(parents))
+            return None
+
+        predicted = self._predict(step, parsed, candidates)
+        costs = [self.cost(c) for c in candidates]
+        columns = {
+            ss.score_metric: predicted["score"],
+            "params": np.array([p for p, _ in costs], dtype=float),
+            "analog_robustness": predicted.get("analog"),
+            "time": predicted.get("time"),
+        }
+        objectives = [o for o in self.objectives if columns.get(o) is not None]
+        dropped = [o for o in self.objectives if o not in objectives]
+        if dropped:
+            self.log.info("step %d: objectives %s left out of the front (not enough data to predict them)",
+                          step, dropped)
+        values = np.stack([columns[o] for o in objectives], axis=1)
+        maximise = maximise_flags(objectives)
+        score = predicted["score"]
+        order = np.argsort(-score, kind="stable")  # highest predicted score first, ties by expansion order
+
+        front_mask = np.zeros(len(candidates), dtype=bool)
+        chosen: list[int] = []
+        if ss.pnas_mode:
+            chosen = [int(i) for i in order[:ss.max_children]]
+        else:
+            front_mask = pareto_mask(values, maximise)
+            chosen = [int(i) for i in order if front_mask[i]][:ss.max_children]
+        exploration: list[int] = []
+        if not ss.pnas_mode and ss.max_exploration_children > 0 and step < space.blocks:
+            exploration = exploration_picks(
+                candidates, score, [candidates[i] for i in chosen], space.operators, space.lookback_depth,
+                ss.max_exploration_children,
+                lambda i, j: weakly_dominates(values[j], values[i], maximise),
+            )
+        origin = {i: "pareto" for i in chosen} | {i: "exploration" for i in exploration}
+        networks = [PlannedNetwork(candidates[i], origin[i]) for i in chosen + exploration]
+
+        rows = []
+        for i in order:
+            rows.append({
+                "encoding": str(candidates[i]),
+                "blocks": len(candidates[i].blocks),
+                "predicted_dice": float(score[i]),
+                "predicted_analog_dice": _maybe(predicted.get("analog"), i),
+                "predicted_time": _maybe(predicted.get("time"), i),
+                "params": costs[i][0],
+                "flops": costs[i][1],
+                "pareto_optimal": bool(front_mask[i]),
+                "selected": i in origin,
+                "origin": origin.get(int(i), ""),
+            })
+        front = [] if ss.pnas_mode else [row for row in rows if row["pareto_optimal"]]
+        self.log.info(
+            "step %d: %d parents -> %d new children; predicted front %d; training %d pareto + %d exploration",
+            step, len(parents), len(candidates), int(front_mask.sum()), len(chosen), len(exploration),
+        )
+        return StepPlan(step, networks, rows, front)
+
+    def _predict(self, step: int, parsed: list[tuple[TrainingResult, Cell]], candidates: list[Cell]) -> dict[str, Any]:
+        """Fit the predictors on the finished networks and score `candidates`.
+
+        Returns {"score": array, "analog": array | None, "time": array | None}; predictors are saved under
+        predictors_dir/b<step>/ when a folder was given.
+        """
+        from popnas_seg.predictors.gin import GINPredictor
+
+        space, ss, seed = self.config.search_space, self.config.search_strategy, self.config.others.seed
+        out_dir = None if self.predictors_dir is None else self.predictors_dir / f"b{step}"
+        ok = [(r, c) for r, c in parsed if r.status == "ok"]
+
+        def gin(targets: list[tuple[Cell, float]], offset: int) -> GINPredictor:
+            return GINPredictor(space.operators, space.lookback_depth, space.blocks,
+                                ensemble_units=ss.accuracy_predictor_ensemble_units, epochs=ss.predictor_epochs,
+                                seed=seed * 7919 + step * 101 + offset
+                                ).fit([c for c, _ in targets], [t for _, t in targets])
+
+        result: dict[str, Any] = {"analog": None, "time": None}
+        scored = [(c, score_value(r, ss.score_metric)) for r, c in ok]
+        scored = [(c, t) for c, t in scored if math.isfinite(t)]
+        if scored:
+            predictor = gin(scored, 0)
+            result["score"] = predictor.predict(candidates)
+            if out_dir is not None:
+                predictor.save(out_dir / "gin_score")
+        else:
+            self.log.warning("step %d: no successfully trained network to fit the score predictor; "
+                             "children are ranked by their other objectives only", step)
+            result["score"] = np.zeros(len(candidates))
+
+        if "analog_robustness" in self.objectives:
+            probed = [(c, float(r.analog_dice)) for r, c in ok
+                      if r.analog_dice is not None and math.isfinite(r.analog_dice)]
+            if len(probed) >= 2:
+                predictor = gin(probed, 1)
+                result["analog"] = predictor.predict(candidates)
+                if out_dir is not None:
+                    predictor.save(out_dir / "gin_analog")
+
+        # the time predictor is cheap: fitted every step for the ETA, an objective only when configured
+        timed = [(c, float(r.train_time_s)) for r, c in ok
+                 if r.train_time_s is not None and math.isfinite(r.train_time_s) and r.train_time_s > 0]
+        if timed:
+            predictor = self.time_predictor().fit([c for c, _ in timed], [t for _, t in timed])
+            result["time"] = predictor.predict(candidates)
+            if out_dir is not None:
+                predictor.save(out_dir / "time_svr.joblib")
+        return result
+
+    def time_predictor(self) -> Any:
+        """A fresh SVR time predictor over this search space's features (with exact params and FLOPs)."""
+        from functools import partial
+
+        from popnas_seg.predictors.time_svr import TimePredictor, cell_time_features
+
+        space = self.config.search_space
+        features = partial(cell_time_features, operators=space.operators, lookback_depth=space.lookback_depth,
+                           cost_fn=self.cost)
+        return TimePredictor(features, seed=self.config.others.seed)
+
+
+def _maybe(values: np.ndarray | None, i: int) -> float | None:
+    return None if values is None else float(values[i])
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# baselines
+
+class _BatchedBaseline:
+    """Shared budget bookkeeping: the budget is spent in batches of max_children + max_exploration_children."""
+
+    origins: frozenset[str] = frozenset()
+
+    def __init__(self, config: RunConfig, logger: logging.Logger | None = None) -> None:
+        self.config = config
+        self.log = logger or logging.getLogger("popnas_seg")
+        ss = config.search_strategy
+        self.budget = baseline_budget(config)
+        self.batch = max(1, ss.max_children + ss.max_exploration_children)
+
+    def planned_total(self) -> int:
+        return self.budget
+
+    def _mine(self, parsed: list[tuple[TrainingResult, Cell]]) -> list[tuple[TrainingResult, Cell]]:
+        return [(r, c) for r, c in parsed if r.origin in self.origins]
+
+    def _random_cells(self, rng: np.random.Generator, n: int, seen: set[str]) -> list[Cell]:
+        """Up to n new cells, blocks uniform in 1..B, each uniform over encodings of that size."""
+        space = self.config.search_space
+        out: list[Cell] = []
+        for _ in range(n * _SAMPLING_TRIES):
+            if len(out) >= n:
+                break
+            blocks = int(rng.integers(1, space.blocks + 1))
+            cell = random_cell(rng, blocks, space.operators, space.lookback_depth)
+            if cell.key() not in seen:
+                seen.add(cell.key())
+                out.append(cell)
+        return out
+
+
+class RandomStrategy(_BatchedBaseline):
+    """Random search over the same encodings and budget as the progressive search."""
+
+    origins = frozenset({"random"})
+
+    def plan_step(self, step: int, history: list[TrainingResult]) -> StepPlan | None:
+        parsed = parse_history(history)
+        remaining = self.budget - len(self._mine(parsed))
+        if step < 1 or remaining <= 0:
+            return None
+        seen = {c.key() for _, c in parsed}
+        rng = np.random.default_rng([self.config.others.seed, step, 17])
+        cells = self._random_cells(rng, min(self.batch, remaining), seen)
+        if not cells:
+            self.log.info("random search: no new cell found; the search space is exhausted")
+            return None
+        return StepPlan(step, [PlannedNetwork(c, "random") for c in cells], [], [])
+
+
+class EvolutionStrategy(_BatchedBaseline):
+    """Regularised (aging) evolution on the score metric.
+
+    The population is the `population_size` most recent networks of this search (network id = age); the first
+    `population_size` are random ("random"), later ones are mutations ("evolution") of a tournament winner
+    among `tournament_size` members drawn from the population. A failed network has fitness -inf. Offspring of
+    one batch share the population of the moment, so every decision depends on the history only.
+    """
+
+    origins = frozenset({"random", "evolution"})
+
+    def plan_step(self, step: int, history: list[TrainingResult]) -> StepPlan | None:
+        ss, space = self.config.search_strategy, self.config.search_space
+        parsed = parse_history(history)
+        mine = self._mine(parsed)
+        remaining = self.budget - len(mine)
+        if step < 1 or remaining <= 0:
+            return None
+        seen = {c.key() for _, c in parsed}
+        rng = np.random.default_rng([self.config.others.seed, step, 29])
+        wanted = min(self.batch, remaining)
+        if len(mine) < ss.population_size:  # initial population: random cells
+            cells = self._random_cells(rng, min(wanted, ss.population_size - len(mine)), seen)
+            if not cells:
+                return None
+            return StepPlan(step, [PlannedNetwork(c, "random") for c in cells], [], [])
+
+        population = mine[-ss.population_size:]
+        fitness = np.array([score_value(r, ss.score_metric) if r.status == "ok" else -np.inf
+                            for r, _ in population])
+        fitness[~np.isfinite(fitness)] = -np.inf
+        children: list[Cell] = []
+        for _ in range(wanted):
+            child = None
+            for _ in range(_SAMPLING_TRIES):
+                contenders = rng.choice(len(population), size=min(ss.tournament_size, len(population)),
+                                        replace=False)
+                winner = population[int(max(contenders, key=lambda i: (fitness[i], -i)))][1]
+                try:
+                    candidate = mutate_cell(winner, rng, space.operators, space.lookback_depth)
+                except ValueError:
+                    continue
+                if candidate.key() not in seen:
+                    child = candidate
+                    break
+            if child is None:
+                break
+            seen.add(child.key())
+            children.append(child)
+        if not children:
+            self.log.info("evolution: no new mutation found; the search ends")
+            return None
+        return StepPlan(step, [PlannedNetwork(c, "evolution") for c in children], [], [])
+
+
+def make_strategy(config: RunConfig, input_shape: Sequence[int], classes_count: int,
+                  predictors_dir: Path | None = None, logger: logging.Logger | None = None) -> SearchStrategy:
+    """The strategy named by `config.search_strategy.strategy`."""
+    name = config.search_strategy.strategy
+    if name == "progressive":
+        return ProgressiveStrategy(config, input_shape, classes_count, predictors_dir, logger)
+    if name == "random":
+        return RandomStrategy(config, logger)
+    if name == "evolution":
+        return EvolutionStrategy(config, logger)
+    raise ValueError(f"unknown search strategy {name!r}")

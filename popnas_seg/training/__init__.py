@@ -1,0 +1,1 @@
+"""Training of child networks: losses/metrics and the Trainer."""

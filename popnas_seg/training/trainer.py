@@ -1,0 +1,493 @@
+"""The Trainer: turns one built Keras network into a measured `TrainingResult`.
+
+One trainer trains every network of a run (children, baselines, finalists) with the same recipe, so their
+scores are comparable:
+
+- seeded (`keras.utils.set_random_seed` + deterministic TF ops) and, by default, re-initialised under that
+  seed (the model is cloned), so a network's score depends on its seed only, not on what ran before it:
+  a resumed search reproduces the same numbers;
+- optimizer (adamw / adam / sgd with momentum) and learning-rate schedule (cosine, cosine with restarts,
+  constant; optional linear warm-up) from `training_hyperparameters`; XLA and mixed precision from `others`;
+- loss = Dice + CE (training/losses.py); score = best validation foreground Dice over the epochs, and the
+  model comes back with that epoch's weights;
+- failures are data, not exceptions: a NaN/inf loss stops training with status "nan" (Dice 0), any other
+  error in training gives status "failed" with the message in `extra["error"]`.
+
+K-fold: with `dataset.folds > 1` and `train(..., fold=None)` every fold is trained from the same
+initial weights; `dice`/`miou` are the means over folds (per-fold values in `extra["fold_dice"]`), the
+training time is the sum, and the returned model holds the weights of the best fold.
+
+Mixed precision is a global Keras policy that only affects layers built after it is set: the policy is
+set when the Trainer is created, so create the Trainer before building the models it will train.
+"""
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import logging
+import math
+import os
+import statistics
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras
+import numpy as np
+from keras import ops
+
+from popnas_seg.atomic import atomic_write_text
+from popnas_seg.config import RunConfig
+from popnas_seg.results import TrainingResult
+from popnas_seg.training.losses import (
+    ForegroundDice,
+    MeanIoU,
+    SegmentationLoss,
+    confusion_counts,
+    dice_from_counts,
+    miou_from_counts,
+)
+
+_LOG = logging.getLogger("popnas_seg.trainer")
+
+
+# ------------------------------------------------------------------------------------------ schedules
+
+@keras.saving.register_keras_serializable(package="popnas_seg")
+class WarmupSchedule(keras.optimizers.schedules.LearningRateSchedule):
+    """Linear warm-up from 0 to `target` over `warmup_steps`, then `after(step - warmup_steps)`.
+
+    Keras's CosineDecay has its own warm-up but CosineDecayRestarts and a constant rate do not; one wrapper
+    gives all three schedules the same warm-up.
+    """
+
+    def __init__(self, target: float, warmup_steps: int, after: Any) -> None:
+        self.target = float(target)
+        self.warmup_steps = int(warmup_steps)
+        self.after = after
+
+    def __call__(self, step: Any) -> Any:
+        step = ops.cast(step, "float32")
+        if callable(self.after):
+            later = self.after(ops.maximum(step - self.warmup_steps, 0.0))
+        else:
+            later = ops.convert_to_tensor(float(self.after), dtype="float32")
+        if self.warmup_steps <= 0:
+            return later
+        warm = self.target * (step + 1.0) / float(self.warmup_steps)
+        return ops.where(step < self.warmup_steps, warm, ops.cast(later, "float32"))
+
+    def get_config(self) -> dict[str, Any]:
+        after = keras.optimizers.schedules.serialize(self.after) if callable(self.after) else self.after
+        return {"target": self.target, "warmup_steps": self.warmup_steps, "after": after}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> "WarmupSchedule":
+        after = config["after"]
+        if isinstance(after, dict):
+            after = keras.optimizers.schedules.deserialize(after)
+        return cls(config["target"], config["warmup_steps"], after)
+
+
+def make_schedule(hp: Any, steps_per_epoch: int, epochs: int) -> Any:
+    """Learning-rate schedule of `training_hyperparameters` for a run of `epochs` x `steps_per_epoch` steps."""
+    lr = float(hp.learning_rate)
+    warmup = max(0, int(hp.warmup_epochs) * steps_per_epoch)
+    total = max(1, epochs * steps_per_epoch)
+    decay_steps = max(1, total - warmup)
+    if hp.scheduler == "cosine":
+        after: Any = keras.optimizers.schedules.CosineDecay(lr, decay_steps=decay_steps, alpha=0.0)
+    elif hp.scheduler == "cosine_restarts":
+        period = max(1, int(hp.restart_period_epochs) * steps_per_epoch)
+        after = keras.optimizers.schedules.CosineDecayRestarts(lr, first_decay_steps=period, t_mul=1.0, m_mul=1.0)
+    else:
+        after = lr
+    if warmup == 0:
+        return after
+    return WarmupSchedule(lr, warmup, after)
+
+
+def make_optimizer(hp: Any, schedule: Any) -> keras.optimizers.Optimizer:
+    """AdamW (decoupled weight decay), Adam (no weight decay: that is what distinguishes it from AdamW),
+    or SGD with momentum and decoupled weight decay."""
+    wd = float(hp.weight_decay) or None
+    if hp.optimizer == "adamw":
+        return keras.optimizers.AdamW(learning_rate=schedule, weight_decay=wd or 0.0)
+    if hp.optimizer == "adam":
+        return keras.optimizers.Adam(learning_rate=schedule)
+    return keras.optimizers.SGD(learning_rate=schedule, momentum=float(hp.momentum), weight_decay=wd)
+
+
+# ------------------------------------------------------------------------------------------ callbacks
+
+class _EpochMonitor(keras.callbacks.Callback):
+    """Best-epoch tracking (weights kept in memory), early stopping, NaN stop and one log line per epoch.
+
+    One callback instead of several so the per-batch work is a single finiteness check.
+    """
+
+    def __init__(self, epochs: int, patience: int | None, label: str, logger: logging.Logger, verbose: bool,
+                 event_dir: Path | None) -> None:
+        super().__init__()
+        self.epochs = epochs
+        self.patience = patience
+        self.label = label
+        self.logger = logger
+        self.level = logging.INFO if verbose else logging.DEBUG
+        self.best_dice = -math.inf
+        self.best_miou = 0.0
+        self.best_epoch = -1
+        self.best_weights: list[np.ndarray] | None = None
+        self.epochs_run = 0
+        self.epoch_times: list[float] = []
+        self.nan = False
+        self._epoch_start = 0.0
+        self._writer = None
+        self._event_dir = event_dir
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        if self._event_dir is not None:
+            self._writer = _EventWriter.create(self._event_dir)
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self._epoch_start = time.perf_counter()
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            self.nan = True
+            self.model.stop_training = True
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        logs = dict(logs or {})
+        self.epochs_run = epoch + 1
+        seconds = time.perf_counter() - self._epoch_start
+        self.epoch_times.append(seconds)
+        if any(not math.isfinite(float(logs.get(k, 0.0))) for k in ("loss", "val_loss")):
+            self.nan = True
+            self.model.stop_training = True
+        val_dice = float(logs.get("val_dice", float("nan")))
+        if not self.nan and math.isfinite(val_dice) and val_dice > self.best_dice:
+            self.best_dice = val_dice
+            self.best_miou = float(logs.get("val_mean_iou", 0.0))
+            self.best_epoch = epoch
+            self.best_weights = self.model.get_weights()
+        elif self.patience is not None and epoch - self.best_epoch >= self.patience:
+            self.model.stop_training = True
+        if self._writer is not None:
+            self._writer.write(epoch + 1, {**logs, "epoch_time_s": seconds})
+        self.logger.log(
+            self.level,
+            "%s epoch %d/%d  loss %.4f  dice %.3f  val_loss %.4f  val_dice %.3f  val_miou %.3f  %.1fs%s",
+            self.label, epoch + 1, self.epochs, logs.get("loss", float("nan")), logs.get("dice", float("nan")),
+            logs.get("val_loss", float("nan")), val_dice, logs.get("val_mean_iou", float("nan")), seconds,
+            "  (NaN: stopping)" if self.nan else "",
+        )
+
+    def on_train_end(self, logs: dict | None = None) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+
+class _EventWriter:
+    """TensorBoard-format scalar event files without the `tensorboard` package.
+
+    `tf.summary.scalar` needs tensorboard installed; the lower-level `tf.summary.write` with the scalar
+    plugin's metadata writes the very same records, which TensorBoard reads as scalars.
+    """
+
+    def __init__(self, writer: Any, tf: Any, metadata: Any) -> None:
+        self._writer, self._tf, self._metadata = writer, tf, metadata
+
+    @classmethod
+    def create(cls, folder: Path) -> "_EventWriter | None":
+        try:
+            import tensorflow as tf
+            from tensorflow.core.framework import summary_pb2
+        except ImportError:  # another backend without TF: no event files, the CSV history remains
+            return None
+        metadata = summary_pb2.SummaryMetadata(
+            plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="scalars", content=b""),
+            data_class=summary_pb2.DATA_CLASS_SCALAR,
+        )
+        folder.mkdir(parents=True, exist_ok=True)
+        return cls(tf.summary.create_file_writer(str(folder)), tf, metadata)
+
+    def write(self, step: int, values: dict[str, Any]) -> None:
+        tf = self._tf
+        with self._writer.as_default():
+            for name, value in values.items():
+                try:
+                    v = float(value)
+                except (TypeError, ValueError):
+                    continue
+                tag = f"validation/{name[4:]}" if name.startswith("val_") else f"train/{name}"
+                tf.summary.write(tag, tf.constant(v, tf.float32), step=step, metadata=self._metadata)
+        self._writer.flush()
+
+    def close(self) -> None:
+        self._writer.close()
+
+
+# ------------------------------------------------------------------------------------------ trainer
+
+def _set_precision(mixed: bool) -> None:
+    """mixed_float16 on a GPU, mixed_bfloat16 on CPU (float16 matmuls are emulated and slow there)."""
+    if not mixed:
+        keras.mixed_precision.set_global_policy("float32")
+        return
+    has_gpu = False
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        has_gpu = bool(tf.config.list_physical_devices("GPU"))
+    elif keras.backend.backend() == "jax":
+        import jax
+
+        has_gpu = any(d.platform == "gpu" for d in jax.devices())
+    keras.mixed_precision.set_global_policy("mixed_float16" if has_gpu else "mixed_bfloat16")
+
+
+def _enable_determinism() -> None:
+    """Deterministic TF kernels on CPU. Not on a GPU: there some gradients (e.g. of bilinear resizing)
+    have no deterministic kernel and would raise; seeds still make runs close, not bit-identical."""
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        if not tf.config.list_physical_devices("GPU"):
+            tf.config.experimental.enable_op_determinism()
+
+
+def _batches(dataset: Any) -> int:
+    """Number of batches of a tf.data dataset (counted once when the cardinality is unknown)."""
+    try:
+        n = int(dataset.cardinality())
+    except (AttributeError, TypeError):
+        n = -1
+    if n >= 0:
+        return n
+    return sum(1 for _ in dataset)
+
+
+def _as_numpy(x: Any) -> np.ndarray:
+    return x.numpy() if hasattr(x, "numpy") else np.asarray(x)
+
+
+class Trainer:
+    """Trains networks with one fixed recipe from a RunConfig on one `SegmentationData`."""
+
+    def __init__(self, config: RunConfig, data: Any, logger: logging.Logger | None = None) -> None:
+        self.config = config
+        self.data = data
+        self.logger = logger or _LOG
+        _set_precision(bool(config.others.mixed_precision))
+
+    # ---------------------------------------------------------------------------------- public API
+
+    def train(
+        self,
+        model: keras.Model,
+        *,
+        network_id: int,
+        encoding: str,
+        blocks: int,
+        seed: int,
+        out_dir: str | os.PathLike[str] | None = None,
+        epochs: int | None = None,
+        flops: int = 0,
+        early_stopping_patience: int | None = None,
+        fold: int | None = 0,
+        verbose: bool = True,
+        reinitialize: bool = True,
+    ) -> tuple[TrainingResult, keras.Model]:
+        """Train `model` and measure it; never raises for a failure of the network itself.
+
+        `fold=None` with `dataset.folds > 1` trains every fold and averages (see module doc). With
+        `reinitialize` the model is cloned with fresh weights drawn under `seed` (pass False to continue
+        from the weights it has, e.g. fine-tuning).
+        """
+        epochs = int(epochs or self.config.training_hyperparameters.epochs)
+        folds = int(getattr(self.data, "folds", 1) or 1)
+        out = Path(out_dir) if out_dir is not None else None
+        if fold is not None or folds <= 1:
+            return self._train_fold(model, network_id, encoding, blocks, seed, out, epochs, flops,
+                                    early_stopping_patience, fold or 0, verbose, reinitialize)
+        return self._train_folds(model, network_id, encoding, blocks, seed, out, epochs, flops,
+                                 early_stopping_patience, folds, verbose, reinitialize)
+
+    def evaluate(self, model: keras.Model, split: str = "val", fold: int = 0) -> dict[str, float]:
+        """Dice and mIoU of `model` on a split, with the numpy scorer the analog evaluation also uses."""
+        if split == "val":
+            dataset = self.data.val_dataset(fold=fold)
+        elif split == "test":
+            dataset = self.data.test_dataset()
+        else:
+            raise ValueError(f"split must be 'val' or 'test', not {split!r}")
+        classes, ignore = self.data.classes_count, self.data.ignore_class
+        counts = np.zeros((3, classes))
+        for x, y in dataset:
+            probs = _as_numpy(model.predict_on_batch(x))
+            counts += confusion_counts(np.argmax(probs, axis=-1), _as_numpy(y), classes, ignore)
+        return {"dice": dice_from_counts(counts, ignore), "miou": miou_from_counts(counts, ignore)}
+
+    # ---------------------------------------------------------------------------------- internals
+
+    def _fresh_model(self, model: keras.Model, seed: int, reinitialize: bool) -> keras.Model:
+        keras.utils.set_random_seed(seed)
+        if not reinitialize:
+            return model
+        try:
+            clone = keras.models.clone_model(model)
+        except Exception as exc:  # e.g. a subclassed model: train the given weights, say so
+            self.logger.debug("cannot clone %s for re-initialisation (%s); training it as given", model.name, exc)
+            return model
+        return clone
+
+    def _check_precision(self, model: keras.Model) -> None:
+        """Warn when mixed precision is configured but the model was built before the policy was set."""
+        wanted = keras.mixed_precision.global_policy().name
+        if wanted == "float32":
+            return
+        names = {layer.dtype_policy.name for layer in model.layers if layer.weights}
+        if names and wanted not in names:
+            self.logger.warning(
+                "others.mixed_precision is on but %s was built with policy %s: create the Trainer before "
+                "building models so they pick up %s", model.name, "/".join(sorted(names)), wanted,
+            )
+
+    def _compile(self, model: keras.Model, steps_per_epoch: int, epochs: int) -> None:
+        hp = self.config.training_hyperparameters
+        data = self.data
+        weights = getattr(data, "class_weights", None)
+        loss = SegmentationLoss(
+            data.classes_count,
+            ignore_class=data.ignore_class,
+            class_weights=None if weights is None else np.asarray(weights, dtype=np.float64),
+            dice_weight=hp.dice_loss_weight,
+            ce_weight=hp.ce_loss_weight,
+        )
+        model.compile(
+            optimizer=make_optimizer(hp, make_schedule(hp, steps_per_epoch, epochs)),
+            loss=loss,
+            metrics=[ForegroundDice(data.classes_count, data.ignore_class),
+                     MeanIoU(data.classes_count, data.ignore_class)],
+            jit_compile=bool(self.config.others.xla),
+        )
+
+    def _train_fold(
+        self, model: keras.Model, network_id: int, encoding: str, blocks: int, seed: int, out: Path | None,
+        epochs: int, flops: int, patience: int | None, fold: int, verbose: bool, reinitialize: bool,
+    ) -> tuple[TrainingResult, keras.Model]:
+        _enable_determinism()
+        model = self._fresh_model(model, seed, reinitialize)
+        self._check_precision(model)
+        label = f"net {network_id}" + (f" fold {fold}" if fold else "")
+        result = TrainingResult(
+            network_id=network_id, encoding=encoding, blocks=blocks, dice=0.0, miou=0.0,
+            params=int(model.count_params()), flops=int(flops), train_time_s=0.0, inference_time_ms=0.0,
+            epochs=0, status="ok",
+        )
+        monitor = _EpochMonitor(epochs, patience, label, self.logger, verbose,
+                                None if out is None else out / "tensorboard")
+        fit_time = 0.0
+        try:
+            train_ds = self.data.train_dataset(fold=fold)
+            val_ds = self.data.val_dataset(fold=fold)
+            steps = max(1, _batches(train_ds))
+            self._compile(model, steps, epochs)
+            callbacks: list[keras.callbacks.Callback] = [monitor]
+            if out is not None:
+                out.mkdir(parents=True, exist_ok=True)
+                callbacks.append(keras.callbacks.CSVLogger(str(out / "history.csv")))
+            start = time.perf_counter()
+            try:
+                model.fit(train_ds, validation_data=val_ds, epochs=epochs, callbacks=callbacks, verbose=0,
+                          shuffle=False)  # the pipeline shuffles (seeded); silences a Keras warning
+            finally:
+                fit_time = time.perf_counter() - start
+        except Exception as exc:  # the network failed, the search goes on
+            if monitor.nan:
+                self.logger.debug("%s: error after a NaN loss: %s", label, exc)
+            else:
+                result.status = "failed"
+                result.extra["error"] = f"{type(exc).__name__}: {exc}"
+                result.extra["traceback"] = traceback.format_exc(limit=8)
+                self.logger.warning("%s failed: %s", label, result.extra["error"])
+        result.train_time_s = float(fit_time)
+        result.epochs = int(monitor.epochs_run)
+        result.extra["epoch_times_s"] = [round(t, 4) for t in monitor.epoch_times]
+        if monitor.nan:
+            result.status = "nan"
+            result.extra["error"] = "loss became NaN or infinite; training stopped"
+            self.logger.warning("%s: loss became NaN/inf at epoch %d; recorded with Dice 0", label, monitor.epochs_run)
+        if result.status == "ok":
+            if monitor.best_weights is not None:
+                model.set_weights(monitor.best_weights)
+            result.dice = float(max(monitor.best_dice, 0.0))
+            result.miou = float(monitor.best_miou)
+            result.extra["best_epoch"] = int(monitor.best_epoch + 1)
+            result.inference_time_ms = self._inference_ms(model, fold)
+        return result, model
+
+    def _train_folds(
+        self, model: keras.Model, network_id: int, encoding: str, blocks: int, seed: int, out: Path | None,
+        epochs: int, flops: int, patience: int | None, folds: int, verbose: bool, reinitialize: bool,
+    ) -> tuple[TrainingResult, keras.Model]:
+        # Every fold starts from the same initial weights (drawn once under `seed`).
+        base = self._fresh_model(model, seed, reinitialize)
+        initial = base.get_weights()
+        results: list[TrainingResult] = []
+        best_model, best_dice = base, -1.0
+        for k in range(folds):
+            fold_model = keras.models.clone_model(base) if reinitialize else base
+            fold_model.set_weights(initial)
+            res, trained = self._train_fold(
+                fold_model, network_id, encoding, blocks, seed, None if out is None else out / f"fold_{k}",
+                epochs, flops, patience, k, verbose, reinitialize=False,
+            )
+            results.append(res)
+            if res.status != "ok":
+                res.extra["failed_fold"] = k
+                return res, trained
+            if res.dice > best_dice:
+                best_model, best_dice = trained, res.dice
+        fold_dice = [r.dice for r in results]
+        fold_miou = [r.miou for r in results]
+        fold_epochs = [r.epochs for r in results]
+        merged = dataclasses.replace(
+            results[0],
+            dice=float(np.mean(fold_dice)),
+            miou=float(np.mean(fold_miou)),
+            train_time_s=float(sum(r.train_time_s for r in results)),
+            inference_time_ms=float(np.median([r.inference_time_ms for r in results])),
+            epochs=int(round(np.mean(fold_epochs))),
+            extra={"folds": folds, "fold_dice": fold_dice, "fold_miou": fold_miou, "fold_epochs": fold_epochs},
+        )
+        if out is not None:
+            buf = io.StringIO()
+            writer = csv.writer(buf)
+            writer.writerow(["fold", "dice", "miou", "epochs", "train_time_s"])
+            for k, r in enumerate(results):
+                writer.writerow([k, r.dice, r.miou, r.epochs, r.train_time_s])
+            atomic_write_text(out / "folds.csv", buf.getvalue())
+        return merged, best_model
+
+    def _inference_ms(self, model: keras.Model, fold: int, repeats: int = 5) -> float:
+        """Median time per image (ms) of `predict_on_batch` on one validation batch, after a warm-up call."""
+        try:
+            x, _ = next(iter(self.data.val_dataset(fold=fold)))
+        except StopIteration:
+            return 0.0
+        n = int(x.shape[0]) or 1
+        model.predict_on_batch(x)
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            model.predict_on_batch(x)
+            times.append(time.perf_counter() - start)
+        return float(statistics.median(times) * 1000.0 / n)

@@ -1,0 +1,203 @@
+"""Analog side: export equivalence, layer-by-layer conversion and coverage, probe, HWA + drift, worker errors."""
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import math
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+from popnas_seg.analog.export import keras_to_onnx, max_abs_diff, onnx_to_torch, torch_predict
+from popnas_seg.config import AnalogConfig
+
+
+def _randomise(model: keras.Model, seed: int = 0) -> keras.Model:
+    """Non-trivial weights everywhere (biases and norm statistics included) so export bugs show."""
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:
+        weights = layer.get_weights()
+        if weights:
+            layer.set_weights([
+                np.abs(rng.normal(1.0, 0.1, w.shape)).astype(np.float32) if "variance" in v.path
+                else (rng.normal(0, 0.3, w.shape)).astype(np.float32)
+                for w, v in zip(weights, layer.weights)
+            ])
+    return model
+
+
+def mixed_net(size: int = 16) -> keras.Model:
+    """Ops of the search space that do and do not map to analog tiles (dconv, transpose conv)."""
+    inp = keras.Input((size, size, 1))
+    a = keras.layers.Conv2D(4, 3, padding="same", activation="relu")(inp)
+    b = keras.layers.SeparableConv2D(4, 3, padding="same")(a)
+    b = keras.layers.Conv2D(4, (1, 5), padding="same")(b)
+    b = keras.layers.Conv2D(4, (5, 1), padding="same", dilation_rate=1)(b)
+    b = keras.layers.BatchNormalization()(b)
+    b = keras.layers.Activation("swish")(b)
+    c = keras.layers.MaxPooling2D()(b)
+    c = keras.layers.Conv2D(8, 3, padding="same", dilation_rate=2, activation="relu")(c)
+    c = keras.layers.Conv2DTranspose(4, 2, strides=2)(c)
+    d = keras.layers.Concatenate()([a, c])
+    e = keras.layers.UpSampling2D(interpolation="bilinear")(keras.layers.AveragePooling2D(2)(d))
+    out = keras.layers.Conv2D(2, 1, activation="softmax")(keras.layers.Add()([d, e]))
+    return _randomise(keras.Model(inp, out))
+
+
+def threshold_net(size: int = 16) -> keras.Model:
+    """Plain convs that segment `x > 0.5` exactly: digital Dice 1, a clean target for analog noise."""
+    inp = keras.Input((size, size, 1))
+    h = keras.layers.Conv2D(2, 1)(inp)  # [x, 1 - x]
+    h = keras.layers.Conv2D(2, 3, padding="same")(h)  # centre tap only: [k(1 - x), k x]
+    model = keras.Model(inp, keras.layers.Softmax()(h))
+    model.layers[1].set_weights([np.array([[[[1.0, -1.0]]]], np.float32), np.array([0.0, 1.0], np.float32)])
+    kernel = np.zeros((3, 3, 2, 2), np.float32)
+    kernel[1, 1, 1, 0] = 10.0
+    kernel[1, 1, 0, 1] = 10.0
+    model.layers[2].set_weights([kernel, np.zeros(2, np.float32)])
+    return model
+
+
+def _data(n: int = 8, size: int = 16, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    x = np.random.default_rng(seed).random((n, size, size, 1)).astype(np.float32)
+    return x, (x[..., 0] > 0.5).astype(np.int32)
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("onnx")
+    return {
+        "mixed": keras_to_onnx(mixed_net(), folder / "mixed.onnx"),
+        "threshold": keras_to_onnx(threshold_net(), folder / "threshold.onnx"),
+    }
+
+
+def test_export_equivalence(exported: dict[str, Path]) -> None:
+    model = mixed_net()  # same seed: same weights as the exported one
+    torch_module = onnx_to_torch(exported["mixed"])
+    x, _ = _data(3)
+    assert max_abs_diff(model, torch_module, x) < 1e-4
+    # Dynamic batch: any number of images, NHWC in and out.
+    assert torch_predict(torch_module, _data(5)[0]).shape == (5, 16, 16, 2)
+    assert not any(p.name.startswith(".") for p in exported["mixed"].parent.iterdir())  # no temp leftovers
+
+
+def test_coverage_reports_digital_fallbacks(exported: dict[str, Path]) -> None:
+    from popnas_seg.analog.rpu import analog_coverage, inference_rpu_config, to_analog
+
+    model = mixed_net()
+    digital = onnx_to_torch(exported["mixed"])
+    rpu = inference_rpu_config(AnalogConfig())
+    analog = to_analog(digital, rpu)
+    again = to_analog(onnx_to_torch(exported["mixed"]), rpu)  # a second network in the same process converts too
+    cov = analog_coverage(analog, _data(1)[0])
+    assert analog_coverage(again)["weights_analog"] == cov["weights_analog"]
+    reasons = " ".join(d["reason"] for d in cov["digital_layers"])
+    assert "group" in reasons and "ConvTranspose2d" in reasons
+    # Expected counts from the Keras model: every conv kernel is analog except depthwise and transpose.
+    analog_w = digital_w = 0
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.SeparableConv2D):
+            digital_w += int(np.prod(layer.depthwise_kernel.shape))
+            analog_w += int(np.prod(layer.pointwise_kernel.shape))
+        elif isinstance(layer, keras.layers.Conv2DTranspose):
+            digital_w += int(np.prod(layer.kernel.shape))
+        elif isinstance(layer, keras.layers.Conv2D):
+            analog_w += int(np.prod(layer.kernel.shape))
+    assert cov["weights_analog"] == analog_w
+    assert cov["weights_analog_fraction"] == pytest.approx(analog_w / (analog_w + digital_w))
+    assert 0.0 < cov["macs_analog_fraction"] < 1.0
+    # The analog copy computes nearly what the digital one does; the digital original is untouched.
+    x = _data(2)[0]
+    assert np.abs(torch_predict(analog, x) - torch_predict(digital, x)).max() < 0.5
+    assert max_abs_diff(model, digital, x) < 1e-4
+
+    plain = analog_coverage(to_analog(onnx_to_torch(exported["threshold"]), rpu), x)
+    assert plain["weights_analog_fraction"] == 1.0 and plain["macs_analog_fraction"] == 1.0
+    assert plain["digital_layers"] == [] and len(plain["analog_layers"]) == 2
+
+
+def test_coverage_of_a_searched_network_with_dconv(tmp_path: Path) -> None:
+    from popnas_seg.analog.rpu import analog_coverage, inference_rpu_config, to_analog
+    from popnas_seg.config import ArchitectureConfig
+    from popnas_seg.models.builder import build_model
+    from popnas_seg.search_space.encoding import Cell
+
+    arch = ArchitectureConfig(filters=4, motifs=1, normal_cells_per_motif=0)
+    cell = Cell.from_string("[(-1,3x3 dconv,-1,3x3 conv)]")
+    model = _randomise(build_model(cell, arch, (16, 16, 1), 2))
+    torch_module = onnx_to_torch(keras_to_onnx(model, tmp_path / "net.onnx"))
+    x = _data(2)[0]
+    assert max_abs_diff(model, torch_module, x) < 1e-4
+    cov = analog_coverage(to_analog(torch_module, inference_rpu_config(AnalogConfig())), x)
+    assert 0.0 < cov["weights_analog_fraction"] < 1.0
+    assert any("group" in d["reason"] for d in cov["digital_layers"])
+
+
+def test_rpu_configs_follow_config() -> None:
+    from aihwkit.simulator.configs import NoiseManagementType, WeightModifierType
+
+    from popnas_seg.analog.rpu import hwa_rpu_config, inference_rpu_config
+
+    cfg = AnalogConfig(g_max=20.0, tile_size=128, out_noise=0.02, drift_compensation="none", hwa_noise_std=0.05)
+    inf = inference_rpu_config(cfg)
+    assert inf.noise_model.g_max == 20.0 and inf.drift_compensation is None
+    assert inf.mapping.max_input_size == 128 and inf.mapping.max_output_size == 128 and inf.mapping.digital_bias
+    assert inf.forward.out_noise == pytest.approx(0.02)
+    hwa = hwa_rpu_config(cfg)
+    assert hwa.modifier.type == WeightModifierType.ADD_NORMAL and hwa.modifier.std_dev == pytest.approx(0.05)
+    assert hwa.forward.noise_management == NoiseManagementType.NONE and hwa.pre_post.input_range.enable
+    assert hwa_rpu_config(AnalogConfig()).drift_compensation is not None
+
+
+def test_probe_in_worker(exported: dict[str, Path]) -> None:
+    from popnas_seg.analog.probe import probe_analog
+
+    x, y = _data()
+    result = probe_analog(exported["threshold"], x, y, AnalogConfig(probe_repetitions=2), 2, None,
+                          digital_dice=1.0, seed=3)
+    assert result.digital_dice_torch == pytest.approx(1.0)
+    assert len(result.dice_per_repetition) == 2
+    assert all(0.5 < d <= 1.0 for d in result.dice_per_repetition)
+    assert result.analog_dice_std > 0  # independent programmings really differ
+    assert result.robustness == pytest.approx(result.analog_dice_mean)  # / digital Dice of 1
+    assert result.coverage["weights_analog_fraction"] == 1.0
+    assert result.time_s > 0
+
+
+def test_hwa_and_drift_and_rescoring(exported: dict[str, Path], tmp_path: Path) -> None:
+    from popnas_seg.analog.drift import hwa_and_drift, score_checkpoint_in_process
+
+    x, y = _data(8)
+    tx, ty = _data(6, seed=1)
+    cfg = AnalogConfig(eval_times=[1.0, 86400.0, 31536000.0], repetitions=2, hwa_epochs=1, hwa_learning_rate=0.01)
+    report = hwa_and_drift(exported["threshold"], x, y, tx, ty, cfg, 2, None, tmp_path, seed=0, batch_size=4)
+    assert report.digital_dice == pytest.approx(1.0)
+    for curve in (report.before_hwa, report.after_hwa):
+        assert curve is not None
+        assert np.asarray(curve["dice"]).shape == (3, 2)
+        assert len(curve["mean"]) == len(curve["std"]) == 3
+        assert all(math.isfinite(v) and 0.0 <= v <= 1.0 for v in curve["mean"] + curve["std"])
+        assert min(curve["mean"]) > 0.5
+    assert len(report.hwa_loss) == 1 and math.isfinite(report.hwa_loss[0])
+    assert report.coverage["weights_analog_fraction"] == 1.0
+    assert (tmp_path / "drift_report.json").exists()
+    assert {"hwa_train_s", "score_before_s", "total_s"} <= set(report.timings)
+    # In process (the worker round trip is covered above): rebuild from the checkpoint, score again.
+    rescored = score_checkpoint_in_process(str(exported["threshold"]), report.checkpoints["hwa"], 2, None, seed=0,
+                                           eval_times=[86400.0], repetitions=2, batch_size=4, test_x=tx, test_y=ty)
+    assert np.asarray(rescored["dice"]).shape == (1, 2)
+    assert rescored["mean"][0] == pytest.approx(report.after_hwa["mean"][1], abs=0.1)
+
+
+def test_worker_errors_are_clear_and_bounded() -> None:
+    from popnas_seg.analog.worker import AnalogWorkerError, run_job
+
+    with pytest.raises(AnalogWorkerError, match="unknown analog worker task"):
+        run_job("no_such_task", {}, timeout_s=120)
+    with pytest.raises(AnalogWorkerError, match="timed out"):
+        run_job("probe", {"onnx_path": "x"}, timeout_s=0.5)

@@ -1,0 +1,154 @@
+"""Finalists: selection rules and helpers on synthetic records (fast); the whole stage end to end (slow)."""
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from pathlib import Path
+
+import pytest
+
+from popnas_seg.config import ArchitectureConfig
+from popnas_seg.finalists import drift_rows, knee_distances, macro_variants, seconds_per_drift_eval, select_finalists
+from popnas_seg.results import TrainingResult
+
+OBJ3 = ["dice", "params", "analog_robustness"]
+
+
+def _r(i: int, params: int, dice: float, analog: float | None = None, status: str = "ok") -> TrainingResult:
+    return TrainingResult(network_id=i, encoding=f"[(-1,3x3 conv,-{i},identity)]", blocks=1, dice=dice, miou=dice,
+                          params=params, flops=0, train_time_s=1.0, inference_time_ms=1.0, epochs=1, status=status,
+                          analog_dice=analog)
+
+
+def _ids(rs: list[TrainingResult]) -> list[int]:
+    return [r.network_id for r in rs]
+
+
+def test_best_dice_and_best_analog_order_the_front() -> None:
+    rs = [_r(1, 1000, 0.60, 0.58), _r(2, 5000, 0.80, 0.50), _r(3, 3000, 0.70, 0.69),
+          _r(4, 9000, 0.65, 0.40),  # dominated by 2 (bigger, worse Dice and analog)
+          _r(5, 10, 0.99, 0.99, status="failed")]
+    assert _ids(select_finalists(rs, "best_dice", 2, OBJ3)) == [2, 3]
+    assert _ids(select_finalists(rs, "best_analog", 2, OBJ3)) == [3, 1]
+    # the dominated network only comes in once the front is exhausted; failed networks never
+    assert _ids(select_finalists(rs, "best_dice", 10, OBJ3)) == [2, 3, 1, 4]
+
+
+def test_best_analog_puts_unprobed_networks_last() -> None:
+    rs = [_r(1, 1000, 0.9, None), _r(2, 500, 0.5, 0.45), _r(3, 200, 0.4, None)]  # all non-dominated
+    assert _ids(select_finalists(rs, "best_analog", 3, ["dice", "params"])) == [2, 1, 3]
+
+
+def test_knee_picks_the_point_where_size_stops_buying_dice() -> None:
+    front = [_r(1, 1000, 0.50), _r(2, 2000, 0.78), _r(3, 10_000, 0.80), _r(4, 100_000, 0.82)]
+    dist = knee_distances(front)
+    assert max(range(4), key=lambda k: dist[k]) == 1
+    assert dist[0] == pytest.approx(0.0, abs=1e-9) and dist[3] == pytest.approx(0.0, abs=1e-9)  # chord ends
+    dominated = _r(5, 50_000, 0.6)
+    picked = select_finalists(front + [dominated], "knee", 5, ["dice", "params"])
+    assert _ids(picked)[0] == 2 and _ids(picked)[-1] == 5
+    assert knee_distances(front[:2]) == [0.0, 0.0]  # too few points: no knee, ties broken by Dice
+    assert _ids(select_finalists(front[:2], "knee", 1, ["dice", "params"])) == [2]
+    with pytest.raises(ValueError):
+        select_finalists(front, "nope", 1, ["dice"])
+
+
+def test_macro_variants_respect_the_input_size() -> None:
+    arch = ArchitectureConfig(filters=8, motifs=2)
+    assert [s for s, _ in macro_variants(arch, (16, 16, 1), False)] == [""]
+    variants = dict(macro_variants(arch, (16, 16, 1), True))
+    assert variants["_f16"].filters == 16 and variants["_m3"].motifs == 3 and variants[""] is arch
+    assert "_m3" not in dict(macro_variants(arch, (12, 12, 1), True))  # 12 is not divisible by 2**3
+
+
+def test_drift_rows_accept_both_layouts() -> None:
+    by_time = {"before_hwa": {"1.0": {"mean": 0.7, "std": 0.1}, "3600": {"mean": 0.6, "std": 0.2}},
+               "after_hwa": {"1.0": {"mean": 0.8, "std": 0.05}}}
+    as_list = {"before_hwa": [{"time": 3600, "mean": 0.6, "std": 0.2}, {"time": 1, "mean": 0.7, "std": 0.1}],
+               "after_hwa": [{"time": 1, "mean": 0.8, "std": 0.05}]}
+    expected = [{"network": "n", "hwa": "before", "time": 1.0, "mean": 0.7, "std": 0.1},
+                {"network": "n", "hwa": "before", "time": 3600.0, "mean": 0.6, "std": 0.2},
+                {"network": "n", "hwa": "after", "time": 1.0, "mean": 0.8, "std": 0.05}]
+    columnar = {"times": [1.0, 3600.0], "repetitions": 3,
+                "before_hwa": {"times": [1.0, 3600.0], "mean": [0.7, 0.6], "std": [0.1, 0.2], "dice": [[0.7], [0.6]]},
+                "after_hwa": {"times": [1.0], "mean": [0.8], "std": [0.05]},
+                "timings": {"score_before_s": 6.0, "score_after_s": 3.0}}
+    assert drift_rows("n", by_time) == expected
+    assert drift_rows("n", as_list) == expected
+    assert drift_rows("n", columnar) == expected
+    assert drift_rows("n", {"before_hwa": columnar["before_hwa"], "after_hwa": None}) == expected[:2]
+    assert seconds_per_drift_eval(columnar) == pytest.approx(9.0 / (3 * 3))  # 3 (phase, time) points x 3 reps
+    assert seconds_per_drift_eval({"before_hwa": None}) is None
+
+
+def _tiny_config(tmp_path: Path):
+    from popnas_seg.config import RunConfig
+
+    return RunConfig.model_validate({
+        "dataset": {"samples": 16, "generated_size": [32, 32], "resize": [16, 16], "batch_size": 4,
+                    "validation_size": 0.25, "test_size": 0.25, "augmentation": {"enabled": False}},
+        "architecture_hyperparameters": {"filters": 4, "motifs": 1, "normal_cells_per_motif": 0},
+        "training_hyperparameters": {"epochs": 1},
+        "search_space": {"operators": ["identity", "3x3 conv", "2x2 maxpool"]},
+        "analog": {"finalists": 1, "repetitions": 2, "hwa_epochs": 1, "eval_times": [1.0, 2592000.0],
+                   "model_selection_epochs": 1, "final_epochs": 1, "selection_rule": "best_dice",
+                   "unet_baseline": True, "probe_images": 4},
+        "others": {"seed": 1},
+    })
+
+
+@pytest.mark.slow
+def test_finalists_end_to_end_and_resume(tmp_path: Path) -> None:
+    """Tiny real run: 1 finalist + U-Net, 1 epoch, 2 programmings; a second run retrains nothing."""
+    import csv
+
+    from popnas_seg.data.pipeline import load_data
+    from popnas_seg.finalists import run_finalists
+    from popnas_seg.runlog.folder import RunFolder
+
+    config = _tiny_config(tmp_path)
+    run = RunFolder.create(tmp_path / "logs", "tiny", config)
+    try:
+        # search results as the search would journal them (the finalists retrain from the encoding)
+        for i, (enc, dice, params) in enumerate([("[(-1,3x3 conv,-1,identity)]", 0.7, 500),
+                                                 ("[(-1,identity,-1,2x2 maxpool)]", 0.5, 300)], start=1):
+            r = TrainingResult(network_id=i, encoding=enc, blocks=1, dice=dice, miou=dice, params=params, flops=1,
+                               train_time_s=1.0, inference_time_ms=1.0, epochs=1, analog_dice=dice - 0.1, step=1,
+                               origin="b1")
+            run.journal.append("network_finished", network_id=i, result=r.to_dict())
+        data = load_data(config.dataset, config.others.seed)
+        rows = run_finalists(run, config, data)
+        final = run.final_dir
+        assert [r["network"] for r in rows] == ["1", "unet"]
+        for name in ("1", "unet"):
+            for f in ("model.keras", "model.onnx", "model.pt", "state_dict.pt", "drift_report.json"):
+                assert (final / name / f).exists(), (name, f)
+        with open(final / "finalists.csv") as fh:
+            table = list(csv.DictReader(fh))
+        assert [t["network"] for t in table] == ["1", "unet"]
+        for t in table:
+            assert 0.0 <= float(t["test_dice"]) <= 1.0 and int(t["params"]) > 0
+            assert t["export_equivalent"] == "True"
+            assert 0.0 < float(t["analog_coverage"]) <= 1.0
+            assert t["analog_dice_hwa_30d"] != "" and t["analog_dice_nohwa_1s_std"] != ""
+        with open(final / "drift.csv") as fh:
+            drift = list(csv.DictReader(fh))
+        assert len(drift) == 2 * 2 * 2  # networks x (before, after) x times
+        assert (final / "model_selection.csv").exists()
+        assert (run.plots_dir / "drift_curves.png").exists()
+        assert (run.plots_dir / "sample_predictions.png").exists()
+        exported = run.journal.events("finalist_exported")
+        assert all(abs(e["keras_test_dice"] - e["torch_test_dice"]) <= 1e-3 for e in exported)
+
+        counts = {k: len(run.journal.events(k)) for k in
+                  ("model_selection_done", "finalist_trained", "finalist_exported", "finalist_drift_done")}
+        mtimes = {p: p.stat().st_mtime_ns for p in final.rglob("model.*")}
+        rows_again = run_finalists(run, config, data)
+        assert [r["network"] for r in rows_again] == ["1", "unet"]
+        assert {k: len(run.journal.events(k)) for k in counts} == counts  # nothing retrained or re-scored
+        assert {p: p.stat().st_mtime_ns for p in final.rglob("model.*")} == mtimes
+        assert len(run.journal.events("finalists_finished")) == 2
+    finally:
+        run.close()

@@ -1,0 +1,112 @@
+"""Every figure renders from synthetic plain data into a valid PNG, and plot_search re-draws a run's CSVs."""
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from popnas_seg import plots
+from popnas_seg.results import TrainingResult
+from popnas_seg.runlog.tables import write_csv
+
+
+def _png(path: Path) -> tuple[int, int]:
+    assert path.exists() and path.stat().st_size > 1000
+    with Image.open(path) as img:
+        assert img.format == "PNG"
+        img.verify()
+    with Image.open(path) as img:
+        return img.size
+
+
+def _results(n: int = 12, seed: int = 0) -> list[TrainingResult]:
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(n):
+        dice = float(rng.uniform(0.3, 0.9))
+        out.append(TrainingResult(
+            network_id=i + 1, encoding=f"[(-1,3x3 conv,-{1 + i % 2},{'identity' if i % 3 else '2x2 maxpool'})]",
+            blocks=1, dice=dice, miou=dice * 0.8, params=int(rng.integers(1_000, 200_000)), flops=10_000,
+            train_time_s=float(rng.uniform(1, 5)), inference_time_ms=1.0, epochs=1,
+            analog_dice=None if i == 0 else dice - float(rng.uniform(0, 0.2)), analog_dice_std=0.01,
+            origin="b1", step=1 + i // 6,
+        ))
+    out.append(TrainingResult(network_id=99, encoding="[(-1,identity,-1,identity)]", blocks=1, dice=0.0, miou=0.0,
+                              params=10, flops=0, train_time_s=0.1, inference_time_ms=0.0, epochs=0, status="failed"))
+    return out
+
+
+def test_front_projections_and_coloured_scatter(tmp_path: Path) -> None:
+    res = _results()
+    p1 = plots.plot_front_projections(res, [2, 5, 7], tmp_path / "a" / "front.png")
+    p2 = plots.plot_dice_params_analog(res, tmp_path / "scatter.png")
+    w1, h1 = _png(p1)
+    assert w1 > 2 * h1  # three panels side by side
+    _png(p2)
+    assert not list(tmp_path.rglob("*.tmp"))  # atomic writes leave no temp files
+
+
+def test_plots_handle_empty_inputs(tmp_path: Path) -> None:
+    _png(plots.plot_front_projections([], [], tmp_path / "f.png"))
+    _png(plots.plot_predicted_vs_measured({}, tmp_path / "p.png", step=1))
+    _png(plots.plot_operator_frequency({}, tmp_path / "o.png"))
+    _png(plots.plot_drift_curves([], tmp_path / "d.png"))
+    _png(plots.plot_hypervolume({}, tmp_path / "h.png"))
+
+
+def test_predicted_vs_measured_and_spearman(tmp_path: Path) -> None:
+    pred = [0.1, 0.2, 0.3, 0.4]
+    assert plots.spearman(pred, [1, 2, 3, 4]) == pytest.approx(1.0)
+    assert plots.spearman(pred, [4, 3, 2, 1]) == pytest.approx(-1.0)
+    assert np.isnan(plots.spearman([1.0], [2.0]))
+    _png(plots.plot_predicted_vs_measured({"Dice": (pred, [0.2, 0.1, 0.5, 0.45]),
+                                           "analog Dice": (pred, [0.3, 0.3, 0.2, 0.6])}, tmp_path / "pm.png", step=2))
+
+
+def test_hypervolume_operator_drift_and_samples(tmp_path: Path) -> None:
+    _png(plots.plot_hypervolume({"progressive": [(4, 0.2), (8, 0.35)], "random": [(4, 0.1), (8, 0.2)]},
+                                tmp_path / "hv.png"))
+    counts = plots.operator_counts(["[(-1,3x3 conv,-2,identity);(0,2x2 maxpool,-1,3x3 conv)]"])
+    assert counts == {"3x3 conv": 2, "identity": 1, "2x2 maxpool": 1}
+    _png(plots.plot_operator_frequency(counts, tmp_path / "ops.png"))
+    rows = [{"network": net, "hwa": hwa, "time": t, "mean": m - (0.1 if hwa == "before" else 0) - 0.01 * k,
+             "std": 0.02}
+            for net, m in (("12", 0.8), ("unet", 0.7)) for hwa in ("before", "after")
+            for k, t in enumerate((1.0, 3600.0, 86400.0, 2592000.0, 31536000.0))]
+    _png(plots.plot_drift_curves(rows, tmp_path / "drift.png", digital={"12": 0.82, "unet": 0.75}))
+    rng = np.random.default_rng(1)
+    images = rng.random((3, 16, 16, 1)).astype(np.float32)
+    masks = rng.integers(0, 2, (3, 16, 16))
+    w, h = _png(plots.plot_sample_predictions(images, masks, masks, 1 - masks, tmp_path / "s.png", title="x"))
+    assert h > w * 0.5  # three rows of four panels
+    _png(plots.plot_sample_predictions(images[:1], masks[:1], masks[:1], None, tmp_path / "s1.png"))
+    assert plots.time_label(86400.0) == "1 day" and plots.time_label(5.0) == "5 s"
+
+
+def test_plot_search_from_csvs(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    res = _results()
+    write_csv(run / "csv" / "training_results.csv", [r.to_row() for r in res], TrainingResult.COLUMNS)
+    write_csv(run / "csv" / "search_progress.csv",
+              [{"step": 1, "networks_trained": 6, "hypervolume": 0.3, "best_dice": 0.8},
+               {"step": 2, "networks_trained": 13, "hypervolume": 0.4, "best_dice": 0.85}])
+    write_csv(run / "csv" / "predictions_b2.csv",
+              [{"encoding": r.encoding, "predicted_dice": r.dice + 0.05, "predicted_analog_dice": 0.5}
+               for r in res if r.step == 2])
+    written = {p.name for p in plots.plot_search(run)}
+    assert {"front_projections.png", "dice_params_analog.png", "front_operators.png", "hypervolume.png",
+            "predicted_vs_measured_b2.png"} <= written
+    for name in written:
+        _png(run / "plots" / name)
+    # without measured_front.csv the front is recomputed: the best-Dice ok network is on it
+    ids = plots.measured_front_ids(run, res)
+    best = max((r for r in res if r.status == "ok" and r.analog_dice is not None), key=lambda r: r.dice)
+    assert best.network_id in ids and 99 not in ids
+    # an empty run folder gives no figures and no error
+    assert plots.plot_search(tmp_path / "empty") == []

@@ -1,0 +1,115 @@
+"""report.md from a synthetic run folder: expected sections and numbers; degrades when stages did not run."""
+from __future__ import annotations
+
+import json
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from pathlib import Path
+
+from popnas_seg.config import RunConfig, dump_config
+from popnas_seg.report import write_report
+from popnas_seg.results import TrainingResult
+from popnas_seg.runlog.journal import Journal
+from popnas_seg.runlog.tables import write_csv
+
+
+def _restore(run: Path) -> None:
+    (run / "restore").mkdir(parents=True)
+    (run / "restore" / "config.json").write_text(json.dumps(dump_config(RunConfig())))
+    (run / "restore" / "state.json").write_text(json.dumps({"version": 1, "stage": "finalists_done", "step": 2}))
+
+
+def _synthetic_run(run: Path) -> None:
+    _restore(run)
+    results = [
+        TrainingResult(1, "[(-1,3x3 conv,-1,identity)]", 1, 0.812, 0.70, 12_345, 99_000, 10.0, 1.5, 1,
+                       analog_dice=0.771, analog_dice_std=0.012, robustness=0.95, analog_coverage=0.9, origin="b1",
+                       step=1),
+        TrainingResult(2, "[(-1,identity,-2,2x2 maxpool)]", 1, 0.55, 0.45, 2_000, 10_000, 20.0, 1.0, 1,
+                       analog_dice=0.60, analog_dice_std=0.02, robustness=1.09, analog_coverage=1.0, origin="b1",
+                       step=1),
+        TrainingResult(3, "[(-1,3x3 conv,-1,3x3 conv)]", 1, 0.50, 0.40, 50_000, 10_000, 30.5, 1.0, 1,
+                       analog_dice=0.40, analog_dice_std=0.02, robustness=0.8, analog_coverage=1.0, origin="pareto",
+                       step=2),
+    ]
+    write_csv(run / "csv" / "training_results.csv", [r.to_row() for r in results], TrainingResult.COLUMNS)
+    write_csv(run / "csv" / "measured_front.csv", [r.to_row() for r in results[:2]], TrainingResult.COLUMNS)
+    write_csv(run / "csv" / "search_progress.csv",
+              [{"step": 1, "networks_trained": 2, "hypervolume": 0.4321, "best_dice": 0.812, "front_size": 2},
+               {"step": 2, "networks_trained": 3, "hypervolume": 0.4567, "best_dice": 0.812, "front_size": 2}])
+    write_csv(run / "csv" / "predictor_quality.csv",
+              [{"step": 2, "objective": "dice", "n": 3, "spearman": 0.875, "kendall": 0.667, "mape": ""}])
+    journal = Journal(run / "restore" / "journal.jsonl")
+    journal.append("search_finished", networks=3)
+    journal.append("finalists_selected", rule="best_analog", objectives=["dice", "params", "analog_robustness"],
+                   candidates=[results[0].to_dict()])
+    write_csv(run / "final" / "model_selection.csv",
+              [{"variant": "1", "network_id": 1, "filters": 8, "motifs": 2, "dice": 0.83, "params": 12345,
+                "epochs": 4, "train_time_s": 40.0, "chosen": True}])
+    write_csv(run / "final" / "finalists.csv", [
+        {"network": "1", "test_dice": 0.8234, "test_miou": 0.7011, "params": 12345, "flops": 99000,
+         "analog_coverage": 0.9, "latency_ms": 1.25, "export_equivalent": True},
+        {"network": "unet", "test_dice": 0.7777, "test_miou": 0.66, "params": 95000, "flops": 0,
+         "analog_coverage": 0.97, "latency_ms": 2.5, "export_equivalent": False},
+    ])
+    drift = [{"network": n, "hwa": h, "time": t, "mean": m, "std": 0.0123}
+             for n, base in (("1", 0.79), ("unet", 0.70)) for h in ("before", "after")
+             for t, m in ((1.0, base), (2592000.0, base - 0.05))]
+    drift[-1]["mean"] = 0.6543  # unet after HWA at 1 month
+    write_csv(run / "final" / "drift.csv", drift, ["network", "hwa", "time", "mean", "std"])
+    (run / "final" / "1").mkdir(parents=True, exist_ok=True)
+    (run / "final" / "1" / "drift_report.json").write_text(json.dumps(
+        {"coverage": {"weights_analog_fraction": 0.9, "macs_analog_fraction": 0.8,
+                      "digital_layers": [{"name": "decoder/tconv", "type": "ConvTranspose2d", "weights": 64,
+                                          "reason": "no analog transpose conv"}]}}))
+
+
+def test_full_report(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    _synthetic_run(run)
+    path = write_report(run)
+    assert path == run / "report.md"
+    text = path.read_text()
+    for heading in ("# popnas-seg run `run`", "## Configuration", "```json", "## Search", "### Hypervolume per step",
+                    "### Predictor quality", "## Final measured Pareto front", "## Finalists",
+                    "### Model selection", "## Drift curves and sample predictions", "## What stayed digital"):
+        assert heading in text, heading
+    assert '"search_space"' in text  # the config JSON block
+    assert "networks trained: **3**" in text
+    assert "1m 00s" in text  # 10 + 20 + 30.5 s of training
+    assert "0.4567" in text and "0.875" in text  # hypervolume and Spearman tables
+    assert "0.771 ± 0.012" in text  # front table: analog Dice of network 1
+    assert "best_analog" in text
+    assert "0.823" in text and "0.778" in text  # test Dice of the finalist and the U-Net
+    assert "analog Dice 1 month (HWA)" in text and "0.654 ± 0.012" in text
+    assert "**FAILED**" in text  # the U-Net's failed export check is visible
+    assert "`decoder/tconv` (ConvTranspose2d, no analog transpose conv)" in text
+    assert (run / "plots" / "drift_curves.png").exists()
+    assert "![analog Dice vs time, finalists and U-Net](plots/drift_curves.png)" in text
+    assert "![measured front projections](plots/front_projections.png)" in text
+    # re-runnable: a second call gives the same text
+    assert write_report(run).read_text() == text
+
+
+def test_report_before_any_stage(tmp_path: Path) -> None:
+    run = tmp_path / "fresh"
+    _restore(run)
+    text = write_report(run).read_text()
+    assert "## Configuration" in text
+    assert "has not produced results yet" in text
+    assert "finalists stage has not run" in text
+    assert "No analog evaluation has run yet" in text
+    assert "figure not available" in text
+
+
+def test_report_survives_a_broken_csv(tmp_path: Path) -> None:
+    run = tmp_path / "broken"
+    _restore(run)
+    (run / "final").mkdir()
+    (run / "final" / "finalists.csv").write_text("network,test_dice\n1,0.5\n")
+    (run / "final" / "drift.csv").write_text("network,hwa,time,mean,std\n1,after,notanumber,0.5,0.1\n")
+    text = write_report(run).read_text()
+    assert "## What stayed digital" in text  # later sections still written
+    assert "could not be written" in text

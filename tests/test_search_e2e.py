@@ -1,0 +1,87 @@
+"""Real searches on tiny data: every output file, and kill-at-any-moment resume equal to an uninterrupted run."""
+from __future__ import annotations
+
+import csv
+import os
+import signal
+from pathlib import Path
+
+import pytest
+
+from search_helpers import run_cli, start_cli, tiny_config, wait_for, journal_events
+
+
+def _results(folder: Path) -> list[dict]:
+    with (folder / "csv" / "training_results.csv").open() as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_progressive_search_with_probe_writes_every_output(tmp_path: Path) -> None:
+    cfg = tiny_config(tmp_path, probe=True, pipeline=["search"])
+    proc = run_cli(["-j", str(cfg), "--name", "s", "--logs-dir", str(tmp_path / "logs")])
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    folder = tmp_path / "logs" / "s"
+    rows = _results(folder)
+    steps = {int(r["step"]) for r in rows}
+    assert steps == {1, 2}, "two expansion steps must run"
+    assert len({r["network_id"] for r in rows}) == len(rows)
+    assert len({r["encoding"] for r in rows}) == len(rows), "no cell is trained twice"
+    ok = [r for r in rows if r["status"] == "ok"]
+    assert ok and all(0.0 <= float(r["dice"]) <= 1.0 for r in ok)
+    assert all(r["analog_dice"] != "" for r in ok), "every trained network is analog-probed"
+    for name in ("predictions_b2.csv", "pareto_front_b2.csv", "predictor_quality.csv", "search_progress.csv"):
+        assert (folder / "csv" / name).exists(), name
+    assert (folder / "best_model" / "model.keras").exists()
+    assert any((folder / "predictors").rglob("*")), "predictors are saved per step"
+    assert list((folder / "plots").glob("*.png")), "plots are drawn"
+    assert "step 2" in (proc.stdout + proc.stderr)
+
+
+@pytest.mark.parametrize("strategy", ["random", "evolution"])
+def test_baselines_share_the_loop(tmp_path: Path, strategy: str) -> None:
+    cfg = tiny_config(tmp_path, probe=False, pipeline=["search"], strategy=strategy,
+                      search_strategy__max_networks=4)
+    proc = run_cli(["-j", str(cfg), "--name", "b", "--logs-dir", str(tmp_path / "logs")])
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    rows = _results(tmp_path / "logs" / "b")
+    assert len(rows) == 4
+    assert {r["origin"] for r in rows} <= {"random", "evolution"}
+
+
+def _encodings(folder: Path) -> list[str]:
+    return sorted(r["encoding"] for r in _results(folder))
+
+
+def _kill_and_resume(tmp_path: Path, cfg: Path, name: str, predicate) -> Path:
+    logs = tmp_path / "logs"
+    folder = logs / name
+    proc = start_cli(["-j", str(cfg), "--name", name, "--logs-dir", str(logs)], tmp_path / f"{name}.log")
+    reached = wait_for(folder, predicate, proc)
+    assert reached, (tmp_path / f"{name}.log").read_text()[-3000:]
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    resumed = run_cli(["-r", str(folder)])
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    return folder
+
+
+def test_kill_at_any_point_then_resume_equals_uninterrupted(tmp_path: Path) -> None:
+    cfg = tiny_config(tmp_path, probe=False, pipeline=["search"])
+    logs = tmp_path / "logs"
+    full = run_cli(["-j", str(cfg), "--name", "full", "--logs-dir", str(logs)])
+    assert full.returncode == 0, full.stdout[-3000:] + full.stderr[-3000:]
+    reference = _encodings(logs / "full")
+
+    def started(n):  # killed while the n-th network trains
+        return lambda ev: sum(e["event"] == "network_started" for e in ev) >= n
+
+    def step_done(ev):  # killed between steps
+        return any(e["event"] == "step_finished" for e in ev)
+
+    for name, predicate in (("mid_training", started(2)), ("between_steps", step_done),
+                            ("in_step_two", started(5))):
+        folder = _kill_and_resume(tmp_path, cfg, name, predicate)
+        assert _encodings(folder) == reference, name
+        finished_ids = [e["network_id"] for e in journal_events(folder) if e["event"] == "network_finished"]
+        assert len(finished_ids) == len(set(finished_ids)), f"{name}: a finished network was trained again"
