@@ -134,18 +134,18 @@ def test_new_run_then_resume_with_fake_data(tmp_path: Path, monkeypatch: pytest.
     assert cli.main(["-j", str(write_json(tiny_config())), "--logs-dir", str(logs), "--name", "r1"]) == 0
     run_dir = logs / "r1"
     state = json.loads((run_dir / "restore" / "state.json").read_text())
-    assert state["stage"] == "foundation_done"
+    assert state["stage"] == "done"
     events = [json.loads(line)["event"] for line in (run_dir / "restore" / "journal.jsonl").read_text().splitlines()]
-    assert events == ["run_started", "stage_finished"]
+    assert events == ["run_started"]  # empty pipeline: no stage ran
     log = (run_dir / "run.log").read_text()
-    assert "run folder: " in log and "foundation done" in log
+    assert "run folder: " in log and "all stages done" in log
     assert (run_dir / "restore" / "lock").read_text() == "", "the lock is released at exit"
     out = capsys.readouterr().out
-    assert "foundation done" in out
+    assert "all stages done" in out
 
     assert cli.main(["-r", str(run_dir)]) == 0
     events = [json.loads(line)["event"] for line in (run_dir / "restore" / "journal.jsonl").read_text().splitlines()]
-    assert events == ["run_started", "stage_finished", "run_resumed", "stage_finished"]
+    assert events == ["run_started", "run_resumed"]
     assert "resuming" in (run_dir / "run.log").read_text()
 
 
@@ -235,8 +235,8 @@ def test_end_to_end_with_real_data_in_a_real_process(tmp_path: Path, write_json:
     assert "CODES [0, 0, 0]" in proc.stdout
     assert preview.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     log = (logs / "e2e" / "run.log").read_text()
-    assert "train/val/test" in log and "foundation done" in log
-    assert json.loads((logs / "e2e" / "restore" / "state.json").read_text())["stage"] == "foundation_done"
+    assert "train/val/test" in log and "all stages done" in log
+    assert json.loads((logs / "e2e" / "restore" / "state.json").read_text())["stage"] == "done"
 
 
 def test_install_scripts_are_valid_bash() -> None:

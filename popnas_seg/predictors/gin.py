@@ -14,7 +14,8 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -84,17 +85,34 @@ class MaskedMeanPool(keras.layers.Layer):
         return (input_shape[0][0], input_shape[0][-1])
 
 
+@contextmanager
+def _float32_policy() -> Iterator[None]:
+    """Build the predictor in float32 even when the trainer set a mixed-precision global policy (a mixed model
+    would get a loss-scale optimizer and float16 sums of a few hundred tiny graphs buy nothing)."""
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("float32")
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
 def build_gin_model(max_nodes: int, feature_size: int) -> keras.Model:
-    """The GIN regressor: graph tensors in, one sigmoid score out (float32 even under a mixed-precision policy)."""
+    """The GIN regressor: graph tensors in, one sigmoid score out."""
+    with _float32_policy():
+        return _build_gin_model(max_nodes, feature_size)
+
+
+def _build_gin_model(max_nodes: int, feature_size: int) -> keras.Model:
     x_in = keras.Input((max_nodes, feature_size), name="features")
     a_in = keras.Input((max_nodes, max_nodes), name="adjacency")
     m_in = keras.Input((max_nodes,), name="mask")
     h = x_in
     for i, units in enumerate(GIN_UNITS):
-        h = GINConv(units, name=f"gin_{i}", dtype="float32")([h, a_in, m_in])
-    pooled = MaskedMeanPool(name="pool", dtype="float32")([h, m_in])
-    z = keras.layers.Dense(HEAD_UNITS, activation="swish", name="head", dtype="float32")(pooled)
-    out = keras.layers.Dense(1, activation="sigmoid", name="score", dtype="float32")(z)
+        h = GINConv(units, name=f"gin_{i}")([h, a_in, m_in])
+    pooled = MaskedMeanPool(name="pool")([h, m_in])
+    z = keras.layers.Dense(HEAD_UNITS, activation="swish", name="head")(pooled)
+    out = keras.layers.Dense(1, activation="sigmoid", name="score")(z)
     return keras.Model([x_in, a_in, m_in], out, name="gin_predictor")
 
 
@@ -126,10 +144,12 @@ class _CompiledGIN:
 
     def __init__(self, max_nodes: int, feature_size: int) -> None:
         self.shape = (max_nodes, feature_size)
-        self.model = build_gin_model(max_nodes, feature_size)
-        # AdamW's decoupled weight decay is multiplied by the learning rate, so it follows the cosine decay too
-        self.model.compile(optimizer=keras.optimizers.AdamW(learning_rate=LEARNING_RATE, weight_decay=WEIGHT_DECAY),
-                           loss="mse", jit_compile=False)
+        with _float32_policy():
+            self.model = _build_gin_model(max_nodes, feature_size)
+            # AdamW's decoupled weight decay is scaled by the learning rate, so it follows the cosine decay too
+            self.model.compile(optimizer=keras.optimizers.AdamW(learning_rate=LEARNING_RATE,
+                                                                weight_decay=WEIGHT_DECAY),
+                               loss="mse", jit_compile=False)
 
     @classmethod
     def get(cls, max_nodes: int, feature_size: int) -> "_CompiledGIN":
@@ -146,6 +166,7 @@ class _CompiledGIN:
         if optimizer.built:
             for variable in optimizer.variables:
                 variable.assign(ops.zeros(variable.shape, dtype=variable.dtype))
+            optimizer.learning_rate = LEARNING_RATE
         self.model.fit(
             inputs, y, batch_size=BATCH_SIZE, epochs=epochs, shuffle=True, verbose=0,
             callbacks=[_CosineLearningRate(LEARNING_RATE, epochs),
