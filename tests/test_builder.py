@@ -125,6 +125,52 @@ def test_flops_scale_with_the_image_area() -> None:
     assert count_flops(cell, arch, (32, 32, 1), 2) == 4 * small
 
 
+def _keras_flops(model: keras.Model) -> int:
+    """Independent FLOPs count read off the built Keras layers' shapes (same rules as models/cost.py)."""
+    total = 0
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.SeparableConv2D):
+            _, h, w, f = layer.output.shape
+            c = layer.input.shape[-1]
+            kh, kw = layer.kernel_size
+            total += 2 * h * w * (kh * kw * c + c * f)
+        elif isinstance(layer, keras.layers.Conv2DTranspose):
+            _, h, w, c = layer.input.shape
+            kh, kw = layer.kernel_size
+            total += 2 * h * w * kh * kw * c * layer.filters
+        elif isinstance(layer, keras.layers.Conv2D):
+            _, h, w, f = layer.output.shape
+            kh, kw = layer.kernel_size
+            total += 2 * h * w * kh * kw * layer.input.shape[-1] * f
+    return total
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_flops_match_a_count_read_off_the_keras_model(seed: int) -> None:
+    rng = np.random.default_rng(100 + seed)
+    arch = ArchitectureConfig(filters=3, motifs=1 + seed % 3, normal_cells_per_motif=seed % 2,
+                              decoder_upsampling=("bilinear", "tconv2", "tconv4")[seed % 3], residual_cells=True)
+    cell = random_cell(rng, 3, ALL_OPS, 2)
+    shape = (2 ** arch.motifs * 3, 2 ** arch.motifs * 2, 2)
+    model = build_model(cell, arch, shape, 2)
+    assert count_flops(cell, arch, shape, 2) == _keras_flops(model), str(cell)
+
+
+def test_odd_bottleneck_sizes_and_mixed_precision() -> None:
+    """24x40 with 3 motifs leaves a 3x5 bottleneck: zoomed convs fall back to zoom 1, pools pad."""
+    arch = ArchitectureConfig(filters=2, motifs=3, normal_cells_per_motif=1)
+    cell = Cell.from_string("[(-1,3x3:2z zconv,-2,2x2 avgpool);(0,2x2 maxpool,-2,2r SE)]")
+    previous = keras.mixed_precision.global_policy().name
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        model = build_model(cell, arch, (24, 40, 1), 2)
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+    assert model.output.shape == (None, 24, 40, 2)
+    assert model.output.dtype == "float32"  # softmax stays float32 under mixed precision
+    assert count_params(cell, arch, 1, 2) == model.count_params()
+
+
 def test_bad_input_sizes_are_user_errors() -> None:
     arch = ArchitectureConfig(motifs=3)
     with pytest.raises(UserError, match="divisible by 2\\*\\*motifs = 8"):

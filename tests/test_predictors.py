@@ -169,3 +169,21 @@ def test_rank_quality_and_mape() -> None:
     assert mape([110, 90], [100, 100]) == pytest.approx(10.0)
     assert mape([1, 5], [0, 10]) == pytest.approx(50.0)  # a measured zero is skipped
     assert math.isnan(mape([], []))
+
+
+def test_gin_stays_float32_under_mixed_precision() -> None:
+    """The trainer may set a mixed_float16 global policy; the predictor must still train (no NaN) in float32."""
+    import keras
+
+    from popnas_seg.predictors.gin import GINPredictor
+
+    cells = _random_cells(8, seed=4)
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("mixed_float16")
+    try:
+        pred = GINPredictor(OPS, 2, 3, ensemble_units=1, epochs=2, seed=0).fit(
+            cells, [_conv_fraction(c) for c in cells]).predict(cells)
+        assert np.all(np.isfinite(pred))
+        assert keras.config.dtype_policy().name == "mixed_float16"  # the caller's policy is left alone
+    finally:
+        keras.config.set_dtype_policy(previous)

@@ -22,6 +22,11 @@ from popnas_seg.search_space.encoding import Cell
 __all__ = ["count_params", "count_flops", "unet_params", "unet_flops"]
 
 
+def _shape3(shape: tuple[int, int, int]) -> tuple[int, int, int]:
+    h, w, c = (int(v) for v in shape)
+    return h, w, c
+
+
 def _any_valid_shape(arch: ArchitectureConfig, channels: int) -> tuple[int, int, int]:
     """Params do not depend on the spatial size; the smallest valid one keeps planning cheap."""
     side = 2 ** arch.motifs
@@ -44,7 +49,7 @@ def count_params(cell: Cell, arch: ArchitectureConfig, input_channels: int, clas
 def count_flops(cell: Cell, arch: ArchitectureConfig, input_shape: tuple[int, int, int],
                 classes_count: int) -> int:
     """FLOPs (2 x multiply-adds of conv layers) of one forward pass on one `input_shape` image."""
-    return _cell_costs(cell.key(), arch.model_dump_json(), tuple(int(v) for v in input_shape), classes_count)[1]
+    return _cell_costs(cell.key(), arch.model_dump_json(), _shape3(input_shape), classes_count)[1]
 
 
 def unet_params(arch: ArchitectureConfig, input_channels: int, classes: int, base: int = 16) -> int:
@@ -55,5 +60,5 @@ def unet_params(arch: ArchitectureConfig, input_channels: int, classes: int, bas
 
 def unet_flops(arch: ArchitectureConfig, input_shape: tuple[int, int, int], classes: int, base: int = 16) -> int:
     """FLOPs of the U-Net baseline on one `input_shape` image (same counting rules)."""
-    graph, out = plan_unet(arch, tuple(int(v) for v in input_shape), classes, base)
+    graph, out = plan_unet(arch, _shape3(input_shape), classes, base)
     return graph.total_flops(out)

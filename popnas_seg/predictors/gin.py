@@ -1,9 +1,10 @@
 """A Keras 3 Graph Isomorphism Network ensemble that predicts a [0, 1] score (Dice, analog Dice) of a cell.
 
 Follows POPNAS' GIN predictor (POPNAS_FACTS.md section 3): 3 GIN layers (30/60/120, swish), graph pooling,
-Dense(100, swish), Dense(1, sigmoid), MSE, AdamW with cosine decay, an ensemble trained on KFold splits whose
-prediction is the mean. Two deliberate differences: pooling is a *masked* mean over the real nodes (POPNAS
-averages the zero padding in, so a cell's embedding shrinks with the padding), and float32 instead of float64.
+Dense(100, swish), Dense(1, sigmoid), MSE, AdamW with a (per-epoch) cosine decay, an ensemble trained on
+KFold splits whose prediction is the mean. Two deliberate differences: pooling is a *masked* mean over the
+real nodes (POPNAS averages the zero padding in, so a cell's embedding shrinks with the padding), and float32
+instead of float64.
 
 Written with keras.layers / keras.ops only, so it runs under any Keras backend. Training is seeded
 (`keras.utils.set_random_seed`) per ensemble member, so the same cells and targets give the same predictor and

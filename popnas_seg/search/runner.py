@@ -222,9 +222,10 @@ class SearchRunner:
             shutil.rmtree(out_dir)
         out_dir.mkdir(parents=True)
         shape = tuple(self.data.input_shape)
+        trainer = self._get_trainer()  # first: it sets the mixed-precision policy that the model build must see
         model = build_model(cell, cfg.architecture_hyperparameters, shape, self.data.classes_count)
         flops = count_flops(cell, cfg.architecture_hyperparameters, shape, self.data.classes_count)
-        result, model = self._get_trainer().train(
+        result, model = trainer.train(
             model,
             network_id=net["network_id"],
             encoding=net["encoding"],

@@ -65,7 +65,7 @@ class SearchStrategy(Protocol):
 
 def strategy_objectives(config: RunConfig) -> list[str]:
     """Pareto objectives in order: the score metric, then the additional ones (analog only when probing)."""
-    objectives = [config.search_strategy.score_metric, *config.search_strategy.additional_pareto_objectives]
+    objectives: list[str] = [config.search_strategy.score_metric, *config.search_strategy.additional_pareto_objectives]
     if not config.analog.probe and "analog_robustness" in objectives:
         objectives.remove("analog_robustness")
     return objectives
@@ -145,7 +145,8 @@ class ProgressiveStrategy:
     def __init__(self, config: RunConfig, input_shape: Sequence[int], classes_count: int,
                  predictors_dir: Path | None = None, logger: logging.Logger | None = None) -> None:
         self.config = config
-        self.input_shape = tuple(int(v) for v in input_shape)
+        height, width, channels = (int(v) for v in input_shape)
+        self.input_shape = (height, width, channels)
         self.classes_count = int(classes_count)
         self.predictors_dir = None if predictors_dir is None else Path(predictors_dir)
         self.log = logger or logging.getLogger("popnas_seg")
@@ -219,15 +220,19 @@ class ProgressiveStrategy:
         values = np.stack([columns[o] for o in objectives], axis=1)
         maximise = maximise_flags(objectives)
         score = predicted["score"]
-        order = np.argsort(-score, kind="stable")  # highest predicted score first, ties by expansion order
+        # highest predicted score first, ties by expansion order (parents by network id): deterministic
+        order = [int(i) for i in np.argsort(-score, kind="stable")]
 
         front_mask = np.zeros(len(candidates), dtype=bool)
         chosen: list[int] = []
         if ss.pnas_mode:
-            chosen = [int(i) for i in order[:ss.max_children]]
+            chosen = order[:ss.max_children]
         else:
+            # POPNAS: scan by predicted score and keep non-dominated cells up to K (no crowding). Dominance here
+            # is strict, so two candidates with identical predicted objectives can both be kept; equivalent
+            # cells never reach this point (candidates are deduplicated by canonical key).
             front_mask = pareto_mask(values, maximise)
-            chosen = [int(i) for i in order if front_mask[i]][:ss.max_children]
+            chosen = [i for i in order if front_mask[i]][:ss.max_children]
         exploration: list[int] = []
         if not ss.pnas_mode and ss.max_exploration_children > 0 and step < space.blocks:
             exploration = exploration_picks(
@@ -250,7 +255,7 @@ class ProgressiveStrategy:
                 "flops": costs[i][1],
                 "pareto_optimal": bool(front_mask[i]),
                 "selected": i in origin,
-                "origin": origin.get(int(i), ""),
+                "origin": origin.get(i, ""),
             })
         front = [] if ss.pnas_mode else [row for row in rows if row["pareto_optimal"]]
         self.log.info(

@@ -254,9 +254,9 @@ def random_cell(rng: Rng, blocks: int, operators: Sequence[str], lookback_depth:
     out = []
     for i in range(blocks):
         inputs = list(range(-lookback_depth, i))
-        pick = [inputs[_randint(rng, len(inputs))], operators[_randint(rng, len(operators))],
-                inputs[_randint(rng, len(inputs))], operators[_randint(rng, len(operators))]]
-        out.append(Block(pick[0], pick[1], pick[2], pick[3]))
+        in1, op1 = inputs[_randint(rng, len(inputs))], operators[_randint(rng, len(operators))]
+        in2, op2 = inputs[_randint(rng, len(inputs))], operators[_randint(rng, len(operators))]
+        out.append(Block(in1, op1, in2, op2))
     return Cell(tuple(out))
 
 
@@ -264,17 +264,12 @@ def mutate_cell(cell: Cell, rng: Rng, operators: Sequence[str], lookback_depth: 
     """Change exactly one input or one operator, uniformly among the mutations giving a different network."""
     candidates: list[Cell] = []
     for i, b in enumerate(cell.blocks):
-        fields = [b.in1, b.op1, b.in2, b.op2]
-        for slot in range(4):
-            values: Sequence[int | str] = operators if slot % 2 else range(-lookback_depth, i)
-            for value in values:
-                if value == fields[slot]:
-                    continue
-                new = list(fields)
-                new[slot] = value
-                blocks = list(cell.blocks)
-                blocks[i] = Block(int(new[0]), str(new[1]), int(new[2]), str(new[3]))
-                candidates.append(Cell(tuple(blocks)))
+        variants = [Block(v, b.op1, b.in2, b.op2) for v in range(-lookback_depth, i) if v != b.in1]
+        variants += [Block(b.in1, b.op1, v, b.op2) for v in range(-lookback_depth, i) if v != b.in2]
+        variants += [Block(b.in1, op, b.in2, b.op2) for op in operators if op != b.op1]
+        variants += [Block(b.in1, b.op1, b.in2, op) for op in operators if op != b.op2]
+        for variant in variants:
+            candidates.append(Cell(cell.blocks[:i] + (variant,) + cell.blocks[i + 1:]))
     distinct = [c for c in _unique(candidates) if c.key() != cell.key()]
     if not distinct:
         raise ValueError(f"cell {cell} has no single-change mutation that gives a different network")

@@ -268,14 +268,14 @@ class LayerGraph:
         s = self.shape(x)
         pads = []
         for size, k in ((s.h, pool[0]), (s.w, pool[1])):
-            out = -(-size // strides)
-            total = max((out - 1) * strides + k - size, 0)
+            size_out = -(-size // strides)
+            total = max((size_out - 1) * strides + k - size, 0)
             pads.append((total // 2, total - total // 2))
         if any(p for pair in pads for p in pair):
             x = self._add("zero_pad", (x,), Shape(s.h + sum(pads[0]), s.w + sum(pads[1]), s.c),
                           padding=tuple(pads))
-            s = self.shape(x)
-        out = Shape((s.h - pool[0]) // strides + 1, (s.w - pool[1]) // strides + 1, s.c)
+        padded = self.shape(x)
+        out = Shape((padded.h - pool[0]) // strides + 1, (padded.w - pool[1]) // strides + 1, s.c)
         return self._add("avg_pool", (x,), out, pool=pool, strides=strides)
 
     def crop(self, x: int, cropping: tuple[tuple[int, int], tuple[int, int]]) -> int:
@@ -344,39 +344,40 @@ def emit_operator(g: LayerGraph, spec: OperatorSpec, x: int, filters: int, strid
     if stride < 1 or s.h % stride or s.w % stride:
         raise ValueError(f"cannot apply {spec.text!r} with stride {stride} to a {s.h}x{s.w} tensor")
     kind = spec.kind
+    k: Kernel = spec.kernel or (1, 1)
     if kind == "identity":
         return emit_adapter(g, x, filters, stride)
     if kind == "conv":
         if spec.dilation == 1:
-            return g.conv_bn_act(x, filters, spec.kernel, stride)
-        y = g.conv_bn_act(x, filters, spec.kernel, 1, spec.dilation)
+            return g.conv_bn_act(x, filters, k, stride)
+        y = g.conv_bn_act(x, filters, k, 1, spec.dilation)
         return g.max_pool(y, (stride, stride), stride) if stride > 1 else y
     if kind == "stacked_conv":
-        y = g.conv_bn_act(x, filters, spec.kernel, stride)
-        return g.conv_bn_act(y, filters, spec.kernel2)
+        y = g.conv_bn_act(x, filters, k, stride)
+        return g.conv_bn_act(y, filters, spec.kernel2 or (1, 1))
     if kind == "dconv":
         if spec.dilation == 1:
-            y = g.separable_conv(x, filters, spec.kernel, stride)
+            y = g.separable_conv(x, filters, k, stride)
             return g.activation(g.batch_norm(y), "swish")
-        y = g.separable_conv(x, filters, spec.kernel, 1, spec.dilation)
+        y = g.separable_conv(x, filters, k, 1, spec.dilation)
         y = g.activation(g.batch_norm(y), "swish")
         return g.max_pool(y, (stride, stride), stride) if stride > 1 else y
     if kind in ("maxpool", "avgpool"):
         pool = g.max_pool if kind == "maxpool" else g.avg_pool
-        y = pool(x, spec.kernel, stride)
+        y = pool(x, k, stride)
         return g.conv_bn_act(y, filters) if s.c != filters else y
     if kind == "tconv":
-        kh, kw = spec.kernel
+        kh, kw = k
         if kh % 2 and kw % 2:  # symmetric 'same' padding converts as is
-            y = g.conv_transpose(x, filters, spec.kernel, 1, "same")
+            y = g.conv_transpose(x, filters, k, 1, "same")
         else:
-            y = g.conv_transpose(x, filters, spec.kernel, 1, "valid")
+            y = g.conv_transpose(x, filters, k, 1, "valid")
             y = g.crop(y, (((kh - 1) // 2, kh - 1 - (kh - 1) // 2), ((kw - 1) // 2, kw - 1 - (kw - 1) // 2)))
         y = g.activation(g.batch_norm(y), "swish")
         return g.max_pool(y, (stride, stride), stride) if stride > 1 else y
     if kind == "se":
         y = emit_adapter(g, x, filters, stride)
-        hidden = max(1, filters // spec.ratio)
+        hidden = max(1, filters // (spec.ratio or 1))
         gate = g.global_avg_pool(y)
         gate = g.activation(g.conv(gate, hidden, (1, 1), use_bias=True), "swish")
         gate = g.activation(g.conv(gate, filters, (1, 1), use_bias=True), "sigmoid")
@@ -384,7 +385,7 @@ def emit_operator(g: LayerGraph, spec: OperatorSpec, x: int, filters: int, strid
     if kind == "zconv":
         z = zoom_factor(spec.zoom or 1, s.h // stride, s.w // stride)
         y = g.avg_pool(x, (stride * z, stride * z), stride * z) if stride * z > 1 else x
-        y = g.conv_bn_act(y, filters, spec.kernel)
+        y = g.conv_bn_act(y, filters, k)
         return g.upsample(y, z) if z > 1 else y
     raise ValueError(f"unknown operator kind {kind!r}")  # unreachable for parsed specs
 
