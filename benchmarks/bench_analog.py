@@ -39,6 +39,13 @@ def _at(rows: list[dict[str, Any]], hwa: str, t: float) -> tuple[float | None, f
     return None, None
 
 
+def _seed(base: int, encoding: str) -> int:
+    """The seed the finalists stage used for this network's analog scoring (same chips, comparable numbers)."""
+    from popnas_seg.search.runner import network_seed
+
+    return network_seed(base, encoding + "analog")
+
+
 def _seconds(report: dict[str, Any]) -> tuple[float | None, float | None]:
     """(seconds per drift evaluation, HWA training seconds) from the report's timings."""
     from popnas_seg.finalists import seconds_per_drift_eval
@@ -81,9 +88,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: no exported network under {final} (run the finalists stage first)", file=sys.stderr)
         return 2
     digital: dict[str, float] = {}
+    encodings: dict[str, str] = {}
     if (final / "finalists.csv").exists():
         with open(final / "finalists.csv", newline="") as fh:
-            digital = {r["network"]: float(r["test_dice"]) for r in csv.DictReader(fh) if r.get("test_dice")}
+            table_rows = list(csv.DictReader(fh))
+        digital = {r["network"]: float(r["test_dice"]) for r in table_rows if r.get("test_dice")}
+        encodings = {r["network"]: r.get("encoding", "") for r in table_rows}
 
     analog = config.analog
     if args.repetitions is not None:
@@ -117,7 +127,8 @@ def main(argv: list[str] | None = None) -> int:
                 t0 = time.perf_counter()
                 report = hwa_and_drift(final / name / "model.onnx", train_x, train_y, test_x, test_y, analog,
                                        data.classes_count, data.ignore_class, Path(scratch),
-                                       config.others.seed, config.dataset.batch_size).to_dict()
+                                       _seed(config.others.seed, encodings.get(name, name)),
+                                       config.dataset.batch_size).to_dict()
                 wall = time.perf_counter() - t0
         rows = drift_rows(name, report)
         before = _at(rows, "before", MONTH_S)

@@ -235,11 +235,11 @@ class FinalistsStage:
         event = self._last("finalists_selected")
         if event is not None:
             return [TrainingResult.from_dict(c) for c in event["candidates"]]
-        from popnas_seg.search.runner import search_objectives
+        from popnas_seg.search.strategies import strategy_objectives
 
         results = self._search_results()
         a = self.config.analog
-        objectives = search_objectives(self.config)
+        objectives = strategy_objectives(self.config)
         rule = a.selection_rule
         if rule == "best_analog" and not any(r.analog_dice is not None for r in results):
             self.log.warning("selection_rule best_analog but no network has an analog Dice: ordering by Dice")
@@ -582,7 +582,7 @@ def _torch_save(torch: Any, obj: Any, path: Path) -> None:
     tmp.replace(path)
 
 
-def _save_npz(path: Path, **arrays: np.ndarray) -> None:
+def _save_npz(path: Path, **arrays: Any) -> None:
     import io
 
     from popnas_seg.atomic import atomic_write_bytes

@@ -51,7 +51,7 @@ def _ok(results: Iterable[TrainingResult]) -> list[TrainingResult]:
     return [r for r in results if r.status == "ok" and r.dice is not None and math.isfinite(r.dice)]
 
 
-def _scatter_projection(ax: Any, xs: Sequence[float], ys: Sequence[float], is_front: Sequence[bool],
+def _scatter_projection(ax: Any, xs: Sequence[Any], ys: Sequence[Any], is_front: Sequence[bool],
                         xlabel: str, ylabel: str, title: str, log_x: bool) -> None:
     xs_a, ys_a, mask = np.asarray(xs, float), np.asarray(ys, float), np.asarray(is_front, bool)
     if (~mask).any():
@@ -114,7 +114,7 @@ def plot_dice_params_analog(results: Sequence[TrainingResult], path: PathLike, *
                    edgecolors=_OTHER_COLOUR, label="no analog probe")
     if probed:
         sc = ax.scatter([r.params for r in probed], [r.dice for r in probed], s=40,
-                        c=[r.analog_dice for r in probed], cmap="viridis", edgecolors="k", linewidths=0.4,
+                        c=[float(r.analog_dice or 0.0) for r in probed], cmap="viridis", edgecolors="k", linewidths=0.4,
                         label="probed networks")
         fig.colorbar(sc, ax=ax, label=f"analog Dice at {probe_time_label}")
     if ok and all(r.params > 0 for r in ok):
@@ -128,7 +128,7 @@ def plot_dice_params_analog(results: Sequence[TrainingResult], path: PathLike, *
     return _save(fig, path)
 
 
-def spearman(a: Sequence[float], b: Sequence[float]) -> float:
+def spearman(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray) -> float:
     """Spearman rank correlation (NaN below 2 points or for a constant input)."""
     from scipy.stats import spearmanr
 

@@ -153,7 +153,7 @@ class _Report:
                            ["step", "objective", "n", "Spearman", "Kendall", "MAPE"],
                            [[r.get("step"), r.get("objective"), r.get("n"), _fmt(r.get("spearman")),
                              _fmt(r.get("kendall")), _fmt(r.get("mape"))] for r in quality]))
-            steps = sorted({r.get("step") for r in quality}, key=lambda s: int(float(s)))
+            steps = sorted({str(r.get("step")) for r in quality}, key=lambda s: int(float(s)))
             out.append("\n".join(_image(self.path, f"plots/predicted_vs_measured_b{s}.png",
                                         f"predicted vs measured, step {s}") for s in steps))
         else:
@@ -249,10 +249,9 @@ class _Report:
                                 per_net))
         probed = [r for r in self.results if r.analog_coverage is not None]
         if probed:
-            low = [r for r in probed if r.analog_coverage < 0.999]
+            low = [float(r.analog_coverage or 0.0) for r in probed if (r.analog_coverage or 0.0) < 0.999]
             out.append(f"In the search, {len(probed)} networks were probed; {len(low)} ran some weights digitally "
-                       f"(analog coverage below 100%)"
-                       + (f", lowest {min(r.analog_coverage for r in low):.3f}." if low else "."))
+                       f"(analog coverage below 100%)" + (f", lowest {min(low):.3f}." if low else "."))
         if not per_net and not probed:
             out.append("No analog evaluation has run yet, so no per-network coverage is available.")
         return "\n\n".join(out)

@@ -37,7 +37,7 @@ def test_progressive_search_with_probe_writes_every_output(tmp_path: Path) -> No
     assert "step 2" in (proc.stdout + proc.stderr)
 
 
-@pytest.mark.parametrize("strategy", ["random", "evolution"])
+@pytest.mark.parametrize("strategy", ["random", pytest.param("evolution", marks=pytest.mark.slow)])
 def test_baselines_share_the_loop(tmp_path: Path, strategy: str) -> None:
     cfg = tiny_config(tmp_path, probe=False, pipeline=["search"], strategy=strategy,
                       search_strategy__max_networks=4)
@@ -66,22 +66,39 @@ def _kill_and_resume(tmp_path: Path, cfg: Path, name: str, predicate) -> Path:
     return folder
 
 
-def test_kill_at_any_point_then_resume_equals_uninterrupted(tmp_path: Path) -> None:
+def _started(n: int):
+    """Killed while the n-th network trains."""
+    return lambda ev: sum(e["event"] == "network_started" for e in ev) >= n
+
+
+def _step_done(ev: list[dict]) -> bool:
+    """Killed between steps (step 1 logged finished, step 2 not yet trained)."""
+    return any(e["event"] == "step_finished" for e in ev)
+
+
+def _step_two_training(ev: list[dict]) -> bool:
+    """Killed while a network of the second step trains (step 2 was planned from predictors)."""
+    return any(e["event"] == "network_started" and e.get("step") == 2 for e in ev)
+
+
+KILL_POINTS = {"mid_training": _started(2), "between_steps": _step_done, "in_step_two": _step_two_training}
+
+
+@pytest.mark.parametrize("points", [
+    ["in_step_two"],
+    pytest.param(["mid_training", "between_steps", "in_step_two"], marks=pytest.mark.slow, id="all-points"),
+])
+def test_kill_then_resume_equals_uninterrupted(tmp_path: Path, points: list[str]) -> None:
     cfg = tiny_config(tmp_path, probe=False, pipeline=["search"])
     logs = tmp_path / "logs"
     full = run_cli(["-j", str(cfg), "--name", "full", "--logs-dir", str(logs)])
     assert full.returncode == 0, full.stdout[-3000:] + full.stderr[-3000:]
     reference = _encodings(logs / "full")
-
-    def started(n):  # killed while the n-th network trains
-        return lambda ev: sum(e["event"] == "network_started" for e in ev) >= n
-
-    def step_done(ev):  # killed between steps
-        return any(e["event"] == "step_finished" for e in ev)
-
-    for name, predicate in (("mid_training", started(2)), ("between_steps", step_done),
-                            ("in_step_two", started(5))):
-        folder = _kill_and_resume(tmp_path, cfg, name, predicate)
+    for name in points:
+        folder = _kill_and_resume(tmp_path, cfg, name, KILL_POINTS[name])
         assert _encodings(folder) == reference, name
         finished_ids = [e["network_id"] for e in journal_events(folder) if e["event"] == "network_finished"]
         assert len(finished_ids) == len(set(finished_ids)), f"{name}: a finished network was trained again"
+        if name != "between_steps":
+            started_ids = [e["network_id"] for e in journal_events(folder) if e["event"] == "network_started"]
+            assert len(started_ids) > len(set(started_ids)), f"{name}: the interrupted network is trained again"

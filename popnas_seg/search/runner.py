@@ -29,6 +29,7 @@ from popnas_seg.config import RunConfig
 from popnas_seg.results import TrainingResult
 from popnas_seg.runlog.folder import RunFolder
 from popnas_seg.runlog.tables import read_csv, write_csv
+from popnas_seg.search.strategies import strategy_objectives
 
 # Objective name -> TrainingResult field holding its measured value.
 MEASURED_FIELD = {
@@ -50,15 +51,6 @@ PREDICTED_COLUMN = {
 def network_seed(base_seed: int, encoding_key: str) -> int:
     """A per-network seed that depends on the cell, not on the order of training, so resume reproduces scores."""
     return (base_seed * 1_000_003 + zlib.crc32(encoding_key.encode())) % (2**31 - 1)
-
-
-def search_objectives(config: RunConfig) -> list[str]:
-    """The Pareto objectives in order: the score metric first, then the additional ones."""
-    objectives = [config.search_strategy.score_metric]
-    objectives += list(config.search_strategy.additional_pareto_objectives)
-    if not config.analog.probe and "analog_robustness" in objectives:
-        objectives.remove("analog_robustness")
-    return objectives
 
 
 @dataclass
@@ -98,7 +90,7 @@ class SearchRunner:
         self.config = config
         self.data = data
         self.log = logger or logging.getLogger("popnas_seg")
-        self.objectives = search_objectives(config)
+        self.objectives = strategy_objectives(config)
         self._trainer = None
         self._probe_arrays: tuple[np.ndarray, np.ndarray] | None = None
 

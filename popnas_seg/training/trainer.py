@@ -53,6 +53,9 @@ from popnas_seg.training.losses import (
 )
 
 _LOG = logging.getLogger("popnas_seg.trainer")
+# Every child network is a new graph: TensorFlow's "retracing" warnings are expected here and only drown the
+# progress lines, so they are silenced (errors still show).
+logging.getLogger("tensorflow").setLevel(logging.ERROR)
 
 
 # ------------------------------------------------------------------------------------------ schedules
