@@ -368,7 +368,9 @@ def section_text(args: argparse.Namespace, res: dict[str, Any], command: str, wh
         "",
         f"Caveats: {len(res['per_seed'])} seed(s) and N = {', '.join(str(p['N']) for p in res['per_seed'])} networks "
         "per strategy are far too few for a statistically solid comparison (one lucky random network can dominate "
-        "the front); networks trained for a few epochs on tiny images are noisy. The numbers were not tuned: the "
+        "the front); networks trained for a few epochs on tiny images are noisy; a predictor Spearman is computed "
+        "on the handful of networks one step trained (column n), so +-1 values on n = 2-5 say little. The numbers "
+        "were not tuned: the "
         "benchmark ran once with the settings above. Run folders (CSVs, logs): "
         f"`{logs_dir}` (temporary, not kept in the repository).",
     ]

@@ -527,7 +527,8 @@ class FinalistsStage:
         drift_events: dict[str, dict[str, Any]] = {}
         for f in finalists:
             done = self._last("finalist_done", name=f.name)
-            if done is not None and (self.final_dir / f.name / "model.keras").exists():
+            if done is not None and ((self.final_dir / f.name / "model.keras").exists()
+                                     or done["row"].get("status") != "ok"):  # a failed training is final too
                 self.log.info("finalist %s already done; skipping", f.name)
                 rows.append(done["row"])
                 drift = self._last("finalist_drift_done", name=f.name)

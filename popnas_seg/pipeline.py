@@ -30,8 +30,7 @@ def _finalists(run: RunFolder, config: RunConfig, data: Any, logger: logging.Log
 def _report(run: RunFolder, config: RunConfig, data: Any, logger: logging.Logger) -> None:
     from popnas_seg.report import write_report
 
-    path = write_report(run, logger)
-    logger.info("report written: %s", path)
+    write_report(run, logger)  # logs the path itself
 
 
 STAGES: dict[str, Callable[[RunFolder, RunConfig, Any, logging.Logger], None]] = {

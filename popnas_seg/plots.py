@@ -31,6 +31,22 @@ _FRONT_COLOUR = "tab:red"
 _OTHER_COLOUR = "0.65"
 
 
+def _log_x(ax: Any) -> None:
+    """Log x axis labelled at 1, 2 and 5 x 10^k in compact units (12k, 1.5M): default minor labels overlap."""
+    from matplotlib.ticker import FuncFormatter, LogLocator
+
+    def compact(value: float, _pos: int) -> str:
+        for scale, unit in ((1e6, "M"), (1e3, "k")):
+            if value >= scale:
+                return f"{value / scale:g}{unit}"
+        return f"{value:g}"
+
+    ax.set_xscale("log")
+    ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    ax.xaxis.set_major_formatter(FuncFormatter(compact))
+    ax.xaxis.set_minor_formatter(FuncFormatter(lambda _v, _p: ""))
+
+
 def time_label(seconds: float) -> str:
     """'1 day' for 86400 etc.; other values as seconds with 3 significant digits."""
     for value, label in _TIME_LABELS:
@@ -61,7 +77,7 @@ def _scatter_projection(ax: Any, xs: Sequence[Any], ys: Sequence[Any], is_front:
         ax.plot(xs_a[mask][order], ys_a[mask][order], "-", color=_FRONT_COLOUR, lw=1, alpha=0.6, zorder=3)
         ax.scatter(xs_a[mask], ys_a[mask], s=40, c=_FRONT_COLOUR, edgecolors="k", label="measured front", zorder=4)
     if log_x and len(xs_a) and np.all(xs_a > 0):
-        ax.set_xscale("log")
+        _log_x(ax)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title)
@@ -118,7 +134,7 @@ def plot_dice_params_analog(results: Sequence[TrainingResult], path: PathLike, *
                         label="probed networks")
         fig.colorbar(sc, ax=ax, label=f"analog Dice at {probe_time_label}")
     if ok and all(r.params > 0 for r in ok):
-        ax.set_xscale("log")
+        _log_x(ax)
     ax.set_xlabel("parameters (count, log scale)")
     ax.set_ylabel("digital Dice (validation)")
     ax.set_title("Accuracy, size and analog robustness of every trained network")
@@ -252,7 +268,7 @@ def plot_drift_curves(rows: Sequence[Mapping[str, Any]], path: PathLike, *,
         if digital and net in digital and digital[net] is not None:
             ax.axhline(float(digital[net]), ls=":", color=colour, lw=1, label=f"{net} digital")
     if all_times and min(all_times) > 0:
-        ax.set_xscale("log")
+        _log_x(ax)
         ticks = sorted(all_times)
         ax.set_xticks(ticks)
         ax.set_xticklabels([time_label(t) for t in ticks], rotation=20)

@@ -196,15 +196,17 @@ class _Report:
             out.append("The finalists stage has not run (final/finalists.csv is missing).")
             return "\n\n".join(out)
         times = self._drift_times()
+        drift = read_csv(self.path / "final" / "drift.csv")
+        phase = "after" if any(d["hwa"] == "after" for d in drift) else "before"  # hwa_epochs 0: no HWA curve
+        tag = "HWA" if phase == "after" else "no HWA"
         headers = ["network", "test Dice", "test mIoU"]
-        headers += [f"analog Dice {time_label(t)} (HWA)" for t in times]
+        headers += [f"analog Dice {time_label(t)} ({tag})" for t in times]
         headers += ["params", "FLOPs", "analog coverage", "latency (ms/img)", "export check"]
         table_rows = []
-        drift = read_csv(self.path / "final" / "drift.csv")
         for r in rows:
             cells = [r.get("network"), _fmt(r.get("test_dice")), _fmt(r.get("test_miou"))]
             for t in times:
-                hit = [d for d in drift if d["network"] == r.get("network") and d["hwa"] == "after"
+                hit = [d for d in drift if d["network"] == r.get("network") and d["hwa"] == phase
                        and math.isclose(float(d["time"]), t)]
                 cells.append(_pm(hit[0]["mean"], hit[0]["std"]) if hit else "-")
             eq = r.get("export_equivalent")
@@ -212,7 +214,8 @@ class _Report:
             cells += [_fmt(r.get("params"), 0), _fmt(r.get("flops"), 0), _fmt(r.get("analog_coverage")),
                       _fmt(r.get("latency_ms")), check]
             table_rows.append(cells)
-        out.append("Digital Dice/mIoU on the test split; analog Dice after hardware-aware training (HWA), mean ± std "
+        out.append(f"Digital Dice/mIoU on the test split; analog Dice ({tag}: {'after' if phase == 'after' else 'without'}"
+                   " hardware-aware training), mean ± std "
                    "over independent programmings; latency is Keras inference per image on this machine. "
                    "`unet` is the U-Net baseline trained with the same budget.\n\n" + _table(headers, table_rows))
         if drift:
