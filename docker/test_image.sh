@@ -110,12 +110,12 @@ if ! "${PODMAN[@]}" image exists "$BASE_IMAGE"; then
         || { tail -20 "$WORK/debootstrap.log"; fail "debootstrap failed (log: $WORK/debootstrap.log)"; }
     tar -C "$rootfs" -c . | "${PODMAN[@]}" import - "$BASE_IMAGE" >/dev/null
     rm -rf "$rootfs"
-    BASE_BUILD_S=$(elapsed "$t0" "$(now)")
+    BASE_BUILD_S="$(elapsed "$t0" "$(now)") s"
 fi
-echo "base image: $BASE_IMAGE ($BASE_BUILD_S s)"
+echo "base image: $BASE_IMAGE ($BASE_BUILD_S)"
 
 # ---------------------------------------------------------------- 2. the project image
-BUILD_S=skipped
+BUILD_S="skipped (SKIP_BUILD=1)"
 if [ "${SKIP_BUILD:-0}" != 1 ]; then
     say "building $IMAGE from $REPO"
     # pip inside the build reaches PyPI through the host network and must trust the host's certificates;
@@ -127,12 +127,17 @@ if [ "${SKIP_BUILD:-0}" != 1 ]; then
         --build-arg PIP_CERT_FILE=/run/host-certs/ca-certificates.crt \
         -f "$REPO/docker/Dockerfile" -t "$IMAGE" "$REPO" 2>&1 | tee "$WORK/build.log" | grep -E '^(STEP|COMMIT|--> )' || true
     [ "${PIPESTATUS[0]}" -eq 0 ] || { tail -40 "$WORK/build.log"; fail "image build failed (log: $WORK/build.log)"; }
-    BUILD_S=$(elapsed "$t0" "$(now)")
+    BUILD_S="$(elapsed "$t0" "$(now)") s"
+    if grep -A1 '^STEP [0-9/]*: RUN .*install\.sh' "$WORK/build.log" | grep -q 'Using cache'; then
+        BUILD_S="$BUILD_S (dependency layer cached)"
+    else
+        BUILD_S="$BUILD_S (dependencies installed)"
+    fi
 fi
 "${PODMAN[@]}" image exists "$IMAGE" || fail "$IMAGE does not exist"
 IMAGE_BYTES=$("${PODMAN[@]}" image inspect --format '{{.Size}}' "$IMAGE")
 IMAGE_SIZE=$(awk -v b="$IMAGE_BYTES" 'BEGIN { printf "%.2f GB", b / 1e9 }')
-echo "image $IMAGE: $IMAGE_SIZE, build $BUILD_S s"
+echo "image $IMAGE: $IMAGE_SIZE, build $BUILD_S"
 
 # ---------------------------------------------------------------- 3. image hygiene and --help
 say "image checks"
@@ -277,10 +282,11 @@ OUTSIDE_S=$(elapsed "$t0" "$(now)")
 
 say "summary"
 printf '%-38s %s\n' \
-    "base image ($BASE_IMAGE)" "$BASE_BUILD_S s" \
-    "image build" "$BUILD_S s" \
+    "base image ($BASE_IMAGE)" "$BASE_BUILD_S" \
+    "image build" "$BUILD_S" \
     "image size" "$IMAGE_SIZE" \
     "quick run, container" "$RUN1_S s" \
     "quick run, outside" "$OUTSIDE_S s" \
-    "resume after kill, container" "$RESUME_S s"
+    "resume after kill, container" "$RESUME_S s" \
+    "load average at the end" "$(cut -d' ' -f1-3 /proc/loadavg) on $(nproc) cores"
 echo "PASS (scratch folder: $WORK)"

@@ -3,7 +3,13 @@
 Importing the package is cheap on purpose (no TensorFlow, no torch): the CLI validates a config
 before any heavy library loads. See docs/ARCHITECTURE.md for the module map.
 """
+import os
 from importlib.metadata import PackageNotFoundError, version
+
+# TensorFlow 2.21's oneDNN CPU kernels crash the process (SIGSEGV / "double free") while training some child
+# networks at 64x64 (reproduced with the cell [(-2,3x3 conv,-1,identity)] and configs/run.json); the stock
+# Eigen kernels do not. This must be set before TensorFlow is imported, so it lives in the package root.
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
 try:
     __version__ = version("popnas-seg")

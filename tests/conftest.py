@@ -14,6 +14,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+import popnas_seg  # noqa: E402,F401  (sets TF_ENABLE_ONEDNN_OPTS before any test imports TensorFlow)
 
 PYTHON = sys.executable
 
