@@ -208,7 +208,13 @@ def _save_checkpoint(module: Any, path: Path, kind: str, cfg: AnalogConfig) -> s
 def _hwa_train(module: Any, x: np.ndarray, y: np.ndarray, cfg: AnalogConfig, seed: int, batch_size: int,
                classes_count: int, ignore_class: int | None, class_weights: list[float] | None,
                dice_weight: float, ce_weight: float) -> list[float]:
-    """AnalogSGD epochs over (x, y), shuffled by `seed`; returns the mean loss of each epoch."""
+    """AnalogSGD epochs over (x, y), shuffled by `seed`; returns the mean loss of each epoch.
+
+    The tiles' forward periphery during training is the inference one (see `rpu.hwa_rpu_config`: learned
+    input ranges initialised from a few batches used to wreck short-trained networks). Note that on a
+    network stopped early (softmax outputs near 0.5) plain SGD first moves towards the class prior, so a
+    high `hwa_learning_rate` can cost Dice even without any analog noise; 1e-3..3e-3 keeps it there.
+    """
     import torch
     from aihwkit.optim import AnalogSGD
 

@@ -91,7 +91,7 @@ def analog_dice(module: Any, x: np.ndarray, y: np.ndarray, classes_count: int, i
                 batch_size: int = 32) -> float:
     """Dice of a (digital or analog) torch module on NHWC arrays, with the shared numpy scorer."""
     from popnas_seg.analog.export import torch_predict
-    from popnas_seg.training.losses import dice_score
+    from popnas_seg.training.scores import dice_score
 
     probs = torch_predict(module, x, batch_size=batch_size)
     return dice_score(np.argmax(probs, axis=-1), y, classes_count, ignore_class)

@@ -192,66 +192,11 @@ class MeanIoU(_CountMetric):
 
 
 # ---------------------------------------------------------------- numpy twins (digital and analog evaluation)
-
-def confusion_counts(
-    pred_labels: np.ndarray, true_labels: np.ndarray, classes: int, ignore_class: int | None = None
-) -> np.ndarray:
-    """Per-class counts [3, C]: intersection, predicted, actual over valid pixels.
-
-    Counts add over batches, so callers can accumulate them and score a whole split exactly as the
-    stateful Keras metrics do.
-    """
-    pred = np.asarray(pred_labels).reshape(-1).astype(np.int64)
-    true = np.asarray(true_labels).reshape(-1).astype(np.int64)
-    if pred.shape != true.shape:
-        raise ValueError(f"prediction and label sizes differ: {pred.size} vs {true.size}")
-    if ignore_class is not None:
-        keep = true != ignore_class
-        pred, true = pred[keep], true[keep]
-    pred = np.clip(pred, 0, classes - 1)
-    inter = np.bincount(true[pred == true], minlength=classes)[:classes]
-    predicted = np.bincount(pred, minlength=classes)[:classes]
-    actual = np.bincount(np.clip(true, 0, classes - 1), minlength=classes)[:classes]
-    return np.stack([inter, predicted, actual]).astype(np.float64)
-
-
-def _kept(classes: int, first: int, ignore_class: int | None) -> np.ndarray:
-    keep = np.zeros(classes, dtype=bool)
-    keep[first:] = True
-    if ignore_class is not None:
-        keep[ignore_class] = False
-    return keep
-
-
-def dice_from_counts(counts: np.ndarray, ignore_class: int | None = None) -> float:
-    """Foreground Dice from `confusion_counts` (summed over batches)."""
-    inter, predicted, actual = counts
-    denom = predicted + actual
-    present = (denom > 0) & _kept(len(inter), 1, ignore_class)
-    if not present.any():
-        return 1.0
-    return float(np.mean(2.0 * inter[present] / denom[present]))
-
-
-def miou_from_counts(counts: np.ndarray, ignore_class: int | None = None) -> float:
-    """Mean IoU from `confusion_counts` (summed over batches)."""
-    inter, predicted, actual = counts
-    union = predicted + actual - inter
-    present = (union > 0) & _kept(len(inter), 0, ignore_class)
-    if not present.any():
-        return 1.0
-    return float(np.mean(inter[present] / union[present]))
-
-
-def dice_score(
-    pred_labels: np.ndarray, true_labels: np.ndarray, classes: int, ignore_class: int | None = None
-) -> float:
-    """Foreground Dice of label maps (same definition as `ForegroundDice`)."""
-    return dice_from_counts(confusion_counts(pred_labels, true_labels, classes, ignore_class), ignore_class)
-
-
-def miou_score(
-    pred_labels: np.ndarray, true_labels: np.ndarray, classes: int, ignore_class: int | None = None
-) -> float:
-    """Mean IoU of label maps (same definition as `MeanIoU`)."""
-    return miou_from_counts(confusion_counts(pred_labels, true_labels, classes, ignore_class), ignore_class)
+# Defined in scores.py (no Keras import, for the analog worker); re-exported here for existing imports.
+from popnas_seg.training.scores import (  # noqa: E402,F401
+    confusion_counts,
+    dice_from_counts,
+    dice_score,
+    miou_from_counts,
+    miou_score,
+)
