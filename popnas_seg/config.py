@@ -221,7 +221,9 @@ class AnalogConfig(_Section):
     )
     repetitions: int = Field(5, ge=2, description="programmings per drift time for the finalists (mean and std)")
     hwa_epochs: int = Field(1, ge=0, description="hardware-aware training epochs of the finalists (0: none)")
-    hwa_learning_rate: float = Field(0.01, gt=0, description="learning rate of hardware-aware training")
+    hwa_learning_rate: float = Field(
+        0.003, gt=0, description="learning rate of hardware-aware training (SGD; 0.01 undoes short-trained nets)"
+    )
     hwa_noise_std: float = Field(0.06, ge=0, description="weight noise injected during hardware-aware training")
     finalists: int = Field(2, ge=1, description="networks from the final front that are retrained and scored")
     selection_rule: Literal["best_dice", "best_analog", "knee"] = Field(
