@@ -70,6 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("run", type=Path, help="run folder (logs/<name>) whose finalists stage has run")
     parser.add_argument("--repetitions", type=int, default=None, help="programmings per time (default: config)")
     parser.add_argument("--hwa-epochs", type=int, default=None, help="HWA epochs (default: config)")
+    parser.add_argument("--hwa-lr", type=float, default=None, help="HWA learning rate (default: config)")
     parser.add_argument("--from-results", action="store_true", help="summarise final/*/drift.json, no re-run")
     args = parser.parse_args(argv)
 
@@ -100,6 +101,8 @@ def main(argv: list[str] | None = None) -> int:
         analog = analog.model_copy(update={"repetitions": args.repetitions})
     if args.hwa_epochs is not None:
         analog = analog.model_copy(update={"hwa_epochs": args.hwa_epochs})
+    if args.hwa_lr is not None:
+        analog = analog.model_copy(update={"hwa_learning_rate": args.hwa_lr})
     times = sorted(set(analog.eval_times) | {MONTH_S})
     analog = analog.model_copy(update={"eval_times": times})
 
@@ -139,7 +142,8 @@ def main(argv: list[str] | None = None) -> int:
                       _fmt(wall, 1)])
 
     print(f"Analog benchmark of {args.run} ({'stored results' if args.from_results else 're-run'}, "
-          f"{analog.repetitions} programmings, {analog.hwa_epochs} HWA epoch(s); Dice at 1 month = 30 days, "
+          f"{analog.repetitions} programmings, {analog.hwa_epochs} HWA epoch(s) at lr {analog.hwa_learning_rate:g}; "
+          f"Dice at 1 month = 30 days, "
           f"drop vs digital test Dice in brackets)\n")
     headers = ["network", "digital Dice", "1 month, no HWA", "1 month, HWA", "s / drift eval", "HWA train s",
                "total s"]
