@@ -42,6 +42,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit code (0 ok, 1 unexpected error, 2 user error, 130 interrupted)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # The pipeline feeds tf.data and exports with tf2onnx, so this process needs Keras's TensorFlow backend
+    # whatever the environment says (the model code itself is backend-agnostic; analog workers use torch).
+    if "keras" not in sys.modules:
+        os.environ["KERAS_BACKEND"] = "tensorflow"
     parser = build_parser()
     try:
         args = parser.parse_args(argv)

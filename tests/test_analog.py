@@ -249,3 +249,14 @@ def test_worker_errors_are_clear_and_bounded() -> None:
     x, y = _data(1)
     with pytest.raises(AnalogWorkerError, match="timed out"):  # importing torch alone takes longer than this
         run_job("probe", params, {"x": x, "y": y}, timeout_s=0.3)
+
+
+def test_importing_the_worker_leaves_the_keras_backend_alone() -> None:
+    """A backend set at import time leaked into later `run.py` subprocesses (torch-backend search, no ONNX)."""
+    import subprocess
+    import sys
+
+    code = ("import os; os.environ.pop('KERAS_BACKEND', None); import popnas_seg.analog.worker, "
+            "popnas_seg.analog.probe, popnas_seg.analog.drift; print(os.environ.get('KERAS_BACKEND'))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "None"

@@ -8,15 +8,14 @@ the worker never re-imports the caller's main module.
 
 Protocol: the parent writes `JOB_DIR/job.json` ({"task": ..., "params": {...}}) and `JOB_DIR/arrays.npz`;
 the worker writes `JOB_DIR/result.json` ({"ok": true, "result": {...}} or {"ok": false, "error": ...,
-"traceback": ...}) atomically and exits. The worker runs Keras (needed only for the shared numpy scorer's
-module) under the torch backend so it never loads TensorFlow.
+"traceback": ...}) atomically and exits. `run_job` starts the worker with KERAS_BACKEND=torch so that, should
+anything import Keras there, TensorFlow is never loaded. Nothing here touches the environment of the process
+that imports this module: a backend set in `os.environ` at import time would leak into every later subprocess
+(a search started from it would then build torch-backend Keras models that tf2onnx cannot export).
 """
 from __future__ import annotations
 
 import os
-
-os.environ.setdefault("KERAS_BACKEND", "torch")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import json
 import shutil
