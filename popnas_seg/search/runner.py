@@ -29,16 +29,9 @@ from popnas_seg.config import RunConfig
 from popnas_seg.results import TrainingResult
 from popnas_seg.runlog.folder import RunFolder
 from popnas_seg.runlog.tables import read_csv, write_csv
+from popnas_seg.search.pareto import OBJECTIVES
 from popnas_seg.search.strategies import strategy_objectives
 
-# Objective name -> TrainingResult field holding its measured value.
-MEASURED_FIELD = {
-    "dice": "dice",
-    "mean_iou": "miou",
-    "params": "params",
-    "analog_robustness": "analog_dice",
-    "time": "train_time_s",
-}
 # Objective name -> column of the strategy's predictions rows holding the predicted value.
 PREDICTED_COLUMN = {
     "dice": "predicted_dice",
@@ -334,7 +327,7 @@ class SearchRunner:
             pairs = []
             for r in trained:
                 row = predictions.get(r.encoding)
-                measured = getattr(r, MEASURED_FIELD[objective])
+                measured = getattr(r, OBJECTIVES[objective][0])
                 if row is None or measured is None or row.get(column) in (None, ""):
                     continue
                 pairs.append((float(row[column]), float(measured)))
