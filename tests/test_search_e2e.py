@@ -17,7 +17,7 @@ def _results(folder: Path) -> list[dict]:
 
 
 def test_progressive_search_with_probe_writes_every_output(tmp_path: Path) -> None:
-    cfg = tiny_config(tmp_path, probe=True, pipeline=["search"])
+    cfg = tiny_config(tmp_path, probe=True, pipeline=["search"], others__save_children_weights=True)
     proc = run_cli(["-j", str(cfg), "--name", "s", "--logs-dir", str(tmp_path / "logs")])
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     folder = tmp_path / "logs" / "s"
@@ -34,6 +34,8 @@ def test_progressive_search_with_probe_writes_every_output(tmp_path: Path) -> No
     for name in ("predictions_b2.csv", "pareto_front_b2.csv", "predictor_quality.csv", "search_progress.csv"):
         assert (folder / "csv" / name).exists(), name
     assert (folder / "best_model" / "model.keras").exists()
+    kept = {p.parent.name for p in (folder / "sampled_models").glob("*/model.weights.h5")}
+    assert kept == {r["network_id"] for r in ok}, "save_children_weights keeps every network's weights"
     assert any((folder / "predictors").rglob("*")), "predictors are saved per step"
     assert list((folder / "plots").glob("*.png")), "plots are drawn"
     assert "step 2" in (proc.stdout + proc.stderr)

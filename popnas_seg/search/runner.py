@@ -228,9 +228,15 @@ class SearchRunner:
         return result
 
     def _save_model(self, model: Any, out_dir: Path) -> None:
+        """model.keras always (best_model/ and the front need it; pruned at the end unless
+        save_children_models); model.weights.h5 kept for every network when save_children_weights."""
         tmp = out_dir / "model.tmp.keras"
         model.save(tmp)
         tmp.replace(out_dir / "model.keras")
+        if self.config.others.save_children_weights:
+            tmp_w = out_dir / "model.tmp.weights.h5"
+            model.save_weights(tmp_w)
+            tmp_w.replace(out_dir / "model.weights.h5")
 
     def _probe(self, model: Any, result: TrainingResult, out_dir: Path) -> None:
         from popnas_seg.analog.export import keras_to_onnx
