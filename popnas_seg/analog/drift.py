@@ -331,3 +331,22 @@ def score_checkpoint_in_process(
     times = eval_times if eval_times is not None else list(analog_cfg.eval_times)
     reps = repetitions if repetitions is not None else int(analog_cfg.repetitions)
     return _curve(module, test_x, test_y, times, reps, seed, classes_count, ignore_class, batch_size)
+
+
+def analog_samples_in_process(onnx_path: str, checkpoint: str, out: str, t_inference: float, seed: int,
+                              images: np.ndarray) -> dict[str, Any]:
+    """Worker job: label maps of `images` from a saved analog checkpoint programmed and drifted to `t_inference`.
+
+    Seeded like repetition 0 of the drift curves, so the figure shows the first simulated chip.
+    """
+    import torch
+
+    from popnas_seg.analog.export import save_npz_atomic, torch_predict
+    from popnas_seg.analog.rpu import program_and_drift
+
+    module, _ = load_checkpoint(onnx_path, checkpoint)
+    torch.manual_seed(int(seed))
+    program_and_drift(module, float(t_inference))
+    predictions = np.argmax(torch_predict(module, images), axis=-1).astype(np.int32)
+    save_npz_atomic(Path(out), predictions=predictions)
+    return {"path": out, "images": int(len(images))}

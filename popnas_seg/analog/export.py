@@ -6,7 +6,9 @@ The batch dimension is dynamic so the probe can run any number of images.
 """
 from __future__ import annotations
 
+import io
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +17,10 @@ import numpy as np
 from popnas_seg.atomic import atomic_write_bytes
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+# Keras and the converted torch module must agree this closely (probabilities, and Dice of the argmax).
+EQUIVALENCE_MAX_ABS_DIFF = 1e-4
+EQUIVALENCE_DICE_TOL = 1e-3
 
 
 def keras_to_onnx(model: Any, path: str | os.PathLike[str], opset: int = 17) -> Path:
@@ -76,3 +82,35 @@ def max_abs_diff(keras_model: Any, torch_module: Any, x: np.ndarray) -> float:
     if keras_out.shape != torch_out.shape:
         raise ValueError(f"output shapes differ: keras {keras_out.shape} vs torch {torch_out.shape}")
     return float(np.max(np.abs(keras_out - torch_out)))
+
+
+def torch_save_atomic(torch: Any, obj: Any, path: Path) -> None:
+    """torch.save to a temp name in the same folder, then rename (a kill never leaves a torn file)."""
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    tmp.replace(path)
+
+
+def save_npz_atomic(path: Path, **arrays: Any) -> None:
+    """np.savez_compressed, written atomically."""
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **arrays)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def onnxruntime_predict(onnx_path: Path, x: np.ndarray) -> tuple[np.ndarray, float]:
+    """ONNX Runtime (CPU) outputs on `x`, fed in odd-sized batches to prove the batch dimension is dynamic.
+
+    Returns the outputs and the mean latency per image in ms.
+    """
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    outputs = []
+    t0 = time.perf_counter()
+    for batch in (x[:1], x[1:4], x[4:]):  # sizes 1, 3 and the rest
+        if len(batch):
+            outputs.append(session.run(None, {name: np.ascontiguousarray(batch, np.float32)})[0])
+    ms = (time.perf_counter() - t0) * 1000.0 / max(len(x), 1)
+    return np.concatenate(outputs, axis=0).astype(np.float32), ms

@@ -91,6 +91,10 @@ def _task(name: str) -> Callable[..., dict[str, Any]]:
         from popnas_seg.analog.drift import score_checkpoint_in_process
 
         return score_checkpoint_in_process
+    if name == "analog_samples":
+        from popnas_seg.analog.drift import analog_samples_in_process
+
+        return analog_samples_in_process
     raise ValueError(f"unknown analog worker task {name!r}")
 
 

@@ -15,22 +15,11 @@ Sub-steps, each recorded in the journal once its files exist, so a re-run contin
 
 The U-Net baseline (`analog.unet_baseline`) goes through steps 3-6 as finalist ``unet`` with the same budget.
 
-Selection rules (`select_finalists`):
-
-- ``best_dice``: the measured Pareto front (over the search objectives) ordered by validation Dice.
-- ``best_analog``: the same front ordered by analog Dice at the probe time (unprobed networks last).
-- ``knee``: the 2-D Dice / params front. Both axes are scaled to [0, 1] over the front (params on a log scale,
-  since size matters in ratios), and each point's signed distance from the chord that joins the two extreme
-  points (the smallest and the most accurate network) is measured; the knee is the point farthest above the
-  chord, i.e. the one where giving up size stops buying Dice. Further finalists follow in decreasing distance.
-
-When the front holds fewer networks than `analog.finalists`, the next non-dominated fronts fill up the list
-with the same ordering.
+The selection rules are in selection.py.
 """
 from __future__ import annotations
 
 import logging
-import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,98 +28,12 @@ from typing import Any, Sequence
 import numpy as np
 
 from popnas_seg.config import ArchitectureConfig, RunConfig
+from popnas_seg.finalists.selection import macro_variants, select_finalists
 from popnas_seg.results import TrainingResult
 
 UNET = "unet"
-# Keras and the converted torch module must agree this closely (probabilities, and Dice of the argmax).
-EQUIVALENCE_MAX_ABS_DIFF = 1e-4
-EQUIVALENCE_DICE_TOL = 1e-3
 SAMPLE_IMAGES = 4
 MONTH_S = 2592000.0
-
-
-# ---------------------------------------------------------------------------------------------------- selection
-def _fronts(results: Sequence[TrainingResult], objectives: Sequence[str]) -> list[list[TrainingResult]]:
-    from popnas_seg.search.pareto import non_dominated_sort, objective_matrix
-
-    if not results:
-        return []
-    values, maximise = objective_matrix(results, objectives)
-    return [[results[int(i)] for i in front] for front in non_dominated_sort(values, maximise)]
-
-
-def knee_distances(front: Sequence[TrainingResult]) -> list[float]:
-    """Signed distance of each point above the chord joining the extreme points (Dice up, log params down).
-
-    Both axes are normalised to [0, 1] over `front`; positive means the point bulges towards "small and
-    accurate" beyond the straight trade-off line. Degenerate fronts (one point, or no spread) give zeros.
-    """
-    if len(front) < 3:
-        return [0.0] * len(front)
-    size = np.log10(np.maximum(np.array([r.params for r in front], float), 1.0))
-    dice = np.array([r.dice for r in front], float)
-    span_s, span_d = np.ptp(size), np.ptp(dice)
-    if span_s == 0 or span_d == 0:
-        return [0.0] * len(front)
-    # x = smallness (1 = smallest), y = accuracy (1 = most accurate): the ideal corner is (1, 1).
-    x = (size.max() - size) / span_s
-    y = (dice - dice.min()) / span_d
-    a = np.array([x[np.argmax(x)], y[np.argmax(x)]])  # smallest network
-    b = np.array([x[np.argmax(y)], y[np.argmax(y)]])  # most accurate network
-    chord = b - a
-    norm = float(np.hypot(*chord))
-    if norm == 0:
-        return [0.0] * len(front)
-    # 2-D cross product: positive on the side of the ideal corner (1, 1).
-    cross = chord[0] * (y - a[1]) - chord[1] * (x - a[0])
-    ideal = chord[0] * (1 - a[1]) - chord[1] * (1 - a[0])
-    sign = 1.0 if ideal >= 0 else -1.0
-    return (sign * cross / norm).tolist()
-
-
-def select_finalists(results: Sequence[TrainingResult], rule: str, count: int,
-                     objectives: Sequence[str]) -> list[TrainingResult]:
-    """The `count` networks to retrain, by `rule` ("best_dice", "best_analog" or "knee"); see the module doc."""
-    ok = [r for r in results if r.status == "ok" and r.dice is not None and math.isfinite(r.dice)]
-    if rule == "knee":
-        fronts = _fronts(ok, ["dice", "params"])
-    else:
-        fronts = _fronts(ok, list(objectives))
-    picked: list[TrainingResult] = []
-    for front in fronts:
-        if rule == "best_dice":
-            ordered = sorted(front, key=lambda r: (-r.dice, r.params, r.network_id))
-        elif rule == "best_analog":
-            ordered = sorted(front, key=lambda r: (r.analog_dice is None, -(r.analog_dice or 0.0), -r.dice,
-                                                    r.network_id))
-        elif rule == "knee":
-            dist = knee_distances(front)
-            ordered = [r for _, r in sorted(zip(dist, front), key=lambda p: (-p[0], -p[1].dice, p[1].network_id))]
-        else:
-            raise ValueError(f"unknown selection rule {rule!r}")
-        for r in ordered:
-            if len(picked) < count and all(p.network_id != r.network_id for p in picked):
-                picked.append(r)
-        if len(picked) >= count:
-            break
-    return picked
-
-
-def macro_variants(arch: ArchitectureConfig, input_shape: Sequence[int], enabled: bool
-                   ) -> list[tuple[str, ArchitectureConfig]]:
-    """(suffix, architecture) pairs to try: the searched one, then filters x2 and motifs + 1 where valid.
-
-    motifs + 1 needs the image sides divisible by 2**(motifs + 1); it is skipped otherwise.
-    """
-    out = [("", arch)]
-    if not enabled:
-        return out
-    if arch.filters * 2 <= 512:
-        out.append((f"_f{arch.filters * 2}", arch.model_copy(update={"filters": arch.filters * 2})))
-    m = arch.motifs + 1
-    if m <= 6 and all(int(s) % (2 ** m) == 0 for s in input_shape[:2]):
-        out.append((f"_m{m}", arch.model_copy(update={"motifs": m})))
-    return out
 
 
 # ---------------------------------------------------------------------------------------------------- drift rows
@@ -377,7 +280,9 @@ class FinalistsStage:
         """ONNX + torch export with the equivalence checks; also stores digital predictions of sample images."""
         import torch
 
-        from popnas_seg.analog.export import keras_to_onnx, max_abs_diff, onnx_to_torch, torch_predict
+        from popnas_seg.analog.export import (EQUIVALENCE_DICE_TOL, EQUIVALENCE_MAX_ABS_DIFF, keras_to_onnx,
+                                              max_abs_diff, onnx_to_torch, onnxruntime_predict, save_npz_atomic,
+                                              torch_predict, torch_save_atomic)
         from popnas_seg.training.losses import dice_score
 
         out = self.final_dir / f.name
@@ -393,15 +298,15 @@ class FinalistsStage:
         classes, ignore = self.data.classes_count, self.data.ignore_class
         onnx_path = keras_to_onnx(model, out / "model.onnx")
         module = onnx_to_torch(onnx_path)
-        _torch_save(torch, module, out / "model.pt")
-        _torch_save(torch, module.state_dict(), out / "state_dict.pt")
+        torch_save_atomic(torch, module, out / "model.pt")
+        torch_save_atomic(torch, module.state_dict(), out / "state_dict.pt")
 
         keras_probs = np.asarray(model.predict(x, verbose=0, batch_size=self._batch()), np.float32)
         torch_probs = torch_predict(module, x, batch_size=self._batch())
         diff = max_abs_diff(model, module, x[: self._batch()])
         keras_dice = dice_score(np.argmax(keras_probs, -1), y, classes, ignore)
         torch_dice = dice_score(np.argmax(torch_probs, -1), y, classes, ignore)
-        ort_probs, ort_ms = _onnxruntime_predict(onnx_path, x)
+        ort_probs, ort_ms = onnxruntime_predict(onnx_path, x)
         ort_diff = float(np.max(np.abs(ort_probs - keras_probs)))
         equivalent = (diff <= EQUIVALENCE_MAX_ABS_DIFF and ort_diff <= EQUIVALENCE_MAX_ABS_DIFF
                       and abs(keras_dice - torch_dice) <= EQUIVALENCE_DICE_TOL)
@@ -410,7 +315,7 @@ class FinalistsStage:
                            "%.4f; its analog scores do not describe the Keras network", f.name, diff, ort_diff,
                            keras_dice, torch_dice)
         n = min(SAMPLE_IMAGES, len(x))
-        _save_npz(out / "samples.npz", images=x[:n], truth=y[:n], digital=np.argmax(keras_probs[:n], -1))
+        save_npz_atomic(out / "samples.npz", images=x[:n], truth=y[:n], digital=np.argmax(keras_probs[:n], -1))
         event = self.run.journal.append(
             "finalist_exported", name=f.name, torch_max_abs_diff=diff, onnxruntime_max_abs_diff=ort_diff,
             keras_test_dice=float(keras_dice), torch_test_dice=float(torch_dice), equivalent=bool(equivalent),
@@ -576,41 +481,6 @@ def seconds_per_drift_eval(report: dict[str, Any]) -> float | None:
     return sum(scoring) / evaluations
 
 
-def _torch_save(torch: Any, obj: Any, path: Path) -> None:
-    """torch.save to a temp name in the same folder, then rename (a kill never leaves a torn file)."""
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    tmp.replace(path)
-
-
-def _save_npz(path: Path, **arrays: Any) -> None:
-    import io
-
-    from popnas_seg.atomic import atomic_write_bytes
-
-    buffer = io.BytesIO()
-    np.savez_compressed(buffer, **arrays)
-    atomic_write_bytes(path, buffer.getvalue())
-
-
-def _onnxruntime_predict(onnx_path: Path, x: np.ndarray) -> tuple[np.ndarray, float]:
-    """ONNX Runtime (CPU) outputs on `x`, fed in odd-sized batches to prove the batch dimension is dynamic.
-
-    Returns the outputs and the mean latency per image in ms.
-    """
-    import onnxruntime as ort
-
-    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    name = session.get_inputs()[0].name
-    outputs = []
-    t0 = time.perf_counter()
-    for batch in (x[:1], x[1:4], x[4:]):  # sizes 1, 3 and the rest
-        if len(batch):
-            outputs.append(session.run(None, {name: np.ascontiguousarray(batch, np.float32)})[0])
-    ms = (time.perf_counter() - t0) * 1000.0 / max(len(x), 1)
-    return np.concatenate(outputs, axis=0).astype(np.float32), ms
-
-
 def _analog_samples(folder: Path, n: int) -> np.ndarray | None:
     """Analog label maps of the sample images at 1 month, if the drift step saved them (analog_samples.npz)."""
     path = folder / "analog_samples.npz"
@@ -623,53 +493,18 @@ def _analog_samples(folder: Path, n: int) -> np.ndarray | None:
 def _analog_sample_predictions(folder: Path, report: dict[str, Any], t_inference: float, seed: int) -> Path:
     """Label maps of folder/samples.npz images from the analog network (HWA checkpoint if any) at `t_inference`.
 
-    Runs in a fresh interpreter like every AIHWKit job (analog/worker.py explains why); the result goes to
+    An analog worker job like every AIHWKit job (analog/worker.py explains why); the result goes to
     folder/analog_samples.npz.
     """
-    import os
-    import subprocess
-    import sys
+    from popnas_seg.analog.worker import run_job
 
     checkpoints = report.get("checkpoints") or {}
     checkpoint = checkpoints.get("hwa") or checkpoints.get("inference")
     if checkpoint is None:
         raise FileNotFoundError(f"no analog checkpoint recorded for {folder}")
-    env = dict(os.environ, KERAS_BACKEND="torch", TF_CPP_MIN_LOG_LEVEL="2")
-    root = str(Path(__file__).resolve().parents[1])
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
-    proc = subprocess.run(
-        [sys.executable, "-m", "popnas_seg.finalists", "analog-samples", str(folder / "model.onnx"), checkpoint,
-         str(folder / "samples.npz"), str(folder / "analog_samples.npz"), repr(float(t_inference)), str(seed)],
-        env=env, capture_output=True, text=True, timeout=1800, check=False,
-    )
-    if proc.returncode != 0:
-        raise RuntimeError(f"analog sample worker failed: {proc.stderr.strip().splitlines()[-1:]}")
+    with np.load(folder / "samples.npz") as npz:
+        images = np.asarray(npz["images"], np.float32)
+    run_job("analog_samples", {"onnx_path": str(folder / "model.onnx"), "checkpoint": str(checkpoint),
+                               "out": str(folder / "analog_samples.npz"), "t_inference": float(t_inference),
+                               "seed": int(seed)}, {"images": images}, timeout_s=1800.0)
     return folder / "analog_samples.npz"
-
-
-def _analog_samples_main(onnx_path: str, checkpoint: str, samples: str, out: str, t_inference: str,
-                         seed: str) -> int:
-    """Worker side of `_analog_sample_predictions` (no TensorFlow is imported here)."""
-    import torch
-
-    from popnas_seg.analog.drift import load_checkpoint
-    from popnas_seg.analog.export import torch_predict
-    from popnas_seg.analog.rpu import program_and_drift
-
-    module, _ = load_checkpoint(onnx_path, checkpoint)
-    with np.load(samples) as npz:
-        images = npz["images"]
-    torch.manual_seed(int(seed))  # the first programming of the drift curves (repetition 0)
-    program_and_drift(module, float(t_inference))
-    predictions = np.argmax(torch_predict(module, images), axis=-1).astype(np.int32)
-    _save_npz(Path(out), predictions=predictions)
-    return 0
-
-
-if __name__ == "__main__":
-    import sys
-
-    if len(sys.argv) == 8 and sys.argv[1] == "analog-samples":
-        sys.exit(_analog_samples_main(*sys.argv[2:]))
-    print("usage: python -m popnas_seg.finalists analog-samples ONNX CHECKPOINT SAMPLES OUT T SEED", file=sys.stderr)
-    sys.exit(2)
