@@ -19,6 +19,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     ValidationError,
     field_validator,
     model_validator,
@@ -67,7 +68,7 @@ class SearchSpaceConfig(_Section):
         return value
 
 
-ParetoObjective = Literal["params", "analog_robustness", "time"]
+ParetoObjective = Literal["params", "analog_dice", "time"]
 
 
 class SearchStrategyConfig(_Section):
@@ -82,11 +83,18 @@ class SearchStrategyConfig(_Section):
     )
     score_metric: Literal["dice", "mean_iou"] = Field("dice", description="accuracy objective (maximised)")
     additional_pareto_objectives: list[ParetoObjective] = Field(
-        default_factory=lambda: ["params", "analog_robustness"],
-        description="objectives beside the score: params (min), analog_robustness (max), time (min)",
+        default_factory=lambda: ["params", "analog_dice"],
+        description="objectives beside the score: params (min), analog_dice (max; old name analog_robustness), "
+        "time (min)",
+    )
+    selection: Literal["hypervolume", "score"] = Field(
+        "hypervolume", description="how K children are taken from the predicted front: greedy predicted-"
+        "hypervolume contribution, or POPNAS's highest predicted score"
     )
     pnas_mode: bool = Field(False, description="PNAS: top-K by predicted score, no Pareto front, no exploration")
-    b1_max_networks: int | None = Field(8, ge=1, description="cap on step b=1 (None: every distinct cell)")
+    b1_max_networks: int | None = Field(
+        None, ge=1, description="cap on step b=1, sampled stratified over params (None: every distinct cell)"
+    )
     max_networks: int | None = Field(None, ge=1, description="budget for random/evolution")
     population_size: int = Field(8, ge=2, description="regularised evolution population")
     tournament_size: int = Field(3, ge=1, description="regularised evolution tournament size")
@@ -97,6 +105,7 @@ class SearchStrategyConfig(_Section):
     hypervolume_reference: dict[str, float] | None = Field(
         None, description="reference point per objective; None: documented rule in search/pareto.py"
     )
+    _deprecated_names: list[str] = PrivateAttr(default_factory=list)
 
     @field_validator("additional_pareto_objectives")
     @classmethod
@@ -104,6 +113,46 @@ class SearchStrategyConfig(_Section):
         if len(set(value)) != len(value):
             raise ValueError("additional_pareto_objectives contain duplicates")
         return value
+
+    @field_validator("hypervolume_reference")
+    @classmethod
+    def _known_reference_names(cls, value: dict[str, float] | None) -> dict[str, float] | None:
+        from popnas_seg.search.pareto import OBJECTIVES
+
+        unknown = sorted(set(value or {}) - set(OBJECTIVES))
+        if unknown:
+            raise ValueError(f"unknown objective(s) {unknown}; known: {sorted(OBJECTIVES)}")
+        return value
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _rename_deprecated(cls, data: Any, handler: Any) -> "SearchStrategyConfig":
+        """Accept old objective names (analog_robustness -> analog_dice); the log notes the rename."""
+        from popnas_seg.search.pareto import OBJECTIVE_ALIASES
+
+        renamed: set[str] = set()
+        if isinstance(data, dict):
+            data = dict(data)
+            objectives = data.get("additional_pareto_objectives")
+            if isinstance(objectives, list):
+                renamed |= {o for o in objectives if isinstance(o, str) and o in OBJECTIVE_ALIASES}
+                data["additional_pareto_objectives"] = [
+                    OBJECTIVE_ALIASES.get(o, o) if isinstance(o, str) else o for o in objectives]
+            reference = data.get("hypervolume_reference")
+            if isinstance(reference, dict):
+                renamed |= {k for k in reference if k in OBJECTIVE_ALIASES}
+                data["hypervolume_reference"] = {OBJECTIVE_ALIASES.get(k, k): v for k, v in reference.items()}
+        model = handler(data)
+        if renamed:
+            model._deprecated_names = sorted(renamed)
+        return model
+
+    def deprecation_notes(self) -> list[str]:
+        """One line per deprecated name this section was written with (logged when the search starts)."""
+        from popnas_seg.search.pareto import OBJECTIVE_ALIASES
+
+        return [f'search_strategy: objective "{old}" is deprecated, read as "{OBJECTIVE_ALIASES[old]}"'
+                for old in self._deprecated_names]
 
 
 class TrainingConfig(_Section):
@@ -121,6 +170,10 @@ class TrainingConfig(_Section):
     warmup_epochs: int = Field(0, ge=0, description="linear warm-up epochs before the schedule")
     dice_loss_weight: float = Field(1.0, ge=0, description="weight of the soft Dice loss term")
     ce_loss_weight: float = Field(1.0, ge=0, description="weight of the cross-entropy loss term")
+    steps_per_epoch: int | None = Field(
+        12, ge=1, description="optimiser steps per epoch, batches drawn with replacement and augmented, so a "
+        "budget does not shrink with the data set (null: one pass over the training split)"
+    )
 
 
 class ArchitectureConfig(_Section):
@@ -146,6 +199,15 @@ class AugmentationConfig(_Section):
     enabled: bool = Field(True, description="augment the training split")
     flips: bool = Field(True, description="random horizontal and vertical flips")
     rotations: bool = Field(True, description="random 90-degree rotations")
+    intensity_scale: float = Field(0.1, ge=0, lt=1, description="random gain in [1 - s, 1 + s] (0: off)")
+    intensity_shift: float = Field(0.1, ge=0, description="random offset in [-s, s], normalised units (0: off)")
+    gaussian_noise: float = Field(
+        0.02, ge=0, description="added gaussian noise, std drawn in [0, s] per image, normalised units (0: off)"
+    )
+    affine_rotation_deg: float = Field(
+        10.0, ge=0, le=45, description="small random rotation in [-d, d] degrees, reflected borders (0: off)"
+    )
+    affine_scale: float = Field(0.1, ge=0, lt=0.5, description="random zoom in [1 - s, 1 + s] (0: off)")
 
 
 class DatasetConfig(_Section):
@@ -175,8 +237,12 @@ class DatasetConfig(_Section):
     augmentation: AugmentationConfig = Field(
         default_factory=AugmentationConfig, description="training-time augmentation"
     )
-    normalisation: Literal["minmax", "standard"] = Field(
-        "minmax", description="per-image scaling to [0, 1] or to zero mean and unit variance"
+    normalisation: Literal["percentile", "minmax", "standard"] = Field(
+        "percentile", description="per image: percentiles to 0 and 1 (robust to hot pixels), min-max to [0, 1], "
+        "or zero mean and unit variance"
+    )
+    normalisation_percentiles: tuple[float, float] = Field(
+        (1.0, 99.8), description="low, high percentile of the percentile normalisation (CSBDeep's defaults)"
     )
     cache: bool = Field(True, description="cache the decoded data set in memory")
     shuffle_buffer: int = Field(256, ge=1, description="tf.data shuffle buffer of the training split")
@@ -194,6 +260,9 @@ class DatasetConfig(_Section):
         for side in self.resize:
             if side < 8:
                 raise ValueError("resize sides must be >= 8")
+        lo, hi = self.normalisation_percentiles
+        if not 0.0 <= lo < hi <= 100.0:
+            raise ValueError(f"normalisation_percentiles must satisfy 0 <= low < high <= 100, got {lo}, {hi}")
         if self.ignore_class is not None and self.ignore_class >= self.classes_count:
             raise ValueError(f"ignore_class {self.ignore_class} must be < classes_count {self.classes_count}")
         return self
@@ -202,7 +271,6 @@ class DatasetConfig(_Section):
 class AnalogConfig(_Section):
     """AIHWKit settings: PCM-like inference tiles, the search-time probe and the finalists' drift scoring."""
 
-    preset: Literal["pcm"] = Field("pcm", description="device noise model (PCM-like inference tiles)")
     g_max: float = Field(25.0, gt=0, description="maximum conductance in microsiemens")
     drift_compensation: Literal["global", "none"] = Field("global", description="drift compensation at read-out")
     inp_res: float = Field(1 / 254, gt=0, le=1, description="input (DAC) resolution")
@@ -220,7 +288,15 @@ class AnalogConfig(_Section):
         description="drift times in seconds for the finalists (1 s, 1 h, 1 day, 30 days, 1 year)",
     )
     repetitions: int = Field(5, ge=2, description="programmings per drift time for the finalists (mean and std)")
-    hwa_epochs: int = Field(1, ge=0, description="hardware-aware training epochs of the finalists (0: none)")
+    hwa_epochs: int = Field(
+        4, ge=0, description="hardware-aware training epochs of the finalists, from the converged weights (0: none)"
+    )
+    hwa_schedule: Literal["cosine", "constant"] = Field(
+        "cosine", description="learning-rate schedule of hardware-aware training and of its digital control"
+    )
+    hwa_digital_control: bool = Field(
+        True, description="also fine-tune digitally with the same epochs and schedule (the control of HWA)"
+    )
     hwa_learning_rate: float = Field(
         0.003, gt=0, description="learning rate of hardware-aware training (SGD; 0.01 undoes short-trained nets)"
     )
@@ -230,8 +306,12 @@ class AnalogConfig(_Section):
         "best_analog", description="how finalists are ranked on the final front"
     )
     model_selection_epochs: int = Field(4, ge=1, description="epochs of the model-selection training")
-    final_epochs: int = Field(8, ge=1, description="epochs of the final training")
-    early_stopping_patience: int = Field(3, ge=1, description="epochs without improvement before stopping")
+    final_epochs: int = Field(
+        40, ge=1, description="maximum epochs of the final training (it stops earlier once validation Dice stalls)"
+    )
+    early_stopping_patience: int = Field(
+        6, ge=1, description="final training: epochs without a better validation Dice before stopping"
+    )
     macro_variants: bool = Field(False, description="also try finalists with more filters / cells (POPNAS -params)")
     unet_baseline: bool = Field(True, description="also train a plain U-Net as a baseline for comparison")
 
@@ -242,7 +322,6 @@ class OthersConfig(_Section):
     seed: int = Field(42, description="seed of data generation, splits and weight initialisation")
     save_children_weights: bool = Field(False, description="keep the weights of every trained child network")
     save_children_models: bool = Field(False, description="keep every trained child network as a .keras file")
-    train_strategy: Literal["auto", "cpu", "gpu"] = Field("auto", description="device for Keras training")
     xla: bool = Field(False, description="compile training steps with XLA")
     mixed_precision: bool = Field(False, description="train in mixed float16 precision (GPU only)")
     pipeline: list[Literal["search", "finalists", "report"]] = Field(

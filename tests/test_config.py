@@ -88,6 +88,11 @@ def test_several_problems_are_listed_in_one_message() -> None:
         ({"dataset": {"class_labels_remapping": {"x": 1}}}, 'dataset.class_labels_remapping: key "x" must be an integer'),
         ({"analog": {"probe": "maybe"}}, 'analog.probe: must be true or false (got "maybe")'),
         ({"search_strategy": {"b1_max_networks": 0}}, "search_strategy.b1_max_networks: must be >= 1 (got 0)"),
+        ({"search_strategy": {"hypervolume_reference": {"dise": 0.1}}},
+         "search_strategy.hypervolume_reference: unknown objective(s) ['dise']"),
+        ({"search_strategy": {"selection": "crowding"}}, "search_strategy.selection"),
+        ({"analog": {"preset": "pcm"}}, "analog.preset: unknown key"),
+        ({"others": {"train_strategy": "cpu"}}, "others.train_strategy: unknown key"),
         ({"training_hyperparameters": {"learning_rate": 0}}, "training_hyperparameters.learning_rate: must be > 0"),
         ({"dataset": {"augmentation": {"flip": True}}}, 'dataset.augmentation.flip: unknown key (did you mean "flips"?)'),
     ],
@@ -205,3 +210,14 @@ def test_readme_config_reference_is_up_to_date() -> None:
         for key in getattr(RunConfig.model_fields[name].annotation, "model_fields", {}):
             assert f"`{name}.{key}`" in block or key == "augmentation"
     assert "`dataset.augmentation.flips`" in block
+
+
+def test_deprecated_analog_objective_name_is_read_as_analog_dice() -> None:
+    config = config_from_dict({"search_strategy": {"additional_pareto_objectives": ["params", "analog_robustness"],
+                                                   "hypervolume_reference": {"analog_robustness": 0.1}}},
+                              source="x.json")
+    assert config.search_strategy.additional_pareto_objectives == ["params", "analog_dice"]
+    assert config.search_strategy.hypervolume_reference == {"analog_dice": 0.1}
+    assert config.search_strategy.deprecation_notes() == [
+        'search_strategy: objective "analog_robustness" is deprecated, read as "analog_dice"']
+    assert config_from_dict({}, source="x.json").search_strategy.deprecation_notes() == []

@@ -15,6 +15,7 @@ from popnas_seg.search.pareto import (
     crowding_distance,
     dominates,
     hypervolume,
+    maximise_flags,
     non_dominated_sort,
     objective_matrix,
     pareto_mask,
@@ -148,3 +149,24 @@ def test_reference_point_rule() -> None:
     assert ref[1] == 1234.0 and ref[0] == 0.1
     with pytest.raises(ValueError, match="time"):
         reference_point(["time"], config)
+
+
+def test_analog_objective_name_and_its_deprecated_alias() -> None:
+    from popnas_seg.search.pareto import canonical_objective
+
+    assert canonical_objective("analog_robustness") == "analog_dice"
+    assert maximise_flags(["analog_dice", "analog_robustness", "params"]) == [True, True, False]
+    with pytest.raises(ValueError, match="unknown objectives"):
+        maximise_flags(["robustness"])  # the ratio is not an objective
+
+
+def test_normalised_hypervolume_is_the_share_of_the_reference_box() -> None:
+    from popnas_seg.search.pareto import ideal_point, normalised_hypervolume
+
+    objectives = ["dice", "params", "analog_dice"]
+    assert ideal_point(objectives).tolist() == [1.0, 0.0, 1.0]
+    reference = [0.0, 1000.0, 0.0]
+    assert normalised_hypervolume([[1.0, 0.0, 1.0]], objectives, reference) == pytest.approx(1.0)
+    assert normalised_hypervolume([[0.5, 500.0, 0.5]], objectives, reference) == pytest.approx(0.5 * 0.5 * 0.5)
+    raw = hypervolume([[0.5, 500.0, 0.5]], [True, False, True], reference)
+    assert raw == pytest.approx(0.125 * 1000)

@@ -12,7 +12,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from popnas_seg.config import RunConfig
 from popnas_seg.results import TrainingResult
 from popnas_seg.search.exploration import exploration_picks, exploration_sets
-from popnas_seg.search.pareto import pareto_mask
+from popnas_seg.search.pareto import greedy_hypervolume_selection, pareto_mask
 from popnas_seg.search.strategies import (
     EvolutionStrategy,
     ProgressiveStrategy,
@@ -21,7 +21,7 @@ from popnas_seg.search.strategies import (
     make_strategy,
     progressive_budget,
 )
-from popnas_seg.search_space.encoding import Block, Cell
+from popnas_seg.search_space.encoding import Block, Cell, single_block_cells
 
 OPS = ["identity", "3x3 conv", "2x2 maxpool"]
 SHAPE = (16, 16, 1)
@@ -61,16 +61,59 @@ def _keys(cells) -> list[str]:
 
 
 # ------------------------------------------------------------------------------------------------ step 1
-def test_b1_cells_capped_spread_and_deterministic() -> None:
-    config = _config()
+def _params(cell: Cell, config: RunConfig) -> int:
+    from popnas_seg.models.cost import count_params
+
+    return count_params(cell, config.architecture_hyperparameters, 1, 2)
+
+
+def test_b1_default_trains_every_single_block_cell() -> None:
+    config = _config({"b1_max_networks": None})
     cells = b1_cells(config)
-    assert len(cells) == 6 and all(len(c.blocks) == 1 for c in cells)
-    assert len(set(_keys(cells))) == 6
-    usage = {op: sum((c.blocks[0].op1, c.blocks[0].op2).count(op) for c in cells) for op in OPS}
-    assert max(usage.values()) - min(usage.values()) <= 1  # 12 operator slots spread over 3 operators
-    assert _keys(b1_cells(_config())) == _keys(cells)
-    uncapped = b1_cells(_config({"b1_max_networks": None}))
-    assert len(uncapped) == (2**2 * 3**2 + 2 * 3) // 2  # (I^2 O^2 + I O) / 2 distinct single-block cells
+    assert len(cells) == (2**2 * 3**2 + 2 * 3) // 2  # (I^2 O^2 + I O) / 2 distinct single-block cells
+    assert len(set(_keys(cells))) == len(cells)
+    assert RunConfig.model_validate({}).search_strategy.b1_max_networks is None  # POPNAS: all of them by default
+
+
+def test_b1_capped_sample_spans_params_and_keeps_special_cells() -> None:
+    config = _config()  # cap 6 of 21
+    full = b1_cells(_config({"b1_max_networks": None}))
+    full_params = sorted(_params(c, config) for c in full)
+    cells = b1_cells(config)
+    params = [_params(c, config) for c in cells]
+    assert len(cells) == 6 and len(set(_keys(cells))) == 6 and params == sorted(params)
+    assert (params[0], params[-1]) == (full_params[0], full_params[-1])  # the cheapest and the costliest cell
+    # one draw per equal-count params stratum of the 19 middle cells: no two draws from one stratum
+    middle = sorted(full, key=lambda c: (_params(c, config), c.key()))[1:-1]
+    strata = np.array_split(np.arange(len(middle)), 4)
+    rank = {c.key(): i for i, c in enumerate(middle)}
+    hit = sorted(next(k for k, s in enumerate(strata) if rank[c.key()] in s) for c in cells[1:-1])
+    assert hit == [0, 1, 2, 3]
+    for seed in range(20):
+        sample = b1_cells(_seeded(seed, 6))
+        assert any(c.blocks[0].in1 == c.blocks[0].in2 for c in sample)
+        assert any(c.blocks[0].op1 == c.blocks[0].op2 for c in sample)
+    assert _keys(b1_cells(_config())) == _keys(cells)  # deterministic for one seed
+
+
+def _seeded(seed: int, cap: int, operators: list[str] | None = None) -> RunConfig:
+    return RunConfig.model_validate({
+        "search_space": {"blocks": 2, "lookback_depth": 2, "operators": operators or OPS},
+        "search_strategy": {"b1_max_networks": cap}, "dataset": {"resize": [16, 16]}, "others": {"seed": seed},
+    })
+
+
+DEFAULT_OPS = ["identity", "3x3 conv", "3x3:2dr conv", "1x5-5x1 conv", "2x2 maxpool"]  # 55 one-block cells
+
+
+@pytest.mark.parametrize("operators, cap", [(OPS, 6), (DEFAULT_OPS, 8)])
+def test_b1_capped_sampler_reaches_every_canonical_cell(operators, cap) -> None:
+    """Every one-block cell (including same-lookback and same-operator ones) is drawn for some seed."""
+    full = _keys(b1_cells(_seeded(0, None, operators)))
+    reached: set[str] = set()
+    for seed in range(200):
+        reached |= set(_keys(b1_cells(_seeded(seed, cap, operators))))
+    assert reached == set(full)
 
 
 def test_budgets_and_factory() -> None:
@@ -121,9 +164,10 @@ def test_progressive_search_end_to_end(tmp_path) -> None:
         values = np.array([[r["predicted_dice"], r["params"], r["predicted_analog_dice"]] for r in rows])
         assert [r["pareto_optimal"] for r in rows] == pareto_mask(values, [True, False, True]).tolist()
         assert plan.front == [r for r in rows if r["pareto_optimal"]]
-        # Pareto children = the top-K front rows by predicted score
+        # Pareto children come from the predicted front, K of them when the front is large enough
         pareto_rows = [r["encoding"] for r in rows if r["origin"] == "pareto"]
-        assert pareto_rows == [r["encoding"] for r in plan.front][:len(pareto_rows)]
+        assert set(pareto_rows) <= {r["encoding"] for r in plan.front}
+        assert len(pareto_rows) == min(config.search_strategy.max_children, len(plan.front))
         assert all(r["predicted_time"] > 0 and r["params"] > 0 and r["flops"] > 0 for r in rows)
     for name in ("gin_score/meta.json", "gin_analog/meta.json", "time_svr.joblib"):
         assert (tmp_path / "predictors" / "b2" / name).exists()
@@ -163,6 +207,42 @@ def test_pnas_mode_top_k_without_analog_data() -> None:
     top = [r["encoding"] for r in plan.predictions[:3]]
     assert [str(n.cell) for n in plan.networks] == top
     assert all(r["predicted_analog_dice"] is None for r in plan.predictions)
+
+
+def test_greedy_hypervolume_selection_takes_the_cheap_end() -> None:
+    """A, B, C crowd the high-Dice corner, D is cheap: the score rule takes A, B; greedy HV takes D, then A."""
+    values = np.array([[0.90, 1000], [0.89, 990], [0.88, 980], [0.50, 100]])
+    assert greedy_hypervolume_selection(values, [True, False], [0.0, 2000.0], 2) == [3, 0]
+    assert greedy_hypervolume_selection(values, [True, False], [0.0, 2000.0], 4) == [3, 0, 2, 1]  # C adds 20 x 0.38, B 10 x 0.39
+    # nothing adds volume (all beyond the reference): the given order fills the picks
+    assert greedy_hypervolume_selection(values, [True, False], [0.0, 50.0], 2, order=[2, 1, 0, 3]) == [2, 1]
+
+
+class _HandMadePredictions(ProgressiveStrategy):
+    """Predicted Dice rises with params (so every distinct-params child is on the front); analog Dice flat."""
+
+    def _predict(self, step, parsed, candidates):
+        params = np.array([self.cost(c)[0] for c in candidates], dtype=float)
+        return {"score": 0.5 + 0.4 * params / params.max(), "analog": np.full(len(candidates), 0.5), "time": None}
+
+
+@pytest.mark.parametrize("selection", ["score", "hypervolume"])
+def test_front_selection_rules_differ_on_hand_made_predictions(selection) -> None:
+    config = _config({"selection": selection, "max_children": 3, "max_exploration_children": 0})
+    strategy = _HandMadePredictions(config, SHAPE, 2)
+    history: list[TrainingResult] = []
+    _train(strategy.plan_step(1, history), history)
+    plan = strategy.plan_step(2, history)
+    front = plan.front
+    picked = [r for r in plan.predictions if r["origin"] == "pareto"]
+    assert len(picked) == 3 and all(r["pareto_optimal"] for r in picked)
+    front_params = sorted(r["params"] for r in front)
+    if selection == "score":  # POPNAS: the 3 best predicted scores = the 3 largest networks
+        assert [r["encoding"] for r in picked] == [r["encoding"] for r in front[:3]]
+        assert min(r["params"] for r in picked) >= front_params[-3]
+    else:  # the cheap end of the front gets a child
+        assert min(r["params"] for r in picked) <= np.median(front_params)
+        assert [r["encoding"] for r in picked] != [r["encoding"] for r in front[:3]]
 
 
 # ------------------------------------------------------------------------------------------------ exploration
@@ -233,11 +313,11 @@ def test_evolution_strategy_population_mutation_and_determinism() -> None:
     assert len(history) == 12
     assert [r.origin for r in history[:4]] == ["random"] * 4 and {r.origin for r in history[4:]} == {"evolution"}
     assert len({Cell.from_string(r.encoding).key() for r in history}) == 12
-    # every offspring differs from a member of the population it was bred from in exactly one field
+    # every offspring differs from a survivor of the networks before it in exactly one field
     for plan in plans:
         if plan.networks[0].origin != "evolution":
             continue
-        before = [r for r in history if r.step < plan.step][-4:]
+        before = [r for r in history if r.step < plan.step]
         parents = [Cell.from_string(r.encoding) for r in before]
         for net in plan.networks:
             net.cell.validate(OPS, 2, 3)
@@ -260,8 +340,9 @@ def _single_change(parent: Cell, child: Cell) -> bool:
 
 
 def test_evolution_prefers_fitter_parents() -> None:
-    """With a tournament as large as the population, every offspring mutates the best network."""
-    config = _config({"strategy": "evolution", "max_networks": 8, "population_size": 4, "tournament_size": 4})
+    """With one objective and a tournament as large as the population, every offspring mutates the best network."""
+    config = _config({"strategy": "evolution", "max_networks": 8, "population_size": 4, "tournament_size": 4,
+                      "additional_pareto_objectives": []}, probe=False)
     strategy = EvolutionStrategy(config)
     history: list[TrainingResult] = []
     _train(strategy.plan_step(1, history), history)
@@ -272,3 +353,31 @@ def test_evolution_prefers_fitter_parents() -> None:
     assert all(_single_change(best, n.cell) for n in plan.networks)
     with pytest.raises(AssertionError):  # sanity: the check is not vacuous
         assert _single_change(best, best)
+
+
+def _result(network_id: int, dice: float, params: int, analog: float | None, status: str = "ok") -> TrainingResult:
+    cell = single_block_cells(OPS, 2)[network_id]
+    return TrainingResult(network_id=network_id, encoding=str(cell), blocks=1, dice=dice, miou=dice, params=params,
+                          flops=1, train_time_s=1.0, inference_time_ms=1.0, epochs=1, status=status,
+                          analog_dice=analog, origin="random", step=1)
+
+
+def test_evolution_survival_is_multi_objective() -> None:
+    """NSGA-II survival over (dice, params, analog Dice): the cheap and the robust networks survive beside the
+    most accurate one, while a network dominated in all three (or a failed one) does not."""
+    config = _config({"strategy": "evolution", "max_networks": 20, "population_size": 3})
+    strategy = EvolutionStrategy(config)
+    history = [
+        _result(0, 0.90, 9000, 0.40),  # most accurate
+        _result(1, 0.60, 500, 0.30),   # cheapest
+        _result(2, 0.70, 8000, 0.65),  # most robust
+        _result(3, 0.85, 9500, 0.35),  # dominated by 0
+        _result(4, 0.95, 100, 0.90, status="failed"),  # failed: worst everywhere despite its numbers
+    ]
+    parsed = [(r, Cell.from_string(r.encoding)) for r in history]
+    survivors, rank, _ = strategy.survivors(parsed)
+    assert sorted(r.network_id for r, _ in survivors) == [0, 1, 2] and list(rank) == [0, 0, 0]
+    # a Dice-only evolution would keep 3 over the cheap network 1
+    single = EvolutionStrategy(_config({"strategy": "evolution", "population_size": 3,
+                                        "additional_pareto_objectives": []}, probe=False))
+    assert sorted(r.network_id for r, _ in single.survivors(parsed)[0]) == [0, 2, 3]

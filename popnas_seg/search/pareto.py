@@ -9,8 +9,9 @@ Objective names used across the project (``OBJECTIVES``):
 
 - ``dice`` / ``mean_iou``: the digital validation score (maximise, bounded in [0, 1]);
 - ``params``: exact parameter count from the encoding (minimise);
-- ``analog_robustness``: the *analog Dice* at the probe time, not the analog/digital ratio (maximise, in [0, 1];
-  DESIGN.md "Analog robustness" explains why the ratio would let useless networks crowd the front);
+- ``analog_dice``: the *analog Dice* at the probe time, not the analog/digital ratio (maximise, in [0, 1];
+  DESIGN.md "Analog robustness" explains why the ratio would let useless networks crowd the front). The old name
+  ``analog_robustness`` is accepted as an alias (``OBJECTIVE_ALIASES``); the ratio keeps the name robustness;
 - ``time``: measured training time in seconds (minimise).
 """
 from __future__ import annotations
@@ -25,16 +26,23 @@ OBJECTIVES: dict[str, tuple[str, bool]] = {
     "dice": ("dice", True),
     "mean_iou": ("miou", True),
     "params": ("params", False),
-    "analog_robustness": ("analog_dice", True),
+    "analog_dice": ("analog_dice", True),
     "time": ("train_time_s", False),
 }
+# deprecated objective name -> current name (old configs and journals keep working)
+OBJECTIVE_ALIASES: dict[str, str] = {"analog_robustness": "analog_dice"}
 
 # Margin applied to the largest value of an unbounded (minimised) objective to place the reference point.
 REFERENCE_MARGIN = 1.1
 
 
+def canonical_objective(name: str) -> str:
+    """The current name of an objective (maps deprecated aliases)."""
+    return OBJECTIVE_ALIASES.get(name, name)
+
+
 def _check_objectives(objectives: Sequence[str]) -> None:
-    unknown = [o for o in objectives if o not in OBJECTIVES]
+    unknown = [o for o in objectives if canonical_objective(o) not in OBJECTIVES]
     if unknown:
         raise ValueError(f"unknown objectives {unknown}; known: {sorted(OBJECTIVES)}")
 
@@ -42,7 +50,7 @@ def _check_objectives(objectives: Sequence[str]) -> None:
 def maximise_flags(objectives: Sequence[str]) -> list[bool]:
     """The direction of each named objective (True = larger is better)."""
     _check_objectives(objectives)
-    return [OBJECTIVES[o][1] for o in objectives]
+    return [OBJECTIVES[canonical_objective(o)][1] for o in objectives]
 
 
 def _as_matrix(values: Any, maximise: Sequence[bool]) -> np.ndarray:
@@ -135,7 +143,8 @@ def crowding_distance(values: Any, maximise: Sequence[bool]) -> np.ndarray:
         order = np.argsort(col, kind="stable")
         lo, hi = col[order[0]], col[order[-1]]
         distance[order[0]] = distance[order[-1]] = np.inf
-        span = hi - lo
+        with np.errstate(invalid="ignore"):  # inf - inf (a column of missing values) is skipped below
+            span = hi - lo
         if not np.isfinite(span) or span <= 0:
             continue
         distance[order[1:-1]] += (col[order[2:]] - col[order[:-2]]) / span
@@ -168,6 +177,53 @@ def hypervolume(points: Any, maximise: Sequence[bool], reference: Sequence[float
     return volume * float(np.prod(span))
 
 
+def ideal_point(objectives: Sequence[str]) -> np.ndarray:
+    """The best reachable value of each objective: 1 for the bounded scores, 0 for params and time."""
+    _check_objectives(objectives)
+    return np.array([1.0 if OBJECTIVES[canonical_objective(o)][1] else 0.0 for o in objectives], dtype=float)
+
+
+def normalised_hypervolume(points: Any, objectives: Sequence[str], reference: Sequence[float]) -> float:
+    """Hypervolume divided by the box between `reference` and the ideal point, so it lies in [0, 1].
+
+    1.0 would be a network with score 1 (Dice, analog Dice) and 0 params / 0 s; runs with the same reference
+    compare directly. The reference rule is `reference_point`'s.
+    """
+    maximise = maximise_flags(objectives)
+    box = float(np.prod(np.abs(ideal_point(objectives) - np.asarray(reference, dtype=float))))
+    if not box > 0:
+        raise ValueError(f"the reference point {list(reference)} coincides with the ideal in some objective")
+    return hypervolume(points, maximise, reference) / box
+
+
+def greedy_hypervolume_selection(values: Any, maximise: Sequence[bool], reference: Sequence[float], k: int,
+                                 order: Sequence[int] | None = None) -> list[int]:
+    """Up to `k` row indices chosen one at a time by their contribution to the hypervolume of those chosen.
+
+    Every pick adds the most volume to the picks so far, so the ends of a front (cheap, robust) are taken as
+    soon as they add more than another point near the best score. Ties and rows that add nothing are resolved
+    by `order` (default: row order); once nothing adds volume, the rest follow `order`.
+    """
+    f = _as_matrix(values, maximise)
+    order = list(range(f.shape[0])) if order is None else [int(i) for i in order]
+    chosen: list[int] = []
+    current = 0.0
+    while len(chosen) < min(k, len(order)):
+        best, best_gain = None, 0.0
+        for i in order:
+            if i in chosen:
+                continue
+            gain = hypervolume(f[chosen + [i]], maximise, reference) - current
+            if gain > best_gain * (1 + 1e-12) + 1e-300:
+                best, best_gain = i, gain
+        if best is None:  # nothing adds volume: fill by the given order
+            chosen += [i for i in order if i not in chosen][:k - len(chosen)]
+            break
+        chosen.append(best)
+        current += best_gain
+    return chosen
+
+
 def objective_matrix(records: Sequence[Any], objectives: Sequence[str]) -> tuple[np.ndarray, list[bool]]:
     """Measured objective values of `records` (TrainingResult or mappings) and their directions.
 
@@ -177,7 +233,7 @@ def objective_matrix(records: Sequence[Any], objectives: Sequence[str]) -> tuple
     values = np.full((len(records), len(objectives)), np.nan, dtype=float)
     for i, record in enumerate(records):
         for j, name in enumerate(objectives):
-            attr = OBJECTIVES[name][0]
+            attr = OBJECTIVES[canonical_objective(name)][0]
             value = record.get(attr) if isinstance(record, Mapping) else getattr(record, attr, None)
             if value is not None and value != "":
                 values[i, j] = float(value)
@@ -232,7 +288,7 @@ def reference_point(
 
     Rule (``config.search_strategy.hypervolume_reference[name]`` overrides any of them):
 
-    - ``dice``, ``mean_iou``, ``analog_robustness``: 0.0 (maximised and bounded in [0, 1], so every network
+    - ``dice``, ``mean_iou``, ``analog_dice``: 0.0 (maximised and bounded in [0, 1], so every network
       with a positive score adds volume and hypervolumes of different runs compare directly);
     - ``params``: 1.1 x the params of the largest network of the search space (``largest_network_params``:
       B blocks of the heaviest operator); it needs `input_shape` and `classes_count`; without them it falls back
@@ -245,7 +301,7 @@ def reference_point(
     overrides: dict[str, float] = {}
     strategy = getattr(config, "search_strategy", None) if config is not None else None
     if strategy is not None and strategy.hypervolume_reference:
-        overrides = dict(strategy.hypervolume_reference)
+        overrides = {canonical_objective(k): v for k, v in strategy.hypervolume_reference.items()}
     matrix = None if values is None else np.asarray(values, dtype=float).reshape(-1, len(objectives))
 
     def measured_max(j: int, name: str) -> float:
@@ -257,7 +313,7 @@ def reference_point(
         return float(column.max())
 
     ref = np.zeros(len(objectives), dtype=float)
-    for j, name in enumerate(objectives):
+    for j, name in enumerate(canonical_objective(o) for o in objectives):
         if name in overrides:
             ref[j] = float(overrides[name])
         elif OBJECTIVES[name][1]:

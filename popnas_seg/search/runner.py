@@ -36,9 +36,38 @@ from popnas_seg.search.strategies import strategy_objectives
 PREDICTED_COLUMN = {
     "dice": "predicted_dice",
     "mean_iou": "predicted_dice",
-    "analog_robustness": "predicted_analog_dice",
+    "analog_dice": "predicted_analog_dice",
     "time": "predicted_time",
 }
+
+
+# Keras vs converted-torch digital Dice on the probe images: a larger gap means the export changed the network.
+PROBE_DICE_TOLERANCE = 0.01
+PROBE_INTEGRITY_COLUMNS = ("network_id", "origin", "status", "keras_dice", "torch_dice", "difference",
+                           "probe_error")
+
+
+def probe_integrity_rows(results: Any) -> list[dict]:
+    """csv/probe_integrity.csv: per trained network, the probe's status and Keras vs torch digital Dice.
+
+    status: "ok", "failed" (the probe raised; probe_error says why) or "mismatch" (torch and Keras digital
+    Dice differ by more than PROBE_DICE_TOLERANCE). Networks that failed training are not probed and not listed.
+    """
+    rows = []
+    for r in sorted(results, key=lambda r: r.network_id):
+        if r.status != "ok":
+            continue
+        keras_dice, torch_dice = r.extra.get("probe_digital_dice"), r.extra.get("probe_digital_dice_torch")
+        diff = None if keras_dice is None or torch_dice is None else abs(float(torch_dice) - float(keras_dice))
+        if "probe_error" in r.extra:
+            status = "failed"
+        elif diff is not None and diff > PROBE_DICE_TOLERANCE:
+            status = "mismatch"
+        else:
+            status = "ok"
+        rows.append({"network_id": r.network_id, "origin": r.origin, "status": status, "keras_dice": keras_dice,
+                     "torch_dice": torch_dice, "difference": diff, "probe_error": r.extra.get("probe_error", "")})
+    return rows
 
 
 def network_seed(base_seed: int, encoding_key: str) -> int:
@@ -246,6 +275,7 @@ class SearchRunner:
         x, y = self.probe_arrays()
         probs = model.predict(x, verbose=0, batch_size=max(1, self.config.dataset.batch_size))
         digital = float(dice_score(np.argmax(probs, axis=-1), y, self.data.classes_count, self.data.ignore_class))
+        result.extra["probe_digital_dice"] = digital
         try:
             onnx_path = keras_to_onnx(model, out_dir / "model.onnx")
             probe = probe_analog(
@@ -262,7 +292,14 @@ class SearchRunner:
         coverage = probe.coverage or {}
         frac = coverage.get("weights_analog_fraction")
         result.analog_coverage = None if frac is None else float(frac)
-        result.extra["probe_digital_dice"] = digital
+        torch_dice = probe.digital_dice_torch
+        if torch_dice is not None:
+            result.extra["probe_digital_dice_torch"] = float(torch_dice)
+            if abs(float(torch_dice) - digital) > PROBE_DICE_TOLERANCE:
+                self.log.warning(
+                    "network %d: the converted torch network scores digital Dice %.4f, Keras %.4f (difference "
+                    "%.4f > %.2f): the analog probe may not measure this network", result.network_id,
+                    torch_dice, digital, abs(float(torch_dice) - digital), PROBE_DICE_TOLERANCE)
         result.extra["probe_time_s"] = float(probe.time_s)
         result.extra["digital_layers"] = [str(d) for d in coverage.get("digital_layers", [])]
 
@@ -305,20 +342,24 @@ class SearchRunner:
     def _write_results_csv(self, finished: dict[int, TrainingResult]) -> None:
         rows = [finished[k].to_row() for k in sorted(finished)]
         write_csv(self.run.csv_dir / "training_results.csv", rows, TrainingResult.COLUMNS)
+        if self.config.analog.probe:
+            write_csv(self.run.csv_dir / "probe_integrity.csv", probe_integrity_rows(finished.values()),
+                      PROBE_INTEGRITY_COLUMNS)
 
     def measured_front(self, results: list[TrainingResult]) -> tuple[list[TrainingResult], float]:
-        """Non-dominated measured networks over the search objectives, and their hypervolume."""
-        from popnas_seg.search.pareto import hypervolume, objective_matrix, pareto_mask, reference_point
+        """Non-dominated measured networks over the search objectives, and their hypervolume normalised to [0, 1]
+        by the box between the documented reference point and the ideal (pareto.normalised_hypervolume)."""
+        from popnas_seg.search.pareto import normalised_hypervolume, objective_matrix, pareto_mask, reference_point
 
         ok = [r for r in results if r.status == "ok"]
-        if "analog_robustness" in self.objectives:
+        if "analog_dice" in self.objectives:
             ok = [r for r in ok if r.analog_dice is not None]
         if not ok:
             return [], 0.0
         values, maximise = objective_matrix(ok, self.objectives)
         mask = pareto_mask(values, maximise)
         reference = reference_point(self.objectives, self.config, values, self.data.input_shape, self.data.classes_count)
-        return [r for r, m in zip(ok, mask) if m], float(hypervolume(values, maximise, reference))
+        return [r for r, m in zip(ok, mask) if m], float(normalised_hypervolume(values, self.objectives, reference))
 
     def _finish_step(self, step: int, planned: dict, finished: dict[int, TrainingResult]) -> None:
         from popnas_seg.predictors.quality import mape, rank_quality
@@ -359,6 +400,7 @@ class SearchRunner:
             "best_dice": max((r.dice for r in ok), default=0.0),
             "best_analog_dice": max((r.analog_dice for r in ok if r.analog_dice is not None), default=None),
             "front_size": len(front), "train_time_s": elapsed,
+            "failed_probes": sum(1 for r in results if "probe_error" in r.extra),
         })
         write_csv(self.run.csv_dir / "search_progress.csv", progress_rows)
         write_csv(self.run.csv_dir / "measured_front.csv", [r.to_row() for r in front], TrainingResult.COLUMNS)

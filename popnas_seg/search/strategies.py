@@ -4,18 +4,20 @@ Every strategy is a pure function of (config, seed, history): the same finished 
 a resumed run re-plans identically. The runner asks `plan_step(step, history)` for steps 1, 2, ... until it
 answers None.
 
-- `ProgressiveStrategy` (POPNAS): step 1 trains single-block cells; step b expands the cells of step b-1 by one
-  block, scores every child with the predictors (GIN for Dice and analog Dice, SVR for time, exact params from
-  the encoding), and trains up to `max_children` cells of the predicted Pareto front (top-K by predicted score
-  in `pnas_mode`) plus up to `max_exploration_children` exploration cells.
-- `RandomStrategy`: uniformly sampled cells at the same budget, in batches.
-- `EvolutionStrategy`: regularised evolution (Real et al. 2019) on the score metric at the same budget.
+- `ProgressiveStrategy` (POPNAS): step 1 trains every single-block cell (or a params-stratified sample of
+  them); step b expands the cells of step b-1 by one block, scores every child with the predictors (GIN for
+  Dice and analog Dice, SVR for time, exact params from the encoding), and trains up to `max_children` cells of
+  the predicted Pareto front (greedy predicted-hypervolume contribution, or the best predicted scores with
+  `selection: "score"`; top-K by predicted score in `pnas_mode`) plus up to `max_exploration_children`
+  exploration cells.
+- `RandomStrategy`: cells uniform over valid encodings of 1..B blocks at the same budget, in batches.
+- `EvolutionStrategy`: multi-objective evolution (NSGA-II rank + crowding survival) over the same objectives.
 """
 from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -25,7 +27,16 @@ import numpy as np
 from popnas_seg.config import RunConfig
 from popnas_seg.results import TrainingResult
 from popnas_seg.search.exploration import exploration_picks
-from popnas_seg.search.pareto import maximise_flags, pareto_mask, weakly_dominates
+from popnas_seg.search.pareto import (
+    crowding_distance,
+    greedy_hypervolume_selection,
+    maximise_flags,
+    non_dominated_sort,
+    objective_matrix,
+    pareto_mask,
+    reference_point,
+    weakly_dominates,
+)
 from popnas_seg.search_space.encoding import Cell, expand_cell, mutate_cell, random_cell, single_block_cells
 
 ORIGINS = ("b1", "pareto", "exploration", "random", "evolution")
@@ -66,8 +77,8 @@ class SearchStrategy(Protocol):
 def strategy_objectives(config: RunConfig) -> list[str]:
     """Pareto objectives in order: the score metric, then the additional ones (analog only when probing)."""
     objectives: list[str] = [config.search_strategy.score_metric, *config.search_strategy.additional_pareto_objectives]
-    if not config.analog.probe and "analog_robustness" in objectives:
-        objectives.remove("analog_robustness")
+    if not config.analog.probe and "analog_dice" in objectives:
+        objectives.remove("analog_dice")
     return objectives
 
 
@@ -88,47 +99,66 @@ def parse_history(history: Sequence[TrainingResult]) -> list[tuple[TrainingResul
     return out
 
 
-def b1_cells(config: RunConfig) -> list[Cell]:
-    """The step-1 cells: every distinct single-block cell, or `b1_max_networks` of them spread evenly over the
-    operators (then the lookbacks): greedy on the growth of the sum of squared usage counts, which prefers
-    the least used operators and mixed pairs; ties are broken by a shuffle seeded by `others.seed`."""
+def b1_cells(config: RunConfig, params_of: Callable[[Cell], int] | None = None) -> list[Cell]:
+    """The step-1 cells: every distinct single-block cell (POPNAS), or `b1_max_networks` of them stratified
+    over exact params, so that a capped step 1 still covers the whole cost range.
+
+    The cap keeps the cheapest and the costliest cell, then draws one cell uniformly from each of the
+    remaining equal-count params strata (seeded by `others.seed`); if no drawn cell reads one lookback twice
+    or uses one operator twice, such a cell replaces the draw of its own stratum. Every cell is reachable for
+    some seed (a greedy spread could never pick a same-input or same-operator cell). `params_of` gives exact
+    params (the progressive strategy passes its cost cache); by default they are computed from the config.
+    """
     space = config.search_space
     cells = single_block_cells(space.operators, space.lookback_depth)
     cap = config.search_strategy.b1_max_networks
     if cap is None or cap >= len(cells):
         return cells
+    if params_of is None:
+        from popnas_seg.models.cost import count_params
+
+        arch, data = config.architecture_hyperparameters, config.dataset
+        params_of = lambda c: count_params(c, arch, data.generated_channels, data.classes_count)  # noqa: E731
     rng = np.random.default_rng([config.others.seed, 1])
-    pool = [cells[i] for i in rng.permutation(len(cells))]
-    usage = {op: 0 for op in space.operators}
-    lookback_usage = {-(i + 1): 0 for i in range(space.lookback_depth)}
+    ranked = sorted(cells, key=lambda c: (int(params_of(c)), c.key()))  # cheapest first, ties by key
+    picked = [ranked[0]] if cap == 1 else [ranked[0], ranked[-1]]
+    middle = ranked[1:-1]
+    slots = cap - len(picked)
+    strata = [list(s) for s in np.array_split(np.arange(len(middle)), slots)] if slots > 0 else []
+    draws = [int(rng.choice(s)) for s in strata]
 
-    def growth(counts: dict, a: Any, b: Any) -> int:
-        if a == b:
-            return (counts[a] + 2) ** 2 - counts[a] ** 2
-        return 2 * counts[a] + 1 + 2 * counts[b] + 1
+    def single_lookback(cell: Cell) -> bool:
+        return cell.blocks[0].in1 == cell.blocks[0].in2
 
-    picked: list[Cell] = []
-    for _ in range(cap):
-        def load(cell: Cell) -> tuple[int, int]:
-            b = cell.blocks[0]
-            return growth(usage, b.op1, b.op2), growth(lookback_usage, b.in1, b.in2)
+    def same_operator(cell: Cell) -> bool:
+        return cell.blocks[0].op1 == cell.blocks[0].op2
 
-        cell = pool.pop(min(range(len(pool)), key=lambda i: load(pool[i])))  # min keeps the first on ties
-        b = cell.blocks[0]
-        usage[b.op1] += 1
-        usage[b.op2] += 1
-        lookback_usage[b.in1] += 1
-        lookback_usage[b.in2] += 1
-        picked.append(cell)
-    return picked
+    def holds(rule: Callable[[Cell], bool], chosen: list[int]) -> bool:
+        return any(rule(c) for c in picked) or any(rule(middle[i]) for i in chosen)
+
+    rules = (single_lookback, same_operator)
+    stratum_of = {int(i): k for k, s in enumerate(strata) for i in s}
+    for n, wanted in enumerate(rules):
+        if holds(wanted, draws):
+            continue
+        for choice in rng.permutation([i for i, c in enumerate(middle) if wanted(c)]):
+            trial = list(draws)
+            trial[stratum_of[int(choice)]] = int(choice)
+            if all(holds(rule, trial) for rule in rules[:n]):  # keep what an earlier swap secured
+                draws = trial
+                break
+    return sorted(picked + [middle[i] for i in draws], key=lambda c: (int(params_of(c)), c.key()))
 
 
 def progressive_budget(config: RunConfig) -> int:
     """Networks the progressive search trains at most: step 1, then K children per step and exploration
     children on every step but the last (POPNAS explores only cells that will be expanded again)."""
-    ss, blocks = config.search_strategy, config.search_space.blocks
+    ss, space = config.search_strategy, config.search_space
     explore = 0 if ss.pnas_mode else ss.max_exploration_children
-    return len(b1_cells(config)) + (blocks - 1) * ss.max_children + max(blocks - 2, 0) * explore
+    b1 = len(single_block_cells(space.operators, space.lookback_depth))
+    if ss.b1_max_networks is not None:
+        b1 = min(b1, ss.b1_max_networks)
+    return b1 + (space.blocks - 1) * ss.max_children + max(space.blocks - 2, 0) * explore
 
 
 def baseline_budget(config: RunConfig) -> int:
@@ -177,7 +207,7 @@ class ProgressiveStrategy:
         parsed = parse_history(history)
         seen = {cell.key() for _, cell in parsed}
         if step == 1:
-            cells = [c for c in b1_cells(self.config) if c.key() not in seen]
+            cells = [c for c in b1_cells(self.config, lambda c: self.cost(c)[0]) if c.key() not in seen]
             if not cells:
                 return None
             return StepPlan(1, [PlannedNetwork(c, "b1") for c in cells], [], [])
@@ -209,7 +239,7 @@ class ProgressiveStrategy:
         columns = {
             ss.score_metric: predicted["score"],
             "params": np.array([p for p, _ in costs], dtype=float),
-            "analog_robustness": predicted.get("analog"),
+            "analog_dice": predicted.get("analog"),
             "time": predicted.get("time"),
         }
         objectives = [o for o in self.objectives if columns.get(o) is not None]
@@ -228,11 +258,16 @@ class ProgressiveStrategy:
         if ss.pnas_mode:
             chosen = order[:ss.max_children]
         else:
-            # POPNAS: scan by predicted score and keep non-dominated cells up to K (no crowding). Dominance here
-            # is strict, so two candidates with identical predicted objectives can both be kept; equivalent
-            # cells never reach this point (candidates are deduplicated by canonical key).
+            # the predicted Pareto front (strict dominance, so two candidates with identical predicted objectives
+            # are both on it; equivalent cells never reach this point: candidates are deduplicated by key)
             front_mask = pareto_mask(values, maximise)
-            chosen = [i for i in order if front_mask[i]][:ss.max_children]
+            on_front = [i for i in order if front_mask[i]]
+            if ss.selection == "score":  # POPNAS: the K best predicted scores of the front (no crowding)
+                chosen = on_front[:ss.max_children]
+            else:  # greedy predicted-hypervolume contribution: the cheap and robust ends get children too
+                reference = self._predicted_reference(objectives, values)
+                picks = greedy_hypervolume_selection(values[on_front], maximise, reference, ss.max_children)
+                chosen = [on_front[j] for j in picks]
         exploration: list[int] = []
         if not ss.pnas_mode and ss.max_exploration_children > 0 and step < space.blocks:
             exploration = exploration_picks(
@@ -263,6 +298,11 @@ class ProgressiveStrategy:
             step, len(parents), len(candidates), int(front_mask.sum()), len(chosen), len(exploration),
         )
         return StepPlan(step, networks, rows, front)
+
+    def _predicted_reference(self, objectives: list[str], values: np.ndarray) -> np.ndarray:
+        """The run's hypervolume reference (search/pareto.py rule) for predicted values: score and analog Dice
+        0, params 1.1 x the largest network; time 1.1 x the largest predicted time."""
+        return reference_point(objectives, self.config, values, self.input_shape, self.classes_count)
 
     def _predict(self, step: int, parsed: list[tuple[TrainingResult, Cell]], candidates: list[Cell]) -> dict[str, Any]:
         """Fit the predictors on the finished networks and score `candidates`.
@@ -295,7 +335,7 @@ class ProgressiveStrategy:
                              "children are ranked by their other objectives only", step)
             result["score"] = np.zeros(len(candidates))
 
-        if "analog_robustness" in self.objectives:
+        if "analog_dice" in self.objectives:
             probed = [(c, float(r.analog_dice)) for r, c in ok
                       if r.analog_dice is not None and math.isfinite(r.analog_dice)]
             if len(probed) >= 2:
@@ -386,12 +426,15 @@ class RandomStrategy(_BatchedBaseline):
 
 
 class EvolutionStrategy(_BatchedBaseline):
-    """Regularised (aging) evolution on the score metric.
+    """Multi-objective evolution (NSGA-II survival) over the same objectives as the run's hypervolume.
 
-    The population is the `population_size` most recent networks of this search (network id = age); the first
-    `population_size` are random ("random"), later ones are mutations ("evolution") of a tournament winner
-    among `tournament_size` members drawn from the population. A failed network has fitness -inf. Offspring of
-    one batch share the population of the moment, so every decision depends on the history only.
+    The first `population_size` networks are random ("random"). After that, the population is the
+    `population_size` survivors among every network of this search (elitist): whole non-dominated fronts of the
+    measured objectives (`strategy_objectives`), the last front cut by crowding distance (larger first, ties by
+    network id). Each child ("evolution") mutates the winner of a tournament of `tournament_size` survivors
+    (lower front first, then larger crowding). A failed network counts as worst in every objective, an unprobed
+    one as worst in analog Dice. Children of one batch share the survivors of the moment, so every decision
+    depends on the history only.
     """
 
     origins = frozenset({"random", "evolution"})
@@ -412,17 +455,14 @@ class EvolutionStrategy(_BatchedBaseline):
                 return None
             return StepPlan(step, [PlannedNetwork(c, "random") for c in cells], [], [])
 
-        population = mine[-ss.population_size:]
-        fitness = np.array([score_value(r, ss.score_metric) if r.status == "ok" else -np.inf
-                            for r, _ in population])
-        fitness[~np.isfinite(fitness)] = -np.inf
+        population, rank, crowd = self.survivors(mine)
         children: list[Cell] = []
         for _ in range(wanted):
             child = None
             for _ in range(_SAMPLING_TRIES):
                 contenders = rng.choice(len(population), size=min(ss.tournament_size, len(population)),
                                         replace=False)
-                winner = population[int(max(contenders, key=lambda i: (fitness[i], -i)))][1]
+                winner = population[int(min(contenders, key=lambda i: (rank[i], -crowd[i], i)))][1]
                 try:
                     candidate = mutate_cell(winner, rng, space.operators, space.lookback_depth)
                 except ValueError:
@@ -439,10 +479,33 @@ class EvolutionStrategy(_BatchedBaseline):
             return None
         return StepPlan(step, [PlannedNetwork(c, "evolution") for c in children], [], [])
 
+    def survivors(self, mine: list[tuple[TrainingResult, Cell]]
+                  ) -> tuple[list[tuple[TrainingResult, Cell]], np.ndarray, np.ndarray]:
+        """NSGA-II survival: the survivors, their front index and their crowding distance within the front."""
+        size = self.config.search_strategy.population_size
+        objectives = strategy_objectives(self.config)
+        values, maximise = objective_matrix([r for r, _ in mine], objectives)
+        values[[r.status != "ok" for r, _ in mine]] = np.nan  # a failed network is worst in every objective
+        kept: list[int] = []
+        ranks: list[int] = []
+        crowds: list[float] = []
+        for level, front in enumerate(non_dominated_sort(values, maximise)):
+            distance = crowding_distance(values[front], maximise)
+            by_crowding = sorted(range(len(front)), key=lambda j: (-distance[j], int(front[j])))
+            take = by_crowding[:size - len(kept)]
+            kept += [int(front[j]) for j in take]
+            ranks += [level] * len(take)
+            crowds += [float(distance[j]) for j in take]
+            if len(kept) >= size:
+                break
+        return [mine[i] for i in kept], np.array(ranks), np.array(crowds)
+
 
 def make_strategy(config: RunConfig, input_shape: Sequence[int], classes_count: int,
                   predictors_dir: Path | None = None, logger: logging.Logger | None = None) -> SearchStrategy:
-    """The strategy named by `config.search_strategy.strategy`."""
+    """The strategy named by `config.search_strategy.strategy` (deprecated config names are logged here)."""
+    for note in config.search_strategy.deprecation_notes():
+        (logger or logging.getLogger("popnas_seg")).warning("%s", note)
     name = config.search_strategy.strategy
     if name == "progressive":
         return ProgressiveStrategy(config, input_shape, classes_count, predictors_dir, logger)
