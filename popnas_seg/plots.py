@@ -190,11 +190,38 @@ def plot_hypervolume(series: Mapping[str, Sequence[tuple[float, float]]], path: 
         if pts:
             ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-", label=name, ms=4)
     ax.set_xlabel("networks trained (count)")
-    ax.set_ylabel("hypervolume of the measured front (normalised objectives)")
+    ax.set_ylabel("hypervolume of the measured front\n(normalised: share of the reference box, 0-1)")
     ax.set_title("Search progress: hypervolume vs budget")
     ax.grid(True, alpha=0.3)
     if series:
         ax.legend(loc="best", fontsize=8, title="strategy")
+    return _save(fig, path)
+
+
+def plot_hypervolume_spread(curves: Mapping[str, Sequence[Sequence[float]]], path: PathLike,
+                            title: str = "Hypervolume vs networks trained") -> Path:
+    """Median (line) and min-max band (shaded) over seeds of normalised hypervolume curves, per strategy.
+
+    `curves[strategy]` holds one curve per seed (value after k = 1, 2, ... networks); curves are cut to the
+    shortest one of that strategy so every point aggregates all seeds.
+    """
+    fig = Figure(figsize=(7.5, 4.8))
+    ax = fig.subplots()
+    for name, runs in curves.items():
+        runs = [list(c) for c in runs if len(c)]
+        if not runs:
+            continue
+        n = min(len(c) for c in runs)
+        arr = np.array([c[:n] for c in runs], dtype=float)
+        k = np.arange(1, n + 1)
+        line, = ax.plot(k, np.median(arr, axis=0), "-", label=f"{name} (median of {len(runs)})")
+        ax.fill_between(k, arr.min(axis=0), arr.max(axis=0), color=line.get_color(), alpha=0.2)
+    ax.set_xlabel("networks trained (count)")
+    ax.set_ylabel("hypervolume of the measured front\n(normalised: share of the reference box, 0-1)")
+    ax.set_title(title)
+    ax.grid(True, alpha=0.3)
+    if curves:
+        ax.legend(loc="best", fontsize=8, title="strategy (band: min-max over seeds)")
     return _save(fig, path)
 
 

@@ -139,9 +139,18 @@ class _Report:
             lines.append("- the search has **not finished** (figures and tables show the state so far)")
         out.append("\n".join(lines))
 
+        integrity = read_csv(self.path / "csv" / "probe_integrity.csv")
+        if integrity:
+            failed_probes = sum(r.get("status") == "failed" for r in integrity)
+            mismatched = sum(r.get("status") == "mismatch" for r in integrity)
+            out.append(f"Analog probe integrity (csv/probe_integrity.csv): {failed_probes} of {len(integrity)} probes "
+                       f"failed; {mismatched} converted torch networks differ from Keras by more than 0.01 digital "
+                       "Dice on the probe images.")
         progress = read_csv(self.path / "csv" / "search_progress.csv")
         if progress:
-            out.append("### Hypervolume per step\n\n" + _table(
+            out.append("### Hypervolume per step\n\nHypervolume of the measured front normalised to [0, 1]: the share "
+                       "of the box between the reference point (search/pareto.py `reference_point`: scores 0, params "
+                       "1.1 x the largest network of the space) and the ideal (scores 1, 0 params).\n\n" + _table(
                 ["step", "networks trained", "hypervolume", "best Dice", "best analog Dice", "front size"],
                 [[r.get("step"), r.get("networks_trained"), _fmt(r.get("hypervolume"), 4), _fmt(r.get("best_dice")),
                   _fmt(r.get("best_analog_dice")), r.get("front_size", "-")] for r in progress]))

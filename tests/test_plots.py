@@ -110,3 +110,10 @@ def test_plot_search_from_csvs(tmp_path: Path) -> None:
     assert best.network_id in ids and 99 not in ids
     # an empty run folder gives no figures and no error
     assert plots.plot_search(tmp_path / "empty") == []
+
+
+def test_hypervolume_spread_over_seeds(tmp_path: Path) -> None:
+    curves = {"progressive": [[0.1, 0.2, 0.3], [0.2, 0.25, 0.4, 0.5]], "random": [[0.05, 0.1], [0.1, 0.2]],
+              "empty": []}
+    width, _ = _png(plots.plot_hypervolume_spread(curves, tmp_path / "spread.png", "task x"))
+    assert width > 100

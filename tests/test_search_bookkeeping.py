@@ -1,0 +1,57 @@
+"""Runner bookkeeping: the run's hypervolume is normalised to [0, 1]; probe integrity rows count failed probes."""
+from __future__ import annotations
+
+import logging
+import os
+from types import SimpleNamespace
+
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from popnas_seg.config import RunConfig
+from popnas_seg.results import TrainingResult
+from popnas_seg.search.pareto import hypervolume, objective_matrix, reference_point
+from popnas_seg.search.runner import PROBE_DICE_TOLERANCE, SearchRunner, probe_integrity_rows
+from popnas_seg.search.strategies import make_strategy
+
+
+def _result(network_id: int, dice: float, params: int, analog: float | None, **extra) -> TrainingResult:
+    return TrainingResult(network_id=network_id, encoding="[(-1,identity,-1,identity)]", blocks=1, dice=dice,
+                          miou=dice, params=params, flops=1, train_time_s=1.0, inference_time_ms=1.0, epochs=1,
+                          status="ok", analog_dice=analog, origin="b1", step=1, extra=dict(extra))
+
+
+def test_measured_front_hypervolume_is_normalised_by_the_documented_box() -> None:
+    config = RunConfig.model_validate({"dataset": {"resize": [16, 16]}})
+    data = SimpleNamespace(input_shape=(16, 16, 1), classes_count=2)
+    runner = SearchRunner(None, config, data)  # measured_front reads no run folder
+    results = [_result(1, 0.8, 122, 0.7), _result(2, 0.9, 30_000, 0.6), _result(3, 0.5, 40_000, 0.4)]
+    front, hv = runner.measured_front(results)
+    assert [r.network_id for r in front] == [1, 2]
+    objectives = ["dice", "params", "analog_dice"]
+    values, maximise = objective_matrix(results, objectives)
+    reference = reference_point(objectives, config, values, data.input_shape, data.classes_count)
+    raw = hypervolume(values, maximise, reference)
+    assert raw > 1000  # the raw value is in params x Dice^2 units, not a share
+    assert hv == pytest.approx(raw / reference[1]) and 0 < hv < 1
+
+
+def test_probe_integrity_rows_flag_failures_and_mismatches() -> None:
+    results = [
+        _result(1, 0.8, 100, 0.7, probe_digital_dice=0.80, probe_digital_dice_torch=0.805),
+        _result(2, 0.8, 100, None, probe_digital_dice=0.80, probe_error="onnx export failed"),
+        _result(3, 0.8, 100, 0.7, probe_digital_dice=0.80, probe_digital_dice_torch=0.80 + 2 * PROBE_DICE_TOLERANCE),
+    ]
+    rows = probe_integrity_rows(reversed(results))
+    assert [(r["network_id"], r["status"]) for r in rows] == [(1, "ok"), (2, "failed"), (3, "mismatch")]
+    assert rows[0]["difference"] == pytest.approx(0.005) and rows[1]["probe_error"] == "onnx export failed"
+    assert rows[1]["torch_dice"] is None and rows[1]["keras_dice"] == 0.80
+
+
+def test_deprecated_objective_name_is_logged_when_the_search_starts(caplog) -> None:
+    config = RunConfig.model_validate({"search_strategy": {"additional_pareto_objectives": ["analog_robustness"]},
+                                       "dataset": {"resize": [16, 16]}})
+    with caplog.at_level(logging.WARNING, logger="popnas_seg"):
+        make_strategy(config, (16, 16, 1), 2, None, logging.getLogger("popnas_seg"))
+    assert 'objective "analog_robustness" is deprecated, read as "analog_dice"' in caplog.text
