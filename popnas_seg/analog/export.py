@@ -2,13 +2,16 @@
 
 The exported graph keeps Keras's NHWC layout: the ONNX model and the torch module it becomes both take
 `[N, H, W, C]` float32 input, exactly like the Keras model, so the same numpy arrays feed all three.
-The batch dimension is dynamic so the probe can run any number of images.
+The batch, height and width dimensions are dynamic (the networks are fully convolutional): height and width
+must be multiples of the network's downsampling factor 2**motifs (`popnas_seg.inference` pads to that).
 """
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,24 +26,143 @@ EQUIVALENCE_MAX_ABS_DIFF = 1e-4
 EQUIVALENCE_DICE_TOL = 1e-3
 
 
-def keras_to_onnx(model: Any, path: str | os.PathLike[str], opset: int = 17) -> Path:
-    """Export a Keras model to ONNX at `path` (written atomically) and return the path.
+def dynamic_size(model: Any) -> Any:
+    """A copy of a single-input Keras model with input (None, None, C): any height/width, same weights.
 
-    Uses `tf2onnx.convert.from_keras` with an input signature of `(None, H, W, C)` float32, which makes the
-    batch dimension dynamic. Only single-input models are supported (every network we build has one input).
+    Every network we build is fully convolutional, so only the Input layer fixes the training crop size.
+    The copy is uncompiled (no custom loss/metrics), so its `.keras` file loads with plain
+    `keras.saving.load_model`.
+    """
+    import keras
+
+    if len(model.inputs) != 1:
+        raise ValueError(f"expected a single-input model, got {len(model.inputs)} inputs")
+    channels = model.inputs[0].shape[-1]
+    inputs = keras.Input((None, None, channels), name=model.inputs[0].name)
+    clone = keras.models.clone_model(model, input_tensors=inputs)
+    clone.set_weights(model.get_weights())
+    return clone
+
+
+def save_keras(model: Any, path: str | os.PathLike[str]) -> Path:
+    """Save the any-size, uncompiled copy of `model` (`dynamic_size`) as a .keras file, atomically."""
+    path = Path(path)
+    tmp = path.with_name(path.stem + ".tmp.keras")
+    dynamic_size(model).save(tmp)
+    tmp.replace(path)
+    return path
+
+
+def _pair(value: Any) -> tuple[int, int]:
+    return (int(value), int(value)) if isinstance(value, int) else (int(value[0]), int(value[1]))
+
+
+@contextlib.contextmanager
+def _dynamic_size_tracing() -> Iterator[None]:
+    """Let the Keras layers we use trace with unknown height/width while tf2onnx converts a model.
+
+    - Keras 3.15's `ops.image.resize` checks `size[0] <= 0` in Python, which fails on a symbolic size, so
+      UpSampling2D(bilinear) calls the same `tf.image.resize(method="bilinear")` directly;
+    - a dilated conv/separable conv becomes SpaceToBatchND -> conv -> BatchToSpaceND with size-dependent
+      paddings, which tf2onnx then writes as SpaceToDepth (onnx2torch cannot convert it); the graph ops
+      Conv2D / DepthwiseConv2dNative take a `dilations` attribute, which ONNX Conv has too. The graph
+      is only converted, never run by TensorFlow, so the CPU kernels' lack of dilations does not matter.
+    """
+    import tensorflow as tf
+    from keras.src.backend.tensorflow import nn as tf_nn
+    from keras.src.layers.reshaping import up_sampling2d
+
+    original_resize = up_sampling2d.UpSampling2D._resize_images
+    original_conv, original_separable = tf_nn.conv, tf_nn.separable_conv
+
+    def resize(self: Any, x: Any, height_factor: int, width_factor: int, data_format: str,
+               interpolation: str = "nearest") -> Any:
+        if interpolation != "bilinear" or data_format != "channels_last":
+            return original_resize(self, x, height_factor, width_factor, data_format, interpolation)
+        shape = tf.shape(x)
+        return tf.image.resize(x, tf.stack([shape[1] * height_factor, shape[2] * width_factor]),
+                               method="bilinear")
+
+    def plain(inputs: Any, data_format: Any, dilation_rate: Any) -> bool:
+        return (len(inputs.shape) != 4 or data_format == "channels_first"
+                or _pair(dilation_rate) == (1, 1))
+
+    def conv(inputs: Any, kernel: Any, strides: Any = 1, padding: str = "valid", data_format: Any = None,
+             dilation_rate: Any = 1) -> Any:
+        if plain(inputs, data_format, dilation_rate):
+            return original_conv(inputs, kernel, strides, padding, data_format, dilation_rate)
+        dh, dw = _pair(dilation_rate)
+        sh, sw = _pair(strides)
+        return tf.raw_ops.Conv2D(input=inputs, filter=kernel, strides=[1, sh, sw, 1], padding=padding.upper(),
+                                 dilations=[1, dh, dw, 1])
+
+    def separable_conv(inputs: Any, depthwise_kernel: Any, pointwise_kernel: Any, strides: Any = 1,
+                       padding: str = "valid", data_format: Any = None, dilation_rate: Any = 1) -> Any:
+        if plain(inputs, data_format, dilation_rate):
+            return original_separable(inputs, depthwise_kernel, pointwise_kernel, strides, padding, data_format,
+                                      dilation_rate)
+        dh, dw = _pair(dilation_rate)
+        sh, sw = _pair(strides)
+        depthwise = tf.raw_ops.DepthwiseConv2dNative(
+            input=inputs, filter=depthwise_kernel, strides=[1, sh, sw, 1], padding=padding.upper(),
+            dilations=[1, dh, dw, 1])
+        return tf.raw_ops.Conv2D(input=depthwise, filter=pointwise_kernel, strides=[1, 1, 1, 1], padding="VALID")
+
+    up_sampling2d.UpSampling2D._resize_images = resize
+    tf_nn.conv, tf_nn.separable_conv = conv, separable_conv
+    try:
+        yield
+    finally:
+        up_sampling2d.UpSampling2D._resize_images = original_resize
+        tf_nn.conv, tf_nn.separable_conv = original_conv, original_separable
+
+
+def _explicit_same_padding(model_proto: Any) -> None:
+    """Replace auto_pad SAME_UPPER/SAME_LOWER (which onnx2torch cannot convert) by explicit pads.
+
+    With unknown height/width tf2onnx writes `auto_pad` for every 'same' conv/pool. For an input side that is
+    a multiple of the stride (guaranteed when H and W are multiples of 2**motifs) the total 'same' padding
+    is max(effective_kernel - stride, 0), whatever the size, so explicit pads are exact.
+    """
+    from onnx import helper
+
+    for node in model_proto.graph.node:
+        if node.op_type not in {"Conv", "MaxPool", "AveragePool"}:
+            continue
+        attrs = {a.name: a for a in node.attribute}
+        mode = attrs.get("auto_pad")
+        if mode is None or mode.s not in (b"SAME_UPPER", b"SAME_LOWER"):
+            continue
+        kernel = list(helper.get_attribute_value(attrs["kernel_shape"]))
+        strides = list(helper.get_attribute_value(attrs["strides"])) if "strides" in attrs else [1] * len(kernel)
+        dilations = (list(helper.get_attribute_value(attrs["dilations"])) if "dilations" in attrs
+                     else [1] * len(kernel))
+        begins, ends = [], []
+        for k, s, d in zip(kernel, strides, dilations):
+            total = max((k - 1) * d + 1 - s, 0)
+            small, large = total // 2, total - total // 2
+            begins.append(small if mode.s == b"SAME_UPPER" else large)
+            ends.append(large if mode.s == b"SAME_UPPER" else small)
+        node.attribute.remove(mode)
+        node.attribute.append(helper.make_attribute("pads", begins + ends))
+
+
+def keras_to_onnx(model: Any, path: str | os.PathLike[str], opset: int = 17) -> Path:
+    """Export a Keras model to ONNX at `path` (written atomically) with dynamic batch, height and width.
+
+    Uses `tf2onnx.convert.from_keras` on the `dynamic_size` copy with an input signature of
+    `(None, None, None, C)` float32. Only single-input models are supported (every network we build has one).
     """
     import tensorflow as tf
     import tf2onnx
 
     path = Path(path)
-    inputs = model.inputs
-    if len(inputs) != 1:
-        raise ValueError(f"keras_to_onnx expects a single-input model, got {len(inputs)} inputs")
-    shape = tuple(inputs[0].shape[1:])
-    if any(d is None for d in shape):
-        raise ValueError(f"keras_to_onnx needs a fixed spatial input shape, got {shape}")
-    signature = (tf.TensorSpec((None, *shape), tf.float32, name="input"),)
-    model_proto, _ = tf2onnx.convert.from_keras(model, input_signature=signature, opset=opset)
+    dynamic = dynamic_size(model)
+    channels = dynamic.inputs[0].shape[-1]
+    signature = (tf.TensorSpec((None, None, None, channels), tf.float32, name="input"),)
+    with _dynamic_size_tracing():
+        model_proto, _ = tf2onnx.convert.from_keras(dynamic, input_signature=signature, opset=opset)
+    _explicit_same_padding(model_proto)
     atomic_write_bytes(path, model_proto.SerializeToString())
     return path
 
@@ -53,6 +175,20 @@ def onnx_to_torch(path: str | os.PathLike[str]) -> Any:
     onnx_model = onnx.load(str(path))
     module = convert(onnx_model)
     module.eval()
+    return module
+
+
+def load_torch(onnx_path: str | os.PathLike[str], weights_path: str | os.PathLike[str] | None = None) -> Any:
+    """The torch module of an export: onnx2torch's module of `model.onnx`, with `model.pt` weights if given.
+
+    `model.pt` is a plain state dict (tensors only: `torch.load(..., weights_only=True)`), so loading it runs
+    no pickled code; the module's classes come from onnx2torch, rebuilt from the ONNX graph.
+    """
+    import torch
+
+    module = onnx_to_torch(onnx_path)
+    if weights_path is not None:
+        module.load_state_dict(torch.load(str(weights_path), map_location="cpu", weights_only=True))
     return module
 
 

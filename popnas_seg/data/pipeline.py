@@ -3,8 +3,8 @@
 Everything downstream (trainer, analog probe, hardware-aware training, report) reads images through this
 one object so that every split gets exactly the same preprocessing:
 
-- images are normalised per image once, on the full image, at load time ("minmax": to [0,1]; "standard":
-  zero mean, unit variance), so a training crop and a validation crop of the same image see the same
+- images are normalised per image once, on the full image, at load time ("percentile": 1st / 99.8th
+  percentile to 0 / 1; "minmax": to [0,1]; "standard": zero mean, unit variance), so a training crop and a validation crop of the same image see the same
   statistics and no split can drift from another;
 - training crops are random (`resize` sized), validation/test/`*_arrays` crops are centred; an image and
   its mask are always cut with the same offsets and flipped/rotated together;
@@ -101,7 +101,8 @@ class SegmentationData:
                 f"{len(small)} image(s) are smaller than dataset.resize {rh}x{rw}: {shown}; "
                 f"lower dataset.resize or use larger images"
             )
-        self._images = [_normalise(np.asarray(im, dtype=np.float32), cfg.normalisation) for im in images]
+        self._images = [_normalise(np.asarray(im, dtype=np.float32), cfg.normalisation, cfg.normalisation_percentiles)
+                        for im in images]
         self._masks = [np.asarray(m, dtype=np.int32) for m in masks]
         for name, im, m in zip(self.names, self._images, self._masks):
             if m.shape != im.shape[:2]:
@@ -200,6 +201,19 @@ class SegmentationData:
         """All test images, preprocessed exactly as `test_dataset`."""
         return self._center_crops(self._test_idx)
 
+    def _whole(self, idx: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        return [self._images[i] for i in idx], [self._masks[i] for i in idx]
+
+    def val_images(self, n: int | None = None, fold: int = 0) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """The first `n` validation images (all when None) whole: normalised [H, W, C] float32 and [H, W]
+        int32 masks, sizes may differ. Whole-image scores tile these (popnas_seg/inference/tiling.py)."""
+        val = self._indices(fold)[1]
+        return self._whole(val if n is None else val[:n])
+
+    def test_images(self) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """All test images whole (normalised, any size), as `val_images`."""
+        return self._whole(self._test_idx)
+
     # ----------------------------------------------------------------- tf.data
     @property
     def _eval_batch(self) -> int:
@@ -217,14 +231,32 @@ class SegmentationData:
         """Centre crops of the test split, batched by val_test_batch_size (or batch_size)."""
         return self._eval_dataset(self._test_idx)
 
-    def train_dataset(self, fold: int = 0) -> tf.data.Dataset:
-        """cache -> shuffle -> random crop -> flips / 90-degree rotations -> batch -> prefetch.
+    def train_dataset(self, fold: int = 0, steps_per_epoch: int | None = None) -> tf.data.Dataset:
+        """cache -> shuffle -> random crop -> flips / rotations / affine -> intensity -> noise -> batch.
 
+        `steps_per_epoch` None: one pass over the training split per iteration. Set: every iteration yields
+        exactly that many full batches of images drawn with replacement (images of different sizes: from a
+        repeated, reshuffled stream), so a budget in steps does not depend on how many images there are.
         Reproducible: two calls yield the same batches (for a fixed TF global seed, see the module
         docstring); successive epochs (iterations) differ.
         """
         idx = self._indices(fold)[0]
         c = self._channels
+        randoms = tf.data.Dataset.random(seed=self._tf_seed + 1, rerandomize_each_iteration=True)
+        if steps_per_epoch is not None and self._same_size:
+            images = tf.constant(np.stack([self._images[i] for i in idx]))
+            masks = tf.constant(np.stack([self._masks[i] for i in idx]))
+            n = tf.constant(len(idx), tf.int64)
+            draws = tf.data.Dataset.random(seed=self._tf_seed + 2, rerandomize_each_iteration=True)
+
+            def draw(r: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+                i = tf.math.floormod(r, n)
+                return tf.gather(images, i), tf.gather(masks, i)
+
+            ds = draws.map(draw)
+            ds = tf.data.Dataset.zip((ds, randoms)).map(self._augment, num_parallel_calls=tf.data.AUTOTUNE)
+            return ds.batch(self.cfg.batch_size, drop_remainder=True).take(int(steps_per_epoch)).prefetch(
+                tf.data.AUTOTUNE)
         if self._same_size:
             ds = tf.data.Dataset.from_tensor_slices(
                 (np.stack([self._images[i] for i in idx]), np.stack([self._masks[i] for i in idx]))
@@ -240,18 +272,23 @@ class SegmentationData:
             ).apply(tf.data.experimental.assert_cardinality(len(idx)))  # so Keras knows the epoch length
         if self.cfg.cache:
             ds = ds.cache()
+        if steps_per_epoch is not None:
+            ds = ds.repeat()
         ds = ds.shuffle(self.cfg.shuffle_buffer, seed=self._tf_seed, reshuffle_each_iteration=True)
-        randoms = tf.data.Dataset.random(seed=self._tf_seed + 1, rerandomize_each_iteration=True)
         ds = tf.data.Dataset.zip((ds, randoms)).map(self._augment, num_parallel_calls=tf.data.AUTOTUNE)
+        if steps_per_epoch is not None:
+            return ds.batch(self.cfg.batch_size, drop_remainder=True).take(int(steps_per_epoch)).prefetch(
+                tf.data.AUTOTUNE)
         return ds.batch(self.cfg.batch_size).prefetch(tf.data.AUTOTUNE)
 
     def _augment(self, pair: tuple[tf.Tensor, tf.Tensor], rand: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        """Random crop plus optional flips/rotations, applied with identical parameters to image and mask."""
+        """Random crop plus the configured augmentations; geometric ones hit image and mask identically,
+        intensity and noise only the image. Training split only (the eval pipelines never call this)."""
         x, y = pair
         rh, rw = self._crop
         aug = self.cfg.augmentation
         seed = tf.stack([rand, tf.constant(self._tf_seed, tf.int64)])
-        u = tf.random.stateless_uniform([5], seed=seed)
+        u = tf.random.stateless_uniform([10], seed=seed)
         shape = tf.shape(y)
         span_y, span_x = shape[0] - rh + 1, shape[1] - rw + 1
         oy = tf.minimum(tf.cast(u[0] * tf.cast(span_y, tf.float32), tf.int32), span_y - 1)
@@ -266,6 +303,16 @@ class SegmentationData:
             k = tf.cast(u[4] * 4.0, tf.int32) if rh == rw else 2 * tf.cast(u[4] * 2.0, tf.int32)
             x = tf.image.rot90(x, k)
             y = tf.image.rot90(y[:, :, None], k)[:, :, 0]
+        if aug.enabled and (aug.affine_rotation_deg > 0 or aug.affine_scale > 0):
+            x, y = _affine(x, y, (2.0 * u[5] - 1.0) * (aug.affine_rotation_deg * math.pi / 180.0),
+                           1.0 + (2.0 * u[6] - 1.0) * aug.affine_scale)
+        if aug.enabled and aug.intensity_scale > 0:
+            x = x * (1.0 + (2.0 * u[7] - 1.0) * aug.intensity_scale)
+        if aug.enabled and aug.intensity_shift > 0:
+            x = x + (2.0 * u[8] - 1.0) * aug.intensity_shift
+        if aug.enabled and aug.gaussian_noise > 0:
+            noise_seed = tf.stack([rand, tf.constant((self._tf_seed + 7) & 0x3FFFFFFFFFFFFFFF, tf.int64)])
+            x = x + u[9] * aug.gaussian_noise * tf.random.stateless_normal(tf.shape(x), seed=noise_seed)
         x = tf.ensure_shape(x, (rh, rw, self._channels))
         y = tf.ensure_shape(y, (rh, rw))
         return x, y
@@ -303,7 +350,11 @@ class SegmentationData:
         shapes = {im.shape[:2] for im in self._images}
         size = "x".join(map(str, next(iter(shapes)))) if len(shapes) == 1 else f"{len(shapes)} sizes"
         aug = self.cfg.augmentation
-        aug_s = "+".join(n for n, on in (("flips", aug.flips), ("rot90", aug.rotations)) if on) or "crop only"
+        aug_s = "+".join(n for n, on in (
+            ("flips", aug.flips), ("rot90", aug.rotations),
+            ("affine", aug.affine_rotation_deg > 0 or aug.affine_scale > 0),
+            ("intensity", aug.intensity_scale > 0 or aug.intensity_shift > 0), ("noise", aug.gaussian_noise > 0),
+        ) if on) or "crop only"
         folds = f", {self.folds} folds (fold 0 shown)" if self.folds > 1 else ""
         weights = (
             ", class weights " + "/".join(f"{w:.2f}" for w in self.class_weights)
@@ -319,16 +370,44 @@ class SegmentationData:
         )
 
 
-def _normalise(image: np.ndarray, mode: str) -> np.ndarray:
-    """Per-image normalisation over all pixels and channels; a constant image becomes all zeros."""
-    if mode == "minmax":
+def _affine(x: tf.Tensor, y: tf.Tensor, angle: tf.Tensor, zoom: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """Rotate by `angle` (radians) and zoom by `zoom` about the centre: bilinear image, nearest-label mask,
+    reflected borders (no invented background at the edges)."""
+    h, w = tf.cast(tf.shape(y)[0], tf.float32), tf.cast(tf.shape(y)[1], tf.float32)
+    cy, cx = (h - 1.0) / 2.0, (w - 1.0) / 2.0
+    cos, sin = tf.cos(angle) / zoom, tf.sin(angle) / zoom
+    # output pixel (x, y) reads input pixel (a0 x + a1 y + a2, b0 x + b1 y + b2)
+    transform = tf.stack([cos, -sin, cx - cos * cx + sin * cy, sin, cos, cy - sin * cx - cos * cy, 0.0, 0.0])[None]
+    shape = tf.shape(y)[:2]
+
+    def warp(t: tf.Tensor, interpolation: str) -> tf.Tensor:
+        return tf.raw_ops.ImageProjectiveTransformV3(images=t[None], transforms=transform, output_shape=shape,
+                                                     fill_value=0.0, interpolation=interpolation,
+                                                     fill_mode="REFLECT")[0]
+
+    x = warp(x, "BILINEAR")
+    y = tf.cast(tf.round(warp(tf.cast(y[:, :, None], tf.float32), "NEAREST")[:, :, 0]), tf.int32)
+    return x, y
+
+
+def _normalise(image: np.ndarray, mode: str, percentiles: Sequence[float] = (1.0, 99.8)) -> np.ndarray:
+    """Per-image normalisation over all pixels and channels; a constant image becomes all zeros.
+
+    "percentile" maps the low / high percentile to 0 / 1 without clipping (as CSBDeep's `normalize`): a few
+    hot pixels or saturated specks then cannot squeeze the nuclei into a sliver of the range, which is what
+    "minmax" does on such images.
+    """
+    if mode == "percentile":
+        lo, hi = (float(v) for v in np.percentile(image, [float(percentiles[0]), float(percentiles[1])]))
+        out = (image - lo) / (hi - lo) if hi > lo else np.zeros_like(image)
+    elif mode == "minmax":
         lo, hi = float(image.min()), float(image.max())
         out = (image - lo) / (hi - lo) if hi > lo else np.zeros_like(image)
     elif mode == "standard":
         mean, std = float(image.mean(dtype=np.float64)), float(image.std(dtype=np.float64))
         out = (image - mean) / std if std > 1e-12 else np.zeros_like(image)
     else:
-        raise UserError(f'unknown dataset.normalisation {mode!r}: use "minmax" or "standard"')
+        raise UserError(f'unknown dataset.normalisation {mode!r}: use "percentile", "minmax" or "standard"')
     return np.ascontiguousarray(out, dtype=np.float32)
 
 
