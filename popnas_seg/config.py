@@ -213,8 +213,9 @@ class AugmentationConfig(_Section):
 class DatasetConfig(_Section):
     """Where images come from and how they are split, cropped and normalised."""
 
-    name: Literal["synthetic_nuclei"] | None = Field(
-        "synthetic_nuclei", description="built-in data set (set to null when using path)"
+    name: Literal["synthetic_nuclei", "synthetic_nuclei_hard"] | None = Field(
+        "synthetic_nuclei", description="built-in data set (set to null when using path); synthetic_nuclei_hard: "
+        "3 classes (boundary), denser touching nuclei, lower contrast (needs classes_count 3)"
     )
     path: str | None = Field(
         None, description="folder holding images/ and masks/ with matching names (relative to the working folder)"
@@ -255,6 +256,8 @@ class DatasetConfig(_Section):
     def _source(self) -> "DatasetConfig":
         if (self.name is None) == (self.path is None):
             raise ValueError('set exactly one of "name" (built-in data) and "path" (a folder of images/ and masks/)')
+        if self.name == "synthetic_nuclei_hard" and self.classes_count != 3:
+            raise ValueError('"synthetic_nuclei_hard" is the 3-class boundary task: set classes_count to 3')
         if self.validation_size + self.test_size >= 0.9:
             raise ValueError("validation_size + test_size must leave at least 10% for training")
         for side in self.resize:

@@ -90,3 +90,57 @@ def test_fast_enough_for_the_default_data_set() -> None:
     elapsed = time.perf_counter() - start
     assert images.shape == (256, 96, 96, 1)
     assert elapsed < 10.0, f"256 images of 96x96 took {elapsed:.1f} s"
+
+
+def test_artefacts_hot_pixels_saturated_debris_and_empty_tiles() -> None:
+    clean, clean_masks = generate_nuclei(6, size=(48, 48), seed=5)
+    dirty, dirty_masks = generate_nuclei(6, size=(48, 48), seed=5, artefacts=True)
+    np.testing.assert_array_equal(clean_masks, dirty_masks)  # artefacts are never labelled as nuclei
+    assert clean.max() <= 1.0 and dirty.max() >= 4.0  # hot pixels far above any nucleus
+    extra = dirty - clean
+    assert (extra > 3.0).sum() >= 6  # at least one hot pixel per image
+    assert np.all(extra >= 0)
+    _, masks = generate_nuclei(20, size=(48, 48), seed=5, empty_fraction=0.5)
+    empty = [int(m.max()) == 0 for m in masks]
+    assert 3 <= sum(empty) <= 17
+    with pytest.raises(UserError):
+        generate_nuclei(2, size=(16, 16), empty_fraction=1.5)
+
+
+def test_write_folder_reads_back_as_a_dataset(tmp_path) -> None:
+    from popnas_seg.data.folder import read_folder
+    from popnas_seg.data.synthetic import write_folder
+
+    images, masks = generate_nuclei(5, size=(32, 32), seed=2, artefacts=True)
+    write_folder(tmp_path / "small", images, masks)
+    read_images, read_masks, names = read_folder(str(tmp_path / "small"), 2, None, None)
+    assert len(names) == 5
+    np.testing.assert_array_equal(np.asarray(read_masks[3]), masks[3])
+    np.testing.assert_allclose(np.asarray(read_images[3]).reshape(32, 32), images[3, ..., 0])
+
+
+def test_hard_variant_has_lower_contrast_and_more_boundary() -> None:
+    """synthetic_nuclei_hard: same generator, denser/touching nuclei, dimmer and noisier, 3 classes."""
+    easy_x, easy_y = generate_nuclei(16, (64, 64), 1, seed=0, classes_count=3)
+    hard_x, hard_y = generate_nuclei(16, (64, 64), 1, seed=0, classes_count=3, hard=True)
+    again_x, again_y = generate_nuclei(16, (64, 64), 1, seed=0, classes_count=3, hard=True)
+    assert np.array_equal(hard_x, again_x) and np.array_equal(hard_y, again_y)
+
+    def contrast(x, y):
+        return float(x[..., 0][y > 0].mean() - x[..., 0][y == 0].mean())
+
+    assert contrast(hard_x, hard_y) < 0.8 * contrast(easy_x, easy_y)
+    assert (hard_y == 2).mean() > (easy_y == 2).mean()  # more touching nuclei: more boundary pixels
+    assert hard_x[..., 0][hard_y == 0].std() > easy_x[..., 0][easy_y == 0].std()  # fewer photons
+
+
+def test_hard_variant_config_needs_three_classes() -> None:
+    from popnas_seg.config import config_from_dict
+    from popnas_seg.data.pipeline import load_data
+
+    with pytest.raises(UserError, match="3-class boundary task"):
+        config_from_dict({"dataset": {"name": "synthetic_nuclei_hard"}}, source="x.json")
+    cfg = config_from_dict({"dataset": {"name": "synthetic_nuclei_hard", "classes_count": 3, "samples": 8,
+                                        "generated_size": [32, 32], "resize": [32, 32]}}, source="x.json")
+    data = load_data(cfg.dataset, seed=1)
+    assert data.classes_count == 3 and "synthetic_nuclei_hard" in data.source
