@@ -79,8 +79,14 @@ def hwa_and_drift(
     dice_weight: float = 1.0,
     ce_weight: float = 1.0,
     timeout_s: float | None = 6 * 3600.0,
+    tile: tuple[int, int] | None = None,
+    test_sizes: np.ndarray | None = None,
 ) -> DriftReport:
-    """HWA + drift scoring of one exported network in a worker process; raises AnalogWorkerError on failure."""
+    """HWA + drift scoring of one exported network in a worker process; raises AnalogWorkerError on failure.
+
+    HWA trains on the (crop-sized) train arrays; with `tile` and `test_sizes`, test_x/test_y are whole images
+    packed by `popnas_seg.inference.tiling.pack_images` and every Dice is a whole-image, tiled Dice.
+    """
     from popnas_seg.analog.worker import run_job
 
     out = Path(out_dir).resolve()
@@ -99,6 +105,9 @@ def hwa_and_drift(
     }
     arrays = {"train_x": np.asarray(train_x, np.float32), "train_y": np.asarray(train_y),
               "test_x": np.asarray(test_x, np.float32), "test_y": np.asarray(test_y)}
+    if tile is not None and test_sizes is not None:
+        params["tile"] = [int(tile[0]), int(tile[1])]
+        arrays["test_sizes"] = np.asarray(test_sizes, np.int64)
     report = DriftReport.from_dict(run_job("hwa_and_drift", params, arrays, timeout_s=timeout_s))
     atomic_write_json(out / "drift_report.json", report.to_dict())
     return report
@@ -117,6 +126,8 @@ def score_checkpoint(
     repetitions: int | None = None,
     batch_size: int = 32,
     timeout_s: float | None = 3600.0,
+    tile: tuple[int, int] | None = None,
+    test_sizes: np.ndarray | None = None,
 ) -> dict[str, list]:
     """Re-score a saved analog checkpoint (no training): {"times", "mean", "std", "dice"} in a worker.
 
@@ -135,6 +146,9 @@ def score_checkpoint(
         "batch_size": int(batch_size),
     }
     arrays = {"test_x": np.asarray(test_x, np.float32), "test_y": np.asarray(test_y)}
+    if tile is not None and test_sizes is not None:  # whole images (pack_images), tiled Dice
+        params["tile"] = [int(tile[0]), int(tile[1])]
+        arrays["test_sizes"] = np.asarray(test_sizes, np.int64)
     result = run_job("score_checkpoint", params, arrays, timeout_s=timeout_s)
     result.pop("worker_time_s", None)
     return result
@@ -183,11 +197,12 @@ def segmentation_loss_torch(probs: Any, labels: Any, classes_count: int, ignore_
 
 
 def _curve(module: Any, x: np.ndarray, y: np.ndarray, times: list[float], repetitions: int, seed: int,
-           classes_count: int, ignore_class: int | None, batch_size: int) -> dict[str, list]:
+           classes_count: int, ignore_class: int | None, batch_size: int, tile: list[int] | None = None,
+           sizes: np.ndarray | None = None) -> dict[str, list]:
     from popnas_seg.analog.probe import score_repetitions
 
-    dice = [score_repetitions(module, x, y, t, repetitions, seed, classes_count, ignore_class, batch_size)
-            for t in times]
+    dice = [score_repetitions(module, x, y, t, repetitions, seed, classes_count, ignore_class, batch_size,
+                              tile, sizes) for t in times]
     return {
         "times": [float(t) for t in times],
         "mean": [float(np.mean(d)) for d in dice],
@@ -248,6 +263,7 @@ def hwa_and_drift_in_process(
     onnx_path: str, cfg: dict[str, Any], classes_count: int, ignore_class: int | None, out_dir: str, seed: int,
     batch_size: int, class_weights: list[float] | None, dice_weight: float, ce_weight: float,
     train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, test_y: np.ndarray,
+    tile: list[int] | None = None, test_sizes: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """The HWA + drift job itself (run by the worker); returns DriftReport fields."""
     import torch
@@ -267,14 +283,15 @@ def hwa_and_drift_in_process(
 
     torch.manual_seed(seed)
     digital = onnx_to_torch(onnx_path)
-    digital_dice = analog_dice(digital, test_x, test_y, classes_count, ignore_class, batch_size)
+    digital_dice = analog_dice(digital, test_x, test_y, classes_count, ignore_class, batch_size, tile, test_sizes)
     before = to_analog(digital, inference_rpu_config(analog_cfg))
-    coverage = analog_coverage(before, test_x[:1])
+    coverage = analog_coverage(before, train_x[:1])
     checkpoints = {"inference": _save_checkpoint(before, out / CHECKPOINTS["inference"], "inference", analog_cfg)}
     timings["convert_s"] = time.perf_counter() - t0
 
     t = time.perf_counter()
-    before_curve = _curve(before, test_x, test_y, times, reps, seed, classes_count, ignore_class, batch_size)
+    before_curve = _curve(before, test_x, test_y, times, reps, seed, classes_count, ignore_class, batch_size,
+                          tile, test_sizes)
     timings["score_before_s"] = time.perf_counter() - t
     del before
 
@@ -289,7 +306,8 @@ def hwa_and_drift_in_process(
         checkpoints["hwa"] = _save_checkpoint(hwa, out / CHECKPOINTS["hwa"], "hwa", analog_cfg)
         timings["hwa_train_s"] = time.perf_counter() - t
         t = time.perf_counter()
-        after_curve = _curve(hwa, test_x, test_y, times, reps, seed, classes_count, ignore_class, batch_size)
+        after_curve = _curve(hwa, test_x, test_y, times, reps, seed, classes_count, ignore_class, batch_size,
+                             tile, test_sizes)
         timings["score_after_s"] = time.perf_counter() - t
     timings["total_s"] = time.perf_counter() - t0
     return {
@@ -325,12 +343,13 @@ def load_checkpoint(onnx_path: str, checkpoint: str) -> tuple[Any, AnalogConfig]
 def score_checkpoint_in_process(
     onnx_path: str, checkpoint: str, classes_count: int, ignore_class: int | None, seed: int,
     eval_times: list[float] | None, repetitions: int | None, batch_size: int,
-    test_x: np.ndarray, test_y: np.ndarray,
+    test_x: np.ndarray, test_y: np.ndarray, tile: list[int] | None = None, test_sizes: np.ndarray | None = None,
 ) -> dict[str, Any]:
     module, analog_cfg = load_checkpoint(onnx_path, checkpoint)
     times = eval_times if eval_times is not None else list(analog_cfg.eval_times)
     reps = repetitions if repetitions is not None else int(analog_cfg.repetitions)
-    return _curve(module, test_x, test_y, times, reps, seed, classes_count, ignore_class, batch_size)
+    return _curve(module, test_x, test_y, times, reps, seed, classes_count, ignore_class, batch_size, tile,
+                  test_sizes)
 
 
 def analog_samples_in_process(onnx_path: str, checkpoint: str, out: str, t_inference: float, seed: int,

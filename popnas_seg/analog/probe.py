@@ -60,8 +60,14 @@ def probe_analog(
     *,
     batch_size: int = 32,
     timeout_s: float | None = 1800.0,
+    tile: tuple[int, int] | None = None,
+    sizes: np.ndarray | None = None,
 ) -> ProbeResult:
-    """Probe the exported network in a worker process (see worker.py); raises AnalogWorkerError on failure."""
+    """Probe the exported network in a worker process (see worker.py); raises AnalogWorkerError on failure.
+
+    With `tile` and `sizes`, x/y are whole images packed by `popnas_seg.inference.tiling.pack_images` and
+    are scored by sliding-window tiling (whole-image Dice).
+    """
     from popnas_seg.analog.worker import run_job
 
     start = time.perf_counter()
@@ -73,7 +79,11 @@ def probe_analog(
         "seed": int(seed),
         "batch_size": int(batch_size),
     }
-    out = run_job("probe", params, {"x": np.asarray(x, np.float32), "y": np.asarray(y)}, timeout_s=timeout_s)
+    arrays = {"x": np.asarray(x, np.float32), "y": np.asarray(y)}
+    if tile is not None and sizes is not None:
+        params["tile"] = [int(tile[0]), int(tile[1])]
+        arrays["sizes"] = np.asarray(sizes, np.int64)
+    out = run_job("probe", params, arrays, timeout_s=timeout_s)
     return ProbeResult(
         analog_dice_mean=float(out["analog_dice_mean"]),
         analog_dice_std=float(out["analog_dice_std"]),
@@ -88,17 +98,29 @@ def probe_analog(
 # ---------------------------------------------------------------------- inside the worker process
 
 def analog_dice(module: Any, x: np.ndarray, y: np.ndarray, classes_count: int, ignore_class: int | None,
-                batch_size: int = 32) -> float:
-    """Dice of a (digital or analog) torch module on NHWC arrays, with the shared numpy scorer."""
+                batch_size: int = 32, tile: list[int] | None = None, sizes: np.ndarray | None = None) -> float:
+    """Dice of a (digital or analog) torch module on NHWC arrays, with the shared numpy scorer.
+
+    With `tile` and `sizes` (`popnas_seg.inference.tiling.pack_images`), x/y hold whole images of any size,
+    scored by the same sliding-window tiling as the digital whole-image evaluation.
+    """
     from popnas_seg.analog.export import torch_predict
     from popnas_seg.training.scores import dice_score
 
+    if tile is not None and sizes is not None:
+        from popnas_seg.inference.tiling import evaluate_images, unpack_images
+
+        images, masks = unpack_images(x, y, sizes)
+        return float(evaluate_images(lambda b: torch_predict(module, b, batch_size=batch_size), images, masks,
+                                     (int(tile[0]), int(tile[1])), classes_count, ignore_class,
+                                     batch_size=batch_size)["dice"])
     probs = torch_predict(module, x, batch_size=batch_size)
     return dice_score(np.argmax(probs, axis=-1), y, classes_count, ignore_class)
 
 
 def score_repetitions(module: Any, x: np.ndarray, y: np.ndarray, t_inference: float, repetitions: int,
-                      seed: int, classes_count: int, ignore_class: int | None, batch_size: int = 32) -> list[float]:
+                      seed: int, classes_count: int, ignore_class: int | None, batch_size: int = 32,
+                      tile: list[int] | None = None, sizes: np.ndarray | None = None) -> list[float]:
     """Dice of `repetitions` independent programmings of `module`, each drifted to `t_inference` seconds."""
     import torch
 
@@ -108,12 +130,13 @@ def score_repetitions(module: Any, x: np.ndarray, y: np.ndarray, t_inference: fl
     for r in range(repetitions):
         torch.manual_seed(seed + r)
         program_and_drift(module, t_inference)
-        scores.append(analog_dice(module, x, y, classes_count, ignore_class, batch_size))
+        scores.append(analog_dice(module, x, y, classes_count, ignore_class, batch_size, tile, sizes))
     return scores
 
 
 def probe_in_process(onnx_path: str, cfg: dict[str, Any], classes_count: int, ignore_class: int | None,
-                     seed: int, x: np.ndarray, y: np.ndarray, batch_size: int = 32) -> dict[str, Any]:
+                     seed: int, x: np.ndarray, y: np.ndarray, batch_size: int = 32, tile: list[int] | None = None,
+                     sizes: np.ndarray | None = None) -> dict[str, Any]:
     """The probe itself (run by the worker): convert, measure coverage, score each programming."""
     import torch
 
@@ -123,11 +146,11 @@ def probe_in_process(onnx_path: str, cfg: dict[str, Any], classes_count: int, ig
     analog_cfg = AnalogConfig.model_validate(cfg)
     torch.manual_seed(seed)
     digital = onnx_to_torch(onnx_path)
-    digital_dice = analog_dice(digital, x, y, classes_count, ignore_class, batch_size)
+    digital_dice = analog_dice(digital, x, y, classes_count, ignore_class, batch_size, tile, sizes)
     analog = to_analog(digital, inference_rpu_config(analog_cfg))
-    coverage = analog_coverage(analog, x[:1])
+    coverage = analog_coverage(analog, x[:1] if tile is None else x[:1, :int(tile[0]), :int(tile[1])])
     scores = score_repetitions(analog, x, y, analog_cfg.t_inference, analog_cfg.probe_repetitions, seed,
-                               classes_count, ignore_class, batch_size)
+                               classes_count, ignore_class, batch_size, tile, sizes)
     return {
         "analog_dice_mean": float(np.mean(scores)),
         "analog_dice_std": float(np.std(scores)),

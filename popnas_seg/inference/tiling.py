@@ -20,7 +20,10 @@ import numpy as np
 
 from popnas_seg.training.scores import confusion_counts, dice_from_counts, miou_from_counts
 
-__all__ = ["PredictFn", "tile_starts", "blend_weights", "sliding_window_predict", "evaluate_images"]
+__all__ = [
+    "PredictFn", "tile_starts", "blend_weights", "sliding_window_predict", "evaluate_images", "pack_images",
+    "unpack_images",
+]
 
 PredictFn = Callable[[np.ndarray], np.ndarray]
 
@@ -153,3 +156,28 @@ def evaluate_images(
         "images": n_images,
         "pixels": n_pixels,
     }
+
+
+def pack_images(images: list[np.ndarray], masks: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Images of different sizes as one zero-padded stack [N, Hmax, Wmax, C], masks [N, Hmax, Wmax] and
+    their sizes [N, 2]: how whole images travel to the analog worker (one .npz, no pickles)."""
+    n = len(images)
+    if n == 0:
+        return np.zeros((0, 1, 1, 1), np.float32), np.zeros((0, 1, 1), np.int32), np.zeros((0, 2), np.int64)
+    sizes = np.array([np.shape(m)[:2] for m in masks], dtype=np.int64)
+    hmax, wmax = (int(v) for v in sizes.max(axis=0))
+    channels = int(np.shape(images[0])[-1])
+    x = np.zeros((n, hmax, wmax, channels), np.float32)
+    y = np.zeros((n, hmax, wmax), np.int32)
+    for i, (im, m) in enumerate(zip(images, masks, strict=True)):
+        h, w = sizes[i]
+        x[i, :h, :w] = im
+        y[i, :h, :w] = m
+    return x, y, sizes
+
+
+def unpack_images(x: np.ndarray, y: np.ndarray, sizes: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Inverse of `pack_images`."""
+    images = [x[i, :int(h), :int(w)] for i, (h, w) in enumerate(sizes)]
+    masks = [y[i, :int(h), :int(w)] for i, (h, w) in enumerate(sizes)]
+    return images, masks

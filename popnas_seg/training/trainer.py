@@ -9,9 +9,11 @@ scores are comparable:
 - optimizer (adamw / adam / sgd with momentum) and learning-rate schedule (cosine, cosine with restarts,
   constant; optional linear warm-up) from `training_hyperparameters`; XLA and mixed precision from `others`;
 - loss = Dice + CE (training/losses.py); score = best validation foreground Dice over the epochs, and the
-  model comes back with that epoch's weights;
-- failures are data, not exceptions: a NaN/inf loss stops training with status "nan" (Dice 0), any other
-  error in training gives status "failed" with the message in `extra["error"]`.
+  model comes back with that epoch's weights; an epoch is `steps_per_epoch` batches drawn with replacement
+  (null: one pass over the training split), so budgets do not shrink with the data set;
+- failures are data, not exceptions: a NaN/inf loss, or a validation Dice that is never finite, gives
+  status "nan" (Dice 0), any other error in training gives status "failed" with the message in
+  `extra["error"]`.
 
 K-fold: with `dataset.folds > 1` and `train(..., fold=None)` every fold is trained from the same
 initial weights; `dice`/`miou` are the means over folds (per-fold values in `extra["fold_dice"]`), the
@@ -47,9 +49,6 @@ from popnas_seg.training.losses import (
     ForegroundDice,
     MeanIoU,
     SegmentationLoss,
-    confusion_counts,
-    dice_from_counts,
-    miou_from_counts,
 )
 
 _LOG = logging.getLogger("popnas_seg.trainer")
@@ -324,19 +323,22 @@ class Trainer:
                                  early_stopping_patience, folds, verbose, reinitialize)
 
     def evaluate(self, model: keras.Model, split: str = "val", fold: int = 0) -> dict[str, float]:
-        """Dice and mIoU of `model` on a split, with the numpy scorer the analog evaluation also uses."""
+        """Whole-image Dice and mIoU of `model` on a split: every image is segmented whole by sliding-window
+        tiles of the crop size (popnas_seg/inference/tiling.py, as `predict` does), scored with the numpy
+        scorer the analog evaluation also uses. So the reported score is the score a user gets."""
+        from popnas_seg.inference.tiling import evaluate_images
+
         if split == "val":
-            dataset = self.data.val_dataset(fold=fold)
+            images, masks = self.data.val_images(fold=fold)
         elif split == "test":
-            dataset = self.data.test_dataset()
+            images, masks = self.data.test_images()
         else:
             raise ValueError(f"split must be 'val' or 'test', not {split!r}")
-        classes, ignore = self.data.classes_count, self.data.ignore_class
-        counts = np.zeros((3, classes))
-        for x, y in dataset:
-            probs = _as_numpy(model.predict_on_batch(x))
-            counts += confusion_counts(np.argmax(probs, axis=-1), _as_numpy(y), classes, ignore)
-        return {"dice": dice_from_counts(counts, ignore), "miou": miou_from_counts(counts, ignore)}
+        batch = int(self.config.dataset.val_test_batch_size or self.config.dataset.batch_size)
+        scores = evaluate_images(lambda x: _as_numpy(model.predict_on_batch(x)), images, masks,
+                                 tuple(self.data.input_shape[:2]), self.data.classes_count, self.data.ignore_class,
+                                 batch_size=batch)
+        return {"dice": scores["dice"], "miou": scores["miou"]}
 
     # ---------------------------------------------------------------------------------- internals
 
@@ -399,7 +401,9 @@ class Trainer:
                                 None if out is None else out / "tensorboard")
         fit_time = 0.0
         try:
-            train_ds = self.data.train_dataset(fold=fold)
+            steps_per_epoch = self.config.training_hyperparameters.steps_per_epoch
+            train_ds = (self.data.train_dataset(fold=fold, steps_per_epoch=steps_per_epoch)
+                        if steps_per_epoch is not None else self.data.train_dataset(fold=fold))
             val_ds = self.data.val_dataset(fold=fold)
             steps = max(1, _batches(train_ds))
             self._compile(model, steps, epochs)
@@ -428,6 +432,12 @@ class Trainer:
             result.status = "nan"
             result.extra["error"] = "loss became NaN or infinite; training stopped"
             self.logger.warning("%s: loss became NaN/inf at epoch %d; recorded with Dice 0", label, monitor.epochs_run)
+        if result.status == "ok" and monitor.best_epoch < 0 and monitor.epochs_run > 0:
+            # Not "ok" with Dice 0: a network that never had a finite validation Dice was never measured.
+            result.status = "nan"
+            result.extra["error"] = "validation Dice was never finite; nothing to score"
+            self.logger.warning("%s: validation Dice never finite in %d epoch(s); recorded as nan", label,
+                                monitor.epochs_run)
         if result.status == "ok":
             if monitor.best_weights is not None:
                 model.set_weights(monitor.best_weights)
