@@ -93,6 +93,7 @@ def test_remapping_fixes_out_of_range_labels_and_swaps(tmp_path: Path) -> None:
     message = str(err.value)
     assert "255" in message and "x.png" in message
     assert "classes_count" in message and "class_labels_remapping" in message
+    assert '{"255": 1}' in message and '{"255": 0}' not in message  # 255 is the foreground, never erase it
     _, masks, _ = read_folder(tmp_path, classes_count=2, class_labels_remapping={255: 1})
     assert set(np.unique(masks[0]).tolist()) == {0, 1}
     swapped = remap_labels(np.array([[0, 1, 2]]), {1: 2, 2: 1})

@@ -83,13 +83,29 @@ def read_folder(
     if bad_labels:
         detail = "; ".join(f"label {lab} in {_few(files)}" for lab, files in sorted(bad_labels.items()))
         what = "after class_labels_remapping " if class_labels_remapping else ""
+        top = max(bad_labels)
+        target = 1 if classes_count >= 2 else 0  # 0/255 masks: 255 is the foreground, class 1
         raise UserError(
             f"masks hold labels >= classes_count={classes_count} {what}({detail}). Labels must be "
-            f"0..{classes_count - 1}: raise dataset.classes_count to {max(bad_labels) + 1}, or map the extra "
-            f"labels with dataset.class_labels_remapping (e.g. {{\"{max(bad_labels)}\": 0}}, or to "
-            f"dataset.ignore_class to leave those pixels out of the loss)"
+            f"0..{classes_count - 1}: map them with dataset.class_labels_remapping, e.g. "
+            f"{{\"{top}\": {target}}} for 0/{top} masks whose {top} is the foreground, or map them to "
+            f"dataset.ignore_class to leave those pixels out of the loss; raise dataset.classes_count only if "
+            f"0..{top} are all real classes"
         )
     return images, masks, names
+
+
+def read_image(file: str | Path) -> np.ndarray:
+    """One image file as training reads it: channels-last float32, integer files scaled by bit depth.
+
+    `predict` uses it so new images get exactly the training preprocessing (then per-image normalisation).
+    """
+    path = Path(file)
+    if path.suffix.lower() not in SUPPORTED_SUFFIXES:
+        raise UserError(f"unsupported image file {path}: use {', '.join(SUPPORTED_SUFFIXES)}")
+    if not path.is_file():
+        raise UserError(f"image {path} does not exist")
+    return _as_image(_read_array(path, as_mask=False), path)
 
 
 def remap_labels(mask: np.ndarray, remapping: Mapping[int, int] | None) -> np.ndarray:
