@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import logging
 import re
 import typing
 from pathlib import Path
@@ -26,10 +27,14 @@ from pydantic import (
 )
 
 from popnas_seg.errors import UserError
+from popnas_seg.pathcheck import not_a_folder_reason
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # allow_inf_nan=False: NaN and Infinity (which Python's json accepts) are errors in every float field.
+    # Strictness of types (no "2" or true for an integer) comes from `config_from_dict`, which validates in
+    # pydantic's strict JSON mode; sections built in code keep lax Python-mode validation.
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 def _check_operator(op: str) -> str:
@@ -160,7 +165,7 @@ class TrainingConfig(_Section):
 
     epochs: int = Field(3, ge=1, description="training epochs of every child network during the search")
     learning_rate: float = Field(3e-3, gt=0, le=10, description="peak learning rate")
-    weight_decay: float = Field(1e-4, ge=0, description="decoupled weight decay (adamw) or L2 factor")
+    weight_decay: float = Field(1e-4, ge=0, le=1, description="decoupled weight decay (adamw) or L2 factor")
     optimizer: Literal["adamw", "adam", "sgd"] = Field("adamw", description="optimizer")
     momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum (sgd only)")
     scheduler: Literal["cosine", "cosine_restarts", "constant"] = Field(
@@ -168,8 +173,8 @@ class TrainingConfig(_Section):
     )
     restart_period_epochs: int = Field(2, ge=1, description="first period of cosine_restarts, in epochs")
     warmup_epochs: int = Field(0, ge=0, description="linear warm-up epochs before the schedule")
-    dice_loss_weight: float = Field(1.0, ge=0, description="weight of the soft Dice loss term")
-    ce_loss_weight: float = Field(1.0, ge=0, description="weight of the cross-entropy loss term")
+    dice_loss_weight: float = Field(1.0, ge=0, le=100, description="weight of the soft Dice loss term")
+    ce_loss_weight: float = Field(1.0, ge=0, le=100, description="weight of the cross-entropy loss term")
     steps_per_epoch: int | None = Field(
         12, ge=1, description="optimiser steps per epoch, batches drawn with replacement and augmented, so a "
         "budget does not shrink with the data set (null: one pass over the training split)"
@@ -199,10 +204,10 @@ class AugmentationConfig(_Section):
     enabled: bool = Field(True, description="augment the training split")
     flips: bool = Field(True, description="random horizontal and vertical flips")
     rotations: bool = Field(True, description="random 90-degree rotations")
-    intensity_scale: float = Field(0.1, ge=0, lt=1, description="random gain in [1 - s, 1 + s] (0: off)")
-    intensity_shift: float = Field(0.1, ge=0, description="random offset in [-s, s], normalised units (0: off)")
+    intensity_scale: float = Field(0.0, ge=0, lt=1, description="random gain in [1 - s, 1 + s] (0: off)")
+    intensity_shift: float = Field(0.0, ge=0, description="random offset in [-s, s], normalised units (0: off)")
     gaussian_noise: float = Field(
-        0.02, ge=0, description="added gaussian noise, std drawn in [0, s] per image, normalised units (0: off)"
+        0.0, ge=0, description="added gaussian noise, std drawn in [0, s] per image, normalised units (0: off)"
     )
     affine_rotation_deg: float = Field(
         10.0, ge=0, le=45, description="small random rotation in [-d, d] degrees, reflected borders (0: off)"
@@ -232,8 +237,14 @@ class DatasetConfig(_Section):
     validation_size: float = Field(0.15, gt=0, lt=1, description="fraction of images held out for validation")
     test_size: float = Field(0.15, ge=0, lt=1, description="fraction of images held out for the final test")
     folds: int = Field(1, ge=1, le=10, description="cross-validation folds (1: a single split)")
-    resize: tuple[int, int] = Field(
-        (64, 64), description="height, width the networks see; must be divisible by 2**motifs"
+    crop: tuple[int, int] = Field(
+        (64, 64), description="height, width of the crops the networks train on (random crops; validation, test "
+        "and predict tile whole images with it); must be divisible by 2**motifs. Old name: resize"
+    )
+    rescale: float = Field(
+        1.0, gt=0, le=4, description="scale factor applied to every image (bilinear) and mask (nearest) when "
+        "loaded, before cropping, e.g. 0.5 for 2048 px images of large objects; predict scales its inputs the "
+        "same way and its masks back to the input size (1: off)"
     )
     augmentation: AugmentationConfig = Field(
         default_factory=AugmentationConfig, description="training-time augmentation"
@@ -252,6 +263,20 @@ class DatasetConfig(_Section):
     )
     balance_class_losses: bool = Field(False, description="weight the loss by inverse class frequency")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _deprecated_resize(cls, data: Any) -> Any:
+        """`resize` was the old name of `crop` (it always cropped, never resized): read it as `crop`, say so."""
+        if isinstance(data, dict) and "resize" in data:
+            data = dict(data)
+            if "crop" in data:
+                raise ValueError('set "crop" only: "resize" is its deprecated old name')
+            data["crop"] = data.pop("resize")
+            logging.getLogger("popnas_seg.config").warning(
+                'dataset.resize is deprecated: it is read as dataset.crop (the networks see random crops of '
+                'this size, and whole images are tiled with it); rename the key. dataset.rescale really resizes')
+        return data
+
     @model_validator(mode="after")
     def _source(self) -> "DatasetConfig":
         if (self.name is None) == (self.path is None):
@@ -260,9 +285,9 @@ class DatasetConfig(_Section):
             raise ValueError('"synthetic_nuclei_hard" is the 3-class boundary task: set classes_count to 3')
         if self.validation_size + self.test_size >= 0.9:
             raise ValueError("validation_size + test_size must leave at least 10% for training")
-        for side in self.resize:
+        for side in self.crop:
             if side < 8:
-                raise ValueError("resize sides must be >= 8")
+                raise ValueError("crop sides must be >= 8")
         lo, hi = self.normalisation_percentiles
         if not 0.0 <= lo < hi <= 100.0:
             raise ValueError(f"normalisation_percentiles must satisfy 0 <= low < high <= 100, got {lo}, {hi}")
@@ -271,24 +296,32 @@ class DatasetConfig(_Section):
         return self
 
 
+# Physical ranges of the analog settings: NaN, Infinity and 1e308 would "run" and give meaningless numbers.
+MAX_DRIFT_SECONDS = 100 * 365.25 * 86400.0  # 100 years: far past any PCM retention claim
+G_MAX_LIMIT_US = 1000.0  # microsiemens; PCM devices reach tens of uS (AIHWKit's default is 25)
+DriftSeconds = Annotated[float, Field(gt=0, le=MAX_DRIFT_SECONDS)]
+
+
 class AnalogConfig(_Section):
     """AIHWKit settings: PCM-like inference tiles, the search-time probe and the finalists' drift scoring."""
 
-    g_max: float = Field(25.0, gt=0, description="maximum conductance in microsiemens")
+    g_max: float = Field(25.0, gt=0, le=G_MAX_LIMIT_US, description="maximum conductance in microsiemens")
     drift_compensation: Literal["global", "none"] = Field("global", description="drift compensation at read-out")
     inp_res: float = Field(1 / 254, gt=0, le=1, description="input (DAC) resolution")
     out_res: float = Field(1 / 254, gt=0, le=1, description="output (ADC) resolution")
-    out_noise: float = Field(0.04, ge=0, description="additive output noise")
-    w_noise: float = Field(0.0, ge=0, description="additive weight read noise per forward pass")
-    clip_sigma: float = Field(2.5, gt=0, description="weights clipped at this many standard deviations")
+    out_noise: float = Field(0.04, ge=0, le=1, description="additive output noise")
+    w_noise: float = Field(0.0, ge=0, le=1, description="additive weight read noise per forward pass")
+    clip_sigma: float = Field(2.5, gt=0, le=10, description="weights clipped at this many standard deviations")
     tile_size: int = Field(512, ge=16, description="maximum tile rows and columns")
     probe: bool = Field(True, description="measure analog Dice of every network trained in the search")
-    t_inference: float = Field(86400.0, gt=0, description="probe time in seconds (1 day)")
+    t_inference: float = Field(86400.0, gt=0, le=MAX_DRIFT_SECONDS, description="probe time in seconds (1 day; at most 100 years)")
     probe_repetitions: int = Field(3, ge=1, description="programmings averaged by the probe")
     probe_images: int = Field(16, ge=1, description="validation images the probe scores")
-    eval_times: list[float] = Field(
+    eval_times: list[DriftSeconds] = Field(
         default_factory=lambda: [1.0, 3600.0, 86400.0, 2592000.0, 31536000.0],
-        description="drift times in seconds for the finalists (1 s, 1 h, 1 day, 30 days, 1 year)",
+        min_length=1,
+        description="drift times in seconds for the finalists (1 s, 1 h, 1 day, 30 days, 1 year); each > 0 and at "
+        "most 100 years",
     )
     repetitions: int = Field(5, ge=2, description="programmings per drift time for the finalists (mean and std)")
     hwa_epochs: int = Field(
@@ -301,9 +334,9 @@ class AnalogConfig(_Section):
         True, description="also fine-tune digitally with the same epochs and schedule (the control of HWA)"
     )
     hwa_learning_rate: float = Field(
-        0.003, gt=0, description="learning rate of hardware-aware training (SGD; 0.01 undoes short-trained nets)"
+        0.003, gt=0, le=10, description="learning rate of hardware-aware training (SGD; 0.01 undoes short-trained nets)"
     )
-    hwa_noise_std: float = Field(0.06, ge=0, description="weight noise injected during hardware-aware training")
+    hwa_noise_std: float = Field(0.06, ge=0, le=1, description="weight noise injected during hardware-aware training")
     finalists: int = Field(2, ge=1, description="networks from the final front that are retrained and scored")
     selection_rule: Literal["best_dice", "best_analog", "knee"] = Field(
         "best_analog", description="how finalists are ranked on the final front"
@@ -353,10 +386,10 @@ class RunConfig(_Section):
     @model_validator(mode="after")
     def _cross_checks(self) -> "RunConfig":
         div = 2 ** self.architecture_hyperparameters.motifs
-        h, w = self.dataset.resize
+        h, w = self.dataset.crop
         if h % div or w % div:
             raise ValueError(
-                f"dataset.resize {list(self.dataset.resize)} must be divisible by 2**motifs = {div} "
+                f"dataset.crop {list(self.dataset.crop)} must be divisible by 2**motifs = {div} "
                 f"(architecture_hyperparameters.motifs = {self.architecture_hyperparameters.motifs})"
             )
         return self
@@ -396,10 +429,11 @@ def parse_config_text(text: str, source: str) -> dict[str, Any]:
     """JSON text -> dict; syntax errors name line and column, duplicate keys are errors (JSON keeps the last)."""
 
     def no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-        seen: dict[str, Any] = {}
+        # The hook cannot know where its object sits; it marks the object and the walk below names the path.
+        seen = _ObjectWithDuplicates()
         for key, value in pairs:
-            if key in seen:
-                raise _DuplicateKey(key)
+            if key in seen and key not in seen.duplicates:
+                seen.duplicates.append(key)
             seen[key] = value
         return seen
 
@@ -417,8 +451,16 @@ def parse_config_text(text: str, source: str) -> dict[str, Any]:
         raise UserError(
             f"config error in {source}: invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}{near}"
         ) from None
-    except _DuplicateKey as exc:
-        raise UserError(f'config error in {source}: key "{exc.key}" appears twice in one section') from None
+    except RecursionError:
+        raise UserError(f"config error in {source}: the JSON is nested too deeply to be a config") from None
+    try:
+        duplicate = _first_duplicate(data, ())
+    except RecursionError:
+        raise UserError(f"config error in {source}: the JSON is nested too deeply to be a config") from None
+    if duplicate is not None:
+        loc, key = duplicate
+        where = f"in {_format_loc(loc)}" if loc else "at the top level"
+        raise UserError(f'config error in {source}: key "{key}" appears twice {where} (JSON would keep only the last)')
     if not isinstance(data, dict):
         raise UserError(
             f"config error in {source}: the top level must be a JSON object with sections such as "
@@ -433,7 +475,15 @@ def config_from_dict(d: dict[str, Any], source: str | None = None) -> RunConfig:
     if not isinstance(d, dict):
         raise UserError(f"{where}: expected a JSON object of sections (got {_json_kind(d)})")
     try:
-        return RunConfig.model_validate(d)
+        # Through JSON text in strict mode: "2" or true is not an integer, 2.0 is not a count, while lists still
+        # fill tuple fields and string keys integer-keyed maps, exactly as a JSON file is read.
+        text = json.dumps(d)
+    except (TypeError, ValueError) as exc:
+        raise UserError(f"{where}: not representable as JSON ({exc})") from None
+    except RecursionError:
+        raise UserError(f"{where}: nested too deeply to be a config") from None
+    try:
+        return RunConfig.model_validate_json(text, strict=True)
     except ValidationError as exc:
         problems = [_describe_error(err) for err in exc.errors()]
     if len(problems) == 1:
@@ -457,8 +507,9 @@ def _check_dataset_path(config: RunConfig, source: str) -> None:
         folder = Path.cwd() / folder
     where = f'config error in {source}: dataset.path: folder "{raw}"'
     resolved = "" if Path(raw).is_absolute() else f" (looked in {folder})"
-    if not folder.is_dir():
-        raise UserError(f"{where} does not exist{resolved}")
+    reason = not_a_folder_reason(folder)
+    if reason is not None:
+        raise UserError(f"{where} {reason}{resolved}")
     missing = [sub for sub in ("images", "masks") if not (folder / sub).is_dir()]
     if missing:
         names = " and ".join(f"{m}/" for m in missing)
@@ -468,10 +519,24 @@ def _check_dataset_path(config: RunConfig, source: str) -> None:
     config.dataset.path = str(folder.resolve())
 
 
-class _DuplicateKey(Exception):
-    def __init__(self, key: str) -> None:
-        super().__init__(key)
-        self.key = key
+class _ObjectWithDuplicates(dict):  # type: ignore[type-arg]
+    """A parsed JSON object that remembers keys written more than once (json keeps only the last value)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.duplicates: list[str] = []
+
+
+def _first_duplicate(value: Any, loc: tuple[Any, ...]) -> tuple[tuple[Any, ...], str] | None:
+    """(location, key) of the first object, depth first, with a repeated key; None if there is none."""
+    if isinstance(value, _ObjectWithDuplicates) and value.duplicates:
+        return loc, value.duplicates[0]
+    children = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, child in children:
+        found = _first_duplicate(child, (*loc, key))
+        if found is not None:
+            return found
+    return None
 
 
 # ---------------------------------------------------------------------------------------------------- messages
@@ -483,7 +548,7 @@ _TYPE_WORDS = {
     "float_type": "a number", "float_parsing": "a number", "bool_type": "true or false",
     "bool_parsing": "true or false", "string_type": "a string", "list_type": "a list [...]",
     "tuple_type": "a list [...]", "dict_type": "an object {...}", "model_type": "an object {...}",
-    "model_attributes_type": "an object {...}", "none_required": "null",
+    "model_attributes_type": "an object {...}", "none_required": "null", "finite_number": "a finite number",
 }
 
 

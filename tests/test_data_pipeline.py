@@ -16,9 +16,15 @@ from popnas_seg.data.pipeline import SegmentationData, load_data, save_preview
 from popnas_seg.errors import UserError
 
 
+# Geometric augmentation only (flips, rotations): pixel values keep encoding the labels, so alignment is checkable.
+GEOMETRIC = dict(intensity_scale=0.0, intensity_shift=0.0, gaussian_noise=0.0, affine_rotation_deg=0.0,
+                 affine_scale=0.0)
+
+
 def _cfg(**kw) -> DatasetConfig:
-    base = dict(samples=12, generated_size=(20, 20), resize=(16, 16), batch_size=4, cache=True, shuffle_buffer=16,
-                classes_count=4)  # _label_images makes 4 classes; synthetic tests set 2 or 3
+    base = dict(samples=12, generated_size=(20, 20), crop=(16, 16), batch_size=4, cache=True, shuffle_buffer=16,
+                classes_count=4,  # _label_images makes 4 classes; synthetic tests set 2 or 3
+                augmentation=AugmentationConfig(**GEOMETRIC))
     base.update(kw)
     return DatasetConfig(**base)
 
@@ -115,17 +121,17 @@ def test_folds_partition_the_non_test_images() -> None:
         SegmentationData(images[:4], masks[:4], names[:4], _cfg(folds=5), seed=0)
 
 
-def test_images_smaller_than_resize_are_user_errors() -> None:
+def test_images_smaller_than_crop_are_user_errors() -> None:
     images, masks, names = _label_images(6, (12, 20))
-    with pytest.raises(UserError, match="smaller than dataset.resize"):
-        SegmentationData(images, masks, names, _cfg(resize=(16, 16)), seed=0)
-    with pytest.raises(UserError, match="smaller than dataset.resize"):
-        load_data(_cfg(generated_size=(12, 12), resize=(16, 16), classes_count=2), seed=0)
+    with pytest.raises(UserError, match="smaller than dataset.crop"):
+        SegmentationData(images, masks, names, _cfg(crop=(16, 16)), seed=0)
+    with pytest.raises(UserError, match="smaller than dataset.crop"):
+        load_data(_cfg(generated_size=(12, 12), crop=(16, 16), classes_count=2), seed=0)
 
 
 def test_augmentation_keeps_image_and_mask_aligned_and_is_reproducible() -> None:
     images, masks, names = _label_images(10, (20, 20), seed=1)
-    cfg = _cfg(resize=(12, 12), batch_size=3, validation_size=0.1, test_size=0.1)
+    cfg = _cfg(crop=(12, 12), batch_size=3, validation_size=0.1, test_size=0.1)
     data = SegmentationData(images, masks, names, cfg, seed=5)
     ds = data.train_dataset()
     x1, y1 = _epoch(ds)
@@ -142,7 +148,7 @@ def test_augmentation_keeps_image_and_mask_aligned_and_is_reproducible() -> None
 
 def test_flips_and_rotations_happen_only_when_enabled() -> None:
     images, masks, names = _label_images(8, (16, 16), seed=2)
-    cfg = _cfg(resize=(16, 16), batch_size=8, validation_size=0.15, test_size=0.15)
+    cfg = _cfg(crop=(16, 16), batch_size=8, validation_size=0.15, test_size=0.15)
     train_masks = lambda d: [masks[names.index(n)] for n in d.split_names()["train"]]  # noqa: E731
 
     data = SegmentationData(images, masks, names, cfg, seed=0)
@@ -156,7 +162,7 @@ def test_flips_and_rotations_happen_only_when_enabled() -> None:
             transforms.update(hits)
     assert len(transforms) > 2  # several of the 8 symmetries were used
 
-    off = _cfg(resize=(16, 16), batch_size=8, augmentation=AugmentationConfig(enabled=False))
+    off = _cfg(crop=(16, 16), batch_size=8, augmentation=AugmentationConfig(enabled=False))
     plain = SegmentationData(images, masks, names, off, seed=0)
     _, ys = _epoch(plain.train_dataset())
     for y in ys:
@@ -165,7 +171,7 @@ def test_flips_and_rotations_happen_only_when_enabled() -> None:
 
 def test_non_square_crops_keep_their_shape() -> None:
     images, masks, names = _label_images(6, (20, 24))
-    data = SegmentationData(images, masks, names, _cfg(resize=(8, 16), batch_size=6), seed=0)
+    data = SegmentationData(images, masks, names, _cfg(crop=(8, 16), batch_size=6), seed=0)
     x, y = _epoch(data.train_dataset())
     assert x.shape[1:] == (8, 16, 1) and y.shape[1:] == (8, 16)
     np.testing.assert_array_equal(np.rint(x[..., 0] * 3).astype(np.int32), y)
@@ -179,7 +185,7 @@ def test_images_of_different_sizes_stream_and_center_crop() -> None:
         images += im
         masks += m
         names.append(f"v{i}")
-    data = SegmentationData(images, masks, names, _cfg(resize=(16, 16), batch_size=2, cache=False), seed=0)
+    data = SegmentationData(images, masks, names, _cfg(crop=(16, 16), batch_size=2, cache=False), seed=0)
     ds = data.train_dataset()
     assert int(ds.cardinality()) == 2  # 4 training images in batches of 2, known without a pass
     x, y = _epoch(ds)
@@ -198,7 +204,7 @@ def test_normalisation_is_per_image_and_the_same_in_every_split() -> None:
     masks = [np.zeros((16, 16), np.int32) for _ in range(8)]
     names = [f"n{i}" for i in range(8)]
     for mode in ("minmax", "standard"):
-        data = SegmentationData(images, masks, names, _cfg(normalisation=mode, resize=(16, 16)), seed=0)
+        data = SegmentationData(images, masks, names, _cfg(normalisation=mode, crop=(16, 16)), seed=0)
         split = data.split_names()
         for key, (x, _) in (("train", data.train_arrays()), ("val", data.val_arrays()), ("test", data.test_arrays())):
             for xi, name in zip(x, split[key]):
@@ -219,9 +225,9 @@ def test_ignore_class_passes_through_and_class_weights() -> None:
         masks.append(m)
     images = [(m / 2.0).astype(np.float32)[..., None] for m in masks]
     names = [f"w{i}" for i in range(8)]
-    assert SegmentationData(images, masks, names, _cfg(resize=(16, 16)), seed=0).class_weights is None
+    assert SegmentationData(images, masks, names, _cfg(crop=(16, 16)), seed=0).class_weights is None
 
-    cfg = _cfg(resize=(16, 16), classes_count=3, ignore_class=2, balance_class_losses=True)
+    cfg = _cfg(crop=(16, 16), classes_count=3, ignore_class=2, balance_class_losses=True)
     data = SegmentationData(images, masks, names, cfg, seed=0)
     w = data.class_weights
     assert w is not None and w.dtype == np.float32 and w.shape == (3,)
@@ -240,7 +246,7 @@ def test_absent_class_gets_the_largest_weight() -> None:
     for m in masks:
         m[:4] = 1
     images = [m.astype(np.float32)[..., None] for m in masks]
-    data = SegmentationData(images, masks, list("abcdef"), _cfg(resize=(16, 16), classes_count=3,
+    data = SegmentationData(images, masks, list("abcdef"), _cfg(crop=(16, 16), classes_count=3,
                                                                 balance_class_losses=True), seed=0)
     w = data.class_weights
     assert w[2] == pytest.approx(w[1]) and w[1] > w[0] and w.mean() == pytest.approx(1.0)
@@ -264,7 +270,7 @@ def test_load_from_folder(tmp_path: Path) -> None:
         mask = np.zeros((18, 18), np.uint8)
         mask[i : i + 5] = 7
         Image.fromarray(mask).save(tmp_path / "masks" / f"f{i}.png")
-    cfg = DatasetConfig(name=None, path=str(tmp_path), resize=(16, 16), samples=None,
+    cfg = DatasetConfig(name=None, path=str(tmp_path), crop=(16, 16), samples=None,
                         class_labels_remapping={7: 1}, batch_size=2)
     data = load_data(cfg, seed=0)
     assert sum(data.split_sizes().values()) == 6
@@ -291,3 +297,82 @@ def test_arrays_with_bad_labels_or_shapes_are_refused() -> None:
     masks[2] = masks[2][:, :15]
     with pytest.raises(UserError, match="img02"):
         SegmentationData(images, masks, names, _cfg(classes_count=4), seed=0)
+
+
+def test_percentile_normalisation_survives_hot_pixels_where_minmax_regresses() -> None:
+    """Hot pixels and saturated debris (generator artefacts) squeeze min-max's nuclei into a sliver of [0, 1];
+    percentile normalisation keeps nuclei and background apart. Guards the default against a regression."""
+    from popnas_seg.data.synthetic import generate_nuclei
+
+    images, masks = generate_nuclei(12, size=(48, 48), seed=4, artefacts=True)
+    names = [f"a{i}" for i in range(12)]
+    contrast = {}
+    for mode in ("minmax", "percentile"):
+        data = SegmentationData(list(images), list(masks), names, _cfg(normalisation=mode, crop=(48, 48),
+                                                                       classes_count=2), seed=0)
+        x, y = data.train_arrays()
+        contrast[mode] = float(np.median(x[..., 0][y == 1]) - np.median(x[..., 0][y == 0]))
+    assert contrast["minmax"] < 0.1  # what broke real folders
+    assert contrast["percentile"] > 0.2
+    assert DatasetConfig().normalisation == "percentile"
+
+
+def test_percentile_normalisation_maps_the_percentiles_to_0_and_1() -> None:
+    rng = np.random.default_rng(3)
+    images = [rng.uniform(0, 100, size=(16, 16, 1)).astype(np.float32) for _ in range(6)]
+    masks = [np.zeros((16, 16), np.int32) for _ in range(6)]
+    data = SegmentationData(images, masks, [f"p{i}" for i in range(6)],
+                            _cfg(normalisation="percentile", normalisation_percentiles=(2.0, 98.0)), seed=0)
+    x, _ = data.train_arrays()
+    name = data.split_names()["train"][0]
+    raw = images[int(name[1:])]
+    lo, hi = np.percentile(raw, [2.0, 98.0])
+    np.testing.assert_allclose(x[0], (raw - lo) / (hi - lo), atol=1e-5)
+    with pytest.raises(ValueError):
+        DatasetConfig(normalisation_percentiles=(99.0, 1.0))
+
+
+def test_steps_per_epoch_draws_full_batches_with_replacement() -> None:
+    images, masks, names = _label_images(10, (20, 20), seed=1)
+    cfg = _cfg(crop=(12, 12), batch_size=3, validation_size=0.1, test_size=0.1)  # 8 training images
+    data = SegmentationData(images, masks, names, cfg, seed=5)
+    ds = data.train_dataset(steps_per_epoch=7)
+    assert int(ds.cardinality()) == 7
+    x1, y1 = _epoch(ds)
+    x2, _ = _epoch(ds)
+    assert x1.shape == (21, 12, 12, 1)  # 7 full batches of 3 from 8 images: some drawn twice
+    np.testing.assert_array_equal(np.rint(x1[..., 0] * 3).astype(np.int32), y1)  # still aligned
+    assert not np.array_equal(x1, x2)
+    again, _ = _epoch(SegmentationData(images, masks, names, cfg, seed=5).train_dataset(steps_per_epoch=7))
+    np.testing.assert_array_equal(x1, again)
+    assert int(data.train_dataset().cardinality()) == 3  # null: one pass, as before
+    ragged = [im[: 16 + i % 3] for i, im in enumerate(images)]
+    rmasks = [m[: 16 + i % 3] for i, m in enumerate(masks)]
+    streamed = SegmentationData(ragged, rmasks, names, cfg, seed=5).train_dataset(steps_per_epoch=5)
+    xs, _ = _epoch(streamed)
+    assert xs.shape == (15, 12, 12, 1)
+
+
+def test_new_augmentations_change_training_data_only() -> None:
+    """Intensity scale / shift, noise and affine each alter training crops; validation and test never change."""
+    images, masks, names = _label_images(10, (20, 20), seed=3)
+    plain_cfg = _cfg(crop=(16, 16), batch_size=8, validation_size=0.2, test_size=0.2)
+    plain = SegmentationData(images, masks, names, plain_cfg, seed=1)
+    base_x, base_y = _epoch(plain.train_dataset())
+    for field, value in (("intensity_scale", 0.5), ("intensity_shift", 0.5), ("gaussian_noise", 0.3),
+                         ("affine_rotation_deg", 30.0), ("affine_scale", 0.3)):
+        aug = AugmentationConfig(**{**GEOMETRIC, field: value})
+        data = SegmentationData(images, masks, names, _cfg(crop=(16, 16), batch_size=8, validation_size=0.2,
+                                                           test_size=0.2, augmentation=aug), seed=1)
+        x, y = _epoch(data.train_dataset())
+        assert not np.allclose(x, base_x), field
+        if field.startswith("affine"):
+            assert not np.array_equal(y, base_y), field  # the mask moves with the image
+            assert set(np.unique(y).tolist()) <= {0, 1, 2, 3}  # nearest-neighbour labels, no blends
+        else:
+            np.testing.assert_array_equal(y, base_y)  # intensity changes never touch the mask
+        for got, want in ((data.val_arrays(), plain.val_arrays()), (data.test_arrays(), plain.test_arrays()),
+                          (_epoch(data.val_dataset()), plain.val_arrays()),
+                          (_epoch(data.test_dataset()), plain.test_arrays())):
+            np.testing.assert_array_equal(got[0], want[0])
+            np.testing.assert_array_equal(got[1], want[1])

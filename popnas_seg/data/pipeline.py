@@ -6,7 +6,7 @@ one object so that every split gets exactly the same preprocessing:
 - images are normalised per image once, on the full image, at load time ("percentile": 1st / 99.8th
   percentile to 0 / 1; "minmax": to [0,1]; "standard": zero mean, unit variance), so a training crop and a validation crop of the same image see the same
   statistics and no split can drift from another;
-- training crops are random (`resize` sized), validation/test/`*_arrays` crops are centred; an image and
+- training crops are random (`crop` sized), validation/test/`*_arrays` crops are centred; an image and
   its mask are always cut with the same offsets and flipped/rotated together;
 - splits are a seeded permutation of the images (sorted by name first), so a run, its resume and its
   report all see the same train/validation/test images; with `folds` > 1 the test split is held out first
@@ -89,7 +89,7 @@ class SegmentationData:
         self._tf_seed = self.seed & 0x3FFFFFFFFFFFFFFF  # TF seeds are int64
         self.source = source
         self.names: list[str] = list(names)
-        self._crop = (int(cfg.resize[0]), int(cfg.resize[1]))
+        self._crop = (int(cfg.crop[0]), int(cfg.crop[1]))
         rh, rw = self._crop
 
         channels = {int(np.shape(im)[-1]) for im in images} if images else {1}
@@ -100,8 +100,8 @@ class SegmentationData:
         if small:
             shown = ", ".join(f"{n} ({s[0]}x{s[1]})" for n, s in small[:5])
             raise UserError(
-                f"{len(small)} image(s) are smaller than dataset.resize {rh}x{rw}: {shown}; "
-                f"lower dataset.resize or use larger images"
+                f"{len(small)} image(s) are smaller than dataset.crop {rh}x{rw}: {shown}; "
+                f"lower dataset.crop or use larger images"
             )
         self._images = [_normalise(np.asarray(im, dtype=np.float32), cfg.normalisation, cfg.normalisation_percentiles)
                         for im in images]
