@@ -1,22 +1,27 @@
-"""Progressive Pareto search (POPNAS) vs random search vs regularised evolution, at the same network budget.
+"""Progressive Pareto search (POPNAS) vs random search vs multi-objective evolution, equal budget, over seeds.
 
-For every seed: the progressive search runs first (synthetic nuclei, `run.py` with `others.pipeline: ["search"]`);
-the number of networks it trained, N, becomes `search_strategy.max_networks` of a random and an evolution run
-with otherwise identical settings. Everything below is computed from the run folders' CSVs, with ONE reference
-point shared by the three strategies (`search.pareto.reference_point`, params bound from the search space):
+For every task (`default` = synthetic_nuclei, `hard` = synthetic_nuclei_hard) and seed: the progressive search
+runs first (`run.py` with `others.pipeline: ["search"]`); the number of networks it trained, N, becomes
+`search_strategy.max_networks` of a random and an evolution run with otherwise identical settings. Every run is
+a run folder `<logs-dir>/<task>_<strategy>_s<seed>`: a finished one is skipped, an interrupted one is resumed
+with `run.py -r`, so the whole benchmark resumes by running the same command again (`--workers` runs several
+task/seed chains at once). Everything below is computed from the run folders' CSVs, with ONE reference point per
+task shared by all its runs (`search.pareto.reference_point`: scores 0, params 1.1 x the largest network of the
+space), and hypervolume normalised to [0, 1] by the box up to the ideal (`search.pareto.normalised_hypervolume`):
 
-- hypervolume of the measured front vs networks trained, recomputed on each prefix of networks in training order
-  (network id), normalised by the reference box (so 1.0 = a perfect network with 0 params);
-- final hypervolume and the ratio progressive / random;
-- the number of networks progressive needs to reach random's final hypervolume;
-- the best Dice among networks with at most a params budget;
-- the predictors' Spearman rank correlation per step (csv/predictor_quality.csv of the progressive run).
+- hypervolume of the measured front vs networks trained (every prefix of the networks in training order);
+- per seed and the median over seeds: final hypervolume, regret to the union front of all runs of that task,
+  networks needed to reach random's final hypervolume, failed analog probes (csv/probe_integrity.csv);
+- one-sided Mann-Whitney U p-value that progressive's final hypervolume is larger than each baseline's;
+- the predictors' Spearman rank correlation per step (csv/predictor_quality.csv of the progressive runs);
+- the issue-12 targets, each stated as met or not.
 
-It prints markdown tables, saves a plot under docs/ and replaces its own section of docs/BENCHMARKS.md.
+It prints markdown tables, saves one plot per task (median and min-max band over seeds) and, unless
+`--no-doc`, replaces its own section of docs/BENCHMARKS.md.
 
-    python benchmarks/bench_search.py                       # 32x32, 3 epochs, B=3 (about half an hour on 2 cores)
-    python benchmarks/bench_search.py --quick               # tiny settings: checks that it runs (minutes)
-    python benchmarks/bench_search.py --analyse-only --logs-dir DIR   # recompute tables from finished runs
+    python benchmarks/bench_search.py --seeds 1 2 3 4 5 --workers 2   # the full benchmark (hours)
+    python benchmarks/bench_search.py --quick --no-doc                 # tiny settings: checks that it runs
+    python benchmarks/bench_search.py --analyse-only --logs-dir DIR    # recompute tables from finished runs
 """
 from __future__ import annotations
 
@@ -32,6 +37,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,19 +51,32 @@ from popnas_seg.atomic import atomic_write_text  # noqa: E402
 from popnas_seg.config import RunConfig  # noqa: E402
 from popnas_seg.results import TrainingResult  # noqa: E402
 from popnas_seg.runlog.tables import read_csv  # noqa: E402
-from popnas_seg.search.pareto import hypervolume, objective_matrix, reference_point  # noqa: E402
+from popnas_seg.search.pareto import (  # noqa: E402
+    maximise_flags,
+    normalised_hypervolume,
+    objective_matrix,
+    pareto_mask,
+    reference_point,
+)
 
 STRATEGIES = ("progressive", "random", "evolution")
+BASELINES = ("random", "evolution")
+TASKS = {"default": ("synthetic_nuclei", 2), "hard": ("synthetic_nuclei_hard", 3)}
 SECTION = "## Search: progressive vs random vs evolution"
-TARGET_FRACTION = 0.5  # progressive must reach random's final hypervolume with at most this share of the budget
-TARGET_RATIO = 1.2  # and end with at least this multiple of random's final hypervolume
+# issue 12 targets
+TARGET_REGRET_VS_RANDOM = 0.5  # progressive's median regret <= this x random's (and <= evolution's)
+TARGET_FRACTION = 0.5  # progressive reaches random's final hypervolume with <= this share of N ...
+TARGET_SEEDS_FRACTION = 0.8  # ... in at least this share of the seeds (4 of 5)
+TARGET_SPEARMAN = 0.5  # median Dice-predictor Spearman on steps >= 3
 
 
 # ------------------------------------------------------------------------------------------------------- configs
-def build_config(args: argparse.Namespace, strategy: str, seed: int, max_networks: int | None) -> dict[str, Any]:
-    """One config for all strategies; only `strategy`, `max_networks` and the seed differ between runs."""
+def build_config(args: argparse.Namespace, task: str, strategy: str, seed: int,
+                 max_networks: int | None) -> dict[str, Any]:
+    """One config per task for all strategies; only `strategy`, `max_networks` and the seed differ."""
     size = args.size
-    objectives = ["params", "analog_robustness"] if args.probe else ["params"]
+    name, classes = TASKS[task]
+    objectives = ["params", "analog_dice"] if args.probe else ["params"]
     return {
         "search_space": {"blocks": args.blocks, "lookback_depth": 2, "operators": args.operators},
         "search_strategy": {
@@ -65,35 +84,74 @@ def build_config(args: argparse.Namespace, strategy: str, seed: int, max_network
             "max_exploration_children": args.exploration, "b1_max_networks": args.b1,
             "max_networks": max_networks, "population_size": args.population, "tournament_size": args.tournament,
             "predictor_epochs": args.predictor_epochs, "accuracy_predictor_ensemble_units": args.ensemble,
-            "additional_pareto_objectives": objectives,
+            "additional_pareto_objectives": objectives, "selection": args.selection,
         },
         "training_hyperparameters": {"epochs": args.epochs},
         "architecture_hyperparameters": {"filters": args.filters, "motifs": 2, "normal_cells_per_motif": 0},
-        "dataset": {"name": "synthetic_nuclei", "samples": args.samples, "generated_size": [size + size // 2] * 2,
-                    "resize": [size, size], "batch_size": args.batch_size, "validation_size": 0.25,
-                    "test_size": 0.1},
+        "dataset": {"name": name, "classes_count": classes, "samples": args.samples,
+                    "generated_size": [size + size // 2] * 2, "crop": [size, size],
+                    "batch_size": args.batch_size, "validation_size": 0.25, "test_size": 0.1},
         "analog": {"probe": bool(args.probe), "probe_images": args.probe_images,
                    "probe_repetitions": args.probe_repetitions},
         "others": {"seed": seed, "pipeline": ["search"]},
     }
 
 
-def run_search(cfg: dict[str, Any], logs_dir: Path, name: str, log_file: Path) -> float:
-    """Run one search through the real CLI; returns its wall time. A failing run stops the benchmark."""
-    cfg_path = logs_dir / f"{name}.json"
-    cfg_path.write_text(json.dumps(cfg, indent=1))
+def run_name(task: str, strategy: str, seed: int) -> str:
+    return f"{task}_{strategy}_s{seed}"
+
+
+def search_finished(folder: Path) -> bool:
+    journal = folder / "restore" / "journal.jsonl"
+    if not journal.exists():
+        return False
+    for line in journal.read_text().splitlines():
+        try:
+            if json.loads(line).get("event") == "search_finished":
+                return True
+        except json.JSONDecodeError:
+            continue
+    return False
+
+
+def run_search(cfg: dict[str, Any], logs_dir: Path, name: str) -> None:
+    """Run one search through the real CLI, or resume its run folder; a finished one is skipped.
+
+    The wall time of every session adds up in `<name>.wall_s`. A failing run stops the benchmark."""
+    folder = logs_dir / name
+    if search_finished(folder):
+        print(f"[bench] {name}: already finished, skipped", flush=True)
+        return
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1")
-    cmd = [sys.executable, str(ROOT / "run.py"), "-j", str(cfg_path), "--name", name, "--logs-dir", str(logs_dir)]
-    print(f"[bench] {time.strftime('%H:%M:%S')} running {name} ({cfg['search_strategy']['strategy']}) ...", flush=True)
+    if folder.exists():
+        cmd = [sys.executable, str(ROOT / "run.py"), "-r", str(folder)]
+        what = "resuming"
+    else:
+        cfg_path = logs_dir / f"{name}.json"
+        atomic_write_text(cfg_path, json.dumps(cfg, indent=1))
+        cmd = [sys.executable, str(ROOT / "run.py"), "-j", str(cfg_path), "--name", name, "--logs-dir", str(logs_dir)]
+        what = "running"
+    print(f"[bench] {time.strftime('%H:%M:%S')} {what} {name} ...", flush=True)
     start = time.perf_counter()
-    with log_file.open("a") as handle:
+    with (logs_dir / f"{name}.log").open("a") as handle:
         proc = subprocess.run(cmd, stdout=handle, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
     wall = time.perf_counter() - start
+    wall_file = logs_dir / f"{name}.wall_s"
+    before = float(wall_file.read_text()) if wall_file.exists() else 0.0
+    atomic_write_text(wall_file, f"{before + wall:.3f}\n")
     if proc.returncode != 0:
-        raise SystemExit(f"[bench] {name} failed with exit code {proc.returncode}; see {log_file}")
+        raise SystemExit(f"[bench] {name} failed with exit code {proc.returncode}; see {logs_dir / (name + '.log')}")
     print(f"[bench] {time.strftime('%H:%M:%S')} {name} done in {wall:.0f} s", flush=True)
-    (logs_dir / f"{name}.wall_s").write_text(f"{wall:.3f}\n")
-    return wall
+
+
+def run_chain(args: argparse.Namespace, logs_dir: Path, task: str, seed: int) -> None:
+    """Progressive first (it sets N), then the baselines at budget N."""
+    name = run_name(task, "progressive", seed)
+    run_search(build_config(args, task, "progressive", seed, None), logs_dir, name)
+    n = len(read_csv(logs_dir / name / "csv" / "training_results.csv"))
+    print(f"[bench] {task} seed {seed}: progressive trained N = {n} networks", flush=True)
+    for strategy in BASELINES:
+        run_search(build_config(args, task, strategy, seed, n), logs_dir, run_name(task, strategy, seed))
 
 
 # ------------------------------------------------------------------------------------------------------ analysis
@@ -101,11 +159,13 @@ def run_search(cfg: dict[str, Any], logs_dir: Path, name: str, log_file: Path) -
 class RunData:
     """The trained networks of one run in training order, plus what the analysis derives from them."""
 
+    task: str
     strategy: str
     seed: int
     path: Path
     results: list[TrainingResult]
     wall_s: float | None
+    failed_probes: int
     hv_curve: list[float] = field(default_factory=list)  # normalised hypervolume after k = 1..N networks
 
     @property
@@ -117,43 +177,37 @@ class RunData:
         return self.hv_curve[-1] if self.hv_curve else 0.0
 
 
-def load_run(path: Path, strategy: str, seed: int) -> RunData:
+def load_run(logs_dir: Path, task: str, strategy: str, seed: int) -> RunData:
+    path = logs_dir / run_name(task, strategy, seed)
     rows = read_csv(path / "csv" / "training_results.csv")
     if not rows:
         raise SystemExit(f"[bench] no csv/training_results.csv in {path}: did the search run?")
     results = sorted((TrainingResult.from_dict(r) for r in rows), key=lambda r: r.network_id)
-    wall_file = path.parent / f"{path.name}.wall_s"
+    wall_file = logs_dir / f"{path.name}.wall_s"
     wall = float(wall_file.read_text()) if wall_file.exists() else None
-    return RunData(strategy, seed, path, results, wall)
+    failed = sum(r.get("status") == "failed" for r in read_csv(path / "csv" / "probe_integrity.csv"))
+    return RunData(task, strategy, seed, path, results, wall, failed)
 
 
 def _usable(results: list[TrainingResult], objectives: list[str]) -> list[TrainingResult]:
     """Networks that count for the front: trained fine, and probed when analog Dice is an objective."""
     ok = [r for r in results if r.status == "ok"]
-    if "analog_robustness" in objectives:
+    if "analog_dice" in objectives:
         ok = [r for r in ok if r.analog_dice is not None]
     return ok
 
 
-def box_volume(objectives: list[str], reference: np.ndarray) -> float:
-    """Volume between the ideal point (score 1, params 0) and the reference: hypervolume / this is in [0, 1]."""
-    volume = 1.0
-    for name, ref in zip(objectives, reference):
-        volume *= abs(float(ref)) if name == "params" else abs(1.0 - float(ref))
-    return volume
+def front_hv(results: list[TrainingResult], objectives: list[str], reference: np.ndarray) -> float:
+    usable = _usable(results, objectives)
+    if not usable:
+        return 0.0
+    values, _ = objective_matrix(usable, objectives)
+    return float(normalised_hypervolume(values, objectives, reference))
 
 
-def hv_curve(results: list[TrainingResult], objectives: list[str], reference: np.ndarray, box: float) -> list[float]:
+def hv_curve(results: list[TrainingResult], objectives: list[str], reference: np.ndarray) -> list[float]:
     """Normalised hypervolume of the measured front over the first k networks, k = 1..len(results)."""
-    curve = []
-    for k in range(1, len(results) + 1):
-        usable = _usable(results[:k], objectives)
-        if not usable:
-            curve.append(0.0)
-            continue
-        values, maximise = objective_matrix(usable, objectives)
-        curve.append(float(hypervolume(values, maximise, reference)) / box)
-    return curve
+    return [front_hv(results[:k], objectives, reference) for k in range(1, len(results) + 1)]
 
 
 def networks_to_reach(curve: list[float], target: float) -> int | None:
@@ -164,9 +218,18 @@ def networks_to_reach(curve: list[float], target: float) -> int | None:
     return None
 
 
-def best_dice_within(results: list[TrainingResult], budget: float) -> float | None:
-    dices = [r.dice for r in results if r.status == "ok" and r.params <= budget and r.dice is not None]
-    return max(dices) if dices else None
+def one_sided_mwu(a: list[float], b: list[float]) -> float | None:
+    """p-value of Mann-Whitney U that `a` tends to be larger than `b` (None with fewer than 2 values each)."""
+    if len(a) < 2 or len(b) < 2:
+        return None
+    from scipy.stats import mannwhitneyu
+
+    return float(mannwhitneyu(a, b, alternative="greater").pvalue)
+
+
+def _median(values: list[float | None]) -> float | None:
+    vals = [float(v) for v in values if v is not None and math.isfinite(float(v))]
+    return float(np.median(vals)) if vals else None
 
 
 def _fmt(value: float | None, digits: int = 4) -> str:
@@ -175,121 +238,116 @@ def _fmt(value: float | None, digits: int = 4) -> str:
     return f"{value:.{digits}f}"
 
 
-def analyse(args: argparse.Namespace, logs_dir: Path, seeds: list[int]) -> dict[str, Any]:
-    """Every table and number of the report, from the run folders' CSVs."""
-    objectives = ["dice", "params", "analog_robustness"] if args.probe else ["dice", "params"]
-    cfg = RunConfig.model_validate(build_config(args, "progressive", seeds[0], None))
+def _num(value: Any) -> float | None:
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        return None
+    return out if math.isfinite(out) else None
+
+
+def analyse_task(args: argparse.Namespace, logs_dir: Path, task: str, seeds: list[int]) -> dict[str, Any]:
+    """Every table and number of one task, from the run folders' CSVs."""
+    objectives = ["dice", "params", "analog_dice"] if args.probe else ["dice", "params"]
+    cfg = RunConfig.model_validate(build_config(args, task, "progressive", seeds[0], None))
     input_shape = (args.size, args.size, cfg.dataset.generated_channels)
-    classes = cfg.dataset.classes_count
-    runs: dict[int, dict[str, RunData]] = {}
-    for seed in seeds:
-        runs[seed] = {s: load_run(logs_dir / f"{s}_s{seed}", s, seed) for s in STRATEGIES}
-    # ONE reference point for every strategy and seed: score 0, params 1.1 x the largest network of the space
-    # (the same search space for all runs, so the bound does not depend on what any strategy happened to train)
-    all_usable = [r for by in runs.values() for run in by.values() for r in _usable(run.results, objectives)]
-    values, _ = objective_matrix(all_usable, objectives)
-    reference = reference_point(objectives, cfg, values, input_shape, classes)
-    box = box_volume(objectives, reference)
+    runs = {seed: {s: load_run(logs_dir, task, s, seed) for s in STRATEGIES} for seed in seeds}
+    everything = [r for by in runs.values() for run in by.values() for r in _usable(run.results, objectives)]
+    values, _ = objective_matrix(everything, objectives)
+    # ONE reference point for every run of the task: the params bound comes from the search space, not from
+    # what a strategy happened to train
+    reference = reference_point(objectives, cfg, values, input_shape, cfg.dataset.classes_count)
+    union_hv = front_hv(everything, objectives, reference)
+    union_front = int(pareto_mask(values, maximise_flags(objectives)).sum()) if everything else 0
     for by in runs.values():
         for run in by.values():
-            run.hv_curve = hv_curve(run.results, objectives, reference, box)
+            run.hv_curve = hv_curve(run.results, objectives, reference)
 
-    if args.params_budget is not None:
-        budget = float(args.params_budget)
-        budget_rule = f"{budget:,.0f} params (--params-budget)"
-    else:
-        all_params = [r.params for by in runs.values() for run in by.values() for r in run.results
-                      if r.status == "ok"]
-        budget = float(np.median(all_params))
-        budget_rule = f"{budget:,.0f} params (median params of all networks of all runs)"
-
-    summary_rows, per_seed = [], []
+    per_seed = []
     for seed, by in runs.items():
-        prog, rand = by["progressive"], by["random"]
-        reach = networks_to_reach(prog.hv_curve, rand.final_hv)
-        ratio = prog.final_hv / rand.final_hv if rand.final_hv > 0 else math.inf
-        met_reach = reach is not None and reach <= TARGET_FRACTION * rand.n
-        met_ratio = ratio >= TARGET_RATIO
-        per_seed.append({"seed": seed, "N": prog.n, "reach": reach, "ratio": ratio,
-                         "met_reach": met_reach, "met_ratio": met_ratio})
+        rand = by["random"]
+        row: dict[str, Any] = {"seed": seed, "N": by["progressive"].n}
         for s in STRATEGIES:
             run = by[s]
-            ok = [r for r in run.results if r.status == "ok"]
-            summary_rows.append({
-                "seed": seed, "strategy": s, "networks": run.n, "ok": len(ok),
-                "final_hv": run.final_hv, "best_dice": max((r.dice for r in ok), default=None),
-                "best_analog": max((r.analog_dice for r in ok if r.analog_dice is not None), default=None),
-                "best_dice_budget": best_dice_within(run.results, budget),
-                "min_params": min((r.params for r in ok), default=None),
-                "train_s": sum(r.train_time_s for r in run.results), "wall_s": run.wall_s,
-            })
+            row[s] = {"hv": run.final_hv, "regret": union_hv - run.final_hv, "networks": run.n,
+                      "ok": sum(r.status == "ok" for r in run.results), "failed_probes": run.failed_probes,
+                      "reach": networks_to_reach(run.hv_curve, rand.final_hv) if s != "random" else rand.n,
+                      "wall_s": run.wall_s}
+        per_seed.append(row)
+
+    medians = {s: {"hv": _median([p[s]["hv"] for p in per_seed]),
+                   "regret": _median([p[s]["regret"] for p in per_seed]),
+                   "failed_probes": sum(p[s]["failed_probes"] for p in per_seed)} for s in STRATEGIES}
+    pvalues = {b: one_sided_mwu([p["progressive"]["hv"] for p in per_seed], [p[b]["hv"] for p in per_seed])
+               for b in BASELINES}
 
     quality = []
     for seed, by in runs.items():
         for row in read_csv(by["progressive"].path / "csv" / "predictor_quality.csv"):
             quality.append({"seed": seed, **row})
-    return {"objectives": objectives, "reference": reference, "box": box, "runs": runs, "budget": budget,
-            "budget_rule": budget_rule, "summary": summary_rows, "per_seed": per_seed, "quality": quality}
+    late = [_num(q.get("spearman")) for q in quality
+            if q.get("objective") == cfg.search_strategy.score_metric and (_num(q.get("step")) or 0) >= 3]
+    spearman_late = _median(late)
+
+    reach_ok = [p["progressive"]["reach"] is not None and p["progressive"]["reach"] <= TARGET_FRACTION * p["N"]
+                for p in per_seed]
+    prog, rand, evo = (medians[s]["regret"] for s in STRATEGIES)
+    targets = {
+        f"progressive median regret <= {TARGET_REGRET_VS_RANDOM} x random's": (
+            prog is not None and rand is not None and prog <= TARGET_REGRET_VS_RANDOM * rand),
+        "progressive median regret <= evolution's": prog is not None and evo is not None and prog <= evo,
+        f"progressive reaches random's final HV with <= {TARGET_FRACTION:.0%} of N in >= "
+        f"{TARGET_SEEDS_FRACTION:.0%} of seeds": sum(reach_ok) >= TARGET_SEEDS_FRACTION * len(per_seed),
+        f"median Dice-predictor Spearman on steps >= 3 >= {TARGET_SPEARMAN}": (
+            spearman_late is not None and spearman_late >= TARGET_SPEARMAN),
+    }
+    return {"task": task, "objectives": objectives, "reference": reference, "union_hv": union_hv,
+            "union_front": union_front, "runs": runs, "per_seed": per_seed, "medians": medians,
+            "pvalues": pvalues, "quality": quality, "spearman_late": spearman_late, "targets": targets,
+            "reach_ok": reach_ok}
 
 
 # ------------------------------------------------------------------------------------------------------- report
 def markdown_tables(res: dict[str, Any]) -> str:
-    lines = ["| seed | strategy | networks (ok) | final HV | best Dice | best analog Dice | best Dice <= budget "
-             "| smallest net (params) | train time (s) | run wall (s) |",
-             "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    for r in res["summary"]:
-        lines.append(
-            f"| {r['seed']} | {r['strategy']} | {r['networks']} ({r['ok']}) | {_fmt(r['final_hv'])} "
-            f"| {_fmt(r['best_dice'])} | {_fmt(r['best_analog'])} | {_fmt(r['best_dice_budget'])} "
-            f"| {r['min_params'] if r['min_params'] is not None else 'n/a'} | {r['train_s']:.0f} "
-            f"| {_fmt(r['wall_s'], 0)} |")
-    lines += ["", "| seed | N (budget) | progressive reaches random's final HV after | needed <= "
-              f"{TARGET_FRACTION:.0%} of N? | HV ratio progressive / random | ratio >= {TARGET_RATIO}? "
-              "| evolution final HV / random |",
-              "|---:|---:|---:|---|---:|---|---:|"]
+    task = res["task"]
+    lines = [f"#### Task `{task}` ({TASKS[task][0]})", "",
+             f"Union front of all runs: {res['union_front']} networks, normalised hypervolume "
+             f"{_fmt(res['union_hv'])}. Regret = union hypervolume - the run's final hypervolume.", "",
+             "| seed | N | strategy | networks (ok) | final HV | regret | reaches random's final HV after "
+             "| failed probes | run wall (s) |", "|---:|---:|---|---:|---:|---:|---:|---:|---:|"]
     for p in res["per_seed"]:
-        by = res["runs"][p["seed"]]
-        evo = by["evolution"].final_hv / by["random"].final_hv if by["random"].final_hv > 0 else math.inf
-        reach = "never" if p["reach"] is None else f"{p['reach']} networks ({p['reach'] / by['random'].n:.0%})"
-        lines.append(f"| {p['seed']} | {p['N']} | {reach} | {'yes' if p['met_reach'] else 'no'} "
-                     f"| {_fmt(p['ratio'], 3)} | {'yes' if p['met_ratio'] else 'no'} | {_fmt(evo, 3)} |")
-    lines += ["", "Hypervolume after k networks (normalised; progressive / random / evolution):", "",
-              "| seed | k | progressive | random | evolution |", "|---:|---:|---:|---:|---:|"]
-    for seed, by in res["runs"].items():
-        n = max(run.n for run in by.values())
-        for k in range(1, n + 1):
-            cells = [_fmt(by[s].hv_curve[k - 1]) if k <= by[s].n else "" for s in STRATEGIES]
-            lines.append(f"| {seed} | {k} | " + " | ".join(cells) + " |")
-    lines += ["", "Predictor quality on the networks each step trained (progressive run, csv/predictor_quality.csv):",
-              "", "| seed | step | objective | n | Spearman | Kendall | MAPE |", "|---:|---:|---|---:|---:|---:|---:|"]
+        for s in STRATEGIES:
+            r = p[s]
+            reach = "-" if s == "random" else ("never" if r["reach"] is None else
+                                               f"{r['reach']} ({r['reach'] / p['N']:.0%} of N)")
+            lines.append(f"| {p['seed']} | {p['N']} | {s} | {r['networks']} ({r['ok']}) | {_fmt(r['hv'])} "
+                         f"| {_fmt(r['regret'])} | {reach} | {r['failed_probes']} | {_fmt(r['wall_s'], 0)} |")
+    lines += ["", "| strategy | median final HV | median regret | failed probes (all seeds) "
+              "| Mann-Whitney U p (progressive HV > this, one-sided) |", "|---|---:|---:|---:|---:|"]
+    for s in STRATEGIES:
+        m = res["medians"][s]
+        p = "-" if s == "progressive" else _fmt(res["pvalues"][s], 3)
+        lines.append(f"| {s} | {_fmt(m['hv'])} | {_fmt(m['regret'])} | {m['failed_probes']} | {p} |")
+    lines += ["", "Predictor quality on the networks each step trained (progressive runs, csv/predictor_quality.csv); "
+              f"median Dice Spearman on steps >= 3: {_fmt(res['spearman_late'], 3)}.", "",
+              "| seed | step | objective | n | Spearman | Kendall | MAPE |", "|---:|---:|---|---:|---:|---:|---:|"]
     if not res["quality"]:
         lines.append("| - | - | (no rows: no step with >= 2 predicted-and-trained networks) | | | | |")
     for q in res["quality"]:
         lines.append(f"| {q['seed']} | {q['step']} | {q['objective']} | {q['n']} | {_fmt(_num(q.get('spearman')), 3)} "
                      f"| {_fmt(_num(q.get('kendall')), 3)} | {_fmt(_num(q.get('mape')), 3)} |")
+    lines += ["", "Targets (issue 12):", ""]
+    lines += [f"- {name}: **{'met' if ok else 'NOT met'}**" for name, ok in res["targets"].items()]
     return "\n".join(lines)
 
 
-def _num(value: Any) -> float | None:
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return None
-
-
 def draw_plot(res: dict[str, Any], path: Path) -> Path:
-    """Hypervolume vs networks trained, one line per strategy (the mean over seeds where there are several)."""
-    from popnas_seg.plots import plot_hypervolume
+    """Hypervolume vs networks trained per strategy: median and min-max band over the seeds."""
+    from popnas_seg.plots import plot_hypervolume_spread
 
-    series: dict[str, list[tuple[float, float]]] = {}
-    seeds = list(res["runs"])
-    for s in STRATEGIES:
-        curves = [res["runs"][seed][s].hv_curve for seed in seeds]
-        n = min(len(c) for c in curves)
-        label = s if len(seeds) == 1 else f"{s} (mean of {len(seeds)} seeds)"
-        series[label] = [(k, float(np.mean([c[k - 1] for c in curves]))) for k in range(1, n + 1)]
+    curves = {s: [res["runs"][seed][s].hv_curve for seed in res["runs"]] for s in STRATEGIES}
     path.parent.mkdir(parents=True, exist_ok=True)
-    return plot_hypervolume(series, path)
+    return plot_hypervolume_spread(curves, path, f"Hypervolume vs networks trained, task {res['task']}")
 
 
 def machine() -> str:
@@ -298,7 +356,7 @@ def machine() -> str:
     for line in subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines():
         if line.startswith("Model name"):
             model = line.split(":", 1)[1].strip()
-    return f"{cores}-core CPU ({model or 'unknown model'}), shared with other jobs while the benchmark ran"
+    return f"{cores}-core CPU ({model or 'unknown model'})"
 
 
 def write_section(doc: Path, body: str) -> None:
@@ -319,77 +377,56 @@ def write_section(doc: Path, body: str) -> None:
     atomic_write_text(doc, new)
 
 
-def section_text(args: argparse.Namespace, res: dict[str, Any], command: str, when: str, plot: Path,
-                 logs_dir: Path, total_s: float | None) -> str:
-    objectives = res["objectives"]
-    ref = ", ".join(f"{o} {v:,.4g}" for o, v in zip(objectives, res["reference"]))
-    all_reach = all(p["met_reach"] for p in res["per_seed"])
-    all_ratio = all(p["met_ratio"] for p in res["per_seed"])
-    verdict = "MET" if all_reach and all_ratio else "NOT MET"
-    details = []
-    for p in res["per_seed"]:
-        reach = "never reached" if p["reach"] is None else f"reached after {p['reach']} of {p['N']} networks"
-        details.append(f"seed {p['seed']}: random's final hypervolume {reach} "
-                       f"({'meets' if p['met_reach'] else 'misses'} the <= {TARGET_FRACTION:.0%} target); "
-                       f"final ratio {_fmt(p['ratio'], 3)} ({'meets' if p['met_ratio'] else 'misses'} "
-                       f"the >= {TARGET_RATIO} target)")
-    probe_note = ("dice (max) + params (min) + analog_robustness (max: analog Dice after 1 day of PCM drift, "
-                  f"probe on {args.probe_images} validation images x {args.probe_repetitions} programmings)"
-                  if args.probe else "dice (max) + params (min) only: the analog probe was off (--no-probe)")
-    rel_plot = os.path.relpath(plot, ROOT / "docs")
+def settings_text(args: argparse.Namespace) -> str:
+    probe = (f"dice (max) + params (min) + analog_dice (max: analog Dice after 1 day of PCM drift, probe on "
+             f"{args.probe_images} validation images x {args.probe_repetitions} programmings)"
+             if args.probe else "dice (max) + params (min) only (--no-probe)")
+    return (f"{args.samples} synthetic images per task cropped to {args.size}x{args.size}, {args.epochs} epoch(s) "
+            f"per network, B = {args.blocks} blocks, operators {', '.join(args.operators)}, K = {args.max_children} "
+            f"({args.selection} selection), {args.exploration} exploration child(ren), step 1: "
+            f"{'every one-block cell' if args.b1 is None else f'{args.b1} cells (params-stratified)'}, predictor "
+            f"{args.predictor_epochs} epochs x {args.ensemble} GIN members, evolution population {args.population} / "
+            f"tournament {args.tournament}. Objectives: {probe}.")
+
+
+def section_text(args: argparse.Namespace, results: list[dict[str, Any]], plots: list[Path], command: str,
+                 when: str, logs_dir: Path, total_s: float | None) -> str:
     parts = [
         SECTION, "",
-        f"Date: {when}. Machine: {machine()}.",
-        f"Total benchmark wall time: {_fmt(total_s, 0)} s." if total_s is not None else "",
+        f"Date: {when}. Machine: {machine()}. Workers: {args.workers}.",
+        f"Benchmark wall time of this invocation: {_fmt(total_s, 0)} s (per-run wall times in the tables)."
+        if total_s is not None else "",
         "", "Command:", "", "```", command, "```", "",
-        "What runs: for each seed the progressive search (POPNAS: predictors pick K children per step from the "
-        "predicted Pareto front, plus exploration) runs first through `run.py` with `others.pipeline: [\"search\"]`; "
-        "the number of networks it trained, N, becomes `search_strategy.max_networks` of a random-search and a "
-        "regularised-evolution run with otherwise identical settings "
-        f"(synthetic nuclei, {args.samples} images resized to {args.size}x{args.size}, {args.epochs} epochs per "
-        f"network, B = {args.blocks} blocks, operators {', '.join(args.operators)}, K = {args.max_children}, "
-        f"{args.exploration} exploration child(ren), {args.b1} step-1 networks, evolution population "
-        f"{args.population} / tournament {args.tournament}).",
-        "",
-        f"Objectives: {probe_note}. Hypervolume uses ONE reference point for all strategies ({ref}; params bound "
-        "= 1.1 x the largest network of the search space) and is normalised by the box between that point and the "
-        "ideal (score 1, 0 params), so 1.0 would be a perfect network with no parameters. The curve is recomputed "
-        "on every prefix of the networks in training order (network id). \"Best Dice <= budget\": best digital "
-        f"validation Dice among networks with at most {res['budget_rule']}.",
-        "",
-        f"![hypervolume vs networks trained]({rel_plot})",
-        "",
-        markdown_tables(res),
-        "",
-        f"**Verdict: targets {verdict}.** Targets: progressive reaches random's final hypervolume with at most "
-        f"{TARGET_FRACTION:.0%} of the networks, and ends with >= {TARGET_RATIO}x random's hypervolume.",
-        "",
-        *[f"- {d}" for d in details],
-        "",
-        f"Caveats: {len(res['per_seed'])} seed(s) and N = {', '.join(str(p['N']) for p in res['per_seed'])} networks "
-        "per strategy are far too few for a statistically solid comparison (one lucky random network can dominate "
-        "the front); networks trained for a few epochs on tiny images are noisy; a predictor Spearman is computed "
-        "on the handful of networks one step trained (column n), so +-1 values on n = 2-5 say little. The numbers "
-        "were not tuned: the "
-        "benchmark ran once with the settings above. Run folders (CSVs, logs): "
-        f"`{logs_dir}` (temporary, not kept in the repository).",
+        f"Settings: {settings_text(args)} Seeds: {', '.join(map(str, args.seeds))}.", "",
+        "Per task and seed the progressive search runs first; the number of networks it trained, N, is the budget "
+        "of the random and the evolution run. Hypervolume: ONE reference point per task (scores 0, params 1.1 x "
+        "the largest network of the space), normalised by the box up to the ideal (scores 1, 0 params).",
     ]
-    return "\n".join(p for p in parts if p is not None)
+    for res, plot in zip(results, plots):
+        ref = ", ".join(f"{o} {v:,.4g}" for o, v in zip(res["objectives"], res["reference"]))
+        parts += ["", f"Reference point ({res['task']}): {ref}.", "",
+                  f"![hypervolume vs networks trained, {res['task']}]({os.path.relpath(plot, ROOT / 'docs')})", "",
+                  markdown_tables(res)]
+    parts += ["", f"Run folders (CSVs, logs): `{logs_dir}`."]
+    return "\n".join(parts)
 
 
 # --------------------------------------------------------------------------------------------------------- main
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--seeds", type=int, nargs="+", default=[1], help="seeds (each: 3 searches)")
+    p.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3, 4, 5], help="seeds (each: 3 searches per task)")
+    p.add_argument("--tasks", nargs="+", choices=sorted(TASKS), default=["default", "hard"])
+    p.add_argument("--workers", type=int, default=1, help="task/seed chains run at the same time")
     p.add_argument("--size", type=int, default=32, help="image side the networks see (divisible by 4)")
-    p.add_argument("--epochs", type=int, default=3, help="training epochs per network")
+    p.add_argument("--epochs", type=int, default=2, help="training epochs per network")
     p.add_argument("--blocks", type=int, default=3, help="B: maximum blocks per cell")
-    p.add_argument("--samples", type=int, default=96, help="synthetic images generated")
+    p.add_argument("--samples", type=int, default=64, help="synthetic images generated per task")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--filters", type=int, default=8)
-    p.add_argument("--max-children", type=int, default=3, help="K of the progressive search")
+    p.add_argument("--max-children", type=int, default=5, help="K of the progressive search")
     p.add_argument("--exploration", type=int, default=1, help="exploration children per step")
-    p.add_argument("--b1", type=int, default=6, help="networks of step 1")
+    p.add_argument("--b1", type=int, default=14, help="networks of step 1 (N = b1 + (B-1) K + (B-2) exploration)")
+    p.add_argument("--selection", choices=["hypervolume", "score"], default="hypervolume")
     p.add_argument("--population", type=int, default=8, help="evolution population size")
     p.add_argument("--tournament", type=int, default=3, help="evolution tournament size")
     p.add_argument("--predictor-epochs", type=int, default=40)
@@ -399,52 +436,52 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--no-probe", dest="probe", action="store_false", help="objectives dice + params only")
     p.add_argument("--probe-images", type=int, default=8)
     p.add_argument("--probe-repetitions", type=int, default=2)
-    p.add_argument("--params-budget", type=float, default=None, help="default: median params of all networks")
     p.add_argument("--quick", action="store_true", help="tiny settings that only check the benchmark runs")
-    p.add_argument("--logs-dir", type=Path, default=None, help="where run folders go (default: a new temp dir)")
+    p.add_argument("--logs-dir", type=Path, default=None, help="run folders (default: a new temp dir); reuse to resume")
     p.add_argument("--analyse-only", action="store_true", help="only recompute the report from --logs-dir")
     p.add_argument("--doc", type=Path, default=ROOT / "docs" / "BENCHMARKS.md")
-    p.add_argument("--plot", type=Path, default=ROOT / "docs" / "bench_search_hypervolume.png")
-    p.add_argument("--no-doc", action="store_true", help="print the tables, do not touch docs/")
+    p.add_argument("--plot-prefix", type=Path, default=ROOT / "docs" / "bench_search_hv",
+                   help="plots go to <prefix>_<task>.png")
+    p.add_argument("--no-doc", action="store_true", help="print the tables, do not touch docs/ (plots: logs dir)")
     args = p.parse_args(argv)
     if args.quick:
         args.size, args.epochs, args.blocks, args.samples, args.batch_size = 16, 1, 2, 24, 8
         args.filters, args.max_children, args.exploration, args.b1 = 4, 2, 1, 3
-        args.predictor_epochs, args.probe_images, args.population = 8, 4, 4
+        args.predictor_epochs, args.probe_images, args.population, args.ensemble = 8, 4, 3, 1
         args.operators = ["identity", "3x3 conv", "2x2 maxpool"]
     if args.analyse_only and args.logs_dir is None:
         p.error("--analyse-only needs --logs-dir")
+    if args.workers < 1:
+        p.error("--workers must be >= 1")
     return args
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     command = "python " + " ".join(shlex.quote(a) for a in [os.path.relpath(__file__, ROOT), *sys.argv[1:]])
-    logs_dir = args.logs_dir or Path(tempfile.mkdtemp(prefix="bench_search_"))
-    logs_dir = logs_dir.resolve()
+    logs_dir = (args.logs_dir or Path(tempfile.mkdtemp(prefix="bench_search_"))).resolve()
     logs_dir.mkdir(parents=True, exist_ok=True)
-    log_file = logs_dir / "runs.log"
     start = time.perf_counter()
     if not args.analyse_only:
-        print(f"[bench] run folders and run log: {logs_dir}", flush=True)
-        for seed in args.seeds:
-            run_search(build_config(args, "progressive", seed, None), logs_dir, f"progressive_s{seed}", log_file)
-            n = len(read_csv(logs_dir / f"progressive_s{seed}" / "csv" / "training_results.csv"))
-            print(f"[bench] seed {seed}: progressive trained N = {n} networks", flush=True)
-            for strategy in ("random", "evolution"):
-                run_search(build_config(args, strategy, seed, n), logs_dir, f"{strategy}_s{seed}", log_file)
+        print(f"[bench] run folders and logs: {logs_dir}", flush=True)
+        chains = [(task, seed) for seed in args.seeds for task in args.tasks]
+        pool = ThreadPoolExecutor(max_workers=args.workers)
+        try:
+            for future in [pool.submit(run_chain, args, logs_dir, task, seed) for task, seed in chains]:
+                future.result()
+        finally:  # a failed run stops the benchmark: queued chains never start, running ones finish
+            pool.shutdown(wait=True, cancel_futures=True)
     total = None if args.analyse_only else time.perf_counter() - start
-    res = analyse(args, logs_dir, args.seeds)
-    tables = markdown_tables(res)
-    print(tables)
-    for p in res["per_seed"]:
-        print(f"[bench] seed {p['seed']}: reach={p['reach']} (target <= {TARGET_FRACTION * p['N']:.1f}), "
-              f"ratio={_fmt(p['ratio'], 3)} (target >= {TARGET_RATIO})")
+    results = [analyse_task(args, logs_dir, task, args.seeds) for task in args.tasks]
+    for res in results:
+        print(markdown_tables(res), "\n")
+    prefix = logs_dir / "bench_search_hv" if args.no_doc else args.plot_prefix
+    plots = [draw_plot(res, Path(f"{prefix}_{res['task']}.png")) for res in results]
+    print(f"[bench] plots: {', '.join(map(str, plots))}")
     if not args.no_doc:
-        plot = draw_plot(res, args.plot)
-        when = subprocess.run(["date"], capture_output=True, text=True).stdout.strip()
-        write_section(args.doc, section_text(args, res, command, when, plot, logs_dir, total))
-        print(f"[bench] wrote {plot} and the '{SECTION[3:]}' section of {args.doc}")
+        when = subprocess.run(["date", "-u"], capture_output=True, text=True).stdout.strip()
+        write_section(args.doc, section_text(args, results, plots, command, when, logs_dir, total))
+        print(f"[bench] wrote the '{SECTION[3:]}' section of {args.doc}")
     return 0
 
 

@@ -38,7 +38,7 @@ from popnas_seg.training.trainer import Trainer, make_optimizer, make_schedule  
 def _config(args: argparse.Namespace) -> RunConfig:
     size = args.size
     return RunConfig.model_validate({
-        "dataset": {"samples": args.samples, "generated_size": [size + size // 2] * 2, "resize": [size, size],
+        "dataset": {"samples": args.samples, "generated_size": [size + size // 2] * 2, "crop": [size, size],
                     "batch_size": args.batch_size},
         "training_hyperparameters": {"epochs": args.epochs},
         "architecture_hyperparameters": {"filters": args.filters, "motifs": args.motifs},

@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
+    AliasChoices,
     BaseModel,
     ConfigDict,
     Field,
@@ -238,7 +239,7 @@ class DatasetConfig(_Section):
     test_size: float = Field(0.15, ge=0, lt=1, description="fraction of images held out for the final test")
     folds: int = Field(1, ge=1, le=10, description="cross-validation folds (1: a single split)")
     crop: tuple[int, int] = Field(
-        (64, 64), description="height, width of the crops the networks train on (random crops; validation, test "
+        (64, 64), validation_alias=AliasChoices("crop", "resize"), description="height, width of the crops the networks train on (random crops; validation, test "
         "and predict tile whole images with it); must be divisible by 2**motifs. Old name: resize"
     )
     rescale: float = Field(
@@ -262,20 +263,6 @@ class DatasetConfig(_Section):
         None, description="map mask values to class indices, e.g. {255: 1}"
     )
     balance_class_losses: bool = Field(False, description="weight the loss by inverse class frequency")
-
-    @model_validator(mode="before")
-    @classmethod
-    def _deprecated_resize(cls, data: Any) -> Any:
-        """`resize` was the old name of `crop` (it always cropped, never resized): read it as `crop`, say so."""
-        if isinstance(data, dict) and "resize" in data:
-            data = dict(data)
-            if "crop" in data:
-                raise ValueError('set "crop" only: "resize" is its deprecated old name')
-            data["crop"] = data.pop("resize")
-            logging.getLogger("popnas_seg.config").warning(
-                'dataset.resize is deprecated: it is read as dataset.crop (the networks see random crops of '
-                'this size, and whole images are tiled with it); rename the key. dataset.rescale really resizes')
-        return data
 
     @model_validator(mode="after")
     def _source(self) -> "DatasetConfig":
@@ -469,6 +456,19 @@ def parse_config_text(text: str, source: str) -> dict[str, Any]:
     return data
 
 
+def _note_deprecated_resize(d: dict[str, Any], where: str) -> None:
+    """`dataset.resize` is the old name of `dataset.crop` (it always cropped, never resized): it is still read
+    (the field's alias), with a warning; both at once is an error."""
+    dataset = d.get("dataset")
+    if not isinstance(dataset, dict) or "resize" not in dataset:
+        return
+    if "crop" in dataset:
+        raise UserError(f'{where}: dataset: set "crop" only; "resize" is its deprecated old name')
+    logging.getLogger("popnas_seg.config").warning(
+        "dataset.resize is deprecated: it is read as dataset.crop (the networks train on random crops of this "
+        "size and whole images are tiled with it); rename the key. dataset.rescale is the option that resizes")
+
+
 def config_from_dict(d: dict[str, Any], source: str | None = None) -> RunConfig:
     """Validate a plain dict (e.g. parsed JSON) into a RunConfig; errors become one `UserError` message."""
     where = f"config error in {source}" if source else "config error"
@@ -482,6 +482,7 @@ def config_from_dict(d: dict[str, Any], source: str | None = None) -> RunConfig:
         raise UserError(f"{where}: not representable as JSON ({exc})") from None
     except RecursionError:
         raise UserError(f"{where}: nested too deeply to be a config") from None
+    _note_deprecated_resize(d, where)
     try:
         return RunConfig.model_validate_json(text, strict=True)
     except ValidationError as exc:

@@ -28,7 +28,7 @@ def tiny_config() -> dict[str, Any]:
         "search_space": {"blocks": 1, "operators": ["identity", "3x3 conv"]},
         "training_hyperparameters": {"epochs": 1},
         "dataset": {"name": "synthetic_nuclei", "samples": 8, "generated_size": [32, 32],
-                    "resize": [16, 16], "batch_size": 4},
+                    "crop": [16, 16], "batch_size": 4},
         "others": {"pipeline": []},
     }
 

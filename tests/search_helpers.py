@@ -25,7 +25,7 @@ def tiny_config(tmp_path: Path, *, probe: bool, pipeline: list[str], strategy: s
         },
         "training_hyperparameters": {"epochs": 1, "learning_rate": 0.01},
         "architecture_hyperparameters": {"filters": 4, "motifs": 2, "normal_cells_per_motif": 0},
-        "dataset": {"name": "synthetic_nuclei", "samples": 24, "generated_size": [24, 24], "resize": [16, 16],
+        "dataset": {"name": "synthetic_nuclei", "samples": 24, "generated_size": [24, 24], "crop": [16, 16],
                     "batch_size": 8, "validation_size": 0.25, "test_size": 0.25},
         "analog": {"probe": probe, "probe_images": 4, "probe_repetitions": 2, "repetitions": 2, "finalists": 1,
                    "model_selection_epochs": 1, "final_epochs": 1, "hwa_epochs": 1, "early_stopping_patience": 1,

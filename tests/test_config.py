@@ -67,21 +67,21 @@ def test_every_error_class_is_one_user_error_naming_the_key(
 
 def test_several_problems_are_listed_in_one_message() -> None:
     with pytest.raises(UserError) as info:
-        config_from_dict({"training_hyperparameters": {"epochs": 0, "optimizer": "x"}, "dataset": {"resize": [32]}})
+        config_from_dict({"training_hyperparameters": {"epochs": 0, "optimizer": "x"}, "dataset": {"crop": [32]}})
     message = str(info.value)
     assert message.startswith("config error: 3 problems:")
     assert "training_hyperparameters.epochs: must be >= 1 (got 0)" in message
     assert "training_hyperparameters.optimizer: must be one of" in message
-    assert "dataset.resize: must hold exactly 2 values (got [32])" in message
+    assert "dataset.crop: must hold exactly 2 values (got [32])" in message
 
 
 @pytest.mark.parametrize(
     "data,expected",
     [
-        ({"dataset": {"resize": [32, 32, 32]}}, "dataset.resize: must hold exactly 2 values (got [32, 32, 32])"),
+        ({"dataset": {"crop": [32, 32, 32]}}, "dataset.crop: must hold exactly 2 values (got [32, 32, 32])"),
         ({"dataset": {"name": "synthetic_nuclei", "path": "x"}}, 'dataset: set exactly one of "name"'),
-        ({"dataset": {"resize": [36, 36]}, "architecture_hyperparameters": {"motifs": 3}},
-         "dataset.resize [36, 36] must be divisible by 2**motifs = 8"),
+        ({"dataset": {"crop": [36, 36]}, "architecture_hyperparameters": {"motifs": 3}},
+         "dataset.crop [36, 36] must be divisible by 2**motifs = 8"),
         ({"search_space": {"operators": ["3x3 conv", "3x3 conv"]}}, "search_space.operators: operators contain duplicates"),
         ({"search_space": {"operators": []}}, "search_space.operators: must hold at least 1 items (got 0)"),
         ({"others": {"pipeline": ["serch"]}}, 'others.pipeline[0]: must be one of "search", "finalists", "report"'),
@@ -152,7 +152,7 @@ def test_missing_relative_dataset_folder_shows_where_it_looked(tmp_path: Path, m
 
 def test_shipped_configs_validate() -> None:
     quick = load_config(ROOT / "configs" / "quick.json")
-    assert quick.dataset.resize == (32, 32)
+    assert quick.dataset.crop == (32, 32)
     assert quick.training_hyperparameters.epochs == 1
     assert quick.search_space.blocks == 2
     assert quick.analog.finalists == 1
@@ -177,14 +177,32 @@ def test_run_json_writes_out_every_key_of_the_schema() -> None:
     assert _keys(written) == _keys(dump_config(RunConfig())), "configs/run.json must list every schema key"
 
 
+def test_run_json_dataset_holds_the_defaults() -> None:
+    """run.json claims to hold the defaults: `samples` is null (all folder images / 192 synthetic), not 192."""
+    written = json.loads((ROOT / "configs" / "run.json").read_text())["dataset"]
+    defaults = dump_config(RunConfig())["dataset"]
+    assert written["samples"] is None and defaults["samples"] is None
+    assert written["crop"] == defaults["crop"] and written["rescale"] == defaults["rescale"]
+
+
+def test_resize_is_a_deprecated_alias_of_crop(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level("WARNING", logger="popnas_seg.config"):
+        cfg = config_from_dict({"dataset": {"resize": [32, 48]}})
+    assert cfg.dataset.crop == (32, 48)
+    assert "dataset.resize is deprecated" in caplog.text and "dataset.crop" in caplog.text
+    assert "resize" not in dump_config(cfg)["dataset"]  # frozen configs are written with the new name
+    with pytest.raises(UserError, match="deprecated"):
+        config_from_dict({"dataset": {"resize": [32, 32], "crop": [32, 32]}})
+
+
 def test_dump_round_trips_through_json() -> None:
-    cfg = config_from_dict({"dataset": {"class_labels_remapping": {255: 1}, "resize": [32, 48]},
+    cfg = config_from_dict({"dataset": {"class_labels_remapping": {255: 1}, "crop": [32, 48]},
                             "search_strategy": {"hypervolume_reference": {"params": 1e6}}})
     dumped = json.loads(json.dumps(dump_config(cfg)))
     again = config_from_dict(dumped)
     assert again == cfg
     assert again.dataset.class_labels_remapping == {255: 1}
-    assert again.dataset.resize == (32, 48)
+    assert again.dataset.crop == (32, 48)
 
 
 def test_partial_config_takes_defaults() -> None:

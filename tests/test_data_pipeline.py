@@ -376,3 +376,35 @@ def test_new_augmentations_change_training_data_only() -> None:
                           (_epoch(data.test_dataset()), plain.test_arrays())):
             np.testing.assert_array_equal(got[0], want[0])
             np.testing.assert_array_equal(got[1], want[1])
+
+
+def test_whole_images_of_val_and_test_keep_their_sizes() -> None:
+    """val_images/test_images give whole normalised images (what whole-image evaluation tiles), not crops."""
+    images, masks, names = [], [], []
+    for i, size in enumerate([(16, 16), (20, 18), (24, 30), (18, 22), (30, 16), (16, 20)]):
+        im, m, _ = _label_images(1, size, seed=i)
+        images += im
+        masks += m
+        names.append(f"v{i}")
+    data = SegmentationData(images, masks, names, _cfg(crop=(16, 16), normalisation="minmax"), seed=0)
+    for split, (xs, ys) in (("val", data.val_images()), ("test", data.test_images())):
+        assert [names[names.index(n)] for n in data.split_names()[split]] and len(xs) == len(ys) >= 1
+        for name, x, y in zip(data.split_names()[split], xs, ys):
+            i = names.index(name)
+            assert x.shape == (*masks[i].shape, 1) and x.dtype == np.float32
+            np.testing.assert_array_equal(y, masks[i])
+            np.testing.assert_allclose(x[..., 0] * 3, masks[i], atol=1e-5)
+
+
+def test_rescale_really_resizes_images_and_masks() -> None:
+    from popnas_seg.data.pipeline import preprocess_image, rescale_mask
+
+    images, masks, names = _label_images(8, (40, 32))
+    data = SegmentationData(images, masks, names, _cfg(crop=(16, 16), rescale=0.5, normalisation="minmax"), seed=0)
+    xs, ys = data.val_images()
+    assert xs[0].shape == (20, 16, 1) and ys[0].shape == (20, 16)
+    assert set(np.unique(ys[0]).tolist()) <= {0, 1, 2, 3}  # nearest: labels stay labels
+    mask = np.kron(np.arange(4).reshape(2, 2), np.ones((4, 4), np.int32))
+    np.testing.assert_array_equal(rescale_mask(mask, 0.5), np.kron(np.arange(4).reshape(2, 2), np.ones((2, 2))))
+    np.testing.assert_array_equal(rescale_mask(rescale_mask(mask, 2.0), 0.5), mask)
+    assert preprocess_image(images[0], _cfg(rescale=2.0)).shape == (80, 64, 1)

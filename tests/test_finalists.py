@@ -87,7 +87,7 @@ def _tiny_config(tmp_path: Path):
     from popnas_seg.config import RunConfig
 
     return RunConfig.model_validate({
-        "dataset": {"samples": 16, "generated_size": [32, 32], "resize": [16, 16], "batch_size": 4,
+        "dataset": {"samples": 16, "generated_size": [32, 32], "crop": [16, 16], "batch_size": 4,
                     "validation_size": 0.25, "test_size": 0.25, "augmentation": {"enabled": False}},
         "architecture_hyperparameters": {"filters": 4, "motifs": 1, "normal_cells_per_motif": 0},
         "training_hyperparameters": {"epochs": 1},

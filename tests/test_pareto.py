@@ -131,7 +131,7 @@ def test_reference_point_rule() -> None:
 
     config = RunConfig.model_validate({
         "search_space": {"blocks": 2, "operators": ["identity", "3x3 conv", "2x2 maxpool"]},
-        "dataset": {"resize": [16, 16]},
+        "dataset": {"crop": [16, 16]},
     })
     objectives = ["dice", "params", "analog_robustness", "time"]
     values = np.array([[0.8, 1000, 0.7, 12.0], [0.6, 500, 0.5, 30.0]])

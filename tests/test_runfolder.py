@@ -19,7 +19,7 @@ from popnas_seg.errors import UserError
 from popnas_seg.runlog import Journal, RunFolder
 from popnas_seg.runlog.folder import SUBFOLDERS
 
-SMALL = {"others": {"pipeline": []}, "dataset": {"samples": 8, "resize": [16, 16]}}
+SMALL = {"others": {"pipeline": []}, "dataset": {"samples": 8, "crop": [16, 16]}}
 
 
 @pytest.fixture
@@ -197,7 +197,7 @@ def test_invalid_names(tmp_path: Path, config: RunConfig, name: str) -> None:
 
 def test_open_resumes_state_journal_and_config(tmp_path: Path, config: RunConfig) -> None:
     run = RunFolder.create(tmp_path, "exp", config)
-    run.journal.append("network_finished", network_id=3)
+    run.journal.append("network_started", network_id=3, step=2)
     new_state = run.update_state(stage="search", step=2)
     assert new_state["stage"] == "search" and new_state["step"] == 2
     run.close()
@@ -209,7 +209,7 @@ def test_open_resumes_state_journal_and_config(tmp_path: Path, config: RunConfig
         assert again.config == config
         assert again.read_state()["stage"] == "search" and again.read_state()["step"] == 2
         assert again.read_state()["name"] == "exp"
-        assert [e["network_id"] for e in again.journal.events("network_finished")] == [3]
+        assert [e["network_id"] for e in again.journal.events("network_started")] == [3]
         again.write_state({"stage": "finalists"})
         state = json.loads((tmp_path / "exp" / "restore" / "state.json").read_text())
         assert state["stage"] == "finalists" and state["version"] == 1

@@ -23,7 +23,7 @@ def _result(network_id: int, dice: float, params: int, analog: float | None, **e
 
 
 def test_measured_front_hypervolume_is_normalised_by_the_documented_box() -> None:
-    config = RunConfig.model_validate({"dataset": {"resize": [16, 16]}})
+    config = RunConfig.model_validate({"dataset": {"crop": [16, 16]}})
     data = SimpleNamespace(input_shape=(16, 16, 1), classes_count=2)
     runner = SearchRunner(None, config, data)  # measured_front reads no run folder
     results = [_result(1, 0.8, 122, 0.7), _result(2, 0.9, 30_000, 0.6), _result(3, 0.5, 40_000, 0.4)]
@@ -51,7 +51,7 @@ def test_probe_integrity_rows_flag_failures_and_mismatches() -> None:
 
 def test_deprecated_objective_name_is_logged_when_the_search_starts(caplog) -> None:
     config = RunConfig.model_validate({"search_strategy": {"additional_pareto_objectives": ["analog_robustness"]},
-                                       "dataset": {"resize": [16, 16]}})
+                                       "dataset": {"crop": [16, 16]}})
     with caplog.at_level(logging.WARNING, logger="popnas_seg"):
         make_strategy(config, (16, 16, 1), 2, None, logging.getLogger("popnas_seg"))
     assert 'objective "analog_robustness" is deprecated, read as "analog_dice"' in caplog.text

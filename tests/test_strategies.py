@@ -32,7 +32,7 @@ def _config(strategy: dict | None = None, blocks: int = 3, probe: bool = True) -
         "search_space": {"blocks": blocks, "lookback_depth": 2, "operators": OPS},
         "search_strategy": {"max_children": 2, "max_exploration_children": 1, "b1_max_networks": 6,
                             "predictor_epochs": 3, "accuracy_predictor_ensemble_units": 1, **(strategy or {})},
-        "dataset": {"resize": [16, 16]},
+        "dataset": {"crop": [16, 16]},
         "analog": {"probe": probe},
     })
 
@@ -99,7 +99,7 @@ def test_b1_capped_sample_spans_params_and_keeps_special_cells() -> None:
 def _seeded(seed: int, cap: int, operators: list[str] | None = None) -> RunConfig:
     return RunConfig.model_validate({
         "search_space": {"blocks": 2, "lookback_depth": 2, "operators": operators or OPS},
-        "search_strategy": {"b1_max_networks": cap}, "dataset": {"resize": [16, 16]}, "others": {"seed": seed},
+        "search_strategy": {"b1_max_networks": cap}, "dataset": {"crop": [16, 16]}, "others": {"seed": seed},
     })
 
 

@@ -24,7 +24,7 @@ def _config(**training: object) -> RunConfig:
     hp = {"epochs": 3, "learning_rate": 0.01}
     hp.update(training)
     return RunConfig.model_validate({
-        "dataset": {"samples": 48, "generated_size": [32, 32], "resize": [32, 32], "batch_size": 8},
+        "dataset": {"samples": 48, "generated_size": [32, 32], "crop": [32, 32], "batch_size": 8},
         "training_hyperparameters": hp,
         "architecture_hyperparameters": {"filters": 8, "motifs": 2, "normal_cells_per_motif": 0},
     })
@@ -132,7 +132,7 @@ def test_early_stopping_stops_before_the_last_epoch(setup: tuple) -> None:
 @pytest.mark.slow  # two more traced models; k-fold is a secondary path
 def test_folds_average(tmp_path: Path) -> None:
     cfg = RunConfig.model_validate({
-        "dataset": {"samples": 24, "generated_size": [32, 32], "resize": [32, 32], "batch_size": 8, "folds": 2},
+        "dataset": {"samples": 24, "generated_size": [32, 32], "crop": [32, 32], "batch_size": 8, "folds": 2},
         "training_hyperparameters": {"epochs": 1},
     })
     data = load_data(cfg.dataset, seed=0)

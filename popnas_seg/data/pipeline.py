@@ -91,6 +91,9 @@ class SegmentationData:
         self.names: list[str] = list(names)
         self._crop = (int(cfg.crop[0]), int(cfg.crop[1]))
         rh, rw = self._crop
+        if cfg.rescale != 1.0:  # dataset.rescale really resizes (before cropping); predict does the same
+            images = [rescale_image(im, cfg.rescale) for im in images]
+            masks = [rescale_mask(m, cfg.rescale) for m in masks]
 
         channels = {int(np.shape(im)[-1]) for im in images} if images else {1}
         if len(channels) != 1:
@@ -390,6 +393,38 @@ def _affine(x: tf.Tensor, y: tf.Tensor, angle: tf.Tensor, zoom: tf.Tensor) -> tu
     x = warp(x, "BILINEAR")
     y = tf.cast(tf.round(warp(tf.cast(y[:, :, None], tf.float32), "NEAREST")[:, :, 0]), tf.int32)
     return x, y
+
+
+def rescaled_size(height: int, width: int, factor: float) -> tuple[int, int]:
+    """Size of an image scaled by `dataset.rescale` (at least 1 pixel a side)."""
+    return max(1, round(height * factor)), max(1, round(width * factor))
+
+
+def rescale_image(image: np.ndarray, factor: float) -> np.ndarray:
+    """[H, W, C] float image scaled by `factor`: bilinear, antialiased when shrinking (dataset.rescale)."""
+    if factor == 1.0:
+        return np.asarray(image, np.float32)
+    size = rescaled_size(image.shape[0], image.shape[1], factor)
+    out = tf.image.resize(np.asarray(image, np.float32), size, method="bilinear", antialias=factor < 1.0)
+    return np.ascontiguousarray(out.numpy(), dtype=np.float32)
+
+
+def rescale_mask(mask: np.ndarray, factor: float) -> np.ndarray:
+    """[H, W] label mask scaled by `factor` with nearest-neighbour sampling (labels stay labels)."""
+    if factor == 1.0:
+        return np.asarray(mask)
+    h, w = mask.shape[:2]
+    nh, nw = rescaled_size(h, w, factor)
+    rows = np.minimum(((np.arange(nh) + 0.5) * h / nh).astype(np.int64), h - 1)
+    cols = np.minimum(((np.arange(nw) + 0.5) * w / nw).astype(np.int64), w - 1)
+    return np.ascontiguousarray(np.asarray(mask)[rows][:, cols])
+
+
+def preprocess_image(image: np.ndarray, cfg: DatasetConfig) -> np.ndarray:
+    """The preprocessing contract of a run, for images the network has never seen (`predict`): an image
+    as `data.folder.read_image` returns it, rescaled by `dataset.rescale`, then normalised per image."""
+    scaled = rescale_image(np.asarray(image, np.float32), cfg.rescale)
+    return _normalise(scaled, cfg.normalisation, cfg.normalisation_percentiles)
 
 
 def _normalise(image: np.ndarray, mode: str, percentiles: Sequence[float] = (1.0, 99.8)) -> np.ndarray:

@@ -54,7 +54,7 @@ def _check_input(arch: ArchitectureConfig, input_shape: tuple[int, int, int], cl
     h, w, c = (int(v) for v in input_shape)
     div = 2 ** arch.motifs
     if h % div or w % div:
-        raise UserError(f"input size {h}x{w} must be divisible by 2**motifs = {div}: change dataset.resize "
+        raise UserError(f"input size {h}x{w} must be divisible by 2**motifs = {div}: change dataset.crop "
                         f"or architecture_hyperparameters.motifs")
     if classes_count < 2:
         raise UserError(f"classes_count must be at least 2, got {classes_count}")
