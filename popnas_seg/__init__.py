@@ -16,4 +16,14 @@ try:
 except PackageNotFoundError:  # running from a source checkout without `pip install -e .`
     __version__ = "0+unknown"
 
-__all__ = ["__version__"]
+
+
+def predict(*args: object, **kwargs: object) -> list:
+    """Segment images with a run's finalist: see `popnas_seg.inference.predictor.predict` (imported lazily, so
+    `import popnas_seg` stays cheap)."""
+    from popnas_seg.inference.predictor import predict as _predict
+
+    return _predict(*args, **kwargs)  # type: ignore[arg-type]
+
+
+__all__ = ["__version__", "predict"]

@@ -10,21 +10,39 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Any, Sequence
 
 from popnas_seg.config import DEFAULT_CONFIG, RunConfig, load_config
+from popnas_seg.data.fingerprint import describe_change
 from popnas_seg.errors import UserError
+from popnas_seg.pathcheck import not_a_folder_reason
 
-RESUME_HINT = "interrupted; resume with: python run.py -r {folder}"
+RESUME_HINT = "{what}; resume with: python run.py -r {folder}"
+EXIT_INTERRUPTED = 130  # Ctrl-C (SIGINT), the shell convention 128 + 2
+EXIT_TERMINATED = 143  # SIGTERM (kill, timeout, docker stop, Slurm, Kubernetes), 128 + 15
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM turned into the same orderly stop as Ctrl-C: lock released, resume hint printed and logged."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    raise Terminated(signum)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python run.py",
         description="POPNAS-style progressive Pareto search for small, analog-robust segmentation networks.",
-        epilog="A bare `python run.py` runs configs/run.json (built-in synthetic nuclei data).",
+        epilog="A bare `python run.py` runs configs/run.json (built-in synthetic nuclei data). "
+               "Segment new images with a finished run: `python run.py predict -h`.",
     )
     source = parser.add_mutually_exclusive_group()
     source.add_argument("-j", "--config", metavar="CONFIG", help=f"run config JSON (default: {_shown_default()})")
@@ -35,12 +53,21 @@ def build_parser() -> argparse.ArgumentParser:
         "--preview-data", metavar="PNG",
         help="only load the data, save a preview grid of training pairs to PNG, and exit (no run folder)",
     )
+    parser.add_argument(
+        "--accept-changed-data", action="store_true",
+        help="with -r: if the data differs from what the run started on, move the run's results to "
+        "superseded/<time>/ and start it over on the new data (without it such a resume is refused)",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug output on the terminal")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the CLI; returns the exit code (0 ok, 1 unexpected error, 2 user error, 130 interrupted)."""
+    """Run the CLI; returns the exit code (0 ok, 1 unexpected error, 2 user error, 130 Ctrl-C, 143 SIGTERM)."""
+    if list(sys.argv[1:] if argv is None else argv)[:1] == ["predict"]:  # segment new images with a finalist
+        from popnas_seg.inference.cli import main as predict_main
+
+        return predict_main(list(sys.argv[1:] if argv is None else argv)[1:])
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     # The pipeline feeds tf.data and exports with tf2onnx, so this process needs Keras's TensorFlow backend
     # whatever the environment says (the model code itself is backend-agnostic; analog workers use torch).
@@ -54,15 +81,19 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     run = None
     logger: logging.Logger | None = None
+    previous_sigterm = _install_sigterm_handler()
     try:
         from popnas_seg.logging_setup import setup_logging
         from popnas_seg.runlog.folder import RunFolder
 
         if args.resume is not None and args.name is not None:
             raise UserError("--name names a new run; it cannot be combined with -r (the folder has its name)")
+        if args.accept_changed_data and args.resume is None:
+            raise UserError("--accept-changed-data only applies to a resume (-r FOLDER)")
 
         if args.preview_data is not None:
             config = _config_for_preview(args)
+            _check_preview_target(args.preview_data)
             logger = setup_logging(None, args.verbose)
             data = _load_data(config)
             from popnas_seg.data.pipeline import save_preview
@@ -72,19 +103,36 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
 
         if args.resume is not None:
-            run = RunFolder.open(args.resume)  # locks the folder and revalidates its frozen config
+            # Every check (config, state, journal, data) comes before the first write to the folder.
+            run = RunFolder.open(args.resume)  # locks it, revalidates its frozen config, reads the journal
             config = run.config
+            fingerprint = _fingerprint(config)
+            stored = run.stored_fingerprint()
+            change = describe_change(stored, fingerprint) if stored is not None else None
+            if change is not None and not args.accept_changed_data:
+                raise UserError(
+                    f'cannot resume "{run.path}": the data changed since the run started: {change}. Restore '
+                    "the data, or pass --accept-changed-data to set the results aside and start the run over"
+                )
+            logger = setup_logging(None, args.verbose)
+            data = _load_data(config)
             logger = setup_logging(run.path, args.verbose)
             logger.info("resuming %s (stage %s)", run.path, run.read_state().get("stage"))
-            data = _load_data(config)
+            if change is not None:
+                moved = run.set_aside_for_new_data(fingerprint, change)
+                logger.warning("the data changed (%s); earlier results moved to %s, the run starts over",
+                               change, moved)
+            elif stored is None:
+                run.store_fingerprint(fingerprint)  # a folder from before fingerprints: guard from now on
             run.journal.append("run_resumed", argv=list(argv if argv is not None else sys.argv[1:]))
         else:
             config = load_config(args.config)
             RunFolder.new_path(args.logs_dir, args.name)  # a taken --name fails now, not after loading data
             logger = setup_logging(None, args.verbose)
             logger.info("config %s is valid", args.config or _shown_default())
+            fingerprint = _fingerprint(config)
             data = _load_data(config)
-            run = RunFolder.create(args.logs_dir, args.name, config)
+            run = RunFolder.create(args.logs_dir, args.name, config, data_fingerprint=fingerprint)
             logger = setup_logging(run.path, args.verbose)
             logger.info("new run in %s", run.path)
             run.journal.append("run_started", argv=list(argv if argv is not None else sys.argv[1:]))
@@ -98,12 +146,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             logger.debug("stopped by a user error: %s", exc)
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        message = RESUME_HINT.format(folder=run.path) if run is not None else "interrupted"
-        print(message, file=sys.stderr)
+    except KeyboardInterrupt as exc:
+        terminated = isinstance(exc, Terminated)
+        what = "terminated (SIGTERM)" if terminated else "interrupted"
+        message = RESUME_HINT.format(what=what, folder=run.path) if run is not None else what
+        print(message, file=sys.stderr, flush=True)
         if logger is not None and run is not None:
-            logger.debug(message)
-        return 130
+            logger.debug(message)  # the file handler keeps DEBUG: the hint lands in run.log
+        return EXIT_TERMINATED if terminated else EXIT_INTERRUPTED
     except Exception:
         where = f"; resume with: python run.py -r {run.path}" if run is not None else ""
         if logger is not None:
@@ -119,6 +169,39 @@ def main(argv: Sequence[str] | None = None) -> int:
         from popnas_seg.logging_setup import close_logging
 
         close_logging()
+        _restore_sigterm_handler(previous_sigterm)
+
+
+def _install_sigterm_handler() -> Any:
+    """SIGTERM -> Terminated; returns the previous handler (None where signals cannot be set, e.g. a thread)."""
+    try:
+        return signal.signal(signal.SIGTERM, _on_sigterm)
+    except (ValueError, OSError):  # not the main thread of the main interpreter
+        return None
+
+
+def _restore_sigterm_handler(previous: Any) -> None:
+    if previous is not None:
+        try:
+            signal.signal(signal.SIGTERM, previous)
+        except (ValueError, OSError):
+            pass
+
+
+def _fingerprint(config: RunConfig) -> dict[str, Any]:
+    from popnas_seg.data.fingerprint import data_fingerprint
+
+    return data_fingerprint(config.dataset, config.others.seed)
+
+
+def _check_preview_target(target: str) -> None:
+    """Fail with a message, not an IsADirectoryError after loading the data, when PNG cannot be written."""
+    path = Path(target).expanduser()
+    if path.is_dir():
+        raise UserError(f'--preview-data "{target}" is a folder; give the name of a .png file to write')
+    reason = not_a_folder_reason(path.parent if str(path.parent) else ".")
+    if reason is not None:
+        raise UserError(f'--preview-data "{target}": the folder "{path.parent}" {reason}')
 
 
 def _load_data(config: RunConfig) -> Any:

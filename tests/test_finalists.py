@@ -123,7 +123,7 @@ def test_finalists_end_to_end_and_resume(tmp_path: Path) -> None:
         final = run.final_dir
         assert [r["network"] for r in rows] == ["1", "unet"]
         for name in ("1", "unet"):
-            for f in ("model.keras", "model.onnx", "model.pt", "state_dict.pt", "drift_report.json"):
+            for f in ("model.keras", "model.onnx", "model.pt", "drift_report.json"):
                 assert (final / name / f).exists(), (name, f)
         with open(final / "finalists.csv") as fh:
             table = list(csv.DictReader(fh))

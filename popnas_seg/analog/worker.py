@@ -32,6 +32,29 @@ import numpy as np
 from popnas_seg.atomic import atomic_write_json
 
 _ROOT = Path(__file__).resolve().parents[2]
+_PARENT_ENV = "POPNAS_WORKER_PARENT_PID"
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """A worker must not outlive the search (kill -9, OOM killer): ask Linux for SIGKILL when the parent dies.
+
+    Set from inside the worker rather than with a `preexec_fn` (unsafe in the threaded TensorFlow parent);
+    the pid check closes the window in which the parent died before the request was made.
+    """
+    parent = os.environ.get(_PARENT_ENV)
+    if not parent or not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+        import signal
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+    except (OSError, AttributeError):  # no prctl: the parent's own clean-up (kill on exit) still applies
+        return
+    if os.getppid() != int(parent):
+        os._exit(1)
 
 
 class AnalogWorkerError(RuntimeError):
@@ -48,6 +71,7 @@ def run_job(task: str, params: dict[str, Any], arrays: dict[str, np.ndarray] | N
         env = dict(os.environ)
         env["KERAS_BACKEND"] = "torch"
         env["TF_CPP_MIN_LOG_LEVEL"] = "2"
+        env[_PARENT_ENV] = str(os.getpid())
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(_ROOT), env.get("PYTHONPATH", "")) if p)
         started = time.perf_counter()
         with open(job_dir / "stdout.txt", "wb") as out, open(job_dir / "stderr.txt", "wb") as err:
@@ -95,6 +119,10 @@ def _task(name: str) -> Callable[..., dict[str, Any]]:
         from popnas_seg.analog.drift import analog_samples_in_process
 
         return analog_samples_in_process
+    if name == "analog_predict":
+        from popnas_seg.inference.analog import analog_predict_in_process
+
+        return analog_predict_in_process
     raise ValueError(f"unknown analog worker task {name!r}")
 
 
@@ -104,6 +132,7 @@ def main(argv: list[str] | None = None) -> int:
         print("usage: python -m popnas_seg.analog.worker JOB_DIR", file=sys.stderr)
         return 2
     job_dir = Path(argv[0])
+    _die_with_parent()
     try:
         job = json.loads((job_dir / "job.json").read_text())
         with np.load(job_dir / "arrays.npz") as npz:

@@ -7,9 +7,10 @@ Sub-steps, each recorded in the journal once its files exist, so a re-run contin
                             filters x2 / motifs + 1 when `analog.macro_variants`) -> final/model_selection.csv;
                             the best variant of each candidate (validation Dice) becomes that finalist
 3. ``finalist_trained``     final training (`analog.final_epochs`, early stopping on validation Dice), test
-                            Dice/mIoU, final/<id>/model.keras
-4. ``finalist_exported``    final/<id>/model.onnx (dynamic batch), model.pt (the onnx2torch module) and
-                            state_dict.pt; Keras vs torch equivalence and an ONNX Runtime run on test images
+                            Dice/mIoU on whole test images (tiled, as `predict`), final/<id>/model.keras
+4. ``finalist_exported``    final/<id>/model.onnx (dynamic batch, height and width), model.pt (the
+                            onnx2torch module's state dict: tensors only); Keras vs torch vs ONNX Runtime
+                            equivalence on test crops and on one whole test image (a second size)
 5. ``finalist_drift_done``  hardware-aware training + drift scoring (analog/drift.py), checkpoints in final/<id>/
 6. ``finalist_done``        the finalist's row of final/finalists.csv
 
@@ -263,10 +264,10 @@ class FinalistsStage:
             event = self.run.journal.append("finalist_trained", name=f.name, result=result.to_dict(),
                                             arch=f.arch.model_dump(mode="json"), test_dice=None, test_miou=None)
             return event, None
-        test = self._trainer_().evaluate(model, split="test")
-        tmp = out / "model.tmp.keras"
-        model.save(tmp)
-        tmp.replace(out / "model.keras")
+        test = self._trainer_().evaluate(model, split="test")  # whole test images, tiled like `predict`
+        from popnas_seg.analog.export import save_keras
+
+        save_keras(model, out / "model.keras")  # any input size, uncompiled: plain keras.saving.load_model
         event = self.run.journal.append(
             "finalist_trained", name=f.name, result=result.to_dict(), arch=f.arch.model_dump(mode="json"),
             test_dice=float(test["dice"]), test_miou=float(test["miou"]),
@@ -286,7 +287,7 @@ class FinalistsStage:
         from popnas_seg.training.losses import dice_score
 
         out = self.final_dir / f.name
-        files = [out / n for n in ("model.onnx", "model.pt", "state_dict.pt", "samples.npz")]
+        files = [out / n for n in ("model.onnx", "model.pt", "samples.npz")]
         done = self._last("finalist_exported", name=f.name)
         if done is not None and all(p.exists() for p in files):
             return done
@@ -298,8 +299,8 @@ class FinalistsStage:
         classes, ignore = self.data.classes_count, self.data.ignore_class
         onnx_path = keras_to_onnx(model, out / "model.onnx")
         module = onnx_to_torch(onnx_path)
-        torch_save_atomic(torch, module, out / "model.pt")
-        torch_save_atomic(torch, module.state_dict(), out / "state_dict.pt")
+        # model.pt: tensors only (torch.load(weights_only=True)); the module is rebuilt from model.onnx
+        torch_save_atomic(torch, module.state_dict(), out / "model.pt")
 
         keras_probs = np.asarray(model.predict(x, verbose=0, batch_size=self._batch()), np.float32)
         torch_probs = torch_predict(module, x, batch_size=self._batch())
@@ -308,6 +309,11 @@ class FinalistsStage:
         torch_dice = dice_score(np.argmax(torch_probs, -1), y, classes, ignore)
         ort_probs, ort_ms = onnxruntime_predict(onnx_path, x)
         ort_diff = float(np.max(np.abs(ort_probs - keras_probs)))
+        whole = self._whole_sample()  # a second, larger input size: the exports take any size
+        if whole is not None:
+            whole_keras = np.asarray(model(whole, training=False), np.float32)
+            diff = max(diff, float(np.max(np.abs(torch_predict(module, whole) - whole_keras))))
+            ort_diff = max(ort_diff, float(np.max(np.abs(onnxruntime_predict(onnx_path, whole)[0] - whole_keras))))
         equivalent = (diff <= EQUIVALENCE_MAX_ABS_DIFF and ort_diff <= EQUIVALENCE_MAX_ABS_DIFF
                       and abs(keras_dice - torch_dice) <= EQUIVALENCE_DICE_TOL)
         if not equivalent:
@@ -325,6 +331,28 @@ class FinalistsStage:
                       f.name, diff, ort_diff, keras_dice, torch_dice)
         return event
 
+    def _whole_sample(self) -> np.ndarray | None:
+        """The first held-out image whole, cut to a multiple of 2**motifs, when larger than the crop."""
+        images, _ = self.data.test_images()
+        if not images:
+            images, _ = self.data.val_images()
+        if not images:
+            return None
+        div = 2 ** self.config.architecture_hyperparameters.motifs
+        h, w = (images[0].shape[0] // div) * div, (images[0].shape[1] // div) * div
+        if (h, w) == tuple(self.data.input_shape[:2]):
+            return None
+        return np.ascontiguousarray(images[0][None, :h, :w], np.float32)
+
+    def _whole_test(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Whole held-out images packed for the analog worker (`tiling.pack_images`): x, y, sizes."""
+        from popnas_seg.inference.tiling import pack_images
+
+        images, masks = self.data.test_images()
+        if not images:  # test_size 0: the validation split is the only held-out data
+            images, masks = self.data.val_images()
+        return pack_images(images, masks)
+
     def _batch(self) -> int:
         ds = self.config.dataset
         return int(ds.val_test_batch_size or ds.batch_size)
@@ -340,7 +368,7 @@ class FinalistsStage:
             return done
         a, hp = self.config.analog, self.config.training_hyperparameters
         train_x, train_y = self._train_arrays()
-        test_x, test_y = self._test_arrays()
+        test_x, test_y, test_sizes = self._whole_test()  # analog Dice on whole images, tiled
         self.log.info("analog: %s, HWA %d epoch(s), drift at %s s, %d programmings", f.name, a.hwa_epochs,
                       a.eval_times, a.repetitions)
         t0 = time.monotonic()
@@ -349,7 +377,7 @@ class FinalistsStage:
             out / "model.onnx", train_x, train_y, test_x, test_y, a, self.data.classes_count,
             self.data.ignore_class, out, seed, self.config.dataset.batch_size,
             class_weights=getattr(self.data, "class_weights", None), dice_weight=hp.dice_loss_weight,
-            ce_weight=hp.ce_loss_weight,
+            ce_weight=hp.ce_loss_weight, tile=tuple(self.data.input_shape[:2]), test_sizes=test_sizes,
         ).to_dict()
         for r in drift_rows(f.name, report):
             self.log.info("  %s %s HWA, t = %g s: analog Dice %.3f ± %.3f", f.name, r["hwa"], r["time"], r["mean"],

@@ -1,0 +1,374 @@
+"""Segment new images with a network a run found: `Predictor` and `predict` (the API behind `run.py predict`).
+
+What a user ships is one finalist folder, `logs/NAME/final/<id>/` (model.keras, model.onnx, model.pt and,
+after the analog stage, the analog checkpoints), plus the run's `restore/config.json`, which fixes the
+preprocessing. `best_model/` is a search-time network (a few epochs) and is not meant to be shipped.
+
+Preprocessing contract (the same as training, `popnas_seg.data.pipeline.preprocess_image`):
+1. read the file as training reads it (`data.folder.read_image`): channels last, float32, uint8 / 255 and
+   uint16 / 65535, float files as stored;
+2. scale by `dataset.rescale` (1: nothing);
+3. normalise per image (`dataset.normalisation`: percentile / minmax / standard over all pixels);
+4. segment the whole image with overlapping tiles of the training crop size (`dataset.crop`), blended
+   with a gaussian weight (popnas_seg/inference/tiling.py); images smaller than a tile are padded.
+The networks output softmax probabilities [H, W, classes]; the label mask is their argmax, scaled back
+to the input size when `dataset.rescale` is not 1.
+
+Analog mode runs the AIHWKit network (the hardware-aware checkpoint when there is one) in a worker process,
+programmed once with `seed` and drifted to `drift_time` seconds: one simulated chip for every image.
+"""
+from __future__ import annotations
+
+import csv
+import math
+import os
+import re
+import time
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from popnas_seg.errors import UserError
+
+IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".npy")
+_UNITS = {
+    "s": 1.0, "sec": 1.0, "second": 1.0, "seconds": 1.0,
+    "min": 60.0, "minute": 60.0, "minutes": 60.0,
+    "h": 3600.0, "hour": 3600.0, "hours": 3600.0,
+    "d": 86400.0, "day": 86400.0, "days": 86400.0,
+    "w": 604800.0, "week": 604800.0, "weeks": 604800.0,
+    "mo": 2592000.0, "month": 2592000.0, "months": 2592000.0,  # 30 days, as the drift tables
+    "y": 31536000.0, "year": 31536000.0, "years": 31536000.0,
+}
+
+
+def parse_duration(text: str | float) -> float:
+    """Seconds of a drift time: a number of seconds or a number and a unit ("1month", "30d", "1 y", "3600")."""
+    if isinstance(text, (int, float)):
+        seconds = float(text)
+    else:
+        match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:e[+-]?[0-9]+)?)\s*([a-z]*)\s*", str(text).lower())
+        if match is None or match.group(2) not in ("", *_UNITS):
+            raise UserError(f"cannot read drift time {text!r}: use seconds or a number with a unit, e.g. 1month, "
+                            f"30d, 1h, 1y")
+        seconds = float(match.group(1)) * _UNITS.get(match.group(2), 1.0)
+    if not (seconds > 0 and math.isfinite(seconds)):
+        raise UserError(f"drift time must be positive, got {text!r}")
+    return seconds
+
+
+def list_finalists(run_folder: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """Finalists of a run that have a trained model: rows of final/finalists.csv (best validation Dice first)."""
+    final = Path(run_folder) / "final"
+    rows: list[dict[str, Any]] = []
+    table = final / "finalists.csv"
+    if table.is_file():
+        with open(table, newline="") as fh:
+            for row in csv.DictReader(fh):
+                if (final / row["network"] / "model.keras").is_file():
+                    rows.append(row)
+    known = {r["network"] for r in rows}
+    if final.is_dir():  # trained but the table not written yet (interrupted run)
+        for folder in sorted(final.iterdir()):
+            if folder.name not in known and (folder / "model.keras").is_file():
+                rows.append({"network": folder.name, "val_dice": ""})
+
+    def key(row: dict[str, Any]) -> tuple[int, float]:
+        try:
+            dice = float(row.get("val_dice") or "nan")
+        except ValueError:
+            dice = float("nan")
+        return (row["network"] == "unet", -dice if math.isfinite(dice) else math.inf)
+
+    return sorted(rows, key=key)
+
+
+class Predictor:
+    """One finalist of a run, ready to segment images of any size (digital Keras, or analog AIHWKit)."""
+
+    def __init__(
+        self,
+        run_folder: str | os.PathLike[str],
+        network: str | int | None = None,
+        *,
+        analog: bool = False,
+        drift_time: str | float | None = None,
+        seed: int = 0,
+        overlap: float = 0.25,
+        batch_size: int = 8,
+    ) -> None:
+        from popnas_seg.config import load_config
+
+        self.run_folder = Path(run_folder)
+        restore = self.run_folder / "restore" / "config.json"
+        if not restore.is_file():
+            raise UserError(f'"{run_folder}" is not a run folder (no restore/config.json)')
+        self.config = load_config(restore)
+        finalists = list_finalists(self.run_folder)
+        if not finalists:
+            raise UserError(f"run folder {run_folder} has no finalists (final/<id>/model.keras): the finalists "
+                            f"stage has not run; finish the run with: python run.py -r {run_folder}")
+        names = [r["network"] for r in finalists]
+        if network is None:
+            self.network = names[0]
+        elif str(network) in names:
+            self.network = str(network)
+        else:
+            raise UserError(f"--network {network} is not a finalist of {run_folder}; finalists: {', '.join(names)}")
+        self.folder = self.run_folder / "final" / self.network
+        if not 0.0 <= overlap < 1.0:
+            raise UserError(f"overlap must be in [0, 1), got {overlap}")
+        self.overlap = float(overlap)
+        self.batch_size = max(1, int(batch_size))
+        self.tile = (int(self.config.dataset.crop[0]), int(self.config.dataset.crop[1]))
+        self.analog = bool(analog)
+        self.seed = int(seed)
+        self.drift_time = parse_duration(drift_time) if drift_time is not None else float(
+            self.config.analog.t_inference)
+        self._model: Any = None
+        self._channels: int | None = None
+        self._checkpoint: str | None = None
+        if self.analog:
+            self._checkpoint = self._analog_checkpoint()
+
+    # ------------------------------------------------------------------ loading
+    def _analog_checkpoint(self) -> str:
+        import json
+
+        report = self.folder / "drift_report.json"
+        if not report.is_file():
+            raise UserError(f"finalist {self.network} of {self.run_folder} has no analog checkpoint "
+                            f"({report} is missing): the analog (drift) stage has not run for it")
+        checkpoints = json.loads(report.read_text()).get("checkpoints") or {}
+        for kind in ("hwa", "inference"):
+            path = checkpoints.get(kind)
+            if path:
+                candidate = Path(path)
+                if not candidate.is_file():  # a moved run folder: the checkpoint sits beside the report
+                    candidate = self.folder / Path(path).name
+                if candidate.is_file():
+                    return str(candidate.resolve())
+        raise UserError(f"finalist {self.network}: no analog checkpoint file found in {self.folder}")
+
+    def _keras_model(self) -> Any:
+        if self._model is None:
+            import keras
+
+            self._model = keras.saving.load_model(self.folder / "model.keras")
+        return self._model
+
+    @property
+    def channels(self) -> int:
+        """Image channels the network takes."""
+        if self._channels is None:
+            if self.analog:
+                import onnx
+
+                dims = onnx.load(str(self.folder / "model.onnx")).graph.input[0].type.tensor_type.shape.dim
+                self._channels = int(dims[-1].dim_value)
+            else:
+                self._channels = int(self._keras_model().inputs[0].shape[-1])
+        return self._channels
+
+    @property
+    def classes_count(self) -> int:
+        return int(self.config.dataset.classes_count)
+
+    # ------------------------------------------------------------------ inference
+    def preprocess(self, image: np.ndarray, name: str = "image") -> np.ndarray:
+        """Raw image ([H, W] or [H, W, C] as read by `read_image`) -> the network's normalised input."""
+        from popnas_seg.data.pipeline import preprocess_image
+
+        img = np.asarray(image, np.float32)
+        if img.ndim == 2:
+            img = img[:, :, None]
+        if img.ndim != 3:
+            raise UserError(f"{name}: expected an [H, W] or [H, W, C] image, got shape {img.shape}")
+        if img.shape[-1] != self.channels:
+            raise UserError(f"{name} has {img.shape[-1]} channel(s) but network {self.network} was trained on "
+                            f"{self.channels}")
+        return preprocess_image(img, self.config.dataset)
+
+    def _restore_size(self, probs: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+        if probs.shape[:2] == size:
+            return probs
+        import tensorflow as tf
+
+        return np.asarray(tf.image.resize(probs, size, method="bilinear"), np.float32)
+
+    def predict_probabilities(self, images: Sequence[np.ndarray], names: Sequence[str] | None = None,
+                              progress: Callable[[str], None] | None = None) -> list[np.ndarray]:
+        """Softmax probabilities [H, W, classes] of each raw image, at the image's own size."""
+        names = list(names) if names is not None else [f"image {i}" for i in range(len(images))]
+        sizes = [tuple(np.shape(im)[:2]) for im in images]
+        inputs = [self.preprocess(im, n) for im, n in zip(images, names)]
+        if self.analog:
+            probs = self._analog_probabilities(inputs, progress)
+        else:
+            probs = self._digital_probabilities(inputs, names, progress)
+        return [self._restore_size(p, s) for p, s in zip(probs, sizes)]
+
+    def predict(self, image: np.ndarray) -> np.ndarray:
+        """Label mask [H, W] (class indices) of one raw image."""
+        return np.argmax(self.predict_probabilities([image])[0], axis=-1).astype(np.int32)
+
+    def _digital_probabilities(self, inputs: list[np.ndarray], names: list[str],
+                               progress: Callable[[str], None] | None) -> list[np.ndarray]:
+        from popnas_seg.inference.tiling import sliding_window_predict
+
+        model = self._keras_model()
+
+        def predict_fn(batch: np.ndarray) -> np.ndarray:
+            return np.asarray(model(batch, training=False), np.float32)
+
+        out = []
+        for i, (x, name) in enumerate(zip(inputs, names)):
+            t0 = time.perf_counter()
+            shown: list[int] = []
+
+            def tiles(done: int, total: int) -> None:
+                step = max(1, total // 4)
+                if progress is not None and total >= 64 and done // step > len(shown):
+                    shown.append(done)
+                    progress(f"  {name}: {done}/{total} tiles")
+
+            out.append(sliding_window_predict(predict_fn, x, self.tile, self.overlap, self.batch_size,
+                                              progress=tiles))
+            if progress is not None:
+                progress(f"[{i + 1}/{len(inputs)}] {name} {x.shape[0]}x{x.shape[1]} "
+                         f"({time.perf_counter() - t0:.1f} s)")
+        return out
+
+    def _analog_probabilities(self, inputs: list[np.ndarray],
+                              progress: Callable[[str], None] | None) -> list[np.ndarray]:
+        import tempfile
+
+        from popnas_seg.analog.worker import AnalogWorkerError, run_job
+        from popnas_seg.inference.tiling import pack_images
+
+        x, _, sizes = pack_images(inputs, [np.zeros(im.shape[:2], np.int32) for im in inputs])
+        if progress is not None:
+            progress(f"analog: {len(inputs)} image(s) on network {self.network}, drift {self.drift_time:g} s, "
+                     f"seed {self.seed} (AIHWKit worker)")
+        with tempfile.TemporaryDirectory(prefix="popnas_predict_") as tmp:
+            out = Path(tmp) / "probs.npz"
+            params = {
+                "onnx_path": str((self.folder / "model.onnx").resolve()), "checkpoint": self._checkpoint,
+                "t_inference": self.drift_time, "seed": self.seed, "tile": list(self.tile),
+                "overlap": self.overlap, "batch_size": self.batch_size, "out": str(out),
+            }
+            try:
+                run_job("analog_predict", params, {"x": x, "sizes": sizes}, timeout_s=None)
+            except AnalogWorkerError as exc:
+                raise RuntimeError(str(exc)) from None
+            with np.load(out) as npz:
+                probs = npz["probs"]
+        return [probs[i, :int(h), :int(w)] for i, (h, w) in enumerate(sizes)]
+
+    # ------------------------------------------------------------------ files
+    def predict_files(self, files: Sequence[Path], output: str | os.PathLike[str], probabilities: bool = False,
+                      progress: Callable[[str], None] | None = None) -> list[Path]:
+        """Segment image files; write label masks under `output` with the same names (PNG/TIFF/NPY as the
+        input), and with `probabilities` also `<name>.probs.npy` ([H, W, classes] float32)."""
+        from popnas_seg.data.folder import read_image
+
+        out_dir = Path(output)
+        if out_dir.exists() and not out_dir.is_dir():
+            raise UserError(f"--output {out_dir} exists and is not a folder")
+        images = [read_image(f) for f in files]  # every file is checked before any work starts
+        for f, im in zip(files, images):
+            if im.shape[-1] != self.channels:
+                raise UserError(f"image {f} has {im.shape[-1]} channel(s) but network {self.network} was trained "
+                                f"on {self.channels}")
+        out_dir.mkdir(parents=True, exist_ok=True)
+        written: list[Path] = []
+        chunk = 1 if not self.analog else len(files)  # digital: image by image; analog: one worker job
+        for start in range(0, len(files), max(1, chunk)):
+            batch_files = list(files[start:start + chunk])
+            probs = self.predict_probabilities(images[start:start + chunk], [f.name for f in batch_files], progress)
+            for f, p in zip(batch_files, probs):
+                written.append(_write_mask(out_dir / f.name, np.argmax(p, axis=-1), self.classes_count))
+                if probabilities:
+                    from popnas_seg.atomic import atomic_write_bytes
+                    import io
+
+                    buffer = io.BytesIO()
+                    np.save(buffer, p.astype(np.float32))
+                    atomic_write_bytes(out_dir / f"{f.stem}.probs.npy", buffer.getvalue())
+        return written
+
+
+def _write_mask(path: Path, labels: np.ndarray, classes: int) -> Path:
+    """A label mask written atomically in the input's format: PNG (8/16 bit), TIFF or NPY."""
+    import io
+
+    from popnas_seg.atomic import atomic_write_bytes
+
+    arr = labels.astype(np.uint8 if classes <= 256 else np.uint16)
+    buffer = io.BytesIO()
+    suffix = path.suffix.lower()
+    if suffix == ".npy":
+        np.save(buffer, arr)
+    elif suffix in (".tif", ".tiff"):
+        import tifffile
+
+        tifffile.imwrite(buffer, arr)
+    else:
+        from PIL import Image
+
+        Image.fromarray(arr).save(buffer, format="PNG")
+    return atomic_write_bytes(path, buffer.getvalue())
+
+
+def collect_inputs(inputs: Iterable[str | os.PathLike[str]]) -> list[Path]:
+    """Image files from files and folders (a folder's supported files, sorted); errors name the path."""
+    files: list[Path] = []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            found = sorted(p for p in path.iterdir()
+                           if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_SUFFIXES
+                           and not p.name.endswith(".probs.npy"))
+            if not found:
+                raise UserError(f"no images in {path} (supported: {', '.join(IMAGE_SUFFIXES)})")
+            files += found
+        elif path.is_file():
+            if path.suffix.lower() not in IMAGE_SUFFIXES:
+                raise UserError(f"unsupported image file {path}: use {', '.join(IMAGE_SUFFIXES)}")
+            files.append(path)
+        else:
+            raise UserError(f"input {path} does not exist")
+    if not files:
+        raise UserError("no input images given")
+    names = [f.name for f in files]
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise UserError(f"two inputs share the name {dup[0]}: outputs are written under the input names")
+    return files
+
+
+def predict(
+    run_folder: str | os.PathLike[str],
+    inputs: str | os.PathLike[str] | Iterable[str | os.PathLike[str]],
+    output: str | os.PathLike[str],
+    *,
+    network: str | int | None = None,
+    analog: bool = False,
+    drift_time: str | float | None = None,
+    seed: int = 0,
+    probabilities: bool = False,
+    overlap: float = 0.25,
+    batch_size: int = 8,
+    progress: Callable[[str], None] | None = None,
+) -> list[Path]:
+    """Segment image files or folders with a run's finalist and write label masks to `output`.
+
+    Example: `popnas_seg.predict("logs/my_run", "new_images/", "masks_out/")`. Returns the written masks.
+    """
+    items = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
+    files = collect_inputs(items)
+    predictor = Predictor(run_folder, network, analog=analog, drift_time=drift_time, seed=seed,
+                          overlap=overlap, batch_size=batch_size)
+    return predictor.predict_files(files, output, probabilities=probabilities, progress=progress)
