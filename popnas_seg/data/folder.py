@@ -128,6 +128,10 @@ def _list_files(folder: Path, kind: str) -> dict[str, Path]:
     for entry in sorted(folder.iterdir()):
         if entry.name.startswith(".") or entry.is_dir():
             continue
+        if entry.is_symlink() and not entry.exists():  # is_dir() is False for a looping or dangling link
+            from popnas_seg.pathcheck import not_a_folder_reason
+
+            raise UserError(f"{entry} in {kind}/ {not_a_folder_reason(entry)}; remove it or point it at a file")
         suffix = entry.suffix.lower()
         if suffix not in SUPPORTED_SUFFIXES:
             raise UserError(

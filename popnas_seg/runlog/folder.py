@@ -2,8 +2,9 @@
 
 Layout (docs/ARCHITECTURE.md): restore/config.json (frozen validated config, written once),
 restore/state.json (progress, rewritten atomically), restore/journal.jsonl (append-only events),
-restore/lock (pid of the process writing the folder), run.log, csv/ plots/ predictors/
-sampled_models/ best_model/ final/.
+restore/lock (pid of the process writing the folder), restore/data_fingerprint.json (the data it started
+on), run.log, csv/ plots/ predictors/ sampled_models/ best_model/ final/, and superseded/<time>/ where
+`--accept-changed-data` set earlier results aside.
 
 A folder is built under a hidden temporary name and renamed into place only once it is complete, so
 a crash during creation never leaves a half-made folder under the real name. An exclusive `flock` on
@@ -20,10 +21,11 @@ import shutil
 from pathlib import Path
 from typing import Any, ClassVar
 
-from popnas_seg.atomic import atomic_write_json, fsync_dir
+from popnas_seg.atomic import atomic_write_json, atomic_write_text, fsync_dir
 from popnas_seg.config import RunConfig, config_from_dict, dump_config, load_config
 from popnas_seg.errors import UserError
-from popnas_seg.runlog.journal import Journal
+from popnas_seg.pathcheck import not_a_folder_reason
+from popnas_seg.runlog.journal import RUN_EVENT_FIELDS, Journal
 
 try:  # POSIX only; elsewhere the pid check below is the whole lock
     import fcntl
@@ -31,6 +33,7 @@ except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
 
 STATE_VERSION = 1
+FINGERPRINT_FILE = "data_fingerprint.json"
 SUBFOLDERS = ("restore", "csv", "plots", "predictors", "sampled_models", "best_model", "final")
 _NAME_FORMAT = "%Y-%m-%d_%H-%M-%S"
 
@@ -42,13 +45,18 @@ class RunFolder:
         self._path = path
         self._config = config
         self._lock = lock
-        self._journal = Journal(path / "restore" / "journal.jsonl")
+        self._journal = Journal(path / "restore" / "journal.jsonl", schema=RUN_EVENT_FIELDS)
 
     # ------------------------------------------------------------------------------------------ creation
 
     @classmethod
-    def create(cls, logs_dir: str | os.PathLike[str], name: str | None, config: RunConfig) -> "RunFolder":
-        """Make a new run folder `logs_dir/name` (name None: the current date-time) and lock it."""
+    def create(cls, logs_dir: str | os.PathLike[str], name: str | None, config: RunConfig,
+               data_fingerprint: dict[str, Any] | None = None) -> "RunFolder":
+        """Make a new run folder `logs_dir/name` (name None: the current date-time) and lock it.
+
+        `data_fingerprint` (popnas_seg.data.fingerprint) is stored with the frozen config, so that a resume
+        can tell whether the data is still what the run started on.
+        """
         logs = Path(logs_dir)
         target = cls.new_path(logs, name)
         try:
@@ -66,7 +74,9 @@ class RunFolder:
             for sub in SUBFOLDERS:
                 (tmp / sub).mkdir(parents=True)
             lock = _FolderLock.acquire(tmp / "restore" / "lock", shown=target)
-            atomic_write_json(tmp / "restore" / "config.json", frozen)
+            _write_strict_json(tmp / "restore" / "config.json", frozen)
+            if data_fingerprint is not None:
+                _write_strict_json(tmp / "restore" / FINGERPRINT_FILE, data_fingerprint)
             now = _now_iso()
             atomic_write_json(
                 tmp / "restore" / "state.json",
@@ -113,8 +123,9 @@ class RunFolder:
     def open(cls, path: str | os.PathLike[str]) -> "RunFolder":
         """Open an existing run folder for resuming: lock it and reload its frozen config."""
         folder = Path(path)
-        if not folder.is_dir():
-            raise UserError(f'run folder "{folder}" does not exist')
+        reason = not_a_folder_reason(folder)
+        if reason is not None:
+            raise UserError(f'run folder "{folder}" {reason}')
         restore = folder / "restore"
         for needed in ("config.json", "state.json"):
             if not (restore / needed).is_file():
@@ -135,6 +146,7 @@ class RunFolder:
                     f'cannot resume "{folder}": restore/state.json has version {state.get("version")!r}, '
                     f"this popnas-seg writes version {STATE_VERSION}"
                 )
+            run._check_journal_accounts_for_results(state)
             for sub in SUBFOLDERS:  # a user may have deleted e.g. plots/ by hand; recreate quietly
                 (folder / sub).mkdir(exist_ok=True)
         except BaseException:
@@ -223,6 +235,81 @@ class RunFolder:
         state.update(changes)
         self.write_state(state)
         return self.read_state()
+
+    def _check_journal_accounts_for_results(self, state: dict[str, Any]) -> None:
+        """Refuse to resume a folder whose journal lost the history its state or result files imply.
+
+        Replay starts from the journal: with a missing or empty journal a resume would start the search over
+        and overwrite sampled_models/ and the CSVs of a search that is under way. Also reads (and so checks)
+        every event now, before anything is written, so a damaged line fails the resume at once.
+        """
+        events = self._journal.events()
+        if events:
+            return
+        stage = state.get("stage")
+        results = [sub for sub in SUBFOLDERS if sub != "restore" and _non_empty(self._path / sub)]
+        if stage in (None, "created") and not results:
+            return  # killed between creating the folder and its first event: nothing to lose
+        what = "is missing" if not self._journal.path.exists() else "holds no events"
+        held = f"restore/state.json says stage {stage!r}" if stage not in (None, "created") else ""
+        if results:
+            held += (" and " if held else "") + f"{', '.join(f'{r}/' for r in results)} hold results"
+        raise UserError(
+            f'cannot resume "{self._path}": restore/journal.jsonl {what}, but {held}; resuming would overwrite '
+            "results the journal does not account for (restore the journal from a backup, or start a new run with -j)"
+        )
+
+    # ------------------------------------------------------------------------------------------ data
+
+    @property
+    def fingerprint_path(self) -> Path:
+        return self.restore_dir / FINGERPRINT_FILE
+
+    def stored_fingerprint(self) -> dict[str, Any] | None:
+        """restore/data_fingerprint.json (None for folders made before fingerprints were kept)."""
+        try:
+            value = json.loads(self.fingerprint_path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as exc:
+            raise UserError(f'"{self.fingerprint_path}" is unreadable ({exc}); the run folder is damaged') from None
+        if not isinstance(value, dict):
+            raise UserError(f'"{self.fingerprint_path}" does not hold a JSON object; the run folder is damaged')
+        return value
+
+    def store_fingerprint(self, fingerprint: dict[str, Any]) -> None:
+        self._check_held()
+        _write_strict_json(self.fingerprint_path, fingerprint)
+
+    def set_aside_for_new_data(self, fingerprint: dict[str, Any], change: str) -> Path:
+        """`--accept-changed-data`: move every result, the journal and the old fingerprint to superseded/<time>/
+        (same layout as the run folder), then start over.
+
+        Nothing is deleted: the old search stays readable next to the new one. The state is reset first and the
+        new fingerprint written last, so a crash in between leaves a folder that still reports changed data
+        and can be set aside again.
+        """
+        self._check_held()
+        stamp = _dt.datetime.now().strftime(_NAME_FORMAT)
+        target, n = self._path / "superseded" / stamp, 1
+        while target.exists():
+            n += 1
+            target = self._path / "superseded" / f"{stamp}_{n}"
+        target.mkdir(parents=True)
+        self.write_state({**self.read_state(), "stage": "created", "step": 0})
+        for sub in SUBFOLDERS:
+            if sub != "restore" and (self._path / sub).exists():
+                os.rename(self._path / sub, target / sub)
+            (self._path / sub).mkdir(exist_ok=True)
+        (target / "restore").mkdir()
+        if self._journal.path.exists():
+            os.rename(self._journal.path, target / "restore" / self._journal.path.name)
+        if self.fingerprint_path.exists():
+            os.replace(self.fingerprint_path, target / "restore" / FINGERPRINT_FILE)
+        fsync_dir(self.restore_dir)
+        self.store_fingerprint(fingerprint)
+        self._journal.append("data_changed", change=change, superseded=os.path.relpath(target, self._path))
+        return target
 
     # ------------------------------------------------------------------------------------------ lock
 
@@ -342,6 +429,18 @@ def _forget_locks_in_forked_child() -> None:
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forget_locks_in_forked_child)
+
+
+def _write_strict_json(path: Path, obj: Any) -> None:
+    """Standard JSON only (no NaN / Infinity, which other readers reject); atomic like every state write."""
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, allow_nan=False) + "\n")
+
+
+def _non_empty(folder: Path) -> bool:
+    try:
+        return any(not p.name.startswith(".") for p in folder.iterdir())
+    except OSError:
+        return False
 
 
 def _key(path: Path) -> str:
