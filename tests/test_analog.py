@@ -187,6 +187,12 @@ def test_hwa_and_drift_and_rescoring(exported: dict[str, Path], tmp_path: Path) 
         assert all(math.isfinite(v) and 0.0 <= v <= 1.0 for v in curve["mean"] + curve["std"])
         assert min(curve["mean"]) > 0.5
     assert len(report.hwa_loss) == 1 and math.isfinite(report.hwa_loss[0])
+    # the digital control: same epochs and checkpoint rule, scored on the inference tiles like the others
+    assert report.digital_control is not None and len(report.digital_control["mean"]) == 3
+    assert len(report.hwa_val_dice) == len(report.control_val_dice) == 1
+    assert report.hwa_best_epoch == report.control_best_epoch == 1
+    assert {"control_train_s", "score_control_s"} <= set(report.timings)
+    assert (tmp_path / "analog_control.pt").exists()
     assert report.coverage["weights_analog_fraction"] == 1.0
     assert (tmp_path / "drift_report.json").exists()
     assert {"hwa_train_s", "score_before_s", "total_s"} <= set(report.timings)
@@ -260,3 +266,61 @@ def test_importing_the_worker_leaves_the_keras_backend_alone() -> None:
             "popnas_seg.analog.probe, popnas_seg.analog.drift; print(os.environ.get('KERAS_BACKEND'))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "None"
+
+
+def test_clip_sigma_acts_on_converted_weights() -> None:
+    """Regression: AIHWKit clips only after an optimiser step, so inference tiles used to keep outliers."""
+    import torch
+
+    from popnas_seg.analog.rpu import inference_rpu_config, to_analog
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(64, 16))
+    with torch.no_grad():
+        net[0].weight.normal_(0.0, 0.1)
+        net[0].weight[0, 0] = 0.8  # an 8-sigma outlier
+    tight = to_analog(net, inference_rpu_config(AnalogConfig(clip_sigma=1.0)))
+    loose = to_analog(net, inference_rpu_config(AnalogConfig(clip_sigma=10.0)))
+    w_tight = tight[0].get_weights()[0]
+    w_loose = loose[0].get_weights()[0]
+    assert float(w_tight.abs().max()) < 0.2
+    assert float(w_loose.abs().max()) == pytest.approx(0.8, rel=1e-4)
+
+
+def test_fine_tuning_freezes_batchnorm_and_keeps_the_best_epoch() -> None:
+    import torch
+
+    from popnas_seg.analog.drift import _fine_tune, freeze_batchnorm
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 1), torch.nn.BatchNorm2d(2), torch.nn.Softmax(dim=1))
+
+    class NHWC(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.body = net
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.body(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
+
+    module = NHWC()
+    assert freeze_batchnorm(module) == 1
+    stats = net[1].running_mean.clone()
+    x, y = _blobs(8)
+    scores = iter([0.3, 0.9, 0.5])
+    cfg = AnalogConfig(hwa_epochs=3, hwa_learning_rate=0.05)
+    states = []
+
+    def score(m: torch.nn.Module) -> float:
+        states.append({k: v.clone() for k, v in m.state_dict().items()})
+        return next(scores)
+
+    from popnas_seg.analog.drift import segmentation_loss_torch
+
+    history = _fine_tune(module, torch.optim.SGD(module.parameters(), lr=0.05), x, y, cfg, 0, 4,
+                         lambda p, t: segmentation_loss_torch(p, t, 2, None, None, 1.0, 1.0), score)
+    assert history["best_epoch"] == 2 and history["val_dice"] == [0.3, 0.9, 0.5]
+    torch.testing.assert_close(net[1].running_mean, stats)  # BatchNorm statistics untouched by fine-tuning
+    for k, v in module.state_dict().items():  # the best epoch's weights are the ones kept
+        torch.testing.assert_close(v, states[1][k])
+    assert not torch.equal(states[0]["body.0.weight"], states[2]["body.0.weight"])

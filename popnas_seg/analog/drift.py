@@ -4,16 +4,21 @@
 
 (a) converts it with the inference configuration and scores it *before* HWA: Dice at every
     `cfg.eval_times` (seconds after programming) over `cfg.repetitions` independent programmings;
-(b) hardware-aware training for `cfg.hwa_epochs`, starting from the digital weights (AnalogSGD,
-    `hwa_learning_rate`, `hwa_rpu_config`, the same Dice + CE loss as the Keras trainer, in torch), saves
-    the trained analog state_dict, and scores it again the same way.
+(b) hardware-aware training for `cfg.hwa_epochs`, starting from the converged digital weights (AnalogSGD,
+    `hwa_learning_rate` with the `hwa_schedule`, `hwa_rpu_config`'s PCM-like inference tiles plus training
+    noise, the same Dice + CE loss as the Keras trainer, BatchNorm frozen), keeping the epoch whose analog
+    validation Dice at `t_inference` (over `probe_repetitions` fresh programmings) is best, and scores it
+    the same way as (a);
+(c) with `hwa_digital_control`, the control: the same epochs, schedule, batches and checkpoint rule with
+    plain digital SGD, then converted to the inference tiles and scored the same way. HWA helps only where
+    it beats both (a) and (c); (c) alone measures what more SGD on the converged weights does.
 
 Repetition r always uses `torch.manual_seed(seed + r)` before programming, at every time: the same
 simulated chip is followed through time (common random numbers), so a curve over time shows drift, not
 the luck of the draw at each point. Before/after HWA use the same seeds too.
 
-Checkpoints (written atomically into `out_dir`): `analog_inference.pt` (the converted network before HWA)
-and `analog_hwa.pt` (after HWA), each a torch file {"state_dict", "kind", "analog_config"}, taken before any
+Checkpoints (written atomically into `out_dir`): `analog_inference.pt` (the converted network before HWA),
+`analog_hwa.pt` (after HWA) and `analog_control.pt` (the digital control on inference tiles), each a torch file {"state_dict", "kind", "analog_config"}, taken before any
 programming or drift (drift overwrites tile weights). `score_checkpoint` re-scores one without retraining.
 The report itself is also written to `out_dir/drift_report.json`.
 """
@@ -21,6 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import math
 import os
 import time
 from dataclasses import dataclass, field
@@ -32,7 +38,7 @@ import numpy as np
 from popnas_seg.atomic import atomic_write_bytes, atomic_write_json
 from popnas_seg.config import AnalogConfig
 
-CHECKPOINTS = {"inference": "analog_inference.pt", "hwa": "analog_hwa.pt"}
+CHECKPOINTS = {"inference": "analog_inference.pt", "hwa": "analog_hwa.pt", "control": "analog_control.pt"}
 
 
 @dataclass
@@ -52,6 +58,14 @@ class DriftReport:
     hwa_epochs: int = 0
     hwa_loss: list[float] = field(default_factory=list)
     checkpoints: dict[str, str] = field(default_factory=dict)
+    digital_control: dict[str, list] | None = None
+    """The control of HWA: the same epochs, schedule and batches as digital SGD, then the inference tiles."""
+    hwa_val_dice: list[float] = field(default_factory=list)
+    """Analog validation Dice at t_inference after each HWA epoch; the best epoch is the kept checkpoint."""
+    hwa_best_epoch: int = 0
+    control_loss: list[float] = field(default_factory=list)
+    control_val_dice: list[float] = field(default_factory=list)
+    control_best_epoch: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -81,6 +95,8 @@ def hwa_and_drift(
     timeout_s: float | None = 6 * 3600.0,
     tile: tuple[int, int] | None = None,
     test_sizes: np.ndarray | None = None,
+    val_x: np.ndarray | None = None,
+    val_y: np.ndarray | None = None,
 ) -> DriftReport:
     """HWA + drift scoring of one exported network in a worker process; raises AnalogWorkerError on failure.
 
@@ -108,6 +124,8 @@ def hwa_and_drift(
     if tile is not None and test_sizes is not None:
         params["tile"] = [int(tile[0]), int(tile[1])]
         arrays["test_sizes"] = np.asarray(test_sizes, np.int64)
+    if val_x is not None and val_y is not None:  # checkpoint selection of HWA and of its control
+        arrays["val_x"], arrays["val_y"] = np.asarray(val_x, np.float32), np.asarray(val_y)
     report = DriftReport.from_dict(run_job("hwa_and_drift", params, arrays, timeout_s=timeout_s))
     atomic_write_json(out / "drift_report.json", report.to_dict())
     return report
@@ -220,41 +238,77 @@ def _save_checkpoint(module: Any, path: Path, kind: str, cfg: AnalogConfig) -> s
     return str(path)
 
 
-def _hwa_train(module: Any, x: np.ndarray, y: np.ndarray, cfg: AnalogConfig, seed: int, batch_size: int,
-               classes_count: int, ignore_class: int | None, class_weights: list[float] | None,
-               dice_weight: float, ce_weight: float) -> list[float]:
-    """AnalogSGD epochs over (x, y), shuffled by `seed`; returns the mean loss of each epoch.
+def freeze_batchnorm(module: Any) -> int:
+    """Put every BatchNorm in eval mode (running statistics used, not updated); returns how many.
 
-    The tiles' forward periphery during training is the inference one (see `rpu.hwa_rpu_config`: learned
-    input ranges initialised from a few batches used to wreck short-trained networks). Note that on a
-    network stopped early (softmax outputs near 0.5) plain SGD first moves towards the class prior, so a
-    high `hwa_learning_rate` can cost Dice even without any analog noise; 1e-3..3e-3 keeps it there.
+    Fine-tuning a converged network with BatchNorm in training mode replaces its statistics with those of
+    small, noisy mini-batches, which HWA then has to undo: that cost the short HWA of earlier versions
+    0.05-0.07 Dice. AIHWKit's own HWA examples fine-tune with the normalisation fixed in the same way.
     """
-    import torch
-    from aihwkit.optim import AnalogSGD
+    from torch.nn.modules.batchnorm import _BatchNorm
 
-    module.train()
-    optimizer = AnalogSGD(module.parameters(), lr=float(cfg.hwa_learning_rate))
-    optimizer.regroup_param_groups(module)
+    count = 0
+    for child in module.modules():
+        if isinstance(child, _BatchNorm) or "BatchNorm" in type(child).__name__:
+            child.eval()
+            count += 1
+    return count
+
+
+def _learning_rate(cfg: AnalogConfig, step: int, total: int) -> float:
+    """`hwa_learning_rate` constant, or cosine-decayed from it towards 0 over `total` steps."""
+    lr = float(cfg.hwa_learning_rate)
+    if cfg.hwa_schedule == "constant" or total <= 1:
+        return lr
+    return 0.5 * lr * (1.0 + math.cos(math.pi * step / total))
+
+
+def _fine_tune(module: Any, optimizer: Any, x: np.ndarray, y: np.ndarray, cfg: AnalogConfig, seed: int,
+               batch_size: int, loss_fn: Any, score_fn: Any) -> dict[str, Any]:
+    """`cfg.hwa_epochs` epochs over (x, y) (shuffled by `seed`, the same batches for HWA and its control),
+    learning rate by `_learning_rate`, BatchNorm frozen. After each epoch `score_fn(module)` gives the analog
+    validation Dice of that epoch's weights (it must score a copy); the best epoch's state_dict is loaded back
+    at the end.
+    Returns {"loss": per-epoch mean loss, "val_dice": per-epoch score, "best_epoch": 1-based}."""
+    import copy
+
+    import torch
+
     rng = np.random.default_rng(seed)
-    history = []
+    batches = max(1, math.ceil(len(x) / batch_size))
+    total = int(cfg.hwa_epochs) * batches
+    history: dict[str, Any] = {"loss": [], "val_dice": [], "best_epoch": 0}
+    best: tuple[float, Any] | None = None
+    step = 0
     for _ in range(int(cfg.hwa_epochs)):
+        module.train()
+        freeze_batchnorm(module)
         order = rng.permutation(len(x))
         losses = []
         for start in range(0, len(order), batch_size):
             idx = order[start:start + batch_size]
+            for group in optimizer.param_groups:
+                group["lr"] = _learning_rate(cfg, step, total)
             xb = torch.from_numpy(np.ascontiguousarray(x[idx], dtype=np.float32))
             yb = torch.from_numpy(np.asarray(y[idx]).astype(np.int64))
             optimizer.zero_grad()
-            probs = module(xb)
-            loss = segmentation_loss_torch(probs, yb, classes_count, ignore_class, class_weights,
-                                           dice_weight, ce_weight)
+            loss = loss_fn(module(xb), yb)
             if not torch.isfinite(loss):
-                raise FloatingPointError("HWA loss became NaN/inf; lower analog.hwa_learning_rate")
+                raise FloatingPointError("fine-tuning loss became NaN/inf; lower analog.hwa_learning_rate")
             loss.backward()
             optimizer.step()
             losses.append(float(loss.detach()))
-        history.append(float(np.mean(losses)) if losses else float("nan"))
+            step += 1
+        module.eval()
+        history["loss"].append(float(np.mean(losses)) if losses else float("nan"))
+        state = copy.deepcopy(module.state_dict())
+        score = float(score_fn(module))  # scores a copy: programming and drift must not touch the trained tiles
+        history["val_dice"].append(score)
+        if best is None or score > best[0]:
+            best = (score, state)
+            history["best_epoch"] = len(history["val_dice"])
+    if best is not None:
+        module.load_state_dict(best[1])
     module.eval()
     return history
 
@@ -264,12 +318,13 @@ def hwa_and_drift_in_process(
     batch_size: int, class_weights: list[float] | None, dice_weight: float, ce_weight: float,
     train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, test_y: np.ndarray,
     tile: list[int] | None = None, test_sizes: np.ndarray | None = None,
+    val_x: np.ndarray | None = None, val_y: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """The HWA + drift job itself (run by the worker); returns DriftReport fields."""
     import torch
 
     from popnas_seg.analog.export import onnx_to_torch
-    from popnas_seg.analog.probe import analog_dice
+    from popnas_seg.analog.probe import analog_dice, score_repetitions
     from popnas_seg.analog.rpu import analog_coverage, hwa_rpu_config, inference_rpu_config, to_analog
 
     import onnx2torch  # noqa: F401  (imported before the clock starts: timings measure work, not imports)
@@ -295,20 +350,59 @@ def hwa_and_drift_in_process(
     timings["score_before_s"] = time.perf_counter() - t
     del before
 
-    after_curve = None
-    history: list[float] = []
+    after_curve = control_curve = None
+    history: dict[str, Any] = {}
+    control_history: dict[str, Any] = {}
     if analog_cfg.hwa_epochs > 0:
+        import copy
+
+        from aihwkit.optim import AnalogSGD
+
+        if val_x is None or val_y is None or len(val_x) == 0:
+            val_x, val_y = train_x, train_y  # no validation split given: select on training images
+        t_val = float(analog_cfg.t_inference)
+        val_reps = int(analog_cfg.probe_repetitions)
+        val_seed = seed + 100_003  # programmings for checkpoint selection are not those of the test curves
+
+        def loss_fn(probs: Any, labels: Any) -> Any:
+            return segmentation_loss_torch(probs, labels, classes_count, ignore_class, class_weights,
+                                           dice_weight, ce_weight)
+
+        def analog_val(weights: Any, make_config: Any) -> float:
+            """Mean analog validation Dice at t_inference over fresh programmings of a copy of `weights`."""
+            scorer = to_analog(weights, make_config(analog_cfg)) if make_config is not None else copy.deepcopy(weights)
+            return float(np.mean(score_repetitions(scorer, val_x, val_y, t_val, val_reps, val_seed, classes_count,
+                                                   ignore_class, batch_size)))
+
         t = time.perf_counter()
         torch.manual_seed(seed)
         hwa = to_analog(digital, hwa_rpu_config(analog_cfg))
-        history = _hwa_train(hwa, train_x, train_y, analog_cfg, seed, batch_size, classes_count, ignore_class,
-                             class_weights, dice_weight, ce_weight)
+        optimizer = AnalogSGD(hwa.parameters(), lr=float(analog_cfg.hwa_learning_rate))
+        optimizer.regroup_param_groups(hwa)
+        history = _fine_tune(hwa, optimizer, train_x, train_y, analog_cfg, seed, batch_size, loss_fn,
+                             lambda m: analog_val(m, None))
         checkpoints["hwa"] = _save_checkpoint(hwa, out / CHECKPOINTS["hwa"], "hwa", analog_cfg)
         timings["hwa_train_s"] = time.perf_counter() - t
         t = time.perf_counter()
         after_curve = _curve(hwa, test_x, test_y, times, reps, seed, classes_count, ignore_class, batch_size,
                              tile, test_sizes)
         timings["score_after_s"] = time.perf_counter() - t
+        del hwa
+        if analog_cfg.hwa_digital_control:
+            t = time.perf_counter()
+            torch.manual_seed(seed)
+            control = copy.deepcopy(digital)
+            optimizer = torch.optim.SGD(control.parameters(), lr=float(analog_cfg.hwa_learning_rate))
+            control_history = _fine_tune(control, optimizer, train_x, train_y, analog_cfg, seed, batch_size,
+                                         loss_fn, lambda m: analog_val(m, inference_rpu_config))
+            control_analog = to_analog(control, inference_rpu_config(analog_cfg))
+            checkpoints["control"] = _save_checkpoint(control_analog, out / CHECKPOINTS["control"], "inference",
+                                                      analog_cfg)
+            timings["control_train_s"] = time.perf_counter() - t
+            t = time.perf_counter()
+            control_curve = _curve(control_analog, test_x, test_y, times, reps, seed, classes_count, ignore_class,
+                                   batch_size, tile, test_sizes)
+            timings["score_control_s"] = time.perf_counter() - t
     timings["total_s"] = time.perf_counter() - t0
     return {
         "times": times,
@@ -319,7 +413,13 @@ def hwa_and_drift_in_process(
         "coverage": coverage,
         "timings": timings,
         "hwa_epochs": int(analog_cfg.hwa_epochs),
-        "hwa_loss": history,
+        "hwa_loss": list(history.get("loss", [])),
+        "digital_control": control_curve,
+        "hwa_val_dice": list(history.get("val_dice", [])),
+        "hwa_best_epoch": int(history.get("best_epoch", 0)),
+        "control_loss": list(control_history.get("loss", [])),
+        "control_val_dice": list(control_history.get("val_dice", [])),
+        "control_best_epoch": int(control_history.get("best_epoch", 0)),
         "checkpoints": checkpoints,
     }
 

@@ -140,8 +140,21 @@ def to_analog(torch_module: nn.Module, rpu_config: Any) -> nn.Module:
         else:
             analog = AnalogLinear.from_digital(child, rpu_config)
         parent._modules[attr] = analog
+    apply_clipping(module)
     module.eval()
     return module
+
+
+def apply_clipping(module: nn.Module) -> None:
+    """Clip (and, where configured, remap) every analog tile's weights once, as after a training step.
+
+    AIHWKit clips only in `post_update_step`, i.e. after an optimiser step: a digitally trained network
+    converted for inference was therefore programmed unclipped and `clip_sigma` had no effect on it.
+    """
+    with torch.no_grad():
+        for _, layer in analog_layers(module):
+            for tile in layer.analog_tiles():
+                tile.post_update_step()
 
 
 def _parent_of(root: nn.Module, name: str) -> tuple[nn.Module, str]:
