@@ -8,20 +8,27 @@
 #      encoding, plots/*.png, report.md), owned by and readable for the host user, and the resumed run never
 #      retrained a network that had finished before the kill;
 #   4. bad input (missing config, config pointing to an unmounted data folder) gives the same one-line message
-#      and exit code 2 in the container as outside.
+#      and exit code 2 in the container as outside;
+#   5. `podman stop` (what `docker stop` does: SIGTERM, SIGKILL after the grace period) ends a running search
+#      within STOP_LIMIT_S seconds, with exit code 143 and the resume hint in the container's output and run.log.
 # Prints image size, build time and run times (container vs `python run.py -j configs/quick.json` outside).
-# Exits non-zero on the first failure.
+# Exits non-zero on the first failure, always after a line "FAIL: <why>" (an ERR trap covers any command
+# that fails outside an explicit check).
 #
 # Environment (all optional):
 #   IMAGE        image tag to build                  (localhost/popnas-seg:test)
 #   BASE_IMAGE   local Debian base, built if missing   (localhost/debian-base:bookworm)
-#   WORK         scratch folder, kept for inspection   (a new /tmp/popnas-docker-test.XXXXXX)
+#   WORK         scratch folder, kept for inspection   (a new /tmp/popnas-docker-test.XXXXXX, mode 0755 so
+#                the host user can enter it)
+#   DEBIAN_MIRROR  Debian archive for debootstrap      (else the first bookworm archive in the host's apt
+#                sources; with neither the script stops: no mirror address is built in)
+#   STOP_LIMIT_S seconds `podman stop` may take to end a run (10)
 #   PYTHON       host interpreter for the outside runs ($REPO/.venv/bin/python)
 #   HOST_UID/HOST_GID  the "host user" owning logs/; default the invoking user, or 1000:1000 when that is
 #                root (so the test proves the non-root path rather than root reading anything)
 #   SKIP_BUILD=1 reuse an existing $IMAGE
 #   KILL_AFTER_NETWORKS  finished networks to wait for before the kill (1)
-set -euo pipefail
+set -Eeuo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 IMAGE=${IMAGE:-localhost/popnas-seg:test}
@@ -35,14 +42,25 @@ PODMAN=(podman --runtime runc --cgroup-manager=cgroupfs)
 # crun fails here (cgroups hybrid mode, rlimits): runc, cgroupfs, lower rlimits, host network (STACK.md).
 RUN_FLAGS=(--ulimit nofile=1024:1024 --ulimit nproc=1024:1024 --network host)
 KILL_NAME=popnas-seg-test-kill-$$
+STOP_NAME=popnas-seg-test-stop-$$
+STOP_LIMIT_S=${STOP_LIMIT_S:-10}
 
 say() { printf '\n== %s\n' "$*"; }
-fail() { printf '\nFAIL: %s\n' "$*" >&2; exit 1; }
+fail() { FAILED=1; printf '\nFAIL: %s\n' "$*" >&2; exit 1; }
+FAILED=0
+# A command that fails outside an explicit check (set -e) must still say why, not exit silently.
+on_error() {
+    local rc=$? line=$1 cmd=$2
+    [ "$FAILED" = 1 ] && return
+    FAILED=1
+    printf '\nFAIL: line %s: `%s` exited with status %s\n' "$line" "$cmd" "$rc" >&2
+}
+trap 'on_error "$LINENO" "$BASH_COMMAND"' ERR
 now() { date +%s.%N; }
 elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", b - a }'; }
 
 cleanup() {
-    "${PODMAN[@]}" rm -f "$KILL_NAME" >/dev/null 2>&1 || true
+    "${PODMAN[@]}" rm -f "$KILL_NAME" "$STOP_NAME" >/dev/null 2>&1 || true
 }
 trap cleanup EXIT
 
@@ -60,6 +78,8 @@ HOST_GID=${HOST_GID:-$HOST_UID}
 
 WORK=${WORK:-$(mktemp -d /tmp/popnas-docker-test.XXXXXX)}
 mkdir -p "$WORK"
+# mktemp -d makes a root-only (0700) folder: the host user could not enter it to reach logs/.
+chmod 0755 "$WORK"
 LOGS=$WORK/logs        # mounted at /app/logs, owned by the host user
 CFG=$WORK/cfg          # mounted read-only at /cfg
 OUTSIDE=$WORK/outside  # working directory of the outside runs (their logs/ lands here, not in the repo)
@@ -69,6 +89,8 @@ chown "$HOST_UID:$HOST_GID" "$LOGS"
 echo "scratch folder: $WORK (host user $HOST_UID:$HOST_GID)"
 
 as_host_user() { setpriv --reuid "$HOST_UID" --regid "$HOST_GID" --clear-groups -- "$@"; }
+as_host_user test -x "$LOGS" -a -w "$LOGS" \
+    || fail "the host user $HOST_UID cannot enter and write $LOGS (check the modes of $WORK and its parents)"
 container() { "${PODMAN[@]}" run --rm "${RUN_FLAGS[@]}" --user "$HOST_UID:$HOST_GID" \
     -v "$LOGS:/app/logs" -v "$CFG:/cfg:ro" "$@"; }
 
@@ -84,25 +106,11 @@ fi
 podman --version
 
 # ---------------------------------------------------------------- 1. local Debian base image
-debian_mirror() {
-    # The first bookworm (non-security) archive the host's apt uses, deb822 or one-line format.
-    local f uri
-    for f in /etc/apt/sources.list.d/*.sources; do
-        [ -f "$f" ] || continue
-        uri=$(awk '/^URIs:/ { u = $2 } /^Suites:/ && / bookworm( |$)/ && u !~ /security/ { print u; exit }' "$f")
-        [ -n "$uri" ] && { echo "$uri"; return; }
-    done
-    for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
-        [ -f "$f" ] || continue
-        uri=$(awk '$1 == "deb" && $0 !~ /security/ { for (i = 2; i <= NF; i++) if ($i !~ /^\[/ && $i ~ /:\/\//) { if ($(i+1) == "bookworm") { print $i; exit } } }' "$f")
-        [ -n "$uri" ] && { echo "$uri"; return; }
-    done
-    echo "http://deb.debian.org/debian"
-}
 BASE_BUILD_S=reused
 if ! "${PODMAN[@]}" image exists "$BASE_IMAGE"; then
     say "building $BASE_IMAGE with debootstrap"
-    mirror=$(debian_mirror)
+    # DEBIAN_MIRROR or the host's apt sources; docker/debian_mirror.sh says why when neither names one.
+    mirror=$(bash "$REPO/docker/debian_mirror.sh") || fail "no Debian mirror for debootstrap (see the line above)"
     echo "Debian mirror: $mirror"
     rootfs=$WORK/rootfs
     t0=$(now)
@@ -223,6 +231,35 @@ timeout "$RUN_TIMEOUT_S" "${PODMAN[@]}" run --rm "${RUN_FLAGS[@]}" --user "$HOST
 RESUME_S=$(elapsed "$t0" "$(now)")
 echo "resume: $RESUME_S s"
 
+# ---------------------------------------------------------------- 6b. `docker stop` ends a run in seconds
+say "podman stop ends a running search within $STOP_LIMIT_S s"
+stop_journal=$LOGS/docker_stop/restore/journal.jsonl
+"${PODMAN[@]}" run -d --name "$STOP_NAME" "${RUN_FLAGS[@]}" --user "$HOST_UID:$HOST_GID" \
+    -v "$LOGS:/app/logs" "$IMAGE" -j "$CONFIG_REL" --name docker_stop >/dev/null
+deadline=$(( $(date +%s) + RUN_TIMEOUT_S ))
+until [ -f "$stop_journal" ] && grep -q '"event":"network_started"' "$stop_journal"; do
+    state=$("${PODMAN[@]}" inspect --format '{{.State.Status}}' "$STOP_NAME" 2>/dev/null || echo gone)
+    [ "$state" = running ] || { "${PODMAN[@]}" logs "$STOP_NAME" 2>&1 | tail -30; fail "stop run ended (state $state) before training"; }
+    [ "$(date +%s)" -lt "$deadline" ] || fail "stop run: no network started within $RUN_TIMEOUT_S s"
+    sleep 0.5
+done
+t0=$(now)
+# Grace period well above the limit: a run that ignored SIGTERM would be SIGKILLed only after it (exit 137).
+"${PODMAN[@]}" stop -t $(( STOP_LIMIT_S * 3 )) "$STOP_NAME" >/dev/null || fail "podman stop $STOP_NAME failed"
+STOP_S=$(elapsed "$t0" "$(now)")
+stop_rc=$("${PODMAN[@]}" inspect --format '{{.State.ExitCode}}' "$STOP_NAME")
+"${PODMAN[@]}" logs "$STOP_NAME" >"$WORK/run_stop.log" 2>&1 || true
+"${PODMAN[@]}" rm -f "$STOP_NAME" >/dev/null
+echo "podman stop: ${STOP_S} s, container exit code $stop_rc"
+awk -v s="$STOP_S" -v l="$STOP_LIMIT_S" 'BEGIN { exit !(s <= l) }' \
+    || fail "podman stop took $STOP_S s (limit $STOP_LIMIT_S s): SIGTERM did not end the run (log: $WORK/run_stop.log)"
+[ "$stop_rc" -eq 143 ] || fail "stopped container exited with $stop_rc, expected 143 (SIGTERM handled; log: $WORK/run_stop.log)"
+grep -q "terminated (SIGTERM); resume with: python run.py -r " "$WORK/run_stop.log" \
+    || fail "no resume hint in the stopped container's output (log: $WORK/run_stop.log)"
+grep -q "resume with: python run.py -r " "$LOGS/docker_stop/run.log" \
+    || fail "no resume hint in $LOGS/docker_stop/run.log"
+[ -z "$(cat "$LOGS/docker_stop/restore/lock")" ] || fail "the stopped run left its lock taken"
+
 # ---------------------------------------------------------------- 7. host-side checks of both folders
 say "run folders on the host"
 check_folder() {
@@ -243,9 +280,10 @@ for column in ("network_id", "encoding"):
 print(f"{sys.argv[1]}: {len(rows)} networks, no repeats")
 EOF
     local foreign unreadable
-    foreign=$(find "$dir" ! -uid "$HOST_UID" | head -5)
+    foreign=$( { find "$dir" ! -uid "$HOST_UID" 2>&1 || true; } | head -5)
     [ -z "$foreign" ] || fail "files not owned by the host user $HOST_UID: $foreign"
-    unreadable=$(as_host_user find "$dir" ! -readable 2>&1 | head -5)
+    # find exits 1 when it meets a folder it cannot enter: its messages are the finding, not a crash.
+    unreadable=$( { as_host_user find "$dir" ! -readable 2>&1 || true; } | head -5)
     [ -z "$unreadable" ] || fail "not readable by the host user: $unreadable"
     as_host_user cat "$dir/report.md" "$dir/csv/training_results.csv" >/dev/null || fail "host user cannot read $dir"
     echo "$dir: complete, owned by and readable for uid $HOST_UID ($(find "$dir" -type f | wc -l) files)"
@@ -288,5 +326,6 @@ printf '%-38s %s\n' \
     "quick run, container" "$RUN1_S s" \
     "quick run, outside" "$OUTSIDE_S s" \
     "resume after kill, container" "$RESUME_S s" \
+    "podman stop of a running search" "$STOP_S s" \
     "load average at the end" "$(cut -d' ' -f1-3 /proc/loadavg) on $(nproc) cores"
 echo "PASS (scratch folder: $WORK)"

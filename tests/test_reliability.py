@@ -82,7 +82,7 @@ def _wait_for_process_end(proc: subprocess.Popen, timeout: float) -> int:
 def test_sigterm_stops_like_ctrl_c_and_the_run_resumes(tmp_path: Path) -> None:
     """kill / timeout / docker stop send SIGTERM: exit 143, the resume hint on stderr and in run.log."""
     cfg = tiny_config(tmp_path, probe=False, pipeline=["search"], search_space__blocks=1,
-                      search_strategy__b1_max_networks=2)
+                      search_strategy__b1_max_networks=1)
     logs = tmp_path / "logs"
     folder = logs / "term"
     log = tmp_path / "out.txt"
@@ -105,7 +105,7 @@ def test_sigterm_stops_like_ctrl_c_and_the_run_resumes(tmp_path: Path) -> None:
                           text=True, timeout=600, cwd=ROOT, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
     assert proc.returncode == 0, proc.stderr[-3000:]
     events = [e["event"] for e in journal_events(folder)]
-    assert events.count("network_finished") == 2 and "search_finished" in events
+    assert events.count("network_finished") == 1 and "search_finished" in events
 
 
 def test_sigterm_handler_is_restored_after_main(monkeypatch: pytest.MonkeyPatch, write_json: Any,
@@ -421,3 +421,43 @@ def test_a_well_formed_json_line_that_is_not_an_event_is_one_error_and_nothing_i
     assert "is damaged at line 2" in message and expected in message, message
     assert "resume with" not in message, "the hint must not suggest a resume that fails the same way"
     assert _snapshot(folder) == before, "no run_resumed event, no run.log line before the checks pass"
+
+
+# ------------------------------------------------------------------------------------------ 8-9. image test
+
+
+def _mirror(tmp_path: Path, files: dict[str, str], **env: str) -> subprocess.CompletedProcess:
+    apt = tmp_path / "apt"
+    (apt / "sources.list.d").mkdir(parents=True, exist_ok=True)
+    for name, text in files.items():
+        (apt / name).write_text(text)
+    clean = {k: v for k, v in os.environ.items() if k != "DEBIAN_MIRROR"}
+    return subprocess.run(["bash", str(ROOT / "docker" / "debian_mirror.sh")], capture_output=True, text=True,
+                          env={**clean, "APT_DIR": str(apt), **env}, timeout=30)
+
+
+def test_the_debian_mirror_comes_only_from_apt_sources_or_debian_mirror(tmp_path: Path) -> None:
+    deb822 = ("Types: deb\nURIs: http://security.example/debian-security\nSuites: bookworm-security\n\n"
+              "Types: deb\nURIs: http://mirror.example/debian\nSuites: bookworm bookworm-updates\n")
+    got = _mirror(tmp_path / "a", {"sources.list.d/debian.sources": deb822})
+    assert got.returncode == 0 and got.stdout.strip() == "http://mirror.example/debian", got.stderr
+    got = _mirror(tmp_path / "b", {"sources.list": "deb [arch=amd64] http://other.example/debian bookworm main\n"})
+    assert got.stdout.strip() == "http://other.example/debian"
+    got = _mirror(tmp_path / "c", {"sources.list": "deb http://other.example/debian bookworm main\n"},
+                  DEBIAN_MIRROR="http://chosen.example/debian")
+    assert got.stdout.strip() == "http://chosen.example/debian"
+    got = _mirror(tmp_path / "d", {"sources.list": "deb http://ubuntu.example/ubuntu jammy main\n"})
+    assert got.returncode == 1 and got.stdout == ""
+    assert "set DEBIAN_MIRROR" in got.stderr
+
+
+def test_the_image_test_script_is_valid_and_checks_what_it_promises() -> None:
+    script = ROOT / "docker" / "test_image.sh"
+    proc = subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    text = script.read_text()
+    assert "deb.debian.org" not in text and "debian_mirror.sh" in text
+    assert 'chmod 0755 "$WORK"' in text, "the scratch folder must be traversable for the host user"
+    assert "trap 'on_error" in text and "set -Eeuo pipefail" in text, "a failing command must print FAIL: why"
+    assert "stop -t" in text and "-eq 143" in text, "podman stop must end a run, exit 143"
+    assert "STOPSIGNAL SIGINT" not in (ROOT / "docker" / "Dockerfile").read_text()
