@@ -104,6 +104,10 @@ class SearchStrategyConfig(_Section):
     max_networks: int | None = Field(None, ge=1, description="budget for random/evolution")
     population_size: int = Field(8, ge=2, description="regularised evolution population")
     tournament_size: int = Field(3, ge=1, description="regularised evolution tournament size")
+    score_predictor: Literal["auto", "gin", "ridge", "forest"] = Field(
+        "auto", description="predictor of Dice and analog Dice: GIN ensemble, ridge / random forest on cheap "
+        "features (params, FLOPs, operator counts), or auto (ridge while data is scarce, then GIN)"
+    )
     predictor_epochs: int = Field(80, ge=1, description="training epochs of the GIN predictors at every step")
     accuracy_predictor_ensemble_units: int = Field(
         3, ge=1, le=10, description="GIN ensemble members (each trained on its own fold)"

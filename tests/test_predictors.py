@@ -187,3 +187,28 @@ def test_gin_stays_float32_under_mixed_precision() -> None:
         assert keras.config.dtype_policy().name == "mixed_float16"  # the caller's policy is left alone
     finally:
         keras.config.set_dtype_policy(previous)
+
+
+# ------------------------------------------------------------------------------------------------ cheap features
+@pytest.mark.parametrize("kind", ["ridge", "forest"])
+def test_feature_score_predictor_ranks_and_round_trips(tmp_path, kind) -> None:
+    from popnas_seg.predictors.features import FeatureScorePredictor
+
+    rng = np.random.default_rng(1)
+    cells = _random_cells(40, seed=5)
+    # Dice grows with capacity (convs), saturating, plus noise: what short-trained nets show
+    dice = np.array([0.9 - 0.5 * np.exp(-0.6 * sum("conv" in op for b in c.blocks for op in (b.op1, b.op2)))
+                     + rng.normal(0, 0.02) for c in cells])
+
+    def features(c: Cell) -> list[float]:
+        return cell_time_features(c, OPS, 2, _fake_cost)
+
+    model = FeatureScorePredictor(features, kind, seed=0).fit(cells[:15], dice[:15])
+    pred = model.predict(cells[15:])
+    assert rank_quality(pred, dice[15:])["spearman"] > 0.6 and np.all((0 <= pred) & (pred <= 1))
+    model.save(tmp_path / "f.joblib")
+    np.testing.assert_allclose(FeatureScorePredictor.load(tmp_path / "f.joblib", features).predict(cells[15:]), pred)
+    tiny = FeatureScorePredictor(features, kind).fit(cells[:2], [0.4, 0.6])  # too few: the mean
+    np.testing.assert_allclose(tiny.predict(cells[:3]), 0.5)
+    with pytest.raises(ValueError, match="unknown feature predictor kind"):
+        FeatureScorePredictor(features, "svm")

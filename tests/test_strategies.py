@@ -128,8 +128,9 @@ def test_budgets_and_factory() -> None:
 
 
 # ------------------------------------------------------------------------------------------------ progressive
-def test_progressive_search_end_to_end(tmp_path) -> None:
-    config = _config()
+@pytest.mark.parametrize("predictor", ["gin", "ridge"])
+def test_progressive_search_end_to_end(tmp_path, predictor) -> None:
+    config = _config({"score_predictor": predictor})
     strategy = ProgressiveStrategy(config, SHAPE, 2, tmp_path / "predictors", None)
     history: list[TrainingResult] = []
     plans = []
@@ -169,7 +170,9 @@ def test_progressive_search_end_to_end(tmp_path) -> None:
         assert set(pareto_rows) <= {r["encoding"] for r in plan.front}
         assert len(pareto_rows) == min(config.search_strategy.max_children, len(plan.front))
         assert all(r["predicted_time"] > 0 and r["params"] > 0 and r["flops"] > 0 for r in rows)
-    for name in ("gin_score/meta.json", "gin_analog/meta.json", "time_svr.joblib"):
+    saved = ("gin_score/meta.json", "gin_analog/meta.json") if predictor == "gin" else \
+        ("ridge_score.joblib", "ridge_analog.joblib")
+    for name in (*saved, "time_svr.joblib"):
         assert (tmp_path / "predictors" / "b2" / name).exists()
     assert strategy.plan_step(4, history) is None
 
@@ -381,3 +384,12 @@ def test_evolution_survival_is_multi_objective() -> None:
     single = EvolutionStrategy(_config({"strategy": "evolution", "population_size": 3,
                                         "additional_pareto_objectives": []}, probe=False))
     assert sorted(r.network_id for r, _ in single.survivors(parsed)[0]) == [0, 2, 3]
+
+
+def test_auto_score_predictor_switches_to_gin_with_enough_networks() -> None:
+    from popnas_seg.search.strategies import AUTO_GIN_MIN_NETWORKS
+
+    strategy = ProgressiveStrategy(_config(), SHAPE, 2)
+    assert strategy.score_predictor(AUTO_GIN_MIN_NETWORKS - 1, 0)[1] == "ridge"
+    assert strategy.score_predictor(AUTO_GIN_MIN_NETWORKS, 0)[1] == "gin"
+    assert ProgressiveStrategy(_config({"score_predictor": "forest"}), SHAPE, 2).score_predictor(5, 0)[1] == "forest"

@@ -41,6 +41,9 @@ from popnas_seg.search_space.encoding import Cell, expand_cell, mutate_cell, ran
 
 ORIGINS = ("b1", "pareto", "exploration", "random", "evolution")
 PARENT_ORIGINS = frozenset({"b1", "pareto", "exploration"})
+# score_predictor "auto": the cheap-feature ridge below this many trained networks, the GIN ensemble from it on
+# (benchmarks/bench_predictors.py on recorded results; docs/BENCHMARKS.md "Score predictors with few networks")
+AUTO_GIN_MIN_NETWORKS = 1000
 # tries per wanted cell when sampling random/mutated cells that are new to the run
 _SAMPLING_TRIES = 200
 
@@ -310,26 +313,23 @@ class ProgressiveStrategy:
         Returns {"score": array, "analog": array | None, "time": array | None}; predictors are saved under
         predictors_dir/b<step>/ when a folder was given.
         """
-        from popnas_seg.predictors.gin import GINPredictor
-
-        space, ss, seed = self.config.search_space, self.config.search_strategy, self.config.others.seed
+        ss = self.config.search_strategy
         out_dir = None if self.predictors_dir is None else self.predictors_dir / f"b{step}"
         ok = [(r, c) for r, c in parsed if r.status == "ok"]
 
-        def gin(targets: list[tuple[Cell, float]], offset: int) -> GINPredictor:
-            return GINPredictor(space.operators, space.lookback_depth, space.blocks,
-                                ensemble_units=ss.accuracy_predictor_ensemble_units, epochs=ss.predictor_epochs,
-                                seed=seed * 7919 + step * 101 + offset
-                                ).fit([c for c, _ in targets], [t for _, t in targets])
+        def fit(targets: list[tuple[Cell, float]], offset: int, name: str) -> Any:
+            predictor, kind = self.score_predictor(len(targets), self.config.others.seed * 7919 + step * 101 + offset)
+            predictor.fit([c for c, _ in targets], [t for _, t in targets])
+            self.log.info("step %d: %s predictor = %s (fitted on %d networks)", step, name, kind, len(targets))
+            if out_dir is not None:
+                predictor.save(out_dir / (f"gin_{name}" if kind == "gin" else f"{kind}_{name}.joblib"))
+            return predictor
 
         result: dict[str, Any] = {"analog": None, "time": None}
         scored = [(c, score_value(r, ss.score_metric)) for r, c in ok]
         scored = [(c, t) for c, t in scored if math.isfinite(t)]
         if scored:
-            predictor = gin(scored, 0)
-            result["score"] = predictor.predict(candidates)
-            if out_dir is not None:
-                predictor.save(out_dir / "gin_score")
+            result["score"] = fit(scored, 0, "score").predict(candidates)
         else:
             self.log.warning("step %d: no successfully trained network to fit the score predictor; "
                              "children are ranked by their other objectives only", step)
@@ -339,10 +339,7 @@ class ProgressiveStrategy:
             probed = [(c, float(r.analog_dice)) for r, c in ok
                       if r.analog_dice is not None and math.isfinite(r.analog_dice)]
             if len(probed) >= 2:
-                predictor = gin(probed, 1)
-                result["analog"] = predictor.predict(candidates)
-                if out_dir is not None:
-                    predictor.save(out_dir / "gin_analog")
+                result["analog"] = fit(probed, 1, "analog").predict(candidates)
 
         # the time predictor is cheap: fitted every step for the ETA, an objective only when configured
         timed = [(c, float(r.train_time_s)) for r, c in ok
@@ -353,6 +350,28 @@ class ProgressiveStrategy:
             if out_dir is not None:
                 predictor.save(out_dir / "time_svr.joblib")
         return result
+
+    def score_predictor(self, train_size: int, seed: int) -> tuple[Any, str]:
+        """A fresh (unfitted) predictor of a [0, 1] score and its kind, per `search_strategy.score_predictor`:
+        "auto" uses the cheap-feature ridge while fewer than AUTO_GIN_MIN_NETWORKS networks are trained, then GIN."""
+        ss, space = self.config.search_strategy, self.config.search_space
+        kind = ss.score_predictor
+        if kind == "auto":
+            kind = "ridge" if train_size < AUTO_GIN_MIN_NETWORKS else "gin"
+        if kind == "gin":
+            from popnas_seg.predictors.gin import GINPredictor
+
+            return GINPredictor(space.operators, space.lookback_depth, space.blocks,
+                                ensemble_units=ss.accuracy_predictor_ensemble_units, epochs=ss.predictor_epochs,
+                                seed=seed), kind
+        from functools import partial
+
+        from popnas_seg.predictors.features import FeatureScorePredictor
+        from popnas_seg.predictors.time_svr import cell_time_features
+
+        features = partial(cell_time_features, operators=space.operators, lookback_depth=space.lookback_depth,
+                           cost_fn=self.cost)
+        return FeatureScorePredictor(features, kind, seed=seed), kind
 
     def time_predictor(self) -> Any:
         """A fresh SVR time predictor over this search space's features (with exact params and FLOPs)."""
