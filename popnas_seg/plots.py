@@ -269,8 +269,9 @@ def plot_drift_curves(rows: Sequence[Mapping[str, Any]], path: PathLike, *,
                       digital: Mapping[str, float] | None = None) -> Path:
     """Analog Dice vs time after programming (log axis), one colour per network, mean ± std band.
 
-    `rows` are drift-table rows: network, hwa ("before"/"after"), time (s), mean, std. Solid lines are after
-    hardware-aware training, dashed before; a dotted horizontal line marks each network's digital Dice.
+    `rows` are drift-table rows: network, hwa ("before"/"control"/"after"), time (s), mean, std. Solid lines
+    are after hardware-aware training, dash-dotted the digital fine-tune control, dashed no HWA; a dotted
+    horizontal line marks each network's digital Dice.
     """
     fig = Figure(figsize=(8.5, 5.2))
     ax = fig.subplots()
@@ -281,14 +282,14 @@ def plot_drift_curves(rows: Sequence[Mapping[str, Any]], path: PathLike, *,
     all_times: set[float] = set()
     for i, net in enumerate(networks):
         colour = colours(i % colours.N)
-        for hwa, style, marker in (("after", "-", "o"), ("before", "--", "s")):
+        for hwa, style, marker in (("after", "-", "o"), ("control", "-.", "^"), ("before", "--", "s")):
             pts = sorted((float(r["time"]), float(r["mean"]), float(r.get("std") or 0.0))
                          for r in rows if str(r["network"]) == net and str(r["hwa"]) == hwa)
             if not pts:
                 continue
             t, m, s = (np.array(v) for v in zip(*pts))
             all_times.update(t.tolist())
-            label = f"{net} ({'after' if hwa == 'after' else 'before'} HWA)"
+            label = f"{net} ({ {'after': 'HWA', 'control': 'digital control'}.get(hwa, 'no HWA') })"
             ax.plot(t, m, style, marker=marker, ms=5, color=colour, label=label,
                     markerfacecolor=colour if hwa == "after" else "white")
             ax.fill_between(t, m - s, m + s, color=colour, alpha=0.15 if hwa == "after" else 0.08)
@@ -307,6 +308,43 @@ def plot_drift_curves(rows: Sequence[Mapping[str, Any]], path: PathLike, *,
     ax.grid(True, alpha=0.3)
     if rows:
         ax.legend(loc="best", fontsize=7, ncol=2)
+    return _save(fig, path)
+
+
+def plot_learning_curves(histories: Mapping[str, Sequence[Mapping[str, Any]]], path: PathLike) -> Path:
+    """Validation Dice (solid) and training Dice (dashed) per epoch, one colour per network.
+
+    `histories` maps a network name to its rows of training/history.csv (Keras CSVLogger: epoch, dice,
+    val_dice, ...); a marker shows the best validation epoch, whose weights the network keeps.
+    """
+    fig = Figure(figsize=(8.5, 5.2))
+    ax = fig.subplots()
+    colours = ["tab:blue", "tab:orange", "tab:green", "tab:purple", "tab:brown", "tab:pink", "tab:olive"]
+
+    def series(rows: Sequence[Mapping[str, Any]], key: str) -> tuple[np.ndarray, np.ndarray]:
+        pts = [(float(r["epoch"]) + 1.0, float(r[key])) for r in rows
+               if r.get(key) not in (None, "") and r.get("epoch") not in (None, "")]
+        pts = [(e, v) for e, v in pts if math.isfinite(v)]
+        return (np.array([p[0] for p in pts]), np.array([p[1] for p in pts])) if pts else (np.array([]),) * 2
+
+    for i, (name, rows) in enumerate(histories.items()):
+        colour = colours[i % len(colours)]
+        e, v = series(rows, "val_dice")
+        if len(e):
+            ax.plot(e, v, "-", color=colour, label=f"{name} validation")
+            best = int(np.argmax(v))
+            ax.plot([e[best]], [v[best]], "o", color=colour, ms=7)
+        e, v = series(rows, "dice")
+        if len(e):
+            ax.plot(e, v, "--", color=colour, alpha=0.7, label=f"{name} training")
+    if not histories:
+        ax.text(0.5, 0.5, "no training histories", ha="center", va="center", transform=ax.transAxes)
+    else:
+        ax.legend(loc="lower right", fontsize=7, ncol=2)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("Dice (dot: best validation epoch, the weights kept)")
+    ax.set_title("Final training: learning curves of the finalists and the U-Net")
+    ax.grid(True, alpha=0.3)
     return _save(fig, path)
 
 

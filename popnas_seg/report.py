@@ -228,9 +228,13 @@ class _Report:
                    "over independent programmings; latency is Keras inference per image on this machine. "
                    "`unet` is the U-Net baseline trained with the same budget.\n\n" + _table(headers, table_rows))
         if drift:
-            out.append("### Drift, before and after HWA\n\n" + _table(
-                ["network", "HWA", "time", "analog Dice (mean ± std)"],
-                [[d["network"], d["hwa"], time_label(float(d["time"])), _pm(d["mean"], d["std"])] for d in drift]))
+            out.append("### Drift: no HWA, digital control, HWA\n\n"
+                       "Per network and time: the converted network as trained (no HWA), the digital fine-tune "
+                       "control (the same epochs, schedule and checkpoint rule as HWA, plain SGD) and HWA. HWA helps "
+                       "where it beats both other rows.\n\n" + _table(
+                           ["network", "weights", "time", "analog Dice (mean ± std)"],
+                           [[d["network"], HWA_LABELS.get(str(d["hwa"]), d["hwa"]), time_label(float(d["time"])),
+                             _pm(d["mean"], d["std"])] for d in drift]))
         return "\n\n".join(out)
 
     def _drift_times(self) -> list[float]:
@@ -238,7 +242,9 @@ class _Report:
         return sorted({float(d["time"]) for d in drift})
 
     def plots_section(self) -> str:
-        return ("## Drift curves and sample predictions\n\n"
+        return ("## Learning curves, drift curves and sample predictions\n\n"
+                + _image(self.path, "plots/learning_curves.png", "final training: validation and training Dice per "
+                         "epoch, finalists and U-Net") + "\n\n"
                 + _image(self.path, "plots/drift_curves.png", "analog Dice vs time, finalists and U-Net") + "\n\n"
                 + _image(self.path, "plots/sample_predictions.png", "sample predictions: digital vs analog"))
 
@@ -298,12 +304,25 @@ def write_report(run: Any, logger: logging.Logger | None = None) -> Path:
     return path
 
 
+HWA_LABELS = {"before": "no HWA", "control": "digital control", "after": "HWA"}
+
+
 def _redraw(run_path: Path, log: logging.Logger) -> None:
     """Re-create the search figures and the drift curves from the CSVs (the report links them)."""
     try:
         plot_search(run_path)
     except Exception as exc:
         log.warning("report: search plots failed: %s", exc)
+    finalists = [r["network"] for r in read_csv(run_path / "final" / "finalists.csv")]
+    if finalists:
+        from popnas_seg.finalists.stage import learning_histories
+        from popnas_seg.plots import plot_learning_curves
+
+        try:
+            plot_learning_curves(learning_histories(run_path / "final", finalists),
+                                 run_path / "plots" / "learning_curves.png")
+        except Exception as exc:
+            log.warning("report: learning-curve plot failed: %s", exc)
     drift = read_csv(run_path / "final" / "drift.csv")
     if drift:
         digital = {r["network"]: float(r["test_dice"]) for r in read_csv(run_path / "final" / "finalists.csv")

@@ -152,3 +152,89 @@ def test_finalists_end_to_end_and_resume(tmp_path: Path) -> None:
         assert len(run.journal.events("finalists_finished")) == 2
     finally:
         run.close()
+
+
+def test_finalists_stage_with_a_fake_trainer_writes_three_drift_rows_and_learning_curves(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The stage's bookkeeping without training or AIHWKit: the fake trainer records what the stage asked
+    for (final training to convergence for finalists and U-Net alike), the fake drift job returns three
+    curves, and drift.csv / finalists.csv / the figures come out with no HWA, control and HWA rows."""
+    import csv
+
+    from popnas_seg.analog import drift as drift_module
+    from popnas_seg.analog import export as export_module
+    from popnas_seg.analog.drift import DriftReport
+    from popnas_seg.data.pipeline import load_data
+    from popnas_seg.finalists import run_finalists
+    from popnas_seg.finalists.stage import FinalistsStage
+    from popnas_seg.runlog.folder import RunFolder
+
+    config = _tiny_config(tmp_path)
+    calls: list[dict] = []
+
+    class FakeTrainer:
+        def train(self, model, *, network_id, encoding, blocks, seed, out_dir=None, epochs=None, flops=0,
+                  early_stopping_patience=None, **_):
+            calls.append({"encoding": encoding, "epochs": epochs, "patience": early_stopping_patience,
+                          "out": out_dir})
+            if out_dir is not None:
+                Path(out_dir).mkdir(parents=True, exist_ok=True)
+                (Path(out_dir) / "history.csv").write_text(
+                    "epoch,dice,loss,val_dice,val_loss\n0,0.5,0.9,0.4,1.0\n1,0.7,0.6,0.6,0.8\n2,0.8,0.5,0.55,0.8\n")
+            dice = 0.9 if encoding == "unet" else 0.8
+            return TrainingResult(network_id=network_id, encoding=encoding, blocks=blocks, dice=dice, miou=dice,
+                                  params=100, flops=flops, train_time_s=1.0, inference_time_ms=1.0,
+                                  epochs=3), model
+
+        def evaluate(self, model, split="val", fold=0):
+            return {"dice": 0.85, "miou": 0.8}
+
+    def fake_drift(onnx_path, train_x, train_y, test_x, test_y, cfg, classes, ignore, out_dir, seed, batch, **kw):
+        assert kw["val_x"] is not None and len(kw["val_x"]) == len(kw["val_y"])  # checkpoint selection data
+        times = list(cfg.eval_times)
+        curve = lambda base: {"times": times, "mean": [base - 0.01 * i for i in range(len(times))],  # noqa: E731
+                              "std": [0.01] * len(times), "dice": [[base]] * len(times)}
+        report = DriftReport(times=times, repetitions=2, before_hwa=curve(0.7), after_hwa=curve(0.8),
+                             digital_control=curve(0.75), digital_dice=0.85, coverage={}, timings={},
+                             hwa_epochs=cfg.hwa_epochs, hwa_best_epoch=1, control_best_epoch=1)
+        Path(out_dir).mkdir(parents=True, exist_ok=True)
+        (Path(out_dir) / "drift_report.json").write_text("{}")
+        return report
+
+    def fake_export(self, f, model):
+        return self.run.journal.append("finalist_exported", name=f.name, equivalent=True, torch_max_abs_diff=0.0,
+                                       onnxruntime_latency_ms=1.0)
+
+    monkeypatch.setattr(FinalistsStage, "_trainer_", lambda self: FakeTrainer())
+    monkeypatch.setattr(FinalistsStage, "_build", lambda self, f: (object(), 1))
+    monkeypatch.setattr(FinalistsStage, "export", fake_export)
+    monkeypatch.setattr(export_module, "save_keras", lambda model, path: Path(path).write_bytes(b"keras"))
+    monkeypatch.setattr(drift_module, "hwa_and_drift", fake_drift)
+    run = RunFolder.create(tmp_path / "logs", "fake", config)
+    try:
+        r = TrainingResult(network_id=1, encoding="[(-1,3x3 conv,-1,identity)]", blocks=1, dice=0.7, miou=0.7,
+                           params=500, flops=1, train_time_s=1.0, inference_time_ms=1.0, epochs=1, step=1)
+        run.journal.append("network_finished", network_id=1, result=r.to_dict())
+        data = load_data(config.dataset, config.others.seed)
+        rows = run_finalists(run, config, data)
+        assert [row["network"] for row in rows] == ["1", "unet"]
+        final = [c for c in calls if c["patience"] is not None]  # model selection has no patience
+        assert [c["encoding"] for c in final] == ["[(-1,3x3 conv,-1,identity)]", "unet"]
+        assert {(c["epochs"], c["patience"]) for c in final} == {(config.analog.final_epochs,
+                                                                  config.analog.early_stopping_patience)}
+        with open(run.final_dir / "drift.csv") as fh:
+            drift = list(csv.DictReader(fh))
+        times = len(config.analog.eval_times)
+        assert len(drift) == 2 * 3 * times  # networks x (no HWA, control, HWA) x times
+        for name in ("1", "unet"):
+            kinds = [d["hwa"] for d in drift if d["network"] == name]
+            assert sorted(set(kinds)) == ["after", "before", "control"] and len(kinds) == 3 * times
+        with open(run.final_dir / "finalists.csv") as fh:
+            table = list(csv.DictReader(fh))
+        assert float(table[0]["analog_dice_control_30d"]) == pytest.approx(0.74)
+        assert float(table[0]["analog_dice_hwa_30d"]) == pytest.approx(0.79)
+        assert float(table[0]["analog_dice_nohwa_1s"]) == pytest.approx(0.7)
+        assert (run.plots_dir / "learning_curves.png").stat().st_size > 0
+        assert (run.plots_dir / "drift_curves.png").stat().st_size > 0
+    finally:
+        run.close()

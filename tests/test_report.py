@@ -74,7 +74,8 @@ def test_full_report(tmp_path: Path) -> None:
     text = path.read_text()
     for heading in ("# popnas-seg run `run`", "## Configuration", "```json", "## Search", "### Hypervolume per step",
                     "### Predictor quality", "## Final measured Pareto front", "## Finalists",
-                    "### Model selection", "## Drift curves and sample predictions", "## What stayed digital"):
+                    "### Model selection", "## Learning curves, drift curves and sample predictions",
+                    "### Drift: no HWA, digital control, HWA", "## What stayed digital"):
         assert heading in text, heading
     assert '"search_space"' in text  # the config JSON block
     assert "networks trained: **3**" in text

@@ -39,13 +39,14 @@ MONTH_S = 2592000.0
 
 # ---------------------------------------------------------------------------------------------------- drift rows
 def drift_rows(network: str, report: dict[str, Any]) -> list[dict[str, Any]]:
-    """DriftReport.to_dict() -> drift-table rows (network, hwa, time, mean, std).
+    """DriftReport.to_dict() -> drift-table rows (network, hwa, time, mean, std), up to three per time:
+    hwa "before" (no HWA), "control" (digital fine-tune, same epochs and schedule) and "after" (HWA).
 
     A curve is {"times": [...], "mean": [...], "std": [...]} as analog/drift.py writes it (times may also sit at
     the report's top level); {time: {"mean", "std"}} and [{"time", "mean", "std"}] are read too.
     """
     rows = []
-    for phase, hwa in (("before_hwa", "before"), ("after_hwa", "after")):
+    for phase, hwa in (("before_hwa", "before"), ("digital_control", "control"), ("after_hwa", "after")):
         curve = report.get(phase)
         if not curve:
             continue
@@ -63,6 +64,18 @@ def drift_rows(network: str, report: dict[str, Any]) -> list[dict[str, Any]]:
             rows.append({"network": network, "hwa": hwa, "time": t, "mean": None if mean is None else float(mean),
                          "std": None if std is None else float(std)})
     return rows
+
+
+def learning_histories(final_dir: Path, names: Sequence[str]) -> dict[str, list[dict[str, str]]]:
+    """final/<name>/training/history.csv rows of each finalist that has one (the learning curves)."""
+    from popnas_seg.runlog.tables import read_csv
+
+    out = {}
+    for name in names:
+        rows = read_csv(Path(final_dir) / str(name) / "training" / "history.csv")
+        if rows:
+            out[str(name)] = rows
+    return out
 
 
 def _coverage_fraction(report: dict[str, Any]) -> float | None:
@@ -369,6 +382,7 @@ class FinalistsStage:
         a, hp = self.config.analog, self.config.training_hyperparameters
         train_x, train_y = self._train_arrays()
         test_x, test_y, test_sizes = self._whole_test()  # analog Dice on whole images, tiled
+        val_x, val_y = self.data.val_arrays()  # HWA / control checkpoint selection (crops)
         self.log.info("analog: %s, HWA %d epoch(s), drift at %s s, %d programmings", f.name, a.hwa_epochs,
                       a.eval_times, a.repetitions)
         t0 = time.monotonic()
@@ -378,6 +392,7 @@ class FinalistsStage:
             self.data.ignore_class, out, seed, self.config.dataset.batch_size,
             class_weights=getattr(self.data, "class_weights", None), dice_weight=hp.dice_loss_weight,
             ce_weight=hp.ce_loss_weight, tile=tuple(self.data.input_shape[:2]), test_sizes=test_sizes,
+            val_x=val_x, val_y=val_y,
         ).to_dict()
         for r in drift_rows(f.name, report):
             self.log.info("  %s %s HWA, t = %g s: analog Dice %.3f ± %.3f", f.name, r["hwa"], r["time"], r["mean"],
@@ -407,12 +422,15 @@ class FinalistsStage:
             report = drift["report"]
             row["analog_coverage"] = _coverage_fraction(report)
             for r in drift_rows(f.name, report):
-                key = f"analog_dice_{'hwa' if r['hwa'] == 'after' else 'nohwa'}_{_time_key(r['time'])}"
+                kind = {"after": "hwa", "control": "control"}.get(r["hwa"], "nohwa")
+                key = f"analog_dice_{kind}_{_time_key(r['time'])}"
                 row[key] = r["mean"]
                 row[key + "_std"] = r["std"]
             row["analog_mac_fraction"] = (report.get("coverage") or {}).get("macs_analog_fraction")
             row["drift_eval_s"] = seconds_per_drift_eval(report)
             row["hwa_train_s"] = (report.get("timings") or {}).get("hwa_train_s")
+            row["hwa_best_epoch"] = report.get("hwa_best_epoch")
+            row["control_best_epoch"] = report.get("control_best_epoch")
         return row
 
     def _write_tables(self, rows: list[dict[str, Any]], drift_events: dict[str, dict[str, Any]]) -> None:
@@ -426,6 +444,8 @@ class FinalistsStage:
         try:
             digital = {r["network"]: r["test_dice"] for r in rows if r.get("test_dice") is not None}
             plots.plot_drift_curves(drift_table, Path(self.run.plots_dir) / "drift_curves.png", digital=digital)
+            plots.plot_learning_curves(learning_histories(self.final_dir, [r["network"] for r in rows]),
+                                       Path(self.run.plots_dir) / "learning_curves.png")
             self._sample_plot(drift_events)
         except Exception as exc:  # a figure must not fail the stage; the report can redraw it
             self.log.warning("finalist plots failed: %s", exc)
@@ -502,7 +522,8 @@ def _time_key(seconds: float) -> str:
 def seconds_per_drift_eval(report: dict[str, Any]) -> float | None:
     """Mean seconds of one drift evaluation (one programming scored at one time on the test images)."""
     timings = report.get("timings") or {}
-    scoring = [float(timings[k]) for k in ("score_before_s", "score_after_s") if timings.get(k) is not None]
+    keys = ("score_before_s", "score_control_s", "score_after_s")
+    scoring = [float(timings[k]) for k in keys if timings.get(k) is not None]
     evaluations = len(drift_rows("x", report)) * int(report.get("repetitions") or 1)
     if not scoring or not evaluations:
         return None
