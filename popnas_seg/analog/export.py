@@ -38,8 +38,13 @@ def dynamic_size(model: Any) -> Any:
     if len(model.inputs) != 1:
         raise ValueError(f"expected a single-input model, got {len(model.inputs)} inputs")
     channels = model.inputs[0].shape[-1]
-    inputs = keras.Input((None, None, channels), name=model.inputs[0].name)
-    clone = keras.models.clone_model(model, input_tensors=inputs)
+    # From the functional config (layers and wiring only: no compile state, so no custom loss to resolve),
+    # with the Input layer's height and width unknown.
+    config = model.get_config()
+    for layer in config["layers"]:
+        if layer["class_name"] == "InputLayer":
+            layer["config"]["batch_shape"] = [None, None, None, channels]
+    clone = keras.Model.from_config(config)
     clone.set_weights(model.get_weights())
     return clone
 

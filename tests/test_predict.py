@@ -1,0 +1,198 @@
+"""`predict`: whole images of any size, masks whose Dice is the whole-image evaluation, analog at a drift time,
+bad inputs as one-line errors with exit code 2.
+
+The run folder is built directly (restore/config.json + one finalist under final/), which takes seconds,
+instead of running a search; tests/test_predict_e2e.py runs the real pipeline and then `predict`.
+"""
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import csv  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+from PIL import Image  # noqa: E402
+
+import popnas_seg  # noqa: E402
+from popnas_seg.atomic import atomic_write_json  # noqa: E402
+from popnas_seg.cli import main  # noqa: E402
+from popnas_seg.config import AnalogConfig, config_from_dict, dump_config  # noqa: E402
+from popnas_seg.data.pipeline import load_data  # noqa: E402
+from popnas_seg.inference.predictor import Predictor, parse_duration  # noqa: E402
+from popnas_seg.models.builder import build_model  # noqa: E402
+from popnas_seg.search_space.encoding import Cell  # noqa: E402
+from popnas_seg.training.scores import dice_score  # noqa: E402
+from popnas_seg.training.trainer import Trainer  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+SIZES = [(48, 64), (40, 40)]  # both larger than the 16x16 crop, two different sizes
+
+
+def _blobs(size: tuple[int, int], rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    yy, xx = np.mgrid[: size[0], : size[1]]
+    mask = np.zeros(size, np.uint8)
+    for _ in range(4):
+        cy, cx, r = rng.integers(0, size[0]), rng.integers(0, size[1]), rng.integers(4, 9)
+        mask[(yy - cy) ** 2 + (xx - cx) ** 2 <= r * r] = 1
+    image = np.clip(60 + 120 * mask + rng.normal(0, 20, size), 0, 255).astype(np.uint8)
+    return image, mask
+
+
+@pytest.fixture(scope="module")
+def run_folder(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """A data folder (8 PNGs of two sizes) and a run folder holding one trained, exported finalist."""
+    root = tmp_path_factory.mktemp("predict")
+    data_dir = root / "data"
+    (data_dir / "images").mkdir(parents=True)
+    (data_dir / "masks").mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(8):
+        image, mask = _blobs(SIZES[i % 2], rng)
+        Image.fromarray(image).save(data_dir / "images" / f"img{i}.png")
+        Image.fromarray(mask).save(data_dir / "masks" / f"img{i}.png")
+    config = config_from_dict({
+        "dataset": {"name": None, "path": str(data_dir), "crop": [16, 16], "batch_size": 4,
+                    "validation_size": 0.25, "test_size": 0.25},
+        "architecture_hyperparameters": {"filters": 4, "motifs": 2, "normal_cells_per_motif": 0},
+        "training_hyperparameters": {"epochs": 3, "learning_rate": 0.01},
+    })
+    data = load_data(config.dataset, seed=config.others.seed)
+    run = root / "run"
+    atomic_write_json(run / "restore" / "config.json", dump_config(config))
+    final = run / "final" / "3"
+    final.mkdir(parents=True)
+    cell = Cell.from_string("[(-1,3x3 conv,-2,identity)]")
+    trainer = Trainer(config, data)
+    model = build_model(cell, config.architecture_hyperparameters, data.input_shape, data.classes_count)
+    result, model = trainer.train(model, network_id=3, encoding=str(cell), blocks=1, seed=0, out_dir=None)
+    from popnas_seg.analog.export import keras_to_onnx, save_keras
+
+    save_keras(model, final / "model.keras")
+    keras_to_onnx(model, final / "model.onnx")
+    with open(run / "final" / "finalists.csv", "w", newline="") as fh:
+        writer = csv.DictWriter(fh, ["network", "val_dice"])
+        writer.writeheader()
+        writer.writerow({"network": "3", "val_dice": result.dice})
+    test = trainer.evaluate(model, "test")
+    return {"run": run, "data": data, "data_dir": data_dir, "test": test, "config": config, "model": model,
+            "test_names": data.split_names()["test"]}
+
+
+def _read(path: Path) -> np.ndarray:
+    return np.asarray(Image.open(path))
+
+
+def test_predict_masks_have_input_shapes_and_their_dice_is_the_whole_image_evaluation(
+        run_folder: dict, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    names = run_folder["test_names"]
+    inputs = [str(run_folder["data_dir"] / "images" / f"{n}.png") for n in names]
+    out = tmp_path / "masks"
+    assert main(["predict", "-r", str(run_folder["run"]), "--input", *inputs, "--output", str(out),
+                 "--probabilities"]) == 0
+    assert "mask(s) written" in capsys.readouterr().err
+    preds, trues = [], []
+    for n in names:
+        truth = _read(run_folder["data_dir"] / "masks" / f"{n}.png")
+        pred = _read(out / f"{n}.png")
+        assert pred.shape == truth.shape and pred.dtype == np.uint8
+        probs = np.load(out / f"{n}.probs.npy")
+        assert probs.shape == (*truth.shape, 2)
+        np.testing.assert_allclose(probs.sum(-1), 1.0, atol=1e-4)
+        preds.append(pred.ravel())
+        trues.append(truth.ravel())
+    assert {tuple(_read(out / f"{n}.png").shape) for n in names} <= set(SIZES)
+    dice = dice_score(np.concatenate(preds), np.concatenate(trues), 2)
+    assert dice == pytest.approx(run_folder["test"]["dice"], abs=1e-6)
+    assert dice > 0.3  # a trained network, not an empty prediction
+
+
+def test_python_api_folder_input_and_predictor(run_folder: dict, tmp_path: Path) -> None:
+    written = popnas_seg.predict(run_folder["run"], run_folder["data_dir"] / "images", tmp_path / "out")
+    assert sorted(p.name for p in written) == [f"img{i}.png" for i in range(8)]
+    predictor = Predictor(run_folder["run"])
+    assert predictor.network == "3" and predictor.tile == (16, 16)
+    raw = np.asarray(Image.open(run_folder["data_dir"] / "images" / "img1.png"), np.float32) / 255.0
+    labels = predictor.predict(raw)
+    np.testing.assert_array_equal(labels, _read(tmp_path / "out" / "img1.png"))
+    small = predictor.predict(raw[:10, :7])  # smaller than a tile and not a multiple of 4: padded
+    assert small.shape == (10, 7)
+
+
+def test_parse_duration() -> None:
+    assert parse_duration("1month") == 2592000.0
+    assert parse_duration("30d") == parse_duration("1 month")
+    assert parse_duration("3600") == parse_duration("1h") == 3600.0
+    assert parse_duration("1y") == 31536000.0
+    with pytest.raises(popnas_seg.errors.UserError):
+        parse_duration("soon")
+
+
+def _one_error_line(capsys: pytest.CaptureFixture) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: "), err
+    return err[0]
+
+
+def test_bad_inputs_exit_2_with_one_line(run_folder: dict, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    run = str(run_folder["run"])
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"not a png")
+    assert main(["predict", "-r", run, "--input", str(broken), "--output", str(tmp_path / "o")]) == 2
+    assert "broken.png" in _one_error_line(capsys)
+    rgb = tmp_path / "rgb.png"
+    Image.fromarray(np.zeros((20, 20, 3), np.uint8)).save(rgb)
+    assert main(["predict", "-r", run, "--input", str(rgb), "--output", str(tmp_path / "o")]) == 2
+    assert "3 channel(s)" in _one_error_line(capsys)
+    assert main(["predict", "-r", run, "--network", "99", "--input", str(rgb), "--output", str(tmp_path)]) == 2
+    assert "not a finalist" in _one_error_line(capsys)
+    assert main(["predict", "-r", run, "--input", str(tmp_path / "missing.png"), "--output", str(tmp_path)]) == 2
+    assert "does not exist" in _one_error_line(capsys)
+    assert not (tmp_path / "o").exists()  # nothing written when an input is bad
+
+
+def test_run_folder_without_finalists_exits_2(run_folder: dict, tmp_path: Path) -> None:
+    """Through the real entry point (a fresh interpreter): exit code 2 and one line, before TensorFlow loads."""
+    empty = tmp_path / "run"
+    atomic_write_json(empty / "restore" / "config.json", dump_config(run_folder["config"]))
+    image = run_folder["data_dir"] / "images" / "img0.png"
+    proc = subprocess.run([sys.executable, str(ROOT / "run.py"), "predict", "-r", str(empty), "--input",
+                           str(image), "--output", str(tmp_path / "o")], capture_output=True, text=True,
+                          timeout=120, cwd=ROOT)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "no finalists" in lines[0], proc.stderr
+
+
+def test_analog_predict_at_a_drift_time(run_folder: dict, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from popnas_seg.analog.drift import hwa_and_drift
+    from popnas_seg.inference.tiling import pack_images
+
+    data, final = run_folder["data"], run_folder["run"] / "final" / "3"
+    x, y = data.train_arrays()
+    tx, ty, sizes = pack_images(*data.test_images())
+    report = hwa_and_drift(final / "model.onnx", x, y, tx, ty,
+                           AnalogConfig(hwa_epochs=0, eval_times=[1.0], repetitions=2), 2, None, final, seed=0,
+                           batch_size=4, tile=(16, 16), test_sizes=sizes)
+    assert report.checkpoints["inference"] and report.before_hwa["mean"][0] >= 0.0
+    name = run_folder["test_names"][0]
+    image = str(run_folder["data_dir"] / "images" / f"{name}.png")
+    outs = []
+    for k in range(2):
+        out = tmp_path / f"analog{k}"
+        assert main(["predict", "-r", str(run_folder["run"]), "--input", image, "--output", str(out), "--analog",
+                     "--drift-time", "1month", "--seed", "5"]) == 0
+        outs.append(_read(out / f"{name}.png"))
+    assert "drift 2.592e+06 s" in capsys.readouterr().err
+    truth = _read(run_folder["data_dir"] / "masks" / f"{name}.png")
+    assert outs[0].shape == truth.shape
+    assert np.mean(outs[0] == outs[1]) > 0.95  # same seed: the same programmed chip (ADC noise aside)
+    assert main(["predict", "-r", str(run_folder["run"]), "--input", image, "--output", str(tmp_path / "d"),
+                 "--drift-time", "1d"]) == 2
+    assert "--analog" in _one_error_line(capsys)
