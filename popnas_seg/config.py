@@ -254,9 +254,9 @@ class DatasetConfig(_Section):
     augmentation: AugmentationConfig = Field(
         default_factory=AugmentationConfig, description="training-time augmentation"
     )
-    normalisation: Literal["percentile", "minmax", "standard"] = Field(
-        "percentile", description="per image: percentiles to 0 and 1 (robust to hot pixels), min-max to [0, 1], "
-        "or zero mean and unit variance"
+    normalisation: Literal["standard", "percentile", "minmax"] = Field(
+        "standard", description="per image: zero mean and unit variance (measured best, README), percentiles to "
+        "0 and 1 (robust to hot pixels), or min-max to [0, 1] (hot pixels squeeze it)"
     )
     normalisation_percentiles: tuple[float, float] = Field(
         (1.0, 99.8), description="low, high percentile of the percentile normalisation (CSBDeep's defaults)"

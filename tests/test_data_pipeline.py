@@ -301,20 +301,21 @@ def test_arrays_with_bad_labels_or_shapes_are_refused() -> None:
 
 def test_percentile_normalisation_survives_hot_pixels_where_minmax_regresses() -> None:
     """Hot pixels and saturated debris (generator artefacts) squeeze min-max's nuclei into a sliver of [0, 1];
-    percentile normalisation keeps nuclei and background apart. Guards the default against a regression."""
+    percentile normalisation and standardisation keep nuclei and background apart (by a good part of their
+    unit). Guards the default against a regression to min-max."""
     from popnas_seg.data.synthetic import generate_nuclei
 
     images, masks = generate_nuclei(12, size=(48, 48), seed=4, artefacts=True)
     names = [f"a{i}" for i in range(12)]
     contrast = {}
-    for mode in ("minmax", "percentile"):
+    for mode in ("minmax", "percentile", "standard"):
         data = SegmentationData(list(images), list(masks), names, _cfg(normalisation=mode, crop=(48, 48),
                                                                        classes_count=2), seed=0)
         x, y = data.train_arrays()
         contrast[mode] = float(np.median(x[..., 0][y == 1]) - np.median(x[..., 0][y == 0]))
     assert contrast["minmax"] < 0.1  # what broke real folders
-    assert contrast["percentile"] > 0.2
-    assert DatasetConfig().normalisation == "percentile"
+    assert contrast["percentile"] > 0.2 and contrast["standard"] > 0.2
+    assert DatasetConfig().normalisation != "minmax"
 
 
 def test_percentile_normalisation_maps_the_percentiles_to_0_and_1() -> None:
