@@ -108,14 +108,6 @@ def test_sigterm_stops_like_ctrl_c_and_the_run_resumes(tmp_path: Path) -> None:
     assert events.count("network_finished") == 1 and "search_finished" in events
 
 
-def test_sigterm_handler_is_restored_after_main(monkeypatch: pytest.MonkeyPatch, write_json: Any,
-                                                tmp_path: Path) -> None:
-    monkeypatch.setattr(cli, "_load_data", lambda config: FakeData())
-    before = signal.getsignal(signal.SIGTERM)
-    assert cli.main(["-j", str(write_json(cli_tiny_config())), "--logs-dir", str(tmp_path / "l")]) == 0
-    assert signal.getsignal(signal.SIGTERM) is before
-
-
 def test_a_sigterm_during_the_pipeline_exits_143_with_the_hint(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], write_json: Any) -> None:
     import popnas_seg.pipeline as pipeline
@@ -128,7 +120,19 @@ def test_a_sigterm_during_the_pipeline_exits_143_with_the_hint(
     monkeypatch.setattr(cli, "_load_data", lambda config: FakeData())
     monkeypatch.setattr(pipeline, "run_pipeline", terminated)
     logs = tmp_path / "logs"
-    assert cli.main(["-j", str(write_json(cli_tiny_config())), "--logs-dir", str(logs), "--name", "t"]) == 143
+
+    def unhandled(signum: int, frame: Any) -> None:  # what runs if main() installed no handler of its own
+        raise RuntimeError("SIGTERM reached the caller's handler")
+
+    previous = signal.signal(signal.SIGTERM, unhandled)  # a broken handler must fail this test, not kill pytest
+    try:
+        before = signal.getsignal(signal.SIGTERM)
+        code = cli.main(["-j", str(write_json(cli_tiny_config())), "--logs-dir", str(logs), "--name", "t"])
+        restored = signal.getsignal(signal.SIGTERM)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert code == 143
+    assert restored is before, "main() restores the caller's SIGTERM handler"
     assert capsys.readouterr().err.strip() == f"terminated (SIGTERM); resume with: python run.py -r {logs / 't'}"
     assert "terminated (SIGTERM); resume with" in (logs / "t" / "run.log").read_text()
 
@@ -199,18 +203,16 @@ def test_impossible_and_loosely_typed_values_are_refused(data: dict[str, Any], e
     assert str(info.value).startswith("config error in x.json: ") and expected in str(info.value), str(info.value)
 
 
-def test_json_written_by_a_user_still_fills_tuples_and_integer_keys() -> None:
-    cfg = config_from_dict({"dataset": {"generated_size": [32, 48], "class_labels_remapping": {"255": 1}},
-                            "analog": {"eval_times": [1, 60.5]}})
-    assert cfg.dataset.generated_size == (32, 48) and cfg.dataset.class_labels_remapping == {255: 1}
-    assert cfg.analog.eval_times == [1.0, 60.5]
-
-
 def test_nan_and_infinity_in_the_file_are_refused_and_the_frozen_config_is_strict_json(tmp_path: Path) -> None:
     path = tmp_path / "c.json"
     path.write_text('{"analog": {"g_max": Infinity}}')
     with pytest.raises(UserError, match=r"analog\.g_max: must be a finite number \(got Infinity\)"):
         load_config(path)
+    # strict types, yet JSON as users write it still fills tuples, integer-keyed maps and float lists
+    cfg = config_from_dict({"dataset": {"generated_size": [32, 48], "class_labels_remapping": {"255": 1}},
+                            "analog": {"eval_times": [1, 60.5]}})
+    assert cfg.dataset.generated_size == (32, 48) and cfg.dataset.class_labels_remapping == {255: 1}
+    assert cfg.analog.eval_times == [1.0, 60.5]
     run = RunFolder.create(tmp_path / "logs", "s", config_from_dict(cli_tiny_config()))
     run.close()
     frozen = _strict_json((tmp_path / "logs" / "s" / "restore" / "config.json").read_text())
@@ -385,14 +387,9 @@ def test_a_lost_journal_of_a_search_under_way_is_refused(
     assert f"restore/journal.jsonl {'is missing' if damage == 'missing' else 'holds no events'}" in line
     assert "stage 'search'" in line and "sampled_models/ hold results" in line
     assert _snapshot(folder) == before
-
-
-def test_a_folder_killed_before_its_first_event_still_resumes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                              write_json: Any) -> None:
-    folder = _made_run(tmp_path, monkeypatch, write_json)
-    state = json.loads((folder / "restore" / "state.json").read_text())
+    # a folder killed between its creation and its first event has nothing to lose: it resumes
     (folder / "restore" / "state.json").write_text(json.dumps({**state, "stage": "created"}))
-    (folder / "restore" / "journal.jsonl").unlink()
+    (folder / "sampled_models" / "net_0001").rmdir()
     assert cli.main(["-r", str(folder)]) == 0
 
 

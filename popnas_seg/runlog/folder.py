@@ -215,7 +215,7 @@ class RunFolder:
             state = json.loads(file.read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise UserError(f'"{self._path}" has lost restore/state.json; it cannot be resumed') from None
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, RecursionError) as exc:
             raise UserError(f'"{file}" is unreadable ({exc}); the run folder is damaged') from None
         if not isinstance(state, dict):
             raise UserError(f'"{file}" does not hold a JSON object; the run folder is damaged')
@@ -271,7 +271,7 @@ class RunFolder:
             value = json.loads(self.fingerprint_path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             return None
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, RecursionError) as exc:
             raise UserError(f'"{self.fingerprint_path}" is unreadable ({exc}); the run folder is damaged') from None
         if not isinstance(value, dict):
             raise UserError(f'"{self.fingerprint_path}" does not hold a JSON object; the run folder is damaged')
