@@ -223,7 +223,9 @@ class _Report:
             cells += [_fmt(r.get("params"), 0), _fmt(r.get("flops"), 0), _fmt(r.get("analog_coverage")),
                       _fmt(r.get("latency_ms")), check]
             table_rows.append(cells)
-        out.append(f"Digital Dice/mIoU on the test split; analog Dice ({tag}: {'after' if phase == 'after' else 'without'}"
+        out.append(f"Digital Dice/mIoU on the test split, on whole images (each test image segmented by overlapping "
+                   "tiles of the training crop, as `predict` does, not one centre crop); analog Dice on the same whole "
+                   f"images ({tag}: {'after' if phase == 'after' else 'without'}"
                    " hardware-aware training), mean ± std "
                    "over independent programmings; latency is Keras inference per image on this machine. "
                    "`unet` is the U-Net baseline trained with the same budget.\n\n" + _table(headers, table_rows))
