@@ -40,6 +40,10 @@ CONFIG_ERROR_CASES: list[tuple[str, Any, list[str]]] = [
     ("bad_json", '{\n  "dataset": {\n    "samples": 12,\n  }\n}\n',
      ["invalid JSON at line 4, column 3", "no comma before a closing"]),
     ("missing_file", None, ["file not found"]),
+    ("nan_drift_time", '{"analog": {"eval_times": [1.0, NaN]}}',
+     ["analog.eval_times[1]: must be a finite number (got NaN)"]),
+    ("bool_as_integer", {"training_hyperparameters": {"epochs": True}},
+     ["training_hyperparameters.epochs: must be an integer (got true)"]),
 ]
 
 
