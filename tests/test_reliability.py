@@ -340,6 +340,7 @@ def test_accept_changed_data_sets_results_aside_and_starts_over(
     stored = _strict_json((folder / "restore" / "data_fingerprint.json").read_text())
     assert sorted(stored["files"]) == ["images/a.png", "images/b.png", "masks/a.png", "masks/b.png"]
     (folder / "csv" / "results.csv").write_text("network_id\n1\n")
+    (folder / "report.md").write_text("# old report\n")
     _write_pairs(data, ["c"])
     capsys.readouterr()
     assert cli.main(["-r", str(folder)]) == 2
@@ -351,7 +352,9 @@ def test_accept_changed_data_sets_results_aside_and_starts_over(
     assert (superseded[0] / "csv" / "results.csv").read_text() == "network_id\n1\n"
     assert [e["event"] for e in journal_events(superseded[0])] == ["run_started"]
     assert [e["event"] for e in journal_events(folder)] == ["data_changed", "run_resumed"]
-    assert not (folder / "csv" / "results.csv").exists()
+    assert not (folder / "csv" / "results.csv").exists() and not (folder / "report.md").exists()
+    assert (superseded[0] / "report.md").read_text() == "# old report\n"
+    assert (superseded[0] / "restore" / "data_fingerprint.json").is_file()
     assert len(_strict_json((folder / "restore" / "data_fingerprint.json").read_text())["files"]) == 6
     assert cli.main(["-r", str(folder)]) == 0, "after accepting, the new data is the run's data"
     assert cli.main(["-j", str(write_json(cfg)), "--accept-changed-data"]) == 2

@@ -301,6 +301,8 @@ class RunFolder:
             if sub != "restore" and (self._path / sub).exists():
                 os.rename(self._path / sub, target / sub)
             (self._path / sub).mkdir(exist_ok=True)
+        if (self._path / "report.md").exists():  # run.log stays: it tells the whole story, this included
+            os.rename(self._path / "report.md", target / "report.md")
         (target / "restore").mkdir()
         if self._journal.path.exists():
             os.rename(self._journal.path, target / "restore" / self._journal.path.name)
