@@ -129,6 +129,37 @@ def test_early_stopping_stops_before_the_last_epoch(setup: tuple) -> None:
     assert result.status == "ok" and result.epochs == 2
 
 
+def test_steps_per_epoch_sets_the_optimiser_steps(setup: tuple) -> None:
+    """An epoch is `steps_per_epoch` batches whatever the split size (34 training images = 5 batches of 8)."""
+    cfg, data, _ = setup
+    for steps, expected in ((7, 7), (None, 5)):
+        trainer = Trainer(_config(steps_per_epoch=steps), data)
+        model = tiny_unet(data.input_shape, data.classes_count, filters=4)
+        result, trained = trainer.train(model, network_id=1, encoding="e", blocks=1, seed=0, epochs=2,
+                                        verbose=False)
+        assert result.status == "ok" and result.epochs == 2
+        assert int(trained.optimizer.iterations.numpy()) == 2 * expected, steps
+
+
+def test_a_never_finite_validation_dice_is_not_ok(setup: tuple) -> None:
+    """Regression: a network whose validation Dice was never finite (here: never measured, the validation
+    data yield nothing while the training loss stays finite) was recorded as "ok" with Dice 0."""
+    cfg, data, _ = setup
+
+    class NoValidation:
+        def __getattr__(self, name: str):
+            return getattr(data, name)
+
+        def val_dataset(self, fold: int = 0):
+            return data.val_dataset(fold).take(0)
+
+    trainer = Trainer(cfg, NoValidation())
+    model = tiny_unet(data.input_shape, data.classes_count, filters=4)
+    result, _ = trainer.train(model, network_id=2, encoding="e", blocks=1, seed=0, epochs=2, verbose=False)
+    assert result.status == "nan" and result.dice == 0.0
+    assert "never finite" in result.extra["error"]
+
+
 @pytest.mark.slow  # two more traced models; k-fold is a secondary path
 def test_folds_average(tmp_path: Path) -> None:
     cfg = RunConfig.model_validate({
