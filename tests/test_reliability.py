@@ -82,7 +82,7 @@ def _wait_for_process_end(proc: subprocess.Popen, timeout: float) -> int:
 def test_sigterm_stops_like_ctrl_c_and_the_run_resumes(tmp_path: Path) -> None:
     """kill / timeout / docker stop send SIGTERM: exit 143, the resume hint on stderr and in run.log."""
     cfg = tiny_config(tmp_path, probe=False, pipeline=["search"], search_space__blocks=1,
-                      search_strategy__b1_max_networks=1)
+                      search_strategy__b1_max_networks=1, training_hyperparameters__steps_per_epoch=2)
     logs = tmp_path / "logs"
     folder = logs / "term"
     log = tmp_path / "out.txt"
@@ -304,7 +304,7 @@ def test_resume_after_kill_9_refuses_changed_data(tmp_path: Path) -> None:
     data = tmp_path / "data"
     _write_pairs(data, [f"img{i:02d}" for i in range(8)])
     cfg = tiny_config(tmp_path, probe=False, pipeline=["search"], search_space__blocks=1,
-                      search_strategy__b1_max_networks=2,
+                      search_strategy__b1_max_networks=2, training_hyperparameters__steps_per_epoch=2,
                       dataset__name=None, dataset__path=str(data), dataset__samples=None)
     logs = tmp_path / "logs"
     folder = logs / "k9"
