@@ -1,6 +1,7 @@
 """Loss and metric definitions: perfect predictions, ignore_class, class weights, numpy/Keras agreement."""
 from __future__ import annotations
 
+import math
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -117,12 +118,13 @@ def test_keras_metrics_match_numpy_over_batches() -> None:
     assert _value(dice.result()) == pytest.approx(dice_from_counts(counts), abs=1e-6)
     assert _value(iou.result()) == pytest.approx(miou_score(pred_all, true_all, classes), abs=1e-6)
     dice.reset_state()
-    assert _value(dice.result()) == 1.0  # nothing seen: nothing to find
+    assert math.isnan(_value(dice.result()))  # nothing seen: undefined, not a perfect score
 
 
 def test_absent_foreground_convention() -> None:
     y = np.zeros((1, 4, 4), dtype=np.int32)
-    assert dice_score(y, y, 2) == 1.0
+    assert math.isnan(dice_score(y, y, 2))  # no foreground anywhere: undefined (was 1.0, see scores.py)
+    assert miou_score(y, y, 2) == 1.0  # background is a class of mIoU: defined
     pred = y.copy()
     pred[0, 0, 0] = 1
     assert dice_score(pred, y, 2) == 0.0  # a false positive on an empty image is a miss

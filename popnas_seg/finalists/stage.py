@@ -21,6 +21,7 @@ The selection rules are in selection.py.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -328,7 +329,8 @@ class FinalistsStage:
             diff = max(diff, float(np.max(np.abs(torch_predict(module, whole) - whole_keras))))
             ort_diff = max(ort_diff, float(np.max(np.abs(onnxruntime_predict(onnx_path, whole)[0] - whole_keras))))
         equivalent = (diff <= EQUIVALENCE_MAX_ABS_DIFF and ort_diff <= EQUIVALENCE_MAX_ABS_DIFF
-                      and abs(keras_dice - torch_dice) <= EQUIVALENCE_DICE_TOL)
+                      and (abs(keras_dice - torch_dice) <= EQUIVALENCE_DICE_TOL
+                           or (math.isnan(keras_dice) and math.isnan(torch_dice))))  # no foreground: both NaN
         if not equivalent:
             self.log.error("export of %s is NOT equivalent: torch max|diff| %.2e, onnxruntime %.2e, Dice %.4f vs "
                            "%.4f; its analog scores do not describe the Keras network", f.name, diff, ort_diff,

@@ -151,9 +151,9 @@ class _CountMetric(keras.metrics.Metric):
         return keep
 
     @staticmethod
-    def _masked_mean(scores: Any, present: Any) -> Any:
+    def _masked_mean(scores: Any, present: Any, empty: float = 1.0) -> Any:
         n = ops.sum(present)
-        return ops.where(n > 0, ops.sum(scores * present) / ops.maximum(n, 1.0), 1.0)
+        return ops.where(n > 0, ops.sum(scores * present) / ops.maximum(n, 1.0), empty)
 
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()
@@ -162,7 +162,8 @@ class _CountMetric(keras.metrics.Metric):
 
 
 class ForegroundDice(_CountMetric):
-    """Dice over foreground classes 1..C-1 of argmax predictions, from counts over all seen batches."""
+    """Dice over foreground classes 1..C-1 of argmax predictions, from counts over all seen batches; NaN
+    when no foreground class was seen in labels or predictions (as `scores.dice_from_counts`)."""
 
     def __init__(self, classes_count: int, ignore_class: int | None = None, name: str = "dice",
                  **kwargs: Any) -> None:
@@ -173,7 +174,7 @@ class ForegroundDice(_CountMetric):
         keep = ops.convert_to_tensor(self._classes_mask(1))
         present = ops.cast(denom > 0, "float32") * keep
         scores = 2.0 * self.intersection / ops.maximum(denom, 1.0)
-        return self._masked_mean(scores, present)
+        return self._masked_mean(scores, present, empty=float("nan"))
 
 
 class MeanIoU(_CountMetric):

@@ -6,7 +6,10 @@ predictions, can import it without loading Keras/TensorFlow (seconds and hundred
 
 Definitions (see `losses.py`): foreground Dice over classes 1..C-1 from counts accumulated over every pixel
 of the evaluated set, `ignore_class` pixels left out; classes absent from labels and predictions are skipped,
-and if every scored class is absent on both sides the score is 1.0.
+and if every scored class is absent on both sides the Dice is undefined: NaN, not 1.0. (A 1.0 there let a
+small subset of background-only tiles score a network perfectly for finding nothing; a NaN is skipped by
+the search's bookkeeping and marks a validation split without foreground as unscorable.) mIoU keeps
+background as a class, so it is defined whenever any valid pixel exists.
 """
 from __future__ import annotations
 
@@ -50,7 +53,7 @@ def dice_from_counts(counts: np.ndarray, ignore_class: int | None = None) -> flo
     denom = predicted + actual
     present = (denom > 0) & _kept(len(inter), 1, ignore_class)
     if not present.any():
-        return 1.0
+        return float("nan")  # no foreground in labels or predictions: nothing to score (module docstring)
     return float(np.mean(2.0 * inter[present] / denom[present]))
 
 
