@@ -210,9 +210,9 @@ class AugmentationConfig(_Section):
     flips: bool = Field(True, description="random horizontal and vertical flips")
     rotations: bool = Field(True, description="random 90-degree rotations")
     intensity_scale: float = Field(0.0, ge=0, lt=1, description="random gain in [1 - s, 1 + s] (0: off)")
-    intensity_shift: float = Field(0.0, ge=0, description="random offset in [-s, s], normalised units (0: off)")
+    intensity_shift: float = Field(0.0, ge=0, le=1, description="random offset in [-s, s], normalised units (0: off)")
     gaussian_noise: float = Field(
-        0.0, ge=0, description="added gaussian noise, std drawn in [0, s] per image, normalised units (0: off)"
+        0.0, ge=0, le=1, description="added gaussian noise, std drawn in [0, s] per image, normalised units (0: off)"
     )
     affine_rotation_deg: float = Field(
         10.0, ge=0, le=45, description="small random rotation in [-d, d] degrees, reflected borders (0: off)"
@@ -303,10 +303,10 @@ class AnalogConfig(_Section):
     out_noise: float = Field(0.04, ge=0, le=1, description="additive output noise")
     w_noise: float = Field(0.0, ge=0, le=1, description="additive weight read noise per forward pass")
     clip_sigma: float = Field(2.5, gt=0, le=10, description="weights clipped at this many standard deviations")
-    tile_size: int = Field(512, ge=16, description="maximum tile rows and columns")
+    tile_size: int = Field(512, ge=16, le=4096, description="maximum tile rows and columns")
     probe: bool = Field(True, description="measure analog Dice of every network trained in the search")
     t_inference: float = Field(86400.0, gt=0, le=MAX_DRIFT_SECONDS, description="probe time in seconds (1 day; at most 100 years)")
-    probe_repetitions: int = Field(3, ge=1, description="programmings averaged by the probe")
+    probe_repetitions: int = Field(3, ge=1, le=1000, description="programmings averaged by the probe")
     probe_images: int = Field(16, ge=1, description="validation images the probe scores")
     eval_times: list[DriftSeconds] = Field(
         default_factory=lambda: [1.0, 3600.0, 86400.0, 2592000.0, 31536000.0],
@@ -314,7 +314,7 @@ class AnalogConfig(_Section):
         description="drift times in seconds for the finalists (1 s, 1 h, 1 day, 30 days, 1 year); each > 0 and at "
         "most 100 years",
     )
-    repetitions: int = Field(5, ge=2, description="programmings per drift time for the finalists (mean and std)")
+    repetitions: int = Field(5, ge=2, le=1000, description="programmings per drift time for the finalists (mean and std)")
     hwa_epochs: int = Field(
         4, ge=0, description="hardware-aware training epochs of the finalists, from the converged weights (0: none)"
     )
@@ -346,7 +346,8 @@ class AnalogConfig(_Section):
 class OthersConfig(_Section):
     """Seed, what to keep on disk, and how TensorFlow runs."""
 
-    seed: int = Field(42, description="seed of data generation, splits and weight initialisation")
+    seed: int = Field(42, ge=0, le=2**32 - 1, description="seed of data generation, splits and weight initialisation "
+                      "(numpy's range)")
     save_children_weights: bool = Field(False, description="keep the weights of every trained child network")
     save_children_models: bool = Field(False, description="keep every trained child network as a .keras file")
     xla: bool = Field(False, description="compile training steps with XLA")

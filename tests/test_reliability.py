@@ -195,6 +195,9 @@ def test_an_analog_worker_dies_with_its_parent(tmp_path: Path) -> None:
         ({"training_hyperparameters": {"learning_rate": True}},
          "training_hyperparameters.learning_rate: must be a number (got true)"),
         ({"search_space": {"blocks": 2.0}}, "search_space.blocks: must be an integer (got 2.0)"),
+        ({"others": {"seed": -1}}, "others.seed: must be >= 0 (got -1)"),
+        ({"analog": {"tile_size": 10 ** 9}}, "analog.tile_size: must be <= 4096"),
+        ({"dataset": {"augmentation": {"gaussian_noise": 1e308}}}, "dataset.augmentation.gaussian_noise: must be <= 1"),
     ],
 )
 def test_impossible_and_loosely_typed_values_are_refused(data: dict[str, Any], expected: str) -> None:
