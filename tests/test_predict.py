@@ -196,3 +196,20 @@ def test_analog_predict_at_a_drift_time(run_folder: dict, tmp_path: Path, capsys
     assert main(["predict", "-r", str(run_folder["run"]), "--input", image, "--output", str(tmp_path / "d"),
                  "--drift-time", "1d"]) == 2
     assert "--analog" in _one_error_line(capsys)
+
+
+def test_dataset_rescale_is_applied_and_undone(run_folder: dict, tmp_path: Path) -> None:
+    """With dataset.rescale the network sees scaled images, and the masks come back at the input size."""
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(run_folder["run"] / "final", run / "final")
+    config = dump_config(run_folder["config"])
+    config["dataset"]["rescale"] = 0.5
+    atomic_write_json(run / "restore" / "config.json", config)
+    predictor = Predictor(run)
+    raw = np.asarray(Image.open(run_folder["data_dir"] / "images" / "img0.png"), np.float32) / 255.0
+    assert predictor.preprocess(raw).shape == (24, 32, 1)
+    probs = predictor.predict_probabilities([raw])[0]
+    assert probs.shape == (48, 64, 2)
+    np.testing.assert_allclose(probs.sum(-1), 1.0, atol=1e-4)
