@@ -20,6 +20,7 @@ programmed once with `seed` and drifted to `drift_time` seconds: one simulated c
 from __future__ import annotations
 
 import csv
+import io
 import math
 import os
 import re
@@ -30,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from popnas_seg.atomic import atomic_write_bytes
 from popnas_seg.errors import UserError
 
 IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".npy")
@@ -291,9 +293,6 @@ class Predictor:
             for f, p in zip(batch_files, probs):
                 written.append(_write_mask(out_dir / f.name, np.argmax(p, axis=-1), self.classes_count))
                 if probabilities:
-                    from popnas_seg.atomic import atomic_write_bytes
-                    import io
-
                     buffer = io.BytesIO()
                     np.save(buffer, p.astype(np.float32))
                     atomic_write_bytes(out_dir / f"{f.stem}.probs.npy", buffer.getvalue())
@@ -302,10 +301,6 @@ class Predictor:
 
 def _write_mask(path: Path, labels: np.ndarray, classes: int) -> Path:
     """A label mask written atomically in the input's format: PNG (8/16 bit), TIFF or NPY."""
-    import io
-
-    from popnas_seg.atomic import atomic_write_bytes
-
     arr = labels.astype(np.uint8 if classes <= 256 else np.uint16)
     buffer = io.BytesIO()
     suffix = path.suffix.lower()

@@ -68,8 +68,10 @@ def _pad_to(image: np.ndarray, height: int, width: int) -> np.ndarray:
     ph, pw = max(0, height - image.shape[0]), max(0, width - image.shape[1])
     if not ph and not pw:
         return image
-    mode = "reflect" if min(image.shape[0], image.shape[1]) > 1 else "edge"
-    return np.pad(image, ((0, ph), (0, pw), (0, 0)), mode=mode)
+    widths = ((0, ph), (0, pw), (0, 0))
+    if min(image.shape[0], image.shape[1]) > 1:
+        return np.pad(image, widths, mode="reflect")
+    return np.pad(image, widths, mode="edge")
 
 
 def sliding_window_predict(
