@@ -325,7 +325,9 @@ class FinalistsStage:
         ort_diff = float(np.max(np.abs(ort_probs - keras_probs)))
         whole = self._whole_sample()  # a second, larger input size: the exports take any size
         if whole is not None:
-            whole_keras = np.asarray(model(whole, training=False), np.float32)
+            from popnas_seg.analog.export import dynamic_size
+
+            whole_keras = np.asarray(dynamic_size(model)(whole, training=False), np.float32)
             diff = max(diff, float(np.max(np.abs(torch_predict(module, whole) - whole_keras))))
             ort_diff = max(ort_diff, float(np.max(np.abs(onnxruntime_predict(onnx_path, whole)[0] - whole_keras))))
         equivalent = (diff <= EQUIVALENCE_MAX_ABS_DIFF and ort_diff <= EQUIVALENCE_MAX_ABS_DIFF
