@@ -232,3 +232,25 @@ def test_all_operators_in_one_cell_train_in_graph_mode() -> None:
     x = np.random.default_rng(0).random((2, 16, 16, 1), dtype=np.float32)
     loss = float(np.asarray(model.train_on_batch(x, (x[..., 0] > 0.5).astype("int32"))).ravel()[0])
     assert np.isfinite(loss)
+
+
+def test_counting_params_and_flops_imports_neither_keras_nor_tensorflow() -> None:
+    """The search scores thousands of candidates by params: a fresh interpreter must count them without TF."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from popnas_seg.config import ArchitectureConfig\n"
+        "from popnas_seg.models.cost import count_flops, count_params, unet_params\n"
+        "from popnas_seg.search_space.encoding import Cell\n"
+        "arch = ArchitectureConfig()\n"
+        "cell = Cell.from_string('[(-1,3x3 conv,-2,identity)]')\n"
+        "assert count_params(cell, arch, 1, 2) > 0 and count_flops(cell, arch, (64, 64, 1), 2) > 0\n"
+        "assert unet_params(arch, 1, 2) > 0\n"
+        "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('keras', 'tensorflow', 'torch'))\n"
+        "print(','.join(heavy))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "", f"imported: {done.stdout.strip()[:300]}"

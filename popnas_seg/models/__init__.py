@@ -1,5 +1,3 @@
-"""Keras networks built from cell encodings, and their exact cost from the encoding alone."""
-from popnas_seg.models.builder import build_model, build_unet
-from popnas_seg.models.cost import count_flops, count_params, unet_flops, unet_params
-
-__all__ = ["build_model", "build_unet", "count_flops", "count_params", "unet_flops", "unet_params"]
+"""Networks from cell encodings: plan.py (the Keras-free layer graph), cost.py (exact params/FLOPs from that
+plan, no Keras import) and builder.py (the Keras model). Import the module you need: this package file imports
+nothing, so counting params never pulls in TensorFlow."""

@@ -1,6 +1,6 @@
 """Exact parameter count and FLOPs of a network from its encoding, without building a Keras model.
 
-Both walk the same `LayerGraph` that models/builder.py instantiates (`plan_network`), counting only the
+Both walk the same `LayerGraph` that models/builder.py instantiates (models/plan.py, no Keras), counting only the
 layers that reach the output, so `count_params(...) == build_model(...).count_params()` holds by
 construction (tests/test_builder.py checks it against Keras over many encodings and macro settings).
 
@@ -16,7 +16,7 @@ from __future__ import annotations
 from functools import lru_cache
 
 from popnas_seg.config import ArchitectureConfig
-from popnas_seg.models.builder import plan_network, plan_unet
+from popnas_seg.models.plan import plan_network, plan_unet
 from popnas_seg.search_space.encoding import Cell
 
 __all__ = ["count_params", "count_flops", "unet_params", "unet_flops"]
