@@ -4,7 +4,7 @@ For every exported network of `RUN/final/` (the finalists and the U-Net baseline
 training and drift scoring (analog/drift.py) into a scratch folder, on the run's own data and analog settings
 (optionally fewer programmings / HWA epochs), and prints a markdown table:
 
-    network | digital test Dice | 1 month without HWA (drop) | 1 month with HWA (drop) | s per drift evaluation
+    network | digital test Dice | 1 month: no HWA / digital control / HWA (drop) | s per drift evaluation
 
 A "drift evaluation" is one (programming, time) scoring of the test images. `--from-results` skips the re-run
 and summarises the drift_report.json files the finalists stage already wrote (its timings included).
@@ -123,30 +123,32 @@ def main(argv: list[str] | None = None) -> int:
             if data is None:
                 data = load_data(config.dataset, config.others.seed)
                 train_x, train_y = data.train_arrays()
+                val_x, val_y = data.val_arrays()  # HWA / control checkpoint selection, as in the finalists stage
                 test_x, test_y = data.test_arrays()
                 if len(test_x) == 0:
-                    test_x, test_y = data.val_arrays()
+                    test_x, test_y = val_x, val_y
             with tempfile.TemporaryDirectory(prefix=f"bench_analog_{name}_") as scratch:
                 t0 = time.perf_counter()
                 report = hwa_and_drift(final / name / "model.onnx", train_x, train_y, test_x, test_y, analog,
                                        data.classes_count, data.ignore_class, Path(scratch),
                                        _seed(config.others.seed, encodings.get(name, name)),
-                                       config.dataset.batch_size).to_dict()
+                                       config.dataset.batch_size, val_x=val_x, val_y=val_y).to_dict()
                 wall = time.perf_counter() - t0
         rows = drift_rows(name, report)
         before = _at(rows, "before", MONTH_S)
+        control = _at(rows, "control", MONTH_S)
         after = _at(rows, "after", MONTH_S)
         per_eval, hwa_s = _seconds(report)
         d = digital.get(name)
-        table.append([name, _fmt(d), _cell(*before, d), _cell(*after, d), _fmt(per_eval, 2), _fmt(hwa_s, 1),
-                      _fmt(wall, 1)])
+        table.append([name, _fmt(d), _cell(*before, d), _cell(*control, d), _cell(*after, d), _fmt(per_eval, 2),
+                      _fmt(hwa_s, 1), _fmt(wall, 1)])
 
     print(f"Analog benchmark of {args.run} ({'stored results' if args.from_results else 're-run'}, "
           f"{analog.repetitions} programmings, {analog.hwa_epochs} HWA epoch(s) at lr {analog.hwa_learning_rate:g}; "
           f"Dice at 1 month = 30 days, "
           f"drop vs digital test Dice in brackets)\n")
-    headers = ["network", "digital Dice", "1 month, no HWA", "1 month, HWA", "s / drift eval", "HWA train s",
-               "total s"]
+    headers = ["network", "digital Dice", "1 month, no HWA", "1 month, digital control", "1 month, HWA",
+               "s / drift eval", "HWA train s", "total s"]
     print("| " + " | ".join(headers) + " |")
     print("|" + "|".join(" --- " for _ in headers) + "|")
     for row in table:
