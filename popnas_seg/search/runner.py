@@ -1,7 +1,8 @@
 """The search loop: ask the strategy what to train, train and probe it, log it; resume by replaying the journal.
 
-The strategy decides *what* (search/strategies.py); this module knows *how* (builder, trainer, analog probe) and
-keeps the run folder consistent. The journal (restore/journal.jsonl) is the source of truth:
+The strategy decides *what* (search/strategies.py); evaluation/evaluator.py knows *how* (build, train, save,
+analog probe: one `NetworkJob` -> one `TrainingResult`); this module orders the work and keeps the run folder
+consistent. The journal (restore/journal.jsonl) is the source of truth:
 
 - ``step_planned``    the networks of a step with their ids, written before any of them trains, so a resumed run
                       never re-plans a step (re-planning could pick other cells if a score changed);
@@ -20,12 +21,12 @@ import shutil
 import time
 import zlib
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from popnas_seg.config import RunConfig
+from popnas_seg.evaluation.evaluator import PROBE_DICE_TOLERANCE, NetworkEvaluator, NetworkJob
 from popnas_seg.results import TrainingResult
 from popnas_seg.runlog.folder import RunFolder
 from popnas_seg.runlog.tables import read_csv, write_csv
@@ -41,8 +42,6 @@ PREDICTED_COLUMN = {
 }
 
 
-# Keras vs converted-torch digital Dice on the probe images: a larger gap means the export changed the network.
-PROBE_DICE_TOLERANCE = 0.01
 PROBE_INTEGRITY_COLUMNS = ("network_id", "origin", "status", "keras_dice", "torch_dice", "difference",
                            "probe_error")
 
@@ -113,8 +112,7 @@ class SearchRunner:
         self.data = data
         self.log = logger or logging.getLogger("popnas_seg")
         self.objectives = strategy_objectives(config)
-        self._trainer = None
-        self._probe_arrays: tuple[np.ndarray, np.ndarray] | None = None
+        self._network_evaluator: NetworkEvaluator | None = None
 
     # ------------------------------------------------------------------ journal replay
     def finished_results(self) -> dict[int, TrainingResult]:
@@ -210,98 +208,28 @@ class SearchRunner:
         return sorted(finished.values(), key=lambda r: r.network_id)
 
     # ------------------------------------------------------------------ one network
-    def _get_trainer(self):
-        if self._trainer is None:
-            from popnas_seg.training.trainer import Trainer
+    def _evaluator(self) -> NetworkEvaluator:
+        if self._network_evaluator is None:
+            self._network_evaluator = NetworkEvaluator(self.config, self.data, self.log)
+        return self._network_evaluator
 
-            self._trainer = Trainer(self.config, self.data, self.log)
-        return self._trainer
-
-    def probe_arrays(self) -> tuple[np.ndarray, np.ndarray]:
-        if self._probe_arrays is None:
-            x, y = self.data.val_arrays(self.config.analog.probe_images)
-            self._probe_arrays = (x, y)
-        return self._probe_arrays
-
-    def train_network(self, net: dict, step: int) -> TrainingResult:
-        """Build, train, save and (if configured) analog-probe one network; failures become result rows."""
-        from popnas_seg.models.builder import build_model
-        from popnas_seg.models.cost import count_flops
+    def network_job(self, net: dict, step: int) -> NetworkJob:
+        """The plain-data description of planned network `net` (journal `step_planned` entry) of `step`."""
         from popnas_seg.search_space.encoding import Cell
 
         cfg = self.config
-        cell = Cell.from_string(net["encoding"])
-        out_dir = self.run.models_dir / str(net["network_id"])
-        if out_dir.exists():  # leftovers of an interrupted attempt: start clean
-            shutil.rmtree(out_dir)
-        out_dir.mkdir(parents=True)
-        shape = tuple(self.data.input_shape)
-        trainer = self._get_trainer()  # first: it sets the mixed-precision policy that the model build must see
-        model = build_model(cell, cfg.architecture_hyperparameters, shape, self.data.classes_count)
-        flops = count_flops(cell, cfg.architecture_hyperparameters, shape, self.data.classes_count)
-        result, model = trainer.train(
-            model,
-            network_id=net["network_id"],
-            encoding=net["encoding"],
-            blocks=len(cell.blocks),
-            seed=network_seed(cfg.others.seed, cell.key()),
-            out_dir=out_dir,
-            flops=flops,
+        key = Cell.from_string(net["encoding"]).key()
+        return NetworkJob(
+            network_id=int(net["network_id"]), encoding=net["encoding"],
+            architecture=cfg.architecture_hyperparameters.model_dump(mode="json"),
+            seed=network_seed(cfg.others.seed, key), out_dir=str(self.run.models_dir / str(net["network_id"])),
+            origin=net["origin"], step=step, save=True, probe=cfg.analog.probe,
+            probe_seed=network_seed(cfg.others.seed, net["encoding"]),
         )
-        result.origin = net["origin"]
-        result.step = step
-        if result.status == "ok":
-            self._save_model(model, out_dir)
-            if cfg.analog.probe:
-                self._probe(model, result, out_dir)
-        return result
 
-    def _save_model(self, model: Any, out_dir: Path) -> None:
-        """model.keras always (best_model/ and the front need it; pruned at the end unless
-        save_children_models); model.weights.h5 kept for every network when save_children_weights."""
-        tmp = out_dir / "model.tmp.keras"
-        model.save(tmp)
-        tmp.replace(out_dir / "model.keras")
-        if self.config.others.save_children_weights:
-            tmp_w = out_dir / "model.tmp.weights.h5"
-            model.save_weights(tmp_w)
-            tmp_w.replace(out_dir / "model.weights.h5")
-
-    def _probe(self, model: Any, result: TrainingResult, out_dir: Path) -> None:
-        from popnas_seg.analog.export import keras_to_onnx
-        from popnas_seg.analog.probe import probe_analog
-        from popnas_seg.training.losses import dice_score
-
-        x, y = self.probe_arrays()
-        probs = model.predict(x, verbose=0, batch_size=max(1, self.config.dataset.batch_size))
-        digital = float(dice_score(np.argmax(probs, axis=-1), y, self.data.classes_count, self.data.ignore_class))
-        result.extra["probe_digital_dice"] = digital
-        try:
-            onnx_path = keras_to_onnx(model, out_dir / "model.onnx")
-            probe = probe_analog(
-                onnx_path, x, y, self.config.analog, self.data.classes_count, self.data.ignore_class,
-                digital_dice=digital, seed=network_seed(self.config.others.seed, result.encoding),
-            )
-        except Exception as exc:  # the probe must never kill the search: the row records why it is empty
-            self.log.warning("analog probe of network %d failed: %s", result.network_id, exc)
-            result.extra["probe_error"] = str(exc)
-            return
-        result.analog_dice = float(probe.analog_dice_mean)
-        result.analog_dice_std = float(probe.analog_dice_std)
-        result.robustness = None if probe.robustness is None else float(probe.robustness)
-        coverage = probe.coverage or {}
-        frac = coverage.get("weights_analog_fraction")
-        result.analog_coverage = None if frac is None else float(frac)
-        torch_dice = probe.digital_dice_torch
-        if torch_dice is not None:
-            result.extra["probe_digital_dice_torch"] = float(torch_dice)
-            if abs(float(torch_dice) - digital) > PROBE_DICE_TOLERANCE:
-                self.log.warning(
-                    "network %d: the converted torch network scores digital Dice %.4f, Keras %.4f (difference "
-                    "%.4f > %.2f): the analog probe may not measure this network", result.network_id,
-                    torch_dice, digital, abs(float(torch_dice) - digital), PROBE_DICE_TOLERANCE)
-        result.extra["probe_time_s"] = float(probe.time_s)
-        result.extra["digital_layers"] = [str(d) for d in coverage.get("digital_layers", [])]
+    def train_network(self, net: dict, step: int) -> TrainingResult:
+        """Build, train, save and (if configured) analog-probe one network; failures become result rows."""
+        return self._evaluator().evaluate(self.network_job(net, step))
 
     def _log_result(self, result: TrainingResult, finished: dict[int, TrainingResult]) -> None:
         analog = "-" if result.analog_dice is None else f"{result.analog_dice:.3f}±{result.analog_dice_std or 0:.3f}"

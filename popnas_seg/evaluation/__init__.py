@@ -1,0 +1,1 @@
+"""Evaluating one network (build, count, train, save, probe) as plain data in, plain data out."""

@@ -1,0 +1,174 @@
+"""One network from plain data to a `TrainingResult`: build, count FLOPs, train, save, analog-probe.
+
+The search runner (and any parallel executor) describes a network as a `NetworkJob`: an encoding, the
+macro-architecture as JSON-ready data, a seed, an output folder and the budget. Everything in and out is
+plain, picklable data, so the same unit of work runs in process or as a remote task. Keras, the trainer
+and AIHWKit are imported only when a network is evaluated, never when this module is imported.
+"""
+from __future__ import annotations
+
+import logging
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from popnas_seg.config import ArchitectureConfig, RunConfig
+from popnas_seg.results import TrainingResult
+
+__all__ = ["NetworkEvaluator", "NetworkJob", "PROBE_DICE_TOLERANCE", "UNET_ENCODING"]
+
+# Keras vs converted-torch digital Dice on the probe images: a larger gap means the export changed the network.
+PROBE_DICE_TOLERANCE = 0.01
+# The encoding that names the hand-written U-Net baseline instead of a searched cell.
+UNET_ENCODING = "unet"
+
+
+@dataclass(frozen=True)
+class NetworkJob:
+    """One network to evaluate. `architecture` is `ArchitectureConfig.model_dump(mode="json")`.
+
+    `out_dir` is the network's own folder: it is emptied first (leftovers of an interrupted attempt).
+    `epochs`/`early_stopping_patience` None mean the config's training budget. `save` writes model.keras
+    (and model.weights.h5 when `others.save_children_weights`); `probe` runs the analog probe with
+    `probe_seed` on the first `analog.probe_images` validation images.
+    """
+
+    network_id: int
+    encoding: str
+    architecture: dict[str, Any]
+    seed: int
+    out_dir: str
+    origin: str = ""
+    step: int = 0
+    epochs: int | None = None
+    early_stopping_patience: int | None = None
+    save: bool = True
+    probe: bool = False
+    probe_seed: int = 0
+
+
+class NetworkEvaluator:
+    """Evaluates `NetworkJob`s against one config and one loaded dataset; keeps the trainer between jobs."""
+
+    def __init__(self, config: RunConfig, data: Any, logger: logging.Logger | None = None,
+                 trainer_factory: Callable[[], Any] | None = None) -> None:
+        self.config = config
+        self.data = data
+        self.log = logger or logging.getLogger("popnas_seg")
+        self._trainer_factory = trainer_factory
+        self._trainer: Any = None
+        self._probe_arrays: tuple[np.ndarray, np.ndarray] | None = None
+
+    # ------------------------------------------------------------------ pieces
+    def trainer(self) -> Any:
+        """The trainer; created before any model is built, since it sets the mixed-precision policy."""
+        if self._trainer is None:
+            if self._trainer_factory is not None:
+                self._trainer = self._trainer_factory()
+            else:
+                from popnas_seg.training.trainer import Trainer
+
+                self._trainer = Trainer(self.config, self.data, self.log)
+        return self._trainer
+
+    def build(self, encoding: str, arch: ArchitectureConfig) -> tuple[Any, int]:
+        """The Keras model for `encoding` (or the U-Net for UNET_ENCODING) and its FLOPs on one input image."""
+        shape = tuple(self.data.input_shape)
+        classes = self.data.classes_count
+        if encoding == UNET_ENCODING:
+            from popnas_seg.models.builder import build_unet
+            from popnas_seg.models.cost import unet_flops
+
+            return build_unet(arch, shape, classes), unet_flops(arch, shape, classes)
+        from popnas_seg.models.builder import build_model
+        from popnas_seg.models.cost import count_flops
+        from popnas_seg.search_space.encoding import Cell
+
+        cell = Cell.from_string(encoding)
+        return build_model(cell, arch, shape, classes), count_flops(cell, arch, shape, classes)
+
+    def probe_arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        if self._probe_arrays is None:
+            x, y = self.data.val_arrays(self.config.analog.probe_images)
+            self._probe_arrays = (x, y)
+        return self._probe_arrays
+
+    # ------------------------------------------------------------------ the unit of work
+    def evaluate(self, job: NetworkJob) -> TrainingResult:
+        """Build, train, save and (if asked) probe `job`; failures of the network become result rows."""
+        return self.evaluate_with_model(job)[0]
+
+    def evaluate_with_model(self, job: NetworkJob) -> tuple[TrainingResult, Any]:
+        """`evaluate`, also returning the trained Keras model for in-process callers."""
+        from popnas_seg.search_space.encoding import Cell
+
+        out_dir = Path(job.out_dir)
+        if out_dir.exists():  # leftovers of an interrupted attempt: start clean
+            shutil.rmtree(out_dir)
+        out_dir.mkdir(parents=True)
+        trainer = self.trainer()  # first: it sets the mixed-precision policy that the model build must see
+        arch = ArchitectureConfig.model_validate(job.architecture)
+        model, flops = self.build(job.encoding, arch)
+        blocks = 0 if job.encoding == UNET_ENCODING else len(Cell.from_string(job.encoding).blocks)
+        result, model = trainer.train(
+            model, network_id=job.network_id, encoding=job.encoding, blocks=blocks, seed=job.seed,
+            out_dir=out_dir, epochs=job.epochs, flops=flops, early_stopping_patience=job.early_stopping_patience,
+        )
+        result.origin = job.origin
+        result.step = job.step
+        if result.status == "ok":
+            if job.save:
+                self._save_model(model, out_dir)
+            if job.probe:
+                self._probe(model, result, out_dir, job.probe_seed)
+        return result, model
+
+    def _save_model(self, model: Any, out_dir: Path) -> None:
+        """model.keras always (best_model/ and the front need it; pruned at the end unless
+        save_children_models); model.weights.h5 kept for every network when save_children_weights."""
+        tmp = out_dir / "model.tmp.keras"
+        model.save(tmp)
+        tmp.replace(out_dir / "model.keras")
+        if self.config.others.save_children_weights:
+            tmp_w = out_dir / "model.tmp.weights.h5"
+            model.save_weights(tmp_w)
+            tmp_w.replace(out_dir / "model.weights.h5")
+
+    def _probe(self, model: Any, result: TrainingResult, out_dir: Path, seed: int) -> None:
+        from popnas_seg.analog.export import keras_to_onnx
+        from popnas_seg.analog.probe import probe_analog
+        from popnas_seg.training.losses import dice_score
+
+        x, y = self.probe_arrays()
+        probs = model.predict(x, verbose=0, batch_size=max(1, self.config.dataset.batch_size))
+        digital = float(dice_score(np.argmax(probs, axis=-1), y, self.data.classes_count, self.data.ignore_class))
+        result.extra["probe_digital_dice"] = digital
+        try:
+            onnx_path = keras_to_onnx(model, out_dir / "model.onnx")
+            probe = probe_analog(
+                onnx_path, x, y, self.config.analog, self.data.classes_count, self.data.ignore_class,
+                digital_dice=digital, seed=seed,
+            )
+        except Exception as exc:  # the probe must never kill the search: the row records why it is empty
+            self.log.warning("analog probe of network %d failed: %s", result.network_id, exc)
+            result.extra["probe_error"] = str(exc)
+            return
+        result.analog_dice = float(probe.analog_dice_mean)
+        result.analog_dice_std = float(probe.analog_dice_std)
+        result.robustness = None if probe.robustness is None else float(probe.robustness)
+        coverage = probe.coverage or {}
+        frac = coverage.get("weights_analog_fraction")
+        result.analog_coverage = None if frac is None else float(frac)
+        torch_dice = probe.digital_dice_torch
+        if torch_dice is not None:
+            result.extra["probe_digital_dice_torch"] = float(torch_dice)
+            if abs(float(torch_dice) - digital) > PROBE_DICE_TOLERANCE:
+                self.log.warning(
+                    "network %d: the converted torch network scores digital Dice %.4f, Keras %.4f (difference "
+                    "%.4f > %.2f): the analog probe may not measure this network", result.network_id,
+                    torch_dice, digital, abs(float(torch_dice) - digital), PROBE_DICE_TOLERANCE)
+        result.extra["probe_time_s"] = float(probe.time_s)
+        result.extra["digital_layers"] = [str(d) for d in coverage.get("digital_layers", [])]
