@@ -135,7 +135,7 @@ def test_finalists_end_to_end_and_resume(tmp_path: Path) -> None:
             assert t["analog_dice_hwa_30d"] != "" and t["analog_dice_nohwa_1s_std"] != ""
         with open(final / "drift.csv") as fh:
             drift = list(csv.DictReader(fh))
-        assert len(drift) == 2 * 2 * 2  # networks x (before, after) x times
+        assert len(drift) == 2 * 3 * 2  # networks x (no HWA, digital control, HWA) x times
         assert (final / "model_selection.csv").exists()
         assert (run.plots_dir / "drift_curves.png").exists()
         assert (run.plots_dir / "sample_predictions.png").exists()
