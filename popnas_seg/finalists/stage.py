@@ -30,6 +30,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from popnas_seg.config import ArchitectureConfig, RunConfig
+from popnas_seg.evaluation.evaluator import UNET_ENCODING, NetworkEvaluator, NetworkJob
 from popnas_seg.finalists.selection import macro_variants, select_finalists
 from popnas_seg.results import TrainingResult
 
@@ -110,6 +111,7 @@ class FinalistsStage:
         self.log = logger or logging.getLogger("popnas_seg")
         self.final_dir = Path(run.final_dir)
         self._trainer: Any = None
+        self._network_evaluator: NetworkEvaluator | None = None
         self._test: tuple[np.ndarray, np.ndarray] | None = None
         self._train: tuple[np.ndarray, np.ndarray] | None = None
 
@@ -215,23 +217,25 @@ class FinalistsStage:
         write_csv(self.final_dir / "model_selection.csv", rows)
         return chosen
 
+    def _evaluator(self) -> NetworkEvaluator:
+        """The search's unit of work (build, FLOPs, train), sharing this stage's trainer."""
+        if self._network_evaluator is None:
+            self._network_evaluator = NetworkEvaluator(self.config, self.data, self.log,
+                                                       trainer_factory=self._trainer_)
+        return self._network_evaluator
+
     def _train_selection_variant(self, cand: TrainingResult, variant: str, arch: ArchitectureConfig
                                  ) -> dict[str, Any]:
-        from popnas_seg.models.builder import build_model
-        from popnas_seg.models.cost import count_flops
         from popnas_seg.search_space.encoding import Cell
 
-        shape = tuple(self.data.input_shape)
         cell = Cell.from_string(cand.encoding)
         self.log.info("model selection: %s (%s, filters %d, motifs %d), %d epochs", variant, cand.encoding,
                       arch.filters, arch.motifs, self.config.analog.model_selection_epochs)
-        model = build_model(cell, arch, shape, self.data.classes_count)
-        result, _ = self._trainer_().train(
-            model, network_id=cand.network_id, encoding=cand.encoding, blocks=len(cell.blocks),
-            seed=self._seed(cell.key(), variant), out_dir=self.final_dir / "model_selection" / variant,
-            epochs=self.config.analog.model_selection_epochs,
-            flops=count_flops(cell, arch, shape, self.data.classes_count),
-        )
+        result = self._evaluator().evaluate(NetworkJob(
+            network_id=cand.network_id, encoding=cand.encoding, architecture=arch.model_dump(mode="json"),
+            seed=self._seed(cell.key(), variant), out_dir=str(self.final_dir / "model_selection" / variant),
+            epochs=self.config.analog.model_selection_epochs, save=False, probe=False,
+        ))
         return self.run.journal.append(
             "model_selection_done", variant=variant, network_id=cand.network_id, encoding=cand.encoding,
             filters=arch.filters, motifs=arch.motifs, arch=arch.model_dump(mode="json"), dice=result.dice,
@@ -241,20 +245,7 @@ class FinalistsStage:
 
     # ------------------------------------------------------------------ (c) final training
     def _build(self, f: _Finalist) -> tuple[Any, int]:
-        shape = tuple(self.data.input_shape)
-        if f.name == UNET:
-            from popnas_seg.models.builder import build_unet
-            from popnas_seg.models.cost import unet_flops
-
-            return (build_unet(f.arch, shape, self.data.classes_count),
-                    unet_flops(f.arch, shape, self.data.classes_count))
-        from popnas_seg.models.builder import build_model
-        from popnas_seg.models.cost import count_flops
-        from popnas_seg.search_space.encoding import Cell
-
-        cell = Cell.from_string(f.encoding)
-        return (build_model(cell, f.arch, shape, self.data.classes_count),
-                count_flops(cell, f.arch, shape, self.data.classes_count))
+        return self._evaluator().build(UNET_ENCODING if f.name == UNET else f.encoding, f.arch)
 
     def final_training(self, f: _Finalist) -> tuple[dict[str, Any], Any]:
         """Train `f` for `analog.final_epochs` with early stopping; returns (journal event, model or None)."""
