@@ -24,7 +24,8 @@ GEOMETRIC = dict(intensity_scale=0.0, intensity_shift=0.0, gaussian_noise=0.0, a
 def _cfg(**kw) -> DatasetConfig:
     base = dict(samples=12, generated_size=(20, 20), crop=(16, 16), batch_size=4, cache=True, shuffle_buffer=16,
                 classes_count=4,  # _label_images makes 4 classes; synthetic tests set 2 or 3
-                augmentation=AugmentationConfig(**GEOMETRIC))
+                augmentation=AugmentationConfig(**GEOMETRIC),
+                normalisation="minmax")  # keeps x = y / (classes - 1) of _label_images
     base.update(kw)
     return DatasetConfig(**base)
 
