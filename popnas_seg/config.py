@@ -357,6 +357,30 @@ class OthersConfig(_Section):
         default_factory=lambda: ["search", "finalists", "report"],
         description="stages to run, in order ([]: only validate config and data and create the run folder)",
     )
+    workers: Annotated[int, Field(ge=1)] | Literal["auto"] = Field(
+        1, description="networks of one search step trained at once: 1 = in this process (no Ray); >1 or "
+        "\"auto\" (one per CPU of the Ray instance) = Ray tasks, each with its TF threads pinned to 1")
+    ray_address: str | None = Field(
+        None, description="Ray instance for workers > 1: null = a local one started and stopped by the run; "
+        "\"auto\" or \"host:port\" = join a running cluster")
+
+    @field_validator("workers", mode="before")
+    @classmethod
+    def _check_workers(cls, value: Any) -> Any:
+        """One clear message instead of one per member of the int | "auto" union."""
+        if value == "auto" or (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
+            return value
+        raise ValueError(f'must be an integer >= 1 or "auto", got {json.dumps(value, default=str)}')
+
+    @field_validator("ray_address")
+    @classmethod
+    def _check_ray_address(cls, value: str | None) -> str | None:
+        if value is None or value == "auto":
+            return value
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f'must be null, "auto" or "host:port", got {value!r}')
+        return value
 
 
 class RunConfig(_Section):

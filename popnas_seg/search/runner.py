@@ -113,6 +113,7 @@ class SearchRunner:
         self.log = logger or logging.getLogger("popnas_seg")
         self.objectives = strategy_objectives(config)
         self._network_evaluator: NetworkEvaluator | None = None
+        self._executor: Any = None  # evaluation.parallel.RayExecutor once a step runs with others.workers > 1
 
     # ------------------------------------------------------------------ journal replay
     def finished_results(self) -> dict[int, TrainingResult]:
@@ -173,6 +174,8 @@ class SearchRunner:
                 progress.planned_total = max(progress.planned_total, sum(len(e["networks"]) for e in planned.values()))
 
             self.run.update_state(stage="search", step=step)
+            if self.config.others.workers != 1:  # Ray tasks; the loop below then finds every network finished
+                self._run_step_parallel(step, networks, finished, progress)
             for index, net in enumerate(networks):
                 if net["network_id"] in finished:
                     continue
@@ -230,6 +233,43 @@ class SearchRunner:
     def train_network(self, net: dict, step: int) -> TrainingResult:
         """Build, train, save and (if configured) analog-probe one network; failures become result rows."""
         return self._evaluator().evaluate(self.network_job(net, step))
+
+    def _run_step_parallel(self, step: int, networks: list[dict], finished: dict[int, TrainingResult],
+                           progress: _Progress) -> None:
+        """Every unfinished network of `step` as a Ray task; the driver journals each result as it arrives."""
+        todo = [net for net in networks if net["network_id"] not in finished]
+        if not todo:
+            return
+        if self._executor is None:
+            from popnas_seg.evaluation.parallel import RayExecutor
+
+            self._executor = RayExecutor(self.config, tuple(self.data.input_shape), self.data.classes_count,
+                                         self.log)
+        journal = self.run.journal
+        jobs = []
+        for net in todo:
+            journal.append("network_started", network_id=net["network_id"], encoding=net["encoding"], step=step)
+            jobs.append(self.network_job(net, step))
+        self.log.info("step %d | %d networks on %d Ray workers | %d/%d done", step, len(jobs), self._executor.slots,
+                      len(finished), progress.planned_total)
+        t0 = time.monotonic()
+        for job, result in self._executor.map_unordered(jobs):
+            journal.append("network_finished", network_id=result.network_id, result=result.to_dict())
+            finished[result.network_id] = result
+            progress.done_this_session += 1
+            now = time.monotonic()
+            progress.seconds_this_session += now - t0  # wall time: the ETA counts networks per hour of the pool
+            t0 = now
+            self.log.info("step %d | network id %d (%s) %s finished | %d/%d done", step, job.network_id, job.origin,
+                          job.encoding, len(finished), progress.planned_total)
+            self._write_results_csv(finished)
+            self._log_result(result, finished)
+
+    def close(self) -> None:
+        """Stop the Ray instance of this run (a joined cluster is only disconnected)."""
+        if self._executor is not None:
+            self._executor.close()
+            self._executor = None
 
     def _log_result(self, result: TrainingResult, finished: dict[int, TrainingResult]) -> None:
         analog = "-" if result.analog_dice is None else f"{result.analog_dice:.3f}±{result.analog_dice_std or 0:.3f}"
@@ -377,4 +417,8 @@ class SearchRunner:
 
 def run_search(run: RunFolder, config: RunConfig, data: Any, logger: logging.Logger | None = None) -> list[TrainingResult]:
     """Run or resume the search stage of `run`; returns every trained network's result."""
-    return SearchRunner(run, config, data, logger).run_search()
+    runner = SearchRunner(run, config, data, logger)
+    try:
+        return runner.run_search()
+    finally:
+        runner.close()

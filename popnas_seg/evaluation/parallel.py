@@ -1,0 +1,129 @@
+"""The networks of one planned step as Ray tasks (`others.workers` > 1); the driver alone writes the run folder.
+
+Each task is one `NetworkJob` evaluated by a `NetworkEvaluator` in a Ray worker process. The run config
+goes into the object store once (`ray.put`); a worker loads the data from it once (the data folder path,
+or the seeded synthetic generator) and keeps its evaluator for every later task, so neither the data nor
+the trainer is rebuilt per task. TensorFlow in a worker is pinned to one intra-op and one inter-op thread
+per CPU the task holds, so N workers do not oversubscribe the cores.
+
+Results come back to the driver in completion order; the runner journals each as it arrives. A task
+whose worker process dies is retried once by Ray (`max_retries=1`); if it fails again, or raises, the
+network is recorded with status "failed" and the reason, and the search goes on.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from typing import Any, Iterable, Iterator
+
+from popnas_seg.config import RunConfig
+from popnas_seg.errors import UserError
+from popnas_seg.evaluation.evaluator import UNET_ENCODING, NetworkEvaluator, NetworkJob
+from popnas_seg.results import TrainingResult
+
+__all__ = ["RayExecutor", "failed_result"]
+
+# Per worker process: config hash -> evaluator (data loaded once per process, trainer kept between tasks).
+_WORKER_EVALUATORS: dict[str, NetworkEvaluator] = {}
+TASK_CPUS = 1
+
+
+def _pin_tensorflow_threads(threads: int) -> None:
+    """Before TF runs any op in this worker: without it every task uses every core of the node."""
+    import tensorflow as tf
+
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+    except RuntimeError:  # TF already initialised in this process (an earlier task pinned it)
+        pass
+
+
+def evaluate_task(config_json: str, job: NetworkJob) -> dict[str, Any]:
+    """The body of one Ray task: plain data in, `TrainingResult.to_dict()` out."""
+    key = hashlib.sha256(config_json.encode()).hexdigest()
+    evaluator = _WORKER_EVALUATORS.get(key)
+    if evaluator is None:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        _pin_tensorflow_threads(TASK_CPUS)
+        from popnas_seg.data.pipeline import load_data
+
+        config = RunConfig.model_validate_json(config_json)
+        data = load_data(config.dataset, seed=config.others.seed)
+        evaluator = NetworkEvaluator(config, data, logging.getLogger("popnas_seg"))
+        _WORKER_EVALUATORS[key] = evaluator
+    return evaluator.evaluate(job).to_dict()
+
+
+def failed_result(job: NetworkJob, reason: str, input_channels: int, classes_count: int) -> TrainingResult:
+    """The row of a network whose task never returned: exact params/FLOPs from the encoding, status failed."""
+    from popnas_seg.config import ArchitectureConfig
+    from popnas_seg.models.cost import count_params
+    from popnas_seg.search_space.encoding import Cell
+
+    params, blocks = 0, 0
+    if job.encoding != UNET_ENCODING:
+        cell = Cell.from_string(job.encoding)
+        arch = ArchitectureConfig.model_validate(job.architecture)
+        params, blocks = count_params(cell, arch, input_channels, classes_count), len(cell.blocks)
+    return TrainingResult(network_id=job.network_id, encoding=job.encoding, blocks=blocks, dice=0.0, miou=0.0,
+                          params=params, flops=0, train_time_s=0.0, inference_time_ms=0.0, epochs=0,
+                          status="failed", origin=job.origin, step=job.step, extra={"error": reason})
+
+
+class RayExecutor:
+    """A Ray instance for one run: local (started and stopped here) or an existing cluster it joins."""
+
+    def __init__(self, config: RunConfig, input_shape: tuple[int, int, int], classes_count: int,
+                 logger: logging.Logger | None = None) -> None:
+        try:
+            import ray
+        except ImportError:
+            raise UserError("others.workers > 1 needs Ray: pip install ray==2.60.0 (or set others.workers to 1)"
+                            ) from None
+        self.log = logger or logging.getLogger("popnas_seg")
+        self.input_channels = int(input_shape[-1])
+        self.classes_count = int(classes_count)
+        workers, address = config.others.workers, config.others.ray_address
+        if address is None:
+            # A private local instance: token auth (Ray 2.60's default) only guards shared clusters.
+            os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+            cpus = (os.cpu_count() or 1) if workers == "auto" else int(workers) * TASK_CPUS
+            ray.init(num_cpus=cpus, include_dashboard=False, logging_level=logging.WARNING,
+                     configure_logging=False)
+        else:
+            try:
+                ray.init(address=address, logging_level=logging.WARNING, configure_logging=False)
+            except (ConnectionError, RuntimeError, ValueError) as exc:
+                raise UserError(f"cannot join the Ray cluster at others.ray_address = {address!r}: {exc}") from None
+        total = int(ray.cluster_resources().get("CPU", 1))
+        self.slots = max(1, total // TASK_CPUS if workers == "auto" else int(workers))
+        self._ray = ray
+        self._config_ref = ray.put(config.model_dump_json())
+        self._task = ray.remote(num_cpus=TASK_CPUS, max_retries=1, retry_exceptions=False)(evaluate_task)
+        self.log.info("Ray: %d workers (%d CPUs, %s)", self.slots, total,
+                      "local instance" if address is None else f"cluster {address}")
+
+    def map_unordered(self, jobs: Iterable[NetworkJob]) -> Iterator[tuple[NetworkJob, TrainingResult]]:
+        """Run `jobs` with at most `slots` in flight; yield each (job, result) as soon as it finishes."""
+        queue = list(jobs)
+        in_flight: dict[Any, NetworkJob] = {}
+        while queue or in_flight:
+            while queue and len(in_flight) < self.slots:
+                job = queue.pop(0)
+                in_flight[self._task.remote(self._config_ref, job)] = job
+            ready, _ = self._ray.wait(list(in_flight), num_returns=1)
+            job = in_flight.pop(ready[0])
+            try:
+                result = TrainingResult.from_dict(self._ray.get(ready[0]))
+            except Exception as exc:  # the worker died twice, or the task raised: the search goes on
+                reason = f"{type(exc).__name__}: {exc}".splitlines()[0][:500]
+                self.log.warning("network %d: its Ray task failed (%s); recorded as failed", job.network_id, reason)
+                result = failed_result(job, reason, self.input_channels, self.classes_count)
+            yield job, result
+
+    def close(self) -> None:
+        """Disconnect; a local instance started by this run stops with it."""
+        if self._ray.is_initialized():
+            self._ray.shutdown()

@@ -1,0 +1,99 @@
+"""others.workers > 1: the networks of a step run as Ray tasks on a local instance; the driver alone writes."""
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+
+from popnas_seg.results import TrainingResult
+from search_helpers import journal_events, run_cli, tiny_config
+
+pytest.importorskip("ray")
+
+
+def _run(tmp_path: Path, name: str, workers: int, networks: int = 4) -> tuple[Path, str]:
+    (tmp_path / name).mkdir()
+    cfg = tiny_config(tmp_path / name, probe=False, pipeline=["search"], strategy="random",
+                      search_strategy__max_networks=networks, search_strategy__b1_max_networks=min(networks, 3),
+                      others__workers=workers)
+    proc = run_cli(["-j", str(cfg), "--name", name, "--logs-dir", str(tmp_path / "logs")])
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return tmp_path / "logs" / name, proc.stdout + proc.stderr
+
+
+def _table(folder: Path) -> tuple[list[str], list[dict]]:
+    with (folder / "csv" / "training_results.csv").open() as handle:
+        reader = csv.DictReader(handle)
+        return list(reader.fieldnames or []), list(reader)
+
+
+def test_two_ray_workers_train_every_planned_network_once(tmp_path: Path) -> None:
+    """Two networks, one step, both in flight at once: the cheapest run that exercises the Ray path."""
+    folder, output = _run(tmp_path, "w2", 2, networks=2)
+    assert "2 Ray workers" in output
+    columns, rows = _table(folder)
+    assert columns == list(TrainingResult.COLUMNS)
+    events = journal_events(folder)
+    planned = {(n["network_id"], n["encoding"]) for e in events if e["event"] == "step_planned" for n in e["networks"]}
+    assert {(int(r["network_id"]), r["encoding"]) for r in rows} == planned and len(rows) == len(planned) == 2
+    assert all(r["status"] == "ok" for r in rows), rows
+    finished = [e["network_id"] for e in events if e["event"] == "network_finished"]
+    assert sorted(finished) == sorted(i for i, _ in planned), "one result per network, journaled by the driver"
+    assert all((folder / "sampled_models" / r["network_id"] / "history.csv").exists() for r in rows)
+    assert (folder / "best_model" / "model.keras").exists()
+
+
+@pytest.mark.slow
+def test_two_workers_train_the_same_encodings_as_one_and_the_same_folder_structure(tmp_path: Path) -> None:
+    one, _ = _run(tmp_path, "w1", 1)
+    two, _ = _run(tmp_path, "w2", 2)
+    (cols1, rows1), (cols2, rows2) = _table(one), _table(two)
+    assert cols1 == cols2
+    assert sorted(r["encoding"] for r in rows1) == sorted(r["encoding"] for r in rows2)
+    layout = lambda f: sorted(str(p.relative_to(f)) for p in f.rglob("*") if "tensorboard" not in p.parts  # noqa: E731
+                              and p.suffix != ".log")
+    assert layout(one) == layout(two)
+
+
+@pytest.mark.parametrize("others, expected", [
+    ({"workers": 0}, 'others.workers: must be an integer >= 1 or "auto", got 0'),
+    ({"workers": True}, 'others.workers: must be an integer >= 1 or "auto", got true'),
+    ({"workers": "2"}, 'others.workers: must be an integer >= 1 or "auto", got "2"'),
+    ({"ray_address": "headnode"}, 'others.ray_address: must be null, "auto" or "host:port"'),
+    ({"ray_address": "10.0.0.1:99999"}, 'others.ray_address: must be null, "auto" or "host:port"'),
+])
+def test_bad_workers_and_ray_addresses_are_one_line_config_errors(others: dict, expected: str) -> None:
+    from popnas_seg.config import config_from_dict
+    from popnas_seg.errors import UserError
+
+    with pytest.raises(UserError) as err:
+        config_from_dict({"others": others})
+    assert expected in str(err.value) and "literal" not in str(err.value)
+
+
+def test_a_task_that_never_returns_is_a_failed_row_with_exact_params() -> None:
+    from popnas_seg.config import ArchitectureConfig
+    from popnas_seg.evaluation.evaluator import NetworkJob
+    from popnas_seg.evaluation.parallel import failed_result
+    from popnas_seg.models.cost import count_params
+    from popnas_seg.search_space.encoding import Cell
+
+    arch = ArchitectureConfig(filters=2, motifs=1)
+    job = NetworkJob(network_id=5, encoding="[(-1,3x3 conv,-1,identity)]", architecture=arch.model_dump(mode="json"),
+                     seed=1, out_dir="unused", origin="random", step=3)
+    row = failed_result(job, "WorkerCrashedError: killed", 1, 2)
+    assert (row.status, row.network_id, row.step, row.origin, row.blocks) == ("failed", 5, 3, "random", 1)
+    assert row.params == count_params(Cell.from_string(job.encoding), arch, 1, 2)
+    assert row.extra["error"] == "WorkerCrashedError: killed"
+
+
+def test_the_in_process_path_imports_no_ray() -> None:
+    """workers 1 (the default) never starts or even imports Ray: the search runner imports it lazily."""
+    import subprocess
+    import sys
+
+    code = ("import sys\nimport popnas_seg.search.runner, popnas_seg.evaluation.evaluator\n"
+            "print(','.join(m for m in sys.modules if m.split('.')[0] in ('ray', 'keras', 'tensorflow')))\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == "", done.stdout[:300] + done.stderr[-2000:]
