@@ -6,12 +6,14 @@ Sub-steps, each recorded in the journal once its files exist, so a re-run contin
 2. ``model_selection_done`` one per candidate variant (the cell at the searched macro-architecture, plus
                             filters x2 / motifs + 1 when `analog.macro_variants`) -> final/model_selection.csv;
                             the best variant of each candidate (validation Dice) becomes that finalist
-3. ``finalist_trained``     final training (`analog.final_epochs`, early stopping on validation Dice), test
+3. ``finalist_trained``     final training to convergence (at most `analog.final_epochs`, stopping after
+                            `early_stopping_patience` epochs without a better validation Dice, best weights), test
                             Dice/mIoU on whole test images (tiled, as `predict`), final/<id>/model.keras
 4. ``finalist_exported``    final/<id>/model.onnx (dynamic batch, height and width), model.pt (the
                             onnx2torch module's state dict: tensors only); Keras vs torch vs ONNX Runtime
                             equivalence on test crops and on one whole test image (a second size)
-5. ``finalist_drift_done``  hardware-aware training + drift scoring (analog/drift.py), checkpoints in final/<id>/
+5. ``finalist_drift_done``  drift scoring with no HWA, after a digital fine-tune control and after HWA
+                            (analog/drift.py), checkpoints in final/<id>/
 6. ``finalist_done``        the finalist's row of final/finalists.csv
 
 The U-Net baseline (`analog.unet_baseline`) goes through steps 3-6 as finalist ``unet`` with the same budget.
