@@ -33,6 +33,13 @@ def test_progressive_search_with_probe_writes_every_output(tmp_path: Path) -> No
     assert all(r["analog_dice"] != "" for r in ok), f"every trained network is analog-probed: {probe_errors}"
     for name in ("predictions_b2.csv", "pareto_front_b2.csv", "predictor_quality.csv", "search_progress.csv"):
         assert (folder / "csv" / name).exists(), name
+    with (folder / "csv" / "probe_integrity.csv").open() as handle:  # torch vs Keras digital Dice per probe
+        integrity = list(csv.DictReader(handle))
+    assert {int(r["network_id"]) for r in integrity} == {int(r["network_id"]) for r in ok}
+    assert all(r["status"] != "failed" and r["torch_dice"] != "" for r in integrity)
+    with (folder / "csv" / "search_progress.csv").open() as handle:
+        progress = list(csv.DictReader(handle))
+    assert all(0.0 <= float(r["hypervolume"]) <= 1.0 and r["failed_probes"] == "0" for r in progress)
     assert (folder / "best_model" / "model.keras").exists()
     kept = {p.parent.name for p in (folder / "sampled_models").glob("*/model.weights.h5")}
     assert kept == {r["network_id"] for r in ok}, "save_children_weights keeps every network's weights"
