@@ -39,6 +39,7 @@ from popnas_seg.results import TrainingResult
 UNET = "unet"
 SAMPLE_IMAGES = 4
 MONTH_S = 2592000.0
+DRIFT_LABELS = {"before": "no HWA", "control": "digital control", "after": "after HWA"}
 
 
 # ---------------------------------------------------------------------------------------------------- drift rows
@@ -392,8 +393,8 @@ class FinalistsStage:
             val_x=val_x, val_y=val_y,
         ).to_dict()
         for r in drift_rows(f.name, report):
-            self.log.info("  %s %s HWA, t = %g s: analog Dice %.3f ± %.3f", f.name, r["hwa"], r["time"], r["mean"],
-                          r["std"] or 0.0)
+            self.log.info("  %s %s, t = %g s: analog Dice %.3f ± %.3f", f.name, DRIFT_LABELS.get(r["hwa"], r["hwa"]),
+                          r["time"], r["mean"], r["std"] or 0.0)
         if samples:
             try:
                 _analog_sample_predictions(out, report, MONTH_S, seed)
