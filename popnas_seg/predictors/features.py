@@ -18,6 +18,19 @@ import numpy as np
 
 from popnas_seg.atomic import atomic_write_bytes
 
+
+def score_targets(cells: Sequence[Any], targets: Sequence[float], who: str, dtype: Any = float
+                  ) -> tuple[list[Any], np.ndarray]:
+    """The training set every score predictor fits on: non-finite targets dropped, the rest clipped to [0, 1]."""
+    y = np.asarray(targets, dtype=dtype).ravel()
+    if len(cells) != y.size:
+        raise ValueError(f"{len(cells)} cells but {y.size} targets")
+    keep = np.isfinite(y)
+    kept = [c for c, k in zip(cells, keep) if k]
+    if not kept:
+        raise ValueError(f"{who}.fit needs at least one cell with a finite target")
+    return kept, np.clip(y[keep], 0.0, 1.0)
+
 FeatureFn = Callable[[Any], Sequence[float]]
 RIDGE_ALPHAS = (0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0)
 KINDS = ("ridge", "forest")
@@ -45,14 +58,7 @@ class FeatureScorePredictor:
 
     def fit(self, cells: Sequence[Any], targets: Sequence[float]) -> "FeatureScorePredictor":
         """Fit on (cells, targets); non-finite targets are dropped, the rest clipped to [0, 1]."""
-        y = np.asarray(targets, dtype=float).ravel()
-        if len(cells) != y.size:
-            raise ValueError(f"{len(cells)} cells but {y.size} targets")
-        keep = np.isfinite(y)
-        cells = [c for c, k in zip(cells, keep) if k]
-        y = np.clip(y[keep], 0.0, 1.0)
-        if not cells:
-            raise ValueError("FeatureScorePredictor.fit needs at least one cell with a finite target")
+        cells, y = score_targets(cells, targets, "FeatureScorePredictor", float)
         self.train_size = len(cells)
         self.model, self.constant = None, None
         if len(cells) < 3 or np.ptp(y) == 0:

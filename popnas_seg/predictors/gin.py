@@ -28,6 +28,7 @@ import keras  # noqa: E402
 from keras import ops  # noqa: E402
 
 from popnas_seg.atomic import atomic_write_json  # noqa: E402
+from popnas_seg.predictors.features import score_targets  # noqa: E402
 from popnas_seg.predictors.graph import CellGraphEncoder  # noqa: E402
 
 GIN_UNITS = (30, 60, 120)
@@ -215,14 +216,7 @@ class GINPredictor:
 
     def fit(self, cells: Sequence[Any], targets: Sequence[float]) -> "GINPredictor":
         """Train a fresh ensemble on (cells, targets); targets are clipped to [0, 1], non-finite ones dropped."""
-        y = np.asarray(targets, dtype=np.float32).ravel()
-        if len(cells) != y.size:
-            raise ValueError(f"{len(cells)} cells but {y.size} targets")
-        keep = np.isfinite(y)
-        cells = [c for c, k in zip(cells, keep) if k]
-        y = np.clip(y[keep], 0.0, 1.0)
-        if not cells:
-            raise ValueError("GINPredictor.fit needs at least one cell with a finite target")
+        cells, y = score_targets(cells, targets, "GINPredictor", np.float32)
         x, a, mask = self.encoder.batch(cells)
         compiled = self._compiled()
         self.members = [
