@@ -12,6 +12,17 @@ and summarises the drift_report.json files the finalists stage already wrote (it
     python benchmarks/bench_analog.py logs/exp1 [--repetitions 3] [--hwa-epochs 1] [--from-results]
 
 Run it on a small run: the analog simulation runs on the CPU (several seconds per evaluation at 64x64).
+
+`--study OUT` is the multi-seed study of issue 10 instead: for a searched cell (the finalist) and the U-Net,
+on the built-in data and on a small folder (48 training images written by the generator with camera
+artefacts, like a user's folder), for every seed it trains each network with the finalists' rules
+(`analog.final_epochs`, `early_stopping_patience`, best weights), the finalist once more 4x longer on the
+folder (is the budget the bottleneck?), then runs the finalists' analog job (HWA, digital control, drift
+at 1 day / 1 month / 1 year over 5 programmings, whole test images tiled). Every (data, seed, network)
+result is a JSON file under OUT, so an interrupted study resumes where it stopped; the table and the
+targets are printed from whatever is there (`--report` prints without training).
+
+    python benchmarks/bench_analog.py --study bench_out/analog --seeds 1 2 3 --data folder builtin
 """
 from __future__ import annotations
 
@@ -30,6 +41,217 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 MONTH_S = 2592000.0
+DAY_S, YEAR_S = 86400.0, 31536000.0
+STUDY_TIMES = [DAY_S, MONTH_S, YEAR_S]
+STUDY_CELL = "[(-2,3x3 conv,-1,identity)]"  # the best searched cell on the real nuclei tiles (issue 10)
+# data name -> dataset config (the folder is written under OUT on first use)
+STUDY_DATA = {
+    "builtin": {"name": "synthetic_nuclei"},
+    "folder": {"name": None, "crop": [64, 64]},
+}
+FOLDER_IMAGES = 68  # 48 train + 10 validation + 10 test with the default 0.15 / 0.15 splits
+LONG_FACTOR = 4
+VARIANTS = (("no HWA", "before_hwa"), ("digital control", "digital_control"), ("HWA", "after_hwa"))
+
+
+def _pin_threads(threads: int) -> None:
+    """One process per core when two studies share a machine; the analog worker inherits OMP_NUM_THREADS."""
+    if threads <= 0:
+        return
+    os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(threads)
+    import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(threads)
+    tf.config.threading.set_inter_op_parallelism_threads(threads)
+
+
+def _study_config(name: str, out: Path, seed: int, overrides: dict[str, Any]) -> Any:
+    from popnas_seg.config import RunConfig
+
+    dataset = dict(STUDY_DATA[name])
+    if name == "folder":
+        folder = out / "folder48"
+        if not (folder / "masks").exists():
+            from popnas_seg.data.synthetic import generate_nuclei, write_folder
+
+            images, masks = generate_nuclei(FOLDER_IMAGES, size=(64, 64), seed=0, artefacts=True,
+                                            empty_fraction=0.1)
+            write_folder(out / "folder48.tmp", images, masks).replace(folder)
+        dataset["path"] = str(folder)
+    return RunConfig.model_validate({
+        "dataset": dataset,
+        "analog": {"eval_times": STUDY_TIMES, "repetitions": 5, **overrides},
+        "others": {"seed": seed},
+    })
+
+
+def _train(trainer: Any, cfg: Any, data: Any, net: str, cell: str, seed: int, factor: int) -> tuple[Any, dict]:
+    """The finalists' final training (stage.final_training) of `net`, `factor` times the epochs and patience."""
+    from popnas_seg.models.builder import build_model, build_unet
+    from popnas_seg.search_space.encoding import Cell
+
+    a, arch, shape = cfg.analog, cfg.architecture_hyperparameters, data.input_shape
+    model = (build_unet(arch, shape, data.classes_count) if net == "unet"
+             else build_model(Cell.from_string(cell), arch, shape, data.classes_count))
+    t0 = time.perf_counter()
+    result, model = trainer.train(model, network_id=0, encoding=net if net == "unet" else cell, blocks=1,
+                                  seed=seed, epochs=a.final_epochs * factor,
+                                  early_stopping_patience=a.early_stopping_patience * factor, verbose=False)
+    train_s = time.perf_counter() - t0
+    test = trainer.evaluate(model, split="test")
+    return model, {"params": result.params, "val_dice": result.dice, "test_dice": float(test["dice"]),
+                   "epochs": result.epochs, "best_epoch": result.extra.get("best_epoch"), "train_s": train_s,
+                   "status": result.status}
+
+
+def _study_unit(out: Path, name: str, seed: int, net: str, cell: str, overrides: dict[str, Any]
+                ) -> dict[str, Any]:
+    """One (data, seed, network): digital training (+ 4x control on the folder), then the analog job."""
+    from popnas_seg.analog.drift import hwa_and_drift
+    from popnas_seg.analog.export import keras_to_onnx
+    from popnas_seg.atomic import atomic_write_json
+    from popnas_seg.data.pipeline import load_data
+    from popnas_seg.inference.tiling import pack_images
+    from popnas_seg.training.trainer import Trainer
+
+    cfg = _study_config(name, out, seed, overrides)
+    data = load_data(cfg.dataset, seed)
+    trainer = Trainer(cfg, data)
+    unit: dict[str, Any] = {"data": name, "seed": seed, "network": net, "encoding": net if net == "unet" else cell,
+                            "train_images": int(data.split_sizes()["train"]), "analog": overrides}
+    model, unit["digital"] = _train(trainer, cfg, data, net, cell, seed, 1)
+    if name == "folder" and net != "unet":
+        _, unit["digital_long"] = _train(trainer, cfg, data, net, cell, seed, LONG_FACTOR)
+    a, hp = cfg.analog, cfg.training_hyperparameters
+    train_x, train_y = data.train_arrays()
+    val_x, val_y = data.val_arrays()
+    images, masks = data.test_images()
+    test_x, test_y, sizes = pack_images(images, masks)
+    with tempfile.TemporaryDirectory(prefix="bench_analog_study_") as scratch:
+        t0 = time.perf_counter()
+        onnx = keras_to_onnx(model, Path(scratch) / "model.onnx")
+        unit["export_s"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        report = hwa_and_drift(onnx, train_x, train_y, test_x, test_y, a, data.classes_count, data.ignore_class,
+                               Path(scratch), seed + 1000, cfg.dataset.batch_size,
+                               class_weights=getattr(data, "class_weights", None), dice_weight=hp.dice_loss_weight,
+                               ce_weight=hp.ce_loss_weight, tile=tuple(data.input_shape[:2]), test_sizes=sizes,
+                               val_x=val_x, val_y=val_y).to_dict()
+        unit["analog_s"] = time.perf_counter() - t0
+    unit["times"] = report["times"]
+    unit["timings"] = report["timings"]
+    unit["hwa_best_epoch"], unit["control_best_epoch"] = report["hwa_best_epoch"], report["control_best_epoch"]
+    unit["torch_digital_dice"] = report["digital_dice"]
+    for label, key in VARIANTS:
+        curve = report.get(key)
+        unit[label] = None if not curve else {"mean": curve["mean"], "std": curve["std"]}
+    path = out / name / f"seed{seed}" / f"{net}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(path, unit)
+    return unit
+
+
+def _ms(values: list[float]) -> str:
+    import numpy as np
+
+    v = [x for x in values if x is not None and math.isfinite(x)]
+    if not v:
+        return "-"
+    return f"{np.mean(v):.3f} ± {np.std(v):.3f}" if len(v) > 1 else f"{v[0]:.3f}"
+
+
+def _mean(values: list[float]) -> float | None:
+    v = [x for x in values if x is not None and math.isfinite(x)]
+    return sum(v) / len(v) if v else None
+
+
+def study_report(out: Path, names: list[str]) -> None:
+    """Tables (mean ± std over seeds) and the issue-10 targets, from the unit files under `out`."""
+    units = [json.loads(p.read_text()) for p in sorted(out.glob("*/seed*/*.json"))]
+    units = [u for u in units if u["data"] in names]
+    if not units:
+        print(f"no results under {out} yet")
+        return
+    print(f"Analog study in {out}: mean ± std over seeds (each seed's analog value is the mean of "
+          f"{units[0].get('analog', {}).get('repetitions', 5)} programmings); drift times 1 day / 1 month / 1 year\n")
+    headers = ["data", "network", "params", "seeds", "digital test Dice", "4x longer"]
+    headers += [f"{label}, {t}" for label, _ in VARIANTS for t in ("1 d", "1 mo", "1 y")]
+    print("| " + " | ".join(headers) + " |")
+    print("|" + "|".join(" --- " for _ in headers) + "|")
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for u in units:
+        groups.setdefault((u["data"], u["network"]), []).append(u)
+    for (name, net), us in sorted(groups.items()):
+        row = [name, net, f"{us[0]['digital']['params']:,}", ",".join(str(u["seed"]) for u in us),
+               _ms([u["digital"]["test_dice"] for u in us]),
+               _ms([u["digital_long"]["test_dice"] for u in us if "digital_long" in u])]
+        for label, _ in VARIANTS:
+            for i in range(3):
+                row.append(_ms([u[label]["mean"][i] for u in us if u.get(label)]))
+        print("| " + " | ".join(row) + " |")
+    print("\nWall time per stage, mean over seeds (s): digital training | 4x training | export | analog job "
+          "(HWA train, control train, drift scoring)\n")
+    print("| data | network | train | 4x train | export | analog | HWA | control | epochs (best) |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    for (name, net), us in sorted(groups.items()):
+        t = [u["timings"] for u in us]
+        print(f"| {name} | {net} | {_fmt(_mean([u['digital']['train_s'] for u in us]), 0)} | "
+              f"{_fmt(_mean([u['digital_long']['train_s'] for u in us if 'digital_long' in u]), 0)} | "
+              f"{_fmt(_mean([u['export_s'] for u in us]), 1)} | {_fmt(_mean([u['analog_s'] for u in us]), 0)} | "
+              f"{_fmt(_mean([x.get('hwa_train_s') for x in t]), 0)} | "
+              f"{_fmt(_mean([x.get('control_train_s') for x in t]), 0)} | "
+              + ", ".join(f"{u['digital']['epochs']} ({u['digital']['best_epoch']})" for u in us) + " |")
+    print("\nTargets (issue 10):")
+    folder = {net: us for (name, net), us in groups.items() if name == "folder"}
+    cells = [net for net in folder if net != "unet"]
+    for net in cells:
+        d = _mean([u["digital"]["test_dice"] for u in folder[net]])
+        long = _mean([u["digital_long"]["test_dice"] for u in folder[net] if "digital_long" in u])
+        unet = _mean([u["digital"]["test_dice"] for u in folder.get("unet", [])])
+        if d is not None and long is not None:
+            print(f"- (a) folder finalist {d:.3f} vs 4x longer {long:.3f}: gap {long - d:+.3f} "
+                  f"({'met' if long - d <= 0.01 else 'MISSED'}, target <= 0.01)")
+        if d is not None and unet is not None:
+            print(f"- (a) folder finalist {d:.3f} vs U-Net {unet:.3f}: gap {unet - d:+.3f} "
+                  f"({'met' if unet - d <= 0.01 else 'MISSED'}, target <= 0.01)")
+    for (name, net), us in sorted(groups.items()):
+        m = {label: _mean([u[label]["mean"][1] for u in us if u.get(label)]) for label, _ in VARIANTS}
+        if None not in m.values():
+            ok = m["HWA"] > m["no HWA"] and m["HWA"] > m["digital control"]
+            print(f"- (b) {name}/{net} 1 month: HWA {m['HWA']:.3f}, no HWA {m['no HWA']:.3f}, control "
+                  f"{m['digital control']:.3f} ({'met' if ok else 'MISSED'})")
+        if net != "unet":
+            d = _mean([u["digital"]["test_dice"] for u in us])
+            y = _mean([u["HWA"]["mean"][2] for u in us if u.get("HWA")])
+            if d is not None and y is not None:
+                print(f"- (b) {name}/{net} digital {d:.3f} -> 1 year after HWA {y:.3f}: loss {d - y:.3f} "
+                      f"({'met' if d - y <= 0.015 else 'MISSED'}, target <= 0.015)")
+
+
+def study(args: argparse.Namespace) -> int:
+    """The multi-seed study (module docstring); resumable, one JSON file per finished unit."""
+    out: Path = args.study
+    out.mkdir(parents=True, exist_ok=True)
+    overrides = {k: v for k, v in (("repetitions", args.repetitions), ("hwa_epochs", args.hwa_epochs),
+                                   ("hwa_learning_rate", args.hwa_lr), ("final_epochs", args.final_epochs))
+                 if v is not None}
+    if not args.report:
+        _pin_threads(args.threads)
+        for name in args.data:
+            for seed in args.seeds:
+                for net in ("cell", "unet"):
+                    path = out / name / f"seed{seed}" / f"{net}.json"
+                    if path.exists():
+                        continue
+                    t0 = time.perf_counter()
+                    print(f"[{time.strftime('%H:%M:%S')}] {name} seed {seed} {net} ...", flush=True)
+                    unit = _study_unit(out, name, seed, net, args.cell, overrides)
+                    print(f"  test Dice {unit['digital']['test_dice']:.3f}"
+                          + (f", 4x {unit['digital_long']['test_dice']:.3f}" if "digital_long" in unit else "")
+                          + f", 1 month HWA {unit['HWA']['mean'][1]:.3f} / no HWA {unit['no HWA']['mean'][1]:.3f}"
+                          f" ({time.perf_counter() - t0:.0f} s)", flush=True)
+    study_report(out, args.data)
+    return 0
 
 
 def _at(rows: list[dict[str, Any]], hwa: str, t: float) -> tuple[float | None, float | None]:
@@ -67,12 +289,23 @@ def _cell(mean: float | None, std: float | None, digital: float | None) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("run", type=Path, help="run folder (logs/<name>) whose finalists stage has run")
+    parser.add_argument("run", type=Path, nargs="?", help="run folder (logs/<name>) whose finalists stage has run")
+    parser.add_argument("--study", type=Path, default=None, help="multi-seed study into this folder (see above)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
+    parser.add_argument("--data", nargs="+", choices=sorted(STUDY_DATA), default=["folder", "builtin"])
+    parser.add_argument("--cell", default=STUDY_CELL, help="the finalist's cell encoding")
+    parser.add_argument("--threads", type=int, default=0, help="CPU threads for TF and torch (0: all)")
+    parser.add_argument("--report", action="store_true", help="with --study: print the table only")
+    parser.add_argument("--final-epochs", type=int, default=None, help="with --study: maximum epochs (smoke runs)")
     parser.add_argument("--repetitions", type=int, default=None, help="programmings per time (default: config)")
     parser.add_argument("--hwa-epochs", type=int, default=None, help="HWA epochs (default: config)")
     parser.add_argument("--hwa-lr", type=float, default=None, help="HWA learning rate (default: config)")
     parser.add_argument("--from-results", action="store_true", help="summarise final/*/drift.json, no re-run")
     args = parser.parse_args(argv)
+    if args.study is not None:
+        return study(args)
+    if args.run is None:
+        parser.error("give a run folder, or --study OUT")
 
     from popnas_seg.config import load_config
     from popnas_seg.errors import UserError
