@@ -45,6 +45,47 @@ def test_two_ray_workers_train_every_planned_network_once(tmp_path: Path) -> Non
 
 
 @pytest.mark.slow
+def test_a_ray_worker_killed_mid_task_is_retried_and_the_run_finishes(tmp_path: Path) -> None:
+    """SIGKILL of the worker process running a network: Ray retries the task (max_retries=1) in a new worker."""
+    import os
+    import signal
+    import time
+
+    from search_helpers import start_cli
+
+    from popnas_seg.evaluation.parallel import TASK_PID_DIR_ENV
+
+    cfg = tiny_config(tmp_path, probe=False, pipeline=["search"], strategy="random", search_strategy__max_networks=2,
+                      search_strategy__b1_max_networks=2, others__workers=2)
+    pids = tmp_path / "pids"
+    os.environ[TASK_PID_DIR_ENV] = str(pids)  # start_cli copies os.environ; the Ray workers inherit it
+    try:
+        proc = start_cli(["-j", str(cfg), "--name", "kill", "--logs-dir", str(tmp_path / "logs")], tmp_path / "out")
+    finally:
+        del os.environ[TASK_PID_DIR_ENV]
+    try:
+        deadline = time.monotonic() + 600
+        while not (pids.is_dir() and any(pids.iterdir())):
+            assert proc.poll() is None and time.monotonic() < deadline, (tmp_path / "out").read_text()[-3000:]
+            time.sleep(0.05)
+        victim = sorted(pids.iterdir())[0].name
+        network_id, pid = (int(part) for part in victim.split("-"))
+        os.kill(pid, signal.SIGKILL)
+        assert proc.wait(timeout=900) == 0, (tmp_path / "out").read_text()[-3000:]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    folder = tmp_path / "logs" / "kill"
+    _, rows = _table(folder)
+    assert sorted(int(r["network_id"]) for r in rows) == [1, 2], rows
+    assert all(r["status"] == "ok" for r in rows), rows
+    attempts = [p.name for p in pids.iterdir() if p.name.startswith(f"{network_id}-")]
+    assert len(attempts) == 2 and f"{network_id}-{pid}" in attempts, f"one retry in another process: {attempts}"
+    finished = [e["network_id"] for e in journal_events(folder) if e["event"] == "network_finished"]
+    assert sorted(finished) == [1, 2]
+
+
+@pytest.mark.slow
 def test_two_workers_train_the_same_encodings_as_one_and_the_same_folder_structure(tmp_path: Path) -> None:
     one, _ = _run(tmp_path, "w1", 1)
     two, _ = _run(tmp_path, "w2", 2)
@@ -97,3 +138,4 @@ def test_the_in_process_path_imports_no_ray() -> None:
             "print(','.join(m for m in sys.modules if m.split('.')[0] in ('ray', 'keras', 'tensorflow')))\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and done.stdout.strip() == "", done.stdout[:300] + done.stderr[-2000:]
+

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from popnas_seg.config import RunConfig
@@ -27,6 +28,7 @@ __all__ = ["RayExecutor", "failed_result"]
 # Per worker process: config hash -> evaluator (data loaded once per process, trainer kept between tasks).
 _WORKER_EVALUATORS: dict[str, NetworkEvaluator] = {}
 TASK_CPUS = 1
+TASK_PID_DIR_ENV = "POPNAS_TASK_PID_DIR"  # test hook only, see _announce_pid
 
 
 def _pin_tensorflow_threads(threads: int) -> None:
@@ -40,8 +42,20 @@ def _pin_tensorflow_threads(threads: int) -> None:
         pass
 
 
+def _announce_pid(job: NetworkJob) -> None:
+    """Test hook: with POPNAS_TASK_PID_DIR set, leave `<dir>/<network_id>-<pid>` so a test can SIGKILL this worker.
+
+    Only an empty file whose name carries the data (creating a name is atomic); unset, it costs one lookup.
+    """
+    folder = os.environ.get(TASK_PID_DIR_ENV)
+    if folder:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        (Path(folder) / f"{job.network_id}-{os.getpid()}").touch()
+
+
 def evaluate_task(config_json: str, job: NetworkJob) -> dict[str, Any]:
     """The body of one Ray task: plain data in, `TrainingResult.to_dict()` out."""
+    _announce_pid(job)
     key = hashlib.sha256(config_json.encode()).hexdigest()
     evaluator = _WORKER_EVALUATORS.get(key)
     if evaluator is None:
