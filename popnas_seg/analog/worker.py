@@ -1,27 +1,68 @@
-"""Run AIHWKit work in a fresh Python process: `python -m popnas_seg.analog.worker JOB_DIR`.
+"""Run AIHWKit work in a separate, long-lived Python process: one analog worker per parent process.
 
 Why a separate interpreter (not a thread, not a fork): the search process holds TensorFlow and the
-trained Keras models; analog simulation is memory-hungry and AIHWKit keeps process-global state, so each
-probe / drift job starts clean, its memory is returned when it exits, a crash in compiled code cannot
-take the search down, and a hang ends at a timeout. A plain `subprocess` (not multiprocessing spawn) so
-the worker never re-imports the caller's main module.
+trained Keras models; analog simulation is memory-hungry and AIHWKit keeps process-global state, so a
+crash in compiled code must not take the search down and a hang must end at a timeout. A plain
+`subprocess` (not multiprocessing spawn) so the worker never re-imports the caller's main module.
 
-Protocol: the parent writes `JOB_DIR/job.json` ({"task": ..., "params": {...}}) and `JOB_DIR/arrays.npz`;
-the worker writes `JOB_DIR/result.json` ({"ok": true, "result": {...}} or {"ok": false, "error": ...,
-"traceback": ...}) atomically and exits. `run_job` starts the worker with KERAS_BACKEND=torch so that, should
-anything import Keras there, TensorFlow is never loaded. Nothing here touches the environment of the process
-that imports this module: a backend set in `os.environ` at import time would leak into every later subprocess
-(a search started from it would then build torch-backend Keras models that tf2onnx cannot export).
+Why one persistent worker instead of one process per job: importing torch + AIHWKit costs seconds, about
+as much as the probe itself on a small child network. The worker is started lazily by the first
+`run_job` of a process (the search driver, or each Ray worker process in the parallel path) and reused by
+every later job, so the import is paid once per process. Every guarantee of the one-shot worker stays:
+
+- a job that crashes the worker (segfault, `os._exit`, the OOM killer) or exceeds its timeout kills that
+  worker and raises `AnalogWorkerError`; the next job starts a fresh worker. Ctrl-C / SIGTERM while a
+  job runs kill the worker too (the worker ignores SIGINT itself: the parent decides);
+- the worker dies with its parent, also on kill -9 (PR_SET_PDEATHSIG, `_die_with_parent`). Linux sends
+  it when the *thread* that started the worker ends: a worker started from a short-lived thread dies with
+  that thread and the next job starts another (a cost, not an error). An idle worker also exits on EOF of
+  its request pipe;
+- KERAS_BACKEND=torch is set in the worker's environment only, so, should anything import Keras there,
+  TensorFlow is never loaded; nothing here touches the environment of the process that imports this
+  module (a backend set in `os.environ` at import time would leak into every later subprocess, and a
+  search started from it would build torch-backend Keras models that tf2onnx cannot export);
+- no state that changes results carries over between jobs: every task seeds torch per job (as before),
+  and before each job the worker also resets torch's global generator to one fixed seed (a fresh
+  interpreter's is random) and re-enables autograd, so a job sees the same state whatever ran before it; networks are converted layer by layer (rpu.py), so AIHWKit's
+  once-per-process wrapper class (STACK.md) is never involved. Memory is the one thing a long-lived
+  process keeps: the parent retires a worker whose resident memory passes `RECYCLE_RSS_BYTES`.
+
+Protocol, and why this one: per job the parent writes `JOB_DIR/job.json` ({"task": ..., "params": {...}})
+and `JOB_DIR/arrays.npz` (numpy arrays travel as files: whole images are too large for a message), then
+writes the job folder's path as one line on the worker's stdin. The worker runs the task, writes
+`JOB_DIR/result.json` ({"ok": true, "result": {...}} or {"ok": false, "error": ..., "traceback": ...})
+atomically, and answers with the job folder's name as one line on a private reply pipe (an inherited file
+descriptor, not stdout: torch, AIHWKit or a task may print to stdout at any time, so the worker's
+stdout and stderr go to a log file whose tail is quoted when the worker dies). A line protocol over two
+pipes needs no serialisation beyond JSON files and lets the parent `select()` on the reply with a
+deadline, which is how the timeout is enforced; a closed reply pipe means the worker died.
+
+Temporary folders: every job folder lives under one folder per parent process,
+`<tempdir>/popnas_analog_<pid>_<start time>_*/`, removed when the parent exits (atexit). Parents that
+exit without running atexit (kill -9, a SIGTERM nobody handles) leave theirs behind, so the first
+`run_job` of every process removes such folders whose process is gone (`sweep_stale_folders`); the start
+time in the name tells a live process from an unrelated one that reused a dead parent's pid.
+
+`python -m popnas_seg.analog.worker JOB_DIR` still runs one job folder and exits (handy to re-run a job
+by hand); `--serve REPLY_FD` is the persistent mode started by `run_job`.
+
+Test-only tasks (`_echo`, `_sleep`, `_exit`, `_segfault`, `_state`) exist for the worker's own tests;
+the worker accepts them only when POPNAS_ANALOG_TEST_TASKS=1 is in its environment.
 """
 from __future__ import annotations
 
-import os
-
+import atexit
+import gc
 import json
+import os
+import re
+import select
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import traceback
 from pathlib import Path
@@ -31,10 +72,325 @@ import numpy as np
 
 from popnas_seg.atomic import atomic_write_json
 
+__all__ = ["AnalogWorkerError", "RECYCLE_RSS_BYTES", "analog_device", "run_job", "shutdown_worker",
+           "sweep_stale_folders"]
+
 _ROOT = Path(__file__).resolve().parents[2]
 _PARENT_ENV = "POPNAS_WORKER_PARENT_PID"
+_TEST_TASKS_ENV = "POPNAS_ANALOG_TEST_TASKS"
 _PR_SET_PDEATHSIG = 1
+_FOLDER_PREFIX = "popnas_analog_"
+_FOLDER_RE = re.compile(rf"^{_FOLDER_PREFIX}(\d+)_(\d+)_")
+# Reset before every job once torch is loaded (c10's default_rng_seed_val; any fixed value would do).
+_TORCH_JOB_SEED = 67280421310721
+RECYCLE_RSS_BYTES = 6 * 1024 ** 3
+"""A worker whose resident memory exceeds this after a job is stopped; the next job starts a fresh one."""
+_STOP_GRACE_S = 5.0
 
+
+class AnalogWorkerError(RuntimeError):
+    """The analog worker failed, crashed or timed out; the message says which and why."""
+
+
+# ------------------------------------------------------------------------------------- parent side
+
+def _start_time(pid: int) -> int | None:
+    """The process's start time in clock ticks since boot (Linux /proc); None where unknown."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    try:  # the command name (field 2) may hold spaces and parentheses: split after the last ')'
+        return int(stat[stat.rindex(")") + 2:].split()[19])
+    except (ValueError, IndexError):
+        return None
+
+
+def _process_alive(pid: int, start: int) -> bool:
+    """Whether process `pid` exists and (where /proc tells) is the one that started at `start`."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        pass
+    except OSError:
+        return True
+    now = _start_time(pid)
+    return now is None or start == 0 or now == start
+
+
+def sweep_stale_folders(tempdir: str | os.PathLike[str] | None = None) -> list[Path]:
+    """Remove the per-process job folders of processes that no longer exist; returns what was removed."""
+    base = Path(tempdir or tempfile.gettempdir())
+    removed = []
+    try:
+        entries = list(base.iterdir())
+    except OSError:
+        return removed
+    for entry in entries:
+        match = _FOLDER_RE.match(entry.name)
+        if not match or not entry.is_dir() or entry.is_symlink():
+            continue
+        if _process_alive(int(match.group(1)), int(match.group(2))):
+            continue
+        shutil.rmtree(entry, ignore_errors=True)
+        if not entry.exists():
+            removed.append(entry)
+    return removed
+
+
+def _worker_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["KERAS_BACKEND"] = "torch"
+    env["TF_CPP_MIN_LOG_LEVEL"] = "2"
+    env[_PARENT_ENV] = str(os.getpid())
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(_ROOT), env.get("PYTHONPATH", "")) if p)
+    return env
+
+
+def _rss_bytes(pid: int) -> int | None:
+    try:
+        return int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+class _Worker:
+    """One `--serve` worker process: its request pipe (stdin), reply pipe and log file."""
+
+    def __init__(self, home: Path, index: int) -> None:
+        self.log_path = home / f"worker_{index}.log"
+        read_fd, write_fd = os.pipe()
+        try:
+            with open(self.log_path, "ab") as log:
+                self.proc = subprocess.Popen(
+                    [sys.executable, "-m", "popnas_seg.analog.worker", "--serve", str(write_fd)],
+                    stdin=subprocess.PIPE, stdout=log, stderr=log, env=_worker_env(), pass_fds=(write_fd,),
+                )
+        except BaseException:
+            os.close(read_fd)
+            raise
+        finally:
+            os.close(write_fd)
+        self._reply_fd: int | None = read_fd
+        self._buffer = b""
+        self.jobs = 0
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def send(self, job_dir: Path) -> bool:
+        """Hand the worker a job; False if it is already gone (the job never started)."""
+        if not self.alive():
+            return False
+        try:
+            assert self.proc.stdin is not None
+            self.proc.stdin.write(f"{job_dir}\n".encode())
+            self.proc.stdin.flush()
+        except (BrokenPipeError, OSError):
+            return False
+        return True
+
+    def read_reply(self, deadline: float | None) -> str | None:
+        """The next reply line; None when the worker closed the pipe (it died). TimeoutError at `deadline`."""
+        assert self._reply_fd is not None
+        while b"\n" not in self._buffer:
+            wait = None if deadline is None else max(0.0, deadline - time.monotonic())
+            ready, _, _ = select.select([self._reply_fd], [], [], wait)
+            if not ready:
+                raise TimeoutError
+            chunk = os.read(self._reply_fd, 4096)
+            if not chunk:
+                return None
+            self._buffer += chunk
+        line, self._buffer = self._buffer.split(b"\n", 1)
+        return line.decode(errors="replace").strip()
+
+    def log_tail(self, lines: int = 8) -> list[str]:
+        try:
+            return self.log_path.read_text(errors="replace").strip().splitlines()[-lines:]
+        except OSError:
+            return []
+
+    def truncate_log(self) -> None:
+        """Keep only the current job's output (the worker appends, so truncating is safe while it runs)."""
+        try:
+            os.truncate(self.log_path, 0)
+        except OSError:
+            pass
+
+    def kill(self) -> None:
+        if self.alive():
+            self.proc.kill()
+        self._reap(None)
+
+    def stop(self) -> None:
+        """EOF on its requests ends the worker's loop; kill it if it does not exit within the grace time."""
+        try:
+            if self.proc.stdin is not None:
+                self.proc.stdin.close()
+        except OSError:
+            pass
+        try:
+            self.proc.wait(_STOP_GRACE_S)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        self._reap(None)
+
+    def _reap(self, timeout: float | None) -> None:
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            pass
+        for stream in (self.proc.stdin,):
+            try:
+                if stream is not None:
+                    stream.close()
+            except OSError:
+                pass
+        if self._reply_fd is not None:
+            os.close(self._reply_fd)
+            self._reply_fd = None
+        try:
+            self.log_path.unlink()
+        except OSError:
+            pass
+
+
+class _ParentState:
+    """This process's job folder and worker; rebuilt after a fork (the pid check in `_state`)."""
+
+    def __init__(self) -> None:
+        self.pid = os.getpid()
+        sweep_stale_folders()
+        start = _start_time(self.pid) or 0
+        self.home = Path(tempfile.mkdtemp(prefix=f"{_FOLDER_PREFIX}{self.pid}_{start}_"))
+        self.worker: _Worker | None = None
+        self.workers_started = 0
+        self.jobs = 0
+
+    def new_worker(self) -> _Worker:
+        self.workers_started += 1
+        self.worker = _Worker(self.home, self.workers_started)
+        return self.worker
+
+    def retire(self, kill: bool) -> None:
+        if self.worker is not None:
+            worker, self.worker = self.worker, None
+            worker.kill() if kill else worker.stop()
+
+    def close(self) -> None:
+        self.retire(kill=False)
+        shutil.rmtree(self.home, ignore_errors=True)
+
+
+_LOCK = threading.RLock()
+_STATE: _ParentState | None = None
+
+
+def _state() -> _ParentState:
+    global _STATE
+    if _STATE is None or _STATE.pid != os.getpid():  # first job, or a forked child: its own folder and worker
+        _STATE = _ParentState()
+    return _STATE
+
+
+def shutdown_worker() -> None:
+    """Stop this process's worker and remove its job folder (atexit does this; tests call it directly)."""
+    global _STATE
+    # Bounded wait: at interpreter exit a daemon thread may still hold the lock inside a job.
+    locked = _LOCK.acquire(timeout=2 * _STOP_GRACE_S)
+    try:
+        if _STATE is not None and _STATE.pid == os.getpid():
+            _STATE.close()
+        _STATE = None
+    finally:
+        if locked:
+            _LOCK.release()
+
+
+atexit.register(shutdown_worker)
+
+
+def worker_pid() -> int | None:
+    """The pid of this process's live worker, if any (for tests and diagnostics)."""
+    with _LOCK:
+        if _STATE is None or _STATE.pid != os.getpid() or _STATE.worker is None or not _STATE.worker.alive():
+            return None
+        return _STATE.worker.proc.pid
+
+
+def run_job(task: str, params: dict[str, Any], arrays: dict[str, np.ndarray] | None = None,
+            timeout_s: float | None = 1800.0) -> dict[str, Any]:
+    """Run `task` in this process's analog worker and return its result dict; raise AnalogWorkerError on failure.
+
+    `timeout_s` bounds the whole call, including the start of a fresh worker when there is none.
+    """
+    with _LOCK:
+        state = _state()
+        started = time.perf_counter()
+        deadline = None if timeout_s is None else time.monotonic() + float(timeout_s)
+        state.jobs += 1
+        job_dir = state.home / f"job_{state.jobs}_{task}"
+        job_dir.mkdir()
+        try:
+            atomic_write_json(job_dir / "job.json", {"task": task, "params": params})
+            np.savez(job_dir / "arrays.npz", **(arrays or {}))
+            return _run_in_worker(state, task, job_dir, deadline, timeout_s, started)
+        finally:
+            shutil.rmtree(job_dir, ignore_errors=True)
+
+
+def _run_in_worker(state: _ParentState, task: str, job_dir: Path, deadline: float | None,
+                   timeout_s: float | None, started: float) -> dict[str, Any]:
+    worker = state.worker
+    if worker is None or not worker.alive() or not worker.send(job_dir):
+        state.retire(kill=True)  # gone while idle (never an error: the job has not started)
+        worker = state.new_worker()
+        if not worker.send(job_dir):
+            state.retire(kill=True)
+            raise AnalogWorkerError(f"analog worker ({task}) could not be started"
+                                    + _tail(worker.log_tail()))
+    worker.jobs += 1
+    try:
+        reply = worker.read_reply(deadline)
+    except TimeoutError:
+        state.retire(kill=True)
+        raise AnalogWorkerError(f"analog worker ({task}) timed out after {timeout_s:.0f} s and was killed") from None
+    except BaseException:  # Ctrl-C, SIGTERM (cli.Terminated): the job is abandoned, so is its worker
+        state.retire(kill=True)
+        raise
+    if reply is None:  # the pipe closed: the worker died during the job
+        tail = worker.log_tail()
+        try:
+            code = worker.proc.wait(_STOP_GRACE_S)
+        except subprocess.TimeoutExpired:
+            code = None
+        state.retire(kill=True)
+        raise AnalogWorkerError(f"analog worker ({task}) exited with code {code} without a result" + _tail(tail))
+    if reply != job_dir.name:
+        state.retire(kill=True)
+        raise AnalogWorkerError(f"analog worker ({task}) answered {reply[:200]!r} for job {job_dir.name}")
+    result_file = job_dir / "result.json"
+    out = json.loads(result_file.read_text()) if result_file.exists() else None
+    rss = _rss_bytes(worker.proc.pid)
+    if rss is not None and rss > RECYCLE_RSS_BYTES:
+        state.retire(kill=False)
+    if out is not None and out.get("ok"):
+        result = dict(out["result"])
+        result.setdefault("worker_time_s", time.perf_counter() - started)
+        return result
+    if out is not None:
+        raise AnalogWorkerError(f"analog worker ({task}) failed: {out.get('error')}")
+    raise AnalogWorkerError(f"analog worker ({task}) answered without writing result.json")
+
+
+def _tail(lines: list[str]) -> str:
+    return (": " + " | ".join(lines)) if lines else ""
+
+
+# ------------------------------------------------------------------------------------- worker side
 
 def _die_with_parent() -> None:
     """A worker must not outlive the search (kill -9, OOM killer): ask Linux for SIGKILL when the parent dies.
@@ -47,7 +403,6 @@ def _die_with_parent() -> None:
         return
     try:
         import ctypes
-        import signal
 
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
@@ -57,48 +412,59 @@ def _die_with_parent() -> None:
         os._exit(1)
 
 
-class AnalogWorkerError(RuntimeError):
-    """The analog worker failed, crashed or timed out; the message says which and why."""
+def analog_device() -> str:
+    """"cuda" when torch sees a GPU *and* AIHWKit was compiled with CUDA tiles, else "cpu".
 
+    Both are needed: a CUDA torch with CPU-only AIHWKit tiles (the PyPI wheel, STACK.md) raises CudaError
+    on `.cuda()` of an analog layer (ANALOG_FACTS.md 5). Imports torch, so call it in the worker only.
+    """
+    import torch
 
-def run_job(task: str, params: dict[str, Any], arrays: dict[str, np.ndarray] | None = None,
-            timeout_s: float | None = 1800.0) -> dict[str, Any]:
-    """Run `task` in a fresh worker process and return its result dict; raise AnalogWorkerError on failure."""
-    job_dir = Path(tempfile.mkdtemp(prefix=f"popnas_analog_{task}_"))
+    if not torch.cuda.is_available():
+        return "cpu"
     try:
-        atomic_write_json(job_dir / "job.json", {"task": task, "params": params})
-        np.savez(job_dir / "arrays.npz", **(arrays or {}))
-        env = dict(os.environ)
-        env["KERAS_BACKEND"] = "torch"
-        env["TF_CPP_MIN_LOG_LEVEL"] = "2"
-        env[_PARENT_ENV] = str(os.getpid())
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(_ROOT), env.get("PYTHONPATH", "")) if p)
-        started = time.perf_counter()
-        with open(job_dir / "stdout.txt", "wb") as out, open(job_dir / "stderr.txt", "wb") as err:
-            try:
-                proc = subprocess.run(
-                    [sys.executable, "-m", "popnas_seg.analog.worker", str(job_dir)],
-                    stdout=out, stderr=err, env=env, timeout=timeout_s, check=False,
-                )
-            except subprocess.TimeoutExpired:
-                raise AnalogWorkerError(
-                    f"analog worker ({task}) timed out after {timeout_s:.0f} s and was killed"
-                ) from None
-        result_file = job_dir / "result.json"
-        reply = json.loads(result_file.read_text()) if result_file.exists() else None
-        if reply is not None and reply.get("ok"):
-            result = dict(reply["result"])
-            result.setdefault("worker_time_s", time.perf_counter() - started)
-            return result
-        if reply is not None:
-            raise AnalogWorkerError(f"analog worker ({task}) failed: {reply.get('error')}")
-        tail = (job_dir / "stderr.txt").read_text(errors="replace").strip().splitlines()[-8:]
-        raise AnalogWorkerError(
-            f"analog worker ({task}) exited with code {proc.returncode} without a result"
-            + (": " + " | ".join(tail) if tail else "")
-        )
-    finally:
-        shutil.rmtree(job_dir, ignore_errors=True)
+        from aihwkit.simulator.rpu_base import cuda as rpu_cuda
+
+        return "cuda" if rpu_cuda.is_compiled() else "cpu"
+    except (ImportError, AttributeError):
+        return "cpu"
+
+
+def _test_task(name: str) -> Callable[..., dict[str, Any]] | None:
+    """Tasks that exercise the worker itself (crash, hang, state); only with POPNAS_ANALOG_TEST_TASKS=1."""
+    if os.environ.get(_TEST_TASKS_ENV) != "1":
+        return None
+
+    def echo(**kw: Any) -> dict[str, Any]:
+        return {"pid": os.getpid(), "params": {k: v for k, v in kw.items() if not isinstance(v, np.ndarray)},
+                "sums": {k: float(np.sum(v)) for k, v in kw.items() if isinstance(v, np.ndarray)}}
+
+    def sleep(seconds: float) -> dict[str, Any]:
+        time.sleep(seconds)
+        return {"slept": seconds}
+
+    def exit_(code: int) -> dict[str, Any]:
+        os._exit(code)
+
+    def segfault() -> dict[str, Any]:
+        import ctypes
+
+        ctypes.string_at(0)
+        return {}
+
+    def state(seed_torch: bool = False) -> dict[str, Any]:
+        """What a job sees of process-global state; with seed_torch, leave the generator moved on."""
+        import torch
+
+        out = {"pid": os.getpid(), "keras_backend": os.environ.get("KERAS_BACKEND"),
+               "tensorflow_loaded": "tensorflow" in sys.modules, "torch_initial_seed": torch.initial_seed(),
+               "grad_enabled": torch.is_grad_enabled(), "first_rand": float(torch.rand(1))}
+        if seed_torch:
+            torch.manual_seed(123)
+            torch.set_grad_enabled(False)
+        return out
+
+    return {"_echo": echo, "_sleep": sleep, "_exit": exit_, "_segfault": segfault, "_state": state}.get(name)
 
 
 def _task(name: str) -> Callable[..., dict[str, Any]]:
@@ -123,17 +489,24 @@ def _task(name: str) -> Callable[..., dict[str, Any]]:
         from popnas_seg.inference.analog import analog_predict_in_process
 
         return analog_predict_in_process
+    test = _test_task(name)
+    if test is not None:
+        return test
     raise ValueError(f"unknown analog worker task {name!r}")
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if len(argv) != 1:
-        print("usage: python -m popnas_seg.analog.worker JOB_DIR", file=sys.stderr)
-        return 2
-    job_dir = Path(argv[0])
-    _die_with_parent()
+def _fresh_globals() -> None:
+    """Before each job: one fixed torch state, whatever earlier jobs did to it (tasks seed per job on top)."""
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.manual_seed(_TORCH_JOB_SEED)
+        torch.set_grad_enabled(True)
+
+
+def _run_one(job_dir: Path) -> int:
+    """Run the job in `job_dir`, write result.json; 0 on success, 1 when the task raised."""
     try:
+        _fresh_globals()
         job = json.loads((job_dir / "job.json").read_text())
         with np.load(job_dir / "arrays.npz") as npz:
             arrays = {k: npz[k] for k in npz.files}
@@ -146,6 +519,35 @@ def main(argv: list[str] | None = None) -> int:
             "ok": False, "error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc(),
         })
         return 1
+
+
+def serve(reply_fd: int) -> int:
+    """The persistent loop: a job folder per stdin line, its name back on `reply_fd`; EOF ends it."""
+    _die_with_parent()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole process group: the parent decides
+    with os.fdopen(reply_fd, "w", buffering=1) as reply:
+        while True:
+            line = sys.stdin.readline()
+            if not line:
+                return 0
+            job_dir = Path(line.rstrip("\n"))
+            if not line.strip():
+                continue
+            _run_one(job_dir)
+            gc.collect()
+            reply.write(job_dir.name + "\n")
+            reply.flush()
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) == 2 and argv[0] == "--serve":
+        return serve(int(argv[1]))
+    if len(argv) != 1:
+        print("usage: python -m popnas_seg.analog.worker JOB_DIR | --serve REPLY_FD", file=sys.stderr)
+        return 2
+    _die_with_parent()
+    return _run_one(Path(argv[0]))
 
 
 if __name__ == "__main__":
