@@ -25,7 +25,8 @@ from popnas_seg.atomic import atomic_write_json, atomic_write_text, fsync_dir
 from popnas_seg.config import RunConfig, config_from_dict, dump_config, load_config
 from popnas_seg.errors import UserError
 from popnas_seg.pathcheck import not_a_folder_reason
-from popnas_seg.runlog.journal import RUN_EVENT_FIELDS, Journal
+from popnas_seg.runlog.events import RUN_EVENTS
+from popnas_seg.runlog.journal import Journal
 
 try:  # POSIX only; elsewhere the pid check below is the whole lock
     import fcntl
@@ -45,7 +46,7 @@ class RunFolder:
         self._path = path
         self._config = config
         self._lock = lock
-        self._journal = Journal(path / "restore" / "journal.jsonl", schema=RUN_EVENT_FIELDS)
+        self._journal = Journal(path / "restore" / "journal.jsonl", schema=RUN_EVENTS)
 
     # ------------------------------------------------------------------------------------------ creation
 

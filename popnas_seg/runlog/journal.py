@@ -14,6 +14,7 @@ from typing import Any
 
 from popnas_seg.atomic import fsync_dir
 from popnas_seg.errors import UserError
+from popnas_seg.runlog.events import Event, event_problem
 
 _TAIL_CHUNK = 64 * 1024
 
@@ -21,8 +22,9 @@ _TAIL_CHUNK = 64 * 1024
 class Journal:
     """One `restore/journal.jsonl`; every event is a dict with at least `event` and `time` (UNIX seconds)."""
 
-    def __init__(self, path: str | os.PathLike[str], schema: dict[str, dict[str, Any]] | None = None) -> None:
-        """`schema`: event kind -> fields readers rely on (see RUN_EVENT_FIELDS); checked on every read."""
+    def __init__(self, path: str | os.PathLike[str], schema: dict[str, type[Event]] | None = None) -> None:
+        """`schema`: event kind -> the model its lines must satisfy (see runlog.events.RUN_EVENTS); checked on
+        every read, so replay code can index the fields it needs."""
         self.path = Path(path)
         self.schema = schema
 
@@ -77,7 +79,7 @@ class Journal:
                     f"journal {self.path} is damaged at line {number}; it cannot be replayed "
                     "(restore it from a backup or start a new run)"
                 )
-            problem = _record_problem(record, self.schema) if self.schema is not None else None
+            problem = event_problem(record, self.schema) if self.schema is not None else None
             if problem is not None:
                 raise UserError(
                     f"journal {self.path} is damaged at line {number}: {problem}; it cannot be replayed "
@@ -108,65 +110,6 @@ class Journal:
             return  # the file ends with a complete, valid line
         os.ftruncate(fd, start)
         os.fsync(fd)
-
-
-# Fields the replay code reads from each event kind (search runner, finalists stage, pipeline), with the JSON
-# type each must have; unknown kinds and extra fields pass. A line that is valid JSON but lacks one of these
-# would otherwise surface as a KeyError deep inside a resumed stage.
-_RESULT_FIELDS = {"network_id": int, "encoding": str, "blocks": int, "dice": object, "miou": object,
-                  "params": object, "flops": object, "train_time_s": object, "inference_time_ms": object,
-                  "epochs": object}
-_NETWORK_FIELDS = {"network_id": int, "encoding": str, "origin": str, "blocks": int}
-RUN_EVENT_FIELDS: dict[str, dict[str, Any]] = {
-    "stage_finished": {"stage": str},
-    "step_planned": {"step": int, "networks": [_NETWORK_FIELDS]},
-    "step_finished": {"step": int},
-    "network_started": {"network_id": int, "step": int},
-    "network_finished": {"network_id": int, "result": _RESULT_FIELDS},
-    "finalists_selected": {"candidates": [_RESULT_FIELDS]},
-    "model_selection_done": {"variant": str, "network_id": int, "encoding": str, "filters": int, "motifs": int,
-                             "arch": dict, "dice": object, "miou": object, "params": object, "flops": object,
-                             "epochs": object, "train_time_s": object, "status": str},
-    "finalist_trained": {"name": str, "result": _RESULT_FIELDS, "arch": dict},
-    "finalist_drift_done": {"name": str, "report": dict},
-    "finalist_done": {"name": str, "row": dict},
-}
-_JSON_NAMES = {int: "an integer", str: "a string", dict: "an object", list: "a list", float: "a number"}
-
-
-def _record_problem(record: dict[str, Any], schema: dict[str, dict[str, Any]]) -> str | None:
-    """Why a parsed line is not a usable event (None if it is): `event`, `time` and the fields replay reads."""
-    kind = record.get("event")
-    if not isinstance(kind, str) or not kind:
-        return 'no "event" name'
-    when = record.get("time")
-    if isinstance(when, bool) or not isinstance(when, (int, float)):
-        return f'event "{kind}" has no numeric "time"'
-    return _fields_problem(record, schema.get(kind, {}), f'event "{kind}"')
-
-
-def _fields_problem(value: dict[str, Any], spec: dict[str, Any], where: str) -> str | None:
-    for key, want in spec.items():
-        if key not in value:
-            return f'{where} lacks the field "{key}"'
-        got = value[key]
-        if isinstance(want, dict):
-            if not isinstance(got, dict):
-                return f'{where}: field "{key}" must be an object'
-            problem = _fields_problem(got, want, f'{where}, field "{key}"')
-        elif isinstance(want, list):
-            if not isinstance(got, list):
-                return f'{where}: field "{key}" must be a list'
-            problem = next((p for i, item in enumerate(got) for p in [
-                f'{where}: field "{key}"[{i}] must be an object' if not isinstance(item, dict)
-                else _fields_problem(item, want[0], f'{where}, field "{key}"[{i}]')] if p), None)
-        elif want is not object and (not isinstance(got, want) or (want is int and isinstance(got, bool))):
-            problem = f'{where}: field "{key}" must be {_JSON_NAMES[want]} (got {json.dumps(got)[:40]})'
-        else:
-            problem = None
-        if problem is not None:
-            return problem
-    return None
 
 
 def _parse(chunk: bytes) -> dict[str, Any] | None:
