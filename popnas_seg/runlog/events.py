@@ -12,7 +12,7 @@ import json
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError
-from pydantic_core import PydanticCustomError
+from pydantic_core import ErrorDetails, PydanticCustomError
 
 __all__ = ["RUN_EVENTS", "Event", "event_problem"]
 
@@ -160,7 +160,7 @@ def event_problem(record: dict[str, Any], models: dict[str, type[Event]]) -> str
     return None
 
 
-def _describe(kind: str, error: dict[str, Any]) -> str:
+def _describe(kind: str, error: ErrorDetails) -> str:
     """One pydantic error as `event "k", field "a"[0] lacks the field "b"` / `...: field "b" must be ...`."""
     labels: list[str] = []
     for part in error["loc"]:
