@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 import pytest
@@ -139,3 +140,90 @@ def test_the_in_process_path_imports_no_ray() -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and done.stdout.strip() == "", done.stdout[:300] + done.stderr[-2000:]
 
+
+def _process_table() -> dict[int, tuple[int, str, str]]:
+    """pid -> (parent pid, start time, command line) of every process, from /proc (Linux; no psutil needed)."""
+    table = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2:].split()  # after "pid (comm) "; comm may hold spaces
+        table[int(entry.name)] = (int(fields[1]), fields[19], cmdline or stat[stat.index("(") + 1:stat.rindex(")")])
+    return table
+
+
+def _descendants(root: int) -> dict[int, tuple[str, str]]:
+    """pid -> (start time, command line) of every process below `root`."""
+    table = _process_table()
+    out, frontier = {}, [root]
+    while frontier:
+        parent = frontier.pop()
+        for pid, (ppid, started, cmdline) in table.items():
+            if ppid == parent and pid not in out:
+                out[pid] = (started, cmdline)
+                frontier.append(pid)
+    return out
+
+
+@pytest.mark.slow
+def test_kill_9_of_a_ray_driver_then_resume_loses_and_repeats_nothing_and_leaves_no_ray_processes(
+        tmp_path: Path) -> None:
+    """kill -9 of the driver mid-step: its Ray processes go within 10 s; -r trains only what never finished."""
+    import signal
+    import time
+
+    from search_helpers import start_cli, wait_for
+
+    cfg = tiny_config(tmp_path, probe=False, pipeline=["search"], strategy="random", search_strategy__max_networks=3,
+                      search_strategy__b1_max_networks=3, others__workers=2)
+    folder = tmp_path / "logs" / "k9"
+    proc = start_cli(["-j", str(cfg), "--name", "k9", "--logs-dir", str(tmp_path / "logs")], tmp_path / "out1")
+    try:
+        assert wait_for(folder, lambda ev: any(e["event"] == "network_finished" for e in ev), proc), \
+            (tmp_path / "out1").read_text()[-3000:]
+        ray_processes = _descendants(proc.pid)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+        killed_at = time.monotonic()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    before = [e for e in journal_events(folder) if e["event"] == "network_finished"]
+    assert 1 <= len(before) < 3, "killed with a network still in flight"
+    assert any("raylet" in cmd for _, cmd in ray_processes.values()), ray_processes
+
+    gone_after: dict[int, float] = {}
+
+    def check() -> None:
+        table = _process_table()
+        for pid, (started, _) in ray_processes.items():
+            if pid not in gone_after and (pid not in table or table[pid][1] != started):
+                gone_after[pid] = round(time.monotonic() - killed_at, 1)
+
+    check()
+    # The resume starts at once, while the killed run's Ray processes may still be there: it must not join them.
+    resumed = start_cli(["-r", str(folder)], tmp_path / "out2")
+    try:
+        while len(gone_after) < len(ray_processes) and time.monotonic() - killed_at < 120:
+            check()
+            time.sleep(0.1)
+        assert resumed.wait(timeout=900) == 0, (tmp_path / "out2").read_text()[-3000:]
+    finally:
+        if resumed.poll() is None:
+            resumed.kill()
+    lingering = {f"{pid} {cmd[:70]}": gone_after.get(pid, "still alive after 120 s")
+                 for pid, (_, cmd) in ray_processes.items()}
+    print("seconds each Ray process of the killed driver outlived it:", json.dumps(lingering, indent=1))
+    assert all(isinstance(s, float) and s <= 10 for s in lingering.values()), lingering
+
+    events = journal_events(folder)
+    finished = [e["network_id"] for e in events if e["event"] == "network_finished"]
+    assert sorted(finished) == [1, 2, 3], "each network finished once: none lost, none retrained"
+    _, rows = _table(folder)
+    assert sorted(int(r["network_id"]) for r in rows) == [1, 2, 3] and all(r["status"] == "ok" for r in rows), rows
+    assert "search_finished" in [e["event"] for e in events]

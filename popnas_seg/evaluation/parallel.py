@@ -15,11 +15,13 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import subprocess
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from popnas_seg.config import RunConfig
 from popnas_seg.errors import UserError
+from popnas_seg.evaluation import ray_reaper
 from popnas_seg.evaluation.evaluator import UNET_ENCODING, NetworkEvaluator, NetworkJob
 from popnas_seg.results import TrainingResult
 
@@ -97,6 +99,7 @@ class RayExecutor:
             raise UserError("others.workers > 1 needs Ray: pip install ray==2.60.0 (or set others.workers to 1)"
                             ) from None
         self.log = logger or logging.getLogger("popnas_seg")
+        self._reaper: subprocess.Popen | None = None  # kills the local instance's processes if this driver dies
         self.input_channels = int(input_shape[-1])
         self.classes_count = int(classes_count)
         workers, address = config.others.workers, config.others.ray_address
@@ -104,8 +107,12 @@ class RayExecutor:
             # A private local instance: token auth (Ray 2.60's default) only guards shared clusters.
             os.environ.setdefault("RAY_AUTH_MODE", "disabled")
             cpus = (os.cpu_count() or 1) if workers == "auto" else int(workers) * TASK_CPUS
-            ray.init(num_cpus=cpus, include_dashboard=False, logging_level=logging.WARNING,
+            before = ray_reaper.children(os.getpid())
+            # address "local": always a new instance, never one named by RAY_ADDRESS or left by a killed run.
+            ray.init(address="local", num_cpus=cpus, include_dashboard=False, logging_level=logging.WARNING,
                      configure_logging=False)
+            started = {pid: t for pid, t in ray_reaper.children(os.getpid()).items() if before.get(pid) != t}
+            self._reaper = ray_reaper.start(started)
         else:
             try:
                 ray.init(address=address, logging_level=logging.WARNING, configure_logging=False)
@@ -138,6 +145,8 @@ class RayExecutor:
             yield job, result
 
     def close(self) -> None:
-        """Disconnect; a local instance started by this run stops with it."""
+        """Disconnect; a local instance started by this run stops with it (the watchdog kills any straggler)."""
         if self._ray.is_initialized():
             self._ray.shutdown()
+        ray_reaper.stop(self._reaper)
+        self._reaper = None
