@@ -79,6 +79,13 @@ def test_a_crash_kills_the_worker_and_the_next_job_starts_a_fresh_one(task: str,
     assert w.run_job("_echo", {}, timeout_s=60)["pid"] not in (pid, None)
 
 
+def test_a_crash_message_quotes_that_job_s_output_only() -> None:
+    w.run_job("_echo", {"say": "output of an earlier job"}, timeout_s=60)
+    with pytest.raises(w.AnalogWorkerError) as err:
+        w.run_job("_exit", {"code": 1, "say": "the reason it died"}, timeout_s=60)
+    assert "the reason it died" in str(err.value) and "earlier job" not in str(err.value)
+
+
 def test_a_timeout_kills_the_worker() -> None:
     pid = w.run_job("_echo", {}, timeout_s=60)["pid"]
     started = time.monotonic()
@@ -201,14 +208,3 @@ def test_kill_9_of_the_parent_kills_the_worker_and_the_next_run_sweeps_its_folde
     assert home.exists()
     w.run_job("_echo", {}, timeout_s=60)  # this process's first job sweeps folders of dead processes
     assert not home.exists()
-
-
-def test_analog_device_needs_a_gpu_and_cuda_tiles(monkeypatch: pytest.MonkeyPatch) -> None:
-    import torch
-    from aihwkit.simulator.rpu_base import cuda as rpu_cuda
-
-    for gpu, compiled, expected in [(False, True, "cpu"), (True, False, "cpu"), (True, True, "cuda"),
-                                    (False, False, "cpu")]:
-        monkeypatch.setattr(torch.cuda, "is_available", lambda gpu=gpu: gpu)
-        monkeypatch.setattr(rpu_cuda, "is_compiled", lambda compiled=compiled: compiled)
-        assert w.analog_device() == expected

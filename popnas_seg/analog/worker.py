@@ -144,6 +144,10 @@ def _worker_env() -> dict[str, str]:
     env = dict(os.environ)
     env["KERAS_BACKEND"] = "torch"
     env["TF_CPP_MIN_LOG_LEVEL"] = "2"
+    # OpenMP threads that spin while waiting lose their time slices to whatever else runs (the search's
+    # TF threads, other Ray workers): measured on 2 busy cores, an analog probe pass took 5-7 s spinning,
+    # 2-3 s waiting passively. Only where the user has not chosen a policy.
+    env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     env[_PARENT_ENV] = str(os.getpid())
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(_ROOT), env.get("PYTHONPATH", "")) if p)
     return env
@@ -184,6 +188,8 @@ class _Worker:
         """Hand the worker a job; False if it is already gone (the job never started)."""
         if not self.alive():
             return False
+        if self.jobs:  # a reused worker: its log keeps only this job's output (a fresh one keeps its start-up)
+            self.truncate_log()
         try:
             assert self.proc.stdin is not None
             self.proc.stdin.write(f"{job_dir}\n".encode())
@@ -196,10 +202,16 @@ class _Worker:
         """The next reply line; None when the worker closed the pipe (it died). TimeoutError at `deadline`."""
         assert self._reply_fd is not None
         while b"\n" not in self._buffer:
-            wait = None if deadline is None else max(0.0, deadline - time.monotonic())
-            ready, _, _ = select.select([self._reply_fd], [], [], wait)
-            if not ready:
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
                 raise TimeoutError
+            # Wake up every second to check the process too: a grandchild that inherited the pipe's write
+            # end (a fork inside a task) would otherwise hide the worker's death until it exits as well.
+            ready, _, _ = select.select([self._reply_fd], [], [], 1.0 if left is None else min(left, 1.0))
+            if not ready:
+                if not self.alive():
+                    return None
+                continue
             chunk = os.read(self._reply_fd, 4096)
             if not chunk:
                 return None
@@ -349,9 +361,9 @@ def _run_in_worker(state: _ParentState, task: str, job_dir: Path, deadline: floa
         state.retire(kill=True)  # gone while idle (never an error: the job has not started)
         worker = state.new_worker()
         if not worker.send(job_dir):
+            tail = worker.log_tail()
             state.retire(kill=True)
-            raise AnalogWorkerError(f"analog worker ({task}) could not be started"
-                                    + _tail(worker.log_tail()))
+            raise AnalogWorkerError(f"analog worker ({task}) could not be started" + _tail(tail))
     worker.jobs += 1
     try:
         reply = worker.read_reply(deadline)
@@ -435,7 +447,9 @@ def _test_task(name: str) -> Callable[..., dict[str, Any]] | None:
     if os.environ.get(_TEST_TASKS_ENV) != "1":
         return None
 
-    def echo(**kw: Any) -> dict[str, Any]:
+    def echo(say: str = "", **kw: Any) -> dict[str, Any]:
+        if say:
+            print(say, file=sys.stderr, flush=True)
         return {"pid": os.getpid(), "params": {k: v for k, v in kw.items() if not isinstance(v, np.ndarray)},
                 "sums": {k: float(np.sum(v)) for k, v in kw.items() if isinstance(v, np.ndarray)}}
 
@@ -443,7 +457,9 @@ def _test_task(name: str) -> Callable[..., dict[str, Any]] | None:
         time.sleep(seconds)
         return {"slept": seconds}
 
-    def exit_(code: int) -> dict[str, Any]:
+    def exit_(code: int, say: str = "") -> dict[str, Any]:
+        if say:
+            print(say, file=sys.stderr, flush=True)
         os._exit(code)
 
     def segfault() -> dict[str, Any]:
@@ -525,6 +541,7 @@ def serve(reply_fd: int) -> int:
     """The persistent loop: a job folder per stdin line, its name back on `reply_fd`; EOF ends it."""
     _die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole process group: the parent decides
+    os.set_inheritable(reply_fd, False)  # no subprocess of a task keeps the reply pipe open
     with os.fdopen(reply_fd, "w", buffering=1) as reply:
         while True:
             line = sys.stdin.readline()
