@@ -198,13 +198,22 @@ def load_torch(onnx_path: str | os.PathLike[str], weights_path: str | os.PathLik
 
 
 def torch_predict(module: Any, x: np.ndarray, batch_size: int = 32) -> np.ndarray:
-    """Run a torch module on NHWC numpy input without gradients, in batches; returns numpy float32."""
+    """Run a torch module on NHWC numpy input without gradients, in batches; returns numpy float32.
+
+    Batches go to the device the module's first parameter (or buffer) is on: the CPU unless the analog
+    worker moved the module to CUDA (worker.analog_device).
+    """
+    import itertools
+
     import torch
 
+    first = next(itertools.chain(module.parameters(), module.buffers()), None)
+    device = first.device if first is not None else torch.device("cpu")
     outputs = []
     with torch.no_grad():
         for start in range(0, len(x), batch_size):
             batch = torch.from_numpy(np.ascontiguousarray(x[start:start + batch_size], dtype=np.float32))
+            batch = batch.to(device)
             out = module(batch)
             if isinstance(out, (list, tuple)):
                 out = out[0]

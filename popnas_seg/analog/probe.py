@@ -143,12 +143,16 @@ def probe_in_process(onnx_path: str, cfg: dict[str, Any], classes_count: int, ig
     from popnas_seg.analog.export import onnx_to_torch
     from popnas_seg.analog.rpu import analog_coverage, inference_rpu_config, to_analog
 
+    from popnas_seg.analog.worker import analog_device
+
     analog_cfg = AnalogConfig.model_validate(cfg)
     torch.manual_seed(seed)
     digital = onnx_to_torch(onnx_path)
-    digital_dice = analog_dice(digital, x, y, classes_count, ignore_class, batch_size, tile, sizes)
     analog = to_analog(digital, inference_rpu_config(analog_cfg))
     coverage = analog_coverage(analog, x[:1] if tile is None else x[:1, :int(tile[0]), :int(tile[1])])
+    if analog_device() == "cuda":  # converted and measured on the CPU, scored on the GPU
+        digital, analog = digital.cuda(), analog.cuda()
+    digital_dice = analog_dice(digital, x, y, classes_count, ignore_class, batch_size, tile, sizes)
     scores = score_repetitions(analog, x, y, analog_cfg.t_inference, analog_cfg.probe_repetitions, seed,
                                classes_count, ignore_class, batch_size, tile, sizes)
     return {

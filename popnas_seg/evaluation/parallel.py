@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import os
 import subprocess
 from pathlib import Path
@@ -44,6 +45,30 @@ def _pin_tensorflow_threads(threads: int) -> None:
         pass
 
 
+def task_gpus(cluster_gpus: float, slots: int) -> float:
+    """GPUs each Ray task asks for: the cluster's GPUs shared evenly by the `slots` tasks in flight.
+
+    0 without a GPU (tasks run on the CPU as before). A fraction lets several small children share one
+    GPU; Ray then sets CUDA_VISIBLE_DEVICES per task, which TF, torch and the analog worker (a
+    subprocess, same environment) follow. Capped at 1 (a task uses one device) and rounded down to Ray's
+    1e-4 resource precision, so `slots` tasks always fit together.
+    """
+    if not cluster_gpus > 0:
+        return 0.0
+    return min(1.0, math.floor(float(cluster_gpus) / max(1, int(slots)) * 1e4) / 1e4)
+
+
+def _share_gpus() -> None:
+    """Tasks sharing a GPU: TF must not reserve all of its memory for the first one."""
+    import tensorflow as tf
+
+    for gpu in tf.config.list_physical_devices("GPU"):
+        try:
+            tf.config.experimental.set_memory_growth(gpu, True)
+        except RuntimeError:  # TF already initialised in this process
+            pass
+
+
 def _announce_pid(job: NetworkJob) -> None:
     """Test hook: with POPNAS_TASK_PID_DIR set, leave `<dir>/<network_id>-<pid>` so a test can SIGKILL this worker.
 
@@ -63,6 +88,7 @@ def evaluate_task(config_json: str, job: NetworkJob) -> dict[str, Any]:
     if evaluator is None:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         _pin_tensorflow_threads(TASK_CPUS)
+        _share_gpus()
         from popnas_seg.data.pipeline import load_data
 
         config = RunConfig.model_validate_json(config_json)
@@ -122,9 +148,12 @@ class RayExecutor:
         self.slots = max(1, total // TASK_CPUS if workers == "auto" else int(workers))
         self._ray = ray
         self._config_ref = ray.put(config.model_dump_json())
-        self._task = ray.remote(num_cpus=TASK_CPUS, max_retries=1, retry_exceptions=False)(evaluate_task)
-        self.log.info("Ray: %d workers (%d CPUs, %s)", self.slots, total,
-                      "local instance" if address is None else f"cluster {address}")
+        self.gpus_per_task = task_gpus(float(ray.cluster_resources().get("GPU", 0)), self.slots)
+        self._task = ray.remote(num_cpus=TASK_CPUS, num_gpus=self.gpus_per_task, max_retries=1,
+                                retry_exceptions=False)(evaluate_task)
+        self.log.info("Ray: %d workers (%d CPUs, %s)%s", self.slots, total,
+                      "local instance" if address is None else f"cluster {address}",
+                      f", {self.gpus_per_task:g} GPU per task" if self.gpus_per_task else "")
 
     def map_unordered(self, jobs: Iterable[NetworkJob]) -> Iterator[tuple[NetworkJob, TrainingResult]]:
         """Run `jobs` with at most `slots` in flight; yield each (job, result) as soon as it finishes."""
