@@ -142,7 +142,7 @@ def test_the_in_process_path_imports_no_ray() -> None:
 
 
 def _process_table() -> dict[int, tuple[int, str, str]]:
-    """pid -> (parent pid, start time, command line) of every process, from /proc (Linux; no psutil needed)."""
+    """pid -> (parent pid, start time, command line) of every live process (no zombie), from /proc (Linux)."""
     table = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -153,6 +153,8 @@ def _process_table() -> dict[int, tuple[int, str, str]]:
         except OSError:
             continue
         fields = stat[stat.rindex(")") + 2:].split()  # after "pid (comm) "; comm may hold spaces
+        if fields[0] == "Z":
+            continue  # dead, waiting for its (adoptive) parent to reap it: holds no memory or CPU
         table[int(entry.name)] = (int(fields[1]), fields[19], cmdline or stat[stat.index("(") + 1:stat.rindex(")")])
     return table
 
@@ -174,6 +176,8 @@ def _descendants(root: int) -> dict[int, tuple[str, str]]:
 def test_kill_9_of_a_ray_driver_then_resume_loses_and_repeats_nothing_and_leaves_no_ray_processes(
         tmp_path: Path) -> None:
     """kill -9 of the driver mid-step: its Ray processes go within 10 s; -r trains only what never finished."""
+    import os
+    import re
     import signal
     import time
 
@@ -206,8 +210,15 @@ def test_kill_9_of_a_ray_driver_then_resume_loses_and_repeats_nothing_and_leaves
                 gone_after[pid] = round(time.monotonic() - killed_at, 1)
 
     check()
-    # The resume starts at once, while the killed run's Ray processes may still be there: it must not join them.
-    resumed = start_cli(["-r", str(folder)], tmp_path / "out2")
+    # The resume starts at once, while the killed run's Ray processes may still be there, and with RAY_ADDRESS
+    # naming the dead instance's GCS: it must start an instance of its own, never join (or wait for) that one.
+    gcs_port = next(re.search(r"--gcs_server_port=(\d+)", cmd).group(1) for _, cmd in ray_processes.values()
+                    if "gcs_server_port" in cmd)
+    os.environ["RAY_ADDRESS"] = f"127.0.0.1:{gcs_port}"
+    try:
+        resumed = start_cli(["-r", str(folder)], tmp_path / "out2")
+    finally:
+        del os.environ["RAY_ADDRESS"]
     try:
         while len(gone_after) < len(ray_processes) and time.monotonic() - killed_at < 120:
             check()
