@@ -73,7 +73,7 @@ import numpy as np
 from popnas_seg.atomic import atomic_write_json
 
 __all__ = ["AnalogWorkerError", "RECYCLE_RSS_BYTES", "analog_device", "run_job", "shutdown_worker",
-           "sweep_stale_folders"]
+           "sweep_stale_folders", "worker_pid"]
 
 _ROOT = Path(__file__).resolve().parents[2]
 _PARENT_ENV = "POPNAS_WORKER_PARENT_PID"
