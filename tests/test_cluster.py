@@ -24,7 +24,7 @@ from typing import Iterator
 
 import pytest
 
-from search_helpers import ROOT, journal_events, start_cli, tiny_config
+from search_helpers import ROOT, journal_events, tiny_config
 
 ray = pytest.importorskip("ray")
 
@@ -184,7 +184,14 @@ def test_a_run_on_a_two_node_cluster_trains_every_network_once_on_both_nodes(tmp
     os.environ.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=cluster.env["RAY_AUTH_TOKEN"])
     os.environ.pop("RAY_ADDRESS", None)
     try:
-        proc = start_cli(["-j", str(cfg), "--name", "cl", "--logs-dir", str(tmp_path / "logs")], tmp_path / "out")
+        # The driver runs in another folder than the nodes' `ray start` (ROOT), with the default relative
+        # --logs-dir: the workers must still write into the driver's run folder.
+        driver_cwd = tmp_path / "driver"
+        driver_cwd.mkdir()
+        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1")
+        with (tmp_path / "out").open("w") as log:
+            proc = subprocess.Popen([sys.executable, str(ROOT / "run.py"), "-j", str(cfg), "--name", "cl"],
+                                    stdout=log, stderr=subprocess.STDOUT, env=env, cwd=driver_cwd)
     finally:
         for key, value in saved.items():
             if value is None:
@@ -207,7 +214,8 @@ def test_a_run_on_a_two_node_cluster_trains_every_network_once_on_both_nodes(tmp
             proc.kill()
     assert "2 workers (2 CPUs, cluster " + cluster.address in output, output[-3000:]
 
-    folder = tmp_path / "logs" / "cl"
+    folder = driver_cwd / "logs" / "cl"
+    assert not (ROOT / "logs" / "cl").exists(), "a worker wrote relative to its node's folder"
     with (folder / "csv" / "training_results.csv").open() as handle:
         rows = list(csv.DictReader(handle))
     events = journal_events(folder)

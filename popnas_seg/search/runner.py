@@ -222,10 +222,12 @@ class SearchRunner:
 
         cfg = self.config
         key = Cell.from_string(net["encoding"]).key()
+        # Absolute: a Ray worker's working folder is its node's `ray start` folder, not the driver's (-> README).
+        out_dir = self.run.models_dir.absolute() / str(net["network_id"])
         return NetworkJob(
             network_id=int(net["network_id"]), encoding=net["encoding"],
             architecture=cfg.architecture_hyperparameters.model_dump(mode="json"),
-            seed=network_seed(cfg.others.seed, key), out_dir=str(self.run.models_dir / str(net["network_id"])),
+            seed=network_seed(cfg.others.seed, key), out_dir=str(out_dir),
             origin=net["origin"], step=step, save=True, probe=cfg.analog.probe,
             probe_seed=network_seed(cfg.others.seed, net["encoding"]),
         )
