@@ -104,8 +104,8 @@ def _train(trainer: Any, cfg: Any, data: Any, net: str, cell: str, seed: int, fa
                    "status": result.status}
 
 
-def _study_unit(out: Path, name: str, seed: int, net: str, cell: str, overrides: dict[str, Any]
-                ) -> dict[str, Any]:
+def _study_unit(out: Path, name: str, seed: int, net: str, cell: str, overrides: dict[str, Any],
+                long_factor: int = LONG_FACTOR, hwa_one_pass: bool = False) -> dict[str, Any]:
     """One (data, seed, network): digital training (+ 4x control on the folder), then the analog job."""
     from popnas_seg.analog.drift import hwa_and_drift
     from popnas_seg.analog.export import keras_to_onnx
@@ -120,8 +120,9 @@ def _study_unit(out: Path, name: str, seed: int, net: str, cell: str, overrides:
     unit: dict[str, Any] = {"data": name, "seed": seed, "network": net, "encoding": net if net == "unet" else cell,
                             "train_images": int(data.split_sizes()["train"]), "analog": overrides}
     model, unit["digital"] = _train(trainer, cfg, data, net, cell, seed, 1)
-    if name == "folder" and net != "unet":
-        _, unit["digital_long"] = _train(trainer, cfg, data, net, cell, seed, LONG_FACTOR)
+    if name == "folder" and net != "unet" and long_factor > 1:
+        _, unit["digital_long"] = _train(trainer, cfg, data, net, cell, seed, long_factor)
+    unit["hwa_steps_per_epoch"] = None if hwa_one_pass else cfg.training_hyperparameters.steps_per_epoch
     a, hp = cfg.analog, cfg.training_hyperparameters
     train_x, train_y = data.train_arrays()
     val_x, val_y = data.val_arrays()
@@ -136,7 +137,8 @@ def _study_unit(out: Path, name: str, seed: int, net: str, cell: str, overrides:
                                Path(scratch), seed + 1000, cfg.dataset.batch_size,
                                class_weights=getattr(data, "class_weights", None), dice_weight=hp.dice_loss_weight,
                                ce_weight=hp.ce_loss_weight, tile=tuple(data.input_shape[:2]), test_sizes=sizes,
-                               val_x=val_x, val_y=val_y).to_dict()
+                               val_x=val_x, val_y=val_y,
+                               steps_per_epoch=None if hwa_one_pass else hp.steps_per_epoch).to_dict()
         unit["analog_s"] = time.perf_counter() - t0
     unit["times"] = report["times"]
     unit["timings"] = report["timings"]
@@ -245,7 +247,8 @@ def study(args: argparse.Namespace) -> int:
                         continue
                     t0 = time.perf_counter()
                     print(f"[{time.strftime('%H:%M:%S')}] {name} seed {seed} {net} ...", flush=True)
-                    unit = _study_unit(out, name, seed, net, args.cell, overrides)
+                    unit = _study_unit(out, name, seed, net, args.cell, overrides, args.long_factor,
+                                       args.hwa_one_pass)
                     print(f"  test Dice {unit['digital']['test_dice']:.3f}"
                           + (f", 4x {unit['digital_long']['test_dice']:.3f}" if "digital_long" in unit else "")
                           + f", 1 month HWA {unit['HWA']['mean'][1]:.3f} / no HWA {unit['no HWA']['mean'][1]:.3f}"
@@ -297,6 +300,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=0, help="CPU threads for TF and torch (0: all)")
     parser.add_argument("--report", action="store_true", help="with --study: print the table only")
     parser.add_argument("--final-epochs", type=int, default=None, help="with --study: maximum epochs (smoke runs)")
+    parser.add_argument("--long-factor", type=int, default=LONG_FACTOR,
+                        help="with --study: the folder finalist's longer control (x epochs; <= 1: none)")
+    parser.add_argument("--hwa-one-pass", action="store_true",
+                        help="with --study: HWA epochs = one pass over the train images (before 2026-12-02)")
     parser.add_argument("--repetitions", type=int, default=None, help="programmings per time (default: config)")
     parser.add_argument("--hwa-epochs", type=int, default=None, help="HWA epochs (default: config)")
     parser.add_argument("--hwa-lr", type=float, default=None, help="HWA learning rate (default: config)")

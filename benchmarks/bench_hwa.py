@@ -67,7 +67,8 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.perf_counter()
         rep = hwa_and_drift_in_process(str(onnx), cfg.analog.model_dump(mode="json"), 2, None, tmp, args.seed,
                                        cfg.dataset.batch_size, None, hp.dice_loss_weight, hp.ce_loss_weight,
-                                       train_x, train_y, test_x, test_y, val_x=val_x, val_y=val_y)
+                                       train_x, train_y, test_x, test_y, val_x=val_x, val_y=val_y,
+                                       steps_per_epoch=hp.steps_per_epoch)
         print(f"analog job {time.perf_counter() - t0:.0f} s; timings "
               + ", ".join(f"{k} {v:.0f}" for k, v in rep["timings"].items()))
     print("epoch | HWA val Dice @t_inference | control val Dice")

@@ -316,8 +316,8 @@ class AnalogConfig(_Section):
     )
     repetitions: int = Field(5, ge=2, le=1000, description="programmings per drift time for the finalists (mean and std)")
     hwa_epochs: int = Field(
-        2, ge=0, description="hardware-aware training epochs of the finalists, from the converged weights (0: none; "
-        "docs/BENCHMARKS.md: little gain after 1-2, about 100 s per epoch on 2 CPU cores)"
+        2, ge=0, description="hardware-aware training epochs of the finalists, from the converged weights (0: none); "
+        "an epoch is training_hyperparameters.steps_per_epoch batches, as in the digital training (null: one pass)"
     )
     hwa_schedule: Literal["cosine", "constant"] = Field(
         "cosine", description="learning-rate schedule of hardware-aware training and of its digital control"

@@ -352,3 +352,23 @@ def test_fine_tuning_freezes_batchnorm_and_keeps_the_best_epoch() -> None:
     for k, v in module.state_dict().items():  # the best epoch's weights are the ones kept
         torch.testing.assert_close(v, states[1][k])
     assert not torch.equal(states[0]["body.0.weight"], states[2]["body.0.weight"])
+
+
+def test_hwa_epochs_hold_steps_per_epoch_batches_whatever_the_folder_size() -> None:
+    """A 48-image folder at batch 16 gave HWA 3 steps per epoch; with steps_per_epoch every epoch has that many
+    full batches, each image once per reshuffled pass, and the plan is reproducible from the seed."""
+    from popnas_seg.analog.drift import epoch_batches
+
+    one_pass = epoch_batches(48, 16, None, 2, seed=3)
+    assert [len(e) for e in one_pass] == [3, 3]
+    assert sorted(np.concatenate(one_pass[0]).tolist()) == list(range(48))
+    plan = epoch_batches(48, 16, 12, 2, seed=3)
+    assert [len(e) for e in plan] == [12, 12]
+    assert all(len(b) == 16 for e in plan for b in e)
+    flat = np.concatenate([b for e in plan for b in e])
+    for k in range(len(flat) // 48):  # 384 indices = 8 complete passes, each a permutation
+        assert sorted(flat[48 * k:48 * (k + 1)].tolist()) == list(range(48))
+    again = epoch_batches(48, 16, 12, 2, seed=3)
+    assert all(np.array_equal(a, b) for ea, eb in zip(plan, again) for a, b in zip(ea, eb))
+    tiny = epoch_batches(5, 16, 4, 1, seed=0)  # fewer images than a batch: batches of all images
+    assert [len(b) for b in tiny[0]] == [5, 5, 5, 5]

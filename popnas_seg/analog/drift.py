@@ -97,6 +97,7 @@ def hwa_and_drift(
     test_sizes: np.ndarray | None = None,
     val_x: np.ndarray | None = None,
     val_y: np.ndarray | None = None,
+    steps_per_epoch: int | None = None,
 ) -> DriftReport:
     """HWA + drift scoring of one exported network in a worker process; raises AnalogWorkerError on failure.
 
@@ -118,6 +119,7 @@ def hwa_and_drift(
         "class_weights": None if class_weights is None else [float(w) for w in np.asarray(class_weights).ravel()],
         "dice_weight": float(dice_weight),
         "ce_weight": float(ce_weight),
+        "steps_per_epoch": None if steps_per_epoch is None else int(steps_per_epoch),
     }
     arrays = {"train_x": np.asarray(train_x, np.float32), "train_y": np.asarray(train_y),
               "test_x": np.asarray(test_x, np.float32), "test_y": np.asarray(test_y)}
@@ -263,10 +265,36 @@ def _learning_rate(cfg: AnalogConfig, step: int, total: int) -> float:
     return 0.5 * lr * (1.0 + math.cos(math.pi * step / total))
 
 
+def epoch_batches(n: int, batch_size: int, steps_per_epoch: int | None, epochs: int, seed: int
+                  ) -> list[list[np.ndarray]]:
+    """The batch indices of every fine-tuning epoch: one shuffled pass over `n` images, or with
+    `steps_per_epoch` that many batches from a stream of reshuffled passes, so that, as in the digital
+    training, a small folder gets the same number of optimiser steps as a large one (48 images at batch 16
+    would otherwise give HWA 3 steps per epoch)."""
+    rng = np.random.default_rng(seed)
+    if not steps_per_epoch:
+        out = []
+        for _ in range(epochs):
+            order = rng.permutation(n)
+            out.append([order[i:i + batch_size] for i in range(0, n, batch_size)])
+        return out
+    stream: list[int] = []
+    out = []
+    for _ in range(epochs):
+        need = steps_per_epoch * min(batch_size, n)
+        while len(stream) < need:
+            stream.extend(rng.permutation(n).tolist())
+        chunk, stream = stream[:need], stream[need:]
+        step = min(batch_size, n)
+        out.append([np.asarray(chunk[i:i + step]) for i in range(0, need, step)])
+    return out
+
+
 def _fine_tune(module: Any, optimizer: Any, x: np.ndarray, y: np.ndarray, cfg: AnalogConfig, seed: int,
-               batch_size: int, loss_fn: Any, score_fn: Any) -> dict[str, Any]:
-    """`cfg.hwa_epochs` epochs over (x, y) (shuffled by `seed`, the same batches for HWA and its control),
-    learning rate by `_learning_rate`, BatchNorm frozen. After each epoch `score_fn(module)` gives the analog
+               batch_size: int, loss_fn: Any, score_fn: Any, steps_per_epoch: int | None = None
+               ) -> dict[str, Any]:
+    """`cfg.hwa_epochs` epochs of `epoch_batches` (shuffled by `seed`, the same batches for HWA and its
+    control), learning rate by `_learning_rate`, BatchNorm frozen. After each epoch `score_fn(module)` gives the analog
     validation Dice of that epoch's weights (it must score a copy); the best epoch's state_dict is loaded back
     at the end.
     Returns {"loss": per-epoch mean loss, "val_dice": per-epoch score, "best_epoch": 1-based}."""
@@ -274,19 +302,16 @@ def _fine_tune(module: Any, optimizer: Any, x: np.ndarray, y: np.ndarray, cfg: A
 
     import torch
 
-    rng = np.random.default_rng(seed)
-    batches = max(1, math.ceil(len(x) / batch_size))
-    total = int(cfg.hwa_epochs) * batches
+    plan = epoch_batches(len(x), batch_size, steps_per_epoch, int(cfg.hwa_epochs), seed)
+    total = sum(len(b) for b in plan)
     history: dict[str, Any] = {"loss": [], "val_dice": [], "best_epoch": 0}
     best: tuple[float, Any] | None = None
     step = 0
-    for _ in range(int(cfg.hwa_epochs)):
+    for batches in plan:
         module.train()
         freeze_batchnorm(module)
-        order = rng.permutation(len(x))
         losses = []
-        for start in range(0, len(order), batch_size):
-            idx = order[start:start + batch_size]
+        for idx in batches:
             for group in optimizer.param_groups:
                 group["lr"] = _learning_rate(cfg, step, total)
             xb = torch.from_numpy(np.ascontiguousarray(x[idx], dtype=np.float32))
@@ -318,7 +343,7 @@ def hwa_and_drift_in_process(
     batch_size: int, class_weights: list[float] | None, dice_weight: float, ce_weight: float,
     train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, test_y: np.ndarray,
     tile: list[int] | None = None, test_sizes: np.ndarray | None = None,
-    val_x: np.ndarray | None = None, val_y: np.ndarray | None = None,
+    val_x: np.ndarray | None = None, val_y: np.ndarray | None = None, steps_per_epoch: int | None = None,
 ) -> dict[str, Any]:
     """The HWA + drift job itself (run by the worker); returns DriftReport fields."""
     import torch
@@ -380,7 +405,7 @@ def hwa_and_drift_in_process(
         optimizer = AnalogSGD(hwa.parameters(), lr=float(analog_cfg.hwa_learning_rate))
         optimizer.regroup_param_groups(hwa)
         history = _fine_tune(hwa, optimizer, train_x, train_y, analog_cfg, seed, batch_size, loss_fn,
-                             lambda m: analog_val(m, None))
+                             lambda m: analog_val(m, None), steps_per_epoch)
         checkpoints["hwa"] = _save_checkpoint(hwa, out / CHECKPOINTS["hwa"], "hwa", analog_cfg)
         timings["hwa_train_s"] = time.perf_counter() - t
         t = time.perf_counter()
@@ -394,7 +419,7 @@ def hwa_and_drift_in_process(
             control = copy.deepcopy(digital)
             optimizer = torch.optim.SGD(control.parameters(), lr=float(analog_cfg.hwa_learning_rate))
             control_history = _fine_tune(control, optimizer, train_x, train_y, analog_cfg, seed, batch_size,
-                                         loss_fn, lambda m: analog_val(m, inference_rpu_config))
+                                         loss_fn, lambda m: analog_val(m, inference_rpu_config), steps_per_epoch)
             control_analog = to_analog(control, inference_rpu_config(analog_cfg))
             checkpoints["control"] = _save_checkpoint(control_analog, out / CHECKPOINTS["control"], "inference",
                                                       analog_cfg)

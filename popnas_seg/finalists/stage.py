@@ -390,7 +390,7 @@ class FinalistsStage:
             self.data.ignore_class, out, seed, self.config.dataset.batch_size,
             class_weights=getattr(self.data, "class_weights", None), dice_weight=hp.dice_loss_weight,
             ce_weight=hp.ce_loss_weight, tile=tuple(self.data.input_shape[:2]), test_sizes=test_sizes,
-            val_x=val_x, val_y=val_y,
+            val_x=val_x, val_y=val_y, steps_per_epoch=hp.steps_per_epoch,
         ).to_dict()
         for r in drift_rows(f.name, report):
             self.log.info("  %s %s, t = %g s: analog Dice %.3f ± %.3f", f.name, DRIFT_LABELS.get(r["hwa"], r["hwa"]),
