@@ -86,6 +86,7 @@ _TORCH_JOB_SEED = 67280421310721
 RECYCLE_RSS_BYTES = 6 * 1024 ** 3
 """A worker whose resident memory exceeds this after a job is stopped; the next job starts a fresh one."""
 _STOP_GRACE_S = 5.0
+_ACK = "+"  # the worker's first reply line to a job: "+<job folder name>" = taken (then the name = done)
 
 
 class AnalogWorkerError(RuntimeError):
@@ -357,16 +358,21 @@ def run_job(task: str, params: dict[str, Any], arrays: dict[str, np.ndarray] | N
 def _run_in_worker(state: _ParentState, task: str, job_dir: Path, deadline: float | None,
                    timeout_s: float | None, started: float) -> dict[str, Any]:
     worker = state.worker
-    if worker is None or not worker.alive() or not worker.send(job_dir):
+    reused = worker is not None and worker.alive() and worker.send(job_dir)
+    if not reused:
         state.retire(kill=True)  # gone while idle (never an error: the job has not started)
-        worker = state.new_worker()
-        if not worker.send(job_dir):
-            tail = worker.log_tail()
-            state.retire(kill=True)
-            raise AnalogWorkerError(f"analog worker ({task}) could not be started" + _tail(tail))
-    worker.jobs += 1
+        worker = _start_and_send(state, task, job_dir)
+    assert worker is not None
     try:
-        reply = worker.read_reply(deadline)
+        ack = worker.read_reply(deadline)
+        if ack is None and reused:
+            # It died before taking the job: killed while idle, and poll() had not seen it yet (a SIGKILLed
+            # multi-threaded process is reaped only once all its threads are gone). Not the job's fault.
+            state.retire(kill=True)
+            worker = _start_and_send(state, task, job_dir)
+            ack = worker.read_reply(deadline)
+        reply = ack if ack is None or ack != f"{_ACK}{job_dir.name}" else worker.read_reply(deadline)
+        worker.jobs += 1
     except TimeoutError:
         state.retire(kill=True)
         raise AnalogWorkerError(f"analog worker ({task}) timed out after {timeout_s:.0f} s and was killed") from None
@@ -396,6 +402,16 @@ def _run_in_worker(state: _ParentState, task: str, job_dir: Path, deadline: floa
     if out is not None:
         raise AnalogWorkerError(f"analog worker ({task}) failed: {out.get('error')}")
     raise AnalogWorkerError(f"analog worker ({task}) answered without writing result.json")
+
+
+def _start_and_send(state: _ParentState, task: str, job_dir: Path) -> _Worker:
+    """A fresh worker with the job handed to it; AnalogWorkerError if it cannot even take the job."""
+    worker = state.new_worker()
+    if not worker.send(job_dir):
+        tail = worker.log_tail()
+        state.retire(kill=True)
+        raise AnalogWorkerError(f"analog worker ({task}) could not be started" + _tail(tail))
+    return worker
 
 
 def _tail(lines: list[str]) -> str:
@@ -550,6 +566,8 @@ def serve(reply_fd: int) -> int:
             job_dir = Path(line.rstrip("\n"))
             if not line.strip():
                 continue
+            reply.write(f"{_ACK}{job_dir.name}\n")  # the job has started: a death from here on is its failure
+            reply.flush()
             _run_one(job_dir)
             gc.collect()
             reply.write(job_dir.name + "\n")
