@@ -12,7 +12,8 @@ space), and hypervolume normalised to [0, 1] by the box up to the ideal (`search
 - hypervolume of the measured front vs networks trained (every prefix of the networks in training order);
 - per seed and the median over seeds: final hypervolume, regret to the union front of all runs of that task,
   networks needed to reach random's final hypervolume, failed analog probes (csv/probe_integrity.csv);
-- one-sided Mann-Whitney U p-value that progressive's final hypervolume is larger than each baseline's;
+- one-sided Mann-Whitney U p-value that progressive's final hypervolume is larger than each baseline's, and
+  the paired view (the runs of one seed share its data): seeds won and a one-sided Wilcoxon signed-rank p;
 - the predictors' Spearman rank correlation per step (csv/predictor_quality.csv of the progressive runs);
 - the issue-12 targets, each stated as met or not.
 
@@ -227,6 +228,20 @@ def one_sided_mwu(a: list[float], b: list[float]) -> float | None:
     return float(mannwhitneyu(a, b, alternative="greater").pvalue)
 
 
+def one_sided_paired(a: list[float], b: list[float]) -> tuple[int, float | None]:
+    """Wins of `a` over `b` pair by pair, and the p-value of a one-sided Wilcoxon signed-rank test.
+
+    Why paired: the runs of one seed share the data split, which moves every strategy's hypervolume by more
+    than the strategies differ (the seed-to-seed spread hides a consistent win from Mann-Whitney U)."""
+    diffs = [x - y for x, y in zip(a, b)]
+    wins = sum(d > 0 for d in diffs)
+    if len(diffs) < 2 or all(d == 0 for d in diffs):
+        return wins, None
+    from scipy.stats import wilcoxon
+
+    return wins, float(wilcoxon(diffs, alternative="greater").pvalue)
+
+
 def _median(values: list[float | None]) -> float | None:
     vals = [float(v) for v in values if v is not None and math.isfinite(float(v))]
     return float(np.median(vals)) if vals else None
@@ -280,6 +295,8 @@ def analyse_task(args: argparse.Namespace, logs_dir: Path, task: str, seeds: lis
                    "failed_probes": sum(p[s]["failed_probes"] for p in per_seed)} for s in STRATEGIES}
     pvalues = {b: one_sided_mwu([p["progressive"]["hv"] for p in per_seed], [p[b]["hv"] for p in per_seed])
                for b in BASELINES}
+    paired = {b: one_sided_paired([p["progressive"]["hv"] for p in per_seed], [p[b]["hv"] for p in per_seed])
+              for b in BASELINES}
 
     quality = []
     for seed, by in runs.items():
@@ -303,7 +320,7 @@ def analyse_task(args: argparse.Namespace, logs_dir: Path, task: str, seeds: lis
     }
     return {"task": task, "objectives": objectives, "reference": reference, "union_hv": union_hv,
             "union_front": union_front, "runs": runs, "per_seed": per_seed, "medians": medians,
-            "pvalues": pvalues, "quality": quality, "spearman_late": spearman_late, "targets": targets,
+            "pvalues": pvalues, "paired": paired, "quality": quality, "spearman_late": spearman_late, "targets": targets,
             "reach_ok": reach_ok}
 
 
@@ -323,11 +340,17 @@ def markdown_tables(res: dict[str, Any]) -> str:
             lines.append(f"| {p['seed']} | {p['N']} | {s} | {r['networks']} ({r['ok']}) | {_fmt(r['hv'])} "
                          f"| {_fmt(r['regret'])} | {reach} | {r['failed_probes']} | {_fmt(r['wall_s'], 0)} |")
     lines += ["", "| strategy | median final HV | median regret | failed probes (all seeds) "
-              "| Mann-Whitney U p (progressive HV > this, one-sided) |", "|---|---:|---:|---:|---:|"]
+              "| Mann-Whitney U p (progressive HV > this, one-sided) | seeds progressive wins (same seed) "
+              "| paired Wilcoxon p (one-sided) |", "|---|---:|---:|---:|---:|---:|---:|"]
     for s in STRATEGIES:
         m = res["medians"][s]
-        p = "-" if s == "progressive" else _fmt(res["pvalues"][s], 3)
-        lines.append(f"| {s} | {_fmt(m['hv'])} | {_fmt(m['regret'])} | {m['failed_probes']} | {p} |")
+        if s == "progressive":
+            p = wins = wp = "-"
+        else:
+            p = _fmt(res["pvalues"][s], 3)
+            wins = f"{res['paired'][s][0]} of {len(res['per_seed'])}"
+            wp = _fmt(res["paired"][s][1], 3)
+        lines.append(f"| {s} | {_fmt(m['hv'])} | {_fmt(m['regret'])} | {m['failed_probes']} | {p} | {wins} | {wp} |")
     lines += ["", "Predictor quality on the networks each step trained (progressive runs, csv/predictor_quality.csv); "
               f"median Dice Spearman on steps >= 3: {_fmt(res['spearman_late'], 3)}.", "",
               "| seed | step | objective | n | Spearman | Kendall | MAPE |", "|---:|---:|---|---:|---:|---:|---:|"]
