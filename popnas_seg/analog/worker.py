@@ -371,7 +371,7 @@ def _run_in_worker(state: _ParentState, task: str, job_dir: Path, deadline: floa
             state.retire(kill=True)
             worker = _start_and_send(state, task, job_dir)
             ack = worker.read_reply(deadline)
-        reply = ack if ack is None or ack != f"{_ACK}{job_dir.name}" else worker.read_reply(deadline)
+        reply = worker.read_reply(deadline) if ack == f"{_ACK}{job_dir.name}" else ack  # None: died in the job
         worker.jobs += 1
     except TimeoutError:
         state.retire(kill=True)
