@@ -86,6 +86,7 @@ def build_config(args: argparse.Namespace, task: str, strategy: str, seed: int,
             "max_networks": max_networks, "population_size": args.population, "tournament_size": args.tournament,
             "predictor_epochs": args.predictor_epochs, "accuracy_predictor_ensemble_units": args.ensemble,
             "additional_pareto_objectives": objectives, "selection": args.selection,
+            "network_seeding": args.network_seeding,
         },
         "training_hyperparameters": {"epochs": args.epochs},
         "architecture_hyperparameters": {"filters": args.filters, "motifs": 2, "normal_cells_per_motif": 0},
@@ -409,7 +410,7 @@ def settings_text(args: argparse.Namespace) -> str:
             f"({args.selection} selection), {args.exploration} exploration child(ren), step 1: "
             f"{'every one-block cell' if args.b1 is None else f'{args.b1} cells (params-stratified)'}, predictor "
             f"{args.predictor_epochs} epochs x {args.ensemble} GIN members, evolution population {args.population} / "
-            f"tournament {args.tournament}. Objectives: {probe}.")
+            f"tournament {args.tournament}, network seeding {args.network_seeding}. Objectives: {probe}.")
 
 
 def section_text(args: argparse.Namespace, results: list[dict[str, Any]], plots: list[Path], command: str,
@@ -450,6 +451,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--exploration", type=int, default=1, help="exploration children per step")
     p.add_argument("--b1", type=int, default=14, help="networks of step 1 (N = b1 + (B-1) K + (B-2) exploration)")
     p.add_argument("--selection", choices=["hypervolume", "score"], default="hypervolume")
+    p.add_argument("--network-seeding", choices=["common", "per_network"], default="common",
+                   help="search_strategy.network_seeding of every run (common: one seed for all networks of a run)")
     p.add_argument("--population", type=int, default=8, help="evolution population size")
     p.add_argument("--tournament", type=int, default=3, help="evolution tournament size")
     p.add_argument("--predictor-epochs", type=int, default=40)

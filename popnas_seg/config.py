@@ -97,6 +97,11 @@ class SearchStrategyConfig(_Section):
         "hypervolume", description="how K children are taken from the predicted front: greedy predicted-"
         "hypervolume contribution, or POPNAS's highest predicted score"
     )
+    network_seeding: Literal["common", "per_network"] = Field(
+        "common", description="common: every searched network trains (and is probed) with the run's seed, so all "
+        "draw the same batches and augmentations and Dice differences come from the cells (common random "
+        "numbers; a test-retest Spearman of 0.32 vs 0.07 in docs/BENCHMARKS.md); per_network: a seed per cell"
+    )
     pnas_mode: bool = Field(False, description="PNAS: top-K by predicted score, no Pareto front, no exploration")
     b1_max_networks: int | None = Field(
         None, ge=1, description="cap on step b=1, sampled stratified over params (None: every distinct cell)"

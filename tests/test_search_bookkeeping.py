@@ -55,3 +55,26 @@ def test_deprecated_objective_name_is_logged_when_the_search_starts(caplog) -> N
     with caplog.at_level(logging.WARNING, logger="popnas_seg"):
         make_strategy(config, (16, 16, 1), 2, None, logging.getLogger("popnas_seg"))
     assert 'objective "analog_robustness" is deprecated, read as "analog_dice"' in caplog.text
+
+
+@pytest.mark.parametrize("seeding", ["common", "per_network"])
+def test_network_seeding_common_gives_every_network_the_same_seeds(seeding: str, tmp_path) -> None:
+    """Common random numbers: with "common" all networks of a run share training and probe seeds (so their
+    Dice differ by cell only); "per_network" keeps a seed per cell. Either way a resumed run gets the same."""
+    config = RunConfig.model_validate({"dataset": {"crop": [16, 16]}, "others": {"seed": 7},
+                                       "search_strategy": {"network_seeding": seeding}})
+    runner = SearchRunner(SimpleNamespace(models_dir=tmp_path), config, None)
+    cells = ["[(-2,identity,-1,3x3 conv)]", "[(-1,3x3 conv,-2,identity)]", "[(-1,2x2 maxpool,-1,identity)]"]
+    jobs = [runner.network_job({"network_id": i, "encoding": c, "origin": "b1"}, 1) for i, c in enumerate(cells)]
+    again = [runner.network_job({"network_id": i, "encoding": c, "origin": "b1"}, 1) for i, c in enumerate(cells)]
+    assert [(j.seed, j.probe_seed) for j in jobs] == [(j.seed, j.probe_seed) for j in again]
+    seeds = {j.seed for j in jobs}
+    if seeding == "common":
+        assert len(seeds) == 1 and {j.probe_seed for j in jobs} == seeds
+    else:
+        assert len({jobs[0].seed, jobs[2].seed}) == 2  # different cells, different seeds
+        assert jobs[0].seed == jobs[1].seed  # the same cell written in another order: one canonical key
+    other = RunConfig.model_validate({"dataset": {"crop": [16, 16]}, "others": {"seed": 8},
+                                      "search_strategy": {"network_seeding": seeding}})
+    assert SearchRunner(SimpleNamespace(models_dir=tmp_path), other, None).network_job(
+        {"network_id": 0, "encoding": cells[0], "origin": "b1"}, 1).seed != jobs[0].seed

@@ -74,6 +74,24 @@ def network_seed(base_seed: int, encoding_key: str) -> int:
     return (base_seed * 1_000_003 + zlib.crc32(encoding_key.encode())) % (2**31 - 1)
 
 
+def search_network_seeds(base_seed: int, encoding: str, seeding: str) -> tuple[int, int]:
+    """(training seed, probe seed) of a searched network.
+
+    "common" gives every network of a run the same seeds (common random numbers): the same batches,
+    augmentations and probe programmings, so the Dice the search and its predictors see differ by cell, not by
+    SGD luck. "per_network" (the old behaviour) derives both from the cell. Neither depends on the order of
+    training, so a resumed run reproduces its scores.
+    """
+    from popnas_seg.search_space.encoding import Cell
+
+    if seeding == "common":
+        seed = network_seed(base_seed, "")
+        return seed, seed
+    if seeding == "per_network":
+        return network_seed(base_seed, Cell.from_string(encoding).key()), network_seed(base_seed, encoding)
+    raise ValueError(f"unknown network_seeding {seeding!r}")
+
+
 @dataclass
 class _Progress:
     """Terminal progress: networks done/planned, the best so far, and an ETA."""
@@ -218,18 +236,17 @@ class SearchRunner:
 
     def network_job(self, net: dict, step: int) -> NetworkJob:
         """The plain-data description of planned network `net` (journal `step_planned` entry) of `step`."""
-        from popnas_seg.search_space.encoding import Cell
-
         cfg = self.config
-        key = Cell.from_string(net["encoding"]).key()
+        seed, probe_seed = search_network_seeds(cfg.others.seed, net["encoding"],
+                                                cfg.search_strategy.network_seeding)
         # Absolute: a Ray worker's working folder is its node's `ray start` folder, not the driver's (-> README).
         out_dir = self.run.models_dir.absolute() / str(net["network_id"])
         return NetworkJob(
             network_id=int(net["network_id"]), encoding=net["encoding"],
             architecture=cfg.architecture_hyperparameters.model_dump(mode="json"),
-            seed=network_seed(cfg.others.seed, key), out_dir=str(out_dir),
+            seed=seed, out_dir=str(out_dir),
             origin=net["origin"], step=step, save=True, probe=cfg.analog.probe,
-            probe_seed=network_seed(cfg.others.seed, net["encoding"]),
+            probe_seed=probe_seed,
         )
 
     def train_network(self, net: dict, step: int) -> TrainingResult:
