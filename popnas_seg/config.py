@@ -266,6 +266,10 @@ class DatasetConfig(_Section):
     normalisation_percentiles: tuple[float, float] = Field(
         (1.0, 99.8), description="low, high percentile of the percentile normalisation (CSBDeep's defaults)"
     )
+    normalisation_clip: float | None = Field(
+        None, gt=0, description="clip normalised values to [-c, c] (null: off); bounds hot pixels and saturated "
+        "specks, which otherwise set the analog tiles' per-input DAC scale (docs/BENCHMARKS.md)"
+    )
     cache: bool = Field(True, description="cache the decoded data set in memory")
     shuffle_buffer: int = Field(256, ge=1, description="tf.data shuffle buffer of the training split")
     class_labels_remapping: dict[int, int] | None = Field(

@@ -319,6 +319,27 @@ def test_percentile_normalisation_survives_hot_pixels_where_minmax_regresses() -
     assert DatasetConfig().normalisation != "minmax"
 
 
+def test_normalisation_clip_bounds_hot_pixels_in_training_and_predict_inputs() -> None:
+    """Hot pixels sit tens of standard deviations out after standardisation; normalisation_clip bounds them in
+    every split and in predict's preprocessing (the same function), and leaves the rest of the image as is."""
+    from popnas_seg.data.pipeline import preprocess_image
+    from popnas_seg.data.synthetic import generate_nuclei
+
+    images, masks = generate_nuclei(8, size=(32, 32), seed=2, artefacts=True)
+    names = [f"c{i}" for i in range(8)]
+    plain = SegmentationData(list(images), list(masks), names, _cfg(crop=(32, 32), normalisation="standard", classes_count=2), seed=0)
+    clipped = SegmentationData(list(images), list(masks), names, _cfg(crop=(32, 32), normalisation="standard", classes_count=2, normalisation_clip=4.0), seed=0)
+    (px, _), (cx, _) = plain.val_arrays(), clipped.val_arrays()
+    assert float(np.abs(px).max()) > 8.0  # the artefacts are far out without the clip
+    assert float(np.abs(cx).max()) <= 4.0
+    inside = np.abs(px) < 4.0
+    np.testing.assert_array_equal(cx[inside], px[inside])
+    one = preprocess_image(images[0], _cfg(crop=(32, 32), normalisation="standard", classes_count=2, normalisation_clip=4.0))
+    assert float(np.abs(one).max()) <= 4.0
+    with pytest.raises(ValueError):
+        DatasetConfig(normalisation_clip=0.0)
+
+
 def test_percentile_normalisation_maps_the_percentiles_to_0_and_1() -> None:
     rng = np.random.default_rng(3)
     images = [rng.uniform(0, 100, size=(16, 16, 1)).astype(np.float32) for _ in range(6)]

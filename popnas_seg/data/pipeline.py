@@ -106,7 +106,8 @@ class SegmentationData:
                 f"{len(small)} image(s) are smaller than dataset.crop {rh}x{rw}: {shown}; "
                 f"lower dataset.crop or use larger images"
             )
-        self._images = [_normalise(np.asarray(im, dtype=np.float32), cfg.normalisation, cfg.normalisation_percentiles)
+        self._images = [_normalise(np.asarray(im, dtype=np.float32), cfg.normalisation, cfg.normalisation_percentiles,
+                                  cfg.normalisation_clip)
                         for im in images]
         self._masks = [np.asarray(m, dtype=np.int32) for m in masks]
         for name, im, m in zip(self.names, self._images, self._masks):
@@ -424,11 +425,14 @@ def preprocess_image(image: np.ndarray, cfg: DatasetConfig) -> np.ndarray:
     """The preprocessing contract of a run, for images the network has never seen (`predict`): an image
     as `data.folder.read_image` returns it, rescaled by `dataset.rescale`, then normalised per image."""
     scaled = rescale_image(np.asarray(image, np.float32), cfg.rescale)
-    return _normalise(scaled, cfg.normalisation, cfg.normalisation_percentiles)
+    return _normalise(scaled, cfg.normalisation, cfg.normalisation_percentiles, cfg.normalisation_clip)
 
 
-def _normalise(image: np.ndarray, mode: str, percentiles: Sequence[float] = (1.0, 99.8)) -> np.ndarray:
+def _normalise(image: np.ndarray, mode: str, percentiles: Sequence[float] = (1.0, 99.8),
+               clip: float | None = None) -> np.ndarray:
     """Per-image normalisation over all pixels and channels; a constant image becomes all zeros.
+
+    `clip` bounds the result to [-clip, clip] (`dataset.normalisation_clip`).
 
     "percentile" maps the low / high percentile to 0 / 1 without clipping (as CSBDeep's `normalize`): a few
     hot pixels or saturated specks then cannot squeeze the nuclei into a sliver of the range, which is what
@@ -445,6 +449,8 @@ def _normalise(image: np.ndarray, mode: str, percentiles: Sequence[float] = (1.0
         out = (image - mean) / std if std > 1e-12 else np.zeros_like(image)
     else:
         raise UserError(f'unknown dataset.normalisation {mode!r}: use "percentile", "minmax" or "standard"')
+    if clip is not None:
+        out = np.clip(out, -float(clip), float(clip))
     return np.ascontiguousarray(out, dtype=np.float32)
 
 
