@@ -344,10 +344,10 @@ class AnalogConfig(_Section):
     )
     model_selection_epochs: int = Field(4, ge=1, description="epochs of the model-selection training")
     final_epochs: int = Field(
-        40, ge=1, description="maximum epochs of the final training (it stops earlier once validation Dice stalls)"
+        80, ge=1, description="maximum epochs of the final training (it stops earlier once validation Dice stalls)"
     )
     early_stopping_patience: int = Field(
-        6, ge=1, description="final training: epochs without a better validation Dice before stopping"
+        15, ge=1, description="final training: epochs without a better validation Dice before stopping"
     )
     macro_variants: bool = Field(False, description="also try finalists with more filters / cells (POPNAS -params)")
     unet_baseline: bool = Field(True, description="also train a plain U-Net as a baseline for comparison")
