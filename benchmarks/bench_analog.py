@@ -38,9 +38,6 @@ from pathlib import Path
 from typing import Any
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-# set before any TensorFlow import (--threads imports TF before popnas_seg, whose root sets it too): TF 2.21's
-# oneDNN kernels SIGSEGV on some child networks (README, STACK.md)
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 MONTH_S = 2592000.0
@@ -62,6 +59,7 @@ def _pin_threads(threads: int) -> None:
     if threads <= 0:
         return
     os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(threads)
+    import popnas_seg  # noqa: F401  (first: its root sets TF_ENABLE_ONEDNN_OPTS=0; oneDNN SIGSEGVs in TF 2.21)
     import tensorflow as tf
 
     tf.config.threading.set_intra_op_parallelism_threads(threads)

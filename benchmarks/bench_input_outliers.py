@@ -31,9 +31,6 @@ from pathlib import Path
 from typing import Any
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-# set before any TensorFlow import (--threads imports TF before popnas_seg, whose root sets it too): TF 2.21's
-# oneDNN kernels SIGSEGV on some child networks (README, STACK.md)
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))

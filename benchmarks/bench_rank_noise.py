@@ -28,9 +28,6 @@ from __future__ import annotations
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-# set before any TensorFlow import (--threads imports TF before popnas_seg, whose root sets it too): TF 2.21's
-# oneDNN kernels SIGSEGV on some child networks (README, STACK.md)
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
 import argparse
 import itertools
