@@ -236,13 +236,14 @@ def study(args: argparse.Namespace) -> int:
     out: Path = args.study
     out.mkdir(parents=True, exist_ok=True)
     overrides = {k: v for k, v in (("repetitions", args.repetitions), ("hwa_epochs", args.hwa_epochs),
-                                   ("hwa_learning_rate", args.hwa_lr), ("final_epochs", args.final_epochs))
+                                   ("hwa_learning_rate", args.hwa_lr), ("final_epochs", args.final_epochs),
+                                   ("hwa_noise_std", args.hwa_noise), ("clip_sigma", args.clip_sigma))
                  if v is not None}
     if not args.report:
         _pin_threads(args.threads)
         for name in args.data:
             for seed in args.seeds:
-                for net in ("cell", "unet"):
+                for net in args.networks:
                     path = out / name / f"seed{seed}" / f"{net}.json"
                     if path.exists():
                         continue
@@ -308,6 +309,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repetitions", type=int, default=None, help="programmings per time (default: config)")
     parser.add_argument("--hwa-epochs", type=int, default=None, help="HWA epochs (default: config)")
     parser.add_argument("--hwa-lr", type=float, default=None, help="HWA learning rate (default: config)")
+    parser.add_argument("--hwa-noise", type=float, default=None,
+                        help="HWA weight-noise std, relative to the layer's max weight (default: config)")
+    parser.add_argument("--clip-sigma", type=float, default=None,
+                        help="weight clipping of the analog tiles, in layer standard deviations (default: config)")
+    parser.add_argument("--networks", nargs="+", choices=["cell", "unet"], default=["cell", "unet"],
+                        help="with --study: which networks to run (the table reports whatever is there)")
     parser.add_argument("--from-results", action="store_true", help="summarise final/*/drift.json, no re-run")
     args = parser.parse_args(argv)
     if args.study is not None:

@@ -1,0 +1,103 @@
+"""Does a plateau learning-rate rule train the finalists closer to convergence than the cosine default?
+
+Why: under the finalists' rule (at most `analog.final_epochs`, early stopping after `early_stopping_patience`
+epochs without a better validation Dice, best weights restored) the cosine schedule decays over the *maximum*
+epoch count, so a run that stops early (epoch 54-66 of 80 on the issue-10 folder) ends at a learning rate of
+still 10-30 % of the peak. A plateau rule (constant learning rate, halved after `--reduce-after` epochs
+without a better validation Dice, as Keras' ReduceLROnPlateau does) anneals wherever the run happens to
+stop. This script trains the issue-10 study cell on the study folder (`bench_analog.py --study`, same 48
+training tiles, same seeds) under either rule and prints the test Dice per seed; one JSON line per training
+goes to `OUT/results.jsonl` (rerunning skips what is there).
+
+    python benchmarks/bench_lr_rule.py OUT --rules cosine plateau --seeds 1 2 3 --threads 1
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import bench_analog  # noqa: E402
+
+
+def _plateau(reduce_after: int, factor: float) -> None:
+    """Halve (x `factor`) the learning rate every `reduce_after` epochs without a better validation Dice.
+
+    Hooked into the Trainer's own epoch monitor, so best-epoch tracking and early stopping stay the
+    finalists' exactly; the optimizer's learning rate must be a plain variable (scheduler "constant").
+    """
+    from popnas_seg.training import trainer as T
+
+    original = T._EpochMonitor.on_epoch_end
+
+    def on_epoch_end(self: T._EpochMonitor, epoch: int, logs: dict | None = None) -> None:
+        original(self, epoch, logs)
+        if self.best_epoch != epoch and (epoch - self.best_epoch) % reduce_after == 0:
+            lr = self.model.optimizer.learning_rate
+            lr.assign(float(lr.numpy()) * factor)
+
+    T._EpochMonitor.on_epoch_end = on_epoch_end
+
+
+def run_one(out: Path, rule: str, seed: int, reduce_after: int) -> dict:
+    from popnas_seg.data.pipeline import load_data
+    from popnas_seg.training.trainer import Trainer
+
+    cfg = bench_analog._study_config("folder", out, seed, {})
+    if rule == "plateau":
+        cfg.training_hyperparameters.scheduler = "constant"
+        _plateau(reduce_after, 0.5)
+    data = load_data(cfg.dataset, seed)
+    _, result = bench_analog._train(Trainer(cfg, data), cfg, data, "cell", bench_analog.STUDY_CELL, seed, 1)
+    return {**result, "rule": rule, "seed": seed, "reduce_after": reduce_after}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("out", type=Path)
+    parser.add_argument("--rules", nargs="+", choices=["cosine", "plateau"], default=["cosine", "plateau"])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
+    parser.add_argument("--reduce-after", type=int, default=5, help="plateau: epochs without improvement")
+    parser.add_argument("--threads", type=int, default=0, help="CPU threads (0: all)")
+    parser.add_argument("--one", nargs=2, metavar=("RULE", "SEED"), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    results = args.out / "results.jsonl"
+    if args.one:  # one training per process: the plateau hook patches the Trainer class
+        bench_analog._pin_threads(args.threads)
+        row = run_one(args.out, args.one[0], int(args.one[1]), args.reduce_after)
+        with results.open("a") as f:
+            f.write(json.dumps(row) + "\n")
+        return 0
+    import subprocess
+
+    done = {(r["rule"], r["seed"]) for r in map(json.loads, results.read_text().splitlines())} \
+        if results.exists() else set()
+    for rule in args.rules:
+        for seed in args.seeds:
+            if (rule, seed) not in done:
+                print(f"{rule} seed {seed} ...", flush=True)
+                subprocess.run([sys.executable, __file__, str(args.out), "--one", rule, str(seed),
+                                "--reduce-after", str(args.reduce_after), "--threads", str(args.threads)],
+                               check=True)
+    rows = [json.loads(line) for line in results.read_text().splitlines()]
+    print("\n| rule | seed | test Dice | val Dice | epochs (best) | train s |\n| --- | --- | --- | --- | --- | --- |")
+    for r in sorted(rows, key=lambda r: (r["rule"], r["seed"])):
+        print(f"| {r['rule']} | {r['seed']} | {r['test_dice']:.3f} | {r['val_dice']:.3f} | "
+              f"{r['epochs']} ({r['best_epoch']}) | {r['train_s']:.0f} |")
+    for rule in sorted({r["rule"] for r in rows}):
+        v = [r["test_dice"] for r in rows if r["rule"] == rule]
+        sd = statistics.stdev(v) if len(v) > 1 else 0.0
+        print(f"{rule}: mean test Dice {statistics.mean(v):.3f} ± {sd:.3f} over {len(v)} seeds")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
