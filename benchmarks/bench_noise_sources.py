@@ -16,10 +16,12 @@ scores the whole test images at 1 day and 1 year over 5 programmings under:
 - `all off`: every source above off (what is left: the tiling, the conductance mapping and the ADC bound;
   this should be the digital Dice, and is the check that the ablations reach every source).
 
-    python benchmarks/bench_noise_sources.py OUT --data folder --seeds 1 2 3 --networks cell unet --threads 1
+    python benchmarks/bench_noise_sources.py OUT --data folder --seeds 1 2 3 --networks cell unet \
+        --weight-scaling none column --threads 1
 
-Trained networks are kept as OUT/<data>/seed<S>/<net>.onnx (+ .json), scores as <net>.noise.json, so a rerun
-only does what is missing.
+`--weight-scaling` scores the same trained networks under each `analog.weight_scaling` (how weights are
+mapped onto conductances). Trained networks are kept as OUT/<data>/seed<S>/<net>.onnx (+ .json), scores as
+<net>.noise.<weight scaling>.json, so a rerun only does what is missing.
 """
 from __future__ import annotations
 
@@ -92,7 +94,7 @@ def train_unit(out: Path, data_name: str, seed: int, net: str) -> Path:
     return unit
 
 
-def score_unit(unit: Path, net: str, seed: int, repetitions: int) -> dict[str, Any]:
+def score_unit(unit: Path, net: str, seed: int, repetitions: int, weight_scaling: str) -> dict[str, Any]:
     """Dice of the exported `net` at TIMES under every ablation (torch only: run in its own process)."""
     import numpy as np
 
@@ -103,11 +105,11 @@ def score_unit(unit: Path, net: str, seed: int, repetitions: int) -> dict[str, A
     from popnas_seg.config import AnalogConfig
 
     meta = json.loads((unit / f"{net}.json").read_text())
-    cfg = AnalogConfig.model_validate(meta["analog"])
+    cfg = AnalogConfig.model_validate({**meta["analog"], "weight_scaling": weight_scaling})
     test = np.load(unit / "test.npz")
     x, y, sizes, tile, classes = test["x"], test["y"], test["sizes"], meta["tile"], meta["classes"]
     digital = onnx_to_torch(unit / f"{net}.onnx")
-    path = unit / f"{net}.noise.json"
+    path = unit / f"{net}.noise.{weight_scaling}.json"
     result: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {
         "digital_torch": analog_dice(digital, x, y, classes, None, 16, tile, sizes),
         "keras_test_dice": meta["test_dice"], "params": meta["params"], "scores": {}}
@@ -126,16 +128,17 @@ def report(out: Path) -> None:
     import statistics
 
     rows: dict[tuple[str, str], list[dict]] = {}
-    for path in sorted(out.glob("*/seed*/*.noise.json")):
-        rows.setdefault((path.parts[-3], path.name.split(".")[0]), []).append(json.loads(path.read_text()))
+    for path in sorted(out.glob("*/seed*/*.noise.*.json")):
+        net, _, scaling, _ = path.name.split(".")
+        rows.setdefault((path.parts[-3], net, scaling), []).append(json.loads(path.read_text()))
     if not rows:
         print(f"no results under {out} yet")
         return
     print("Dice at 1 day / 1 year without HWA (mean over seeds of the mean of the programmings); "
           "in brackets the loss from the network's digital torch Dice\n")
-    print("| data | network | seeds | digital | " + " | ".join(ABLATIONS) + " |")
-    print("|" + " --- |" * (4 + len(ABLATIONS)))
-    for (data_name, net), rs in sorted(rows.items()):
+    print("| data | network | weight scaling | seeds | digital | " + " | ".join(ABLATIONS) + " |")
+    print("|" + " --- |" * (5 + len(ABLATIONS)))
+    for (data_name, net, scaling), rs in sorted(rows.items()):
         d = statistics.mean(r["digital_torch"] for r in rs)
         cells = []
         for ablation in ABLATIONS:
@@ -144,7 +147,7 @@ def report(out: Path) -> None:
                 continue
             day, year = (statistics.mean(r["scores"][ablation][i] for r in rs) for i in (0, 1))
             cells.append(f"{day:.3f} / {year:.3f} ({d - year:+.3f})")
-        print(f"| {data_name} | {net} | {len(rs)} | {d:.3f} | " + " | ".join(cells) + " |")
+        print(f"| {data_name} | {net} | {scaling} | {len(rs)} | {d:.3f} | " + " | ".join(cells) + " |")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -154,12 +157,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     parser.add_argument("--networks", nargs="+", choices=["cell", "unet"], default=["cell", "unet"])
     parser.add_argument("--repetitions", type=int, default=5)
+    parser.add_argument("--weight-scaling", nargs="+", choices=["column", "layer", "none"], default=["column"],
+                        help="analog.weight_scaling values to score (the trained networks are shared)")
     parser.add_argument("--threads", type=int, default=0, help="CPU threads (0: all)")
     parser.add_argument("--report", action="store_true", help="print the table only")
-    parser.add_argument("--stage", nargs=4, metavar=("KIND", "DATA", "SEED", "NET"), help=argparse.SUPPRESS)
+    parser.add_argument("--stage", nargs=5, metavar=("KIND", "DATA", "SEED", "NET", "SCALING"),
+                        help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.stage:  # one child process per stage: TensorFlow (training) and torch (scoring) never share one
-        kind, data_name, seed, net = args.stage
+        kind, data_name, seed, net, scaling = args.stage
         bench_analog._pin_threads(args.threads) if kind == "train" else None
         if kind == "train":
             train_unit(args.out, data_name, int(seed), net)
@@ -168,20 +174,23 @@ def main(argv: list[str] | None = None) -> int:
 
             if args.threads > 0:
                 torch.set_num_threads(args.threads)
-            score_unit(args.out / data_name / f"seed{seed}", net, int(seed), args.repetitions)
+            score_unit(args.out / data_name / f"seed{seed}", net, int(seed), args.repetitions, scaling)
         return 0
     if not args.report:
         for data_name in args.data:
             for seed in args.seeds:
                 for net in args.networks:
                     unit = args.out / data_name / f"seed{seed}"
-                    for kind, done in (("train", unit / f"{net}.json"), ("score", unit / f"{net}.noise.json")):
+                    stages = [("train", "-", unit / f"{net}.json")] + [
+                        ("score", ws, unit / f"{net}.noise.{ws}.json") for ws in args.weight_scaling]
+                    for kind, scaling, done in stages:
                         if done.exists() and (kind == "train" or set(ABLATIONS) <= set(
                                 json.loads(done.read_text())["scores"])):
                             continue
-                        print(f"[{time.strftime('%H:%M:%S')}] {kind} {data_name} seed {seed} {net}", flush=True)
+                        print(f"[{time.strftime('%H:%M:%S')}] {kind} {data_name} seed {seed} {net} {scaling}",
+                              flush=True)
                         subprocess.run([sys.executable, __file__, str(args.out), "--stage", kind, data_name,
-                                        str(seed), net, "--threads", str(args.threads),
+                                        str(seed), net, scaling, "--threads", str(args.threads),
                                         "--repetitions", str(args.repetitions)], check=True)
     report(args.out)
     return 0

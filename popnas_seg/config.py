@@ -312,6 +312,10 @@ class AnalogConfig(_Section):
     out_noise: float = Field(0.04, ge=0, le=1, description="additive output noise")
     w_noise: float = Field(0.0, ge=0, le=1, description="additive weight read noise per forward pass")
     clip_sigma: float = Field(2.5, gt=0, le=10, description="weights clipped at this many standard deviations")
+    weight_scaling: Literal["column", "layer", "none"] = Field(
+        "column", description="map each tile column's (or layer's) largest |weight| onto the full conductance "
+        "range, with a digital output scale (AIHWKit's weight_scaling_omega 1): without it output noise and ADC "
+        "steps act on the raw weight magnitudes of the digital network")
     tile_size: int = Field(512, ge=16, le=4096, description="maximum tile rows and columns")
     probe: bool = Field(True, description="measure analog Dice of every network trained in the search")
     t_inference: float = Field(86400.0, gt=0, le=MAX_DRIFT_SECONDS, description="probe time in seconds (1 day; at most 100 years)")

@@ -150,7 +150,13 @@ def test_rpu_configs_follow_config() -> None:
     assert inf.forward.out_noise == pytest.approx(0.02)
     hwa = hwa_rpu_config(cfg)
     assert hwa.modifier.type == WeightModifierType.ADD_NORMAL and hwa.modifier.std_dev == pytest.approx(0.05)
-    assert hwa.remap.type == WeightRemapType.LAYERWISE_SYMMETRIC
+    # every column on the full conductance range, and HWA's remap keeps that mapping
+    assert inf.mapping.weight_scaling_omega == 1.0 and inf.mapping.weight_scaling_columnwise
+    assert hwa.remap.type == WeightRemapType.CHANNELWISE_SYMMETRIC
+    layer = AnalogConfig(weight_scaling="layer")
+    assert not inference_rpu_config(layer).mapping.weight_scaling_columnwise
+    assert hwa_rpu_config(layer).remap.type == WeightRemapType.LAYERWISE_SYMMETRIC
+    assert inference_rpu_config(AnalogConfig(weight_scaling="none")).mapping.weight_scaling_omega == 0.0
     # HWA changes only the weights: the forward periphery is the inference one (no learned input ranges).
     assert hwa.forward == inf.forward and hwa.forward.noise_management == NoiseManagementType.ABS_MAX
     assert not hwa.pre_post.input_range.enable and hwa.noise_model.g_max == 20.0
@@ -311,8 +317,44 @@ def test_clip_sigma_acts_on_converted_weights() -> None:
     loose = to_analog(net, inference_rpu_config(AnalogConfig(clip_sigma=10.0)))
     w_tight = tight[0].get_weights()[0]
     w_loose = loose[0].get_weights()[0]
-    assert float(w_tight.abs().max()) < 0.2
+    # clipping acts on the column-mapped weights (the outlier's column peaks at 1, the layer's sd is ~0.3)
+    assert float(w_tight.abs().max()) < 0.4
     assert float(w_loose.abs().max()) == pytest.approx(0.8, rel=1e-4)
+    unmapped = to_analog(net, inference_rpu_config(AnalogConfig(clip_sigma=1.0, weight_scaling="none")))
+    assert float(unmapped[0].get_weights()[0].abs().max()) < 0.2
+
+
+@pytest.mark.parametrize("scale", [0.01, 0.3])
+def test_weight_scaling_keeps_small_weight_layers_above_the_adc_noise(scale: float) -> None:
+    """Output noise and ADC steps are in the tile's weight units: unmapped, a layer of small weights reads
+    mostly noise; mapped onto the conductance range (per column), it reads close to its digital output."""
+    import torch
+
+    from popnas_seg.analog.rpu import inference_rpu_config, program_and_drift, to_analog
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(72, 8))
+    with torch.no_grad():
+        net[0].weight.normal_(0.0, scale)
+        net[0].bias.zero_()
+    x = torch.rand(256, 72)
+    want = net(x).detach()
+
+    def error(weight_scaling: str) -> float:
+        analog = to_analog(net, inference_rpu_config(AnalogConfig(weight_scaling=weight_scaling)))
+        torch.manual_seed(1)
+        program_and_drift(analog, 86400.0)
+        with torch.no_grad():
+            got = analog(x)
+        return float((got - want).abs().mean() / want.abs().mean())
+
+    # the mapping is exact: the logical weights are the digital ones (scales applied digitally)
+    mapped = to_analog(net, inference_rpu_config(AnalogConfig(weight_scaling="column", clip_sigma=10.0)))
+    assert torch.allclose(mapped[0].get_weights()[0], net[0].weight, atol=1e-5)
+    column, none = error("column"), error("none")
+    assert column < 0.2
+    if scale == 0.01:  # unmapped, output noise 0.04 and ADC steps of 0.09 swamp outputs of about 0.05
+        assert none > 3 * column
 
 
 def test_fine_tuning_freezes_batchnorm_and_keeps_the_best_epoch() -> None:
