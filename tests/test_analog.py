@@ -414,3 +414,32 @@ def test_hwa_epochs_hold_steps_per_epoch_batches_whatever_the_folder_size() -> N
     assert all(np.array_equal(a, b) for ea, eb in zip(plan, again) for a, b in zip(ea, eb))
     tiny = epoch_batches(5, 16, 4, 1, seed=0)  # fewer images than a batch: batches of all images
     assert [len(b) for b in tiny[0]] == [5, 5, 5, 5]
+
+
+def test_checkpoints_keep_their_weight_mapping(exported: dict[str, Path], tmp_path: Path) -> None:
+    """A checkpoint rebuilds with the mapping it was made with; one from before `weight_scaling` (no key in its
+    saved config) was made with unmapped tiles and must not be read with column scales."""
+    import torch
+
+    from popnas_seg.analog.drift import load_checkpoint
+    from popnas_seg.analog.rpu import inference_rpu_config, to_analog
+
+    digital = onnx_to_torch(exported["threshold"])
+    for scaling in ("column", "none"):
+        cfg = AnalogConfig(weight_scaling=scaling)
+        module = to_analog(digital, inference_rpu_config(cfg))
+        saved = cfg.model_dump(mode="json")
+        if scaling == "none":
+            del saved["weight_scaling"]  # as written before the key existed
+        path = tmp_path / f"{scaling}.pt"
+        torch.save({"state_dict": module.state_dict(), "kind": "inference", "analog_config": saved}, path)
+        rebuilt, rebuilt_cfg = load_checkpoint(str(exported["threshold"]), str(path))
+        assert rebuilt_cfg.weight_scaling == scaling
+        compared = 0
+        for (_, a), (_, b) in zip(module.named_modules(), rebuilt.named_modules()):
+            if hasattr(a, "get_weights") and hasattr(a, "analog_tiles"):
+                assert torch.allclose(a.get_weights()[0], b.get_weights()[0])
+                assert torch.allclose(a.get_weights(apply_weight_scaling=False)[0],
+                                      b.get_weights(apply_weight_scaling=False)[0])
+                compared += 1
+        assert compared == 2  # both convs of the threshold net are analog

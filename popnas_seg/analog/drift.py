@@ -457,7 +457,8 @@ def load_checkpoint(onnx_path: str, checkpoint: str) -> tuple[Any, AnalogConfig]
     from popnas_seg.analog.rpu import hwa_rpu_config, inference_rpu_config, to_analog
 
     saved = torch.load(checkpoint, map_location="cpu", weights_only=False)
-    analog_cfg = AnalogConfig.model_validate(saved["analog_config"])
+    # checkpoints from before `weight_scaling` existed were made with unmapped tiles
+    analog_cfg = AnalogConfig.model_validate({"weight_scaling": "none", **saved["analog_config"]})
     make = hwa_rpu_config if saved["kind"] == "hwa" else inference_rpu_config
     module = to_analog(onnx_to_torch(onnx_path), make(analog_cfg))
     module.load_state_dict(saved["state_dict"])
