@@ -62,7 +62,8 @@ def inference_rpu_config(cfg: AnalogConfig) -> Any:
     """PCM-like inference tiles for scoring a digitally trained network (the search-time probe).
 
     Programming/read noise and drift from `PCMLikeNoiseModel(g_max)`, optional global drift compensation,
-    DAC/ADC resolution and output noise from `cfg`, weights clipped at `clip_sigma` standard deviations,
+    DAC/ADC resolution and output noise from `cfg`, each column's weights mapped onto the conductance range
+    (`weight_scaling`, see `_set_mapping`) and clipped at `clip_sigma` standard deviations of the mapped layer,
     layers split over tiles of at most `tile_size` x `tile_size`, biases kept digital. Noise and bound
     management stay at AIHWKit's defaults (ABS_MAX / ITERATIVE): a digitally trained network has no learned
     input ranges, so dynamic input scaling is what keeps its activations inside the DAC range.
