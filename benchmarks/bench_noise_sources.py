@@ -85,9 +85,9 @@ def train_unit(out: Path, data_name: str, seed: int, net: str) -> Path:
     data = load_data(cfg.dataset, seed)
     model, digital = bench_analog._train(Trainer(cfg, data), cfg, data, net, bench_analog.STUDY_CELL, seed, 1)
     keras_to_onnx(model, unit / f"{net}.onnx")
-    images, masks = data.test_images()
-    x, y, sizes = pack_images(images, masks)
-    np.savez(unit / "test.npz", x=x, y=y, sizes=sizes)
+    if not (unit / "test.npz").exists():  # one test split per (data, seed), shared by its networks
+        x, y, sizes = pack_images(*data.test_images())
+        np.savez(unit / "test.npz", x=x, y=y, sizes=sizes)
     atomic_write_json(unit / f"{net}.json", {**digital, "classes": data.classes_count,
                                              "tile": list(data.input_shape[:2]),
                                              "analog": cfg.analog.model_dump(mode="json")})
@@ -127,7 +127,7 @@ def score_unit(unit: Path, net: str, seed: int, repetitions: int, weight_scaling
 def report(out: Path) -> None:
     import statistics
 
-    rows: dict[tuple[str, str], list[dict]] = {}
+    rows: dict[tuple[str, str, str], list[dict]] = {}  # (data, network, weight scaling) -> one per seed
     for path in sorted(out.glob("*/seed*/*.noise.*.json")):
         net, _, scaling, _ = path.name.split(".")
         rows.setdefault((path.parts[-3], net, scaling), []).append(json.loads(path.read_text()))
@@ -166,8 +166,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.stage:  # one child process per stage: TensorFlow (training) and torch (scoring) never share one
         kind, data_name, seed, net, scaling = args.stage
-        bench_analog._pin_threads(args.threads) if kind == "train" else None
         if kind == "train":
+            bench_analog._pin_threads(args.threads)
             train_unit(args.out, data_name, int(seed), net)
         else:
             import torch

@@ -422,7 +422,7 @@ def test_checkpoints_keep_their_weight_mapping(exported: dict[str, Path], tmp_pa
     import torch
 
     from popnas_seg.analog.drift import load_checkpoint
-    from popnas_seg.analog.rpu import inference_rpu_config, to_analog
+    from popnas_seg.analog.rpu import analog_layers, inference_rpu_config, to_analog
 
     digital = onnx_to_torch(exported["threshold"])
     for scaling in ("column", "none"):
@@ -435,11 +435,9 @@ def test_checkpoints_keep_their_weight_mapping(exported: dict[str, Path], tmp_pa
         torch.save({"state_dict": module.state_dict(), "kind": "inference", "analog_config": saved}, path)
         rebuilt, rebuilt_cfg = load_checkpoint(str(exported["threshold"]), str(path))
         assert rebuilt_cfg.weight_scaling == scaling
-        compared = 0
-        for (_, a), (_, b) in zip(module.named_modules(), rebuilt.named_modules()):
-            if hasattr(a, "get_weights") and hasattr(a, "analog_tiles"):
-                assert torch.allclose(a.get_weights()[0], b.get_weights()[0])
-                assert torch.allclose(a.get_weights(apply_weight_scaling=False)[0],
-                                      b.get_weights(apply_weight_scaling=False)[0])
-                compared += 1
-        assert compared == 2  # both convs of the threshold net are analog
+        pairs = list(zip(analog_layers(module), analog_layers(rebuilt)))
+        assert len(pairs) == 2  # both convs of the threshold net are analog
+        for (_, a), (_, b) in pairs:
+            assert torch.allclose(a.get_weights()[0], b.get_weights()[0])
+            assert torch.allclose(a.get_weights(apply_weight_scaling=False)[0],
+                                  b.get_weights(apply_weight_scaling=False)[0])
