@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import signal
 import sys
 from pathlib import Path
 from typing import Any, Sequence
@@ -19,24 +18,11 @@ from popnas_seg.config import DEFAULT_CONFIG, RunConfig, load_config
 from popnas_seg.data.fingerprint import describe_change
 from popnas_seg.errors import UserError
 from popnas_seg.pathcheck import not_a_folder_reason
+from popnas_seg.termination import SigtermGuard, Terminated
 
 RESUME_HINT = "{what}; resume with: python run.py -r {folder}"
 EXIT_INTERRUPTED = 130  # Ctrl-C (SIGINT), the shell convention 128 + 2
 EXIT_TERMINATED = 143  # SIGTERM (kill, timeout, docker stop, Slurm, Kubernetes), 128 + 15
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM turned into the same orderly stop as Ctrl-C: lock released, resume hint printed and logged."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(signum)
-        self.signum = signum
-
-
-def _on_sigterm(signum: int, frame: Any) -> None:
-    # A second SIGTERM (an impatient supervisor) must not break the clean-up the first one started.
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    raise Terminated(signum)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -83,7 +69,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     run = None
     logger: logging.Logger | None = None
-    previous_sigterm = _install_sigterm_handler()
+    sigterm = SigtermGuard().install()
     try:
         from popnas_seg.logging_setup import setup_logging
         from popnas_seg.runlog.folder import RunFolder
@@ -149,6 +135,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as exc:
+        sigterm.acknowledge()
         terminated = isinstance(exc, Terminated)
         what = "terminated (SIGTERM)" if terminated else "interrupted"
         message = RESUME_HINT.format(what=what, folder=run.path) if run is not None else what
@@ -166,28 +153,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             traceback.print_exc()
         return 1
     finally:
+        sigterm.acknowledge()  # a SIGTERM during the clean-up below must not break it
         if run is not None:
             run.close()
         from popnas_seg.logging_setup import close_logging
 
         close_logging()
-        _restore_sigterm_handler(previous_sigterm)
-
-
-def _install_sigterm_handler() -> Any:
-    """SIGTERM -> Terminated; returns the previous handler (None where signals cannot be set, e.g. a thread)."""
-    try:
-        return signal.signal(signal.SIGTERM, _on_sigterm)
-    except (ValueError, OSError):  # not the main thread of the main interpreter
-        return None
-
-
-def _restore_sigterm_handler(previous: Any) -> None:
-    if previous is not None:
-        try:
-            signal.signal(signal.SIGTERM, previous)
-        except (ValueError, OSError):
-            pass
+        sigterm.restore()
 
 
 def _fingerprint(config: RunConfig) -> dict[str, Any]:

@@ -23,6 +23,7 @@ from popnas_seg.config import config_from_dict, load_config, parse_config_text
 from popnas_seg.data.fingerprint import data_fingerprint, describe_change
 from popnas_seg.errors import UserError
 from popnas_seg.runlog.folder import RunFolder
+from popnas_seg.termination import REDELIVERY_S, SigtermGuard, Terminated
 from search_helpers import ROOT, journal_events, start_cli, tiny_config, wait_for
 
 
@@ -82,7 +83,8 @@ def _wait_for_process_end(proc: subprocess.Popen, timeout: float) -> int:
 def test_sigterm_stops_like_ctrl_c_and_the_run_resumes(tmp_path: Path) -> None:
     """kill / timeout / docker stop send SIGTERM: exit 143, the resume hint on stderr and in run.log."""
     cfg = tiny_config(tmp_path, probe=False, pipeline=["search"], search_space__blocks=1,
-                      search_strategy__b1_max_networks=1, training_hyperparameters__steps_per_epoch=2)
+                      search_strategy__b1_max_networks=1, training_hyperparameters__steps_per_epoch=2,
+                      training_hyperparameters__epochs=3)  # a few seconds of training: the signal lands in it
     logs = tmp_path / "logs"
     folder = logs / "term"
     log = tmp_path / "out.txt"
@@ -106,6 +108,28 @@ def test_sigterm_stops_like_ctrl_c_and_the_run_resumes(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr[-3000:]
     events = [e["event"] for e in journal_events(folder)]
     assert events.count("network_finished") == 1 and "search_finished" in events
+
+
+def test_a_sigterm_swallowed_by_a_finaliser_is_raised_again(capsys: pytest.CaptureFixture[str]) -> None:
+    """Python ignores an exception raised in __del__ / weakref callbacks: the guard must send the signal again."""
+
+    class Finaliser:
+        def __del__(self) -> None:
+            signal.raise_signal(signal.SIGTERM)  # the handler raises here, where Python prints and drops it
+
+    guard = SigtermGuard().install()
+    try:
+        with pytest.raises(Terminated):
+            Finaliser()  # collected at once
+            deadline = time.monotonic() + 10 * REDELIVERY_S
+            while time.monotonic() < deadline:
+                time.sleep(0.01)
+        guard.acknowledge()
+        signal.raise_signal(signal.SIGTERM)  # after the acknowledgement a SIGTERM no longer breaks the clean-up
+    finally:
+        guard.restore()
+    assert signal.getsignal(signal.SIGTERM) is not guard._on_sigterm
+    assert "Exception ignored" not in capsys.readouterr().err
 
 
 def test_a_sigterm_during_the_pipeline_exits_143_with_the_hint(
