@@ -1,4 +1,4 @@
-"""Does a plateau learning-rate rule train the finalists closer to convergence than the cosine default?
+"""Does a plateau learning-rate rule, or a longer patience, train the finalists closer to convergence?
 
 Why: under the finalists' rule (at most `analog.final_epochs`, early stopping after `early_stopping_patience`
 epochs without a better validation Dice, best weights restored) the cosine schedule decays over the *maximum*
@@ -7,9 +7,13 @@ still 10-30 % of the peak. A plateau rule (constant learning rate, halved after 
 without a better validation Dice, as Keras' ReduceLROnPlateau does) anneals wherever the run happens to
 stop. This script trains the issue-10 study cell on the study folder (`bench_analog.py --study`, same 48
 training tiles, same seeds) under either rule and prints the test Dice per seed; one JSON line per training
-goes to `OUT/results.jsonl` (rerunning skips what is there).
+goes to `OUT/results.jsonl` (rerunning skips what is there). `--patience` trains under other early-stopping
+patiences (default: the config's), `--networks unet` the U-Net under the same rule (issue 10 target (a)
+compares the cell with the U-Net trained by the same rules).
 
     python benchmarks/bench_lr_rule.py OUT --rules cosine plateau --seeds 1 2 3 --threads 1
+    python benchmarks/bench_lr_rule.py OUT --rules cosine --patience 15 25 --networks cell unet --threads 1
+    python benchmarks/bench_lr_rule.py OUT --rules restarts20 --patience 25 --threads 1
 """
 from __future__ import annotations
 
@@ -46,56 +50,84 @@ def _plateau(reduce_after: int, factor: float) -> None:
     T._EpochMonitor.on_epoch_end = on_epoch_end
 
 
-def run_one(out: Path, rule: str, seed: int, reduce_after: int) -> dict:
+def run_one(out: Path, rule: str, seed: int, reduce_after: int, patience: int | None, network: str) -> dict:
     from popnas_seg.data.pipeline import load_data
     from popnas_seg.training.trainer import Trainer
 
-    cfg = bench_analog._study_config("folder", out, seed, {})
+    cfg = bench_analog._study_config("folder", out, seed, {} if patience is None
+                                     else {"early_stopping_patience": patience})
+    if rule.startswith("restarts"):  # SGDR: cosine cycles of N epochs, each back at the peak rate
+        cfg.training_hyperparameters.scheduler = "cosine_restarts"
+        cfg.training_hyperparameters.restart_period_epochs = int(rule.removeprefix("restarts"))
     if rule == "plateau":
         cfg.training_hyperparameters.scheduler = "constant"
         _plateau(reduce_after, 0.5)
     data = load_data(cfg.dataset, seed)
-    _, result = bench_analog._train(Trainer(cfg, data), cfg, data, "cell", bench_analog.STUDY_CELL, seed, 1)
-    return {**result, "rule": rule, "seed": seed, "reduce_after": reduce_after}
+    _, result = bench_analog._train(Trainer(cfg, data), cfg, data, network, bench_analog.STUDY_CELL, seed, 1)
+    return {**result, "rule": rule, "seed": seed, "reduce_after": reduce_after, "network": network,
+            "patience": cfg.analog.early_stopping_patience}
+
+
+def _key(row: dict) -> tuple[str, str, int, int]:
+    """(network, rule, patience, seed); rows written before --patience / --networks are cell, patience 15."""
+    return row.get("network", "cell"), row["rule"], row.get("patience", 15), row["seed"]
+
+
+def _rule(text: str) -> str:
+    if text in ("cosine", "plateau") or (text.startswith("restarts") and text.removeprefix("restarts").isdigit()):
+        return text
+    raise argparse.ArgumentTypeError(f"unknown rule {text!r}: cosine, plateau or restartsN")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("out", type=Path)
-    parser.add_argument("--rules", nargs="+", choices=["cosine", "plateau"], default=["cosine", "plateau"])
+    parser.add_argument("--rules", nargs="+", type=_rule, default=["cosine", "plateau"],
+                        help="cosine, plateau, or restartsN (cosine restarts every N epochs)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     parser.add_argument("--reduce-after", type=int, default=5, help="plateau: epochs without improvement")
+    parser.add_argument("--patience", type=int, nargs="+", default=[None],
+                        help="early-stopping patiences to train under (default: the config's)")
+    parser.add_argument("--networks", nargs="+", choices=["cell", "unet"], default=["cell"])
     parser.add_argument("--threads", type=int, default=0, help="CPU threads (0: all)")
-    parser.add_argument("--one", nargs=2, metavar=("RULE", "SEED"), help=argparse.SUPPRESS)
+    parser.add_argument("--one", nargs=4, metavar=("NETWORK", "RULE", "PATIENCE", "SEED"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     results = args.out / "results.jsonl"
     if args.one:  # one training per process: the plateau hook patches the Trainer class
         bench_analog._pin_threads(args.threads)
-        row = run_one(args.out, args.one[0], int(args.one[1]), args.reduce_after)
+        network, rule, patience, seed = args.one
+        row = run_one(args.out, rule, int(seed), args.reduce_after, int(patience) or None, network)
         with results.open("a") as f:
             f.write(json.dumps(row) + "\n")
         return 0
     import subprocess
 
-    done = {(r["rule"], r["seed"]) for r in map(json.loads, results.read_text().splitlines())} \
-        if results.exists() else set()
-    for rule in args.rules:
-        for seed in args.seeds:
-            if (rule, seed) not in done:
-                print(f"{rule} seed {seed} ...", flush=True)
-                subprocess.run([sys.executable, __file__, str(args.out), "--one", rule, str(seed),
-                                "--reduce-after", str(args.reduce_after), "--threads", str(args.threads)],
-                               check=True)
+    from popnas_seg.config import AnalogConfig
+
+    default_patience = AnalogConfig().early_stopping_patience
+    done = {_key(r) for r in map(json.loads, results.read_text().splitlines())} if results.exists() else set()
+    for network in args.networks:
+        for rule in args.rules:
+            for patience in args.patience:
+                for seed in args.seeds:
+                    if (network, rule, patience or default_patience, seed) not in done:
+                        print(f"{network} {rule} patience {patience or default_patience} seed {seed} ...", flush=True)
+                        subprocess.run([sys.executable, __file__, str(args.out), "--one", network, rule,
+                                        str(patience or 0), str(seed), "--reduce-after", str(args.reduce_after),
+                                        "--threads", str(args.threads)], check=True)
     rows = [json.loads(line) for line in results.read_text().splitlines()]
-    print("\n| rule | seed | test Dice | val Dice | epochs (best) | train s |\n| --- | --- | --- | --- | --- | --- |")
-    for r in sorted(rows, key=lambda r: (r["rule"], r["seed"])):
-        print(f"| {r['rule']} | {r['seed']} | {r['test_dice']:.3f} | {r['val_dice']:.3f} | "
+    print("\n| network | rule | patience | seed | test Dice | val Dice | epochs (best) | train s |\n"
+          "| --- | --- | --- | --- | --- | --- | --- | --- |")
+    for r in sorted(rows, key=_key):
+        network, rule, patience, seed = _key(r)
+        print(f"| {network} | {rule} | {patience} | {seed} | {r['test_dice']:.3f} | {r['val_dice']:.3f} | "
               f"{r['epochs']} ({r['best_epoch']}) | {r['train_s']:.0f} |")
-    for rule in sorted({r["rule"] for r in rows}):
-        v = [r["test_dice"] for r in rows if r["rule"] == rule]
+    for group in sorted({_key(r)[:3] for r in rows}):
+        v = [r["test_dice"] for r in rows if _key(r)[:3] == group]
         sd = statistics.stdev(v) if len(v) > 1 else 0.0
-        print(f"{rule}: mean test Dice {statistics.mean(v):.3f} ± {sd:.3f} over {len(v)} seeds")
+        print(f"{group[0]} {group[1]} patience {group[2]}: mean test Dice {statistics.mean(v):.3f} ± {sd:.3f} "
+              f"over {len(v)} seeds")
     return 0
 
 
