@@ -2,9 +2,10 @@
 
 A Python signal handler raises its exception in whatever Python code the main thread runs next. When
 that is a finaliser (a weakref callback or ``__del__`` run by the garbage collector) Python prints
-"Exception ignored in ..." and carries on, and TensorFlow can swallow it silently the same way; the
-SIGTERM of a Slurm job or a ``docker stop`` was then lost and the run trained on until SIGKILL. So the
-guard keeps re-sending the signal to the main thread every second until the CLI acknowledges it.
+"Exception ignored in ..." and carries on (reproduced mid-training); on CI the exception also vanished once
+without a message. The SIGTERM of a Slurm job or a ``docker stop`` was then lost and the run trained on
+until SIGKILL. So the guard keeps re-sending the signal to the main thread every second until the CLI
+acknowledges it.
 """
 from __future__ import annotations
 
