@@ -50,12 +50,11 @@ def _plateau(reduce_after: int, factor: float) -> None:
     T._EpochMonitor.on_epoch_end = on_epoch_end
 
 
-def run_one(out: Path, rule: str, seed: int, reduce_after: int, patience: int | None, network: str) -> dict:
+def run_one(out: Path, rule: str, seed: int, reduce_after: int, patience: int, network: str) -> dict:
     from popnas_seg.data.pipeline import load_data
     from popnas_seg.training.trainer import Trainer
 
-    cfg = bench_analog._study_config("folder", out, seed, {} if patience is None
-                                     else {"early_stopping_patience": patience})
+    cfg = bench_analog._study_config("folder", out, seed, {"early_stopping_patience": patience})
     if rule.startswith("restarts"):  # SGDR: cosine cycles of N epochs, each back at the peak rate
         cfg.training_hyperparameters.scheduler = "cosine_restarts"
         cfg.training_hyperparameters.restart_period_epochs = int(rule.removeprefix("restarts"))
@@ -97,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.one:  # one training per process: the plateau hook patches the Trainer class
         bench_analog._pin_threads(args.threads)
         network, rule, patience, seed = args.one
-        row = run_one(args.out, rule, int(seed), args.reduce_after, int(patience) or None, network)
+        row = run_one(args.out, rule, int(seed), args.reduce_after, int(patience), network)
         with results.open("a") as f:
             f.write(json.dumps(row) + "\n")
         return 0
@@ -105,16 +104,16 @@ def main(argv: list[str] | None = None) -> int:
 
     from popnas_seg.config import AnalogConfig
 
-    default_patience = AnalogConfig().early_stopping_patience
+    patiences = [p or AnalogConfig().early_stopping_patience for p in args.patience]
     done = {_key(r) for r in map(json.loads, results.read_text().splitlines())} if results.exists() else set()
     for network in args.networks:
         for rule in args.rules:
-            for patience in args.patience:
+            for patience in patiences:
                 for seed in args.seeds:
-                    if (network, rule, patience or default_patience, seed) not in done:
-                        print(f"{network} {rule} patience {patience or default_patience} seed {seed} ...", flush=True)
+                    if (network, rule, patience, seed) not in done:
+                        print(f"{network} {rule} patience {patience} seed {seed} ...", flush=True)
                         subprocess.run([sys.executable, __file__, str(args.out), "--one", network, rule,
-                                        str(patience or 0), str(seed), "--reduce-after", str(args.reduce_after),
+                                        str(patience), str(seed), "--reduce-after", str(args.reduce_after),
                                         "--threads", str(args.threads)], check=True)
     rows = [json.loads(line) for line in results.read_text().splitlines()]
     print("\n| network | rule | patience | seed | test Dice | val Dice | epochs (best) | train s |\n"

@@ -31,7 +31,6 @@ class SigtermGuard:
     def __init__(self) -> None:
         self._previous: Any = None
         self._installed = False
-        self._received: int | None = None
         self._acknowledged = threading.Event()
         self._redelivery: threading.Thread | None = None
         self._unraisablehook: Any = None
@@ -67,8 +66,7 @@ class SigtermGuard:
     def _on_sigterm(self, signum: int, frame: Any) -> None:
         if self._acknowledged.is_set() or isinstance(sys.exc_info()[1], Terminated):
             return  # the stop is already unwinding or being cleaned up: do not break it
-        if self._received is None:
-            self._received = signum
+        if self._redelivery is None:  # the first SIGTERM: resend until acknowledged
             self._redelivery = threading.Thread(target=self._redeliver, name="sigterm-redelivery", daemon=True)
             self._redelivery.start()
         raise Terminated(signum)
