@@ -51,7 +51,7 @@ import numpy as np  # noqa: E402
 from popnas_seg.atomic import atomic_write_text  # noqa: E402
 from popnas_seg.config import RunConfig  # noqa: E402
 from popnas_seg.results import TrainingResult  # noqa: E402
-from popnas_seg.runlog.tables import read_csv  # noqa: E402
+from popnas_seg.runlog.tables import read_csv, write_csv  # noqa: E402
 from popnas_seg.search.pareto import (  # noqa: E402
     maximise_flags,
     normalised_hypervolume,
@@ -189,6 +189,22 @@ def load_run(logs_dir: Path, task: str, strategy: str, seed: int) -> RunData:
     wall = float(wall_file.read_text()) if wall_file.exists() else None
     failed = sum(r.get("status") == "failed" for r in read_csv(path / "csv" / "probe_integrity.csv"))
     return RunData(task, strategy, seed, path, results, wall, failed)
+
+
+FIXTURE_COLUMNS = ("task", "strategy", "seed", "network_id", "encoding", "blocks", "params", "flops", "dice",
+                   "analog_dice", "epochs", "status", "origin", "step")
+
+
+def write_fixture(path: Path, logs_dir: Path, tasks: list[str], seeds: list[int]) -> Path:
+    """Every network of every run (one row each, run order), so that a test can fit predictors on real results."""
+    rows = []
+    for task in tasks:
+        for seed in seeds:
+            for strategy in STRATEGIES:
+                name = run_name(task, strategy, seed)
+                for row in read_csv(logs_dir / name / "csv" / "training_results.csv"):
+                    rows.append({"task": task, "strategy": strategy, "seed": seed, **row})
+    return write_csv(path, rows, FIXTURE_COLUMNS)
 
 
 def _usable(results: list[TrainingResult], objectives: list[str]) -> list[TrainingResult]:
@@ -468,6 +484,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--doc", type=Path, default=ROOT / "docs" / "BENCHMARKS.md")
     p.add_argument("--plot-prefix", type=Path, default=ROOT / "docs" / "bench_search_hv",
                    help="plots go to <prefix>_<task>.png")
+    p.add_argument("--fixture", type=Path, default=None,
+                   help="also write every run's trained networks (task, strategy, seed + training_results columns) "
+                        "to this CSV: the recorded data tests/test_predictor_fixture.py ranks")
     p.add_argument("--no-doc", action="store_true", help="print the tables, do not touch docs/ (plots: logs dir)")
     args = p.parse_args(argv)
     if args.quick:
@@ -501,6 +520,8 @@ def main(argv: list[str] | None = None) -> int:
     results = [analyse_task(args, logs_dir, task, args.seeds) for task in args.tasks]
     for res in results:
         print(markdown_tables(res), "\n")
+    if args.fixture is not None:
+        print(f"[bench] fixture: {write_fixture(args.fixture, logs_dir, args.tasks, args.seeds)}")
     prefix = logs_dir / "bench_search_hv" if args.no_doc else args.plot_prefix
     plots = [draw_plot(res, Path(f"{prefix}_{res['task']}.png")) for res in results]
     print(f"[bench] plots: {', '.join(map(str, plots))}")
