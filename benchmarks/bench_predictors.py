@@ -1,12 +1,12 @@
 """Which score predictor ranks unseen networks best with few trained ones: GIN ensemble vs cheap-feature models.
 
 Reads recorded results of real runs (csv/training_results.csv of run folders, or the committed fixture
-tests/fixtures/search_results_hard.csv), and for each training-set size n draws `--repeats` random subsets of n
+benchmarks/data/random_hard_2epochs.csv), and for each training-set size n draws `--repeats` random subsets of n
 networks, fits every predictor on them and measures Spearman / Kendall on all the other networks. Prints a
 markdown table (median and min over repeats). Exact params and FLOPs come from each row's encoding, so the
 features are the ones the search would compute.
 
-    python benchmarks/bench_predictors.py tests/fixtures/search_results_hard.csv --sizes 10 20 30 40
+    python benchmarks/bench_predictors.py benchmarks/data/random_hard_2epochs.csv --sizes 10 20 30 40
 """
 from __future__ import annotations
 
