@@ -248,3 +248,20 @@ def test_mutate_raises_when_no_different_network_exists() -> None:
         mutate_cell(only, random.Random(0), ["identity"], 1)
     with pytest.raises(ValueError):
         mutate_cell(Cell(), random.Random(0), OPS, 2)
+
+
+def test_a_block_that_only_rescales_its_parent_is_recognised() -> None:
+    from popnas_seg.search_space.encoding import rescales_its_parent
+
+    parent = Cell.from_string("[(-2,3x3 conv,-2,3x3 conv)]")
+    assert rescales_its_parent(Cell.from_string("[(-2,3x3 conv,-2,3x3 conv);(0,identity,0,identity)]"))
+    # not a rescale: a lookback read twice (a skip connection), another operator, two inputs, or block 0
+    # already read by block 1 (then block 0 joins the cell output: a different function)
+    for text in ("[(-2,3x3 conv,-2,3x3 conv);(-1,identity,-1,identity)]",
+                 "[(-2,3x3 conv,-2,3x3 conv);(0,2x2 maxpool,0,2x2 maxpool)]",
+                 "[(-2,3x3 conv,-2,3x3 conv);(0,identity,-1,identity)]",
+                 "[(-2,3x3 conv,-2,identity);(0,3x3 conv,-1,identity);(0,identity,0,identity)]"):
+        assert not rescales_its_parent(Cell.from_string(text)), text
+    assert rescales_its_parent(Cell.from_string("[(-2,3x3 conv,-2,identity);(0,3x3 conv,-1,identity);"
+                                                "(1,identity,1,identity)]"))
+    assert not rescales_its_parent(parent) and not rescales_its_parent(Cell(()))

@@ -393,3 +393,26 @@ def test_auto_score_predictor_switches_to_gin_with_enough_networks() -> None:
     assert strategy.score_predictor(AUTO_GIN_MIN_NETWORKS - 1, 0)[1] == "ridge"
     assert strategy.score_predictor(AUTO_GIN_MIN_NETWORKS, 0)[1] == "gin"
     assert ProgressiveStrategy(_config({"score_predictor": "forest"}), SHAPE, 2).score_predictor(5, 0)[1] == "forest"
+
+
+@pytest.mark.parametrize("concat_only_unused", [True, False])
+def test_children_that_only_rescale_their_parent_are_never_trained(concat_only_unused: bool) -> None:
+    """`(j, identity, j, identity)` on an unused block j computes the parent again (hard-task benchmark seed 1:
+    8 of 25 networks): left out of the candidates when the cell output concatenates only unused blocks; with
+    every block concatenated it adds channels, a different network, so it stays a candidate."""
+    from popnas_seg.search_space.encoding import rescales_its_parent
+
+    config = _config({"b1_max_networks": None})
+    config.architecture_hyperparameters.concat_only_unused_blocks = concat_only_unused
+    history: list[TrainingResult] = []
+    predicted: list[Cell] = []
+    for step in (1, 2, 3):
+        plan = ProgressiveStrategy(config, SHAPE, 2).plan_step(step, history)
+        predicted += [Cell.from_string(r["encoding"]) for r in plan.predictions]
+        _train(plan, history)
+    trained = [Cell.from_string(r.encoding) for r in history]
+    assert len(predicted) > 50
+    if concat_only_unused:
+        assert not any(rescales_its_parent(c) for c in trained + predicted)
+    else:
+        assert any(rescales_its_parent(c) for c in predicted)

@@ -37,7 +37,14 @@ from popnas_seg.search.pareto import (
     reference_point,
     weakly_dominates,
 )
-from popnas_seg.search_space.encoding import Cell, expand_cell, mutate_cell, random_cell, single_block_cells
+from popnas_seg.search_space.encoding import (
+    Cell,
+    expand_cell,
+    mutate_cell,
+    random_cell,
+    rescales_its_parent,
+    single_block_cells,
+)
 
 ORIGINS = ("b1", "pareto", "exploration", "random", "evolution")
 PARENT_ORIGINS = frozenset({"b1", "pareto", "exploration"})
@@ -229,12 +236,22 @@ class ProgressiveStrategy:
         parents = self._parents(step, parsed)
         candidates: list[Cell] = []
         keys: set[str] = set()
+        # children that compute their parent again (see rescales_its_parent) would spend a network on noise
+        skip_rescales = self.config.architecture_hyperparameters.concat_only_unused_blocks
+        rescaled = 0
         for parent in parents:
             for child in expand_cell(parent, space.operators, space.lookback_depth):
                 key = child.key()
-                if key not in keys and key not in seen:
-                    keys.add(key)
-                    candidates.append(child)
+                if key in keys or key in seen:
+                    continue
+                keys.add(key)
+                if skip_rescales and rescales_its_parent(child):
+                    rescaled += 1
+                    continue
+                candidates.append(child)
+        if rescaled:
+            self.log.info("step %d: %d children left out: their new block only rescales the parent's output",
+                          step, rescaled)
         if not candidates:
             self.log.info("step %d: no new children to expand (%d parents); the search ends", step, len(parents))
             return None

@@ -240,6 +240,21 @@ def expand_cell(cell: Cell, operators: Sequence[str], lookback_depth: int) -> li
     return _unique(children)
 
 
+def rescales_its_parent(cell: Cell) -> bool:
+    """True when the last block only rescales the rest of the cell: `(j, identity, j, identity)` on a block j
+    that no other block reads. With the cell output concatenating only unused blocks (the default), the new
+    block replaces block j in the output by 2x block j (add join) or by block j itself (avg join), which the
+    layers after the cell absorb: the cell computes what its parent computes, so training it again only
+    measures training noise."""
+    if not cell.blocks:
+        return False
+    last = cell.blocks[-1]
+    j = last.in1
+    if j < 0 or last.in2 != j or last.op1 != "identity" or last.op2 != "identity":
+        return False
+    return all(j not in b.inputs for b in cell.blocks[:-1])
+
+
 def _randint(rng: Rng, n: int) -> int:
     """Uniform integer in [0, n) from either a numpy Generator or a random.Random."""
     if isinstance(rng, np.random.Generator):
