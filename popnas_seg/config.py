@@ -111,7 +111,8 @@ class SearchStrategyConfig(_Section):
     tournament_size: int = Field(3, ge=1, description="regularised evolution tournament size")
     score_predictor: Literal["auto", "gin", "ridge", "forest"] = Field(
         "auto", description="predictor of Dice and analog Dice: GIN ensemble, ridge / random forest on cheap "
-        "features (params, FLOPs, operator counts), or auto (ridge while data is scarce, then GIN)"
+        "features (params, FLOPs, operator counts), or auto (the ridge up to 60 trained networks, where it ranked "
+        "held-out networks better than the GIN, then GIN)"
     )
     predictor_epochs: int = Field(80, ge=1, description="training epochs of the GIN predictors at every step")
     accuracy_predictor_ensemble_units: int = Field(

@@ -73,9 +73,19 @@ def _held_out_spearman(task: str, train_size: int, repeats: int) -> tuple[list[f
 def test_the_search_predictor_ranks_unseen_cells_of_the_hard_task() -> None:
     """At 20 trained networks (the search's default "auto" predictor: the cheap-feature ridge) the median
     Spearman on every other recorded cell of the hard task was 0.45 when this fixture was recorded
-    (docs/BENCHMARKS.md): BELOW the issue's 0.5 bar, so this guards the measured level against regressions
-    (a predictor that ranks no better than chance fails it); the 0.5 bar is not met. The default task is not
-    asserted: its cells' Dice spread (interquartile 0.88-0.91) lies within one training's noise."""
+    (docs/BENCHMARKS.md), below the issue's 0.5 bar: at that size the labels' own noise (one 8-epoch training per
+    cell; two trainings of a cell agree at Spearman 0.23) bounds it, so this guards the measured level against
+    regressions (a predictor that ranks no better than chance fails it). The default task is not asserted: its
+    cells' Dice spread (interquartile 0.88-0.91) lies within one training's noise."""
     spearman, kind = _held_out_spearman("hard", 20, repeats=10)
     assert kind == "ridge"
     assert np.median(spearman) >= 0.35, spearman
+
+
+def test_with_60_networks_the_search_predictor_reaches_the_issues_bar_on_the_hard_task() -> None:
+    """The issue's bar, Spearman >= 0.5 on held-out networks of recorded runs, at 60 trained networks, where the
+    "auto" predictor is still the ridge (measured 0.52; POPNAS's GIN ensemble, 3 members x 80 epochs, reached 0.37
+    on 6 of these splits, which is why "auto" keeps the ridge up to 60 networks)."""
+    spearman, kind = _held_out_spearman("hard", 60, repeats=10)
+    assert kind == "ridge"
+    assert np.median(spearman) >= 0.5, spearman
