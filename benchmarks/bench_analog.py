@@ -139,15 +139,15 @@ def _study_unit(out: Path, name: str, seed: int, net: str, cell: str, overrides:
                                class_weights=getattr(data, "class_weights", None), dice_weight=hp.dice_loss_weight,
                                ce_weight=hp.ce_loss_weight, tile=tuple(data.input_shape[:2]), test_sizes=sizes,
                                val_x=val_x, val_y=val_y,
-                               steps_per_epoch=None if hwa_one_pass else hp.steps_per_epoch).to_dict()
+                               steps_per_epoch=None if hwa_one_pass else hp.steps_per_epoch)
         unit["analog_s"] = time.perf_counter() - t0
-    unit["times"] = report["times"]
-    unit["timings"] = report["timings"]
-    unit["hwa_best_epoch"], unit["control_best_epoch"] = report["hwa_best_epoch"], report["control_best_epoch"]
-    unit["torch_digital_dice"] = report["digital_dice"]
+    unit["times"] = report.times
+    unit["timings"] = report.timings
+    unit["hwa_best_epoch"], unit["control_best_epoch"] = report.hwa_best_epoch, report.control_best_epoch
+    unit["torch_digital_dice"] = report.digital_dice
     for label, key in VARIANTS:
-        curve = report.get(key)
-        unit[label] = None if not curve else {"mean": curve["mean"], "std": curve["std"]}
+        curve = getattr(report, key)
+        unit[label] = None if curve is None else {"mean": curve.mean, "std": curve.std}
     path = out / name / f"seed{seed}" / f"{net}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_json(path, unit)
@@ -237,7 +237,8 @@ def study(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     overrides = {k: v for k, v in (("repetitions", args.repetitions), ("hwa_epochs", args.hwa_epochs),
                                    ("hwa_learning_rate", args.hwa_lr), ("final_epochs", args.final_epochs),
-                                   ("hwa_noise_std", args.hwa_noise), ("clip_sigma", args.clip_sigma))
+                                   ("hwa_noise_std", args.hwa_noise), ("clip_sigma", args.clip_sigma),
+                                   ("drift_compensation", args.drift_compensation))
                  if v is not None}
     if not args.report:
         _pin_threads(args.threads)
@@ -259,11 +260,11 @@ def study(args: argparse.Namespace) -> int:
     return 0
 
 
-def _at(rows: list[dict[str, Any]], hwa: str, t: float) -> tuple[float | None, float | None]:
-    for r in rows:
-        if r["hwa"] == hwa and math.isclose(r["time"], t, rel_tol=1e-6):
-            return r["mean"], r["std"]
-    return None, None
+def _at(report: Any, key: str, t: float) -> tuple[float | None, float | None]:
+    """(mean, std) of the report's `key` curve at `t` seconds, (None, None) where it was not scored."""
+    curve = getattr(report, key)
+    point = None if curve is None else curve.at(t)
+    return (None, None) if point is None else point
 
 
 def _seed(base: int, encoding: str) -> int:
@@ -273,12 +274,10 @@ def _seed(base: int, encoding: str) -> int:
     return network_seed(base, encoding + "analog")
 
 
-def _seconds(report: dict[str, Any]) -> tuple[float | None, float | None]:
+def _seconds(report: Any) -> tuple[float | None, float | None]:
     """(seconds per drift evaluation, HWA training seconds) from the report's timings."""
-    from popnas_seg.finalists import seconds_per_drift_eval
-
-    hwa_s = (report.get("timings") or {}).get("hwa_train_s")
-    return seconds_per_drift_eval(report), (None if hwa_s is None else float(hwa_s))
+    hwa_s = report.timings.get("hwa_train_s")
+    return report.seconds_per_eval(), (None if hwa_s is None else float(hwa_s))
 
 
 def _fmt(v: float | None, digits: int = 3) -> str:
@@ -313,6 +312,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="HWA weight-noise std, relative to the layer's max weight (default: config)")
     parser.add_argument("--clip-sigma", type=float, default=None,
                         help="weight clipping of the analog tiles, in layer standard deviations (default: config)")
+    parser.add_argument("--drift-compensation", choices=["global", "per_column", "none"], default=None,
+                        help="with --study: read-out drift compensation of the analog tiles (default: config)")
     parser.add_argument("--networks", nargs="+", choices=["cell", "unet"], default=["cell", "unet"],
                         help="with --study: which networks to run (the table reports whatever is there)")
     parser.add_argument("--from-results", action="store_true", help="summarise final/*/drift.json, no re-run")
@@ -324,7 +325,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from popnas_seg.config import load_config
     from popnas_seg.errors import UserError
-    from popnas_seg.finalists import drift_rows
+    from popnas_seg.analog.drift import DriftReport
 
     final = args.run / "final"
     try:
@@ -363,7 +364,7 @@ def main(argv: list[str] | None = None) -> int:
             if not path.exists():
                 print(f"warning: {path} missing; skipped", file=sys.stderr)
                 continue
-            report = json.loads(path.read_text())
+            report = DriftReport.load(path)
         else:
             from popnas_seg.analog.drift import hwa_and_drift
             from popnas_seg.data.pipeline import load_data
@@ -380,12 +381,11 @@ def main(argv: list[str] | None = None) -> int:
                 report = hwa_and_drift(final / name / "model.onnx", train_x, train_y, test_x, test_y, analog,
                                        data.classes_count, data.ignore_class, Path(scratch),
                                        _seed(config.others.seed, encodings.get(name, name)),
-                                       config.dataset.batch_size, val_x=val_x, val_y=val_y).to_dict()
+                                       config.dataset.batch_size, val_x=val_x, val_y=val_y)
                 wall = time.perf_counter() - t0
-        rows = drift_rows(name, report)
-        before = _at(rows, "before", MONTH_S)
-        control = _at(rows, "control", MONTH_S)
-        after = _at(rows, "after", MONTH_S)
+        before = _at(report, "before_hwa", MONTH_S)
+        control = _at(report, "digital_control", MONTH_S)
+        after = _at(report, "after_hwa", MONTH_S)
         per_eval, hwa_s = _seconds(report)
         d = digital.get(name)
         table.append([name, _fmt(d), _cell(*before, d), _cell(*control, d), _cell(*after, d), _fmt(per_eval, 2),

@@ -86,6 +86,16 @@ class _Report:
         except (OSError, ValueError):
             return {}
 
+    @staticmethod
+    def _drift_report(path: Path) -> Any:
+        """final/<id>/drift_report.json as a DriftReport; None when unreadable (the report still renders)."""
+        from popnas_seg.analog.drift import DriftReport
+
+        try:
+            return DriftReport.load(path)
+        except (OSError, ValueError, TypeError, KeyError):
+            return None
+
     def _events(self, kind: str) -> list[dict[str, Any]]:
         path = self.path / "restore" / "journal.jsonl"
         if not path.exists():
@@ -255,9 +265,9 @@ class _Report:
         out.append("Always digital in this stack:\n\n" + "\n".join(f"- {n}" for n in ALWAYS_DIGITAL))
         per_net = []
         for folder in sorted((self.path / "final").glob("*/drift_report.json")):
-            report = self._json(folder)
-            cov = report.get("coverage")
-            if isinstance(cov, dict):
+            report = self._drift_report(folder)
+            cov = None if report is None else report.coverage
+            if cov:
                 layers = [_layer_text(x) for x in cov.get("digital_layers") or []]
                 listed = ", ".join(layers[:12]) + (f" ... ({len(layers)} in all)" if len(layers) > 12 else "")
                 per_net.append([folder.parent.name, _fmt(cov.get("weights_analog_fraction")),

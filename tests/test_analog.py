@@ -215,13 +215,13 @@ def test_hwa_and_drift_and_rescoring(exported: dict[str, Path], tmp_path: Path) 
     assert report.digital_dice == pytest.approx(1.0)
     for curve in (report.before_hwa, report.after_hwa):
         assert curve is not None
-        assert np.asarray(curve["dice"]).shape == (3, 2)
-        assert len(curve["mean"]) == len(curve["std"]) == 3
-        assert all(math.isfinite(v) and 0.0 <= v <= 1.0 for v in curve["mean"] + curve["std"])
-        assert min(curve["mean"]) > 0.5
+        assert np.asarray(curve.dice).shape == (3, 2)
+        assert len(curve.mean) == len(curve.std) == 3
+        assert all(math.isfinite(v) and 0.0 <= v <= 1.0 for v in curve.mean + curve.std)
+        assert min(curve.mean) > 0.5
     assert len(report.hwa_loss) == 1 and math.isfinite(report.hwa_loss[0])
     # the digital control: same epochs and checkpoint rule, scored on the inference tiles like the others
-    assert report.digital_control is not None and len(report.digital_control["mean"]) == 3
+    assert report.digital_control is not None and len(report.digital_control.mean) == 3
     assert len(report.hwa_val_dice) == len(report.control_val_dice) == 1
     assert report.hwa_best_epoch == report.control_best_epoch == 1
     assert {"control_train_s", "score_control_s"} <= set(report.timings)
@@ -233,7 +233,7 @@ def test_hwa_and_drift_and_rescoring(exported: dict[str, Path], tmp_path: Path) 
     rescored = score_checkpoint_in_process(str(exported["threshold"]), report.checkpoints["hwa"], 2, None, seed=0,
                                            eval_times=[86400.0], repetitions=2, batch_size=4, test_x=tx, test_y=ty)
     assert np.asarray(rescored["dice"]).shape == (1, 2)
-    assert rescored["mean"][0] == pytest.approx(report.after_hwa["mean"][1], abs=0.1)
+    assert rescored["mean"][0] == pytest.approx(report.after_hwa.mean[1], abs=0.1)
 
 
 def _blobs(n: int, size: int = 16, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

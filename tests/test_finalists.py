@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from popnas_seg.config import ArchitectureConfig
-from popnas_seg.finalists import drift_rows, knee_distances, macro_variants, seconds_per_drift_eval, select_finalists
+from popnas_seg.finalists import knee_distances, macro_variants, select_finalists
 from popnas_seg.results import TrainingResult
 
 OBJ3 = ["dice", "params", "analog_robustness"]
@@ -63,24 +63,28 @@ def test_macro_variants_respect_the_input_size() -> None:
     assert "_m3" not in dict(macro_variants(arch, (12, 12, 1), True))  # 12 is not divisible by 2**3
 
 
-def test_drift_rows_accept_both_layouts() -> None:
-    by_time = {"before_hwa": {"1.0": {"mean": 0.7, "std": 0.1}, "3600": {"mean": 0.6, "std": 0.2}},
-               "after_hwa": {"1.0": {"mean": 0.8, "std": 0.05}}}
-    as_list = {"before_hwa": [{"time": 3600, "mean": 0.6, "std": 0.2}, {"time": 1, "mean": 0.7, "std": 0.1}],
-               "after_hwa": [{"time": 1, "mean": 0.8, "std": 0.05}]}
-    expected = [{"network": "n", "hwa": "before", "time": 1.0, "mean": 0.7, "std": 0.1},
-                {"network": "n", "hwa": "before", "time": 3600.0, "mean": 0.6, "std": 0.2},
-                {"network": "n", "hwa": "after", "time": 1.0, "mean": 0.8, "std": 0.05}]
-    columnar = {"times": [1.0, 3600.0], "repetitions": 3,
-                "before_hwa": {"times": [1.0, 3600.0], "mean": [0.7, 0.6], "std": [0.1, 0.2], "dice": [[0.7], [0.6]]},
-                "after_hwa": {"times": [1.0], "mean": [0.8], "std": [0.05]},
-                "timings": {"score_before_s": 6.0, "score_after_s": 3.0}}
-    assert drift_rows("n", by_time) == expected
-    assert drift_rows("n", as_list) == expected
-    assert drift_rows("n", columnar) == expected
-    assert drift_rows("n", {"before_hwa": columnar["before_hwa"], "after_hwa": None}) == expected[:2]
-    assert seconds_per_drift_eval(columnar) == pytest.approx(9.0 / (3 * 3))  # 3 (phase, time) points x 3 reps
-    assert seconds_per_drift_eval({"before_hwa": None}) is None
+def test_drift_report_is_one_typed_object_with_one_row_per_variant_and_time() -> None:
+    from popnas_seg.analog.drift import DriftCurve, DriftReport
+
+    stored = {"times": [1.0, 3600.0], "repetitions": 3, "digital_dice": 0.8, "coverage": {}, "after_hwa": None,
+              "before_hwa": {"times": [3600.0, 1.0], "mean": [0.6, 0.7], "std": [0.2, 0.1], "dice": [[0.6], [0.7]]},
+              "digital_control": {"mean": [0.75, 0.74], "std": [0.0, 0.01]},  # early reports: times only at the top
+              "timings": {"score_before_s": 6.0, "score_control_s": 3.0}, "unknown_key": 1}
+    report = DriftReport.from_dict(stored)
+    assert isinstance(report.before_hwa, DriftCurve) and report.digital_control.times == [1.0, 3600.0]
+    assert report.rows("n") == [
+        {"network": "n", "hwa": "before", "time": 1.0, "mean": 0.7, "std": 0.1},
+        {"network": "n", "hwa": "before", "time": 3600.0, "mean": 0.6, "std": 0.2},
+        {"network": "n", "hwa": "control", "time": 1.0, "mean": 0.75, "std": 0.0},
+        {"network": "n", "hwa": "control", "time": 3600.0, "mean": 0.74, "std": 0.01}]
+    assert report.before_hwa.at(3600.0) == (0.6, 0.2) and report.before_hwa.at(7.0) is None
+    assert report.seconds_per_eval() == pytest.approx(9.0 / (4 * 3))  # 4 (variant, time) points x 3 reps
+    assert DriftReport.from_dict(report.to_dict()) == report  # the journal / JSON round trip
+    with pytest.raises(ValueError, match="2 times, 1 means"):
+        DriftCurve(times=[1.0, 2.0], mean=[0.5], std=[0.1])
+    timeless = DriftReport(times=[1.0], repetitions=2, before_hwa=DriftCurve([1.0], [0.5], [0.0]), after_hwa=None,
+                           digital_dice=0.5, coverage={}, timings={})
+    assert timeless.seconds_per_eval() is None
 
 
 def _tiny_config(tmp_path: Path):
@@ -194,9 +198,10 @@ def test_finalists_stage_with_a_fake_trainer_writes_three_drift_rows_and_learnin
         times = list(cfg.eval_times)
         curve = lambda base: {"times": times, "mean": [base - 0.01 * i for i in range(len(times))],  # noqa: E731
                               "std": [0.01] * len(times), "dice": [[base]] * len(times)}
-        report = DriftReport(times=times, repetitions=2, before_hwa=curve(0.7), after_hwa=curve(0.8),
-                             digital_control=curve(0.75), digital_dice=0.85, coverage={}, timings={},
-                             hwa_epochs=cfg.hwa_epochs, hwa_best_epoch=1, control_best_epoch=1)
+        report = DriftReport.from_dict(dict(times=times, repetitions=2, before_hwa=curve(0.7), after_hwa=curve(0.8),
+                                            digital_control=curve(0.75), digital_dice=0.85, coverage={},
+                                            timings={}, hwa_epochs=cfg.hwa_epochs, hwa_best_epoch=1,
+                                            control_best_epoch=1))
         Path(out_dir).mkdir(parents=True, exist_ok=True)
         (Path(out_dir) / "drift_report.json").write_text("{}")
         return report

@@ -180,7 +180,7 @@ def test_analog_predict_at_a_drift_time(run_folder: dict, tmp_path: Path, capsys
     report = hwa_and_drift(final / "model.onnx", x, y, tx, ty,
                            AnalogConfig(hwa_epochs=0, eval_times=[1.0], repetitions=2), 2, None, final, seed=0,
                            batch_size=4, tile=(16, 16), test_sizes=sizes)
-    assert report.checkpoints["inference"] and report.before_hwa["mean"][0] >= 0.0
+    assert report.checkpoints["inference"] and report.before_hwa.mean[0] >= 0.0
     name = run_folder["test_names"][0]
     image = str(run_folder["data_dir"] / "images" / f"{name}.png")
     outs = []

@@ -8,6 +8,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from pathlib import Path
 
+from popnas_seg.analog.drift import DriftCurve, DriftReport
 from popnas_seg.config import RunConfig, dump_config
 from popnas_seg.report import write_report
 from popnas_seg.results import TrainingResult
@@ -60,10 +61,11 @@ def _synthetic_run(run: Path) -> None:
     drift[-1]["mean"] = 0.6543  # unet after HWA at 1 month
     write_csv(run / "final" / "drift.csv", drift, ["network", "hwa", "time", "mean", "std"])
     (run / "final" / "1").mkdir(parents=True, exist_ok=True)
-    (run / "final" / "1" / "drift_report.json").write_text(json.dumps(
-        {"coverage": {"weights_analog_fraction": 0.9, "macs_analog_fraction": 0.8,
-                      "digital_layers": [{"name": "decoder/tconv", "type": "ConvTranspose2d", "weights": 64,
-                                          "reason": "no analog transpose conv"}]}}))
+    (run / "final" / "1" / "drift_report.json").write_text(json.dumps(DriftReport(
+        times=[1.0], repetitions=2, before_hwa=DriftCurve([1.0], [0.79], [0.01]), after_hwa=None, digital_dice=0.8,
+        timings={}, coverage={"weights_analog_fraction": 0.9, "macs_analog_fraction": 0.8,
+                              "digital_layers": [{"name": "decoder/tconv", "type": "ConvTranspose2d", "weights": 64,
+                                                  "reason": "no analog transpose conv"}]}).to_dict()))
 
 
 def test_full_report(tmp_path: Path) -> None:

@@ -41,16 +41,51 @@ from popnas_seg.config import AnalogConfig
 CHECKPOINTS = {"inference": "analog_inference.pt", "hwa": "analog_hwa.pt", "control": "analog_control.pt"}
 
 
+PHASES = (("before", "before_hwa"), ("control", "digital_control"), ("after", "after_hwa"))
+"""(drift-table label, DriftReport field) of the three scored variants, in table order: no HWA, digital
+control, HWA."""
+
+
+@dataclass
+class DriftCurve:
+    """Analog Dice of one network variant at each drift time: mean and std over the programmings, and each
+    programming's Dice (`dice[time][repetition]`)."""
+
+    times: list[float]
+    mean: list[float]
+    std: list[float]
+    dice: list[list[float]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if not len(self.times) == len(self.mean) == len(self.std):
+            raise ValueError(f"drift curve: {len(self.times)} times, {len(self.mean)} means, {len(self.std)} stds")
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], times: list[float] | None = None) -> "DriftCurve":
+        """The layout `_curve` writes; `times` fills in for curves of early reports that kept them only at
+        the report's top level."""
+        return cls(times=[float(t) for t in (data.get("times") or times or [])],
+                   mean=[float(m) for m in data["mean"]], std=[float(v) for v in data["std"]],
+                   dice=[[float(v) for v in d] for d in data.get("dice") or []])
+
+    def at(self, t: float) -> tuple[float, float] | None:
+        """(mean, std) at drift time `t` seconds, or None when `t` was not scored."""
+        for time_, mean, std in zip(self.times, self.mean, self.std):
+            if math.isclose(time_, t, rel_tol=1e-6):
+                return mean, std
+        return None
+
+
 @dataclass
 class DriftReport:
-    """Dice over time on analog tiles, before and after HWA. Each curve is a dict with `mean`, `std`
-    (one value per time in `times`) and `dice` ([times][repetitions]); `after_hwa` is None when
-    `hwa_epochs` is 0."""
+    """Dice over time on analog tiles with no HWA (`before_hwa`), after the digital control and after HWA
+    (None when `hwa_epochs` is 0 or the control is off). The one object the finalists stage, the report,
+    `predict` and the benchmarks read: drift_report.json and the journal hold its `to_dict()`."""
 
     times: list[float]
     repetitions: int
-    before_hwa: dict[str, list]
-    after_hwa: dict[str, list] | None
+    before_hwa: DriftCurve
+    after_hwa: DriftCurve | None
     digital_dice: float
     """Dice of the converted, still digital torch network on the test images."""
     coverage: dict[str, Any]
@@ -58,7 +93,7 @@ class DriftReport:
     hwa_epochs: int = 0
     hwa_loss: list[float] = field(default_factory=list)
     checkpoints: dict[str, str] = field(default_factory=dict)
-    digital_control: dict[str, list] | None = None
+    digital_control: DriftCurve | None = None
     """The control of HWA: the same epochs, schedule and batches as digital SGD, then the inference tiles."""
     hwa_val_dice: list[float] = field(default_factory=list)
     """Analog validation Dice at t_inference after each HWA epoch; the best epoch is the kept checkpoint."""
@@ -73,7 +108,42 @@ class DriftReport:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "DriftReport":
         names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in names})
+        fields = {k: v for k, v in data.items() if k in names}
+        times = [float(t) for t in data.get("times") or []]
+        for _, key in PHASES:
+            curve = fields.get(key)
+            if isinstance(curve, dict):
+                fields[key] = DriftCurve.from_dict(curve, times)
+        return cls(**fields)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> "DriftReport":
+        """Read a drift_report.json."""
+        import json
+
+        return cls.from_dict(json.loads(Path(path).read_text()))
+
+    def curves(self) -> list[tuple[str, DriftCurve]]:
+        """(label, curve) of the variants that were scored, in PHASES order."""
+        return [(label, getattr(self, key)) for label, key in PHASES if getattr(self, key) is not None]
+
+    def rows(self, network: str) -> list[dict[str, Any]]:
+        """Drift-table rows (network, hwa, time, mean, std): per variant, one row per drift time."""
+        return [{"network": network, "hwa": label, "time": t, "mean": m, "std": s}
+                for label, curve in self.curves() for t, m, s in sorted(zip(curve.times, curve.mean, curve.std))]
+
+    def weights_analog_fraction(self) -> float | None:
+        value = self.coverage.get("weights_analog_fraction")
+        return None if value is None else float(value)
+
+    def seconds_per_eval(self) -> float | None:
+        """Mean seconds of one drift evaluation (one programming scored at one time on the test images)."""
+        keys = ("score_before_s", "score_control_s", "score_after_s")
+        scoring = [float(self.timings[k]) for k in keys if self.timings.get(k) is not None]
+        evaluations = sum(len(c.times) for _, c in self.curves()) * max(int(self.repetitions), 1)
+        if not scoring or not evaluations:
+            return None
+        return sum(scoring) / evaluations
 
 
 def hwa_and_drift(
@@ -148,8 +218,8 @@ def score_checkpoint(
     timeout_s: float | None = 3600.0,
     tile: tuple[int, int] | None = None,
     test_sizes: np.ndarray | None = None,
-) -> dict[str, list]:
-    """Re-score a saved analog checkpoint (no training): {"times", "mean", "std", "dice"} in a worker.
+) -> DriftCurve:
+    """Re-score a saved analog checkpoint (no training), in a worker.
 
     Times and repetitions default to those of the analog config stored in the checkpoint.
     """
@@ -169,9 +239,7 @@ def score_checkpoint(
     if tile is not None and test_sizes is not None:  # whole images (pack_images), tiled Dice
         params["tile"] = [int(tile[0]), int(tile[1])]
         arrays["test_sizes"] = np.asarray(test_sizes, np.int64)
-    result = run_job("score_checkpoint", params, arrays, timeout_s=timeout_s)
-    result.pop("worker_time_s", None)
-    return result
+    return DriftCurve.from_dict(run_job("score_checkpoint", params, arrays, timeout_s=timeout_s))
 
 
 # ---------------------------------------------------------------------- inside the worker process

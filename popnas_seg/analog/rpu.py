@@ -25,9 +25,17 @@ def _noise_model(cfg: AnalogConfig) -> Any:
 
 
 def _drift_compensation(cfg: AnalogConfig) -> Any:
+    """AIHWKit's read-out drift compensation: `global` scales each tile's outputs by one factor measured with
+    an all-ones input; `per_column` by one factor per column, measured with one-hot inputs (a calibration
+    read per row), which also follows columns whose devices drift faster or slower than the tile's mean."""
     from aihwkit.inference import GlobalDriftCompensation
+    from aihwkit.inference.compensation.drift import PerColumnDriftCompensation
 
-    return GlobalDriftCompensation() if cfg.drift_compensation == "global" else None
+    if cfg.drift_compensation == "global":
+        return GlobalDriftCompensation()
+    if cfg.drift_compensation == "per_column":
+        return PerColumnDriftCompensation()
+    return None
 
 
 def _set_forward(rpu: Any, cfg: AnalogConfig) -> None:

@@ -31,6 +31,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from popnas_seg.analog.drift import DriftReport
 from popnas_seg.config import ArchitectureConfig, RunConfig
 from popnas_seg.evaluation.evaluator import UNET_ENCODING, NetworkEvaluator, NetworkJob
 from popnas_seg.finalists.selection import macro_variants, select_finalists
@@ -40,35 +41,6 @@ UNET = "unet"
 SAMPLE_IMAGES = 4
 MONTH_S = 2592000.0
 DRIFT_LABELS = {"before": "no HWA", "control": "digital control", "after": "after HWA"}
-
-
-# ---------------------------------------------------------------------------------------------------- drift rows
-def drift_rows(network: str, report: dict[str, Any]) -> list[dict[str, Any]]:
-    """DriftReport.to_dict() -> drift-table rows (network, hwa, time, mean, std), up to three per time:
-    hwa "before" (no HWA), "control" (digital fine-tune, same epochs and schedule) and "after" (HWA).
-
-    A curve is {"times": [...], "mean": [...], "std": [...]} as analog/drift.py writes it (times may also sit at
-    the report's top level); {time: {"mean", "std"}} and [{"time", "mean", "std"}] are read too.
-    """
-    rows = []
-    for phase, hwa in (("before_hwa", "before"), ("digital_control", "control"), ("after_hwa", "after")):
-        curve = report.get(phase)
-        if not curve:
-            continue
-        if isinstance(curve, dict) and isinstance(curve.get("mean"), list):
-            times = curve.get("times") or report.get("times") or []
-            stds = curve.get("std") or [None] * len(times)
-            items = [(float(t), {"mean": m, "std": s}) for t, m, s in zip(times, curve["mean"], stds)]
-        elif isinstance(curve, dict):
-            items = [(float(t), v) for t, v in curve.items()]
-        else:
-            items = [(float(e.get("time", e.get("t"))), e) for e in curve]
-        for t, value in sorted(items, key=lambda p: p[0]):
-            mean = value.get("mean") if isinstance(value, dict) else value
-            std = value.get("std") if isinstance(value, dict) else None
-            rows.append({"network": network, "hwa": hwa, "time": t, "mean": None if mean is None else float(mean),
-                         "std": None if std is None else float(std)})
-    return rows
 
 
 def learning_histories(final_dir: Path, names: Sequence[str]) -> dict[str, list[dict[str, str]]]:
@@ -81,14 +53,6 @@ def learning_histories(final_dir: Path, names: Sequence[str]) -> dict[str, list[
         if rows:
             out[str(name)] = rows
     return out
-
-
-def _coverage_fraction(report: dict[str, Any]) -> float | None:
-    cov = report.get("coverage")
-    if isinstance(cov, dict):
-        value = cov.get("weights_analog_fraction", cov.get("weights_fraction"))
-        return None if value is None else float(value)
-    return None if cov is None else float(cov)
 
 
 # ---------------------------------------------------------------------------------------------------- the stage
@@ -369,12 +333,17 @@ class FinalistsStage:
         return int(ds.val_test_batch_size or ds.batch_size)
 
     # ------------------------------------------------------------------ (e) HWA + drift
-    def drift(self, f: _Finalist, samples: bool = False) -> dict[str, Any]:
+    def _drift_done(self, name: str) -> DriftReport | None:
+        """The drift report a finished `finalist_drift_done` event recorded for `name` (None: not scored)."""
+        done = self._last("finalist_drift_done", name=name)
+        return None if done is None else DriftReport.from_dict(done["report"])
+
+    def drift(self, f: _Finalist, samples: bool = False) -> DriftReport:
         """HWA + drift scoring in the analog worker; with `samples`, also analog label maps at 1 month."""
         from popnas_seg.analog.drift import hwa_and_drift
 
         out = self.final_dir / f.name
-        done = self._last("finalist_drift_done", name=f.name)
+        done = self._drift_done(f.name)
         if done is not None and (out / "drift_report.json").exists():
             return done
         a, hp = self.config.analog, self.config.training_hyperparameters
@@ -391,8 +360,8 @@ class FinalistsStage:
             class_weights=getattr(self.data, "class_weights", None), dice_weight=hp.dice_loss_weight,
             ce_weight=hp.ce_loss_weight, tile=tuple(self.data.input_shape[:2]), test_sizes=test_sizes,
             val_x=val_x, val_y=val_y, steps_per_epoch=hp.steps_per_epoch,
-        ).to_dict()
-        for r in drift_rows(f.name, report):
+        )
+        for r in report.rows(f.name):
             self.log.info("  %s %s, t = %g s: analog Dice %.3f ± %.3f", f.name, DRIFT_LABELS.get(r["hwa"], r["hwa"]),
                           r["time"], r["mean"], r["std"] or 0.0)
         if samples:
@@ -400,12 +369,13 @@ class FinalistsStage:
                 _analog_sample_predictions(out, report, MONTH_S, seed)
             except Exception as exc:  # only a figure depends on it
                 self.log.warning("analog sample predictions of %s failed: %s", f.name, exc)
-        return self.run.journal.append("finalist_drift_done", name=f.name, report=report,
-                                       wall_s=time.monotonic() - t0)
+        self.run.journal.append("finalist_drift_done", name=f.name, report=report.to_dict(),
+                                wall_s=time.monotonic() - t0)
+        return report
 
     # ------------------------------------------------------------------ rows, tables, plots
     def _row(self, f: _Finalist, trained: dict[str, Any], exported: dict[str, Any] | None,
-             drift: dict[str, Any] | None) -> dict[str, Any]:
+             drift: DriftReport | None) -> dict[str, Any]:
         result = TrainingResult.from_dict(trained["result"])
         row: dict[str, Any] = {
             "network": f.name, "network_id": f.network_id, "encoding": f.encoding, "filters": f.arch.filters,
@@ -417,25 +387,24 @@ class FinalistsStage:
             "torch_max_abs_diff": (exported or {}).get("torch_max_abs_diff"),
         }
         if drift is not None:
-            report = drift["report"]
-            row["analog_coverage"] = _coverage_fraction(report)
-            for r in drift_rows(f.name, report):
+            row["analog_coverage"] = drift.weights_analog_fraction()
+            for r in drift.rows(f.name):
                 kind = {"after": "hwa", "control": "control"}.get(r["hwa"], "nohwa")
                 key = f"analog_dice_{kind}_{_time_key(r['time'])}"
                 row[key] = r["mean"]
                 row[key + "_std"] = r["std"]
-            row["analog_mac_fraction"] = (report.get("coverage") or {}).get("macs_analog_fraction")
-            row["drift_eval_s"] = seconds_per_drift_eval(report)
-            row["hwa_train_s"] = (report.get("timings") or {}).get("hwa_train_s")
-            row["hwa_best_epoch"] = report.get("hwa_best_epoch")
-            row["control_best_epoch"] = report.get("control_best_epoch")
+            row["analog_mac_fraction"] = drift.coverage.get("macs_analog_fraction")
+            row["drift_eval_s"] = drift.seconds_per_eval()
+            row["hwa_train_s"] = drift.timings.get("hwa_train_s")
+            row["hwa_best_epoch"] = drift.hwa_best_epoch
+            row["control_best_epoch"] = drift.control_best_epoch
         return row
 
-    def _write_tables(self, rows: list[dict[str, Any]], drift_events: dict[str, dict[str, Any]]) -> None:
+    def _write_tables(self, rows: list[dict[str, Any]], reports: dict[str, DriftReport]) -> None:
         from popnas_seg.runlog.tables import write_csv
 
         write_csv(self.final_dir / "finalists.csv", rows)
-        drift_table = [r for name, e in drift_events.items() for r in drift_rows(name, e["report"])]
+        drift_table = [r for name, report in reports.items() for r in report.rows(name)]
         write_csv(self.final_dir / "drift.csv", drift_table, ["network", "hwa", "time", "mean", "std"])
         from popnas_seg import plots
 
@@ -444,15 +413,15 @@ class FinalistsStage:
             plots.plot_drift_curves(drift_table, Path(self.run.plots_dir) / "drift_curves.png", digital=digital)
             plots.plot_learning_curves(learning_histories(self.final_dir, [r["network"] for r in rows]),
                                        Path(self.run.plots_dir) / "learning_curves.png")
-            self._sample_plot(drift_events)
+            self._sample_plot(reports)
         except Exception as exc:  # a figure must not fail the stage; the report can redraw it
             self.log.warning("finalist plots failed: %s", exc)
 
-    def _sample_plot(self, drift_events: dict[str, dict[str, Any]]) -> None:
+    def _sample_plot(self, reports: dict[str, DriftReport]) -> None:
         """Sample grid of the first finalist: analog prediction at 1 month when the drift step saved one."""
         from popnas_seg import plots
 
-        for name in drift_events:
+        for name in reports:
             samples = self.final_dir / name / "samples.npz"
             if not samples.exists():
                 continue
@@ -475,28 +444,27 @@ class FinalistsStage:
         if a.unet_baseline:
             finalists.append(_Finalist(UNET, -1, UNET, 0, self.config.architecture_hyperparameters, UNET))
         rows: list[dict[str, Any]] = []
-        drift_events: dict[str, dict[str, Any]] = {}
+        reports: dict[str, DriftReport] = {}
         for f in finalists:
             done = self._last("finalist_done", name=f.name)
             if done is not None and ((self.final_dir / f.name / "model.keras").exists()
                                      or done["row"].get("status") != "ok"):  # a failed training is final too
                 self.log.info("finalist %s already done; skipping", f.name)
                 rows.append(done["row"])
-                drift = self._last("finalist_drift_done", name=f.name)
-                if drift is not None:
-                    drift_events[f.name] = drift
+                report = self._drift_done(f.name)
+                if report is not None:
+                    reports[f.name] = report
                 continue
             trained, model = self.final_training(f)
             exported = drift = None
             if trained.get("test_dice") is not None:
                 exported = self.export(f, model)
-                drift = self.drift(f, samples=f is finalists[0])
-                drift_events[f.name] = drift
+                drift = reports[f.name] = self.drift(f, samples=f is finalists[0])
             row = self._row(f, trained, exported, drift)
             self.run.journal.append("finalist_done", name=f.name, row=row)
             rows.append(row)
-            self._write_tables(rows, drift_events)
-        self._write_tables(rows, drift_events)
+            self._write_tables(rows, reports)
+        self._write_tables(rows, reports)
         self.run.journal.append("finalists_finished", finalists=[r["network"] for r in rows])
         return rows
 
@@ -517,17 +485,6 @@ def _time_key(seconds: float) -> str:
     return f"{seconds / 86400:g}d"
 
 
-def seconds_per_drift_eval(report: dict[str, Any]) -> float | None:
-    """Mean seconds of one drift evaluation (one programming scored at one time on the test images)."""
-    timings = report.get("timings") or {}
-    keys = ("score_before_s", "score_control_s", "score_after_s")
-    scoring = [float(timings[k]) for k in keys if timings.get(k) is not None]
-    evaluations = len(drift_rows("x", report)) * int(report.get("repetitions") or 1)
-    if not scoring or not evaluations:
-        return None
-    return sum(scoring) / evaluations
-
-
 def _analog_samples(folder: Path, n: int) -> np.ndarray | None:
     """Analog label maps of the sample images at 1 month, if the drift step saved them (analog_samples.npz)."""
     path = folder / "analog_samples.npz"
@@ -537,7 +494,7 @@ def _analog_samples(folder: Path, n: int) -> np.ndarray | None:
         return np.asarray(npz["predictions"])[:n] if "predictions" in npz.files else None
 
 
-def _analog_sample_predictions(folder: Path, report: dict[str, Any], t_inference: float, seed: int) -> Path:
+def _analog_sample_predictions(folder: Path, report: DriftReport, t_inference: float, seed: int) -> Path:
     """Label maps of folder/samples.npz images from the analog network (HWA checkpoint if any) at `t_inference`.
 
     An analog worker job like every AIHWKit job (analog/worker.py explains why); the result goes to
@@ -545,8 +502,7 @@ def _analog_sample_predictions(folder: Path, report: dict[str, Any], t_inference
     """
     from popnas_seg.analog.worker import run_job
 
-    checkpoints = report.get("checkpoints") or {}
-    checkpoint = checkpoints.get("hwa") or checkpoints.get("inference")
+    checkpoint = report.checkpoints.get("hwa") or report.checkpoints.get("inference")
     if checkpoint is None:
         raise FileNotFoundError(f"no analog checkpoint recorded for {folder}")
     with np.load(folder / "samples.npz") as npz:

@@ -137,13 +137,13 @@ class Predictor:
 
     # ------------------------------------------------------------------ loading
     def _analog_checkpoint(self) -> str:
-        import json
+        from popnas_seg.analog.drift import DriftReport
 
         report = self.folder / "drift_report.json"
         if not report.is_file():
             raise UserError(f"finalist {self.network} of {self.run_folder} has no analog checkpoint "
                             f"({report} is missing): the analog (drift) stage has not run for it")
-        checkpoints = json.loads(report.read_text()).get("checkpoints") or {}
+        checkpoints = DriftReport.load(report).checkpoints
         for kind in ("hwa", "inference"):
             path = checkpoints.get(kind)
             if path:
