@@ -2,7 +2,7 @@
 
 Trains one network with the Trainer to convergence (the finalists' rules: `analog.final_epochs` maximum,
 `early_stopping_patience`, best weights), exports it, and runs the finalists' analog job in this process
-(analog/drift.py: HWA with the schedule and checkpoint selection, the digital control, drift curves).
+(analog/hwa.py: HWA with the schedule and checkpoint selection, the digital control, drift curves).
 Prints the analog validation Dice at `t_inference` after every HWA / control epoch (the checkpoint rule) and
 the test Dice at each drift time for the three variants (mean +- std over programmings).
 
@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     test = trainer.evaluate(model, split="test")
     print(f"{args.cell}: {result.params} params, {result.epochs} epochs (best {result.extra.get('best_epoch')}), "
           f"val Dice {result.dice:.3f}, test Dice {test['dice']:.3f}, {train_s:.0f} s")
-    from popnas_seg.analog.drift import hwa_and_drift_in_process
+    from popnas_seg.analog.hwa import hwa_and_drift_in_process
     from popnas_seg.analog.export import keras_to_onnx
 
     with tempfile.TemporaryDirectory(prefix="bench_hwa_") as tmp:

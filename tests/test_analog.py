@@ -181,7 +181,7 @@ def test_probe_in_worker(exported: dict[str, Path]) -> None:
 def test_probes_in_one_persistent_worker_match_fresh_workers(exported: dict[str, Path]) -> None:
     """The worker is reused between jobs: a probe after other probes (of this and of another network) must
     score exactly what it scores in a fresh worker. Output noise is off here because AIHWKit seeds it from
-    the clock (probe.py): two fresh workers then differ by up to 0.08 Dice on these 8 tiny images, which
+    the clock (scoring.py): two fresh workers then differ by up to 0.08 Dice on these 8 tiny images, which
     would hide a leak; without it everything left (programming noise, drift) follows the per-job seed."""
     from popnas_seg.analog import worker
     from popnas_seg.analog.probe import probe_analog
@@ -206,7 +206,8 @@ def test_probes_in_one_persistent_worker_match_fresh_workers(exported: dict[str,
 
 
 def test_hwa_and_drift_and_rescoring(exported: dict[str, Path], tmp_path: Path) -> None:
-    from popnas_seg.analog.drift import hwa_and_drift, score_checkpoint_in_process
+    from popnas_seg.analog.drift import hwa_and_drift
+    from popnas_seg.analog.hwa import score_checkpoint_in_process
 
     x, y = _data(8)
     tx, ty = _data(6, seed=1)
@@ -256,7 +257,7 @@ def test_hwa_keeps_analog_dice_of_a_short_trained_network(tmp_path: Path) -> Non
     run). Their softmax outputs sit close to 0.5, and HWA's input ranges, initialised from 3 std of the first
     mini-batch, clipped the activations enough for the first SGD steps to flip pixels to background. On
     this net the old recipe lost ~0.2 Dice in one epoch; HWA must now keep (or improve) analog Dice."""
-    from popnas_seg.analog.drift import hwa_and_drift_in_process
+    from popnas_seg.analog.hwa import hwa_and_drift_in_process
     from popnas_seg.config import ArchitectureConfig
     from popnas_seg.models.builder import build_model
     from popnas_seg.search_space.encoding import Cell
@@ -297,7 +298,8 @@ def test_importing_the_worker_leaves_the_keras_backend_alone() -> None:
     import sys
 
     code = ("import os; os.environ.pop('KERAS_BACKEND', None); import popnas_seg.analog.worker, "
-            "popnas_seg.analog.probe, popnas_seg.analog.drift; print(os.environ.get('KERAS_BACKEND'))")
+            "popnas_seg.analog.probe, popnas_seg.analog.drift, popnas_seg.analog.scoring, popnas_seg.analog.hwa; "
+            "print(os.environ.get('KERAS_BACKEND'))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "None"
 
@@ -360,7 +362,7 @@ def test_weight_scaling_keeps_small_weight_layers_above_the_adc_noise(scale: flo
 def test_fine_tuning_freezes_batchnorm_and_keeps_the_best_epoch() -> None:
     import torch
 
-    from popnas_seg.analog.drift import _fine_tune, freeze_batchnorm
+    from popnas_seg.analog.hwa import _fine_tune, freeze_batchnorm
 
     torch.manual_seed(0)
     net = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 1), torch.nn.BatchNorm2d(2), torch.nn.Softmax(dim=1))
@@ -385,7 +387,7 @@ def test_fine_tuning_freezes_batchnorm_and_keeps_the_best_epoch() -> None:
         states.append({k: v.clone() for k, v in m.state_dict().items()})
         return next(scores)
 
-    from popnas_seg.analog.drift import segmentation_loss_torch
+    from popnas_seg.analog.hwa import segmentation_loss_torch
 
     history = _fine_tune(module, torch.optim.SGD(module.parameters(), lr=0.05), x, y, cfg, 0, 4,
                          lambda p, t: segmentation_loss_torch(p, t, 2, None, None, 1.0, 1.0), score)
@@ -399,7 +401,7 @@ def test_fine_tuning_freezes_batchnorm_and_keeps_the_best_epoch() -> None:
 def test_hwa_epochs_hold_steps_per_epoch_batches_whatever_the_folder_size() -> None:
     """A 48-image folder at batch 16 gave HWA 3 steps per epoch; with steps_per_epoch every epoch has that many
     full batches, each image once per reshuffled pass, and the plan is reproducible from the seed."""
-    from popnas_seg.analog.drift import epoch_batches
+    from popnas_seg.analog.hwa import epoch_batches
 
     one_pass = epoch_batches(48, 16, None, 2, seed=3)
     assert [len(e) for e in one_pass] == [3, 3]
@@ -421,7 +423,7 @@ def test_checkpoints_keep_their_weight_mapping(exported: dict[str, Path], tmp_pa
     saved config) was made with unmapped tiles and must not be read with column scales."""
     import torch
 
-    from popnas_seg.analog.drift import load_checkpoint
+    from popnas_seg.analog.hwa import load_checkpoint
     from popnas_seg.analog.rpu import analog_layers, inference_rpu_config, to_analog
 
     digital = onnx_to_torch(exported["threshold"])

@@ -15,7 +15,7 @@ def test_analog_device_needs_a_gpu_and_cuda_tiles(monkeypatch: pytest.MonkeyPatc
     import torch
     from aihwkit.simulator.rpu_base import cuda as rpu_cuda
 
-    from popnas_seg.analog.worker import analog_device
+    from popnas_seg.analog.rpu import analog_device
 
     for gpu, compiled, expected in [(False, True, "cpu"), (True, False, "cpu"), (True, True, "cuda"),
                                     (False, False, "cpu")]:
@@ -28,7 +28,7 @@ def test_the_installed_stack_scores_analog_on_the_cpu_here() -> None:
     """The PyPI AIHWKit wheel has no CUDA tiles (STACK.md), so with or without a GPU the worker uses the CPU."""
     from aihwkit.simulator.rpu_base import cuda as rpu_cuda
 
-    from popnas_seg.analog.worker import analog_device
+    from popnas_seg.analog.rpu import analog_device
 
     if rpu_cuda.is_compiled():
         pytest.skip("this AIHWKit was built with CUDA")

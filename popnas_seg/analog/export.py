@@ -201,7 +201,7 @@ def torch_predict(module: Any, x: np.ndarray, batch_size: int = 32) -> np.ndarra
     """Run a torch module on NHWC numpy input without gradients, in batches; returns numpy float32.
 
     Batches go to the device the module's first parameter (or buffer) is on: the CPU unless the analog
-    worker moved the module to CUDA (worker.analog_device).
+    worker moved the module to CUDA (rpu.analog_device).
     """
     import itertools
 

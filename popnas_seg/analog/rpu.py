@@ -317,3 +317,21 @@ def _mac_fractions(root: nn.Module, analog: list, digital: list, sample: Any) ->
         "macs_analog": int(counts["analog"]),
         "macs_total": int(total),
     }
+
+
+def analog_device() -> str:
+    """"cuda" when torch sees a GPU *and* AIHWKit was compiled with CUDA tiles, else "cpu".
+
+    Both are needed: a CUDA torch with CPU-only AIHWKit tiles (the PyPI wheel, STACK.md) raises CudaError
+    on `.cuda()` of an analog layer (ANALOG_FACTS.md 5). Call it in the analog worker only.
+    """
+    import torch
+
+    if not torch.cuda.is_available():
+        return "cpu"
+    try:
+        from aihwkit.simulator.rpu_base import cuda as rpu_cuda
+
+        return "cuda" if rpu_cuda.is_compiled() else "cpu"
+    except (ImportError, AttributeError):
+        return "cpu"

@@ -72,8 +72,8 @@ import numpy as np
 
 from popnas_seg.atomic import atomic_write_json
 
-__all__ = ["AnalogWorkerError", "RECYCLE_RSS_BYTES", "analog_device", "run_job", "shutdown_worker",
-           "sweep_stale_folders", "worker_pid"]
+__all__ = ["AnalogWorkerError", "RECYCLE_RSS_BYTES", "run_job", "shutdown_worker", "sweep_stale_folders",
+           "worker_pid"]
 
 _ROOT = Path(__file__).resolve().parents[2]
 _PARENT_ENV = "POPNAS_WORKER_PARENT_PID"
@@ -440,24 +440,6 @@ def _die_with_parent() -> None:
         os._exit(1)
 
 
-def analog_device() -> str:
-    """"cuda" when torch sees a GPU *and* AIHWKit was compiled with CUDA tiles, else "cpu".
-
-    Both are needed: a CUDA torch with CPU-only AIHWKit tiles (the PyPI wheel, STACK.md) raises CudaError
-    on `.cuda()` of an analog layer (ANALOG_FACTS.md 5). Imports torch, so call it in the worker only.
-    """
-    import torch
-
-    if not torch.cuda.is_available():
-        return "cpu"
-    try:
-        from aihwkit.simulator.rpu_base import cuda as rpu_cuda
-
-        return "cuda" if rpu_cuda.is_compiled() else "cpu"
-    except (ImportError, AttributeError):
-        return "cpu"
-
-
 def _test_task(name: str) -> Callable[..., dict[str, Any]] | None:
     """Tasks that exercise the worker itself (crash, hang, state); only with POPNAS_ANALOG_TEST_TASKS=1."""
     if os.environ.get(_TEST_TASKS_ENV) != "1":
@@ -502,19 +484,19 @@ def _test_task(name: str) -> Callable[..., dict[str, Any]] | None:
 def _task(name: str) -> Callable[..., dict[str, Any]]:
     """The in-process function of a task (imported here so the parent never loads torch for it)."""
     if name == "probe":
-        from popnas_seg.analog.probe import probe_in_process
+        from popnas_seg.analog.scoring import probe_in_process
 
         return probe_in_process
     if name == "hwa_and_drift":
-        from popnas_seg.analog.drift import hwa_and_drift_in_process
+        from popnas_seg.analog.hwa import hwa_and_drift_in_process
 
         return hwa_and_drift_in_process
     if name == "score_checkpoint":
-        from popnas_seg.analog.drift import score_checkpoint_in_process
+        from popnas_seg.analog.hwa import score_checkpoint_in_process
 
         return score_checkpoint_in_process
     if name == "analog_samples":
-        from popnas_seg.analog.drift import analog_samples_in_process
+        from popnas_seg.analog.hwa import analog_samples_in_process
 
         return analog_samples_in_process
     if name == "analog_predict":

@@ -18,7 +18,7 @@ def analog_predict_in_process(onnx_path: str, checkpoint: str, t_inference: floa
     """Probabilities [N, Hmax, Wmax, K] of packed images (`tiling.pack_images`) from one drifted chip."""
     import torch
 
-    from popnas_seg.analog.drift import load_checkpoint
+    from popnas_seg.analog.hwa import load_checkpoint
     from popnas_seg.analog.export import save_npz_atomic, torch_predict
     from popnas_seg.analog.rpu import program_and_drift
     from popnas_seg.inference.tiling import sliding_window_predict

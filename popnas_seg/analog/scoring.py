@@ -1,0 +1,86 @@
+"""The analog probe's worker half: Dice of a torch network on PCM-like analog tiles at `t_inference`.
+
+Runs inside the analog worker process (worker.py dispatches the "probe" job here; hwa.py scores its drift curves
+with `score_repetitions`), never in the parent: it imports torch and AIHWKit. The client is probe.py.
+
+Per repetition r the network is programmed afresh (`torch.manual_seed(seed + r)`, then
+`program_analog_weights()` and `drift_analog_weights(t_inference)`), so the std over repetitions is the
+spread over independently programmed chips, not over read noise of one programming (ANALOG_FACTS.md 3).
+Dice is the project's one numpy `dice_score`, the same as the digital evaluation, so
+`robustness = analog / digital` compares like with like.
+
+Reproducibility: programming and drift noise follow the torch seed; AIHWKit's forward (ADC/DAC, output)
+noise in its compiled tiles is clock-seeded, so repeated probes agree closely but not bit for bit.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from popnas_seg.config import AnalogConfig
+
+
+def analog_dice(module: Any, x: np.ndarray, y: np.ndarray, classes_count: int, ignore_class: int | None,
+                batch_size: int = 32, tile: list[int] | None = None, sizes: np.ndarray | None = None) -> float:
+    """Dice of a (digital or analog) torch module on NHWC arrays, with the shared numpy scorer.
+
+    With `tile` and `sizes` (`popnas_seg.inference.tiling.pack_images`), x/y hold whole images of any size,
+    scored by the same sliding-window tiling as the digital whole-image evaluation.
+    """
+    from popnas_seg.analog.export import torch_predict
+    from popnas_seg.training.scores import dice_score
+
+    if tile is not None and sizes is not None:
+        from popnas_seg.inference.tiling import evaluate_images, unpack_images
+
+        images, masks = unpack_images(x, y, sizes)
+        return float(evaluate_images(lambda b: torch_predict(module, b, batch_size=batch_size), images, masks,
+                                     (int(tile[0]), int(tile[1])), classes_count, ignore_class,
+                                     batch_size=batch_size)["dice"])
+    probs = torch_predict(module, x, batch_size=batch_size)
+    return dice_score(np.argmax(probs, axis=-1), y, classes_count, ignore_class)
+
+
+def score_repetitions(module: Any, x: np.ndarray, y: np.ndarray, t_inference: float, repetitions: int,
+                      seed: int, classes_count: int, ignore_class: int | None, batch_size: int = 32,
+                      tile: list[int] | None = None, sizes: np.ndarray | None = None) -> list[float]:
+    """Dice of `repetitions` independent programmings of `module`, each drifted to `t_inference` seconds."""
+    import torch
+
+    from popnas_seg.analog.rpu import program_and_drift
+
+    scores = []
+    for r in range(repetitions):
+        torch.manual_seed(seed + r)
+        program_and_drift(module, t_inference)
+        scores.append(analog_dice(module, x, y, classes_count, ignore_class, batch_size, tile, sizes))
+    return scores
+
+
+def probe_in_process(onnx_path: str, cfg: dict[str, Any], classes_count: int, ignore_class: int | None,
+                     seed: int, x: np.ndarray, y: np.ndarray, batch_size: int = 32, tile: list[int] | None = None,
+                     sizes: np.ndarray | None = None) -> dict[str, Any]:
+    """The probe itself (run by the worker): convert, measure coverage, score each programming."""
+    import torch
+
+    from popnas_seg.analog.export import onnx_to_torch
+    from popnas_seg.analog.rpu import analog_coverage, analog_device, inference_rpu_config, to_analog
+
+    analog_cfg = AnalogConfig.model_validate(cfg)
+    torch.manual_seed(seed)
+    digital = onnx_to_torch(onnx_path)
+    analog = to_analog(digital, inference_rpu_config(analog_cfg))
+    coverage = analog_coverage(analog, x[:1] if tile is None else x[:1, :int(tile[0]), :int(tile[1])])
+    if analog_device() == "cuda":  # converted and measured on the CPU, scored on the GPU
+        digital, analog = digital.cuda(), analog.cuda()
+    digital_dice = analog_dice(digital, x, y, classes_count, ignore_class, batch_size, tile, sizes)
+    scores = score_repetitions(analog, x, y, analog_cfg.t_inference, analog_cfg.probe_repetitions, seed,
+                               classes_count, ignore_class, batch_size, tile, sizes)
+    return {
+        "analog_dice_mean": float(np.mean(scores)),
+        "analog_dice_std": float(np.std(scores)),
+        "dice_per_repetition": [float(s) for s in scores],
+        "digital_dice_torch": float(digital_dice),
+        "coverage": coverage,
+    }
