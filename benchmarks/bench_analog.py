@@ -312,7 +312,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="HWA weight-noise std, relative to the layer's max weight (default: config)")
     parser.add_argument("--clip-sigma", type=float, default=None,
                         help="weight clipping of the analog tiles, in layer standard deviations (default: config)")
-    parser.add_argument("--drift-compensation", choices=["global", "per_column", "none"], default=None,
+    parser.add_argument("--drift-compensation", choices=["global", "none"], default=None,
                         help="with --study: read-out drift compensation of the analog tiles (default: config)")
     parser.add_argument("--networks", nargs="+", choices=["cell", "unet"], default=["cell", "unet"],
                         help="with --study: which networks to run (the table reports whatever is there)")

@@ -307,9 +307,7 @@ class AnalogConfig(_Section):
     """AIHWKit settings: PCM-like inference tiles, the search-time probe and the finalists' drift scoring."""
 
     g_max: float = Field(25.0, gt=0, le=G_MAX_LIMIT_US, description="maximum conductance in microsiemens")
-    drift_compensation: Literal["global", "per_column", "none"] = Field(
-        "global", description="drift compensation at read-out: one factor per tile (global), one per tile column "
-        "read with one-hot inputs (per_column), or none")
+    drift_compensation: Literal["global", "none"] = Field("global", description="drift compensation at read-out")
     inp_res: float = Field(1 / 254, gt=0, le=1, description="input (DAC) resolution")
     out_res: float = Field(1 / 254, gt=0, le=1, description="output (ADC) resolution")
     out_noise: float = Field(0.04, ge=0, le=1, description="additive output noise")

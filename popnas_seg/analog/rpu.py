@@ -25,17 +25,12 @@ def _noise_model(cfg: AnalogConfig) -> Any:
 
 
 def _drift_compensation(cfg: AnalogConfig) -> Any:
-    """AIHWKit's read-out drift compensation: `global` scales each tile's outputs by one factor measured with
-    an all-ones input; `per_column` by one factor per column, measured with one-hot inputs (a calibration
-    read per row), which also follows columns whose devices drift faster or slower than the tile's mean."""
+    """AIHWKit's global drift compensation: each tile's outputs scaled by one factor read with an all-ones
+    input. Per-column compensation (one-hot reads) was measured no better on the issue-10 folder study and
+    worse on a single layer, where each one-hot read is within the output noise (docs/BENCHMARKS.md)."""
     from aihwkit.inference import GlobalDriftCompensation
-    from aihwkit.inference.compensation.drift import PerColumnDriftCompensation
 
-    if cfg.drift_compensation == "global":
-        return GlobalDriftCompensation()
-    if cfg.drift_compensation == "per_column":
-        return PerColumnDriftCompensation()
-    return None
+    return GlobalDriftCompensation() if cfg.drift_compensation == "global" else None
 
 
 def _set_forward(rpu: Any, cfg: AnalogConfig) -> None:
