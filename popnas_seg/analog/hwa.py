@@ -235,10 +235,15 @@ def hwa_and_drift_in_process(
     checkpoints = {"inference": _save_checkpoint(before, out / CHECKPOINTS["inference"], "inference", analog_cfg)}
     timings["convert_s"] = time.perf_counter() - t0
 
-    t = time.perf_counter()
-    before_curve = _curve(before, test_x, test_y, times, reps, seed, classes_count, ignore_class, batch_size,
-                          tile, test_sizes)
-    timings["score_before_s"] = time.perf_counter() - t
+    def scored(module: Any, timing: str) -> dict[str, list]:
+        """`module`'s drift curve on the test images (same seeds for every variant), timed as `timing`."""
+        t = time.perf_counter()
+        curve = _curve(module, test_x, test_y, times, reps, seed, classes_count, ignore_class, batch_size, tile,
+                       test_sizes)
+        timings[timing] = time.perf_counter() - t
+        return curve
+
+    before_curve = scored(before, "score_before_s")
     del before
 
     after_curve = control_curve = None
@@ -274,10 +279,7 @@ def hwa_and_drift_in_process(
                              lambda m: analog_val(m, None), steps_per_epoch)
         checkpoints["hwa"] = _save_checkpoint(hwa, out / CHECKPOINTS["hwa"], "hwa", analog_cfg)
         timings["hwa_train_s"] = time.perf_counter() - t
-        t = time.perf_counter()
-        after_curve = _curve(hwa, test_x, test_y, times, reps, seed, classes_count, ignore_class, batch_size,
-                             tile, test_sizes)
-        timings["score_after_s"] = time.perf_counter() - t
+        after_curve = scored(hwa, "score_after_s")
         del hwa
         if analog_cfg.hwa_digital_control:
             t = time.perf_counter()
@@ -290,10 +292,7 @@ def hwa_and_drift_in_process(
             checkpoints["control"] = _save_checkpoint(control_analog, out / CHECKPOINTS["control"], "inference",
                                                       analog_cfg)
             timings["control_train_s"] = time.perf_counter() - t
-            t = time.perf_counter()
-            control_curve = _curve(control_analog, test_x, test_y, times, reps, seed, classes_count, ignore_class,
-                                   batch_size, tile, test_sizes)
-            timings["score_control_s"] = time.perf_counter() - t
+            control_curve = scored(control_analog, "score_control_s")
     timings["total_s"] = time.perf_counter() - t0
     return {
         "times": times,
