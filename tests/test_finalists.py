@@ -241,5 +241,12 @@ def test_finalists_stage_with_a_fake_trainer_writes_three_drift_rows_and_learnin
         assert float(table[0]["analog_dice_nohwa_1s"]) == pytest.approx(0.7)
         assert (run.plots_dir / "learning_curves.png").stat().st_size > 0
         assert (run.plots_dir / "drift_curves.png").stat().st_size > 0
+        # a resumed stage trains and scores nothing again: the drift rows come back from the journal's reports
+        (run.final_dir / "drift.csv").unlink()
+        calls.clear()
+        monkeypatch.setattr(drift_module, "hwa_and_drift", lambda *a, **k: pytest.fail("scored again"))
+        assert run_finalists(run, config, data) == rows and calls == []
+        with open(run.final_dir / "drift.csv") as fh:
+            assert list(csv.DictReader(fh)) == drift
     finally:
         run.close()
