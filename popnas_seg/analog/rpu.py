@@ -26,8 +26,9 @@ def _noise_model(cfg: AnalogConfig) -> Any:
 
 def _drift_compensation(cfg: AnalogConfig) -> Any:
     """AIHWKit's global drift compensation: each tile's outputs scaled by one factor read with an all-ones
-    input. Per-column compensation (one-hot reads) was measured no better on the issue-10 folder study and
-    worse on a single layer, where each one-hot read is within the output noise (docs/BENCHMARKS.md)."""
+    input. AIHWKit's per-column compensation (one-hot reads) tied it on the issue-10 folder study and did worse
+    on one layer, where each one-hot read sits within the output noise (benchmarks/bench_drift_compensation.py,
+    docs/BENCHMARKS.md), so it is not offered."""
     from aihwkit.inference import GlobalDriftCompensation
 
     return GlobalDriftCompensation() if cfg.drift_compensation == "global" else None
