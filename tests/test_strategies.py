@@ -1,6 +1,8 @@
 """Search strategies with fake histories: progressive planning, exploration, random and evolution baselines."""
 from __future__ import annotations
 
+import math
+
 import os
 import zlib
 
@@ -20,6 +22,7 @@ from popnas_seg.search.strategies import (
     b1_cells,
     make_strategy,
     progressive_budget,
+    spread_order,
 )
 from popnas_seg.search_space.encoding import Block, Cell, single_block_cells
 
@@ -94,6 +97,28 @@ def test_b1_capped_sample_spans_params_and_keeps_special_cells() -> None:
         assert any(c.blocks[0].in1 == c.blocks[0].in2 for c in sample)
         assert any(c.blocks[0].op1 == c.blocks[0].op2 for c in sample)
     assert _keys(b1_cells(_config())) == _keys(cells)  # deterministic for one seed
+
+
+def test_spread_order_is_a_permutation_whose_every_prefix_spans_the_range() -> None:
+    assert spread_order([]) == [] and spread_order([7]) == [7] and spread_order([1, 2]) == [1, 2]
+    assert spread_order(list(range(14))) == [0, 13, 6, 3, 9, 1, 4, 7, 11, 2, 5, 8, 10, 12]
+    for n in range(3, 40):
+        order = spread_order(list(range(n)))
+        assert sorted(order) == list(range(n))
+        for k in range(2, n + 1):  # the widest gap between picked ranks at least halves every time k doubles
+            picked = sorted(order[:k])
+            widest = max(b - a for a, b in zip(picked, picked[1:]))
+            assert widest <= 2 * math.ceil((n - 1) / 2 ** math.floor(math.log2(k - 1))), (n, k, picked)
+
+
+def test_step_1_trains_the_cheapest_and_costliest_cell_first_then_fills_the_gaps() -> None:
+    config = _config({"b1_max_networks": None})
+    plan = ProgressiveStrategy(config, SHAPE, 2).plan_step(1, [])
+    cells = [p.cell for p in plan.networks]
+    params = [_params(c, config) for c in cells]
+    assert set(_keys(cells)) == set(_keys(b1_cells(config)))  # the same cells, another order
+    assert params[0] == min(params) and params[1] == max(params)
+    assert min(params[2:5]) > min(params) and max(params[2:5]) < max(params)  # then the middle of the range
 
 
 def _seeded(seed: int, cap: int, operators: list[str] | None = None) -> RunConfig:

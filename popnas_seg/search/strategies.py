@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import logging
 import math
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
@@ -45,6 +46,8 @@ from popnas_seg.search_space.encoding import (
     rescales_its_parent,
     single_block_cells,
 )
+
+T = TypeVar("T")
 
 ORIGINS = ("b1", "pareto", "exploration", "random", "evolution")
 PARENT_ORIGINS = frozenset({"b1", "pareto", "exploration"})
@@ -164,6 +167,30 @@ def b1_cells(config: RunConfig, params_of: Callable[[Cell], int] | None = None) 
     return sorted(picked + [middle[i] for i in draws], key=lambda c: (int(params_of(c)), c.key()))
 
 
+def spread_order(items: Sequence[T]) -> list[T]:
+    """`items` (sorted by cost) in bisection order: the first and the last, then the midpoint of every gap left,
+    breadth-first, so that every prefix spans the whole cost range.
+
+    Why: a capped step 1 used to train its cells cheapest first, so until its last few networks the measured
+    front held only small cells; a run stopped or read early (and the "networks needed to reach a hypervolume"
+    measure of benchmarks/bench_search.py) saw none of the costly, higher-Dice ones. The set of cells is
+    unchanged.
+    """
+    n = len(items)
+    if n <= 2:
+        return list(items)
+    order = [0, n - 1]
+    gaps = deque([(0, n - 1)])
+    while gaps:
+        lo, hi = gaps.popleft()
+        if hi - lo < 2:
+            continue
+        mid = (lo + hi) // 2
+        order.append(mid)
+        gaps.extend(((lo, mid), (mid, hi)))
+    return [items[i] for i in order]
+
+
 def progressive_budget(config: RunConfig) -> int:
     """Networks the progressive search trains at most: step 1, then K children per step and exploration
     children on every step but the last (POPNAS explores only cells that will be expanded again)."""
@@ -224,6 +251,8 @@ class ProgressiveStrategy:
             cells = [c for c in b1_cells(self.config, lambda c: self.cost(c)[0]) if c.key() not in seen]
             if not cells:
                 return None
+            # every prefix of the step spans the cost range (the capped sample used to run cheapest first)
+            cells = spread_order(sorted(cells, key=lambda c: (self.cost(c)[0], c.key())))
             return StepPlan(1, [PlannedNetwork(c, "b1") for c in cells], [], [])
         return self._plan_expansion(step, parsed, seen)
 
