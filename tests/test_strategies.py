@@ -75,6 +75,8 @@ def test_b1_default_trains_every_single_block_cell() -> None:
     cells = b1_cells(config)
     assert len(cells) == (2**2 * 3**2 + 2 * 3) // 2  # (I^2 O^2 + I O) / 2 distinct single-block cells
     assert len(set(_keys(cells))) == len(cells)
+    params = [_params(c, config) for c in cells]
+    assert params == sorted(params)  # cheapest first, as the capped sample
     assert RunConfig.model_validate({}).search_strategy.b1_max_networks is None  # POPNAS: all of them by default
 
 

@@ -125,19 +125,20 @@ def b1_cells(config: RunConfig, params_of: Callable[[Cell], int] | None = None) 
     or uses one operator twice, such a cell replaces the draw of its own stratum. Every cell is reachable for
     some seed (a greedy spread could never pick a same-input or same-operator cell). `params_of` gives exact
     params (the progressive strategy passes its cost cache); by default they are computed from the config.
+    Either way the cells come cheapest first, ties by key.
     """
     space = config.search_space
-    cells = single_block_cells(space.operators, space.lookback_depth)
-    cap = config.search_strategy.b1_max_networks
-    if cap is None or cap >= len(cells):
-        return cells
     if params_of is None:
         from popnas_seg.models.cost import count_params
 
         arch, data = config.architecture_hyperparameters, config.dataset
         params_of = lambda c: count_params(c, arch, data.generated_channels, data.classes_count)  # noqa: E731
-    rng = np.random.default_rng([config.others.seed, 1])
+    cells = single_block_cells(space.operators, space.lookback_depth)
     ranked = sorted(cells, key=lambda c: (int(params_of(c)), c.key()))  # cheapest first, ties by key
+    cap = config.search_strategy.b1_max_networks
+    if cap is None or cap >= len(cells):
+        return ranked
+    rng = np.random.default_rng([config.others.seed, 1])
     picked = [ranked[0]] if cap == 1 else [ranked[0], ranked[-1]]
     middle = ranked[1:-1]
     slots = cap - len(picked)
@@ -251,8 +252,7 @@ class ProgressiveStrategy:
             cells = [c for c in b1_cells(self.config, lambda c: self.cost(c)[0]) if c.key() not in seen]
             if not cells:
                 return None
-            # every prefix of the step spans the cost range (the capped sample used to run cheapest first)
-            cells = spread_order(sorted(cells, key=lambda c: (self.cost(c)[0], c.key())))
+            cells = spread_order(cells)  # b1_cells comes cheapest first: every prefix spans the cost range
             return StepPlan(1, [PlannedNetwork(c, "b1") for c in cells], [], [])
         return self._plan_expansion(step, parsed, seen)
 
