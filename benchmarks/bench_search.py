@@ -59,6 +59,7 @@ from popnas_seg.search.pareto import (  # noqa: E402
     pareto_mask,
     reference_point,
 )
+from popnas_seg.search.strategies import progressive_budget  # noqa: E402
 
 STRATEGIES = ("progressive", "random", "evolution")
 BASELINES = ("random", "evolution")
@@ -147,13 +148,24 @@ def run_search(cfg: dict[str, Any], logs_dir: Path, name: str) -> None:
 
 
 def run_chain(args: argparse.Namespace, logs_dir: Path, task: str, seed: int) -> None:
-    """Progressive first (it sets N), then the baselines at budget N."""
+    """Progressive first (it sets N), then the baselines at budget N.
+
+    With `--strategies` leaving progressive out, the baselines run at the progressive search's planned budget
+    (or at the N of a progressive run folder already there), so that they can run beside a progressive change
+    that keeps the budget."""
     name = run_name(task, "progressive", seed)
-    run_search(build_config(args, task, "progressive", seed, None), logs_dir, name)
-    n = len(read_csv(logs_dir / name / "csv" / "training_results.csv"))
-    print(f"[bench] {task} seed {seed}: progressive trained N = {n} networks", flush=True)
+    results_csv = logs_dir / name / "csv" / "training_results.csv"
+    if "progressive" in args.strategies:
+        run_search(build_config(args, task, "progressive", seed, None), logs_dir, name)
+    if "progressive" in args.strategies or search_finished(logs_dir / name):
+        n = len(read_csv(results_csv))
+        print(f"[bench] {task} seed {seed}: progressive trained N = {n} networks", flush=True)
+    else:
+        n = progressive_budget(RunConfig.model_validate(build_config(args, task, "progressive", seed, None)))
+        print(f"[bench] {task} seed {seed}: baselines at the planned progressive budget N = {n}", flush=True)
     for strategy in BASELINES:
-        run_search(build_config(args, task, strategy, seed, n), logs_dir, run_name(task, strategy, seed))
+        if strategy in args.strategies:
+            run_search(build_config(args, task, strategy, seed, n), logs_dir, run_name(task, strategy, seed))
 
 
 # ------------------------------------------------------------------------------------------------------ analysis
@@ -456,6 +468,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3, 4, 5], help="seeds (each: 3 searches per task)")
     p.add_argument("--tasks", nargs="+", choices=sorted(TASKS), default=["default", "hard"])
+    p.add_argument("--strategies", nargs="+", choices=STRATEGIES, default=list(STRATEGIES),
+                   help="searches to run (the analysis needs all three run folders of every task and seed)")
     p.add_argument("--workers", type=int, default=1, help="task/seed chains run at the same time")
     p.add_argument("--size", type=int, default=32, help="image side the networks see (divisible by 4)")
     p.add_argument("--epochs", type=int, default=2, help="training epochs per network")
@@ -517,6 +531,14 @@ def main(argv: list[str] | None = None) -> int:
         finally:  # a failed run stops the benchmark: queued chains never start, running ones finish
             pool.shutdown(wait=True, cancel_futures=True)
     total = None if args.analyse_only else time.perf_counter() - start
+    missing = [run_name(t, s, seed) for t in args.tasks for seed in args.seeds for s in STRATEGIES
+               if not search_finished(logs_dir / run_name(t, s, seed))]
+    if missing and args.analyse_only:
+        raise SystemExit(f"[bench] {len(missing)} searches in {logs_dir} have not finished: {', '.join(missing)}")
+    if missing:
+        print(f"[bench] not analysed: {len(missing)} searches have not finished yet ({', '.join(missing)}); run "
+              f"the other strategies into {logs_dir}, then --analyse-only", flush=True)
+        return 0
     results = [analyse_task(args, logs_dir, task, args.seeds) for task in args.tasks]
     for res in results:
         print(markdown_tables(res), "\n")
