@@ -178,10 +178,13 @@ def test_progressive_search_end_to_end(tmp_path, predictor) -> None:
         origins = [n.origin for n in plan.networks]
         assert 1 <= origins.count("pareto") <= config.search_strategy.max_children
         assert origins.count("exploration") <= (1 if plan.step < 3 else 0)
-        parents = set(_keys(n.cell for n in previous.networks))
-        for net in plan.networks:  # every child is a parent plus one block
-            assert len(net.cell.blocks) == plan.step
-            assert Cell(net.cell.blocks[:-1]).key() in parents
+        parents = {n.cell.key(): len(n.cell.blocks) for n in previous.networks}
+        for net in plan.networks:  # a parent plus one block, or a single-block cell step 1's cap left out
+            if len(net.cell.blocks) == 1:
+                assert net.cell.key() not in {k for p in plans[:plan.step - 1] for k in _keys(n.cell for n in p.networks)}
+                continue
+            parent = Cell(net.cell.blocks[:-1]).key()
+            assert parent in parents and len(net.cell.blocks) == parents[parent] + 1
 
         rows = plan.predictions
         scores = [r["predicted_dice"] for r in rows]
@@ -273,6 +276,51 @@ def test_front_selection_rules_differ_on_hand_made_predictions(selection) -> Non
     else:  # the cheap end of the front gets a child
         assert min(r["params"] for r in picked) <= np.median(front_params)
         assert [r["encoding"] for r in picked] != [r["encoding"] for r in front[:3]]
+
+
+class _FavourOneLeftover(ProgressiveStrategy):
+    """Predicts Dice 0.9 for one single-block cell the capped step 1 left untrained, 0.1 for every other."""
+
+    favourite: str = ""
+
+    def _predict(self, step, parsed, candidates):
+        score = np.array([0.9 if c.key() == self.favourite else 0.1 for c in candidates])
+        return {"score": score, "analog": score.copy(), "time": None}
+
+
+def test_single_block_cells_left_out_by_a_capped_step_1_stay_candidates() -> None:
+    config = _config({"max_children": 2, "max_exploration_children": 0})
+    strategy = _FavourOneLeftover(config, SHAPE, 2)
+    history: list[TrainingResult] = []
+    _train(strategy.plan_step(1, history), history)
+    trained = {Cell.from_string(r.encoding).key() for r in history}
+    left = [c for c in single_block_cells(OPS, 2) if c.key() not in trained]
+    assert len(trained) == 6 and left  # the cap left cells out
+    # the costliest leftover: the predicted front then holds it (best Dice) and the cheapest candidate
+    strategy.favourite = max(left, key=lambda c: (_params(c, config), c.key())).key()
+    plan = strategy.plan_step(2, history)
+    scored = {Cell.from_string(r["encoding"]).key(): r for r in plan.predictions}
+    assert {c.key() for c in left} <= set(scored)  # every leftover is scored beside the children
+    assert all(scored[c.key()]["blocks"] == 1 for c in left)
+    picked = [n for n in plan.networks if n.cell.key() == strategy.favourite]
+    assert len(picked) == 1 and picked[0].origin == "pareto"
+    _train(plan, history)
+    # the next step expands it like any other parent, and never scores a trained cell again
+    plan3 = strategy.plan_step(3, history)
+    keys3 = {Cell.from_string(r["encoding"]).key() for r in plan3.predictions}
+    assert strategy.favourite not in keys3 and not (keys3 & trained)
+    assert any(len(Cell.from_string(r["encoding"]).blocks) == 2
+               and Cell(Cell.from_string(r["encoding"]).blocks[:1]).key() == strategy.favourite
+               for r in plan3.predictions)
+
+
+def test_an_uncapped_step_1_leaves_no_single_block_candidates() -> None:
+    config = _config({"b1_max_networks": None, "max_exploration_children": 0})
+    strategy = ProgressiveStrategy(config, SHAPE, 2)
+    history: list[TrainingResult] = []
+    _train(strategy.plan_step(1, history), history)
+    plan = strategy.plan_step(2, history)
+    assert plan.predictions and all(r["blocks"] == 2 for r in plan.predictions)
 
 
 # ------------------------------------------------------------------------------------------------ exploration

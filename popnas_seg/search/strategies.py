@@ -5,8 +5,9 @@ a resumed run re-plans identically. The runner asks `plan_step(step, history)` f
 answers None.
 
 - `ProgressiveStrategy` (POPNAS): step 1 trains every single-block cell (or a params-stratified sample of
-  them); step b expands the cells of step b-1 by one block, scores every child with the predictors (GIN for
-  Dice and analog Dice, SVR for time, exact params from the encoding), and trains up to `max_children` cells of
+  them); step b expands the cells of step b-1 by one block, scores every child, and every single-block cell a
+  capped step 1 left untrained, with the predictors (ridge or GIN for Dice and analog Dice, SVR for time, exact
+  params from the encoding), and trains up to `max_children` cells of
   the predicted Pareto front (greedy predicted-hypervolume contribution, or the best predicted scores with
   `selection: "score"`; top-K by predicted score in `pnas_mode`) plus up to `max_exploration_children`
   exploration cells.
@@ -280,6 +281,16 @@ class ProgressiveStrategy:
                     rescaled += 1
                     continue
                 candidates.append(child)
+        # a capped step 1 leaves single-block cells untrained: they stay candidates of every later step, scored
+        # beside the children, so the predictors can still pick one the cap left out (on the measured tasks most
+        # of the union front is single-block cells)
+        leftovers = 0
+        for cell in single_block_cells(space.operators, space.lookback_depth):
+            key = cell.key()
+            if key not in keys and key not in seen:
+                keys.add(key)
+                candidates.append(cell)
+                leftovers += 1
         if rescaled:
             self.log.info("step %d: %d children left out: their new block only rescales the parent's output",
                           step, rescaled)
@@ -347,8 +358,10 @@ class ProgressiveStrategy:
             })
         front = [] if ss.pnas_mode else [row for row in rows if row["pareto_optimal"]]
         self.log.info(
-            "step %d: %d parents -> %d new children; predicted front %d; training %d pareto + %d exploration",
-            step, len(parents), len(candidates), int(front_mask.sum()), len(chosen), len(exploration),
+            "step %d: %d parents -> %d new children + %d untrained single-block cells; predicted front %d; "
+            "training %d pareto + %d exploration",
+            step, len(parents), len(candidates) - leftovers, leftovers, int(front_mask.sum()), len(chosen),
+            len(exploration),
         )
         return StepPlan(step, networks, rows, front)
 
