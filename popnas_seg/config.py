@@ -104,7 +104,8 @@ class SearchStrategyConfig(_Section):
     )
     pnas_mode: bool = Field(False, description="PNAS: top-K by predicted score, no Pareto front, no exploration")
     b1_max_networks: int | None = Field(
-        None, ge=1, description="cap on step b=1, sampled stratified over params (None: every distinct cell)"
+        None, ge=1, description="cap on step b=1, sampled stratified over params (None: every distinct cell); "
+        "the cells left out stay candidates of later steps"
     )
     max_networks: int | None = Field(None, ge=1, description="budget for random/evolution")
     population_size: int = Field(8, ge=2, description="regularised evolution population")
