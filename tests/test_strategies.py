@@ -14,7 +14,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from popnas_seg.config import RunConfig
 from popnas_seg.results import TrainingResult
 from popnas_seg.search.exploration import exploration_picks, exploration_sets
-from popnas_seg.search.pareto import greedy_hypervolume_selection, pareto_mask
+from popnas_seg.search.pareto import greedy_hypervolume_selection, non_dominated_sort, pareto_mask
 from popnas_seg.search.strategies import (
     EvolutionStrategy,
     ProgressiveStrategy,
@@ -195,10 +195,12 @@ def test_progressive_search_end_to_end(tmp_path, predictor) -> None:
         values = np.array([[r["predicted_dice"], r["params"], r["predicted_analog_dice"]] for r in rows])
         assert [r["pareto_optimal"] for r in rows] == pareto_mask(values, [True, False, True]).tolist()
         assert plan.front == [r for r in rows if r["pareto_optimal"]]
-        # Pareto children come from the predicted front, K of them when the front is large enough
-        pareto_rows = [r["encoding"] for r in rows if r["origin"] == "pareto"]
-        assert set(pareto_rows) <= {r["encoding"] for r in plan.front}
-        assert len(pareto_rows) == min(config.search_strategy.max_children, len(plan.front))
+        # K Pareto children: from the predicted front, and from the next fronts only when it holds fewer than K
+        pareto_rows = {r["encoding"] for r in rows if r["origin"] == "pareto"}
+        front_rows = {r["encoding"] for r in plan.front}
+        k = config.search_strategy.max_children
+        assert len(pareto_rows) == min(k, len(rows))
+        assert pareto_rows <= front_rows if len(front_rows) >= k else front_rows <= pareto_rows
         assert all(r["predicted_time"] > 0 and r["params"] > 0 and r["flops"] > 0 for r in rows)
     saved = ("gin_score/meta.json", "gin_analog/meta.json") if predictor == "gin" else \
         ("ridge_score.joblib", "ridge_analog.joblib")
@@ -312,6 +314,37 @@ def test_single_block_cells_left_out_by_a_capped_step_1_stay_candidates() -> Non
     assert any(len(Cell.from_string(r["encoding"]).blocks) == 2
                and Cell(Cell.from_string(r["encoding"]).blocks[:1]).key() == strategy.favourite
                for r in plan3.predictions)
+
+
+class _OneCellDominates(ProgressiveStrategy):
+    """The cheapest candidate is predicted best in Dice and analog Dice, so it dominates every other one; the
+    others are predicted worse the more params they have."""
+
+    def _predict(self, step, parsed, candidates):
+        params = np.array([self.cost(c)[0] for c in candidates], dtype=float)
+        score = 0.9 - 0.5 * params / params.max()
+        score[int(np.argmin(params))] = 0.95
+        return {"score": score, "analog": score.copy(), "time": None}
+
+
+@pytest.mark.parametrize("selection", ["score", "hypervolume"])
+def test_a_front_smaller_than_k_is_filled_from_the_next_fronts(selection) -> None:
+    config = _config({"selection": selection, "max_children": 4, "max_exploration_children": 0})
+    strategy = _OneCellDominates(config, SHAPE, 2)
+    history: list[TrainingResult] = []
+    _train(strategy.plan_step(1, history), history)
+    plan = strategy.plan_step(2, history)
+    assert len(plan.front) < 4  # cells of equal params share the cheapest cell's front
+    picked = [r for r in plan.predictions if r["origin"] == "pareto"]
+    assert len(picked) == 4 and [n.origin for n in plan.networks] == ["pareto"] * 4
+    assert {r["encoding"] for r in plan.front} <= {r["encoding"] for r in picked}
+    # the fill takes the fronts in order: no candidate left out sits on an earlier front than a picked one
+    values = np.array([[r["predicted_dice"], r["params"], r["predicted_analog_dice"]] for r in plan.predictions])
+    fronts = non_dominated_sort(values, [True, False, True])
+    rank = {int(i): k for k, layer in enumerate(fronts) for i in layer}
+    picked_idx = [i for i, r in enumerate(plan.predictions) if r["origin"] == "pareto"]
+    unpicked = [i for i in range(len(plan.predictions)) if i not in picked_idx]
+    assert max(rank[i] for i in picked_idx) <= min(rank[i] for i in unpicked)
 
 
 def test_an_uncapped_step_1_leaves_no_single_block_candidates() -> None:

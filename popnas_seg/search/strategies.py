@@ -7,10 +7,9 @@ answers None.
 - `ProgressiveStrategy` (POPNAS): step 1 trains every single-block cell (or a params-stratified sample of
   them); step b expands the cells of step b-1 by one block, scores every child, and every single-block cell a
   capped step 1 left untrained, with the predictors (ridge or GIN for Dice and analog Dice, SVR for time, exact
-  params from the encoding), and trains up to `max_children` cells of
-  the predicted Pareto front (greedy predicted-hypervolume contribution, or the best predicted scores with
-  `selection: "score"`; top-K by predicted score in `pnas_mode`) plus up to `max_exploration_children`
-  exploration cells.
+  params from the encoding), and trains up to `max_children` cells of the predicted Pareto front (greedy predicted-hypervolume contribution, or the best predicted scores with
+  `selection: "score"`; top-K by predicted score in `pnas_mode`), taken from the next non-dominated fronts when
+  the front holds fewer, plus up to `max_exploration_children` exploration cells.
 - `RandomStrategy`: cells uniform over valid encodings of 1..B blocks at the same budget, in batches.
 - `EvolutionStrategy`: multi-objective evolution (NSGA-II rank + crowding survival) over the same objectives.
 """
@@ -326,12 +325,26 @@ class ProgressiveStrategy:
             # are both on it; equivalent cells never reach this point: candidates are deduplicated by key)
             front_mask = pareto_mask(values, maximise)
             on_front = [i for i in order if front_mask[i]]
-            if ss.selection == "score":  # POPNAS: the K best predicted scores of the front (no crowding)
-                chosen = on_front[:ss.max_children]
-            else:  # greedy predicted-hypervolume contribution: the cheap and robust ends get children too
-                reference = self._predicted_reference(objectives, values)
-                picks = greedy_hypervolume_selection(values[on_front], maximise, reference, ss.max_children)
-                chosen = [on_front[j] for j in picks]
+            reference = self._predicted_reference(objectives, values)
+
+            def take(members: list[int], k: int) -> list[int]:
+                if ss.selection == "score":  # POPNAS: the best predicted scores (no crowding)
+                    return members[:k]
+                # greedy predicted-hypervolume contribution: the cheap and robust ends get children too
+                return [members[j] for j in greedy_hypervolume_selection(values[members], maximise, reference, k)]
+
+            chosen = take(on_front, ss.max_children)
+            if len(chosen) < ss.max_children:
+                # a predicted front smaller than K (on the easy task the predictors can rank one cheap cell above
+                # every other) would leave the step's budget unspent: the next non-dominated fronts fill it
+                for layer in non_dominated_sort(values, maximise)[1:]:
+                    if len(chosen) >= ss.max_children:
+                        break
+                    in_layer = {int(j) for j in layer}
+                    members = [i for i in order if i in in_layer]
+                    chosen += take(members, ss.max_children - len(chosen))
+                self.log.info("step %d: the predicted front holds %d cells; %d children come from the next fronts",
+                              step, int(front_mask.sum()), len(chosen) - int(front_mask.sum()))
         exploration: list[int] = []
         if not ss.pnas_mode and ss.max_exploration_children > 0 and step < space.blocks:
             exploration = exploration_picks(
