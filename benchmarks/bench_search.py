@@ -487,14 +487,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="searches to run (the analysis needs all three run folders of every task and seed)")
     p.add_argument("--workers", type=int, default=1, help="task/seed chains run at the same time")
     p.add_argument("--size", type=int, default=32, help="image side the networks see (divisible by 4)")
-    p.add_argument("--epochs", type=int, default=2, help="training epochs per network")
+    p.add_argument("--epochs", type=int, default=8,
+                   help="training epochs per network (at 2, one training ranked cells too poorly to compare searches)")
     p.add_argument("--blocks", type=int, default=3, help="B: maximum blocks per cell")
     p.add_argument("--samples", type=int, default=64, help="synthetic images generated per task")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--filters", type=int, default=8)
-    p.add_argument("--max-children", type=int, default=5, help="K of the progressive search")
+    p.add_argument("--max-children", type=int, default=8, help="K of the progressive search")
     p.add_argument("--exploration", type=int, default=1, help="exploration children per step")
-    p.add_argument("--b1", type=int, default=14, help="networks of step 1 (N = b1 + (B-1) K + (B-2) exploration)")
+    p.add_argument("--b1", type=int, default=8, help="networks of step 1 (N = b1 + (B-1) K + (B-2) exploration)")
     p.add_argument("--selection", choices=["hypervolume", "score"], default="hypervolume")
     p.add_argument("--network-seeding", choices=["common", "per_network"], default="common",
                    help="search_strategy.network_seeding of every run (common: one seed for all networks of a run)")
