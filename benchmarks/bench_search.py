@@ -493,9 +493,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--samples", type=int, default=64, help="synthetic images generated per task")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--filters", type=int, default=8)
-    p.add_argument("--max-children", type=int, default=8, help="K of the progressive search")
+    p.add_argument("--max-children", type=int, default=5, help="K of the progressive search")
     p.add_argument("--exploration", type=int, default=1, help="exploration children per step")
-    p.add_argument("--b1", type=int, default=8, help="networks of step 1 (N = b1 + (B-1) K + (B-2) exploration)")
+    p.add_argument("--b1", type=int, default=14, help="networks of step 1 (N = b1 + (B-1) K + (B-2) exploration)")
     p.add_argument("--selection", choices=["hypervolume", "score"], default="hypervolume")
     p.add_argument("--network-seeding", choices=["common", "per_network"], default="common",
                    help="search_strategy.network_seeding of every run (common: one seed for all networks of a run)")
