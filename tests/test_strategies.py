@@ -19,6 +19,7 @@ from popnas_seg.search.strategies import (
     EvolutionStrategy,
     ProgressiveStrategy,
     RandomStrategy,
+    StepPlan,
     b1_cells,
     make_strategy,
     progressive_budget,
@@ -253,6 +254,14 @@ def test_greedy_hypervolume_selection_takes_the_cheap_end() -> None:
     assert greedy_hypervolume_selection(values, [True, False], [0.0, 50.0], 2, order=[2, 1, 0, 3]) == [2, 1]
 
 
+def _step_2(strategy_class: type[ProgressiveStrategy], options: dict) -> StepPlan:
+    """Step 2's plan after a trained step 1, with hand-made predictions and no exploration child."""
+    strategy = strategy_class(_config({"max_exploration_children": 0, **options}), SHAPE, 2)
+    history: list[TrainingResult] = []
+    _train(strategy.plan_step(1, history), history)
+    return strategy.plan_step(2, history)
+
+
 class _HandMadePredictions(ProgressiveStrategy):
     """Predicted Dice rises with params (so every distinct-params child is on the front); analog Dice flat."""
 
@@ -263,11 +272,7 @@ class _HandMadePredictions(ProgressiveStrategy):
 
 @pytest.mark.parametrize("selection", ["score", "hypervolume"])
 def test_front_selection_rules_differ_on_hand_made_predictions(selection) -> None:
-    config = _config({"selection": selection, "max_children": 3, "max_exploration_children": 0})
-    strategy = _HandMadePredictions(config, SHAPE, 2)
-    history: list[TrainingResult] = []
-    _train(strategy.plan_step(1, history), history)
-    plan = strategy.plan_step(2, history)
+    plan = _step_2(_HandMadePredictions, {"selection": selection, "max_children": 3})
     front = plan.front
     picked = [r for r in plan.predictions if r["origin"] == "pareto"]
     assert len(picked) == 3 and all(r["pareto_optimal"] for r in picked)
@@ -329,11 +334,7 @@ class _OneCellDominates(ProgressiveStrategy):
 
 @pytest.mark.parametrize("selection", ["score", "hypervolume"])
 def test_a_front_smaller_than_k_is_filled_from_the_next_fronts(selection) -> None:
-    config = _config({"selection": selection, "max_children": 4, "max_exploration_children": 0})
-    strategy = _OneCellDominates(config, SHAPE, 2)
-    history: list[TrainingResult] = []
-    _train(strategy.plan_step(1, history), history)
-    plan = strategy.plan_step(2, history)
+    plan = _step_2(_OneCellDominates, {"selection": selection, "max_children": 4})
     assert len(plan.front) < 4  # cells of equal params share the cheapest cell's front
     picked = [r for r in plan.predictions if r["origin"] == "pareto"]
     assert len(picked) == 4 and [n.origin for n in plan.networks] == ["pareto"] * 4
