@@ -12,7 +12,8 @@ space), and hypervolume normalised to [0, 1] by the box up to the ideal (`search
 - hypervolume of the measured front vs networks trained (every prefix of the networks in training order);
 - per seed and the median over seeds: final hypervolume, regret to the union front of all runs of that task
   and to the union front of that seed's runs (the seeds split the data differently, so the task-wide front
-  holds cells measured on other splits that no run of this seed could find), networks needed to reach random's final hypervolume, failed analog probes (csv/probe_integrity.csv);
+  holds cells measured on other splits that no run of this seed could find), networks needed to reach random's
+  final hypervolume, failed analog probes (csv/probe_integrity.csv);
 - one-sided Mann-Whitney U p-value that progressive's final hypervolume is larger than each baseline's, and
   the paired view (the runs of one seed share its data): seeds won and a one-sided Wilcoxon signed-rank p;
 - the predictors' Spearman rank correlation per step (csv/predictor_quality.csv of the progressive runs);

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import math
-
 import os
 import zlib
 
@@ -182,7 +181,8 @@ def test_progressive_search_end_to_end(tmp_path, predictor) -> None:
         parents = {n.cell.key(): len(n.cell.blocks) for n in previous.networks}
         for net in plan.networks:  # a parent plus one block, or a single-block cell step 1's cap left out
             if len(net.cell.blocks) == 1:
-                assert net.cell.key() not in {k for p in plans[:plan.step - 1] for k in _keys(n.cell for n in p.networks)}
+                earlier = {k for p in plans[:plan.step - 1] for k in _keys(n.cell for n in p.networks)}
+                assert net.cell.key() not in earlier
                 continue
             parent = Cell(net.cell.blocks[:-1]).key()
             assert parent in parents and len(net.cell.blocks) == parents[parent] + 1
