@@ -370,7 +370,7 @@ def main(argv: list[str] | None = None) -> int:
             from popnas_seg.data.pipeline import load_data
 
             if data is None:
-                data = load_data(config.dataset, config.others.seed)
+                data = load_data(config.dataset, config.data_seed)
                 train_x, train_y = data.train_arrays()
                 val_x, val_y = data.val_arrays()  # HWA / control checkpoint selection, as in the finalists stage
                 test_x, test_y = data.test_arrays()

@@ -44,7 +44,7 @@ def main() -> int:
     parser.add_argument("--networks", type=int, default=4, help="children to train and probe (default 4)")
     args = parser.parse_args()
     config = load_config(None)
-    data = load_data(config.dataset, seed=config.others.seed)
+    data = load_data(config.dataset, seed=config.data_seed)
     evaluator = NetworkEvaluator(config, data, logging.getLogger("bench_probe"))
     arch = config.architecture_hyperparameters.model_dump(mode="json")
     rows = []

@@ -5,15 +5,18 @@ runs first (`run.py` with `others.pipeline: ["search"]`); the number of networks
 `search_strategy.max_networks` of a random and an evolution run with otherwise identical settings. Every run is
 a run folder `<logs-dir>/<task>_<strategy>_s<seed>`: a finished one is skipped, an interrupted one is resumed
 with `run.py -r`, so the whole benchmark resumes by running the same command again (`--workers` runs several
-task/seed chains at once). Everything below is computed from the run folders' CSVs, with ONE reference point per
+task/seed chains at once). Every run of a task searches the same data (`dataset.seed` = `--data-seed`): the
+seeds vary the search and the weight initialisation, so every run's front is a front of ONE problem and the
+union front of all runs of the task is the best known front of that problem. (`--vary-data` gives each seed its
+own images and split, as the benchmark did before 2026-12-05; the task-wide front then holds cells measured on
+data no run of another seed saw.) Everything below is computed from the run folders' CSVs, with ONE reference point per
 task shared by all its runs (`search.pareto.reference_point`: scores 0, params 1.1 x the largest network of the
 space), and hypervolume normalised to [0, 1] by the box up to the ideal (`search.pareto.normalised_hypervolume`):
 
 - hypervolume of the measured front vs networks trained (every prefix of the networks in training order);
 - per seed and the median over seeds: final hypervolume, regret to the union front of all runs of that task
-  and to the union front of that seed's runs (the seeds split the data differently, so the task-wide front
-  holds cells measured on other splits that no run of this seed could find), networks needed to reach random's
-  final hypervolume, failed analog probes (csv/probe_integrity.csv);
+  and to the union front of that seed's runs, networks needed to reach random's final hypervolume, failed
+  analog probes (csv/probe_integrity.csv);
 - one-sided Mann-Whitney U p-value that progressive's final hypervolume is larger than each baseline's, and
   the paired view (the runs of one seed share its data): seeds won and a one-sided Wilcoxon signed-rank p;
 - the predictors' Spearman rank correlation per step (csv/predictor_quality.csv of the progressive runs);
@@ -77,7 +80,8 @@ TARGET_SPEARMAN = 0.5  # median Dice-predictor Spearman on steps >= 3
 # ------------------------------------------------------------------------------------------------------- configs
 def build_config(args: argparse.Namespace, task: str, strategy: str, seed: int,
                  max_networks: int | None) -> dict[str, Any]:
-    """One config per task for all strategies; only `strategy`, `max_networks` and the seed differ."""
+    """One config per task for all strategies; only `strategy`, `max_networks` and the seed differ (and, with
+    `--vary-data`, the data)."""
     size = args.size
     name, classes = TASKS[task]
     objectives = ["params", "analog_dice"] if args.probe else ["params"]
@@ -95,7 +99,8 @@ def build_config(args: argparse.Namespace, task: str, strategy: str, seed: int,
         "architecture_hyperparameters": {"filters": args.filters, "motifs": 2, "normal_cells_per_motif": 0},
         "dataset": {"name": name, "classes_count": classes, "samples": args.samples,
                     "generated_size": [size + size // 2] * 2, "crop": [size, size],
-                    "batch_size": args.batch_size, "validation_size": 0.25, "test_size": 0.1},
+                    "batch_size": args.batch_size, "validation_size": 0.25, "test_size": 0.1,
+                    "seed": seed if args.vary_data else args.data_seed},
         "analog": {"probe": bool(args.probe), "probe_images": args.probe_images,
                    "probe_repetitions": args.probe_repetitions},
         "others": {"seed": seed, "pipeline": ["search"]},
@@ -262,8 +267,9 @@ def one_sided_mwu(a: list[float], b: list[float]) -> float | None:
 def one_sided_paired(a: list[float], b: list[float]) -> tuple[int, float | None]:
     """Wins of `a` over `b` pair by pair, and the p-value of a one-sided Wilcoxon signed-rank test.
 
-    Why paired: the runs of one seed share the data split, which moves every strategy's hypervolume by more
-    than the strategies differ (the seed-to-seed spread hides a consistent win from Mann-Whitney U)."""
+    Why paired: the runs of one seed share the network seeds (with `--vary-data` also the data), which move
+    every strategy's hypervolume by more than the strategies differ (the seed-to-seed spread hides a
+    consistent win from Mann-Whitney U)."""
     diffs = [x - y for x, y in zip(a, b)]
     wins = sum(d > 0 for d in diffs)
     if len(diffs) < 2 or all(d == 0 for d in diffs):
@@ -312,8 +318,8 @@ def analyse_task(args: argparse.Namespace, logs_dir: Path, task: str, seeds: lis
     per_seed = []
     for seed, by in runs.items():
         rand = by["random"]
-        # the runs of one seed share its data split and network seeds, so a cell scores the same in each: their
-        # union front is the best known front of THIS split, which any of them could have found
+        # the runs of one seed share its data and network seeds, so a cell scores the same in each: their union
+        # front is the best known front of what this seed's runs could measure
         seed_union = front_hv([r for run in by.values() for r in run.results], objectives, reference)
         row: dict[str, Any] = {"seed": seed, "N": by["progressive"].n, "seed_union_hv": seed_union}
         for s in STRATEGIES:
@@ -371,8 +377,8 @@ def markdown_tables(res: dict[str, Any]) -> str:
     lines = [f"#### Task `{task}` ({TASKS[task][0]})", "",
              f"Union front of all runs: {res['union_front']} networks, normalised hypervolume "
              f"{_fmt(res['union_hv'])}. Regret = union hypervolume - the run's final hypervolume. Seed regret = "
-             "the hypervolume of the union front of that seed's three runs (one data split, so every cell scores "
-             "alike in each) - the run's final hypervolume.", "",
+             "the hypervolume of the union front of that seed's three runs (same data and network seeds, so every "
+             "cell scores alike in each) - the run's final hypervolume.", "",
              "| seed | N | strategy | networks (ok) | final HV | regret | seed regret | reaches random's final HV "
              "after | failed probes | run wall (s) |", "|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
     for p in res["per_seed"]:
@@ -454,7 +460,9 @@ def settings_text(args: argparse.Namespace) -> str:
             f"({args.selection} selection), {args.exploration} exploration child(ren), step 1: "
             f"{'every one-block cell' if args.b1 is None else f'{args.b1} cells (params-stratified)'}, predictor "
             f"{args.predictor_epochs} epochs x {args.ensemble} GIN members, evolution population {args.population} / "
-            f"tournament {args.tournament}, network seeding {args.network_seeding}. Objectives: {probe}.")
+            f"tournament {args.tournament}, network seeding {args.network_seeding}. Data: "
+            f"{'each seed its own images and split (--vary-data)' if args.vary_data else f'one set of images and one split per task (data seed {args.data_seed}); the seeds vary the search and the weight initialisation'}"
+            f". Objectives: {probe}.")
 
 
 def section_text(args: argparse.Namespace, results: list[dict[str, Any]], plots: list[Path], command: str,
@@ -498,6 +506,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--exploration", type=int, default=1, help="exploration children per step")
     p.add_argument("--b1", type=int, default=14, help="networks of step 1 (N = b1 + (B-1) K + (B-2) exploration)")
     p.add_argument("--selection", choices=["hypervolume", "score"], default="hypervolume")
+    p.add_argument("--data-seed", type=int, default=1,
+                   help="dataset.seed of every run: all seeds of a task search the same images and split")
+    p.add_argument("--vary-data", action="store_true",
+                   help="each seed also draws its own images and split (dataset.seed = the seed)")
     p.add_argument("--network-seeding", choices=["common", "per_network"], default="common",
                    help="search_strategy.network_seeding of every run (common: one seed for all networks of a run)")
     p.add_argument("--population", type=int, default=8, help="evolution population size")

@@ -165,7 +165,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _fingerprint(config: RunConfig) -> dict[str, Any]:
     from popnas_seg.data.fingerprint import data_fingerprint
 
-    return data_fingerprint(config.dataset, config.others.seed)
+    return data_fingerprint(config.dataset, config.data_seed)
 
 
 def _check_preview_target(target: str) -> None:
@@ -182,7 +182,7 @@ def _load_data(config: RunConfig) -> Any:
     """The data pipeline imports TensorFlow: import it only here, after the config is known good."""
     from popnas_seg.data.pipeline import load_data
 
-    return load_data(config.dataset, seed=config.others.seed)
+    return load_data(config.dataset, seed=config.data_seed)
 
 
 def _config_for_preview(args: argparse.Namespace) -> RunConfig:

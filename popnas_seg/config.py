@@ -249,6 +249,11 @@ class DatasetConfig(_Section):
     validation_size: float = Field(0.15, gt=0, lt=1, description="fraction of images held out for validation")
     test_size: float = Field(0.15, ge=0, lt=1, description="fraction of images held out for the final test")
     folds: int = Field(1, ge=1, le=10, description="cross-validation folds (1: a single split)")
+    seed: int | None = Field(
+        None, ge=0, le=2**32 - 1, description="seed of the data alone: the generated images, the train/val/test "
+        "split and the augmentation draws (null: others.seed). Fix it to compare runs whose others.seed differs "
+        "on the same data"
+    )
     crop: tuple[int, int] = Field(
         (64, 64), validation_alias=AliasChoices("crop", "resize"), description="height, width of the crops the networks train on (random crops; validation, test "
         "and predict tile whole images with it); must be divisible by 2**motifs. Old name: resize"
@@ -362,8 +367,8 @@ class AnalogConfig(_Section):
 class OthersConfig(_Section):
     """Seed, what to keep on disk, and how TensorFlow runs."""
 
-    seed: int = Field(42, ge=0, le=2**32 - 1, description="seed of data generation, splits and weight initialisation "
-                      "(numpy's range)")
+    seed: int = Field(42, ge=0, le=2**32 - 1, description="seed of the search, the weight initialisation and, "
+                      "unless dataset.seed is set, the data (numpy's range)")
     save_children_weights: bool = Field(False, description="keep the weights of every trained child network")
     save_children_models: bool = Field(False, description="keep every trained child network as a .keras file")
     xla: bool = Field(False, description="compile training steps with XLA")
@@ -414,6 +419,11 @@ class RunConfig(_Section):
     dataset: DatasetConfig = Field(default_factory=DatasetConfig, description="data source, splits, preprocessing")
     analog: AnalogConfig = Field(default_factory=AnalogConfig, description="analog hardware simulation (AIHWKit)")
     others: OthersConfig = Field(default_factory=OthersConfig, description="seed, storage, runtime, stages")
+
+    @property
+    def data_seed(self) -> int:
+        """The seed the data is generated, split and augmented with: dataset.seed, else others.seed."""
+        return self.others.seed if self.dataset.seed is None else self.dataset.seed
 
     @model_validator(mode="after")
     def _cross_checks(self) -> "RunConfig":

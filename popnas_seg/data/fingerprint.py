@@ -23,7 +23,7 @@ _SHOWN = 3
 def data_fingerprint(dataset: DatasetConfig, seed: int) -> dict[str, Any]:
     """A JSON-ready description of the data `dataset` names; equal fingerprints mean equal input data."""
     if dataset.path is None:
-        generator = dataset.model_dump(mode="json", exclude={"path", "augmentation"})
+        generator = dataset.model_dump(mode="json", exclude={"path", "augmentation", "seed"})  # the seed used is below
         return {"version": FINGERPRINT_VERSION, "kind": "generated", "seed": seed, "generator": generator}
     root = Path(dataset.path)
     files: dict[str, dict[str, Any]] = {}

@@ -92,7 +92,7 @@ def evaluate_task(config_json: str, job: NetworkJob) -> dict[str, Any]:
         from popnas_seg.data.pipeline import load_data
 
         config = RunConfig.model_validate_json(config_json)
-        data = load_data(config.dataset, seed=config.others.seed)
+        data = load_data(config.dataset, seed=config.data_seed)
         evaluator = NetworkEvaluator(config, data, logging.getLogger("popnas_seg"))
         _WORKER_EVALUATORS[key] = evaluator
     return evaluator.evaluate(job).to_dict()
