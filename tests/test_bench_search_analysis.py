@@ -61,3 +61,13 @@ def test_seed_regret_removes_the_floor_of_a_harder_split(tmp_path) -> None:
     seed_targets = [ok for name, ok in res["targets"].items() if "each seed's own union front" in name]
     assert seed_targets == [True, True]  # both seed-regret targets hold here
     assert "seed regret" in B.markdown_tables(res)
+
+
+def test_every_seed_of_a_task_searches_the_same_data_unless_asked_otherwise() -> None:
+    """The task-wide union front is a front of one problem only if every run of the task sees the same data."""
+    args = B.parse_args([])
+    configs = [B.build_config(args, "hard", s, seed, 25) for s in B.STRATEGIES for seed in (1, 2, 3)]
+    assert {c["dataset"]["seed"] for c in configs} == {args.data_seed}
+    assert {c["others"]["seed"] for c in configs} == {1, 2, 3}
+    varied = B.parse_args(["--vary-data"])
+    assert [B.build_config(varied, "hard", "random", seed, 25)["dataset"]["seed"] for seed in (1, 2)] == [1, 2]

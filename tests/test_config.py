@@ -243,3 +243,12 @@ def test_deprecated_analog_objective_name_is_read_as_analog_dice() -> None:
     assert config.search_strategy.deprecation_notes() == [
         'search_strategy: objective "analog_robustness" is deprecated, read as "analog_dice"']
     assert config_from_dict({}, source="x.json").search_strategy.deprecation_notes() == []
+
+
+def test_dataset_seed_fixes_the_data_apart_from_the_search_seed() -> None:
+    """dataset.seed null: the data follows others.seed (as before the key existed); set: it alone does."""
+    assert config_from_dict({"others": {"seed": 7}}).data_seed == 7
+    fixed = config_from_dict({"others": {"seed": 7}, "dataset": {"seed": 3}})
+    assert fixed.data_seed == 3 and fixed.others.seed == 7
+    with pytest.raises(UserError, match="dataset.seed"):
+        config_from_dict({"dataset": {"seed": -1}})

@@ -431,3 +431,19 @@ def test_rescale_really_resizes_images_and_masks() -> None:
     np.testing.assert_array_equal(rescale_mask(mask, 0.5), np.kron(np.arange(4).reshape(2, 2), np.ones((2, 2))))
     np.testing.assert_array_equal(rescale_mask(rescale_mask(mask, 2.0), 0.5), mask)
     assert preprocess_image(images[0], _cfg(rescale=2.0)).shape == (80, 64, 1)
+
+
+def test_runs_with_one_dataset_seed_load_the_same_data_whatever_their_search_seed() -> None:
+    """What bench_search relies on to compare search seeds on one problem: the CLI loads by the data seed."""
+    from popnas_seg.cli import _load_data
+    from popnas_seg.config import config_from_dict
+
+    def val_images(others_seed: int, data_seed: int | None) -> list[np.ndarray]:
+        cfg = config_from_dict({"others": {"seed": others_seed},
+                                "dataset": {"samples": 8, "generated_size": [24, 24], "crop": [16, 16],
+                                            "seed": data_seed}})
+        return _load_data(cfg).val_images()[0]
+
+    same = val_images(1, 5), val_images(2, 5)
+    assert all(np.array_equal(a, b) for a, b in zip(*same))
+    assert not all(np.array_equal(a, b) for a, b in zip(val_images(1, None), val_images(2, None)))

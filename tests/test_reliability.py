@@ -326,6 +326,19 @@ def test_fingerprint_names_what_changed(tmp_path: Path) -> None:
         == "the generated data's parameters changed: seed"
 
 
+def test_dataset_seed_keeps_old_fingerprints_and_is_the_seed_recorded() -> None:
+    """A run folder made before dataset.seed existed still resumes: the key is not in the generator's
+    parameters (its value is the recorded seed); a run on dataset.seed 2 records seed 2 whatever others.seed."""
+    from popnas_seg.cli import _fingerprint
+
+    old = config_from_dict({"others": {"seed": 1}})
+    stored = data_fingerprint(old.dataset, 1)
+    assert "seed" not in stored["generator"] and stored["seed"] == 1
+    assert describe_change(stored, _fingerprint(config_from_dict({"others": {"seed": 1}, "dataset": {"seed": 1}}))) \
+        is None
+    assert _fingerprint(config_from_dict({"others": {"seed": 9}, "dataset": {"seed": 2}}))["seed"] == 2
+
+
 def test_resume_after_kill_9_refuses_changed_data(tmp_path: Path) -> None:
     """8 -> 16 images between a kill and -r: exit 2 naming the change, the folder untouched."""
     data = tmp_path / "data"
