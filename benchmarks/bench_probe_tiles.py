@@ -1,8 +1,9 @@
 """AIHWKit's compiled tiles vs its torch tiles for the search-time analog probe: repeatability and cost.
 
-Why: the probe scores with `InferenceRPUConfig` tiles, whose forward (DAC/ADC, output) noise is drawn in C++ from a
-clock-seeded generator, so two probes of one network under one seed differ a little, and so do two repeats of a
-whole search (docs/BENCHMARKS.md, issue 12). `TorchInferenceRPUConfig` draws every noise from torch's generator.
+Why: `InferenceRPUConfig` tiles draw their forward (DAC/ADC, output) noise in C++ from a clock-seeded generator, so
+two probes of one network under one seed differ a little, and so do two repeats of a whole search
+(docs/BENCHMARKS.md, issue 12). `TorchInferenceRPUConfig` draws every noise from torch's generator; this
+measurement moved the probe to it (`rpu.probe_rpu_config`), the finalists' drift scoring keeps the compiled tiles.
 This trains one cell briefly on the built-in data, exports it to ONNX, and probes it `--repeats` times per tile
 kind exactly as the search does (same seed each time, `--repetitions` programmings at one day, on
 `--images` validation crops), in this process. It prints, per kind, the analog Dice of every repeat, the largest
@@ -27,19 +28,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 CELL = "[(-2,3x3 conv,-1,identity)]"  # the study cell of benchmarks/bench_analog.py
 
 
-def torch_tiles(cfg) -> object:
-    """The probe's tiles (rpu.inference_rpu_config) built on AIHWKit's torch tile class instead of RPUCuda."""
-    from aihwkit.simulator.configs import TorchInferenceRPUConfig
-
-    from popnas_seg.analog.rpu import inference_rpu_config
-
-    compiled = inference_rpu_config(cfg)
-    rpu = TorchInferenceRPUConfig()
-    for name in ("noise_model", "drift_compensation", "forward", "clip", "mapping"):
-        setattr(rpu, name, getattr(compiled, name))
-    return rpu
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--epochs", type=int, default=10)
@@ -53,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from popnas_seg.analog.export import keras_to_onnx, onnx_to_torch
-    from popnas_seg.analog.rpu import inference_rpu_config, to_analog
+    from popnas_seg.analog.rpu import inference_rpu_config, probe_rpu_config, to_analog
     from popnas_seg.analog.scoring import analog_dice, score_repetitions
     from popnas_seg.config import RunConfig
     from popnas_seg.data.pipeline import load_data
@@ -76,8 +64,8 @@ def main(argv: list[str] | None = None) -> int:
           f"{analog_dice(digital, x, y, classes, ignore):.4f} on {len(x)} crops of {x.shape[1]}x{x.shape[2]}")
 
     rows = []
-    for kind, make in (("compiled (InferenceRPUConfig)", inference_rpu_config), ("torch (TorchInferenceRPUConfig)",
-                                                                               torch_tiles)):
+    for kind, make in (("compiled (InferenceRPUConfig)", inference_rpu_config),
+                       ("torch (TorchInferenceRPUConfig)", probe_rpu_config)):
         means, seconds = [], []
         for _ in range(args.repeats):
             t0 = time.perf_counter()

@@ -161,6 +161,15 @@ def test_rpu_configs_follow_config() -> None:
     assert hwa.forward == inf.forward and hwa.forward.noise_management == NoiseManagementType.ABS_MAX
     assert not hwa.pre_post.input_range.enable and hwa.noise_model.g_max == 20.0
     assert hwa_rpu_config(AnalogConfig()).drift_compensation is not None
+    # the probe simulates the same chip on the torch tile class (its forward noise follows torch's seed)
+    from aihwkit.simulator.configs import InferenceRPUConfig, TorchInferenceRPUConfig
+
+    from popnas_seg.analog.rpu import probe_rpu_config
+
+    probe = probe_rpu_config(cfg)
+    assert isinstance(probe, TorchInferenceRPUConfig) and isinstance(inf, InferenceRPUConfig)
+    assert probe.forward == inf.forward and probe.mapping == inf.mapping and probe.clip == inf.clip
+    assert probe.noise_model.g_max == 20.0 and probe.drift_compensation is None
 
 
 def test_probe_in_worker(exported: dict[str, Path]) -> None:
@@ -180,14 +189,15 @@ def test_probe_in_worker(exported: dict[str, Path]) -> None:
 
 def test_probes_in_one_persistent_worker_match_fresh_workers(exported: dict[str, Path]) -> None:
     """The worker is reused between jobs: a probe after other probes (of this and of another network) must
-    score exactly what it scores in a fresh worker. Output noise is off here because AIHWKit seeds it from
-    the clock (scoring.py): two fresh workers then differ by up to 0.08 Dice on these 8 tiny images, which
-    would hide a leak; without it everything left (programming noise, drift) follows the per-job seed."""
+    score exactly what it scores in a fresh worker. With every noise source on: the probe's torch tiles draw
+    the forward (output, DAC/ADC) noise from the per-job torch seed too (rpu.probe_rpu_config); on the
+    compiled tiles, which seed it from the clock, two fresh workers differed by up to 0.08 Dice here."""
     from popnas_seg.analog import worker
     from popnas_seg.analog.probe import probe_analog
 
     x, y = _data()
-    cfg = AnalogConfig(probe_repetitions=3, out_noise=0.0)
+    cfg = AnalogConfig(probe_repetitions=3)
+    assert cfg.out_noise > 0 and cfg.inp_res > 0 and cfg.out_res > 0
 
     def probe(name: str) -> list[float]:
         return probe_analog(exported[name], x, y, cfg, 2, None, digital_dice=1.0, seed=5).dice_per_repetition

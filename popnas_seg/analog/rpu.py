@@ -63,7 +63,8 @@ def _set_mapping(rpu: Any, cfg: AnalogConfig) -> None:
 
 
 def inference_rpu_config(cfg: AnalogConfig) -> Any:
-    """PCM-like inference tiles for scoring a digitally trained network (the search-time probe).
+    """PCM-like inference tiles for scoring a network (the finalists' drift scoring; the probe's are
+    `probe_rpu_config`).
 
     Programming/read noise and drift from `PCMLikeNoiseModel(g_max)`, optional global drift compensation,
     DAC/ADC resolution and output noise from `cfg`, each column's weights mapped onto the conductance range
@@ -72,9 +73,30 @@ def inference_rpu_config(cfg: AnalogConfig) -> Any:
     management stay at AIHWKit's defaults (ABS_MAX / ITERATIVE): a digitally trained network has no learned
     input ranges, so dynamic input scaling is what keeps its activations inside the DAC range.
     """
-    from aihwkit.simulator.configs import InferenceRPUConfig, WeightClipType
+    from aihwkit.simulator.configs import InferenceRPUConfig
 
-    rpu = InferenceRPUConfig()
+    return _inference_settings(InferenceRPUConfig(), cfg)
+
+
+def probe_rpu_config(cfg: AnalogConfig) -> Any:
+    """`inference_rpu_config` on AIHWKit's torch tiles (`TorchInferenceRPUConfig`): the search-time probe.
+
+    Same noise model, drift compensation, DAC/ADC and output noise, clipping and mapping. Why another tile
+    class: the compiled tiles draw their forward (DAC/ADC, output) noise from a clock-seeded generator, so
+    three probes of one network under one seed differed by up to 0.0025 Dice, enough to change which
+    children a search picks. The torch tiles draw it from torch's generator: repeated probes are identical,
+    at 0.95x the seconds per probe (benchmarks/bench_probe_tiles.py, docs/BENCHMARKS.md). The finalists' drift
+    scoring and HWA keep the compiled tiles, whose numbers docs/BENCHMARKS.md records.
+    """
+    from aihwkit.simulator.configs import TorchInferenceRPUConfig
+
+    return _inference_settings(TorchInferenceRPUConfig(), cfg)
+
+
+def _inference_settings(rpu: Any, cfg: AnalogConfig) -> Any:
+    """What both tile classes share: one place, so the probe and the drift scoring simulate the same chip."""
+    from aihwkit.simulator.configs import WeightClipType
+
     rpu.noise_model = _noise_model(cfg)
     rpu.drift_compensation = _drift_compensation(cfg)
     _set_forward(rpu, cfg)

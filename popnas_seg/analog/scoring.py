@@ -9,8 +9,10 @@ spread over independently programmed chips, not over read noise of one programmi
 Dice is the project's one numpy `dice_score`, the same as the digital evaluation, so
 `robustness = analog / digital` compares like with like.
 
-Reproducibility: programming and drift noise follow the torch seed; AIHWKit's forward (ADC/DAC, output)
-noise in its compiled tiles is clock-seeded, so repeated probes agree closely but not bit for bit.
+Reproducibility: programming and drift noise follow the torch seed. The probe runs on AIHWKit's torch tiles
+(`rpu.probe_rpu_config`), whose forward (ADC/DAC, output) noise follows it too, so a probe repeated under one
+seed scores the same. The finalists' drift scoring (hwa.py) uses the compiled tiles, whose forward noise is
+clock-seeded: its repetitions agree closely but not bit for bit.
 """
 from __future__ import annotations
 
@@ -65,12 +67,12 @@ def probe_in_process(onnx_path: str, cfg: dict[str, Any], classes_count: int, ig
     import torch
 
     from popnas_seg.analog.export import onnx_to_torch
-    from popnas_seg.analog.rpu import analog_coverage, analog_device, inference_rpu_config, to_analog
+    from popnas_seg.analog.rpu import analog_coverage, analog_device, probe_rpu_config, to_analog
 
     analog_cfg = AnalogConfig.model_validate(cfg)
     torch.manual_seed(seed)
     digital = onnx_to_torch(onnx_path)
-    analog = to_analog(digital, inference_rpu_config(analog_cfg))
+    analog = to_analog(digital, probe_rpu_config(analog_cfg))
     coverage = analog_coverage(analog, x[:1] if tile is None else x[:1, :int(tile[0]), :int(tile[1])])
     if analog_device() == "cuda":  # converted and measured on the CPU, scored on the GPU
         digital, analog = digital.cuda(), analog.cuda()
