@@ -107,6 +107,10 @@ def build_config(args: argparse.Namespace, task: str, strategy: str, seed: int,
     }
 
 
+# predictor_quality.csv objective -> the TrainingResult field it predicts
+QUALITY_FIELDS = {"dice": "dice", "analog_dice": "analog_dice", "time": "train_time_s"}
+
+
 def run_name(task: str, strategy: str, seed: int) -> str:
     return f"{task}_{strategy}_s{seed}"
 
@@ -343,7 +347,11 @@ def analyse_task(args: argparse.Namespace, logs_dir: Path, task: str, seeds: lis
     quality = []
     for seed, by in runs.items():
         for row in read_csv(by["progressive"].path / "csv" / "predictor_quality.csv"):
-            quality.append({"seed": seed, **row})
+            measured = [_num(getattr(r, QUALITY_FIELDS.get(str(row.get("objective")), ""), None))
+                        for r in by["progressive"].results if r.status == "ok" and r.step == _num(row.get("step"))]
+            measured = [v for v in measured if v is not None]
+            quality.append({"seed": seed, **row,
+                            "measured_range": max(measured) - min(measured) if len(measured) >= 2 else None})
     late = [_num(q.get("spearman")) for q in quality
             if q.get("objective") == cfg.search_strategy.score_metric and (_num(q.get("step")) or 0) >= 3]
     spearman_late = _median(late)
@@ -403,13 +411,17 @@ def markdown_tables(res: dict[str, Any]) -> str:
         lines.append(f"| {s} | {_fmt(m['hv'])} | {_fmt(m['regret'])} | {_fmt(m['seed_regret'])} | {m['failed_probes']} "
                      f"| {p} | {wins} | {wp} |")
     lines += ["", "Predictor quality on the networks each step trained (progressive runs, csv/predictor_quality.csv); "
-              f"median Dice Spearman on steps >= 3: {_fmt(res['spearman_late'], 3)}.", "",
-              "| seed | step | objective | n | Spearman | Kendall | MAPE |", "|---:|---:|---|---:|---:|---:|---:|"]
+              f"median Dice Spearman on steps >= 3: {_fmt(res['spearman_late'], 3)}. Measured range: the largest "
+              "minus the smallest measured value of those n networks (Dice, analog Dice, seconds); ranks among "
+              "values closer than one training's noise are mostly noise.", "",
+              "| seed | step | objective | n | Spearman | Kendall | MAPE | measured range |",
+              "|---:|---:|---|---:|---:|---:|---:|---:|"]
     if not res["quality"]:
-        lines.append("| - | - | (no rows: no step with >= 2 predicted-and-trained networks) | | | | |")
+        lines.append("| - | - | (no rows: no step with >= 2 predicted-and-trained networks) | | | | | |")
     for q in res["quality"]:
         lines.append(f"| {q['seed']} | {q['step']} | {q['objective']} | {q['n']} | {_fmt(_num(q.get('spearman')), 3)} "
-                     f"| {_fmt(_num(q.get('kendall')), 3)} | {_fmt(_num(q.get('mape')), 3)} |")
+                     f"| {_fmt(_num(q.get('kendall')), 3)} | {_fmt(_num(q.get('mape')), 3)} "
+                     f"| {_fmt(q.get('measured_range'), 3)} |")
     lines += ["", "Targets (issue 12):", ""]
     lines += [f"- {name}: **{'met' if ok else 'NOT met'}**" for name, ok in res["targets"].items()]
     return "\n".join(lines)

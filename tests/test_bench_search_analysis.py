@@ -71,3 +71,19 @@ def test_every_seed_of_a_task_searches_the_same_data_unless_asked_otherwise() ->
     assert {c["others"]["seed"] for c in configs} == {1, 2, 3}
     varied = B.parse_args(["--vary-data"])
     assert [B.build_config(varied, "hard", "random", seed, 25)["dataset"]["seed"] for seed in (1, 2)] == [1, 2]
+
+
+def test_predictor_quality_rows_carry_the_measured_range_of_their_step(tmp_path) -> None:
+    """Beside each Spearman, how far apart the step's measured values were (ranks within noise mean little)."""
+    _write_runs(tmp_path)
+    folder = tmp_path / B.run_name("default", "progressive", 1)
+    write_csv(folder / "csv" / "predictor_quality.csv",
+              [{"step": 1, "objective": "dice", "n": 2, "spearman": 1.0, "kendall": 1.0, "mape": ""},
+               {"step": 1, "objective": "time", "n": 2, "spearman": 1.0, "kendall": 1.0, "mape": 3.0}])
+    args = B.parse_args(["--tasks", "default", "--seeds", "1", "2", "--no-probe", "--analyse-only",
+                         "--logs-dir", str(tmp_path)])
+    res = B.analyse_task(args, tmp_path, "default", [1, 2])
+    dice, time = res["quality"]
+    assert abs(dice["measured_range"] - 0.10) < 1e-9  # RUNS[1]["progressive"]: Dice 0.50 and 0.60
+    assert time["measured_range"] == 0.0  # both trained in 1.0 s
+    assert "| 1 | 1 | dice | 2 | 1.000 | 1.000 | n/a | 0.100 |" in B.markdown_tables(res)
