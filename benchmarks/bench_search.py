@@ -9,9 +9,10 @@ task/seed chains at once). Every run of a task searches the same data (`dataset.
 seeds vary the search and the weight initialisation, so every run's front is a front of ONE problem and the
 union front of all runs of the task is the best known front of that problem. (`--vary-data` gives each seed its
 own images and split, as the benchmark did before 2026-12-05; the task-wide front then holds cells measured on
-data no run of another seed saw.) Everything below is computed from the run folders' CSVs, with ONE reference point per
-task shared by all its runs (`search.pareto.reference_point`: scores 0, params 1.1 x the largest network of the
-space), and hypervolume normalised to [0, 1] by the box up to the ideal (`search.pareto.normalised_hypervolume`):
+data no run of another seed saw.) Everything below is computed from the run folders' CSVs, with ONE reference
+point per task shared by all its runs (`search.pareto.reference_point`: scores 0, params 1.1 x the largest
+network of the space), and hypervolume normalised to [0, 1] by the box up to the ideal
+(`search.pareto.normalised_hypervolume`):
 
 - hypervolume of the measured front vs networks trained (every prefix of the networks in training order);
 - per seed and the median over seeds: final hypervolume, regret to the union front of all runs of that task
@@ -347,9 +348,11 @@ def analyse_task(args: argparse.Namespace, logs_dir: Path, task: str, seeds: lis
     quality = []
     for seed, by in runs.items():
         for row in read_csv(by["progressive"].path / "csv" / "predictor_quality.csv"):
-            measured = [_num(getattr(r, QUALITY_FIELDS.get(str(row.get("objective")), ""), None))
-                        for r in by["progressive"].results if r.status == "ok" and r.step == _num(row.get("step"))]
-            measured = [v for v in measured if v is not None]
+            field_name = QUALITY_FIELDS.get(str(row.get("objective")))
+            step = _num(row.get("step"))
+            measured = [] if field_name is None else [
+                v for r in by["progressive"].results if r.status == "ok" and r.step == step
+                if (v := _num(getattr(r, field_name))) is not None]
             quality.append({"seed": seed, **row,
                             "measured_range": max(measured) - min(measured) if len(measured) >= 2 else None})
     late = [_num(q.get("spearman")) for q in quality
@@ -467,14 +470,16 @@ def settings_text(args: argparse.Namespace) -> str:
     probe = (f"dice (max) + params (min) + analog_dice (max: analog Dice after 1 day of PCM drift, probe on "
              f"{args.probe_images} validation images x {args.probe_repetitions} programmings)"
              if args.probe else "dice (max) + params (min) only (--no-probe)")
+    data = ("each seed its own images and split (--vary-data)" if args.vary_data else
+            f"one set of images and one split per task (data seed {args.data_seed}); the seeds vary the search and "
+            "the weight initialisation")
     return (f"{args.samples} synthetic images per task cropped to {args.size}x{args.size}, {args.epochs} epoch(s) "
             f"per network, B = {args.blocks} blocks, operators {', '.join(args.operators)}, K = {args.max_children} "
             f"({args.selection} selection), {args.exploration} exploration child(ren), step 1: "
             f"{'every one-block cell' if args.b1 is None else f'{args.b1} cells (params-stratified)'}, predictor "
             f"{args.predictor_epochs} epochs x {args.ensemble} GIN members, evolution population {args.population} / "
-            f"tournament {args.tournament}, network seeding {args.network_seeding}. Data: "
-            f"{'each seed its own images and split (--vary-data)' if args.vary_data else f'one set of images and one split per task (data seed {args.data_seed}); the seeds vary the search and the weight initialisation'}"
-            f". Objectives: {probe}.")
+            f"tournament {args.tournament}, network seeding {args.network_seeding}. Data: {data}. "
+            f"Objectives: {probe}.")
 
 
 def section_text(args: argparse.Namespace, results: list[dict[str, Any]], plots: list[Path], command: str,
