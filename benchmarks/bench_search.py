@@ -5,11 +5,13 @@ runs first (`run.py` with `others.pipeline: ["search"]`); the number of networks
 `search_strategy.max_networks` of a random and an evolution run with otherwise identical settings. Every run is
 a run folder `<logs-dir>/<task>_<strategy>_s<seed>`: a finished one is skipped, an interrupted one is resumed
 with `run.py -r`, so the whole benchmark resumes by running the same command again (`--workers` runs several
-task/seed chains at once). Every run of a task searches the same data (`dataset.seed` = `--data-seed`): the
-seeds vary the search and the weight initialisation, so every run's front is a front of ONE problem and the
-union front of all runs of the task is the best known front of that problem. (`--vary-data` gives each seed its
-own images and split, as the benchmark did before 2026-12-05; the task-wide front then holds cells measured on
-data no run of another seed saw.) Everything below is computed from the run folders' CSVs, with ONE reference
+task/seed chains at once). Every run of a task searches the same data (`dataset.seed` = `--data-seed`) and
+trains and probes every network with the same seed (`search_strategy.network_seed` = `--network-seed`): a cell
+scores the same in every run of the task (training is deterministic, the probe runs on seeded torch tiles), the
+seeds vary the search alone, and the union front of all runs of the task is the best known front of ONE fixed
+problem, as in a tabular NAS benchmark. (`--vary-data` gives each seed its own images and split, `--vary-networks`
+its own network seed, as the benchmark did before 2026-12-05; the task-wide front then holds cells measured on
+data, or with an initialisation, that no run of another seed saw, a floor no run can close.) Everything below is computed from the run folders' CSVs, with ONE reference
 point per task shared by all its runs (`search.pareto.reference_point`: scores 0, params 1.1 x the largest
 network of the space), and hypervolume normalised to [0, 1] by the box up to the ideal
 (`search.pareto.normalised_hypervolume`):
@@ -82,7 +84,7 @@ TARGET_SPEARMAN = 0.5  # median Dice-predictor Spearman on steps >= 3
 def build_config(args: argparse.Namespace, task: str, strategy: str, seed: int,
                  max_networks: int | None) -> dict[str, Any]:
     """One config per task for all strategies; only `strategy`, `max_networks` and the seed differ (and, with
-    `--vary-data`, the data)."""
+    `--vary-data`, the data; with `--vary-networks`, the networks' seeds)."""
     size = args.size
     name, classes = TASKS[task]
     objectives = ["params", "analog_dice"] if args.probe else ["params"]
@@ -95,6 +97,7 @@ def build_config(args: argparse.Namespace, task: str, strategy: str, seed: int,
             "predictor_epochs": args.predictor_epochs, "accuracy_predictor_ensemble_units": args.ensemble,
             "additional_pareto_objectives": objectives, "selection": args.selection,
             "network_seeding": args.network_seeding,
+            "network_seed": None if args.vary_networks else args.network_seed,
         },
         "training_hyperparameters": {"epochs": args.epochs},
         "architecture_hyperparameters": {"filters": args.filters, "motifs": 2, "normal_cells_per_motif": 0},
@@ -272,9 +275,9 @@ def one_sided_mwu(a: list[float], b: list[float]) -> float | None:
 def one_sided_paired(a: list[float], b: list[float]) -> tuple[int, float | None]:
     """Wins of `a` over `b` pair by pair, and the p-value of a one-sided Wilcoxon signed-rank test.
 
-    Why paired: the runs of one seed share the network seeds (with `--vary-data` also the data), which move
-    every strategy's hypervolume by more than the strategies differ (the seed-to-seed spread hides a
-    consistent win from Mann-Whitney U)."""
+    Why paired: with `--vary-networks` (or `--vary-data`) the runs of one seed share network seeds (or data) that
+    move every strategy's hypervolume by more than the strategies differ (the seed-to-seed spread hides a
+    consistent win from Mann-Whitney U); with both fixed, a seed pairs the runs of one search seed."""
     diffs = [x - y for x, y in zip(a, b)]
     wins = sum(d > 0 for d in diffs)
     if len(diffs) < 2 or all(d == 0 for d in diffs):
@@ -471,14 +474,18 @@ def settings_text(args: argparse.Namespace) -> str:
              f"{args.probe_images} validation images x {args.probe_repetitions} programmings)"
              if args.probe else "dice (max) + params (min) only (--no-probe)")
     data = ("each seed its own images and split (--vary-data)" if args.vary_data else
-            f"one set of images and one split per task (data seed {args.data_seed}); the seeds vary the search and "
-            "the weight initialisation")
+            f"one set of images and one split per task (data seed {args.data_seed})")
+    nets = ("each seed its own network seed (--vary-networks)" if args.vary_networks else
+            f"one network seed per task ({args.network_seed}): a cell scores the same in every run of the task")
+    varied = [what for what, on in (("the weight initialisation", args.vary_networks), ("the data", args.vary_data))
+              if on]
+    varies = ", ".join(["the search", *varied]) if varied else "the search alone"
     return (f"{args.samples} synthetic images per task cropped to {args.size}x{args.size}, {args.epochs} epoch(s) "
             f"per network, B = {args.blocks} blocks, operators {', '.join(args.operators)}, K = {args.max_children} "
             f"({args.selection} selection), {args.exploration} exploration child(ren), step 1: "
             f"{'every one-block cell' if args.b1 is None else f'{args.b1} cells (params-stratified)'}, predictor "
             f"{args.predictor_epochs} epochs x {args.ensemble} GIN members, evolution population {args.population} / "
-            f"tournament {args.tournament}, network seeding {args.network_seeding}. Data: {data}. "
+            f"tournament {args.tournament}, network seeding {args.network_seeding}. Data: {data}; networks: {nets}; the seeds vary {varies}. "
             f"Objectives: {probe}.")
 
 
@@ -527,6 +534,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="dataset.seed of every run: all seeds of a task search the same images and split")
     p.add_argument("--vary-data", action="store_true",
                    help="each seed also draws its own images and split (dataset.seed = the seed)")
+    p.add_argument("--network-seed", type=int, default=1,
+                   help="search_strategy.network_seed of every run: all seeds of a task train and probe a cell alike")
+    p.add_argument("--vary-networks", action="store_true",
+                   help="each seed trains its networks under its own seed (network_seed = the seed)")
     p.add_argument("--network-seeding", choices=["common", "per_network"], default="common",
                    help="search_strategy.network_seeding of every run (common: one seed for all networks of a run)")
     p.add_argument("--population", type=int, default=8, help="evolution population size")
@@ -569,7 +580,7 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     if not args.analyse_only:
         print(f"[bench] run folders and logs: {logs_dir}", flush=True)
-        chains = [(task, seed) for seed in args.seeds for task in args.tasks]
+        chains = [(task, seed) for task in args.tasks for seed in args.seeds]  # task-major: --tasks orders the work
         pool = ThreadPoolExecutor(max_workers=args.workers)
         try:
             for future in [pool.submit(run_chain, args, logs_dir, task, seed) for task, seed in chains]:

@@ -98,9 +98,15 @@ class SearchStrategyConfig(_Section):
         "hypervolume contribution, or POPNAS's highest predicted score"
     )
     network_seeding: Literal["common", "per_network"] = Field(
-        "common", description="common: every searched network trains (and is probed) with the run's seed, so all "
+        "common", description="common: every searched network trains (and is probed) with one seed "
+        "(search_strategy.network_seed, else others.seed), so all "
         "draw the same batches and augmentations and Dice differences come from the cells (common random "
         "numbers; a test-retest Spearman of 0.32 vs 0.07 in docs/BENCHMARKS.md); per_network: a seed per cell"
+    )
+    network_seed: int | None = Field(
+        None, ge=0, le=2**32 - 1, description="seed every searched network trains and is probed with (its base "
+        "seed under per_network seeding; null: others.seed). Fix it, with dataset.seed, to compare searches whose "
+        "others.seed differs on the same measurements: a cell then scores the same in each"
     )
     pnas_mode: bool = Field(False, description="PNAS: top-K by predicted score, no Pareto front, no exploration")
     b1_max_networks: int | None = Field(
@@ -367,8 +373,9 @@ class AnalogConfig(_Section):
 class OthersConfig(_Section):
     """Seed, what to keep on disk, and how TensorFlow runs."""
 
-    seed: int = Field(42, ge=0, le=2**32 - 1, description="seed of the search, the weight initialisation and, "
-                      "unless dataset.seed is set, the data (numpy's range)")
+    seed: int = Field(42, ge=0, le=2**32 - 1, description="seed of the search and, unless "
+                      "search_strategy.network_seed / dataset.seed are set, of the weight initialisation and the "
+                      "data (numpy's range)")
     save_children_weights: bool = Field(False, description="keep the weights of every trained child network")
     save_children_models: bool = Field(False, description="keep every trained child network as a .keras file")
     xla: bool = Field(False, description="compile training steps with XLA")
@@ -424,6 +431,13 @@ class RunConfig(_Section):
     def data_seed(self) -> int:
         """The seed the data is generated, split and augmented with: dataset.seed, else others.seed."""
         return self.others.seed if self.dataset.seed is None else self.dataset.seed
+
+    @property
+    def network_seed(self) -> int:
+        """The base seed of the searched networks' training and probe: search_strategy.network_seed, else
+        others.seed."""
+        seed = self.search_strategy.network_seed
+        return self.others.seed if seed is None else seed
 
     @model_validator(mode="after")
     def _cross_checks(self) -> "RunConfig":

@@ -87,3 +87,14 @@ def test_predictor_quality_rows_carry_the_measured_range_of_their_step(tmp_path)
     assert abs(dice["measured_range"] - 0.10) < 1e-9  # RUNS[1]["progressive"]: Dice 0.50 and 0.60
     assert time["measured_range"] == 0.0  # both trained in 1.0 s
     assert "| 1 | 1 | dice | 2 | 1.000 | 1.000 | n/a | 0.100 |" in B.markdown_tables(res)
+
+
+def test_every_seed_of_a_task_trains_its_networks_alike_unless_asked_otherwise() -> None:
+    """One network seed per task: a cell scores the same in every run, so no run carries another seed's luck."""
+    args = B.parse_args([])
+    configs = [B.build_config(args, "default", s, seed, 25) for s in B.STRATEGIES for seed in (1, 2, 3)]
+    assert {c["search_strategy"]["network_seed"] for c in configs} == {args.network_seed}
+    assert "the search alone" in B.settings_text(args)
+    varied = B.parse_args(["--vary-networks"])
+    assert B.build_config(varied, "hard", "random", 2, 25)["search_strategy"]["network_seed"] is None
+    assert "the weight initialisation" in B.settings_text(varied)

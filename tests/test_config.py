@@ -252,3 +252,9 @@ def test_dataset_seed_fixes_the_data_apart_from_the_search_seed() -> None:
     assert fixed.data_seed == 3 and fixed.others.seed == 7
     with pytest.raises(UserError, match="dataset.seed"):
         config_from_dict({"dataset": {"seed": -1}})
+
+
+def test_network_seed_rejects_what_numpy_cannot_seed() -> None:
+    with pytest.raises(UserError, match="network_seed"):
+        config_from_dict({"search_strategy": {"network_seed": -1}})
+    assert config_from_dict({"search_strategy": {"network_seed": 2**32 - 1}}).network_seed == 2**32 - 1

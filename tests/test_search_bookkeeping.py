@@ -78,3 +78,21 @@ def test_network_seeding_common_gives_every_network_the_same_seeds(seeding: str,
                                       "search_strategy": {"network_seeding": seeding}})
     assert SearchRunner(SimpleNamespace(models_dir=tmp_path), other, None).network_job(
         {"network_id": 0, "encoding": cells[0], "origin": "b1"}, 1).seed != jobs[0].seed
+
+
+@pytest.mark.parametrize("seeding", ["common", "per_network"])
+def test_network_seed_fixes_the_networks_seeds_apart_from_the_search_seed(seeding: str, tmp_path) -> None:
+    """search_strategy.network_seed set: two runs whose others.seed differs train and probe every cell with the
+    same seeds (a cell scores alike in both); null: the networks' seeds follow others.seed, as before the key."""
+    def job(others_seed: int, network_seed: int | None) -> tuple[int, int]:
+        config = RunConfig.model_validate({"dataset": {"crop": [16, 16]}, "others": {"seed": others_seed},
+                                           "search_strategy": {"network_seeding": seeding,
+                                                               "network_seed": network_seed}})
+        net = SearchRunner(SimpleNamespace(models_dir=tmp_path), config, None).network_job(
+            {"network_id": 3, "encoding": "[(-2,identity,-1,3x3 conv)]", "origin": "b1"}, 1)
+        return net.seed, net.probe_seed
+
+    assert job(1, 5) == job(2, 5) == job(5, None)
+    assert job(1, None) != job(2, None)
+    assert job(1, 5) != job(1, 6)
+    assert RunConfig.model_validate({"others": {"seed": 4}, "dataset": {"crop": [16, 16]}}).network_seed == 4

@@ -237,7 +237,7 @@ class SearchRunner:
     def network_job(self, net: dict, step: int) -> NetworkJob:
         """The plain-data description of planned network `net` (journal `step_planned` entry) of `step`."""
         cfg = self.config
-        seed, probe_seed = search_network_seeds(cfg.others.seed, net["encoding"],
+        seed, probe_seed = search_network_seeds(cfg.network_seed, net["encoding"],
                                                 cfg.search_strategy.network_seeding)
         # Absolute: a Ray worker's working folder is its node's `ray start` folder, not the driver's (-> README).
         out_dir = self.run.models_dir.absolute() / str(net["network_id"])
