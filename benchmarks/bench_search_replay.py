@@ -1,0 +1,240 @@
+"""Replay the progressive search against the measured cells of a bench_search benchmark: a change of the search,
+measured against the recorded baselines in minutes.
+
+Why a replay is exact: under bench_search's defaults every run of a task searches one data set
+(`dataset.seed`) and trains and probes every network under one seed (`search_strategy.network_seed`); training is
+deterministic on a CPU and the probe runs on seeded torch tiles. A cell's result is then a fixed value of the
+task, as in a tabular NAS benchmark, and a progressive run is a pure function of its code, its config and that
+table (its plan never reads a measured time unless time is an objective). The replay calls
+`ProgressiveStrategy.plan_step` step by step as the runner does, looks every planned cell up among the networks
+the task's run folders trained, and trains in-process, with the runner's seeds, only the cells no run has
+measured; those join `replay_cache_<task>.jsonl` in the logs dir, so each is trained once.
+
+Exactness is checked, not assumed: with the code the runs were made with, the "same as recorded" column must
+say yes for every seed (the same cells, in the same order, with the same scores, as the recorded progressive
+run). A search changed in a worktree is replayed by running this file from that worktree.
+
+Per seed and the median: the replayed run's final hypervolume, its regret to the task's union front (every run
+and every replayed or cached network of the task), the recorded baselines' regret, the networks it needs to reach
+random's final hypervolume, and its Dice-predictor Spearman on steps >= 3; then the issue-12 targets.
+
+    python benchmarks/bench_search_replay.py --logs-dir /work/bench_runs/search_e8_table --tasks hard
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import sys
+import tempfile
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np  # noqa: E402
+
+import bench_search as B  # noqa: E402
+
+from popnas_seg.config import RunConfig  # noqa: E402
+from popnas_seg.results import TrainingResult  # noqa: E402
+from popnas_seg.atomic import atomic_write_text  # noqa: E402
+from popnas_seg.search.strategies import ProgressiveStrategy  # noqa: E402
+
+LOG = logging.getLogger("popnas_seg.replay")
+
+
+Train = Callable[[str], TrainingResult]
+
+
+def journal_results(folder: Path) -> list[TrainingResult]:
+    """A run's networks in training order, at full precision (the journal's, not the CSV's rounded values: the
+    predictors fitted on them must see what the search saw)."""
+    events = [json.loads(line) for line in (folder / "restore" / "journal.jsonl").read_text().splitlines() if line]
+    found = {e["network_id"]: TrainingResult.from_dict(e["result"]) for e in events
+             if e.get("event") == "network_finished"}
+    return [found[k] for k in sorted(found)]
+
+
+class Table:
+    """Every network the task's runs measured, by encoding, plus the replay's own cache of newly trained ones."""
+
+    def __init__(self, logs_dir: Path, task: str, folders: list[Path]) -> None:
+        self.cache_path = logs_dir / f"replay_cache_{task}.jsonl"
+        self.known: dict[str, TrainingResult] = {}
+        for folder in folders:
+            for r in journal_results(folder):
+                self.known.setdefault(r.encoding, r)
+        self.cached: list[TrainingResult] = []
+        if self.cache_path.exists():
+            self.cached = [TrainingResult.from_dict(json.loads(line))
+                           for line in self.cache_path.read_text().splitlines() if line]
+        for r in self.cached:
+            self.known.setdefault(r.encoding, r)
+        self.trained_now = 0
+
+    def lookup(self, encoding: str, train: Train) -> TrainingResult:
+        if encoding not in self.known:
+            result = train(encoding)
+            self.known[encoding] = result
+            self.cached.append(result)
+            self.trained_now += 1
+            atomic_write_text(self.cache_path, "".join(json.dumps(r.to_dict()) + "\n" for r in self.cached))
+        return self.known[encoding]
+
+
+def replay(strategy: ProgressiveStrategy, table: Table, train: Train) -> tuple[list[TrainingResult], list[float]]:
+    """The networks the progressive search trains, in order, with their table results; and its Dice Spearman per
+    step >= 3 on the networks each step trained (as csv/predictor_quality.csv)."""
+    from popnas_seg.predictors.quality import rank_quality
+
+    history: list[TrainingResult] = []
+    spearman: list[float] = []
+    step = 1
+    while (plan := strategy.plan_step(step, history)) is not None:
+        predicted = {row["encoding"]: row["predicted_dice"] for row in plan.predictions}
+        pairs = []
+        for p in plan.networks:
+            found = table.lookup(str(p.cell), train)
+            result = replace(found, network_id=len(history) + 1, origin=p.origin, step=step)
+            history.append(result)
+            if result.status == "ok" and str(p.cell) in predicted:
+                pairs.append((float(predicted[str(p.cell)]), float(result.dice)))
+        if step >= 3 and len(pairs) >= 2:
+            spearman.append(float(rank_quality(*map(np.array, zip(*pairs)))["spearman"]))
+        step += 1
+    return history, spearman
+
+
+def same_as_recorded(replayed: list[TrainingResult], recorded: list[TrainingResult]) -> str:
+    """"yes", or where the replayed run first leaves the recorded one."""
+    for k, (a, b) in enumerate(zip(replayed, recorded), start=1):
+        if (a.encoding, a.origin, a.step, a.dice, a.analog_dice) != (b.encoding, b.origin, b.step, b.dice,
+                                                                      b.analog_dice):
+            return f"no (from network {k})"
+    return "yes" if len(replayed) == len(recorded) else f"no ({len(replayed)} vs {len(recorded)} networks)"
+
+
+def trainer_for(cfg: RunConfig, folder: Path) -> Train:
+    """Train one cell in-process exactly as the runner would (its seeds, its budget, its probe)."""
+    from popnas_seg.data.pipeline import load_data
+    from popnas_seg.evaluation.evaluator import NetworkEvaluator, NetworkJob
+    from popnas_seg.search.runner import search_network_seeds
+
+    state: dict = {}
+
+    def train(encoding: str) -> TrainingResult:
+        if "evaluator" not in state:
+            state["evaluator"] = NetworkEvaluator(cfg, load_data(cfg.dataset, seed=cfg.data_seed), LOG)
+        seed, probe_seed = search_network_seeds(cfg.network_seed, encoding, cfg.search_strategy.network_seeding)
+        job = NetworkJob(network_id=0, encoding=encoding, seed=seed, probe_seed=probe_seed, save=False,
+                         architecture=cfg.architecture_hyperparameters.model_dump(mode="json"),
+                         out_dir=str(folder / "network"), probe=cfg.analog.probe)
+        print(f"[replay] training {encoding}", flush=True)
+        return state["evaluator"].evaluate(job)
+
+    return train
+
+
+def verify(table: Table, train: Train, count: int) -> str:
+    """Retrain `count` recorded cells in-process (spread over the table) and compare with what the runs recorded:
+    the premise of the replay is that both give the same numbers."""
+    cached = {r.encoding for r in table.cached}
+    recorded = sorted((r for r in table.known.values() if r.encoding not in cached and r.status == "ok"),
+                      key=lambda r: r.encoding)
+    picks = [recorded[int(i)] for i in np.linspace(0, len(recorded) - 1, count)] if recorded and count else []
+    diffs = []
+    for r in picks:
+        again = train(r.encoding)
+        diffs.append((abs(again.dice - r.dice), abs((again.analog_dice or 0.0) - (r.analog_dice or 0.0))))
+    if not diffs:
+        return "not verified"
+    dice, analog = np.max(np.array(diffs), axis=0)
+    return f"{len(picks)} recorded cells retrained: largest difference Dice {dice:.2e}, analog Dice {analog:.2e}"
+
+
+def replay_task(args: argparse.Namespace, bench: argparse.Namespace, task: str, folder: Path) -> dict:
+    objectives = ["dice", "params", "analog_dice"] if bench.probe else ["dice", "params"]
+    runs = {seed: {s: B.load_run(args.logs_dir, task, s, seed) for s in B.STRATEGIES} for seed in args.seeds}
+    for seed, by in runs.items():
+        for run in by.values():
+            cfg = RunConfig.model_validate_json((args.logs_dir / f"{run.path.name}.json").read_text())
+            if cfg.network_seed != bench.network_seed or cfg.data_seed != bench.data_seed:
+                raise SystemExit(f"[replay] {run.path.name} was made with data seed {cfg.data_seed} / network seed "
+                                 f"{cfg.network_seed}, not {bench.data_seed} / {bench.network_seed}: its cells are "
+                                 "not one table (bench_search --vary-data / --vary-networks)")
+    table = Table(args.logs_dir, task, [run.path for by in runs.values() for run in by.values()])
+    base = RunConfig.model_validate(B.build_config(bench, task, "progressive", args.seeds[0], None))
+    shape = (bench.size, bench.size, base.dataset.generated_channels)
+    train = trainer_for(base, folder)
+    reference = B.reference_point(objectives, base, np.zeros((0, len(objectives))), shape,
+                                  base.dataset.classes_count)
+    checked = verify(table, train, args.verify)
+    rows = []
+    for seed in args.seeds:
+        cfg = RunConfig.model_validate(B.build_config(bench, task, "progressive", seed, None))
+        strategy = ProgressiveStrategy(cfg, shape, cfg.dataset.classes_count, None, LOG)
+        history, spearman = replay(strategy, table, train)
+        rows.append({"seed": seed, "history": history, "spearman": spearman,
+                     "same": same_as_recorded(history, journal_results(runs[seed]["progressive"].path))})
+    union = B.front_hv(list(table.known.values()), objectives, reference)
+    out = []
+    for row in rows:
+        by = runs[row["seed"]]
+        curve = B.hv_curve(row["history"], objectives, reference)
+        finals = {s: B.hv_curve(by[s].results, objectives, reference)[-1] for s in B.STRATEGIES}
+        reach = B.networks_to_reach(curve, finals["random"])
+        out.append({"seed": row["seed"], "n": len(row["history"]), "hv": curve[-1], "regret": union - curve[-1],
+                    "recorded_hv": finals["progressive"], "random_regret": union - finals["random"],
+                    "evolution_regret": union - finals["evolution"], "random_n": by["random"].n, "reach": reach,
+                    "spearman": row["spearman"], "same": row["same"]})
+    return {"task": task, "union": union, "rows": out, "trained": table.trained_now, "table": len(table.known),
+            "verified": checked}
+
+
+def report(res: dict) -> str:
+    med = lambda key: float(np.median([r[key] for r in res["rows"]]))  # noqa: E731
+    lines = [f"#### Task `{res['task']}`: union front HV {res['union']:.4f} over {res['table']} measured cells "
+             f"({res['trained']} trained by this replay); exactness: {res['verified']}", "",
+             "| seed | N | replayed final HV | recorded progressive HV | regret | random's regret | evolution's regret "
+             "| reaches random's final HV after | Dice Spearman, steps >= 3 | same as recorded |",
+             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+    for r in res["rows"]:
+        reach = "never" if r["reach"] is None else f"{r['reach']} ({r['reach'] / r['random_n']:.0%} of N)"
+        sp = ", ".join(f"{v:.2f}" for v in r["spearman"]) or "-"
+        lines.append(f"| {r['seed']} | {r['n']} | {r['hv']:.4f} | {r['recorded_hv']:.4f} | {r['regret']:.4f} "
+                     f"| {r['random_regret']:.4f} | {r['evolution_regret']:.4f} | {reach} | {sp} | {r['same']} |")
+    within = sum(r["reach"] is not None and r["reach"] <= 0.5 * r["random_n"] for r in res["rows"])
+    spearmen = [v for r in res["rows"] for v in r["spearman"] if math.isfinite(v)]
+    lines += ["", f"Medians: regret {med('regret'):.4f}, random's {med('random_regret'):.4f}, evolution's "
+              f"{med('evolution_regret'):.4f}; final HV {med('hv'):.4f}.", "",
+              f"- regret <= 0.5 x random's: {'met' if med('regret') <= 0.5 * med('random_regret') else 'NOT met'}",
+              f"- regret <= evolution's: {'met' if med('regret') <= med('evolution_regret') else 'NOT met'}",
+              f"- random's final HV within 50 % of N: {within} of {len(res['rows'])} seeds "
+              f"({'met' if within >= 0.8 * len(res['rows']) else 'NOT met'})",
+              f"- median Dice Spearman on steps >= 3: "
+              + (f"{float(np.median(spearmen)):.2f}" if spearmen else "n/a")]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--logs-dir", type=Path, required=True, help="run folders of bench_search.py (all finished)")
+    p.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3, 4, 5])
+    p.add_argument("--tasks", nargs="+", choices=sorted(B.TASKS), default=["default", "hard"])
+    p.add_argument("--verify", type=int, default=0, metavar="K",
+                   help="first retrain K recorded cells and report the largest differences (the replay's premise)")
+    args, rest = p.parse_known_args(argv)
+    bench = B.parse_args(rest)  # every bench_search setting (--b1, --max-children, ...) as the runs were made
+    logging.basicConfig(level=logging.WARNING)
+    with tempfile.TemporaryDirectory(prefix="replay_") as tmp:
+        for task in args.tasks:
+            print(report(replay_task(args, bench, task, Path(tmp))), "\n", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
