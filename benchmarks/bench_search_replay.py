@@ -104,7 +104,8 @@ def replay(strategy: ProgressiveStrategy, table: Table, train: Train) -> tuple[l
             if result.status == "ok" and str(p.cell) in predicted:
                 pairs.append((float(predicted[str(p.cell)]), float(result.dice)))
         if step >= 3 and len(pairs) >= 2:
-            spearman.append(float(rank_quality(*map(np.array, zip(*pairs)))["spearman"]))
+            predicted_dice, measured_dice = np.array(pairs).T
+            spearman.append(float(rank_quality(predicted_dice, measured_dice)["spearman"]))
         step += 1
     return history, spearman
 
