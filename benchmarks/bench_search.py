@@ -547,8 +547,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--operators", nargs="+",
                    default=["identity", "3x3 conv", "3x3:2dr conv", "1x3-3x1 conv", "2x2 maxpool"])
     p.add_argument("--no-probe", dest="probe", action="store_false", help="objectives dice + params only")
-    p.add_argument("--probe-images", type=int, default=8)
-    p.add_argument("--probe-repetitions", type=int, default=2)
+    p.add_argument("--probe-images", type=int, default=16, help="validation images the probe scores (16: all)")
+    p.add_argument("--probe-repetitions", type=int, default=8,
+                   help="programmings per probe: at 2, one hard-task probe moved by 0.02-0.07 Dice between two "
+                        "programming draws, more than the front's cells differ (docs/BENCHMARKS.md)")
     p.add_argument("--quick", action="store_true", help="tiny settings that only check the benchmark runs")
     p.add_argument("--logs-dir", type=Path, default=None, help="run folders (default: a new temp dir); reuse to resume")
     p.add_argument("--analyse-only", action="store_true", help="only recompute the report from --logs-dir")
