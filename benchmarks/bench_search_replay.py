@@ -158,16 +158,21 @@ def verify(table: Table, train: Train, count: int) -> str:
 
 
 def replay_task(args: argparse.Namespace, bench: argparse.Namespace, task: str, folder: Path) -> dict:
+    """Replay every seed of `task`; runs still going (or missing) add their cells so far but are no baseline."""
     objectives = ["dice", "params", "analog_dice"] if bench.probe else ["dice", "params"]
-    runs = {seed: {s: B.load_run(args.logs_dir, task, s, seed) for s in B.STRATEGIES} for seed in args.seeds}
-    for seed, by in runs.items():
-        for run in by.values():
-            cfg = RunConfig.model_validate_json((args.logs_dir / f"{run.path.name}.json").read_text())
-            if cfg.network_seed != bench.network_seed or cfg.data_seed != bench.data_seed:
-                raise SystemExit(f"[replay] {run.path.name} was made with data seed {cfg.data_seed} / network seed "
-                                 f"{cfg.network_seed}, not {bench.data_seed} / {bench.network_seed}: its cells are "
-                                 "not one table (bench_search --vary-data / --vary-networks)")
-    table = Table(args.logs_dir, task, [run.path for by in runs.values() for run in by.values()])
+    folders = [args.logs_dir / B.run_name(task, s, seed) for seed in args.seeds for s in B.STRATEGIES]
+    for path in folders:
+        config_file = args.logs_dir / f"{path.name}.json"
+        if not config_file.exists():
+            continue
+        cfg = RunConfig.model_validate_json(config_file.read_text())
+        if cfg.network_seed != bench.network_seed or cfg.data_seed != bench.data_seed:
+            raise SystemExit(f"[replay] {path.name} was made with data seed {cfg.data_seed} / network seed "
+                             f"{cfg.network_seed}, not {bench.data_seed} / {bench.network_seed}: its cells are "
+                             "not one table (bench_search --vary-data / --vary-networks)")
+    table = Table(args.logs_dir, task, [p for p in folders if (p / "restore" / "journal.jsonl").exists()])
+    finished = {(seed, s): B.load_run(args.logs_dir, task, s, seed) for seed in args.seeds for s in B.STRATEGIES
+                if B.search_finished(args.logs_dir / B.run_name(task, s, seed))}
     base = RunConfig.model_validate(B.build_config(bench, task, "progressive", args.seeds[0], None))
     shape = (bench.size, bench.size, base.dataset.generated_channels)
     train = trainer_for(base, folder)
@@ -179,45 +184,63 @@ def replay_task(args: argparse.Namespace, bench: argparse.Namespace, task: str, 
         cfg = RunConfig.model_validate(B.build_config(bench, task, "progressive", seed, None))
         strategy = ProgressiveStrategy(cfg, shape, cfg.dataset.classes_count, None, LOG)
         history, spearman = replay(strategy, table, train)
+        recorded = finished.get((seed, "progressive"))
         rows.append({"seed": seed, "history": history, "spearman": spearman,
-                     "same": same_as_recorded(history, journal_results(runs[seed]["progressive"].path))})
+                     "same": "no recorded run" if recorded is None else
+                     same_as_recorded(history, journal_results(recorded.path))})
     union = B.front_hv(list(table.known.values()), objectives, reference)
     out = []
     for row in rows:
-        by = runs[row["seed"]]
         curve = B.hv_curve(row["history"], objectives, reference)
-        finals = {s: B.hv_curve(by[s].results, objectives, reference)[-1] for s in B.STRATEGIES}
-        reach = B.networks_to_reach(curve, finals["random"])
+        final = {s: B.hv_curve(run.results, objectives, reference)[-1]
+                 for (seed, s), run in finished.items() if seed == row["seed"]}
+        rand = finished.get((row["seed"], "random"))
         out.append({"seed": row["seed"], "n": len(row["history"]), "hv": curve[-1], "regret": union - curve[-1],
-                    "recorded_hv": finals["progressive"], "random_regret": union - finals["random"],
-                    "evolution_regret": union - finals["evolution"], "random_n": by["random"].n, "reach": reach,
+                    "recorded_hv": final.get("progressive"),
+                    "random_regret": None if "random" not in final else union - final["random"],
+                    "evolution_regret": None if "evolution" not in final else union - final["evolution"],
+                    "random_n": None if rand is None else rand.n,
+                    "reach": None if rand is None else B.networks_to_reach(curve, final["random"]),
                     "spearman": row["spearman"], "same": row["same"]})
     return {"task": task, "union": union, "rows": out, "trained": table.trained_now, "table": len(table.known),
             "verified": checked}
 
 
+def _f(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"
+
+
 def report(res: dict) -> str:
-    med = lambda key: float(np.median([r[key] for r in res["rows"]]))  # noqa: E731
+    rows = res["rows"]
+    complete = [r for r in rows if r["random_regret"] is not None and r["evolution_regret"] is not None]
     lines = [f"#### Task `{res['task']}`: union front HV {res['union']:.4f} over {res['table']} measured cells "
              f"({res['trained']} trained by this replay); exactness: {res['verified']}", "",
              "| seed | N | replayed final HV | recorded progressive HV | regret | random's regret | evolution's regret "
              "| reaches random's final HV after | Dice Spearman, steps >= 3 | same as recorded |",
              "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
-    for r in res["rows"]:
-        reach = "never" if r["reach"] is None else f"{r['reach']} ({r['reach'] / r['random_n']:.0%} of N)"
+    for r in rows:
+        if r["random_n"] is None:
+            reach = "-"
+        else:
+            reach = "never" if r["reach"] is None else f"{r['reach']} ({r['reach'] / r['random_n']:.0%} of N)"
         sp = ", ".join(f"{v:.2f}" for v in r["spearman"]) or "-"
-        lines.append(f"| {r['seed']} | {r['n']} | {r['hv']:.4f} | {r['recorded_hv']:.4f} | {r['regret']:.4f} "
-                     f"| {r['random_regret']:.4f} | {r['evolution_regret']:.4f} | {reach} | {sp} | {r['same']} |")
-    within = sum(r["reach"] is not None and r["reach"] <= 0.5 * r["random_n"] for r in res["rows"])
-    spearmen = [v for r in res["rows"] for v in r["spearman"] if math.isfinite(v)]
-    lines += ["", f"Medians: regret {med('regret'):.4f}, random's {med('random_regret'):.4f}, evolution's "
-              f"{med('evolution_regret'):.4f}; final HV {med('hv'):.4f}.", "",
+        lines.append(f"| {r['seed']} | {r['n']} | {r['hv']:.4f} | {_f(r['recorded_hv'])} | {r['regret']:.4f} "
+                     f"| {_f(r['random_regret'])} | {_f(r['evolution_regret'])} | {reach} | {sp} | {r['same']} |")
+    med = lambda key: float(np.median([r[key] for r in complete]))  # noqa: E731
+    spearmen = [v for r in rows for v in r["spearman"] if math.isfinite(v)]
+    lines += ["", "- median Dice Spearman on steps >= 3: " + (f"{float(np.median(spearmen)):.2f}" if spearmen
+                                                               else "n/a")]
+    if len(complete) < len(rows):
+        lines.append(f"- targets not judged: {len(rows) - len(complete)} seeds lack a finished random or evolution "
+                     "run")
+        return "\n".join(lines)
+    within = sum(r["reach"] is not None and r["reach"] <= 0.5 * r["random_n"] for r in rows)
+    lines += [f"- medians: regret {med('regret'):.4f}, random's {med('random_regret'):.4f}, evolution's "
+              f"{med('evolution_regret'):.4f}; final HV {med('hv'):.4f}",
               f"- regret <= 0.5 x random's: {'met' if med('regret') <= 0.5 * med('random_regret') else 'NOT met'}",
               f"- regret <= evolution's: {'met' if med('regret') <= med('evolution_regret') else 'NOT met'}",
-              f"- random's final HV within 50 % of N: {within} of {len(res['rows'])} seeds "
-              f"({'met' if within >= 0.8 * len(res['rows']) else 'NOT met'})",
-              f"- median Dice Spearman on steps >= 3: "
-              + (f"{float(np.median(spearmen)):.2f}" if spearmen else "n/a")]
+              f"- random's final HV within 50 % of N: {within} of {len(rows)} seeds "
+              f"({'met' if within >= 0.8 * len(rows) else 'NOT met'})"]
     return "\n".join(lines)
 
 
