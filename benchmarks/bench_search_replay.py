@@ -41,7 +41,6 @@ import bench_search as B  # noqa: E402
 
 from popnas_seg.config import RunConfig  # noqa: E402
 from popnas_seg.results import TrainingResult  # noqa: E402
-from popnas_seg.atomic import atomic_write_text  # noqa: E402
 from popnas_seg.search.strategies import ProgressiveStrategy  # noqa: E402
 
 LOG = logging.getLogger("popnas_seg.replay")
@@ -70,8 +69,11 @@ class Table:
                 self.known.setdefault(r.encoding, r)
         self.cached: list[TrainingResult] = []
         if self.cache_path.exists():
-            self.cached = [TrainingResult.from_dict(json.loads(line))
-                           for line in self.cache_path.read_text().splitlines() if line]
+            for line in self.cache_path.read_text().splitlines():
+                try:
+                    self.cached.append(TrainingResult.from_dict(json.loads(line)))
+                except (json.JSONDecodeError, KeyError):  # a line cut by a kill: that cell trains again
+                    continue
         for r in self.cached:
             self.known.setdefault(r.encoding, r)
         self.trained_now = 0
@@ -82,7 +84,10 @@ class Table:
             self.known[encoding] = result
             self.cached.append(result)
             self.trained_now += 1
-            atomic_write_text(self.cache_path, "".join(json.dumps(r.to_dict()) + "\n" for r in self.cached))
+            # one appended line per cell: replays running side by side (other worktrees) add to one cache
+            self.cache_path.parent.mkdir(parents=True, exist_ok=True)
+            with self.cache_path.open("a") as handle:
+                handle.write(json.dumps(result.to_dict()) + "\n")
         return self.known[encoding]
 
 
