@@ -23,6 +23,7 @@ random's final hypervolume, and its Dice-predictor Spearman on steps >= 3; then 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import math
@@ -61,8 +62,9 @@ def journal_results(folder: Path) -> list[TrainingResult]:
 class Table:
     """Every network the task's runs measured, by encoding, plus the replay's own cache of newly trained ones."""
 
-    def __init__(self, logs_dir: Path, task: str, folders: list[Path]) -> None:
-        self.cache_path = logs_dir / f"replay_cache_{task}.jsonl"
+    def __init__(self, logs_dir: Path, task: str, folders: list[Path], measurement: str = "") -> None:
+        # one cache per measurement (the settings that fix a cell's result): replays of other settings never mix
+        self.cache_path = logs_dir / f"replay_cache_{task}{'_' + measurement if measurement else ''}.jsonl"
         self.known: dict[str, TrainingResult] = {}
         for folder in folders:
             for r in journal_results(folder):
@@ -162,23 +164,36 @@ def verify(table: Table, train: Train, count: int) -> str:
     return f"{len(picks)} recorded cells retrained: largest difference Dice {dice:.2e}, analog Dice {analog:.2e}"
 
 
+def measurement(cfg: RunConfig) -> dict:
+    """What fixes a searched cell's result: its data, training, macro-architecture, probe and seeds."""
+    dump = cfg.model_dump(mode="json")
+    return {"dataset": dump["dataset"], "training": dump["training_hyperparameters"],
+            "architecture": dump["architecture_hyperparameters"], "analog": dump["analog"],
+            "data_seed": cfg.data_seed, "network_seed": cfg.network_seed,
+            "network_seeding": cfg.search_strategy.network_seeding}
+
+
 def replay_task(args: argparse.Namespace, bench: argparse.Namespace, task: str, folder: Path) -> dict:
     """Replay every seed of `task`; runs still going (or missing) add their cells so far but are no baseline."""
     objectives = ["dice", "params", "analog_dice"] if bench.probe else ["dice", "params"]
+    base = RunConfig.model_validate(B.build_config(bench, task, "progressive", args.seeds[0], None))
+    wanted = measurement(base)
     folders = [args.logs_dir / B.run_name(task, s, seed) for seed in args.seeds for s in B.STRATEGIES]
     for path in folders:
         config_file = args.logs_dir / f"{path.name}.json"
         if not config_file.exists():
             continue
-        cfg = RunConfig.model_validate_json(config_file.read_text())
-        if cfg.network_seed != bench.network_seed or cfg.data_seed != bench.data_seed:
-            raise SystemExit(f"[replay] {path.name} was made with data seed {cfg.data_seed} / network seed "
-                             f"{cfg.network_seed}, not {bench.data_seed} / {bench.network_seed}: its cells are "
-                             "not one table (bench_search --vary-data / --vary-networks)")
-    table = Table(args.logs_dir, task, [p for p in folders if (p / "restore" / "journal.jsonl").exists()])
+        found = measurement(RunConfig.model_validate_json(config_file.read_text()))
+        if found != wanted:
+            differ = sorted(k for k in wanted if found[k] != wanted[k])
+            raise SystemExit(f"[replay] {path.name} measured its cells with other {', '.join(differ)} than these "
+                             f"settings ({', '.join(f'{k} {found[k]} vs {wanted[k]}' for k in differ)}): pass the "
+                             "bench_search options the runs were made with; runs made with --vary-data or "
+                             "--vary-networks are no single table")
+    key = hashlib.sha256(json.dumps(wanted, sort_keys=True).encode()).hexdigest()[:10]
+    table = Table(args.logs_dir, task, [p for p in folders if (p / "restore" / "journal.jsonl").exists()], key)
     finished = {(seed, s): B.load_run(args.logs_dir, task, s, seed) for seed in args.seeds for s in B.STRATEGIES
                 if B.search_finished(args.logs_dir / B.run_name(task, s, seed))}
-    base = RunConfig.model_validate(B.build_config(bench, task, "progressive", args.seeds[0], None))
     shape = (bench.size, bench.size, base.dataset.generated_channels)
     train = trainer_for(base, folder)
     reference = B.reference_point(objectives, base, np.zeros((0, len(objectives))), shape,

@@ -92,14 +92,14 @@ def test_replay_refuses_runs_that_are_not_one_table(tmp_path) -> None:
         cfg = B.build_config(bench, "default", strategy, 2, 1)
         (tmp_path / f"{folder.name}.json").write_text(json.dumps(cfg))
     args = R.argparse.Namespace(logs_dir=tmp_path, seeds=[2], verify=0)
-    with pytest.raises(SystemExit, match="network seed 2, not 1 / 1"):
+    with pytest.raises(SystemExit, match="other network_seed than these settings"):
         R.replay_task(args, B.parse_args(["--quick", "--no-probe"]), "default", tmp_path)
 
 
 def test_a_cache_line_cut_by_a_kill_only_costs_that_cell(tmp_path) -> None:
     calls: list[str] = []
     history, _ = R.replay(_strategy(), R.Table(tmp_path, "default", []), _stand_in(calls))
-    cache = tmp_path / "replay_cache_default.jsonl"
+    cache = tmp_path / "replay_cache_default.jsonl"  # Table without a measurement key
     lines = cache.read_text().splitlines()
     cache.write_text("\n".join(lines[:-1] + [lines[-1][:20]]) + "\n")  # the last write was cut short
     calls.clear()
