@@ -167,6 +167,7 @@ def verify(table: Table, train: Train, count: int) -> str:
 def measurement(cfg: RunConfig) -> dict:
     """What fixes a searched cell's result: its data, training, macro-architecture, probe and seeds."""
     dump = cfg.model_dump(mode="json")
+    dump["dataset"].pop("seed")  # its effective value is data_seed below (null means others.seed)
     return {"dataset": dump["dataset"], "training": dump["training_hyperparameters"],
             "architecture": dump["architecture_hyperparameters"], "analog": dump["analog"],
             "data_seed": cfg.data_seed, "network_seed": cfg.network_seed,
