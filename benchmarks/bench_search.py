@@ -11,10 +11,10 @@ scores the same in every run of the task (training is deterministic, the probe r
 seeds vary the search alone, and the union front of all runs of the task is the best known front of ONE fixed
 problem, as in a tabular NAS benchmark. (`--vary-data` gives each seed its own images and split, `--vary-networks`
 its own network seed, as the benchmark did before 2026-12-05; the task-wide front then holds cells measured on
-data, or with an initialisation, that no run of another seed saw, a floor no run can close.) Everything below is computed from the run folders' CSVs, with ONE reference
-point per task shared by all its runs (`search.pareto.reference_point`: scores 0, params 1.1 x the largest
-network of the space), and hypervolume normalised to [0, 1] by the box up to the ideal
-(`search.pareto.normalised_hypervolume`):
+data, or with an initialisation, that no run of another seed saw, a floor no run can close.) Everything below
+is computed from the run folders' CSVs, with ONE reference point per task shared by all its runs
+(`search.pareto.reference_point`: scores 0, params 1.1 x the largest network of the space), and hypervolume
+normalised to [0, 1] by the box up to the ideal (`search.pareto.normalised_hypervolume`):
 
 - hypervolume of the measured front vs networks trained (every prefix of the networks in training order);
 - per seed and the median over seeds: final hypervolume, regret to the union front of all runs of that task
@@ -485,7 +485,8 @@ def settings_text(args: argparse.Namespace) -> str:
             f"({args.selection} selection), {args.exploration} exploration child(ren), step 1: "
             f"{'every one-block cell' if args.b1 is None else f'{args.b1} cells (params-stratified)'}, predictor "
             f"{args.predictor_epochs} epochs x {args.ensemble} GIN members, evolution population {args.population} / "
-            f"tournament {args.tournament}, network seeding {args.network_seeding}. Data: {data}; networks: {nets}; the seeds vary {varies}. "
+            f"tournament {args.tournament}, network seeding {args.network_seeding}. Data: {data}; networks: {nets}; "
+            f"the seeds vary {varies}. "
             f"Objectives: {probe}.")
 
 
