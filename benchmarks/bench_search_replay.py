@@ -8,7 +8,8 @@ task, as in a tabular NAS benchmark, and a progressive run is a pure function of
 table (its plan never reads a measured time unless time is an objective). The replay calls
 `ProgressiveStrategy.plan_step` step by step as the runner does, looks every planned cell up among the networks
 the task's run folders trained, and trains in-process, with the runner's seeds, only the cells no run has
-measured; those join `replay_cache_<task>.jsonl` in the logs dir, so each is trained once.
+measured; those join `replay_cache_<task>_<settings hash>.jsonl` in the logs dir, so each is trained once for
+those measurement settings (runs measured with other settings are refused, naming what differs).
 
 Exactness is checked, not assumed: with the code the runs were made with, the "same as recorded" column must
 say yes for every seed (the same cells, in the same order, with the same scores, as the recorded progressive
@@ -118,7 +119,7 @@ def replay(strategy: ProgressiveStrategy, table: Table, train: Train) -> tuple[l
 
 
 def same_as_recorded(replayed: list[TrainingResult], recorded: list[TrainingResult]) -> str:
-    """"yes", or where the replayed run first leaves the recorded one."""
+    """The word "yes", or where the replayed run first leaves the recorded one."""
     for k, (a, b) in enumerate(zip(replayed, recorded), start=1):
         if (a.encoding, a.origin, a.step, a.dice, a.analog_dice) != (b.encoding, b.origin, b.step, b.dice,
                                                                       b.analog_dice):
