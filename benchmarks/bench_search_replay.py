@@ -43,6 +43,7 @@ import bench_search as B  # noqa: E402
 
 from popnas_seg.config import RunConfig  # noqa: E402
 from popnas_seg.results import TrainingResult  # noqa: E402
+from popnas_seg.runlog.journal import Journal  # noqa: E402
 from popnas_seg.search.strategies import ProgressiveStrategy  # noqa: E402
 
 LOG = logging.getLogger("popnas_seg.replay")
@@ -53,10 +54,9 @@ Train = Callable[[str], TrainingResult]
 
 def journal_results(folder: Path) -> list[TrainingResult]:
     """A run's networks in training order, at full precision (the journal's, not the CSV's rounded values: the
-    predictors fitted on them must see what the search saw)."""
-    events = [json.loads(line) for line in (folder / "restore" / "journal.jsonl").read_text().splitlines() if line]
-    found = {e["network_id"]: TrainingResult.from_dict(e["result"]) for e in events
-             if e.get("event") == "network_finished"}
+    predictors fitted on them must see what the search saw); a run still going may end in a torn line."""
+    found = {e["network_id"]: TrainingResult.from_dict(e["result"])
+             for e in Journal(folder / "restore" / "journal.jsonl").events("network_finished")}
     return [found[k] for k in sorted(found)]
 
 
@@ -65,18 +65,13 @@ class Table:
 
     def __init__(self, logs_dir: Path, task: str, folders: list[Path], measurement: str = "") -> None:
         # one cache per measurement (the settings that fix a cell's result): replays of other settings never mix
-        self.cache_path = logs_dir / f"replay_cache_{task}{'_' + measurement if measurement else ''}.jsonl"
+        # the run journal's format: appends are durable and a line cut by a kill is dropped (that cell trains again)
+        self.cache = Journal(logs_dir / f"replay_cache_{task}{'_' + measurement if measurement else ''}.jsonl")
         self.known: dict[str, TrainingResult] = {}
         for folder in folders:
             for r in journal_results(folder):
                 self.known.setdefault(r.encoding, r)
-        self.cached: list[TrainingResult] = []
-        if self.cache_path.exists():
-            for line in self.cache_path.read_text().splitlines():
-                try:
-                    self.cached.append(TrainingResult.from_dict(json.loads(line)))
-                except (json.JSONDecodeError, KeyError):  # a line cut by a kill: that cell trains again
-                    continue
+        self.cached = [TrainingResult.from_dict(e["result"]) for e in self.cache.events("network_finished")]
         for r in self.cached:
             self.known.setdefault(r.encoding, r)
         self.trained_now = 0
@@ -88,9 +83,7 @@ class Table:
             self.cached.append(result)
             self.trained_now += 1
             # one appended line per cell: replays running side by side (other worktrees) add to one cache
-            self.cache_path.parent.mkdir(parents=True, exist_ok=True)
-            with self.cache_path.open("a") as handle:
-                handle.write(json.dumps(result.to_dict()) + "\n")
+            self.cache.append("network_finished", result=result.to_dict())
         return self.known[encoding]
 
 
@@ -214,7 +207,7 @@ def replay_task(args: argparse.Namespace, bench: argparse.Namespace, task: str, 
     out = []
     for row in rows:
         curve = B.hv_curve(row["history"], objectives, reference)
-        final = {s: B.hv_curve(run.results, objectives, reference)[-1]
+        final = {s: B.front_hv(run.results, objectives, reference)
                  for (seed, s), run in finished.items() if seed == row["seed"]}
         rand = finished.get((row["seed"], "random"))
         out.append({"seed": row["seed"], "n": len(row["history"]), "hv": curve[-1], "regret": union - curve[-1],
@@ -256,19 +249,20 @@ def report(res: dict) -> str:
         lines.append(f"- targets not judged: {len(rows) - len(complete)} seeds lack a finished random or evolution "
                      "run")
         return "\n".join(lines)
-    within = sum(r["reach"] is not None and r["reach"] <= 0.5 * r["random_n"] for r in rows)
+    within = sum(r["reach"] is not None and r["reach"] <= B.TARGET_FRACTION * r["random_n"] for r in rows)
     lines += [f"- medians: regret {med('regret'):.4f}, random's {med('random_regret'):.4f}, evolution's "
               f"{med('evolution_regret'):.4f}; final HV {med('hv'):.4f}",
-              f"- regret <= 0.5 x random's: {'met' if med('regret') <= 0.5 * med('random_regret') else 'NOT met'}",
+              f"- regret <= {B.TARGET_REGRET_VS_RANDOM} x random's: "
+              f"{'met' if med('regret') <= B.TARGET_REGRET_VS_RANDOM * med('random_regret') else 'NOT met'}",
               f"- regret <= evolution's: {'met' if med('regret') <= med('evolution_regret') else 'NOT met'}",
-              f"- random's final HV within 50 % of N: {within} of {len(rows)} seeds "
-              f"({'met' if within >= 0.8 * len(rows) else 'NOT met'})"]
+              f"- random's final HV within {B.TARGET_FRACTION:.0%} of N: {within} of {len(rows)} seeds "
+              f"({'met' if within >= B.TARGET_SEEDS_FRACTION * len(rows) else 'NOT met'})"]
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--logs-dir", type=Path, required=True, help="run folders of bench_search.py (all finished)")
+    p.add_argument("--logs-dir", type=Path, required=True, help="run folders of bench_search.py (runs still going add their cells, but are no baseline)")
     p.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3, 4, 5])
     p.add_argument("--tasks", nargs="+", choices=sorted(B.TASKS), default=["default", "hard"])
     p.add_argument("--verify", type=int, default=0, metavar="K",
