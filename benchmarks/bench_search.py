@@ -527,9 +527,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--samples", type=int, default=64, help="synthetic images generated per task")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--filters", type=int, default=8)
-    p.add_argument("--max-children", type=int, default=5, help="K of the progressive search")
+    p.add_argument("--max-children", type=int, default=7,
+                   help="K of the progressive search (7 with b1 10: N = 25, and step 2's predicted picks start at "
+                        "network 11; docs/BENCHMARKS.md)")
     p.add_argument("--exploration", type=int, default=1, help="exploration children per step")
-    p.add_argument("--b1", type=int, default=14, help="networks of step 1 (N = b1 + (B-1) K + (B-2) exploration)")
+    p.add_argument("--b1", type=int, default=10, help="networks of step 1 (N = b1 + (B-1) K + (B-2) exploration)")
     p.add_argument("--selection", choices=["hypervolume", "score"], default="hypervolume")
     p.add_argument("--data-seed", type=int, default=1,
                    help="dataset.seed of every run: all seeds of a task search the same images and split")
