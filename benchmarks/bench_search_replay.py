@@ -262,7 +262,8 @@ def report(res: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--logs-dir", type=Path, required=True, help="run folders of bench_search.py (runs still going add their cells, but are no baseline)")
+    p.add_argument("--logs-dir", type=Path, required=True,
+                   help="run folders of bench_search.py (runs still going add their cells, but are no baseline)")
     p.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3, 4, 5])
     p.add_argument("--tasks", nargs="+", choices=sorted(B.TASKS), default=["default", "hard"])
     p.add_argument("--verify", type=int, default=0, metavar="K",
