@@ -71,7 +71,8 @@ def train_all(args: argparse.Namespace, cells: list[str]) -> list[dict]:
     from popnas_seg.evaluation.evaluator import NetworkEvaluator, NetworkJob
     from popnas_seg.search.runner import network_seed
 
-    search_args = bench_search.parse_args(["--size", str(args.size), "--samples", str(args.samples), "--no-probe"])
+    search_args = bench_search.parse_args(["--size", str(args.size), "--samples", str(args.samples),
+                                           "--filters", str(args.filters), "--no-probe"])
     cfg_dict = bench_search.build_config(search_args, args.task, "random", args.data_seed, None)
     cfg = RunConfig.model_validate(cfg_dict)
     data = load_data(cfg.dataset, args.data_seed)  # one split for all trainings: only the network's seed varies
@@ -129,6 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--epochs", type=int, nargs="+", default=[2, 8], help="budgets (epochs of 12 steps)")
     p.add_argument("--size", type=int, default=32)
     p.add_argument("--samples", type=int, default=64)
+    p.add_argument("--filters", type=int, default=8, help="the macro-architecture's base filters")
     p.add_argument("--data-seed", type=int, default=1)
     p.add_argument("--pick-seed", type=int, default=0)
     p.add_argument("--seeding", choices=["common", "per-cell"], default="common",
@@ -140,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     cells = pick_cells(folders, args.cells, args.pick_seed)
     rows = train_all(args, cells)
     print(f"\ntask {args.task}, {len(cells)} cells, seeds {args.seeds} ({args.seeding}), size {args.size}, "
-          f"{args.samples} images\n")
+          f"{args.samples} images, {args.filters} filters\n")
     print(table(rows, args))
     return 0
 
