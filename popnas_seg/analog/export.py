@@ -8,8 +8,11 @@ must be multiples of the network's downsampling factor 2**motifs (`popnas_seg.in
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import heapq
 import io
 import os
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -152,6 +155,110 @@ def _explicit_same_padding(model_proto: Any) -> None:
         node.attribute.append(helper.make_attribute("pads", begins + ends))
 
 
+# tf2onnx's generated-name suffix: `name__<n>`, n from a process-wide counter
+_COUNTER_SUFFIX = re.compile(r"__\d+")
+
+
+def _canonical_graph(model_proto: Any) -> None:
+    """Give the exported graph a node order and internal names that depend only on the network.
+
+    tf2onnx names the nodes and tensors it creates from a process-wide counter and sorts the graph by those
+    names, so the same network exported after others came out in another order: onnx2torch then ran two
+    parallel branches the other way round and the analog tiles drew their noise in another order, which moved
+    a cell's analog Dice by up to 0.005 with the search's history (docs/BENCHMARKS.md). Here the nodes are
+    re-sorted topologically (Kahn), taking among the ready nodes the least by a key that never reads a counter:
+    the node's name without its counter suffix, its op, its attributes and where each input comes from (an
+    earlier node's position and output slot, a graph input, or an initializer's name stem and content hash).
+    Nodes with equal keys compute the same thing from the same tensors, so either order gives the same file.
+    Then every counter-suffixed name is renamed `<stem>__<k>`, k in order of first appearance; the graph's
+    input and output names are kept.
+    """
+    from onnx import numpy_helper
+
+    graph = model_proto.graph
+    nodes = list(graph.node)
+    producer = {out: i for i, node in enumerate(nodes) for out in node.output if out}
+    initializers = {}
+    for init in graph.initializer:
+        array = numpy_helper.to_array(init)
+        digest = hashlib.sha1(array.tobytes()).hexdigest()
+        initializers[init.name] = ("init", _COUNTER_SUFFIX.sub("", init.name), str(array.dtype), array.shape, digest)
+    position: dict[str, tuple[int, int]] = {}  # tensor -> (emitted position of its producer, output slot)
+
+    def source(name: str) -> tuple:
+        if not name:
+            return ("none",)
+        if name in position:
+            return ("node", *position[name])
+        return initializers.get(name, ("input", name))
+
+    def key(i: int) -> tuple:
+        node = nodes[i]
+        attributes = tuple((a.name, a.SerializeToString()) for a in sorted(node.attribute, key=lambda a: a.name))
+        return (_COUNTER_SUFFIX.sub("", node.name), node.domain, node.op_type, attributes,
+                tuple(source(name) for name in node.input))
+
+    waiting = [len({producer[n] for n in node.input if n in producer}) for node in nodes]
+    consumers: dict[int, set[int]] = {}
+    for i, node in enumerate(nodes):
+        for name in node.input:
+            if name in producer:
+                consumers.setdefault(producer[name], set()).add(i)
+    ready = [(key(i), i) for i, count in enumerate(waiting) if count == 0]
+    heapq.heapify(ready)
+    order: list[int] = []
+    while ready:
+        _, i = heapq.heappop(ready)
+        for slot, out in enumerate(nodes[i].output):
+            position[out] = (len(order), slot)
+        order.append(i)
+        for j in sorted(consumers.get(i, ())):
+            waiting[j] -= 1
+            if waiting[j] == 0:
+                heapq.heappush(ready, (key(j), j))
+    if len(order) != len(nodes):
+        raise ValueError("the exported ONNX graph has a cycle")
+
+    kept = {v.name for v in graph.input} | {v.name for v in graph.output}
+    renamed: dict[str, str] = {}
+
+    def rename(name: str) -> str:
+        if not name or name in kept or not _COUNTER_SUFFIX.search(name):
+            return name
+        if name not in renamed:
+            renamed[name] = f"{_COUNTER_SUFFIX.sub('', name)}__{len(renamed) + 1}"
+        return renamed[name]
+
+    sorted_nodes = [nodes[i] for i in order]
+    for node in sorted_nodes:
+        node.name = rename(node.name)
+        node.input[:] = [rename(n) for n in node.input]
+        node.output[:] = [rename(n) for n in node.output]
+    unused = sorted((t for t in graph.initializer if t.name not in renamed), key=lambda t: initializers[t.name])
+    for init in list(graph.initializer):
+        init.name = rename(init.name) if init.name in renamed else init.name
+    for init in unused:
+        init.name = rename(init.name)
+    infos = list(graph.value_info)
+    for info in infos:
+        info.name = rename(info.name)
+    infos.sort(key=lambda v: v.name)
+    # symbolic dimensions (`unk__<n>`) come from the same counter
+    dims: dict[str, str] = {}
+    for info in [*graph.input, *graph.output, *infos]:
+        for dim in info.type.tensor_type.shape.dim:
+            if dim.HasField("dim_param") and _COUNTER_SUFFIX.search(dim.dim_param):
+                stem = _COUNTER_SUFFIX.sub("", dim.dim_param)
+                dim.dim_param = dims.setdefault(dim.dim_param, f"{stem}__{len(dims) + 1}")
+    inits = sorted(graph.initializer, key=lambda t: t.name)
+    for field, items in ((graph.node, sorted_nodes), (graph.initializer, inits), (graph.value_info, infos)):
+        copies = [type(item)() for item in items]
+        for copy, item in zip(copies, items):
+            copy.CopyFrom(item)
+        del field[:]
+        field.extend(copies)
+
+
 def keras_to_onnx(model: Any, path: str | os.PathLike[str], opset: int = 17) -> Path:
     """Export a Keras model to ONNX at `path` (written atomically) with dynamic batch, height and width.
 
@@ -168,6 +275,7 @@ def keras_to_onnx(model: Any, path: str | os.PathLike[str], opset: int = 17) -> 
     with _dynamic_size_tracing():
         model_proto, _ = tf2onnx.convert.from_keras(dynamic, input_signature=signature, opset=opset)
     _explicit_same_padding(model_proto)
+    _canonical_graph(model_proto)
     atomic_write_bytes(path, model_proto.SerializeToString())
     return path
 
