@@ -72,6 +72,11 @@ from popnas_seg.search.strategies import progressive_budget  # noqa: E402
 STRATEGIES = ("progressive", "random", "evolution")
 BASELINES = ("random", "evolution")
 TASKS = {"default": ("synthetic_nuclei", 2), "hard": ("synthetic_nuclei_hard", 3)}
+# Training epochs per network when --epochs is not given: the shortest budget at which one training ranks the
+# task's cells (benchmarks/bench_rank_noise.py, docs/BENCHMARKS.md). At 8 epochs the default task's cells explain
+# none of their Dice variance (its tiny cells are near their ceiling while the larger ones are still learning);
+# at 24 they explain half, as the hard task's do at 8.
+TASK_EPOCHS = {"default": 24, "hard": 8}
 SECTION = "## Search: progressive vs random vs evolution"
 # issue 12 targets
 TARGET_REGRET_VS_RANDOM = 0.5  # progressive's median regret <= this x random's (and <= evolution's)
@@ -81,6 +86,11 @@ TARGET_SPEARMAN = 0.5  # median Dice-predictor Spearman on steps >= 3
 
 
 # ------------------------------------------------------------------------------------------------------- configs
+def task_epochs(args: argparse.Namespace, task: str) -> int:
+    """Epochs per network on `task`: `--epochs` if given, else the task's own budget (`TASK_EPOCHS`)."""
+    return TASK_EPOCHS[task] if args.epochs is None else args.epochs
+
+
 def build_config(args: argparse.Namespace, task: str, strategy: str, seed: int,
                  max_networks: int | None) -> dict[str, Any]:
     """One config per task for all strategies; only `strategy`, `max_networks` and the seed differ (and, with
@@ -99,7 +109,7 @@ def build_config(args: argparse.Namespace, task: str, strategy: str, seed: int,
             "network_seeding": args.network_seeding,
             "network_seed": None if args.vary_networks else args.network_seed,
         },
-        "training_hyperparameters": {"epochs": args.epochs},
+        "training_hyperparameters": {"epochs": task_epochs(args, task)},
         "architecture_hyperparameters": {"filters": args.filters, "motifs": 2, "normal_cells_per_motif": 0},
         "dataset": {"name": name, "classes_count": classes, "samples": args.samples,
                     "generated_size": [size + size // 2] * 2, "crop": [size, size],
@@ -480,8 +490,8 @@ def settings_text(args: argparse.Namespace) -> str:
     varied = [what for what, on in (("the weight initialisation", args.vary_networks), ("the data", args.vary_data))
               if on]
     varies = ", ".join(["the search", *varied]) if varied else "the search alone"
-    return (f"{args.samples} synthetic images per task cropped to {args.size}x{args.size}, {args.epochs} epoch(s) "
-            f"per network, B = {args.blocks} blocks, operators {', '.join(args.operators)}, K = {args.max_children} "
+    return (f"{args.samples} synthetic images per task cropped to {args.size}x{args.size}, "
+            f"{', '.join(f'{task_epochs(args, t)} epoch(s) per network ({t})' for t in args.tasks)}, B = {args.blocks} blocks, operators {', '.join(args.operators)}, K = {args.max_children} "
             f"({args.selection} selection), {args.exploration} exploration child(ren), step 1: "
             f"{'every one-block cell' if args.b1 is None else f'{args.b1} cells (params-stratified)'}, predictor "
             f"{args.predictor_epochs} epochs x {args.ensemble} GIN members, evolution population {args.population} / "
@@ -521,8 +531,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="searches to run (the analysis needs all three run folders of every task and seed)")
     p.add_argument("--workers", type=int, default=1, help="task/seed chains run at the same time")
     p.add_argument("--size", type=int, default=32, help="image side the networks see (divisible by 4)")
-    p.add_argument("--epochs", type=int, default=8,
-                   help="training epochs per network (at 2, one training ranked cells too poorly to compare searches)")
+    p.add_argument("--epochs", type=int, default=None,
+                   help="training epochs per network on every task (default: the task's own, "
+                        + ", ".join(f"{t} {e}" for t, e in TASK_EPOCHS.items())
+                        + ": the shortest at which one training ranks the task's cells)")
     p.add_argument("--blocks", type=int, default=3, help="B: maximum blocks per cell")
     p.add_argument("--samples", type=int, default=64, help="synthetic images generated per task")
     p.add_argument("--batch-size", type=int, default=16)

@@ -98,3 +98,16 @@ def test_every_seed_of_a_task_trains_its_networks_alike_unless_asked_otherwise()
     varied = B.parse_args(["--vary-networks"])
     assert B.build_config(varied, "hard", "random", 2, 25)["search_strategy"]["network_seed"] is None
     assert "the weight initialisation" in B.settings_text(varied)
+
+
+def test_each_task_trains_for_its_own_budget_unless_epochs_is_given() -> None:
+    """The default task's cells are told apart only at 24 epochs, the hard task's already at 8; --epochs sets both,
+    and the settings line says which budget each task used."""
+    args = B.parse_args([])
+    assert B.build_config(args, "default", "random", 1, 25)["training_hyperparameters"]["epochs"] == 24
+    assert B.build_config(args, "hard", "random", 1, 25)["training_hyperparameters"]["epochs"] == 8
+    assert "24 epoch(s) per network (default), 8 epoch(s) per network (hard)" in B.settings_text(args)
+    fixed = B.parse_args(["--epochs", "5", "--tasks", "hard"])
+    assert {B.build_config(fixed, t, "random", 1, 25)["training_hyperparameters"]["epochs"]
+            for t in B.TASKS} == {5}
+    assert "5 epoch(s) per network (hard)" in B.settings_text(fixed)
