@@ -490,8 +490,9 @@ def settings_text(args: argparse.Namespace) -> str:
     varied = [what for what, on in (("the weight initialisation", args.vary_networks), ("the data", args.vary_data))
               if on]
     varies = ", ".join(["the search", *varied]) if varied else "the search alone"
-    return (f"{args.samples} synthetic images per task cropped to {args.size}x{args.size}, "
-            f"{', '.join(f'{task_epochs(args, t)} epoch(s) per network ({t})' for t in args.tasks)}, B = {args.blocks} blocks, operators {', '.join(args.operators)}, K = {args.max_children} "
+    budgets = ", ".join(f"{task_epochs(args, t)} epoch(s) per network ({t})" for t in args.tasks)
+    return (f"{args.samples} synthetic images per task cropped to {args.size}x{args.size}, {budgets}, "
+            f"B = {args.blocks} blocks, operators {', '.join(args.operators)}, K = {args.max_children} "
             f"({args.selection} selection), {args.exploration} exploration child(ren), step 1: "
             f"{'every one-block cell' if args.b1 is None else f'{args.b1} cells (params-stratified)'}, predictor "
             f"{args.predictor_epochs} epochs x {args.ensemble} GIN members, evolution population {args.population} / "
