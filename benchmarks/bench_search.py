@@ -391,8 +391,8 @@ def analyse_task(args: argparse.Namespace, logs_dir: Path, task: str, seeds: lis
     }
     return {"task": task, "objectives": objectives, "reference": reference, "union_hv": union_hv,
             "union_front": union_front, "runs": runs, "per_seed": per_seed, "medians": medians,
-            "pvalues": pvalues, "paired": paired, "quality": quality, "spearman_late": spearman_late, "targets": targets,
-            "reach_ok": reach_ok}
+            "pvalues": pvalues, "paired": paired, "quality": quality, "spearman_late": spearman_late,
+            "targets": targets, "reach_ok": reach_ok}
 
 
 # ------------------------------------------------------------------------------------------------------- report
