@@ -234,10 +234,8 @@ def _canonical_graph(model_proto: Any) -> None:
         node.name = rename(node.name)
         node.input[:] = [rename(n) for n in node.input]
         node.output[:] = [rename(n) for n in node.output]
-    unused = sorted((t for t in graph.initializer if t.name not in renamed), key=lambda t: initializers[t.name])
-    for init in list(graph.initializer):
-        init.name = rename(init.name) if init.name in renamed else init.name
-    for init in unused:
+    # the nodes' inputs named the used initializers; the unused ones get names in the order of their content
+    for init in sorted(graph.initializer, key=lambda t: initializers[t.name]):
         init.name = rename(init.name)
     infos = list(graph.value_info)
     for info in infos:
