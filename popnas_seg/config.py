@@ -94,8 +94,13 @@ class SearchStrategyConfig(_Section):
         "time (min)",
     )
     selection: Literal["hypervolume", "score"] = Field(
-        "hypervolume", description="how K children are taken from the predicted front: greedy predicted-"
-        "hypervolume contribution, or POPNAS's highest predicted score"
+        "hypervolume", description="how K children are taken from the predicted front: greedy predicted "
+        "contribution to the hypervolume of the networks already trained, or POPNAS's highest predicted score"
+    )
+    selection_optimism: float = Field(
+        1.0, ge=0, description="hypervolume selection counts a child's gain with its predicted Dice and analog "
+        "Dice raised by this many leave-one-out errors of a ridge on the trained networks (an upper confidence "
+        "bound: the trained front holds the lucky draws, the predictions are means); 0: the predicted means"
     )
     network_seeding: Literal["common", "per_network"] = Field(
         "common", description="common: every searched network trains (and is probed) with one seed "

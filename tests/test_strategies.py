@@ -4,6 +4,7 @@ from __future__ import annotations
 import math
 import os
 import zlib
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -223,10 +224,13 @@ def test_progressive_is_deterministic_and_never_reproposes() -> None:
     again, picked_again = plan2(list(reversed(history)))  # order of the history does not matter
     assert picked == picked_again and first.predictions == again.predictions
 
-    # an equivalent encoding (operands swapped) of the best child was trained meanwhile: never proposed again
-    best = first.networks[0].cell
-    swapped = Cell(tuple(Block(b.in2, b.op2, b.in1, b.op1) for b in best.blocks))
-    assert str(swapped) != str(best) and swapped.key() == best.key()
+    # an equivalent encoding (operands swapped) of a planned child was trained meanwhile: never proposed again
+    def swap(cell: Cell) -> Cell:
+        return Cell(tuple(Block(b.in2, b.op2, b.in1, b.op1) for b in cell.blocks))
+
+    best = next(n.cell for n in first.networks if str(swap(n.cell)) != str(n.cell))
+    swapped = swap(best)
+    assert swapped.key() == best.key()
     history.append(_measure(swapped, 999, "random", 0))
     replanned, _ = plan2(history)
     assert best.key() not in _keys(n.cell for n in replanned.networks)
@@ -252,6 +256,23 @@ def test_greedy_hypervolume_selection_takes_the_cheap_end() -> None:
     assert greedy_hypervolume_selection(values, [True, False], [0.0, 2000.0], 4) == [3, 0, 2, 1]  # C adds 20 x 0.38, B 10 x 0.39
     # nothing adds volume (all beyond the reference): the given order fills the picks
     assert greedy_hypervolume_selection(values, [True, False], [0.0, 50.0], 2, order=[2, 1, 0, 3]) == [2, 1]
+
+
+def test_greedy_hypervolume_selection_counts_only_what_the_held_front_lacks() -> None:
+    """A trained cheap cell (Dice 0.90, 100 params) is held. Alone, a near-copy A of it holds the most volume;
+    against the held front A adds 0.005 x 84,900, C 0.03 x 80,000 and B 0.05 x 65,000, so B comes first."""
+    values = np.array([[0.905, 100], [0.95, 20000], [0.93, 5000]])
+    reference = [0.0, 85000.0]
+    assert greedy_hypervolume_selection(values, [True, False], reference, 1) == [0]
+    held = np.array([[0.90, 100], [0.80, 50]])
+    assert greedy_hypervolume_selection(values, [True, False], reference, 3, held=held) == [1, 2, 0]
+    # a candidate inside the held front adds nothing: with nothing left to add, `order` fills the picks
+    inside = np.array([[0.85, 200], [0.95, 20000]])
+    assert greedy_hypervolume_selection(inside, [True, False], reference, 2, held=held) == [1, 0]
+    assert greedy_hypervolume_selection(inside[:1], [True, False], reference, 1, held=held, order=[0]) == [0]
+    # held rows with a missing objective (a failed probe) hold no volume
+    assert greedy_hypervolume_selection(values, [True, False], reference, 1,
+                                        held=np.array([[np.nan, 100.0]])) == [0]
 
 
 def _step_2(strategy_class: type[ProgressiveStrategy], options: dict) -> StepPlan:
@@ -283,6 +304,20 @@ def test_front_selection_rules_differ_on_hand_made_predictions(selection) -> Non
     else:  # the cheap end of the front gets a child
         assert min(r["params"] for r in picked) <= np.median(front_params)
         assert [r["encoding"] for r in picked] != [r["encoding"] for r in front[:3]]
+
+
+def test_hypervolume_selection_skips_the_corner_a_trained_network_already_holds() -> None:
+    """A trained network with Dice and analog Dice 0.95 at 1 param dominates every child predicted below 0.95:
+    those add nothing to the run's front, so the children come from the top (where the score rule picks too),
+    while without that network the cheap end gets a child (test above)."""
+    strategy = _HandMadePredictions(_config({"max_exploration_children": 0, "max_children": 3}), SHAPE, 2)
+    history: list[TrainingResult] = []
+    _train(strategy.plan_step(1, history), history)
+    history[0] = replace(history[0], dice=0.95, analog_dice=0.95, params=1)
+    plan = strategy.plan_step(2, history)
+    picked = [r for r in plan.predictions if r["origin"] == "pareto"]
+    assert len(picked) == 3 and min(r["predicted_dice"] for r in picked) > 0.85
+    assert {r["encoding"] for r in picked} == {r["encoding"] for r in plan.front[:3]}
 
 
 class _FavourOneLeftover(ProgressiveStrategy):

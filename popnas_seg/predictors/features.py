@@ -48,6 +48,9 @@ class FeatureScorePredictor:
         self.model: Any = None
         self.constant: float | None = None  # too few (or constant) targets for a regressor
         self.train_size = 0
+        # ridge only: root-mean-square leave-one-out error on the training set (RidgeCV's exact shortcut), the
+        # search's estimate of how far a measured score strays from a prediction; None when not available
+        self.loo_rmse: float | None = None
 
     @property
     def fitted(self) -> bool:
@@ -60,7 +63,7 @@ class FeatureScorePredictor:
         """Fit on (cells, targets); non-finite targets are dropped, the rest clipped to [0, 1]."""
         cells, y = score_targets(cells, targets, "FeatureScorePredictor", float)
         self.train_size = len(cells)
-        self.model, self.constant = None, None
+        self.model, self.constant, self.loo_rmse = None, None, None
         if len(cells) < 3 or np.ptp(y) == 0:
             self.constant = float(np.mean(y))
             return self
@@ -70,7 +73,11 @@ class FeatureScorePredictor:
             from sklearn.pipeline import Pipeline
             from sklearn.preprocessing import StandardScaler
 
-            self.model = Pipeline([("scale", StandardScaler()), ("ridge", RidgeCV(alphas=RIDGE_ALPHAS))]).fit(x, y)
+            ridge = RidgeCV(alphas=RIDGE_ALPHAS, store_cv_results=True)
+            self.model = Pipeline([("scale", StandardScaler()), ("ridge", ridge)]).fit(x, y)
+            # cv_results_: squared leave-one-out errors, one column per alpha
+            squared = ridge.cv_results_[:, list(RIDGE_ALPHAS).index(ridge.alpha_)]
+            self.loo_rmse = float(np.sqrt(np.mean(squared)))
         else:
             from sklearn.ensemble import RandomForestRegressor
 

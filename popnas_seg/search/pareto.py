@@ -197,24 +197,29 @@ def normalised_hypervolume(points: Any, objectives: Sequence[str], reference: Se
 
 
 def greedy_hypervolume_selection(values: Any, maximise: Sequence[bool], reference: Sequence[float], k: int,
-                                 order: Sequence[int] | None = None) -> list[int]:
-    """Up to `k` row indices chosen one at a time by their contribution to the hypervolume of those chosen.
+                                 order: Sequence[int] | None = None, held: Any = None) -> list[int]:
+    """Up to `k` row indices chosen one at a time by their contribution to the hypervolume of `held` (points
+    already measured, e.g. the run's trained networks) plus the picks so far.
 
-    Every pick adds the most volume to the picks so far, so the ends of a front (cheap, robust) are taken as
-    soon as they add more than another point near the best score. Ties and rows that add nothing are resolved
+    Every pick adds the most volume, so the ends of a front (cheap, robust) are taken as soon as they add more
+    than another point near the best score; with `held`, a row adds only what the measured front lacks (a
+    cheap cell predicted level with a trained one adds nothing). Ties and rows that add nothing are resolved
     by `order` (default: row order); once nothing adds volume, the rest follow `order`.
     """
     f = _as_matrix(values, maximise)
+    base = np.zeros((0, f.shape[1])) if held is None else _as_matrix(held, maximise)
     order = list(range(f.shape[0])) if order is None else [int(i) for i in order]
     chosen: list[int] = []
-    current = 0.0
+    current = hypervolume(base, maximise, reference)
+    # gains below this are float noise of the exact algorithm (a point inside the held front "adds" ~1e-17)
+    tolerance = max(1e-9 * hypervolume(np.vstack([base, f]), maximise, reference), 1e-300)
     while len(chosen) < min(k, len(order)):
         best, best_gain = None, 0.0
         for i in order:
             if i in chosen:
                 continue
-            gain = hypervolume(f[chosen + [i]], maximise, reference) - current
-            if gain > best_gain * (1 + 1e-12) + 1e-300:
+            gain = hypervolume(np.vstack([base, f[chosen + [i]]]), maximise, reference) - current
+            if gain > tolerance and gain > best_gain * (1 + 1e-12):
                 best, best_gain = i, gain
         if best is None:  # nothing adds volume: fill by the given order
             chosen += [i for i in order if i not in chosen][:k - len(chosen)]

@@ -8,7 +8,7 @@ answers None.
   step b expands the cells of step b-1 by one block, scores every child, and every single-block cell a capped
   step 1 left untrained, with the predictors (ridge or GIN for Dice and analog Dice, SVR for time, exact params
   from the encoding), and trains up to `max_children` cells of the predicted Pareto front (greedy
-  predicted-hypervolume contribution, or the best predicted scores with `selection: "score"`; top-K by predicted
+  predicted contribution to the hypervolume of the trained networks, or the best predicted scores with `selection: "score"`; top-K by predicted
   score in `pnas_mode`), taken from the next non-dominated fronts when the front holds fewer, plus up to
   `max_exploration_children` exploration cells.
 - `RandomStrategy`: cells uniform over valid encodings of 1..B blocks at the same budget, in batches.
@@ -21,6 +21,7 @@ import math
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
@@ -327,12 +328,17 @@ class ProgressiveStrategy:
             front_mask = pareto_mask(values, maximise)
             on_front = [i for i in order if front_mask[i]]
             reference = self._predicted_reference(objectives, values)
+            held, _ = objective_matrix([r for r, _ in parsed if r.status == "ok"], objectives)
+            optimistic = values if ss.selection == "score" else self._optimistic(step, objectives, values, predicted)
 
             def take(members: list[int], k: int) -> list[int]:
                 if ss.selection == "score":  # POPNAS: the best predicted scores (no crowding)
                     return members[:k]
-                # greedy predicted-hypervolume contribution: the cheap and robust ends get children too
-                return [members[j] for j in greedy_hypervolume_selection(values[members], maximise, reference, k)]
+                # greedy contribution to the hypervolume of the trained networks: a child is worth what it may
+                # add to them, so the cheap and robust ends get children only while they can still gain (not one
+                # more cell level with a trained 122-param one)
+                return [members[j] for j in greedy_hypervolume_selection(optimistic[members], maximise, reference,
+                                                                         k, held=held)]
 
             chosen = take(on_front, ss.max_children)
             if len(chosen) < ss.max_children:
@@ -379,6 +385,26 @@ class ProgressiveStrategy:
         )
         return StepPlan(step, networks, rows, front)
 
+    def _optimistic(self, step: int, objectives: list[str], values: np.ndarray, predicted: dict[str, Any]
+                    ) -> np.ndarray:
+        """Predicted objectives with the scores raised by `selection_optimism` leave-one-out errors (capped at 1).
+
+        Why: the trained front is the upper envelope of noisy measurements (lucky draws), while a predictor
+        gives means; against that envelope almost no mid-size child is predicted to gain and the picks collapse
+        onto the largest cells. An upper confidence bound counts what a child may plausibly add."""
+        kappa = self.config.search_strategy.selection_optimism
+        out = values.copy()
+        raised = {self.config.search_strategy.score_metric: kappa * predicted.get("score_error", 0.0),
+                  "analog_dice": kappa * predicted.get("analog_error", 0.0)}
+        for j, name in enumerate(objectives):
+            if raised.get(name):
+                out[:, j] = np.minimum(out[:, j] + raised[name], 1.0)
+        if any(raised.values()):
+            self.log.info("step %d: children counted with predicted Dice + %.4f, analog Dice + %.4f "
+                          "(%.2g leave-one-out errors)", step, raised[self.config.search_strategy.score_metric],
+                          raised["analog_dice"], kappa)
+        return out
+
     def _predicted_reference(self, objectives: list[str], values: np.ndarray) -> np.ndarray:
         """The run's hypervolume reference (search/pareto.py rule) for predicted values: score and analog Dice
         0, params 1.1 x the largest network; time 1.1 x the largest predicted time."""
@@ -402,11 +428,13 @@ class ProgressiveStrategy:
                 predictor.save(out_dir / (f"gin_{name}" if kind == "gin" else f"{kind}_{name}.joblib"))
             return predictor
 
-        result: dict[str, Any] = {"analog": None, "time": None}
+        result: dict[str, Any] = {"analog": None, "time": None, "score_error": 0.0, "analog_error": 0.0}
         scored = [(c, score_value(r, ss.score_metric)) for r, c in ok]
         scored = [(c, t) for c, t in scored if math.isfinite(t)]
         if scored:
-            result["score"] = fit(scored, 0, "score").predict(candidates)
+            predictor = fit(scored, 0, "score")
+            result["score"] = predictor.predict(candidates)
+            result["score_error"] = self._loo_error(predictor, scored)
         else:
             self.log.warning("step %d: no successfully trained network to fit the score predictor; "
                              "children are ranked by their other objectives only", step)
@@ -416,7 +444,9 @@ class ProgressiveStrategy:
             probed = [(c, float(r.analog_dice)) for r, c in ok
                       if r.analog_dice is not None and math.isfinite(r.analog_dice)]
             if len(probed) >= 2:
-                result["analog"] = fit(probed, 1, "analog").predict(candidates)
+                predictor = fit(probed, 1, "analog")
+                result["analog"] = predictor.predict(candidates)
+                result["analog_error"] = self._loo_error(predictor, probed)
 
         # the time predictor is cheap: fitted every step for the ETA, an objective only when configured
         timed = [(c, float(r.train_time_s)) for r, c in ok
@@ -427,6 +457,21 @@ class ProgressiveStrategy:
             if out_dir is not None:
                 predictor.save(out_dir / "time_svr.joblib")
         return result
+
+    def _loo_error(self, predictor: Any, targets: list[tuple[Cell, float]]) -> float:
+        """How far a measured score strays from a prediction: the leave-one-out RMS error of the cheap-feature
+        ridge on `targets` (the fitted predictor's own when it is that ridge; a GIN has no cheap one, so a ridge
+        is fitted beside it). 0 while too few networks are trained for a ridge."""
+        error = getattr(predictor, "loo_rmse", None)
+        if error is None and len(targets) >= 3:
+            from popnas_seg.predictors.features import FeatureScorePredictor
+            from popnas_seg.predictors.time_svr import cell_time_features
+
+            space = self.config.search_space
+            ridge = FeatureScorePredictor(partial(cell_time_features, operators=space.operators,
+                                                  lookback_depth=space.lookback_depth, cost_fn=self.cost), "ridge")
+            error = ridge.fit([c for c, _ in targets], [t for _, t in targets]).loo_rmse
+        return 0.0 if error is None else float(error)
 
     def score_predictor(self, train_size: int, seed: int) -> tuple[Any, str]:
         """A fresh (unfitted) predictor of a [0, 1] score and its kind, per `search_strategy.score_predictor`:
@@ -441,8 +486,6 @@ class ProgressiveStrategy:
             return GINPredictor(space.operators, space.lookback_depth, space.blocks,
                                 ensemble_units=ss.accuracy_predictor_ensemble_units, epochs=ss.predictor_epochs,
                                 seed=seed), kind
-        from functools import partial
-
         from popnas_seg.predictors.features import FeatureScorePredictor
         from popnas_seg.predictors.time_svr import cell_time_features
 
@@ -452,8 +495,6 @@ class ProgressiveStrategy:
 
     def time_predictor(self) -> Any:
         """A fresh SVR time predictor over this search space's features (with exact params and FLOPs)."""
-        from functools import partial
-
         from popnas_seg.predictors.time_svr import TimePredictor, cell_time_features
 
         space = self.config.search_space
