@@ -212,3 +212,25 @@ def test_feature_score_predictor_ranks_and_round_trips(tmp_path, kind) -> None:
     np.testing.assert_allclose(tiny.predict(cells[:3]), 0.5)
     with pytest.raises(ValueError, match="unknown feature predictor kind"):
         FeatureScorePredictor(features, "svm")
+
+
+def test_ridge_leave_one_out_error_matches_refitting() -> None:
+    """The search's optimism is the ridge's leave-one-out RMS error: RidgeCV's shortcut must equal refitting
+    without each network (up to the scaler, which the shortcut fits once on all of them)."""
+    from popnas_seg.predictors.features import FeatureScorePredictor
+
+    rng = np.random.default_rng(3)
+    cells = list(range(24))
+    x = rng.normal(size=(24, 4))
+    y = 0.6 + 0.05 * x[:, 0] - 0.02 * x[:, 1] + rng.normal(0, 0.015, 24)
+
+    def features(c: int) -> list[float]:
+        return list(x[c])
+
+    model = FeatureScorePredictor(features, "ridge").fit(cells, y)
+    errors = [FeatureScorePredictor(features, "ridge").fit([c for c in cells if c != i], np.delete(y, i))
+              .predict([i])[0] - y[i] for i in cells]
+    assert model.loo_rmse == pytest.approx(float(np.sqrt(np.mean(np.square(errors)))), rel=0.05)
+    assert 0.01 < model.loo_rmse < 0.03  # about the noise put in
+    assert FeatureScorePredictor(features, "ridge").fit(cells[:2], y[:2]).loo_rmse is None
+    assert FeatureScorePredictor(features, "forest").fit(cells, y).loo_rmse is None

@@ -320,6 +320,33 @@ def test_hypervolume_selection_skips_the_corner_a_trained_network_already_holds(
     assert {r["encoding"] for r in picked} == {r["encoding"] for r in plan.front[:3]}
 
 
+class _HandMadeWithError(_HandMadePredictions):
+    """The hand-made predictions, with a leave-one-out error of 0.1 for Dice and analog Dice."""
+
+    def _predict(self, step, parsed, candidates):
+        return {**super()._predict(step, parsed, candidates), "score_error": 0.1, "analog_error": 0.1}
+
+
+@pytest.mark.parametrize("optimism", [0.0, 1.0])
+def test_selection_optimism_counts_children_just_below_the_trained_front(optimism) -> None:
+    """The trained network at Dice 0.95 / 1 param leaves gains only above 0.95: the means give the 3 largest
+    cells (test above). Raised by one error (0.1), every child predicted above 0.85 may gain, and the spread
+    picks reach down the front."""
+    config = _config({"max_exploration_children": 0, "max_children": 3, "selection_optimism": optimism})
+    strategy = _HandMadeWithError(config, SHAPE, 2)
+    history: list[TrainingResult] = []
+    _train(strategy.plan_step(1, history), history)
+    history[0] = replace(history[0], dice=0.95, analog_dice=0.95, params=1)
+    plan = strategy.plan_step(2, history)
+    picked = [r for r in plan.predictions if r["origin"] == "pareto"]
+    top = {r["encoding"] for r in plan.front[:3]}
+    if optimism == 0:
+        assert {r["encoding"] for r in picked} == top
+    else:
+        assert {r["encoding"] for r in picked} != top
+        assert min(r["predicted_dice"] for r in picked) > 0.85 - 1e-9
+
+
 class _FavourOneLeftover(ProgressiveStrategy):
     """Predicts Dice 0.9 for one single-block cell the capped step 1 left untrained, 0.1 for every other."""
 
