@@ -392,7 +392,42 @@ def analyse_task(args: argparse.Namespace, logs_dir: Path, task: str, seeds: lis
     return {"task": task, "objectives": objectives, "reference": reference, "union_hv": union_hv,
             "union_front": union_front, "runs": runs, "per_seed": per_seed, "medians": medians,
             "pvalues": pvalues, "paired": paired, "quality": quality, "spearman_late": spearman_late,
-            "targets": targets, "reach_ok": reach_ok}
+            "targets": targets, "reach_ok": reach_ok,
+            "regret_sources": regret_sources(runs, objectives, reference)}
+
+
+def regret_sources(runs: dict[int, dict[str, RunData]], objectives: list[str], reference: np.ndarray
+                   ) -> list[dict[str, Any]]:
+    """Every network of the task's union front, the runs that trained it, and the hypervolume each strategy's run
+    would gain by adding it (median over seeds): where a strategy's regret comes from (a corner it never drew,
+    or the top of the front at some size)."""
+    trained = [(s, seed, r) for seed, by in runs.items() for s, run in by.items()
+               for r in _usable(run.results, objectives)]
+    if not trained:
+        return []
+    values, maximise = objective_matrix([r for _, _, r in trained], objectives)
+    on_front = pareto_mask(values, maximise)
+    points: dict[tuple[float, ...], dict[str, Any]] = {}
+    for (s, seed, r), v, front in zip(trained, values, on_front):
+        if front:
+            row = points.setdefault(tuple(float(x) for x in v), {"values": v, "encoding": r.encoding, "by": set()})
+            row["by"].add(f"{s} s{seed}")
+    rows = []
+    for key in sorted(points, key=lambda k: (k[objectives.index("params")] if "params" in objectives else 0, k)):
+        point = points[key]
+        gains = {}
+        for s in STRATEGIES:
+            per_run = []
+            for by in runs.values():
+                own = _usable(by[s].results, objectives)
+                mine, _ = objective_matrix(own, objectives)
+                with_it = np.vstack([mine, point["values"][None]])
+                per_run.append(normalised_hypervolume(with_it, objectives, reference)
+                               - front_hv(own, objectives, reference))
+            gains[s] = float(np.median(per_run))
+        rows.append({**{o: float(point["values"][j]) for j, o in enumerate(objectives)},
+                     "encoding": point["encoding"], "trained_by": sorted(point["by"]), "gain": gains})
+    return rows
 
 
 # ------------------------------------------------------------------------------------------------------- report
@@ -426,6 +461,17 @@ def markdown_tables(res: dict[str, Any]) -> str:
             wp = _fmt(res["paired"][s][1], 3)
         lines.append(f"| {s} | {_fmt(m['hv'])} | {_fmt(m['regret'])} | {_fmt(m['seed_regret'])} | {m['failed_probes']} "
                      f"| {p} | {wins} | {wp} |")
+    if res["regret_sources"]:
+        lines += ["", "Where the regret comes from: each network of the union front, and the hypervolume a run would "
+                  "gain by adding it to its own front (median over seeds, x 1000).", "",
+                  "| params | " + " | ".join(o for o in res["objectives"] if o != "params") + " | trained by | "
+                  + " | ".join(STRATEGIES) + " |", "|---:|" + "---:|" * (len(res["objectives"]) - 1) + "---|"
+                  + "---:|" * len(STRATEGIES)]
+        for row in res["regret_sources"]:
+            lines.append(f"| {row.get('params', 0):,.0f} | "
+                         + " | ".join(f"{row[o]:.4f}" for o in res["objectives"] if o != "params")
+                         + f" | {', '.join(row['trained_by'])} | "
+                         + " | ".join(f"{1000 * row['gain'][s]:.1f}" for s in STRATEGIES) + " |")
     lines += ["", "Predictor quality on the networks each step trained (progressive runs, csv/predictor_quality.csv); "
               f"median Dice Spearman on steps >= 3: {_fmt(res['spearman_late'], 3)}. Measured range: the largest "
               "minus the smallest measured value of those n networks (Dice, analog Dice, seconds); ranks among "

@@ -63,6 +63,32 @@ def test_seed_regret_removes_the_floor_of_a_harder_split(tmp_path) -> None:
     assert "seed regret" in B.markdown_tables(res)
 
 
+def test_regret_sources_name_the_union_points_a_strategy_misses(tmp_path) -> None:
+    """The union front is seed 2's (0.70, 200) and (0.80, 5000). Evolution's seed-2 run lacks the first, random's
+    the second; every seed-1 run lacks both. Each row names who trained the point and the median gain."""
+    _write_runs(tmp_path)
+    args = B.parse_args(["--tasks", "default", "--seeds", "1", "2", "--no-probe", "--analyse-only",
+                         "--logs-dir", str(tmp_path)])
+    res = B.analyse_task(args, tmp_path, "default", [1, 2])
+    rows = res["regret_sources"]
+    assert [(r["params"], r["dice"]) for r in rows] == [(200, 0.70), (5000, 0.80)]
+    assert rows[0]["trained_by"] == ["progressive s2", "random s2"]
+    assert rows[1]["trained_by"] == ["evolution s2", "progressive s2"]
+    reference = res["reference"]
+
+    def gain(nets: list[tuple[float, int]], point: tuple[float, int]) -> float:
+        return (B.front_hv(_results(nets + [point]), ["dice", "params"], reference)
+                - B.front_hv(_results(nets), ["dice", "params"], reference))
+
+    for row, point in zip(rows, [(0.70, 200), (0.80, 5000)]):
+        for s in B.STRATEGIES:
+            expected = sorted(gain(RUNS[seed][s], point) for seed in (1, 2))
+            assert abs(row["gain"][s] - (expected[0] + expected[1]) / 2) < 1e-12
+    assert rows[0]["gain"]["evolution"] > rows[0]["gain"]["random"]  # random s2 holds it, evolution s2 does not
+    assert "Where the regret comes from" in B.markdown_tables(res)
+    assert "| 5,000 | 0.8000 | evolution s2, progressive s2 |" in B.markdown_tables(res)
+
+
 def test_every_seed_of_a_task_searches_the_same_data_unless_asked_otherwise() -> None:
     """The task-wide union front is a front of one problem only if every run of the task sees the same data."""
     args = B.parse_args([])
