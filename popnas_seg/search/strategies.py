@@ -8,7 +8,8 @@ answers None.
   step b expands the cells of step b-1 by one block, scores every child, and every single-block cell a capped
   step 1 left untrained, with the predictors (ridge or GIN for Dice and analog Dice, SVR for time, exact params
   from the encoding), and trains up to `max_children` cells of the predicted Pareto front (greedy
-  predicted contribution to the hypervolume of the trained networks, or the best predicted scores with `selection: "score"`; top-K by predicted
+  predicted contribution to the hypervolume of the trained networks, each child's scores raised by the
+  predictor's leave-one-out error; the best predicted scores with `selection: "score"`; top-K by predicted
   score in `pnas_mode`), taken from the next non-dominated fronts when the front holds fewer, plus up to
   `max_exploration_children` exploration cells.
 - `RandomStrategy`: cells uniform over valid encodings of 1..B blocks at the same budget, in batches.
