@@ -412,19 +412,18 @@ def regret_sources(runs: dict[int, dict[str, RunData]], objectives: list[str], r
         if front:
             row = points.setdefault(tuple(float(x) for x in v), {"values": v, "encoding": r.encoding, "by": set()})
             row["by"].add(f"{s} s{seed}")
+    # each run's own front, read once: (objective matrix, its hypervolume) per strategy, one per seed
+    own: dict[str, list[tuple[np.ndarray, float]]] = {s: [] for s in STRATEGIES}
+    for by in runs.values():
+        for s in STRATEGIES:
+            mine, _ = objective_matrix(_usable(by[s].results, objectives), objectives)
+            own[s].append((mine, normalised_hypervolume(mine, objectives, reference)))
     rows = []
     for key in sorted(points, key=lambda k: (k[objectives.index("params")] if "params" in objectives else 0, k)):
         point = points[key]
-        gains = {}
-        for s in STRATEGIES:
-            per_run = []
-            for by in runs.values():
-                own = _usable(by[s].results, objectives)
-                mine, _ = objective_matrix(own, objectives)
-                with_it = np.vstack([mine, point["values"][None]])
-                per_run.append(normalised_hypervolume(with_it, objectives, reference)
-                               - front_hv(own, objectives, reference))
-            gains[s] = float(np.median(per_run))
+        gains = {s: float(np.median([normalised_hypervolume(np.vstack([mine, point["values"][None]]), objectives,
+                                                            reference) - hv for mine, hv in own[s]]))
+                 for s in STRATEGIES}
         rows.append({**{o: float(point["values"][j]) for j, o in enumerate(objectives)},
                      "encoding": point["encoding"], "trained_by": sorted(point["by"]), "gain": gains})
     return rows

@@ -466,13 +466,18 @@ class ProgressiveStrategy:
         error = getattr(predictor, "loo_rmse", None)
         if error is None and len(targets) >= 3:
             from popnas_seg.predictors.features import FeatureScorePredictor
-            from popnas_seg.predictors.time_svr import cell_time_features
 
-            space = self.config.search_space
-            ridge = FeatureScorePredictor(partial(cell_time_features, operators=space.operators,
-                                                  lookback_depth=space.lookback_depth, cost_fn=self.cost), "ridge")
+            ridge = FeatureScorePredictor(self._cell_features(), "ridge")
             error = ridge.fit([c for c, _ in targets], [t for _, t in targets]).loo_rmse
         return 0.0 if error is None else float(error)
+
+    def _cell_features(self) -> Callable[[Cell], Sequence[float]]:
+        """The cheap cell features (exact params and FLOPs from the cost cache) the ridge and the SVR read."""
+        from popnas_seg.predictors.time_svr import cell_time_features
+
+        space = self.config.search_space
+        return partial(cell_time_features, operators=space.operators, lookback_depth=space.lookback_depth,
+                       cost_fn=self.cost)
 
     def score_predictor(self, train_size: int, seed: int) -> tuple[Any, str]:
         """A fresh (unfitted) predictor of a [0, 1] score and its kind, per `search_strategy.score_predictor`:
@@ -488,20 +493,14 @@ class ProgressiveStrategy:
                                 ensemble_units=ss.accuracy_predictor_ensemble_units, epochs=ss.predictor_epochs,
                                 seed=seed), kind
         from popnas_seg.predictors.features import FeatureScorePredictor
-        from popnas_seg.predictors.time_svr import cell_time_features
 
-        features = partial(cell_time_features, operators=space.operators, lookback_depth=space.lookback_depth,
-                           cost_fn=self.cost)
-        return FeatureScorePredictor(features, kind, seed=seed), kind
+        return FeatureScorePredictor(self._cell_features(), kind, seed=seed), kind
 
     def time_predictor(self) -> Any:
         """A fresh SVR time predictor over this search space's features (with exact params and FLOPs)."""
-        from popnas_seg.predictors.time_svr import TimePredictor, cell_time_features
+        from popnas_seg.predictors.time_svr import TimePredictor
 
-        space = self.config.search_space
-        features = partial(cell_time_features, operators=space.operators, lookback_depth=space.lookback_depth,
-                           cost_fn=self.cost)
-        return TimePredictor(features, seed=self.config.others.seed)
+        return TimePredictor(self._cell_features(), seed=self.config.others.seed)
 
 
 def _maybe(values: np.ndarray | None, i: int) -> float | None:
