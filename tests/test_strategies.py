@@ -275,6 +275,29 @@ def test_greedy_hypervolume_selection_counts_only_what_the_held_front_lacks() ->
                                         held=np.array([[np.nan, 100.0]])) == [0]
 
 
+def test_greedy_expected_hypervolume_counts_draws_above_the_held_front() -> None:
+    """Held: Dice 0.90 at 10 params (reference 0 / 100). A and C are predicted at 0.89 / 50 params, just under
+    it: by the means they add nothing, and the cheap B (0.2 at 8 params: 2 x 0.2) is the only gain. In the two
+    draws A lands at 0.95 or 0.83 (mean gain 0.05 x 50 / 2 = 1.25), C the other way round: by the draws A
+    comes first, then C, which gains where A fell short, before B."""
+    means = np.array([[0.89, 50.0], [0.2, 8.0], [0.89, 50.0]])
+    draws = np.array([[[0.95, 50.0], [0.2, 8.0], [0.83, 50.0]],
+                      [[0.83, 50.0], [0.2, 8.0], [0.95, 50.0]]])
+    held, reference, maximise = np.array([[0.90, 10.0]]), [0.0, 100.0], [True, False]
+    assert greedy_hypervolume_selection(means, maximise, reference, 1, held=held) == [1]
+    assert greedy_hypervolume_selection(means, maximise, reference, 1, held=held, draws=draws) == [0]
+    assert greedy_hypervolume_selection(means, maximise, reference, 3, held=held, draws=draws) == [0, 2, 1]
+    # two draws where C copies A: C adds nothing after A, so B is second
+    same = draws.copy()
+    same[:, 2] = same[:, 0]
+    assert greedy_hypervolume_selection(means, maximise, reference, 2, held=held, draws=same) == [0, 1]
+    # one draw equal to the means is the plain greedy
+    assert greedy_hypervolume_selection(means, maximise, reference, 3, held=held, draws=means[None]) == \
+        greedy_hypervolume_selection(means, maximise, reference, 3, held=held)
+    with pytest.raises(ValueError, match="draws must be"):
+        greedy_hypervolume_selection(means, maximise, reference, 1, draws=draws[:, :2])
+
+
 def _step_2(strategy_class: type[ProgressiveStrategy], options: dict) -> StepPlan:
     """Step 2's plan after a trained step 1, with hand-made predictions and no exploration child."""
     strategy = strategy_class(_config({"max_exploration_children": 0, **options}), SHAPE, 2)

@@ -197,7 +197,8 @@ def normalised_hypervolume(points: Any, objectives: Sequence[str], reference: Se
 
 
 def greedy_hypervolume_selection(values: Any, maximise: Sequence[bool], reference: Sequence[float], k: int,
-                                 order: Sequence[int] | None = None, held: Any = None) -> list[int]:
+                                 order: Sequence[int] | None = None, held: Any = None,
+                                 draws: Any = None) -> list[int]:
     """Up to `k` row indices chosen one at a time by their contribution to the hypervolume of `held` (points
     already measured, e.g. the run's trained networks) plus the picks so far.
 
@@ -205,27 +206,40 @@ def greedy_hypervolume_selection(values: Any, maximise: Sequence[bool], referenc
     than another point near the best score; with `held`, a row adds only what the measured front lacks (a
     cheap cell predicted level with a trained one adds nothing). Ties and rows that add nothing are resolved
     by `order` (default: row order); once nothing adds volume, the rest follow `order`.
+
+    `draws` ([S, n, m]: S plausible outcomes of every row, e.g. a prediction plus a sampled error) turns the
+    gain into its Monte-Carlo expectation (expected hypervolume improvement, each draw keeping its own picks):
+    a row whose mean lies just under the measured front still adds in the draws where it lands above it, and
+    a second row next to a first pick still adds where the first one falls short.
     """
     f = _as_matrix(values, maximise)
+    samples = f[None] if draws is None else np.asarray(draws, dtype=float)
+    if samples.ndim != 3 or samples.shape[1:] != f.shape:
+        raise ValueError(f"draws must be [S, {f.shape[0]}, {f.shape[1]}], got shape {samples.shape}")
     base = np.zeros((0, f.shape[1])) if held is None else _as_matrix(held, maximise)
+    if base.shape[0]:
+        base = base[pareto_mask(base, maximise)]  # the same volume, fewer points to recompute it from
     order = list(range(f.shape[0])) if order is None else [int(i) for i in order]
     chosen: list[int] = []
-    current = hypervolume(base, maximise, reference)
+    held_volume = hypervolume(base, maximise, reference)
+    current = np.full(samples.shape[0], held_volume)
     # gains below this are float noise of the exact algorithm (a point inside the held front "adds" ~1e-17)
     tolerance = max(1e-9 * hypervolume(np.vstack([base, f]), maximise, reference), 1e-300)
     while len(chosen) < min(k, len(order)):
-        best, best_gain = None, 0.0
+        best, best_gain, best_gains = None, 0.0, current
         for i in order:
             if i in chosen:
                 continue
-            gain = hypervolume(np.vstack([base, f[chosen + [i]]]), maximise, reference) - current
+            gains = np.array([hypervolume(np.vstack([base, draw[chosen + [i]]]), maximise, reference)
+                              for draw in samples]) - current
+            gain = float(gains.mean())
             if gain > tolerance and gain > best_gain * (1 + 1e-12):
-                best, best_gain = i, gain
+                best, best_gain, best_gains = i, gain, gains
         if best is None:  # nothing adds volume: fill by the given order
             chosen += [i for i in order if i not in chosen][:k - len(chosen)]
             break
         chosen.append(best)
-        current += best_gain
+        current = current + best_gains
     return chosen
 
 

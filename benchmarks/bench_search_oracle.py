@@ -1,0 +1,133 @@
+"""How much hypervolume regret a search could remove at all: a mean oracle over a bench_search task's measured cells.
+
+On a task where every cell's result is a fixed value (bench_search's defaults: one data seed, one network seed; see
+bench_search_replay.py) a result is the cell's mean plus the luck of its one training. A predictor can at best
+learn the mean. This script gives a strategy that *knows* the mean, as well as the cheap cell features can state
+it (a ridge fitted on every measured cell of the task, in sample), and the covariance of the luck (the ridge's
+residuals, Dice and analog Dice together), and lets it pick N cells of the measured pool one at a time by
+expected hypervolume gain (Monte-Carlo draws of the luck, `greedy_hypervolume_selection(draws=...)`). Its
+picks are then scored with their measured values against the task's union front, exactly as the runs are.
+
+A target that this oracle misses in the median over draw seeds is out of reach of any search that cannot foresee
+a training's luck, at this budget and noise; one it meets leaves room for better predictors or selection.
+
+    python benchmarks/bench_search_oracle.py --logs-dir /work/bench_runs/search_e24_default --tasks default
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np  # noqa: E402
+
+import bench_search as B  # noqa: E402
+import bench_search_replay as R  # noqa: E402
+
+from popnas_seg.config import RunConfig  # noqa: E402
+from popnas_seg.search.pareto import greedy_hypervolume_selection, objective_matrix  # noqa: E402
+from popnas_seg.search.strategies import ProgressiveStrategy  # noqa: E402
+from popnas_seg.search_space.encoding import Cell  # noqa: E402
+
+
+def mean_model(features: np.ndarray, values: np.ndarray, noisy: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """The pool's means (a ridge per noisy column, in sample; exact columns kept) and the luck's covariance."""
+    from sklearn.linear_model import RidgeCV
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    means = values.copy()
+    for j in noisy:
+        model = make_pipeline(StandardScaler(), RidgeCV(alphas=np.logspace(-3, 3, 13)))
+        means[:, j] = model.fit(features, values[:, j]).predict(features)
+    residuals = (values - means)[:, noisy]
+    return means, np.atleast_2d(residuals.T @ residuals / len(residuals))
+
+
+def oracle_picks(means: np.ndarray, cov: np.ndarray, noisy: list[int], maximise: list[bool],
+                 reference: np.ndarray, n: int, draws: int, seed: int) -> list[int]:
+    """N rows of the pool, greedy by expected hypervolume gain over `draws` Gaussian draws of the luck."""
+    rng = np.random.default_rng(seed)
+    samples = np.repeat(means[None], draws, axis=0)
+    luck = rng.multivariate_normal(np.zeros(len(noisy)), cov, size=(draws, len(means)), method="eigh")
+    samples[:, :, noisy] = np.clip(samples[:, :, noisy] + luck, 0.0, 1.0)
+    return greedy_hypervolume_selection(means, maximise, reference, n, draws=samples)
+
+
+def oracle_task(args: argparse.Namespace, bench: argparse.Namespace, task: str) -> dict:
+    objectives = ["dice", "params", "analog_dice"] if bench.probe else ["dice", "params"]
+    base = RunConfig.model_validate(B.build_config(bench, task, "progressive", args.seeds[0], None))
+    key = hashlib.sha256(json.dumps(R.measurement(base), sort_keys=True).encode()).hexdigest()[:10]
+    folders = [args.logs_dir / B.run_name(task, s, seed) for seed in args.seeds for s in B.STRATEGIES]
+    table = R.Table(args.logs_dir, task, [p for p in folders if (p / "restore" / "journal.jsonl").exists()], key)
+    pool = B._usable(list(table.known.values()), objectives)
+    if len(pool) < 10:
+        raise SystemExit(f"[oracle] {task}: only {len(pool)} measured cells in {args.logs_dir}")
+    shape = (bench.size, bench.size, base.dataset.generated_channels)
+    reference = B.reference_point(objectives, base, np.zeros((0, len(objectives))), shape,
+                                  base.dataset.classes_count)
+    values, maximise = objective_matrix(pool, objectives)
+    union = B.front_hv(pool, objectives, reference)
+    strategy = ProgressiveStrategy(base, shape, base.dataset.classes_count, None, logging.getLogger("oracle"))
+    features = np.array([list(strategy._cell_features()(Cell.from_string(r.encoding))) for r in pool], dtype=float)
+    noisy = [j for j, o in enumerate(objectives) if o != "params"]
+    means, cov = mean_model(features, values, noisy)
+    n = args.networks or strategy.planned_total()
+    regrets = []
+    for seed in range(args.oracle_seeds):
+        picks = oracle_picks(means, cov, noisy, maximise, reference, n, args.draws, seed)
+        regrets.append(union - B.front_hv([pool[i] for i in picks], objectives, reference))
+        print(f"[oracle] {task}: draw seed {seed}: regret {regrets[-1]:.4f}", flush=True)
+    recorded: dict[str, list[float]] = {}
+    for seed in args.seeds:
+        for s in B.STRATEGIES:
+            if B.search_finished(args.logs_dir / B.run_name(task, s, seed)):
+                run = B.load_run(args.logs_dir, task, s, seed)
+                recorded.setdefault(s, []).append(union - B.front_hv(run.results, objectives, reference))
+    return {"task": task, "pool": len(pool), "union": union, "n": n, "sd": np.sqrt(np.diag(cov)),
+            "corr": float(cov[0, 1] / np.sqrt(cov[0, 0] * cov[1, 1])) if len(noisy) == 2 else None,
+            "regrets": regrets, "recorded": recorded}
+
+
+def report(res: dict) -> str:
+    recorded = {s: float(np.median(v)) for s, v in res["recorded"].items()}
+    oracle = float(np.median(res["regrets"]))
+    lines = [f"#### Task `{res['task']}`: {res['pool']} measured cells, union front HV {res['union']:.4f}, "
+             f"N = {res['n']}; luck (ridge residual) sd {' / '.join(f'{v:.4f}' for v in res['sd'])}"
+             + (f", Dice / analog Dice correlation {res['corr']:.2f}" if res["corr"] is not None else ""), "",
+             "| who | runs | median regret | range |", "|---|---:|---:|---:|",
+             f"| mean oracle, expected-HV greedy over the pool | {len(res['regrets'])} draw seeds | {oracle:.4f} | "
+             f"{min(res['regrets']):.4f} - {max(res['regrets']):.4f} |"]
+    for s, v in res["recorded"].items():
+        lines.append(f"| {s} (recorded) | {len(v)} seeds | {recorded[s]:.4f} | {min(v):.4f} - {max(v):.4f} |")
+    if "random" in recorded:
+        goal = 0.5 * recorded["random"]
+        lines += ["", f"- 0.5 x random's median regret: {goal:.4f}; the mean oracle "
+                  f"{'meets' if oracle <= goal else 'misses'} it ({oracle / recorded['random']:.2f} x random's)."]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--logs-dir", type=Path, required=True, help="run folders of bench_search.py")
+    p.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3, 4, 5])
+    p.add_argument("--tasks", nargs="+", choices=sorted(B.TASKS), default=["default", "hard"])
+    p.add_argument("--networks", type=int, default=None, help="N picks (default: the progressive budget)")
+    p.add_argument("--draws", type=int, default=48, help="Monte-Carlo draws of the luck per pick")
+    p.add_argument("--oracle-seeds", type=int, default=5, help="draw seeds (each a full greedy pick of N cells)")
+    args, rest = p.parse_known_args(argv)
+    bench = B.parse_args(rest)
+    logging.basicConfig(level=logging.WARNING)
+    for task in args.tasks:
+        print(report(oracle_task(args, bench, task)), "\n", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
