@@ -4,9 +4,11 @@ On a task where every cell's result is a fixed value (bench_search's defaults: o
 bench_search_replay.py) a result is the cell's mean plus the luck of its one training. A predictor can at best
 learn the mean. This script gives a strategy that *knows* the mean, as well as the cheap cell features can state
 it (a ridge fitted on every measured cell of the task, in sample), and the covariance of the luck (the ridge's
-residuals, Dice and analog Dice together), and lets it pick N cells of the measured pool one at a time by
-expected hypervolume gain (Monte-Carlo draws of the luck, `greedy_hypervolume_selection(draws=...)`). Its
-picks are then scored with their measured values against the task's union front, exactly as the runs are.
+residuals, Dice and analog Dice together), and lets it pick the progressive budget's N cells of the measured pool
+in the search's steps, one at a time by expected hypervolume gain (Monte-Carlo draws of the luck,
+`greedy_hypervolume_selection(draws=...)`) over the measured values of its earlier steps, as a search sees its
+trained networks (and, for comparison, all N at once). Its picks are scored with their measured values against
+the task's union front, exactly as the runs are.
 
 A target that this oracle misses in the median over draw seeds is out of reach of any search that cannot foresee
 a training's luck, at this budget and noise; one it meets leaves room for better predictors or selection.
@@ -51,13 +53,29 @@ def mean_model(features: np.ndarray, values: np.ndarray, noisy: list[int]) -> tu
 
 
 def oracle_picks(means: np.ndarray, cov: np.ndarray, noisy: list[int], maximise: list[bool],
-                 reference: np.ndarray, n: int, draws: int, seed: int) -> list[int]:
-    """N rows of the pool, greedy by expected hypervolume gain over `draws` Gaussian draws of the luck."""
+                 reference: np.ndarray, batches: list[int], draws: int, seed: int,
+                 measured: np.ndarray | None = None) -> list[int]:
+    """Rows of the pool in batches (a search's steps), each batch greedy by expected hypervolume gain over `draws`
+    Gaussian draws of the luck, counted against the *measured* values of the earlier batches (`measured`, as
+    a search sees its trained networks; without it, every batch is planned from the means alone)."""
     rng = np.random.default_rng(seed)
-    samples = np.repeat(means[None], draws, axis=0)
-    luck = rng.multivariate_normal(np.zeros(len(noisy)), cov, size=(draws, len(means)), method="eigh")
-    samples[:, :, noisy] = np.clip(samples[:, :, noisy] + luck, 0.0, 1.0)
-    return greedy_hypervolume_selection(means, maximise, reference, n, draws=samples)
+    chosen: list[int] = []
+    for size in batches:
+        rest = [i for i in range(len(means)) if i not in set(chosen)]
+        samples = np.repeat(means[rest][None], draws, axis=0)
+        luck = rng.multivariate_normal(np.zeros(len(noisy)), cov, size=(draws, len(rest)), method="eigh")
+        samples[:, :, noisy] = np.clip(samples[:, :, noisy] + luck, 0.0, 1.0)
+        held = None if not chosen else (measured if measured is not None else means)[chosen]
+        chosen += [rest[j] for j in greedy_hypervolume_selection(means[rest], maximise, reference, size,
+                                                                 held=held, draws=samples)]
+    return chosen
+
+
+def step_sizes(bench: argparse.Namespace) -> list[int]:
+    """The progressive search's networks per step at these bench_search settings: b1, then K (+ exploration
+    children on every step but the last)."""
+    return [bench.b1] + [bench.max_children + (bench.exploration if b < bench.blocks else 0)
+                         for b in range(2, bench.blocks + 1)]
 
 
 def oracle_task(args: argparse.Namespace, bench: argparse.Namespace, task: str) -> dict:
@@ -78,37 +96,42 @@ def oracle_task(args: argparse.Namespace, bench: argparse.Namespace, task: str) 
     features = np.array([list(strategy._cell_features()(Cell.from_string(r.encoding))) for r in pool], dtype=float)
     noisy = [j for j, o in enumerate(objectives) if o != "params"]
     means, cov = mean_model(features, values, noisy)
-    n = args.networks or strategy.planned_total()
-    regrets = []
+    batches = step_sizes(bench)
+    regrets: dict[str, list[float]] = {"steps": [], "once": []}
     for seed in range(args.oracle_seeds):
-        picks = oracle_picks(means, cov, noisy, maximise, reference, n, args.draws, seed)
-        regrets.append(union - B.front_hv([pool[i] for i in picks], objectives, reference))
-        print(f"[oracle] {task}: draw seed {seed}: regret {regrets[-1]:.4f}", flush=True)
+        for mode, plan in (("steps", batches), ("once", [sum(batches)])):
+            picks = oracle_picks(means, cov, noisy, maximise, reference, plan, args.draws, seed, values)
+            regrets[mode].append(union - B.front_hv([pool[i] for i in picks], objectives, reference))
+        print(f"[oracle] {task}: draw seed {seed}: regret {regrets['steps'][-1]:.4f} in steps {batches}, "
+              f"{regrets['once'][-1]:.4f} in one batch", flush=True)
     recorded: dict[str, list[float]] = {}
     for seed in args.seeds:
         for s in B.STRATEGIES:
             if B.search_finished(args.logs_dir / B.run_name(task, s, seed)):
                 run = B.load_run(args.logs_dir, task, s, seed)
                 recorded.setdefault(s, []).append(union - B.front_hv(run.results, objectives, reference))
-    return {"task": task, "pool": len(pool), "union": union, "n": n, "sd": np.sqrt(np.diag(cov)),
+    return {"task": task, "pool": len(pool), "union": union, "batches": batches, "sd": np.sqrt(np.diag(cov)),
             "corr": float(cov[0, 1] / np.sqrt(cov[0, 0] * cov[1, 1])) if len(noisy) == 2 else None,
             "regrets": regrets, "recorded": recorded}
 
 
 def report(res: dict) -> str:
     recorded = {s: float(np.median(v)) for s, v in res["recorded"].items()}
-    oracle = float(np.median(res["regrets"]))
+    oracle = float(np.median(res["regrets"]["steps"]))
     lines = [f"#### Task `{res['task']}`: {res['pool']} measured cells, union front HV {res['union']:.4f}, "
-             f"N = {res['n']}; luck (ridge residual) sd {' / '.join(f'{v:.4f}' for v in res['sd'])}"
+             f"N = {sum(res['batches'])}; luck (ridge residual) sd {' / '.join(f'{v:.4f}' for v in res['sd'])}"
              + (f", Dice / analog Dice correlation {res['corr']:.2f}" if res["corr"] is not None else ""), "",
-             "| who | runs | median regret | range |", "|---|---:|---:|---:|",
-             f"| mean oracle, expected-HV greedy over the pool | {len(res['regrets'])} draw seeds | {oracle:.4f} | "
-             f"{min(res['regrets']):.4f} - {max(res['regrets']):.4f} |"]
+             "| who | runs | median regret | range |", "|---|---:|---:|---:|"]
+    for mode, text in (("steps", f"mean oracle, expected-HV greedy in steps {res['batches']}, each against the "
+                                 "measured earlier picks"),
+                       ("once", "mean oracle, expected-HV greedy, all N at once")):
+        v = res["regrets"][mode]
+        lines.append(f"| {text} | {len(v)} draw seeds | {np.median(v):.4f} | {min(v):.4f} - {max(v):.4f} |")
     for s, v in res["recorded"].items():
         lines.append(f"| {s} (recorded) | {len(v)} seeds | {recorded[s]:.4f} | {min(v):.4f} - {max(v):.4f} |")
     if "random" in recorded:
         goal = 0.5 * recorded["random"]
-        lines += ["", f"- 0.5 x random's median regret: {goal:.4f}; the mean oracle "
+        lines += ["", f"- 0.5 x random's median regret: {goal:.4f}; the mean oracle in steps "
                   f"{'meets' if oracle <= goal else 'misses'} it ({oracle / recorded['random']:.2f} x random's)."]
     return "\n".join(lines)
 
@@ -118,7 +141,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--logs-dir", type=Path, required=True, help="run folders of bench_search.py")
     p.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3, 4, 5])
     p.add_argument("--tasks", nargs="+", choices=sorted(B.TASKS), default=["default", "hard"])
-    p.add_argument("--networks", type=int, default=None, help="N picks (default: the progressive budget)")
     p.add_argument("--draws", type=int, default=48, help="Monte-Carlo draws of the luck per pick")
     p.add_argument("--oracle-seeds", type=int, default=5, help="draw seeds (each a full greedy pick of N cells)")
     args, rest = p.parse_known_args(argv)

@@ -39,12 +39,24 @@ def test_oracle_picks_by_expected_gain() -> None:
     features, values, _ = _pool()
     means, cov = O.mean_model(features, values, [0, 2])
     maximise, reference = [True, False, True], np.array([0.0, 11_000.0, 0.0])
-    picks = O.oracle_picks(means, cov, [0, 2], maximise, reference, 12, 16, seed=1)
+    picks = O.oracle_picks(means, cov, [0, 2], maximise, reference, [12], 16, seed=1)
     assert len(set(picks)) == 12
-    assert picks == O.oracle_picks(means, cov, [0, 2], maximise, reference, 12, 16, seed=1)
+    assert picks == O.oracle_picks(means, cov, [0, 2], maximise, reference, [12], 16, seed=1)
+    # in steps against the measured earlier picks: the first step is the same, the rest see what it measured
+    stepped = O.oracle_picks(means, cov, [0, 2], maximise, reference, [4, 4, 4], 16, seed=1, measured=values)
+    assert len(set(stepped)) == 12
+    assert stepped[:4] == O.oracle_picks(means, cov, [0, 2], maximise, reference, [4], 16, seed=1)
     oracle = hypervolume(values[picks], maximise, reference)
     rng = np.random.default_rng(0)
     randoms = [hypervolume(values[rng.choice(len(values), 12, replace=False)], maximise, reference)
                for _ in range(20)]
     assert oracle > np.median(randoms)
     assert np.ptp(values[picks, 1]) > 5_000  # cheap and costly cells, not a cluster
+
+
+def test_step_sizes_are_the_progressive_budget() -> None:
+    """b1, then K plus the exploration child on every step but the last: 10 + 8 + 7 = 25 at the defaults."""
+    from argparse import Namespace
+
+    assert O.step_sizes(Namespace(b1=10, max_children=7, exploration=1, blocks=3)) == [10, 8, 7]
+    assert O.step_sizes(Namespace(b1=6, max_children=2, exploration=0, blocks=2)) == [6, 2]
