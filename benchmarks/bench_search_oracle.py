@@ -52,6 +52,21 @@ def mean_model(features: np.ndarray, values: np.ndarray, noisy: list[int]) -> tu
     return means, np.atleast_2d(residuals.T @ residuals / len(residuals))
 
 
+def inherited_luck(cells: list[Cell], luck: np.ndarray) -> tuple[int, float, float]:
+    """(pairs, Pearson r, p) between a parent's luck and its child's over the pool's parent -> child pairs (the
+    child = the parent plus one block): does a lucky cell pass its luck on, so that a search could learn it?"""
+    from scipy.stats import pearsonr
+
+    index = {c.key(): i for i, c in enumerate(cells)}
+    pairs = [(index[Cell(c.blocks[:-1]).key()], i) for i, c in enumerate(cells)
+             if len(c.blocks) > 1 and Cell(c.blocks[:-1]).key() in index]
+    if len(pairs) < 3:
+        return len(pairs), float("nan"), float("nan")
+    parent, child = np.array(pairs).T
+    r, p = pearsonr(luck[parent], luck[child])
+    return len(pairs), float(r), float(p)
+
+
 def oracle_picks(means: np.ndarray, cov: np.ndarray, noisy: list[int], maximise: list[bool],
                  reference: np.ndarray, batches: list[int], draws: int, seed: int,
                  measured: np.ndarray | None = None) -> list[int]:
@@ -93,9 +108,11 @@ def oracle_task(args: argparse.Namespace, bench: argparse.Namespace, task: str) 
     values, maximise = objective_matrix(pool, objectives)
     union = B.front_hv(pool, objectives, reference)
     strategy = ProgressiveStrategy(base, shape, base.dataset.classes_count, None, logging.getLogger("oracle"))
-    features = np.array([list(strategy._cell_features()(Cell.from_string(r.encoding))) for r in pool], dtype=float)
+    cells = [Cell.from_string(r.encoding) for r in pool]
+    features = np.array([list(strategy._cell_features()(c)) for c in cells], dtype=float)
     noisy = [j for j, o in enumerate(objectives) if o != "params"]
     means, cov = mean_model(features, values, noisy)
+    inherited = inherited_luck(cells, values[:, 0] - means[:, 0])
     batches = step_sizes(bench)
     regrets: dict[str, list[float]] = {"steps": [], "once": []}
     for seed in range(args.oracle_seeds):
@@ -110,7 +127,7 @@ def oracle_task(args: argparse.Namespace, bench: argparse.Namespace, task: str) 
             if B.search_finished(args.logs_dir / B.run_name(task, s, seed)):
                 run = B.load_run(args.logs_dir, task, s, seed)
                 recorded.setdefault(s, []).append(union - B.front_hv(run.results, objectives, reference))
-    return {"task": task, "pool": len(pool), "union": union, "batches": batches, "sd": np.sqrt(np.diag(cov)),
+    return {"task": task, "pool": len(pool), "union": union, "batches": batches, "inherited": inherited, "sd": np.sqrt(np.diag(cov)),
             "corr": float(cov[0, 1] / np.sqrt(cov[0, 0] * cov[1, 1])) if len(noisy) == 2 else None,
             "regrets": regrets, "recorded": recorded}
 
@@ -129,6 +146,9 @@ def report(res: dict) -> str:
         lines.append(f"| {text} | {len(v)} draw seeds | {np.median(v):.4f} | {min(v):.4f} - {max(v):.4f} |")
     for s, v in res["recorded"].items():
         lines.append(f"| {s} (recorded) | {len(v)} seeds | {recorded[s]:.4f} | {min(v):.4f} - {max(v):.4f} |")
+    pairs, r, p = res["inherited"]
+    lines += ["", f"- Dice luck of a child vs its parent's, over {pairs} parent -> child pairs of the pool: "
+              f"Pearson r {r:.2f} (p {p:.2g})."]
     if "random" in recorded:
         goal = 0.5 * recorded["random"]
         lines += ["", f"- 0.5 x random's median regret: {goal:.4f}; the mean oracle in steps "

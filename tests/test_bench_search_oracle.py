@@ -60,3 +60,16 @@ def test_step_sizes_are_the_progressive_budget() -> None:
 
     assert O.step_sizes(Namespace(b1=10, max_children=7, exploration=1, blocks=3)) == [10, 8, 7]
     assert O.step_sizes(Namespace(b1=6, max_children=2, exploration=0, blocks=2)) == [6, 2]
+
+
+def test_inherited_luck_pairs_each_child_with_its_parent() -> None:
+    """Children carry their parent's luck here (r 1 over 3 pairs); a cell whose parent is not in the pool is
+    left out."""
+    from popnas_seg.search_space.encoding import Block, Cell
+
+    a, b = Block(-1, "identity", -2, "3x3 conv"), Block(0, "3x3 conv", -1, "identity")
+    c, d = Block(-2, "identity", -2, "identity"), Block(-1, "3x3 conv", -1, "3x3 conv")
+    cells = [Cell((a,)), Cell((a, b)), Cell((c,)), Cell((c, b)), Cell((a, c)), Cell((d, b))]
+    luck = np.array([0.02, 0.03, -0.01, 0.0, 0.025, 5.0])
+    pairs, r, _ = O.inherited_luck(cells, luck)
+    assert pairs == 3 and r > 0.9
