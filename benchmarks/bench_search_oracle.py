@@ -18,8 +18,6 @@ a training's luck, at this budget and noise; one it meets leaves room for better
 from __future__ import annotations
 
 import argparse
-import hashlib
-import json
 import logging
 import sys
 from pathlib import Path
@@ -76,7 +74,8 @@ def oracle_picks(means: np.ndarray, cov: np.ndarray, noisy: list[int], maximise:
     rng = np.random.default_rng(seed)
     chosen: list[int] = []
     for size in batches:
-        rest = [i for i in range(len(means)) if i not in set(chosen)]
+        taken = set(chosen)
+        rest = [i for i in range(len(means)) if i not in taken]
         samples = np.repeat(means[rest][None], draws, axis=0)
         luck = rng.multivariate_normal(np.zeros(len(noisy)), cov, size=(draws, len(rest)), method="eigh")
         samples[:, :, noisy] = np.clip(samples[:, :, noisy] + luck, 0.0, 1.0)
@@ -96,10 +95,7 @@ def step_sizes(bench: argparse.Namespace) -> list[int]:
 def oracle_task(args: argparse.Namespace, bench: argparse.Namespace, task: str) -> dict:
     objectives = ["dice", "params", "analog_dice"] if bench.probe else ["dice", "params"]
     base = RunConfig.model_validate(B.build_config(bench, task, "progressive", args.seeds[0], None))
-    key = hashlib.sha256(json.dumps(R.measurement(base), sort_keys=True).encode()).hexdigest()[:10]
-    folders = [args.logs_dir / B.run_name(task, s, seed) for seed in args.seeds for s in B.STRATEGIES]
-    table = R.Table(args.logs_dir, task, [p for p in folders if (p / "restore" / "journal.jsonl").exists()], key)
-    pool = B._usable(list(table.known.values()), objectives)
+    pool = B._usable(list(R.measured_table(args.logs_dir, task, args.seeds, base).known.values()), objectives)
     if len(pool) < 10:
         raise SystemExit(f"[oracle] {task}: only {len(pool)} measured cells in {args.logs_dir}")
     shape = (bench.size, bench.size, base.dataset.generated_channels)
@@ -127,8 +123,8 @@ def oracle_task(args: argparse.Namespace, bench: argparse.Namespace, task: str) 
             if B.search_finished(args.logs_dir / B.run_name(task, s, seed)):
                 run = B.load_run(args.logs_dir, task, s, seed)
                 recorded.setdefault(s, []).append(union - B.front_hv(run.results, objectives, reference))
-    return {"task": task, "pool": len(pool), "union": union, "batches": batches, "inherited": inherited, "sd": np.sqrt(np.diag(cov)),
-            "corr": float(cov[0, 1] / np.sqrt(cov[0, 0] * cov[1, 1])) if len(noisy) == 2 else None,
+    return {"task": task, "pool": len(pool), "union": union, "batches": batches, "inherited": inherited,
+            "sd": np.sqrt(np.diag(cov)), "corr": float(cov[0, 1] / np.sqrt(cov[0, 0] * cov[1, 1])) if len(noisy) == 2 else None,
             "regrets": regrets, "recorded": recorded}
 
 

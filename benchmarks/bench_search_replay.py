@@ -168,6 +168,14 @@ def measurement(cfg: RunConfig) -> dict:
             "network_seeding": cfg.search_strategy.network_seeding}
 
 
+def measured_table(logs_dir: Path, task: str, seeds: list[int], cfg: RunConfig) -> Table:
+    """The task's table: every network its run folders (all strategies, `seeds`) measured, plus the cache of cells
+    replays trained under `cfg`'s measurement settings."""
+    key = hashlib.sha256(json.dumps(measurement(cfg), sort_keys=True).encode()).hexdigest()[:10]
+    folders = [logs_dir / B.run_name(task, s, seed) for seed in seeds for s in B.STRATEGIES]
+    return Table(logs_dir, task, [p for p in folders if (p / "restore" / "journal.jsonl").exists()], key)
+
+
 def replay_task(args: argparse.Namespace, bench: argparse.Namespace, task: str, folder: Path) -> dict:
     """Replay every seed of `task`; runs still going (or missing) add their cells so far but are no baseline."""
     objectives = ["dice", "params", "analog_dice"] if bench.probe else ["dice", "params"]
@@ -185,8 +193,7 @@ def replay_task(args: argparse.Namespace, bench: argparse.Namespace, task: str, 
                              f"settings ({', '.join(f'{k} {found[k]} vs {wanted[k]}' for k in differ)}): pass the "
                              "bench_search options the runs were made with; runs made with --vary-data or "
                              "--vary-networks are no single table")
-    key = hashlib.sha256(json.dumps(wanted, sort_keys=True).encode()).hexdigest()[:10]
-    table = Table(args.logs_dir, task, [p for p in folders if (p / "restore" / "journal.jsonl").exists()], key)
+    table = measured_table(args.logs_dir, task, args.seeds, base)
     finished = {(seed, s): B.load_run(args.logs_dir, task, s, seed) for seed in args.seeds for s in B.STRATEGIES
                 if B.search_finished(args.logs_dir / B.run_name(task, s, seed))}
     shape = (bench.size, bench.size, base.dataset.generated_channels)
