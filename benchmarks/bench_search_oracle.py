@@ -147,7 +147,7 @@ def report(res: dict) -> str:
               f"Pearson r {r:.2f} (p {p:.2g})."]
     if "random" in recorded:
         goal = 0.5 * recorded["random"]
-        lines += ["", f"- 0.5 x random's median regret: {goal:.4f}; the mean oracle in steps "
+        lines += [f"- 0.5 x random's median regret: {goal:.4f}; the mean oracle in steps "
                   f"{'meets' if oracle <= goal else 'misses'} it ({oracle / recorded['random']:.2f} x random's)."]
     return "\n".join(lines)
 
