@@ -10,8 +10,9 @@ in the search's steps, one at a time by expected hypervolume gain (Monte-Carlo d
 trained networks (and, for comparison, all N at once). Its picks are scored with their measured values against
 the task's union front, exactly as the runs are.
 
-A target that this oracle misses in the median over draw seeds is out of reach of any search that cannot foresee
-a training's luck, at this budget and noise; one it meets leaves room for better predictors or selection.
+A target that this oracle misses in the median over draw seeds is beyond what knowing the means buys at this
+budget and noise: what is left is a training's luck, which no predictor of a cell foresees. The oracle is greedy,
+so it is a yardstick, not a strict bound (a search may match it by its own luck).
 
     python benchmarks/bench_search_oracle.py --logs-dir /work/bench_runs/search_e24_default --tasks default
 """
