@@ -127,7 +127,7 @@ def oracle_task(args: argparse.Namespace, bench: argparse.Namespace, task: str) 
                 curve = B.hv_curve([pool[i] for i in picks], objectives, reference)
                 for random_regret in recorded.get("random", []):
                     k = B.networks_to_reach(curve, union - random_regret)
-                    reach[0] += k is not None and k <= 0.5 * len(picks)
+                    reach[0] += k is not None and k <= B.TARGET_FRACTION * len(picks)
                     reach[1] += 1
         print(f"[oracle] {task}: draw seed {seed}: regret {regrets['steps'][-1]:.4f} in steps {batches}, "
               f"{regrets['once'][-1]:.4f} in one batch", flush=True)
@@ -154,19 +154,18 @@ def report(res: dict) -> str:
     lines += ["", f"- Dice luck of a child vs its parent's, over {pairs} parent -> child pairs of the pool: "
               f"Pearson r {r:.2f} (p {p:.2g})."]
     if "random" in recorded:
-        goal = 0.5 * recorded["random"]
-        lines += [f"- 0.5 x random's median regret: {goal:.4f}; the mean oracle in steps "
+        goal = B.TARGET_REGRET_VS_RANDOM * recorded["random"]
+        lines += [f"- {B.TARGET_REGRET_VS_RANDOM} x random's median regret: {goal:.4f}; the mean oracle in steps "
                   f"{'meets' if oracle <= goal else 'misses'} it ({oracle / recorded['random']:.2f} x random's).",
-                  f"- The mean oracle in steps reaches a recorded random run's final HV within 50 % of N in "
+                  f"- The mean oracle in steps reaches a recorded random run's final HV within {B.TARGET_FRACTION:.0%} "
+                  "of N in "
                   f"{res['reach'][0]} of {res['reach'][1]} (draw seed, random run) pairs."]
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--logs-dir", type=Path, required=True, help="run folders of bench_search.py")
-    p.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3, 4, 5])
-    p.add_argument("--tasks", nargs="+", choices=sorted(B.TASKS), default=["default", "hard"])
+    R.add_table_arguments(p)
     p.add_argument("--draws", type=int, default=48, help="Monte-Carlo draws of the luck per pick")
     p.add_argument("--oracle-seeds", type=int, default=5, help="draw seeds (each a full greedy pick of N cells)")
     args, rest = p.parse_known_args(argv)

@@ -267,12 +267,17 @@ def report(res: dict) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def add_table_arguments(p: argparse.ArgumentParser) -> None:
+    """The options that name a task's table of measured cells (replay and oracle)."""
     p.add_argument("--logs-dir", type=Path, required=True,
                    help="run folders of bench_search.py (runs still going add their cells, but are no baseline)")
     p.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3, 4, 5])
     p.add_argument("--tasks", nargs="+", choices=sorted(B.TASKS), default=["default", "hard"])
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_table_arguments(p)
     p.add_argument("--verify", type=int, default=0, metavar="K",
                    help="first retrain K recorded cells and report the largest differences (the replay's premise)")
     args, rest = p.parse_known_args(argv)
