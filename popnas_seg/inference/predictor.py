@@ -123,7 +123,9 @@ class Predictor:
         if not 0.0 <= overlap < 1.0:
             raise UserError(f"overlap must be in [0, 1), got {overlap}")
         self.overlap = float(overlap)
-        self.batch_size = max(1, int(batch_size))
+        if int(batch_size) < 1:
+            raise UserError(f"batch size must be at least 1 tile, got {batch_size}")
+        self.batch_size = int(batch_size)
         self.tile = (int(self.config.dataset.crop[0]), int(self.config.dataset.crop[1]))
         self.analog = bool(analog)
         self.seed = int(seed)
@@ -271,31 +273,42 @@ class Predictor:
 
     # ------------------------------------------------------------------ files
     def predict_files(self, files: Sequence[Path], output: str | os.PathLike[str], probabilities: bool = False,
-                      progress: Callable[[str], None] | None = None) -> list[Path]:
+                      progress: Callable[[str], None] | None = None, overwrite: bool = False) -> list[Path]:
         """Segment image files; write label masks under `output` with the same names (PNG/TIFF/NPY as the
-        input), and with `probabilities` also `<name>.probs.npy` ([H, W, classes] float32)."""
-        from popnas_seg.data.folder import read_image
+        input), and with `probabilities` also `<name>.probs.npy` ([H, W, classes] float32).
 
-        out_dir = Path(output)
-        if out_dir.exists() and not out_dir.is_dir():
-            raise UserError(f"--output {out_dir} exists and is not a folder")
+        Refused before any work (inference/outputs.py): an output that is an input or in an input's folder,
+        and, unless `overwrite`, an output file that exists."""
+        from popnas_seg.data.folder import read_image
+        from popnas_seg.inference.outputs import check_outputs, write_failed
+
+        out_dir = Path(output).expanduser()
+        plan = check_outputs(files, out_dir, probabilities, overwrite)
         images = [read_image(f) for f in files]  # every file is checked before any work starts
         for f, im in zip(files, images):
             if im.shape[-1] != self.channels:
                 raise UserError(f"image {f} has {im.shape[-1]} channel(s) but network {self.network} was trained "
                                 f"on {self.channels}")
-        out_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            out_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise write_failed(out_dir, exc) from None
         written: list[Path] = []
         chunk = 1 if not self.analog else len(files)  # digital: image by image; analog: one worker job
         for start in range(0, len(files), max(1, chunk)):
             batch_files = list(files[start:start + chunk])
             probs = self.predict_probabilities(images[start:start + chunk], [f.name for f in batch_files], progress)
-            for f, p in zip(batch_files, probs):
-                written.append(_write_mask(out_dir / f.name, np.argmax(p, axis=-1), self.classes_count))
-                if probabilities:
-                    buffer = io.BytesIO()
-                    np.save(buffer, p.astype(np.float32))
-                    atomic_write_bytes(out_dir / f"{f.stem}.probs.npy", buffer.getvalue())
+            for (mask, probs_file), p in zip(plan[start:start + chunk], probs):
+                target = mask
+                try:
+                    written.append(_write_mask(mask, np.argmax(p, axis=-1), self.classes_count))
+                    if probs_file is not None:
+                        target = probs_file
+                        buffer = io.BytesIO()
+                        np.save(buffer, p.astype(np.float32))
+                        atomic_write_bytes(probs_file, buffer.getvalue())
+                except OSError as exc:
+                    raise write_failed(target, exc) from None
         return written
 
 
@@ -357,13 +370,19 @@ def predict(
     overlap: float = 0.25,
     batch_size: int = 8,
     progress: Callable[[str], None] | None = None,
+    overwrite: bool = False,
 ) -> list[Path]:
     """Segment image files or folders with a run's finalist and write label masks to `output`.
 
     Example: `popnas_seg.predict("logs/my_run", "new_images/", "masks_out/")`. Returns the written masks.
+    An output that would replace an input is refused; an existing output file only with `overwrite`.
     """
+    from popnas_seg.inference.outputs import check_outputs
+
     items = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
     files = collect_inputs(items)
+    check_outputs(files, output, probabilities, overwrite)  # before the network is loaded
     predictor = Predictor(run_folder, network, analog=analog, drift_time=drift_time, seed=seed,
                           overlap=overlap, batch_size=batch_size)
-    return predictor.predict_files(files, output, probabilities=probabilities, progress=progress)
+    return predictor.predict_files(files, output, probabilities=probabilities, progress=progress,
+                                   overwrite=overwrite)
