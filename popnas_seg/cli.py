@@ -103,6 +103,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     "the data, or pass --accept-changed-data to set the results aside and start the run over"
                 )
             logger = setup_logging(None, args.verbose)
+            _check_cluster(config, logger)
             data = _load_data(config)
             logger = setup_logging(run.path, args.verbose)
             logger.info("resuming %s (stage %s)", run.path, run.read_state().get("stage"))
@@ -118,6 +119,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             RunFolder.new_path(args.logs_dir, args.name)  # a taken --name fails now, not after loading data
             logger = setup_logging(None, args.verbose)
             logger.info("config %s is valid", args.config or _shown_default())
+            _check_cluster(config, logger)
             fingerprint = _fingerprint(config)
             data = _load_data(config)
             run = RunFolder.create(args.logs_dir, args.name, config, data_fingerprint=fingerprint)
@@ -166,6 +168,18 @@ def _fingerprint(config: RunConfig) -> dict[str, Any]:
     from popnas_seg.data.fingerprint import data_fingerprint
 
     return data_fingerprint(config.dataset, config.data_seed)
+
+
+def _check_cluster(config: RunConfig, logger: logging.Logger) -> None:
+    """A Ray cluster the search would join answers within others.ray_connect_timeout_s, or exit 2 now."""
+    others = config.others
+    if others.workers == 1 or others.ray_address is None or "search" not in others.pipeline:
+        return
+    from popnas_seg.evaluation.ray_connect import check_cluster
+
+    logger.info("checking the Ray cluster at %s (up to %g s)", others.ray_address, others.ray_connect_timeout_s)
+    cpus = check_cluster(others.ray_address, others.ray_connect_timeout_s)
+    logger.info("the Ray cluster at %s answers (%g CPUs)", others.ray_address, cpus)
 
 
 def _check_preview_target(target: str) -> None:

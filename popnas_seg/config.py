@@ -394,7 +394,11 @@ class OthersConfig(_Section):
         "\"auto\" (one per CPU of the Ray instance) = Ray tasks, each with its TF threads pinned to 1")
     ray_address: str | None = Field(
         None, description="Ray instance for workers > 1: null = a local one started and stopped by the run; "
-        "\"auto\" or \"host:port\" = join a running cluster")
+        "\"auto\" or \"host:port\" = join a running cluster (its GCS address, as `ray start --head` prints it; "
+        "Ray client addresses ray://... are not accepted)")
+    ray_connect_timeout_s: float = Field(
+        30.0, gt=0, le=3600, description="seconds to wait for the cluster at ray_address to answer; the run is "
+        "refused (exit 2) before its folder is created when it does not")
 
     @field_validator("workers", mode="before")
     @classmethod
@@ -409,6 +413,10 @@ class OthersConfig(_Section):
     def _check_ray_address(cls, value: str | None) -> str | None:
         if value is None or value == "auto":
             return value
+        if "://" in value:
+            raise ValueError(f'{value!r}: Ray client addresses ({value.split("://")[0]}://...) are not accepted; '
+                             'give the cluster\'s GCS address "host:port" (ray start --head prints it, port 6379 '
+                             'by default) or "auto"')
         host, sep, port = value.rpartition(":")
         if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
             raise ValueError(f'must be null, "auto" or "host:port", got {value!r}')

@@ -107,3 +107,76 @@ def test_more_workers_than_cores_is_warned_about() -> None:
     assert oversubscription_warning(2, 2) is None and oversubscription_warning("auto", 1) is None
     warning = oversubscription_warning(1000, 2)
     assert warning is not None and "1000" in warning and "2 CPU core(s)" in warning
+
+
+# ------------------------------------------------------------------------------------------ others.ray_address
+
+
+@pytest.fixture
+def silent_listener() -> Any:
+    """A TCP port that accepts connections and never answers (a firewall's or a wrong service's port)."""
+    import socket
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(16)
+    yield f"127.0.0.1:{server.getsockname()[1]}"
+    server.close()
+
+
+def test_ray_client_addresses_are_refused_by_the_config() -> None:
+    from popnas_seg.config import config_from_dict
+    from popnas_seg.errors import UserError
+
+    with pytest.raises(UserError, match=r"others.ray_address: .*ray://\.\.\.\) are not accepted"):
+        config_from_dict({"others": {"workers": 2, "ray_address": "ray://head:10001"}})
+    with pytest.raises(UserError, match="ray_connect_timeout_s"):
+        config_from_dict({"others": {"ray_connect_timeout_s": 0}})
+
+
+def test_an_unreachable_cluster_is_exit_2_before_the_run_folder(tmp_path: Path,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """127.0.0.1:1: the folder was created, then Ray retried for over 200 s without an error line."""
+    cfg = tiny_config(tmp_path, probe=False, pipeline=["search"], others__workers=2,
+                      others__ray_address="127.0.0.1:1")
+    started = time.monotonic()
+    assert cli.main(["-j", str(cfg), "--logs-dir", str(tmp_path / "logs")]) == 2
+    line = _one_error_line(capsys.readouterr().err)
+    assert "cannot join the Ray cluster at others.ray_address = '127.0.0.1:1'" in line
+    assert time.monotonic() - started < 10
+    assert not (tmp_path / "logs").exists()
+
+
+def test_a_cluster_that_never_answers_is_exit_2_after_the_connect_timeout(
+        tmp_path: Path, silent_listener: str, capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = tiny_config(tmp_path, probe=False, pipeline=["search"], others__workers=2,
+                      others__ray_address=silent_listener, others__ray_connect_timeout_s=2)
+    assert cli.main(["-j", str(cfg), "--logs-dir", str(tmp_path / "logs")]) == 2
+    line = _one_error_line(capsys.readouterr().err)
+    assert "cannot join the Ray cluster" in line and "no answer within 2 s" in line, line
+    assert not (tmp_path / "logs").exists()
+
+
+def test_sigterm_while_joining_a_cluster_exits_143_within_5_s(tmp_path: Path, silent_listener: str) -> None:
+    """SIGTERM while Ray retried the GCS took 17-41 s and exited 15 without a word."""
+    cfg = tiny_config(tmp_path, probe=False, pipeline=["search"], others__workers=2,
+                      others__ray_address=silent_listener, others__ray_connect_timeout_s=600)
+    log = tmp_path / "out.txt"
+    proc = start_cli(["-j", str(cfg), "--logs-dir", str(tmp_path / "logs")], log)
+    try:
+        deadline = time.monotonic() + 120
+        while "checking the Ray cluster" not in log.read_text():
+            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
+            time.sleep(0.05)
+        time.sleep(1.0)  # the probe is importing Ray or connecting
+        proc.send_signal(signal.SIGTERM)
+        sent = time.monotonic()
+        code = _end(proc, timeout=30)
+        took = time.monotonic() - sent
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    output = log.read_text()
+    assert code == 143 and took < 5, (code, took, output[-3000:])
+    assert "terminated (SIGTERM)" in output and "Traceback" not in output
+    assert not (tmp_path / "logs").exists()
