@@ -180,3 +180,135 @@ def test_sigterm_while_joining_a_cluster_exits_143_within_5_s(tmp_path: Path, si
     assert code == 143 and took < 5, (code, took, output[-3000:])
     assert "terminated (SIGTERM)" in output and "Traceback" not in output
     assert not (tmp_path / "logs").exists()
+
+
+# ------------------------------------------------------------------------------------ sizes and resources
+
+
+@pytest.mark.parametrize("dataset, expected", [
+    ({"generated_size": [100000, 100000]}, "dataset.generated_size[0]: must be <= 8192"),
+    ({"samples": 1_000_000_000}, "dataset.samples: must be <= 1000000"),
+])
+def test_generated_data_sizes_are_bounded_by_the_config(dataset: dict, expected: str) -> None:
+    """[100000, 100000] or samples 1e9: numpy's "Unable to allocate 894 GiB" traceback, exit 1."""
+    from popnas_seg.config import config_from_dict
+    from popnas_seg.errors import UserError
+
+    with pytest.raises(UserError, match=expected.replace("[", r"\[").replace("]", r"\]")):
+        config_from_dict({"dataset": dataset})
+
+
+def test_generated_data_is_checked_against_the_available_memory_before_allocation(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from popnas_seg.data import limits
+    from popnas_seg.data.synthetic import generate_nuclei
+    from popnas_seg.errors import UserError
+
+    monkeypatch.setattr(limits, "available_memory_bytes", lambda: 2**30)  # 1 GiB free
+    with pytest.raises(UserError, match=r"needs about 244\.1 GiB of memory, more than half of the 1\.0 GiB"):
+        generate_nuclei(100_000, (512, 512))  # 100000 x 512 x 512 x 5 bytes, twice: 244 GiB
+    images, masks = generate_nuclei(4, (16, 16))  # small data is unaffected
+    assert images.shape == (4, 16, 16, 1) and masks.shape == (4, 16, 16)
+
+
+@pytest.mark.parametrize("suffix", [".png", ".tif", ".npy"])
+def test_one_pixel_limit_for_every_image_format(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                suffix: str) -> None:
+    """A 435 KB zlib TIFF of 20000 x 20000 took 6.7 GB (PIL refused the PNG, NPY had no limit): the header is
+    checked against one limit before decoding. Here the limit is lowered so the files stay small."""
+    import tifffile
+    from PIL import Image
+
+    from popnas_seg.data import limits
+    from popnas_seg.data.folder import read_image
+    from popnas_seg.errors import UserError
+
+    monkeypatch.setattr(limits, "MAX_IMAGE_PIXELS", 40 * 40)
+    monkeypatch.setattr(limits, "MAX_IMAGE_VALUES", 4 * 40 * 40)
+    for side, fits in ((40, True), (41, False)):
+        array = np.zeros((side, side), np.uint8)
+        file = tmp_path / f"im{side}{suffix}"
+        if suffix == ".png":
+            Image.fromarray(array).save(file)
+        elif suffix == ".tif":
+            tifffile.imwrite(file, array, compression="zlib")
+        else:
+            np.save(file, array)
+        if fits:
+            assert read_image(file).shape == (side, side, 1)
+        else:
+            with pytest.raises(UserError, match=r"41 x 41: over the limit of 0 megapixels .* \(PNG, TIFF, NPY\)"):
+                read_image(file)
+
+
+@pytest.mark.timeout(60)
+def test_a_fifo_in_images_is_refused_not_read_forever(tmp_path: Path) -> None:
+    from PIL import Image
+
+    from popnas_seg.data.folder import read_folder
+    from popnas_seg.errors import UserError
+
+    for sub in ("images", "masks"):
+        (tmp_path / sub).mkdir()
+    for name in ("im01", "im02"):
+        Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "images" / f"{name}.png")
+        Image.fromarray(np.ones((8, 8), np.uint8)).save(tmp_path / "masks" / f"{name}.png")
+    os.mkfifo(tmp_path / "images" / "im03.png")
+    Image.fromarray(np.ones((8, 8), np.uint8)).save(tmp_path / "masks" / "im03.png")
+    with pytest.raises(UserError, match=r"im03\.png in images/ is not a regular file"):
+        read_folder(tmp_path, 2)
+
+
+def test_a_huge_config_file_is_refused_before_it_is_parsed(tmp_path: Path) -> None:
+    """A 50 MB operator list was refused only after 60 s and 1.27 GB; now the file size is checked first."""
+    from popnas_seg.config import MAX_CONFIG_BYTES, config_from_dict, load_config
+    from popnas_seg.errors import UserError
+
+    big = {"search_space": {"operators": ["3x3 conv"] * (MAX_CONFIG_BYTES // 10)}}
+    file = tmp_path / "big.json"
+    file.write_text(json.dumps(big))
+    started = time.monotonic()
+    with pytest.raises(UserError, match="over the 1,000,000 a config may have"):
+        load_config(file)
+    with pytest.raises(UserError, match="over the 1,000,000 a config may have"):
+        config_from_dict(big)
+    assert time.monotonic() - started < 5
+    with pytest.raises(UserError, match="search_space.operators: must hold at most 64 items"):
+        config_from_dict({"search_space": {"operators": [f"{k}x{k} conv" for k in range(1, 70)]}})
+
+
+# ------------------------------------------------------------------------------------------ nonsense accepted
+
+
+@pytest.mark.parametrize("pipeline, expected", [
+    (["search", "search"], 'lists "search" twice'),
+    (["report", "search"], "is out of order"),
+    (["finalists", "search", "report"], "is out of order"),
+])
+def test_pipeline_orders_that_make_no_sense_are_refused(pipeline: list[str], expected: str) -> None:
+    from popnas_seg.config import config_from_dict
+    from popnas_seg.errors import UserError
+
+    with pytest.raises(UserError, match=f"others.pipeline: .*{expected}"):
+        config_from_dict({"others": {"pipeline": pipeline}})
+    for fine in ([], ["search"], ["finalists", "report"], ["search", "report"]):
+        config_from_dict({"others": {"pipeline": fine}})
+
+
+def test_masks_without_foreground_are_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """All-background masks: the search ran and reported Dice 0.000 for every network."""
+    from PIL import Image
+
+    for sub in ("images", "masks"):
+        (tmp_path / "data" / sub).mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for i in range(8):
+        Image.fromarray(rng.integers(0, 255, (24, 24), dtype=np.uint8)).save(tmp_path / "data" / "images" / f"{i}.png")
+        Image.fromarray(np.zeros((24, 24), np.uint8)).save(tmp_path / "data" / "masks" / f"{i}.png")
+    cfg = tmp_path / "c.json"
+    cfg.write_text(json.dumps({"dataset": {"name": None, "path": str(tmp_path / "data"), "crop": [16, 16]},
+                               "architecture_hyperparameters": {"motifs": 2}}))
+    assert cli.main(["-j", str(cfg), "--logs-dir", str(tmp_path / "logs")]) == 2
+    line = _one_error_line(capsys.readouterr().err)
+    assert "no training mask holds a foreground pixel" in line and "0 of 8 masks" in line, line
+    assert not (tmp_path / "logs").exists()
