@@ -8,6 +8,7 @@ about a second.
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import os
 import sys
@@ -23,6 +24,8 @@ from popnas_seg.termination import SigtermGuard, Terminated
 RESUME_HINT = "{what}; resume with: python run.py -r {folder}"
 EXIT_INTERRUPTED = 130  # Ctrl-C (SIGINT), the shell convention 128 + 2
 EXIT_TERMINATED = 143  # SIGTERM (kill, timeout, docker stop, Slurm, Kubernetes), 128 + 15
+# Failed writes that are the user's to fix (exit 2): full disk or quota, read-only file system, permissions.
+WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -61,6 +64,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     # whatever the environment says (the model code itself is backend-agnostic; analog workers use torch).
     if "keras" not in sys.modules:
         os.environ["KERAS_BACKEND"] = "tensorflow"
+    # A full disk makes every log line fail too: the failed write is reported once (exit 2), not as one
+    # "--- Logging error ---" traceback per line.
+    logging.raiseExceptions = False
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
@@ -145,15 +151,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         if logger is not None and run is not None:
             logger.debug(message)  # the file handler keeps DEBUG: the hint lands in run.log
         return EXIT_TERMINATED if terminated else EXIT_INTERRUPTED
-    except Exception:
+    except OSError as exc:
+        if exc.errno not in WRITE_ERRNOS:
+            return _unexpected(run, logger)
+        # A full disk, a read-only or foreign folder: the user's to fix. Atomic writes and the journal leave
+        # the run folder as it was before the failed write, so the run resumes once the cause is gone.
         where = f"; resume with: python run.py -r {run.path}" if run is not None else ""
-        if logger is not None:
-            logger.exception("unexpected error%s", where)
-        else:
-            import traceback
-
-            traceback.print_exc()
-        return 1
+        message = f"cannot write {exc.filename or 'to the disk'}: {exc.strerror or exc}{where}"
+        if logger is not None and run is not None:
+            logger.debug("stopped by a failed write: %s", message)
+        print(f"error: {message}", file=sys.stderr)
+        return 2
+    except Exception:
+        return _unexpected(run, logger)
     finally:
         sigterm.acknowledge()  # a SIGTERM during the clean-up below must not break it
         if run is not None:
@@ -162,6 +172,18 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         close_logging()
         sigterm.restore()
+
+
+def _unexpected(run: Any, logger: logging.Logger | None) -> int:
+    """A bug: the traceback goes to run.log (or stderr before there is one), exit code 1."""
+    where = f"; resume with: python run.py -r {run.path}" if run is not None else ""
+    if logger is not None:
+        logger.exception("unexpected error%s", where)
+    else:
+        import traceback
+
+        traceback.print_exc()
+    return 1
 
 
 def _fingerprint(config: RunConfig) -> dict[str, Any]:

@@ -312,3 +312,61 @@ def test_masks_without_foreground_are_refused(tmp_path: Path, capsys: pytest.Cap
     line = _one_error_line(capsys.readouterr().err)
     assert "no training mask holds a foreground pixel" in line and "0 of 8 masks" in line, line
     assert not (tmp_path / "logs").exists()
+
+
+# ------------------------------------------------------------------------------------------ failed writes, Ctrl-C
+
+
+def test_ctrl_c_while_the_cli_imports_exits_130_without_a_traceback(tmp_path: Path) -> None:
+    """The first second of `python run.py` is imports: a Ctrl-C there printed a KeyboardInterrupt traceback.
+    The signal is sent once pydantic's compiled core is mapped, i.e. while popnas_seg.cli imports its config."""
+    if not Path("/proc/self/maps").exists():
+        pytest.skip("needs /proc to see the import under way")
+    proc = subprocess.Popen([sys.executable, str(ROOT / "run.py"), "-j", str(ROOT / "configs" / "quick.json"),
+                             "--logs-dir", str(tmp_path / "logs")], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, cwd=ROOT)
+    try:
+        deadline = time.monotonic() + 60
+        while "pydantic_core" not in Path(f"/proc/{proc.pid}/maps").read_text():
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.002)
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == cli.EXIT_INTERRUPTED == 130, out[-2000:]
+    assert "Traceback" not in out and out.strip().splitlines()[-1] == "interrupted", out[-2000:]
+    assert not (tmp_path / "logs").exists()
+
+
+def test_a_full_disk_during_a_run_is_exit_2_naming_the_file_and_the_run_resumes(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """ENOSPC (or an immutable csv/) mid-run: exit 1 with a traceback; now one line naming the file, exit 2,
+    and `-r` finishes the run once the space is back."""
+    import errno
+
+    cfg = tiny_config(tmp_path, probe=False, pipeline=["search"], search_space__blocks=1,
+                      search_strategy__b1_max_networks=1)
+    logs = tmp_path / "logs"
+    folder = logs / "full"
+    real_replace = os.replace
+
+    def full_disk(src: Any, dst: Any, *args: Any, **kwargs: Any) -> None:
+        if f"{os.sep}csv{os.sep}" in str(dst):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))  # as write() raises it: no file name
+        real_replace(src, dst, *args, **kwargs)
+
+    monkeypatch.setattr(os, "replace", full_disk)
+    assert cli.main(["-j", str(cfg), "--logs-dir", str(logs), "--name", "full"]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    line = err.strip().splitlines()[-1]
+    assert line.startswith(f"error: cannot write {folder / 'csv'}") and "No space left on device" in line, err
+    assert line.endswith(f"resume with: python run.py -r {folder}")
+    assert not list((folder / "csv").glob(".*.tmp")), "no temp file left behind"
+    monkeypatch.undo()
+    assert cli.main(["-r", str(folder)]) == 0
+    events = [e["event"] for e in journal_events(folder)]
+    assert events.count("network_finished") == 1 and "search_finished" in events

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from popnas_seg.atomic import fsync_dir
+from popnas_seg.atomic import fsync_dir, naming_path
 from popnas_seg.errors import UserError
 from popnas_seg.runlog.events import Event, event_problem
 
@@ -40,17 +40,20 @@ class Journal:
         if "\n" in line[:-1]:  # json.dumps never emits raw newlines; guard against a custom default()
             raise ValueError("journal records must serialise to a single line")
         created = not self.path.exists()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o666)
         try:
-            self._cut_torn_tail(fd)
-            data = line.encode("utf-8")
-            written = 0
-            while written < len(data):
-                written += os.write(fd, data[written:])
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o666)
+            try:
+                self._cut_torn_tail(fd)
+                data = line.encode("utf-8")
+                written = 0
+                while written < len(data):
+                    written += os.write(fd, data[written:])
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except OSError as exc:  # e.g. a full disk: a torn line is cut on the next append, the rest stays valid
+            raise naming_path(exc, self.path) from exc
         if created:
             fsync_dir(self.path.parent)
         return record
