@@ -99,6 +99,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.resume is not None:
             # Every check (config, state, journal, data) comes before the first write to the folder.
             run = RunFolder.open(args.resume)  # locks it, revalidates its frozen config, reads the journal
+            warnings = run.resume_warnings()  # before the first append cuts a torn journal tail
             config = run.config
             fingerprint = _fingerprint(config)
             stored = run.stored_fingerprint()
@@ -113,6 +114,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             data = _load_data(config)
             logger = setup_logging(run.path, args.verbose)
             logger.info("resuming %s (stage %s)", run.path, run.read_state().get("stage"))
+            for warning in warnings:
+                logger.warning(warning)
             if change is not None:
                 moved = run.set_aside_for_new_data(fingerprint, change)
                 logger.warning("the data changed (%s); earlier results moved to %s, the run starts over",

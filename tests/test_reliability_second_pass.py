@@ -370,3 +370,26 @@ def test_a_full_disk_during_a_run_is_exit_2_naming_the_file_and_the_run_resumes(
     assert cli.main(["-r", str(folder)]) == 0
     events = [e["event"] for e in journal_events(folder)]
     assert events.count("network_finished") == 1 and "search_finished" in events
+
+
+def test_a_cut_journal_tail_and_a_missing_network_folder_are_warned_about_on_resume(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Both resumed silently before."""
+    import shutil
+
+    cfg = tiny_config(tmp_path, probe=False, pipeline=["search"], search_space__blocks=1,
+                      search_strategy__b1_max_networks=1)
+    logs = tmp_path / "logs"
+    folder = logs / "w"
+    assert cli.main(["-j", str(cfg), "--logs-dir", str(logs), "--name", "w"]) == 0
+    assert cli.main(["-r", str(folder)]) == 0
+    assert "incomplete" not in (folder / "run.log").read_text()  # nothing to say about a clean folder
+    with (folder / "restore" / "journal.jsonl").open("ab") as handle:
+        handle.write(b'{"event":"network_started","netw')  # killed mid-append
+    shutil.rmtree(folder / "sampled_models" / "1")
+    capsys.readouterr()
+    assert cli.main(["-r", str(folder)]) == 0
+    log = (folder / "run.log").read_text()
+    assert "journal.jsonl is incomplete (32 bytes" in log, log[-2000:]
+    assert "sampled_models/ has no folder for 1 trained network(s) (1)" in log
+    assert (folder / "restore" / "journal.jsonl").read_bytes().endswith(b"}\n"), "the torn tail was cut"

@@ -93,6 +93,20 @@ class Journal:
             return records
         return [r for r in records if r.get("event") == kind]
 
+    def torn_tail(self) -> int:
+        """Bytes of an incomplete or unparsable last line (a crash mid-append), 0 if none; the next append cuts
+        them. Read-only, so a resume can say so before it writes."""
+        if not self.path.exists():
+            return 0
+        raw = self.path.read_bytes()
+        if not raw:
+            return 0
+        body = raw[:-1] if raw.endswith(b"\n") else raw
+        last = body[body.rfind(b"\n") + 1:]
+        if raw.endswith(b"\n") and (not last.strip() or _parse(last) is not None):
+            return 0
+        return len(raw) - (len(body) - len(last))
+
     def _cut_torn_tail(self, fd: int) -> None:
         """Truncate an incomplete or unparsable last line left by a crash (called under O_APPEND)."""
         size = os.fstat(fd).st_size
