@@ -346,6 +346,8 @@ def collect_inputs(inputs: Iterable[str | os.PathLike[str]]) -> list[Path]:
             if path.suffix.lower() not in IMAGE_SUFFIXES:
                 raise UserError(f"unsupported image file {path}: use {', '.join(IMAGE_SUFFIXES)}")
             files.append(path)
+        elif path.exists():  # a FIFO or a device: reading it could block forever
+            raise UserError(f"input {path} is not a regular file or folder")
         else:
             raise UserError(f"input {path} does not exist")
     if not files:
