@@ -64,9 +64,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     # whatever the environment says (the model code itself is backend-agnostic; analog workers use torch).
     if "keras" not in sys.modules:
         os.environ["KERAS_BACKEND"] = "tensorflow"
-    # A full disk makes every log line fail too: the failed write is reported once (exit 2), not as one
-    # "--- Logging error ---" traceback per line.
-    logging.raiseExceptions = False
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
@@ -76,6 +73,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     run = None
     logger: logging.Logger | None = None
     sigterm = SigtermGuard().install()
+    # A full disk makes every log line fail too: the failed write is reported once (exit 2), not as one
+    # "--- Logging error ---" traceback per line.
+    raise_logging_errors, logging.raiseExceptions = logging.raiseExceptions, False
     try:
         from popnas_seg.logging_setup import setup_logging
         from popnas_seg.runlog.folder import RunFolder
@@ -174,6 +174,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from popnas_seg.logging_setup import close_logging
 
         close_logging()
+        logging.raiseExceptions = raise_logging_errors
         sigterm.restore()
 
 
