@@ -513,8 +513,22 @@ class FinalistsStage:
             rows.append(row)
             self._write_tables(rows, reports)
         self._write_tables(rows, reports)
+        self._recommend()
         self.run.journal.append("finalists_finished", finalists=[r["network"] for r in rows])
         return rows
+
+    def _recommend(self) -> None:
+        """final/recommendation.json, and the network to use on the terminal."""
+        from popnas_seg.finalists.recommendation import write_recommendation
+
+        rec = write_recommendation(self.run.path)
+        if rec is None:
+            return
+        for use, e in (("digital use", rec["digital"]), (f"analog use at {rec['horizon']}", rec["analog"])):
+            if e is not None:
+                self.log.info("recommended for %s: %s", use, e["network"])
+        for warning in rec["warnings"]:
+            self.log.warning("%s", warning)
 
 
 def run_finalists(run: Any, config: RunConfig, data: Any, logger: logging.Logger | None = None
