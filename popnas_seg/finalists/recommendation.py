@@ -129,7 +129,7 @@ def build_recommendation(run_path: str | Path) -> dict[str, Any] | None:
             "digital": f"highest digital test Dice{budget_text}; ties to fewer weights; the U-Net baseline competes, "
                        "so it is recommended when no finalist beats it",
             "analog": f"highest mean analog Dice at {label or '-'} of drift (the nearest scored time to "
-                      f"analog.recommend_at = {requested:g} s), on the weights `predict --analog` runs (HWA when "
+                      f"analog.recommend_at = {requested:.0f} s), on the weights `predict --analog` runs (HWA when "
                       f"there is an HWA checkpoint){budget_text}; ties to fewer weights; the U-Net competes",
         },
         "digital": digital, "analog": analog, "baseline": baseline, "networks": entries, "warnings": warnings,
