@@ -145,8 +145,9 @@ class Predictor:
             from popnas_seg.plots import time_label
 
             weights = "HWA" if self._checkpoint_kind == "hwa" else "no HWA"
+            seconds = f"{self.drift_time:,.0f}" if self.drift_time >= 1 else f"{self.drift_time:g}"
             how = (f"analog (AIHWKit, {weights} checkpoint), drift {time_label(self.drift_time)} "
-                   f"({self.drift_time:g} s), programming seed {self.seed}")
+                   f"({seconds} s), programming seed {self.seed}")
         return f"network {self.network} ({self.reason}), {how}"
 
     # ------------------------------------------------------------------ loading
