@@ -189,7 +189,10 @@ def test_analog_predict_at_a_drift_time(run_folder: dict, tmp_path: Path, capsys
         assert main(["predict", "-r", str(run_folder["run"]), "--input", image, "--output", str(out), "--analog",
                      "--drift-time", "1month", "--seed", "5"]) == 0
         outs.append(_read(out / f"{name}.png"))
-    assert "drift 2.592e+06 s" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "drift 2.592e+06 s" in err
+    assert ("using network 3 (best validation Dice; no analog recommendation in final/recommendation.json), analog "
+            "(AIHWKit, no HWA checkpoint), drift 1 month (2,592,000 s), programming seed 5") in err
     truth = _read(run_folder["data_dir"] / "masks" / f"{name}.png")
     assert outs[0].shape == truth.shape
     assert np.mean(outs[0] == outs[1]) > 0.95  # same seed: the same programmed chip (ADC noise aside)
