@@ -10,28 +10,35 @@ from __future__ import annotations
 import errno
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from popnas_seg.errors import UserError
+from popnas_seg.inference.masks import OVERLAY_SUFFIX
 
 
-def mask_path(out_dir: Path, image: Path) -> Path:
-    """The label mask of `image`: its own name under `out_dir` (PNG/TIFF/NPY as the input)."""
-    return out_dir / image.name
+@dataclass(frozen=True)
+class Outputs:
+    """The files `predict` writes for one input: its mask, and optionally probabilities and an overlay."""
+
+    mask: Path
+    probabilities: Path | None = None
+    overlay: Path | None = None
+
+    def paths(self) -> list[Path]:
+        return [p for p in (self.mask, self.probabilities, self.overlay) if p is not None]
 
 
-def probabilities_path(out_dir: Path, image: Path) -> Path:
-    """The softmax probabilities of `image`: `<stem>.probs.npy` under `out_dir`."""
-    return out_dir / f"{image.stem}.probs.npy"
+def planned_outputs(files: Sequence[Path], out_dir: Path, probabilities: bool = False,
+                    overlay: bool = False) -> list[Outputs]:
+    """The outputs of each input file, in input order: `<name>` (the mask, in the input's format),
+    `<stem>.probs.npy` and `<stem>.overlay.png` under `out_dir`."""
+    return [Outputs(out_dir / f.name, out_dir / f"{f.stem}.probs.npy" if probabilities else None,
+                    out_dir / f"{f.stem}{OVERLAY_SUFFIX}" if overlay else None) for f in files]
 
 
-def planned_outputs(files: Sequence[Path], out_dir: Path, probabilities: bool) -> list[tuple[Path, Path | None]]:
-    """(mask, probabilities or None) per input file, in input order."""
-    return [(mask_path(out_dir, f), probabilities_path(out_dir, f) if probabilities else None) for f in files]
-
-
-def check_outputs(files: Sequence[Path], output: str | os.PathLike[str], probabilities: bool,
-                  overwrite: bool) -> list[tuple[Path, Path | None]]:
+def check_outputs(files: Sequence[Path], output: str | os.PathLike[str], probabilities: bool = False,
+                  overwrite: bool = False, overlay: bool = False) -> list[Outputs]:
     """The planned outputs, or a `UserError` before anything is read or written when one would destroy data.
 
     Refused always: the output folder is the folder of an input; an output resolves to an input file; two
@@ -46,16 +53,16 @@ def check_outputs(files: Sequence[Path], output: str | os.PathLike[str], probabi
             raise UserError(f"--output {output} is the folder of the input {f}: the masks (same names as the "
                             f"inputs) would replace the images; choose another output folder")
     inputs = {_real(f): f for f in files}
-    plan = planned_outputs(files, out_dir, probabilities)
+    plan = planned_outputs(files, out_dir, probabilities, overlay)
     seen: dict[Path, Path] = {}
-    for target in (p for pair in plan for p in pair if p is not None):
+    for target in (p for outputs in plan for p in outputs.paths()):
         real = _real(target)
         source = inputs.get(real) or next((f for f in files if _same_file(f, target)), None)
         if source is not None:
             raise UserError(f"output {target} would overwrite the input {source}; choose another output folder")
         if real in seen:
-            raise UserError(f"two outputs would be the same file {target} (inputs with the same stem and "
-                            f"--probabilities); predict them into separate folders")
+            raise UserError(f"two outputs would be the same file {target} (inputs with the same stem); predict "
+                            f"them into separate folders")
         seen[real] = target
         if not overwrite and (target.exists() or target.is_symlink()):
             raise UserError(f"output {target} already exists; pass --overwrite to replace it, or choose an "
