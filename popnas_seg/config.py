@@ -29,6 +29,7 @@ from pydantic import (
 
 from popnas_seg.errors import UserError
 from popnas_seg.pathcheck import not_a_folder_reason
+from popnas_seg.registry import DATA_SOURCES, PREDICTORS, STRATEGIES, Registry
 
 
 class _Section(BaseModel):
@@ -51,6 +52,15 @@ def _check_operator(op: str) -> str:
 
 
 OperatorName = Annotated[str, AfterValidator(_check_operator)]
+
+
+def _registered(registry: Registry[Any], *extra: str, excluded: tuple[str, ...] = ()) -> AfterValidator:
+    """A name the registry knows (an extension registered before the config is read counts too)."""
+    def check(name: str) -> str:
+        if (name in registry or name in extra) and name not in excluded:
+            return name
+        raise ValueError(registry.unknown_message(name, extra, excluded))
+    return AfterValidator(check)
 
 
 class SearchSpaceConfig(_Section):
@@ -81,8 +91,9 @@ ParetoObjective = Literal["params", "analog_dice", "time"]
 class SearchStrategyConfig(_Section):
     """How cells are chosen: progressive Pareto (POPNAS), PNAS top-K, or the random/evolution baselines."""
 
-    strategy: Literal["progressive", "random", "evolution"] = Field(
-        "progressive", description="progressive Pareto search (POPNAS) or a random / evolution baseline"
+    strategy: Annotated[str, _registered(STRATEGIES)] = Field(
+        "progressive", description='a registered search strategy: "progressive" (POPNAS\'s Pareto search), '
+        '"random" or "evolution" (baselines), or one an extension registers (docs/ARCHITECTURE.md)'
     )
     max_children: int = Field(4, ge=1, description="K: cells kept per step from the predicted Pareto front")
     max_exploration_children: int = Field(
@@ -122,10 +133,11 @@ class SearchStrategyConfig(_Section):
     max_networks: int | None = Field(None, ge=1, description="budget for random/evolution")
     population_size: int = Field(8, ge=2, description="regularised evolution population")
     tournament_size: int = Field(3, ge=1, description="regularised evolution tournament size")
-    score_predictor: Literal["auto", "gin", "ridge", "forest"] = Field(
-        "auto", description="predictor of Dice and analog Dice: GIN ensemble, ridge / random forest on cheap "
-        "features (params, FLOPs, operator counts), or auto (the ridge up to 60 trained networks, where it ranked "
-        "held-out networks better than the GIN, then GIN)"
+    score_predictor: Annotated[str, _registered(PREDICTORS, "auto")] = Field(
+        "auto", description='a registered predictor of Dice and analog Dice: "gin" (GIN ensemble), "ridge" / '
+        '"forest" (ridge / random forest on cheap features: params, FLOPs, operator counts), "auto" (the ridge up '
+        "to 60 trained networks, where it ranked held-out networks better than the GIN, then GIN), or one an "
+        "extension registers (docs/ARCHITECTURE.md)"
     )
     predictor_epochs: int = Field(80, ge=1, description="training epochs of the GIN predictors at every step")
     accuracy_predictor_ensemble_units: int = Field(
@@ -245,9 +257,10 @@ GeneratedSide = Annotated[int, Field(ge=8, le=8192)]
 class DatasetConfig(_Section):
     """Where images come from and how they are split, cropped and normalised."""
 
-    name: Literal["synthetic_nuclei", "synthetic_nuclei_hard"] | None = Field(
-        "synthetic_nuclei", description="built-in data set (set to null when using path); synthetic_nuclei_hard: "
-        "3 classes (boundary), denser touching nuclei, lower contrast (needs classes_count 3)"
+    name: Annotated[str, _registered(DATA_SOURCES, excluded=("folder",))] | None = Field(
+        "synthetic_nuclei", description='a registered data source (set to null when using path): "synthetic_nuclei", '
+        '"synthetic_nuclei_hard" (3 classes with the boundary, denser touching nuclei, lower contrast; needs '
+        "classes_count 3), or one an extension registers (docs/ARCHITECTURE.md)"
     )
     path: str | None = Field(
         None, description="folder holding images/ and masks/ with matching names (relative to the working folder)"
@@ -330,6 +343,11 @@ DriftSeconds = Annotated[float, Field(gt=0, le=MAX_DRIFT_SECONDS)]
 class AnalogConfig(_Section):
     """AIHWKit settings: PCM-like inference tiles, the search-time probe and the finalists' drift scoring."""
 
+    device: Literal["pcm", "reram_wan2022", "reram_cmo"] = Field(
+        "pcm", description="device model of the analog tiles (AIHWKit inference noise model: programming and read "
+        "noise, drift): PCM-like (PCMLikeNoiseModel), ReRAM of Wan et al. 2022 (ReRamWan2022NoiseModel) or CMO "
+        "ReRAM (ReRamCMONoiseModel); the probe, drift scoring, HWA and predict all use it"
+    )
     g_max: float = Field(25.0, gt=0, le=G_MAX_LIMIT_US, description="maximum conductance in microsiemens")
     drift_compensation: Literal["global", "none"] = Field("global", description="drift compensation at read-out")
     inp_res: float = Field(1 / 254, gt=0, le=1, description="input (DAC) resolution")

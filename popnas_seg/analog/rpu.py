@@ -19,9 +19,15 @@ from popnas_seg.config import AnalogConfig
 
 
 def _noise_model(cfg: AnalogConfig) -> Any:
-    from aihwkit.inference import PCMLikeNoiseModel
+    """The device's programming/read noise and drift (`analog.device`): the one place a device model is chosen.
 
-    return PCMLikeNoiseModel(g_max=float(cfg.g_max))
+    "pcm": PCMLikeNoiseModel (IBM's PCM characterisation, the default every recorded number used);
+    "reram_wan2022": ReRamWan2022NoiseModel (ReRAM programming noise and decay, Wan et al., Nature 2022);
+    "reram_cmo": ReRamCMONoiseModel (a single-device CMO/HfOx ReRAM). Each at `g_max` microsiemens."""
+    from aihwkit.inference import PCMLikeNoiseModel, ReRamCMONoiseModel, ReRamWan2022NoiseModel
+
+    models = {"pcm": PCMLikeNoiseModel, "reram_wan2022": ReRamWan2022NoiseModel, "reram_cmo": ReRamCMONoiseModel}
+    return models[cfg.device](g_max=float(cfg.g_max))
 
 
 def _drift_compensation(cfg: AnalogConfig) -> Any:

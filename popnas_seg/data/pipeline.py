@@ -32,40 +32,16 @@ import tensorflow as tf
 
 from popnas_seg.atomic import atomic_write_bytes
 from popnas_seg.config import DatasetConfig
-from popnas_seg.data.folder import read_folder, remap_labels
-from popnas_seg.data.synthetic import generate_nuclei
+from popnas_seg.data.sources import DEFAULT_SYNTHETIC_SAMPLES, load_images  # noqa: F401  (the default, re-exported)
 from popnas_seg.errors import UserError
-
-SYNTHETIC_NAME = "synthetic_nuclei"
-# The harder built-in task (3 classes with the boundary; denser, touching, low-contrast nuclei): tiny nets lose.
-SYNTHETIC_HARD_NAME = "synthetic_nuclei_hard"
-
-
-DEFAULT_SYNTHETIC_SAMPLES = 192  # synthetic images generated when dataset.samples is null
 
 
 def load_data(cfg: DatasetConfig, seed: int) -> "SegmentationData":
-    """Load the configured data (built-in synthetic nuclei, or a folder) and split it by `seed`."""
-    if cfg.name in (SYNTHETIC_NAME, SYNTHETIC_HARD_NAME):
-        count = cfg.samples if cfg.samples is not None else DEFAULT_SYNTHETIC_SAMPLES
-        images_arr, masks_arr = generate_nuclei(
-            count, cfg.generated_size, cfg.generated_channels, seed=seed,
-            classes_count=cfg.classes_count, hard=cfg.name == SYNTHETIC_HARD_NAME,
-        )
-        masks = [remap_labels(m, cfg.class_labels_remapping) for m in masks_arr]
-        bad = sorted({int(v) for m in masks for v in np.unique(m) if v >= cfg.classes_count})
-        if bad:
-            raise UserError(
-                f"dataset.class_labels_remapping maps synthetic labels to {bad}, which are >= "
-                f"classes_count={cfg.classes_count}; fix the remapping or raise classes_count"
-            )
-        names = [f"synthetic_{i:05d}" for i in range(count)]
-        source = f"{cfg.name}(seed={seed})"
-        return SegmentationData(list(images_arr), masks, names, cfg, seed, source=source).check_foreground()
-    if cfg.path is not None:
-        images, masks, names = read_folder(cfg.path, cfg.classes_count, cfg.class_labels_remapping, cfg.samples)
-        return SegmentationData(images, masks, names, cfg, seed, source=str(cfg.path)).check_foreground()
-    raise UserError('dataset: set "name" to "synthetic_nuclei" or "path" to a folder with images/ and masks/')
+    """Load the configured data (the registered source of `dataset.name`, or the folder of `dataset.path`:
+    data/sources.py) and split it by `seed`."""
+    loaded = load_images(cfg, seed)
+    return SegmentationData(loaded.images, loaded.masks, loaded.names, cfg, seed,
+                            source=loaded.description).check_foreground()
 
 
 class SegmentationData:

@@ -29,6 +29,9 @@ from typing import Any, Protocol, TypeVar
 import numpy as np
 
 from popnas_seg.config import RunConfig
+from popnas_seg.predictors.registry import AUTO_GIN_MIN_NETWORKS  # noqa: F401  (re-exported: tests, benchmarks)
+from popnas_seg.predictors.registry import PredictorContext, make_score_predictor
+from popnas_seg.registry import STRATEGIES
 from popnas_seg.results import TrainingResult
 from popnas_seg.search.exploration import exploration_picks
 from popnas_seg.search.pareto import (
@@ -54,13 +57,6 @@ T = TypeVar("T")
 
 ORIGINS = ("b1", "pareto", "exploration", "random", "evolution")
 PARENT_ORIGINS = frozenset({"b1", "pareto", "exploration"})
-# score_predictor "auto": the cheap-feature ridge below this many trained networks, the GIN ensemble from it on.
-# Measured on held-out cells of recorded 8-epoch benchmark runs (tests/test_predictor_fixture.py; docs/BENCHMARKS.md
-# "Score predictors on held-out cells of recorded runs"): at 30, 40 and 60 training networks (10 and 20 on earlier
-# data) the ridge ranked as well as or better than the GIN ensemble on both tasks (hard task, 60 networks: 0.51 vs
-# 0.37 for 3 members x 80 epochs) at 1/100 of the fit time, so "auto" keeps the ridge over the whole measured range
-# and uses POPNAS's GIN only beyond it.
-AUTO_GIN_MIN_NETWORKS = 61
 # tries per wanted cell when sampling random/mutated cells that are new to the run
 _SAMPLING_TRIES = 200
 
@@ -422,11 +418,13 @@ class ProgressiveStrategy:
         ok = [(r, c) for r, c in parsed if r.status == "ok"]
 
         def fit(targets: list[tuple[Cell, float]], offset: int, name: str) -> Any:
-            predictor, kind = self.score_predictor(len(targets), self.config.others.seed * 7919 + step * 101 + offset)
+            seed = self.config.others.seed * 7919 + step * 101 + offset
+            context = self._predictor_context(len(targets), seed)
+            predictor, kind, spec = make_score_predictor(ss.score_predictor, context)
             predictor.fit([c for c, _ in targets], [t for _, t in targets])
             self.log.info("step %d: %s predictor = %s (fitted on %d networks)", step, name, kind, len(targets))
             if out_dir is not None:
-                predictor.save(out_dir / (f"gin_{name}" if kind == "gin" else f"{kind}_{name}.joblib"))
+                predictor.save(out_dir / spec.file_name(name))
             return predictor
 
         result: dict[str, Any] = {"analog": None, "time": None, "score_error": 0.0, "analog_error": 0.0}
@@ -479,22 +477,16 @@ class ProgressiveStrategy:
         return partial(cell_time_features, operators=space.operators, lookback_depth=space.lookback_depth,
                        cost_fn=self.cost)
 
+    def _predictor_context(self, train_size: int, seed: int) -> PredictorContext:
+        return PredictorContext(self.config, seed, train_size, self._cell_features())
+
     def score_predictor(self, train_size: int, seed: int) -> tuple[Any, str]:
-        """A fresh (unfitted) predictor of a [0, 1] score and its kind, per `search_strategy.score_predictor`:
-        "auto" uses the cheap-feature ridge while fewer than AUTO_GIN_MIN_NETWORKS networks are trained, then GIN."""
-        ss, space = self.config.search_strategy, self.config.search_space
-        kind = ss.score_predictor
-        if kind == "auto":
-            kind = "ridge" if train_size < AUTO_GIN_MIN_NETWORKS else "gin"
-        if kind == "gin":
-            from popnas_seg.predictors.gin import GINPredictor
-
-            return GINPredictor(space.operators, space.lookback_depth, space.blocks,
-                                ensemble_units=ss.accuracy_predictor_ensemble_units, epochs=ss.predictor_epochs,
-                                seed=seed), kind
-        from popnas_seg.predictors.features import FeatureScorePredictor
-
-        return FeatureScorePredictor(self._cell_features(), kind, seed=seed), kind
+        """A fresh (unfitted) predictor of a [0, 1] score and its registered name, per
+        `search_strategy.score_predictor` (predictors/registry.py: "auto" uses the cheap-feature ridge while fewer
+        than AUTO_GIN_MIN_NETWORKS networks are trained, then GIN)."""
+        predictor, kind, _ = make_score_predictor(self.config.search_strategy.score_predictor,
+                                                  self._predictor_context(train_size, seed))
+        return predictor, kind
 
     def time_predictor(self) -> Any:
         """A fresh SVR time predictor over this search space's features (with exact params and FLOPs)."""
@@ -638,16 +630,46 @@ class EvolutionStrategy(_BatchedBaseline):
         return [mine[i] for i in kept], np.array(ranks), np.array(crowds)
 
 
+@dataclass(frozen=True)
+class StrategyContext:
+    """What a strategy factory may read: the run's config, the networks' input and classes, where a strategy
+    saves its fitted predictors (None: nowhere) and the run's logger."""
+
+    config: RunConfig
+    input_shape: tuple[int, ...]
+    classes_count: int
+    predictors_dir: Path | None
+    logger: logging.Logger
+
+
+StrategyFactory = Callable[[StrategyContext], SearchStrategy]
+
+
+def register_strategy(name: str, *, replace: bool = False) -> Callable[[StrategyFactory], StrategyFactory]:
+    """Decorator that makes `name` a valid `search_strategy.strategy` (docs/ARCHITECTURE.md, a new strategy)."""
+    return STRATEGIES.register(name, replace=replace)
+
+
+def progressive(context: StrategyContext) -> SearchStrategy:
+    return ProgressiveStrategy(context.config, context.input_shape, context.classes_count, context.predictors_dir,
+                               context.logger)
+
+
+def random_search(context: StrategyContext) -> SearchStrategy:
+    return RandomStrategy(context.config, context.logger)
+
+
+def evolution(context: StrategyContext) -> SearchStrategy:
+    return EvolutionStrategy(context.config, context.logger)
+
+
 def make_strategy(config: RunConfig, input_shape: Sequence[int], classes_count: int,
                   predictors_dir: Path | None = None, logger: logging.Logger | None = None) -> SearchStrategy:
-    """The strategy named by `config.search_strategy.strategy` (deprecated config names are logged here)."""
+    """The strategy registered as `config.search_strategy.strategy` (deprecated config names are logged here)."""
+    log = logger or logging.getLogger("popnas_seg")
     for note in config.search_strategy.deprecation_notes():
-        (logger or logging.getLogger("popnas_seg")).warning("%s", note)
-    name = config.search_strategy.strategy
-    if name == "progressive":
-        return ProgressiveStrategy(config, input_shape, classes_count, predictors_dir, logger)
-    if name == "random":
-        return RandomStrategy(config, logger)
-    if name == "evolution":
-        return EvolutionStrategy(config, logger)
-    raise ValueError(f"unknown search strategy {name!r}")
+        log.warning("%s", note)
+    factory: StrategyFactory = STRATEGIES.get(config.search_strategy.strategy)
+    context = StrategyContext(config, tuple(int(v) for v in input_shape), int(classes_count),
+                              None if predictors_dir is None else Path(predictors_dir), log)
+    return factory(context)
