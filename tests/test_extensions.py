@@ -66,6 +66,7 @@ def _search(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, **strategy: Any) ->
     config = config_from_dict(raw)
     run = RunFolder.create(tmp_path / "logs", "x", config)
     monkeypatch.setattr(SearchRunner, "_evaluator", lambda self: FakeEvaluator(self.config))
+    monkeypatch.setattr(SearchRunner, "_plots", lambda self: None)  # figures are not what these tests check
     try:
         results = SearchRunner(run, config, FakeData(), logging.getLogger("test")).run_search()
     finally:
@@ -235,3 +236,35 @@ def test_analog_device_defaults_to_pcm_and_refuses_unknown_devices() -> None:
     with pytest.raises(UserError, match=r'analog.device: must be one of "pcm", "reram_wan2022", "reram_cmo" '
                                         r'\(got "reram"\)'):
         config_from_dict({"analog": {"device": "reram"}})
+
+
+# ------------------------------------------------------------------------------------------ the documented examples
+
+def _documented_examples() -> list[str]:
+    text = (Path(__file__).resolve().parent.parent / "docs" / "ARCHITECTURE.md").read_text(encoding="utf-8")
+    section = text.split("## Extension points", 1)[1].split("\n## ", 1)[0]
+    return [block.split("```", 1)[0] for block in section.split("```python\n")[1:]]
+
+
+@pytest.fixture
+def documented_extensions() -> Iterator[None]:
+    examples = _documented_examples()
+    assert len(examples) == 2, "docs/ARCHITECTURE.md should show one strategy and one predictor"
+    try:
+        for code in examples:
+            exec(compile(code, "docs/ARCHITECTURE.md", "exec"), {"__name__": "architecture_example"})
+        yield
+    finally:
+        STRATEGIES.remove("cheapest_random")
+        PREDICTORS.remove("nearest")
+
+
+def test_the_architecture_doc_examples_run_as_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                       documented_extensions: None) -> None:
+    _, results = _search(tmp_path / "strategy", monkeypatch, strategy="cheapest_random")
+    assert len(results) == 20 and {r.origin for r in results} == {"cheapest_random"}
+    assert len({r.encoding for r in results}) == 20
+    run, results = _search(tmp_path / "predictor", monkeypatch, score_predictor="nearest")
+    assert any(r.step == 2 for r in results)
+    saved = json.loads((run.predictors_dir / "b2" / "nearest_score.json").read_text())
+    assert saved["k"] == 3 and len(saved["y"]) == sum(r.step == 1 for r in results)
