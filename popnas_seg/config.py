@@ -341,7 +341,8 @@ DriftSeconds = Annotated[float, Field(gt=0, le=MAX_DRIFT_SECONDS)]
 
 
 class AnalogConfig(_Section):
-    """AIHWKit settings: PCM-like inference tiles, the search-time probe and the finalists' drift scoring."""
+    """AIHWKit settings: the inference tiles (device model `device`), the search-time probe and the finalists' drift
+    scoring."""
 
     device: Literal["pcm", "reram_wan2022", "reram_cmo"] = Field(
         "pcm", description="device model of the analog tiles (AIHWKit inference noise model: programming and read "
