@@ -342,10 +342,11 @@ class AnalogConfig(_Section):
     probe_repetitions: int = Field(
         8, ge=1, le=1000, description="independent programmings the probe scores: their mean and std give the "
         "risk-aware analog objective")
-    probe_images: int = Field(16, ge=1, description="validation images the probe scores")
+    probe_images: int = Field(8, ge=1, description="validation images the probe scores (each programming scores "
+                              "all of them: the probe's cost is about probe_images x probe_repetitions)")
     probe_whole_images: bool = Field(
-        True, description="probe whole validation images by sliding-window tiling, as the finalists are scored "
-        "(false: one centre crop of each)")
+        False, description="probe whole validation images by sliding-window tiling, as the finalists are scored "
+        "(false: one centre crop of each; whole 96x96 images cost about 8x a 64x64 crop, docs/BENCHMARKS.md)")
     risk_k: float = Field(
         1.0, ge=0, le=10, description="the search's analog objective is mean - risk_k x std of the probe's Dice "
         "over programmings (0: the mean), so networks whose chips spread widely rank lower")

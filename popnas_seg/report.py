@@ -258,6 +258,8 @@ class _Report:
                 + _image(self.path, "plots/learning_curves.png", "final training: validation and training Dice per "
                          "epoch, finalists and U-Net") + "\n\n"
                 + _image(self.path, "plots/drift_curves.png", "analog Dice vs time, finalists and U-Net") + "\n\n"
+                + _image(self.path, "plots/finalists_size_analog.png", "params vs analog Dice at the probe "
+                         "horizon, finalists and U-Net") + "\n\n"
                 + _image(self.path, "plots/sample_predictions.png", "sample predictions: digital vs analog"))
 
     def digital_section(self) -> str:
@@ -341,5 +343,15 @@ def _redraw(run_path: Path, log: logging.Logger) -> None:
                    if r.get("test_dice") not in (None, "")}
         try:
             plot_drift_curves(drift, run_path / "plots" / "drift_curves.png", digital=digital)
+            _finalists_size_plot(run_path, drift)
         except Exception as exc:
             log.warning("report: drift plot failed: %s", exc)
+
+
+def _finalists_size_plot(run_path: Path, drift: list[dict[str, str]]) -> None:
+    """plots/finalists_size_analog.png: finalists and U-Net, params vs analog Dice at analog.t_inference."""
+    from popnas_seg.plots import plot_finalists_size_analog
+
+    config = json.loads((run_path / "restore" / "config.json").read_text(encoding="utf-8"))
+    plot_finalists_size_analog(read_csv(run_path / "final" / "finalists.csv"), drift,
+                               float(config["analog"]["t_inference"]), run_path / "plots" / "finalists_size_analog.png")
