@@ -204,7 +204,8 @@ class _Report:
         if selected:
             e = selected[-1]
             out.append(f"Selection rule **{e.get('rule')}** over objectives {e.get('objectives')}: networks "
-                       + ", ".join(str(c.get("network_id")) for c in e.get("candidates", [])) + ".")
+                       + ", ".join(str(c.get("network_id")) for c in e.get("candidates", [])) + "."
+                       + (f" Small finalist: at most {e['max_params']:,} params." if e.get("max_params") else ""))
         selection = read_csv(self.path / "final" / "model_selection.csv")
         if selection:
             out.append("### Model selection\n\n" + _table(
