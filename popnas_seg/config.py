@@ -340,9 +340,9 @@ class AnalogConfig(_Section):
         2592000.0, gt=0, le=MAX_DRIFT_SECONDS, description="the deployment horizon in seconds: the drift time the "
         "search's analog probe scores (also HWA's checkpoint choice and predict's default; 30 days; at most 100 years)")
     probe_repetitions: int = Field(
-        8, ge=1, le=1000, description="independent programmings the probe scores: their mean and std give the "
+        6, ge=1, le=1000, description="independent programmings the probe scores: their mean and std give the "
         "risk-aware analog objective")
-    probe_images: int = Field(8, ge=1, description="validation images the probe scores (each programming scores "
+    probe_images: int = Field(6, ge=1, description="validation images the probe scores (each programming scores "
                               "all of them: the probe's cost is about probe_images x probe_repetitions)")
     probe_whole_images: bool = Field(
         False, description="probe whole validation images by sliding-window tiling, as the finalists are scored "

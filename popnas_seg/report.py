@@ -143,6 +143,9 @@ class _Report:
             ab = max(probed, key=lambda r: r.analog_dice or 0.0)
             lines.append(f"- best analog Dice at the probe time: **{ab.analog_dice:.3f}** (network "
                          f"{ab.network_id}); {len(probed)} networks probed")
+            rs = max(probed, key=lambda r: r.analog_objective or 0.0)  # what the search ranked on (issue 34)
+            lines.append(f"- best risk-aware analog score (mean - k x std over programmings): "
+                         f"**{rs.analog_objective:.3f}** (network {rs.network_id}, {rs.params:,} params)")
         if self._events("search_finished"):
             lines.append("- the search finished")
         else:
