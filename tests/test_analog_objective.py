@@ -66,3 +66,32 @@ def test_config_keys_of_the_analog_objective_and_the_size_aware_selection() -> N
     for bad in ({"risk_k": -1}, {"max_params": 0}, {"selection_rule": "smallest"}):
         with pytest.raises(ValueError):
             AnalogConfig(**bad)
+
+
+def test_an_older_run_folder_resumes_and_its_rows_get_the_risk_aware_score(tmp_path) -> None:
+    """A folder frozen before issue 34 (no risk_k / probe_whole_images / max_params, rows without analog_score)
+    reopens, and the search runner's replay gives its probed rows mean - risk_k x std."""
+    import json
+
+    from popnas_seg.runlog.folder import RunFolder
+    from popnas_seg.search.runner import SearchRunner
+
+    run = RunFolder.create(tmp_path / "logs", "old", RunConfig())
+    path = run.path
+    row = _r(1, 0.85, 0.03).to_dict()
+    del row["analog_score"]
+    run.journal.append("network_finished", network_id=1, result=row)
+    run.close()
+    config_file = path / "restore" / "config.json"
+    frozen = json.loads(config_file.read_text())
+    for key in ("risk_k", "probe_whole_images", "max_params"):
+        del frozen["analog"][key]
+    frozen["analog"].update(t_inference=86400.0, probe_repetitions=3, selection_rule="best_analog")
+    config_file.write_text(json.dumps(frozen))
+    resumed = RunFolder.open(path)
+    try:
+        assert resumed.config.analog.risk_k == 1.0 and resumed.config.analog.t_inference == 86400.0
+        finished = SearchRunner(resumed, resumed.config, data=None).finished_results()
+        assert finished[1].analog_score == pytest.approx(0.85 - 0.03)
+    finally:
+        resumed.close()
