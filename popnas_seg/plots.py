@@ -491,7 +491,7 @@ def hypervolume_series(run_path: Path) -> list[tuple[float, float]]:
 def predicted_vs_measured(run_path: Path, results: Sequence[TrainingResult]) -> dict[int, dict[str, tuple[list, list]]]:
     """Per step: objective label -> (predicted, measured) for networks that were predicted and then trained."""
     out: dict[int, dict[str, tuple[list, list]]] = {}
-    columns = (("Dice", "predicted_dice", "dice"), ("analog Dice", "predicted_analog_dice", "analog_dice"),
+    columns = (("Dice", "predicted_dice", "dice"), ("analog score", "predicted_analog_dice", "analog_objective"),
                ("training time (s)", "predicted_time", "train_time_s"))
     for csv_path in sorted((run_path / "csv").glob("predictions_b*.csv")):
         match = re.fullmatch(r"predictions_b(\d+)\.csv", csv_path.name)
