@@ -5,8 +5,9 @@ filters 8; `--epochs` to change) one after the other in this process, as the sea
 trained network twice with the same seed:
 
 - before issue 34: 1 day, 3 programmings, centre crops of the first 16 validation images, ranked on the mean;
-- now (the defaults): `analog.t_inference` 30 days, `analog.probe_repetitions` 8, the same images whole
-  (sliding-window tiles), ranked on the risk-aware score mean - `analog.risk_k` x std.
+- now (configs/run.json): `analog.t_inference` 30 days, `analog.probe_repetitions` programmings of
+  `analog.probe_images` crops (whole images with `analog.probe_whole_images`), ranked on the risk-aware score
+  mean - `analog.risk_k` x std.
 
 A probe's time is the whole `NetworkEvaluator._probe` call the search pays: the Keras digital pass on the probe
 images, the ONNX export and the worker round trip (conversion, programming, drift, scoring). The first probe
@@ -121,7 +122,8 @@ def main() -> int:
               f"{r['before_mean']:.3f} | {r['now_mean']:.3f} ± {r['now_std']:.3f} | {r['now_score']:.3f} |")
     later = rows[1:] or rows
     train = sum(r["train"] for r in later)
-    print(f"\nprobe / training time over networks 2..{len(rows)}: before {sum(r['before_s'] for r in later) / train:.3f}x,"
+    before_s = sum(r["before_s"] for r in later)
+    print(f"\nprobe / training time over networks 2..{len(rows)}: before {before_s / train:.3f}x,"
           f" now {sum(r['now_s'] for r in later) / train:.3f}x (largest single network "
           f"{max(r['now_s'] / r['train'] for r in later):.3f}x)")
     if len(rows) >= 4:

@@ -37,7 +37,8 @@ def test_result_rows_record_mean_std_and_score_and_read_older_rows() -> None:
     row = r.to_row()
     assert (row["analog_dice"], row["analog_dice_std"], row["analog_score"]) == (0.85, 0.04, 0.81)
     assert TrainingResult.from_dict(r.to_dict()).analog_score == 0.81
-    assert TrainingResult.from_dict({k: "" if v is None else str(v) for k, v in row.items()}).analog_score == pytest.approx(0.81)
+    as_csv = {k: "" if v is None else str(v) for k, v in row.items()}  # what read_csv gives back
+    assert TrainingResult.from_dict(as_csv).analog_score == pytest.approx(0.81)
     old = {k: v for k, v in row.items() if k != "analog_score"}  # a CSV row or journal line of an older run
     loaded = TrainingResult.from_dict(old)
     assert loaded.analog_score is None and loaded.analog_objective == 0.85  # falls back to the mean
@@ -95,3 +96,33 @@ def test_an_older_run_folder_resumes_and_its_rows_get_the_risk_aware_score(tmp_p
         assert finished[1].analog_score == pytest.approx(0.85 - 0.03)
     finally:
         resumed.close()
+
+
+@pytest.mark.slow
+def test_the_evaluator_probes_whole_images_or_crops_and_records_the_score(tmp_path) -> None:
+    """Both probe inputs end to end through the analog worker, on an untrained tiny network (slow: worker start)."""
+    from popnas_seg.data.pipeline import load_data
+    from popnas_seg.evaluation.evaluator import NetworkEvaluator
+    from popnas_seg.models.builder import build_model
+    from popnas_seg.search_space.encoding import Cell
+
+    scores = {}
+    for whole in (False, True):
+        config = RunConfig.model_validate({
+            "dataset": {"samples": 16, "generated_size": [24, 24], "crop": [16, 16], "validation_size": 0.25,
+                        "test_size": 0.25},
+            "architecture_hyperparameters": {"filters": 2, "motifs": 1, "normal_cells_per_motif": 0},
+            "analog": {"probe_images": 2, "probe_repetitions": 3, "probe_whole_images": whole, "risk_k": 2.0},
+        })
+        data = load_data(config.dataset, 1)
+        evaluator = NetworkEvaluator(config, data)
+        x, y, sizes = evaluator.probe_arrays()
+        assert (sizes is not None) == whole and x.shape[1:3] == ((24, 24) if whole else (16, 16))
+        model = build_model(Cell.from_string("[(-1,3x3 conv,-1,identity)]"), config.architecture_hyperparameters,
+                            data.input_shape, data.classes_count)
+        result = TrainingResult(0, "cell", 1, 0.5, 0.5, 1, 1, 1.0, 1.0, 1)
+        evaluator._probe(model, result, tmp_path / str(whole), seed=3)
+        assert "probe_error" not in result.extra, result.extra.get("probe_error")
+        assert result.analog_score == pytest.approx(result.analog_dice - 2.0 * result.analog_dice_std)
+        scores[whole] = result.extra["probe_digital_dice"]
+    assert scores[True] != scores[False]  # whole 24x24 images are not the 16x16 centre crops

@@ -160,8 +160,9 @@ class NetworkEvaluator:
         else:  # whole images, tiled exactly as the worker tiles them
             from popnas_seg.inference.tiling import evaluate_images, unpack_images
 
-            digital = float(evaluate_images(lambda b: np.asarray(model.predict_on_batch(b)), *unpack_images(x, y, sizes),
-                                            tile, self.data.classes_count, self.data.ignore_class,
+            images, masks = unpack_images(x, y, sizes)
+            digital = float(evaluate_images(lambda b: np.asarray(model.predict_on_batch(b)), images, masks, tile,
+                                            self.data.classes_count, self.data.ignore_class,
                                             batch_size=batch)["dice"])
         result.extra["probe_digital_dice"] = digital
         try:
