@@ -256,8 +256,10 @@ def objective_matrix(records: Sequence[Any], objectives: Sequence[str]) -> tuple
         for j, name in enumerate(objectives):
             attr = OBJECTIVES[canonical_objective(name)][0]
             if isinstance(record, Mapping):  # a CSV row: the objective property is its score, else its mean
-                value = (record.get("analog_score") or record.get("analog_dice")) if attr == "analog_objective" \
-                    else record.get(attr)
+                value = record.get(attr)
+                if attr == "analog_objective":
+                    score = record.get("analog_score")
+                    value = record.get("analog_dice") if score in (None, "") else score
             else:
                 value = getattr(record, attr, None)
             if value is not None and value != "":
