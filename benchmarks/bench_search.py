@@ -552,12 +552,12 @@ def machine() -> str:
     return f"{cores}-core CPU ({model or 'unknown model'})"
 
 
-def write_section(doc: Path, body: str) -> None:
-    """Replace this benchmark's section of BENCHMARKS.md (up to the next `## ` heading), keeping the others."""
+def write_section(doc: Path, body: str, section: str = SECTION) -> None:
+    """Replace the section `section` of BENCHMARKS.md (up to the next `## ` heading), keeping the others."""
     text = doc.read_text() if doc.exists() else "# Benchmarks\n"
     lines = text.splitlines()
     try:
-        start = lines.index(SECTION)
+        start = lines.index(section)
     except ValueError:
         new = text.rstrip("\n") + "\n\n" + body.rstrip("\n") + "\n"
     else:

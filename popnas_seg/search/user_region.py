@@ -102,7 +102,9 @@ def run_region(config: Any, input_shape: Sequence[int], classes_count: int,
                       analog_floor=overrides.get("analog_dice", 0.0), time_ceiling=time_ceiling)
 
 
-def _log_params(values: np.ndarray, objectives: Sequence[str]) -> np.ndarray:
+def log_params(values: Any, objectives: Sequence[str]) -> np.ndarray:
+    """`values` with the params column as log10(params) (at least `PARAMS_IDEAL`): the axis the region is measured
+    on (greedy selections by this convention work on it)."""
     out = np.array(values, dtype=float, copy=True)
     for j, name in enumerate(objectives):
         if canonical_objective(name) == "params":
@@ -120,13 +122,13 @@ def region_hypervolume(values: Any, objectives: Sequence[str], region: UserRegio
     for j, name in enumerate(objectives):
         if canonical_objective(name) == "params":
             ideal[j] = PARAMS_IDEAL
-    log_ref, log_ideal = _log_params(reference[None], objectives)[0], _log_params(ideal[None], objectives)[0]
+    log_ref, log_ideal = log_params(reference[None], objectives)[0], log_params(ideal[None], objectives)[0]
     box = float(np.prod(np.abs(log_ideal - log_ref)))
     if not box > 0:
         raise ValueError(f"the region's reference {list(reference)} coincides with the ideal in some objective")
     if matrix.shape[0] == 0:
         return 0.0
-    return hypervolume(_log_params(matrix, objectives), maximise, log_ref) / box
+    return hypervolume(log_params(matrix, objectives), maximise, log_ref) / box
 
 
 def records_hypervolume(records: Sequence[Any], objectives: Sequence[str], region: UserRegion) -> float:
