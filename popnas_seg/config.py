@@ -131,7 +131,9 @@ class SearchStrategyConfig(_Section):
         3, ge=1, le=10, description="GIN ensemble members (each trained on its own fold)"
     )
     hypervolume_reference: dict[str, float] | None = Field(
-        None, description="reference point per objective; None: documented rule in search/pareto.py"
+        None, description="reference point per objective; None: documented rule in search/pareto.py (the search's "
+        "picks); the run's reported hypervolume (search/user_region.py) takes params, Dice and analog Dice from it as "
+        "its params ceiling (else the run's U-Net's params) and score floors (else 0)"
     )
     _deprecated_names: list[str] = PrivateAttr(default_factory=list)
 
