@@ -25,6 +25,11 @@ normalised to [0, 1] by the box up to the ideal (`search.pareto.normalised_hyper
 - the predictors' Spearman rank correlation per step (csv/predictor_quality.csv of the progressive runs);
 - the issue-12 targets, each stated as met or not.
 
+These tables score single trainings on the old hypervolume convention (the search's own seed-A values, linear
+params up to 1.1 x the largest cell): the view of the search's inputs. What a user gets (re-evaluated fronts, the
+user-region hypervolume, gap closure with CIs, confirmation seeds) is `bench_search_study.py`, which runs its
+searches through this file.
+
 It prints markdown tables, saves one plot per task (median and min-max band over seeds) and, unless
 `--no-doc`, replaces its own section of docs/BENCHMARKS.md.
 
