@@ -59,7 +59,12 @@ from popnas_seg.config import RunConfig  # noqa: E402
 from popnas_seg.results import TrainingResult  # noqa: E402
 from popnas_seg.runlog.journal import Journal  # noqa: E402
 from popnas_seg.runlog.tables import read_csv  # noqa: E402
-from popnas_seg.search.pareto import greedy_hypervolume_selection, maximise_flags, objective_matrix, pareto_mask  # noqa: E402,E501
+from popnas_seg.search.pareto import (  # noqa: E402
+    greedy_hypervolume_selection,
+    maximise_flags,
+    objective_matrix,
+    pareto_mask,
+)
 from popnas_seg.search.user_region import (  # noqa: E402
     DICE_MARGIN,
     SIZE_BUCKETS,
@@ -106,9 +111,9 @@ class ReEvalCache:
         (NaN where none trained fine or nothing was probed: such a cell adds no volume)."""
         out: Means = {}
         for encoding in {e for e, _ in self.rows}:
-            rows = [self.rows.get((encoding, int(s))) for s in seeds]
-            if any(r is None for r in rows):
+            if any((encoding, int(s)) not in self.rows for s in seeds):
                 continue
+            rows = [self.rows[(encoding, int(s))] for s in seeds]
             ok = [r for r in rows if r.get("status") == "ok"]
             out[encoding] = {"params": float(rows[0]["params"]),
                              "dice": _mean([r.get("dice") for r in ok]),
@@ -271,7 +276,8 @@ def study_task(args: argparse.Namespace, bench: argparse.Namespace, task: str, t
     oracle = oracle_set(pool, means, objectives, region, n)
     oracle_hv = reevaluated_hv(oracle, means, objectives, region)
 
-    per_seed, curves = [], {s: [] for s in B.STRATEGIES}
+    per_seed: list[dict[str, Any]] = []
+    curves: dict[str, list[list[float]]] = {s: [] for s in B.STRATEGIES}
     for seed, by in runs.items():
         row: dict[str, Any] = {"seed": seed, "N": by["progressive"].n}
         curve_by = {s: [reevaluated_hv(f, means, objectives, region) for f in prefix_fronts(by[s].results, objectives)]
@@ -282,10 +288,10 @@ def study_task(args: argparse.Namespace, bench: argparse.Namespace, task: str, t
         for s in B.STRATEGIES:
             curves[s].append(curve_by[s])
             final = front_encodings(by[s].results, objectives)
-            hv = curve_by[s][-1] if curve_by[s] else 0.0
+            final_hv = curve_by[s][-1] if curve_by[s] else 0.0
             single = (region_hypervolume(objective_matrix(usable(by[s].results, objectives), objectives)[0],
                                          objectives, region) if usable(by[s].results, objectives) else 0.0)
-            row[s] = {"hv": hv, "regret": ref - hv, "single_hv": single, "networks": by[s].n, "front": len(final),
+            row[s] = {"hv": final_hv, "regret": ref - final_hv, "single_hv": single, "networks": by[s].n, "front": len(final),
                       "seconds": sum(seconds[s]),
                       "hv_compute": S.value_at_compute(curve_by[s], seconds[s], budget),
                       "networks_compute": S.prefix_at_compute(seconds[s], budget),

@@ -15,17 +15,18 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 BOOTSTRAP = 4000  # resamples: the 5 %/95 % percentiles move by < 0.01 between bootstrap seeds at 10 seeds
 LEVEL = 0.90  # two-sided level of every interval (its lower end is the one-sided 95 % bound)
 
 
-def gap_closure(r_random: Sequence[float], r_progressive: Sequence[float], r_oracle: Sequence[float] | float
-                ) -> float:
+def gap_closure(r_random: ArrayLike, r_progressive: ArrayLike, r_oracle: ArrayLike) -> float:
     """(R_random - R_progressive) / (R_random - R_oracle) on the means over seeds; NaN when the oracle is no
     better than random (nothing to close). 1: progressive is as good as the oracle; 0: as random; < 0: worse."""
-    rr, rp = float(np.mean(r_random)), float(np.mean(r_progressive))
-    ro = float(np.mean(r_oracle))
+    rr = float(np.asarray(r_random, dtype=float).mean())
+    rp = float(np.asarray(r_progressive, dtype=float).mean())
+    ro = float(np.asarray(r_oracle, dtype=float).mean())
     gap = rr - ro
     return (rr - rp) / gap if gap > 0 else math.nan
 
