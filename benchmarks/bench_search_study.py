@@ -463,6 +463,11 @@ def main(argv: list[str] | None = None) -> int:
     if not bench.analyse_only:
         print(f"[study] run folders and logs: {bench.logs_dir}", flush=True)
         run_searches(bench, bench.logs_dir)
+    missing = [B.run_name(t, s, seed) for t in bench.tasks for seed in bench.seeds for s in B.STRATEGIES
+               if not B.search_finished(bench.logs_dir / B.run_name(t, s, seed))]
+    if missing:
+        raise SystemExit(f"[study] {len(missing)} searches in {bench.logs_dir} have not finished "
+                         f"({', '.join(missing)}): run them (without --analyse-only), then score")
     results = [study_task(args, bench, task) for task in bench.tasks]
     prefix = bench.logs_dir / "bench_study_hv" if bench.no_doc else B.ROOT / "docs" / "bench_study_hv"
     plots = [draw_anytime(res, Path(f"{prefix}_{res['task']}.png"), args.bootstrap) for res in results]
