@@ -143,3 +143,13 @@ def test_oracle_knows_the_means_and_the_cache_averages_ok_trainings(tmp_path: Pa
         means[e]["params"] = 1000.0
     # seed A says b (0.95), the means say a (0.9 vs 0.7): the oracle trains a
     assert T.oracle_set(pool, means, ["dice", "params"], region, 1) == ["a"]
+
+
+def test_the_study_scores_only_finished_searches(tmp_path: Path) -> None:
+    _write_runs(tmp_path, [1])  # results but no search_finished event: a run still going
+    with pytest.raises(SystemExit, match="3 searches .* have not finished"):
+        T.main(["--analyse-only", "--no-doc", "--tasks", "default", "--seeds", "1", "--logs-dir", str(tmp_path)])
+    with pytest.raises(SystemExit):
+        T.parse_args(["--reeval-seeds", "101"])  # one fresh seed is one training's luck again
+    _, bench = T.parse_args(["--confirm", "--seeds", "1", "2"])
+    assert bench.seeds == list(range(11, 21))
