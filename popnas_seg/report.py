@@ -125,6 +125,16 @@ class _Report:
         return ("## Configuration (appendix)\n\nThe frozen, validated config (restore/config.json):\n\n```json\n"
                 + json.dumps(self.config, indent=2, sort_keys=False) + "\n```")
 
+    def _size_buckets(self) -> str:
+        """Beside the hypervolume: the best Dice and analog Dice a user limited to each size can pick."""
+        from popnas_seg.search.user_region import bucket_bests
+
+        rows = bucket_bests([r for r in self.results if r.status == "ok"])
+        return ("Best measured network per size bucket (params <= the bound):\n\n"
+                + _table(["params <=", "networks", "best Dice", "best analog Dice"],
+                         [[f"{r['bucket']:,}", r["networks"], _fmt(r["best_dice"]), _fmt(r["best_analog_dice"])]
+                          for r in rows]))
+
     def search_section(self) -> str:
         out = ["## Search"]
         if not self.results:
@@ -148,6 +158,9 @@ class _Report:
             ab = max(probed, key=lambda r: r.analog_dice or 0.0)
             lines.append(f"- best analog Dice at the probe time: **{ab.analog_dice:.3f}** (network "
                          f"{ab.network_id}); {len(probed)} networks probed")
+            rs = max(probed, key=lambda r: r.analog_objective or 0.0)  # what the search ranked on (issue 34)
+            lines.append(f"- best risk-aware analog score (mean - k x std over programmings): "
+                         f"**{rs.analog_objective:.3f}** (network {rs.network_id}, {rs.params:,} params)")
         if self._events("search_finished"):
             lines.append("- the search finished")
         else:
@@ -163,13 +176,15 @@ class _Report:
                        "Dice on the probe images.")
         progress = read_csv(self.path / "csv" / "search_progress.csv")
         if progress:
-            out.append("### Hypervolume per step\n\nHypervolume of the measured front normalised to [0, 1]: the share "
-                       "of the box between the reference point (search/pareto.py `reference_point`: scores 0, params "
-                       "1.1 x the largest network of the space) and the ideal (scores 1, 0 params).\n\n" + _table(
+            out.append("### Hypervolume per step\n\nHypervolume of the measured front in the region users care "
+                       "about (search/user_region.py), normalised to [0, 1]: params on a log10 axis from 1 up to the "
+                       "run's U-Net's params (a larger network adds nothing), Dice and analog Dice from the floors of "
+                       "`search_strategy.hypervolume_reference` (else 0) up to 1.\n\n" + _table(
                 ["step", "networks trained", "hypervolume", "best Dice", "best analog Dice", "front size"],
                 [[r.get("step"), r.get("networks_trained"), _fmt(r.get("hypervolume"), 4), _fmt(r.get("best_dice")),
                   _fmt(r.get("best_analog_dice")), r.get("front_size", "-")] for r in progress]))
             out.append(_image(self.path, "plots/hypervolume.png", "hypervolume vs networks trained"))
+            out.append(self._size_buckets())
         quality = read_csv(self.path / "csv" / "predictor_quality.csv")
         if quality:
             out.append("### Predictor quality\n\nRank correlation between predicted and measured values of the "
@@ -209,7 +224,8 @@ class _Report:
         if selected:
             e = selected[-1]
             out.append(f"Selection rule **{e.get('rule')}** over objectives {e.get('objectives')}: networks "
-                       + ", ".join(str(c.get("network_id")) for c in e.get("candidates", [])) + ".")
+                       + ", ".join(str(c.get("network_id")) for c in e.get("candidates", [])) + "."
+                       + (f" Small finalist: at most {e['max_params']:,} params." if e.get("max_params") else ""))
         selection = read_csv(self.path / "final" / "model_selection.csv")
         if selection:
             out.append("### Model selection\n\n" + _table(
@@ -263,6 +279,8 @@ class _Report:
                 + _image(self.path, "plots/learning_curves.png", "final training: validation and training Dice per "
                          "epoch, finalists and U-Net") + "\n\n"
                 + _image(self.path, "plots/drift_curves.png", "analog Dice vs time, finalists and U-Net") + "\n\n"
+                + _image(self.path, "plots/finalists_size_analog.png", "params vs analog Dice at the probe "
+                         "horizon, finalists and U-Net") + "\n\n"
                 + _image(self.path, "plots/sample_predictions.png", "sample predictions: digital vs analog"))
 
     def digital_section(self) -> str:
@@ -354,5 +372,15 @@ def _redraw(run_path: Path, log: logging.Logger) -> None:
                    if r.get("test_dice") not in (None, "")}
         try:
             plot_drift_curves(drift, run_path / "plots" / "drift_curves.png", digital=digital)
+            _finalists_size_plot(run_path, drift)
         except Exception as exc:
             log.warning("report: drift plot failed: %s", exc)
+
+
+def _finalists_size_plot(run_path: Path, drift: list[dict[str, str]]) -> None:
+    """plots/finalists_size_analog.png: finalists and U-Net, params vs analog Dice at analog.t_inference."""
+    from popnas_seg.plots import plot_finalists_size_analog
+
+    config = json.loads((run_path / "restore" / "config.json").read_text(encoding="utf-8"))
+    plot_finalists_size_analog(read_csv(run_path / "final" / "finalists.csv"), drift,
+                               float(config["analog"]["t_inference"]), run_path / "plots" / "finalists_size_analog.png")

@@ -83,6 +83,7 @@ def test_full_report(tmp_path: Path) -> None:
     assert "networks trained: **3**" in text
     assert "1m 00s" in text  # 10 + 20 + 30.5 s of training
     assert "0.4567" in text and "0.875" in text  # hypervolume and Spearman tables
+    assert "| 5,000 | 1 | 0.550 | 0.600 |" in text and "| 20,000 | 2 | 0.812 | 0.771 |" in text  # size buckets
     assert "0.771 ± 0.012" in text  # front table: analog Dice of network 1
     assert "best_analog" in text
     assert "0.823" in text and "0.778" in text  # test Dice of the finalist and the U-Net
@@ -91,6 +92,8 @@ def test_full_report(tmp_path: Path) -> None:
     assert "`decoder/tconv` (ConvTranspose2d, no analog transpose conv)" in text
     assert (run / "plots" / "drift_curves.png").exists()
     assert "![analog Dice vs time, finalists and U-Net](plots/drift_curves.png)" in text
+    assert (run / "plots" / "finalists_size_analog.png").exists()  # size vs analog Dice at the 30-day horizon
+    assert "](plots/finalists_size_analog.png)" in text
     assert "![measured front projections](plots/front_projections.png)" in text
     # re-runnable: a second call gives the same text
     assert write_report(run).read_text() == text
