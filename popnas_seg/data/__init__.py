@@ -1,4 +1,5 @@
-"""Data layer: built-in synthetic nuclei, a user's images/ + masks/ folder, and the split tf.data pipelines.
+"""Data layer: data sources registered by name (data/sources.py: built-in synthetic nuclei, a user's images/ +
+masks/ folder, or an extension's), and the split tf.data pipelines.
 
 `generate_nuclei` and `read_folder` are plain numpy; the pipeline names import TensorFlow, so they are
 loaded lazily: `from popnas_seg.data import generate_nuclei` stays cheap.
@@ -8,12 +9,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from popnas_seg.data.folder import read_folder
+from popnas_seg.data.sources import LoadedImages, register_data_source
 from popnas_seg.data.synthetic import generate_nuclei
 
 if TYPE_CHECKING:
     from popnas_seg.data.pipeline import SegmentationData, load_data, save_preview
 
-__all__ = ["SegmentationData", "generate_nuclei", "load_data", "read_folder", "save_preview"]
+__all__ = ["LoadedImages", "SegmentationData", "generate_nuclei", "load_data", "read_folder", "register_data_source",
+           "save_preview"]
 
 _LAZY = {"SegmentationData", "load_data", "save_preview"}
 

@@ -1,4 +1,5 @@
-"""Predictors that score cells before training them: GIN (Dice, analog Dice), SVR (time), and their quality.
+"""Predictors that score cells before training them: GIN (Dice, analog Dice), SVR (time), and their quality;
+a new score predictor registers by name (predictors/registry.py).
 
 Names are loaded lazily so that reading quality metrics or graphs does not import Keras.
 """
@@ -14,6 +15,10 @@ _EXPORTS = {
     "cell_time_features": "popnas_seg.predictors.time_svr",
     "rank_quality": "popnas_seg.predictors.quality",
     "mape": "popnas_seg.predictors.quality",
+    "PredictorContext": "popnas_seg.predictors.registry",
+    "PredictorSpec": "popnas_seg.predictors.registry",
+    "ScorePredictor": "popnas_seg.predictors.registry",
+    "register_predictor": "popnas_seg.predictors.registry",
 }
 __all__ = sorted(_EXPORTS)
 
