@@ -340,6 +340,21 @@ class DatasetConfig(_Section):
 MAX_DRIFT_SECONDS = 100 * 365.25 * 86400.0  # 100 years: far past any PCM retention claim
 G_MAX_LIMIT_US = 1000.0  # microsiemens; PCM devices reach tens of uS (AIHWKit's default is 25)
 DriftSeconds = Annotated[float, Field(gt=0, le=MAX_DRIFT_SECONDS)]
+# Devices whose AIHWKit model drifts only to the times it was measured at (ReRamWan2022NoiseModel's coefficient
+# table: 1 s, 1 day, 2 days; any other time raises inside the analog worker). Other devices drift to any time.
+DEVICE_DRIFT_TIMES: dict[str, tuple[float, ...]] = {"reram_wan2022": (1.0, 86400.0, 172800.0)}
+
+
+def unsupported_drift_time(device: str, seconds: float) -> str | None:
+    """Why `device` cannot be drifted to `seconds` (None: it can); the config and `predict --drift-time` ask."""
+    allowed = DEVICE_DRIFT_TIMES.get(device)
+    if allowed is None or float(seconds) in allowed:
+        return None
+    def shown(t: float) -> str:
+        return f"{t:,.0f}" if t >= 1 and t == int(t) else f"{t:g}"
+
+    listed = ", ".join(shown(t) for t in allowed)
+    return f'{shown(float(seconds))} s: analog.device "{device}" is characterised at drift times {listed} s only'
 
 
 class AnalogConfig(_Section):
@@ -349,7 +364,8 @@ class AnalogConfig(_Section):
     device: Literal["pcm", "reram_wan2022", "reram_cmo"] = Field(
         "pcm", description="device model of the analog tiles (AIHWKit inference noise model: programming and read "
         "noise, drift): PCM-like (PCMLikeNoiseModel), ReRAM of Wan et al. 2022 (ReRamWan2022NoiseModel) or CMO "
-        "ReRAM (ReRamCMONoiseModel); the probe, drift scoring, HWA and predict all use it"
+        "ReRAM (ReRamCMONoiseModel); the probe, drift scoring, HWA and predict all use it. reram_wan2022 drifts only to "
+        "its measured times: t_inference and eval_times must be 1, 86400 or 172800 s"
     )
     g_max: float = Field(25.0, gt=0, le=G_MAX_LIMIT_US, description="maximum conductance in microsiemens")
     drift_compensation: Literal["global", "none"] = Field("global", description="drift compensation at read-out")
@@ -425,6 +441,15 @@ class AnalogConfig(_Section):
     recommend_max_params: int | None = Field(
         None, ge=1, description="size budget of the recommendation: networks with more weights are not "
         "recommended (null: no budget)")
+
+    @model_validator(mode="after")
+    def _device_drift_times(self) -> "AnalogConfig":
+        for key, times in (("t_inference", [self.t_inference]), ("eval_times", self.eval_times)):
+            for seconds in times:
+                reason = unsupported_drift_time(self.device, seconds)
+                if reason is not None:
+                    raise ValueError(f"{key} {reason}")
+        return self
 
 
 class OthersConfig(_Section):

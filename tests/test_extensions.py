@@ -224,7 +224,8 @@ def test_data_source_names_are_checked_and_the_folder_is_chosen_by_path_only(toy
 def test_analog_device_picks_the_noise_model_of_every_tile_configuration(device: str, model: str) -> None:
     from popnas_seg.analog.rpu import hwa_rpu_config, inference_rpu_config, probe_rpu_config
 
-    cfg = config_from_dict({"analog": {"device": device, "g_max": 20.0}}).analog
+    cfg = config_from_dict({"analog": {"device": device, "g_max": 20.0, "t_inference": 86400.0,
+                                       "eval_times": [1.0, 86400.0]}}).analog
     for make in (inference_rpu_config, probe_rpu_config, hwa_rpu_config):
         noise = make(cfg).noise_model
         assert type(noise).__name__ == model
@@ -268,3 +269,16 @@ def test_the_architecture_doc_examples_run_as_written(tmp_path: Path, monkeypatc
     assert any(r.step == 2 for r in results)
     saved = json.loads((run.predictors_dir / "b2" / "nearest_score.json").read_text())
     assert saved["k"] == 3 and len(saved["y"]) == sum(r.step == 1 for r in results)
+
+
+def test_a_device_measured_at_few_drift_times_refuses_others_in_the_config() -> None:
+    with pytest.raises(UserError) as caught:
+        config_from_dict({"analog": {"device": "reram_wan2022"}})  # the default horizon is 30 days
+    assert str(caught.value) == ('config error: analog: t_inference 2,592,000 s: analog.device "reram_wan2022" is '
+                                 'characterised at drift times 1, 86,400, 172,800 s only')
+    with pytest.raises(UserError, match=r"eval_times 3,600 s: analog.device"):
+        config_from_dict({"analog": {"device": "reram_wan2022", "t_inference": 86400, "eval_times": [1, 3600]}})
+    measured = {"device": "reram_wan2022", "t_inference": 86400, "eval_times": [1, 86400, 172800]}
+    assert config_from_dict({"analog": measured}).analog.eval_times == [1.0, 86400.0, 172800.0]
+    assert config_from_dict({"analog": {"device": "reram_cmo", "eval_times": [3600, 31536000]}}).analog.device \
+        == "reram_cmo"

@@ -101,7 +101,7 @@ class Predictor:
         overlap: float = 0.25,
         batch_size: int = 8,
     ) -> None:
-        from popnas_seg.config import load_config
+        from popnas_seg.config import load_config, unsupported_drift_time
 
         self.run_folder = Path(run_folder)
         restore = self.run_folder / "restore" / "config.json"
@@ -133,6 +133,9 @@ class Predictor:
         # the analog recommendation was made at its horizon: predict drifts to it unless told otherwise
         self.drift_time = parse_duration(drift_time) if drift_time is not None else float(
             horizon or self.config.analog.t_inference)
+        unsupported = unsupported_drift_time(self.config.analog.device, self.drift_time) if self.analog else None
+        if unsupported is not None:
+            raise UserError(f"drift time {unsupported}")
         self._model: Any = None
         self._channels: int | None = None
         self._checkpoint: str | None = None
