@@ -169,6 +169,8 @@ def test_a_registered_predictor_scores_the_progressive_search_children(
 
 def test_an_unregistered_predictor_name_is_refused_and_the_default_stays_auto() -> None:
     assert RunConfig().search_strategy.score_predictor == "auto"
+    with pytest.raises(ValueError, match='"auto" is the rule'):
+        register_predictor("auto")
     with pytest.raises(UserError, match=r'score_predictor: must be a registered score predictor, one of "auto", '
                                         r'"forest", "gin", "ridge" \(got "gcn"\)'):
         config_from_dict({"search_strategy": {"score_predictor": "gcn"}})

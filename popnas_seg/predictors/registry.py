@@ -69,6 +69,8 @@ class PredictorSpec:
 def register_predictor(name: str, *, replace: bool = False) -> Callable[[PredictorSpec], PredictorSpec]:
     """Decorator/function that makes `name` a valid `search_strategy.score_predictor`:
     `register_predictor("toy")(PredictorSpec(factory, lambda target: f"toy_{target}.json"))`."""
+    if name == AUTO:
+        raise ValueError(f'"{AUTO}" is the rule that picks a registered predictor; register under another name')
     return PREDICTORS.register(name, replace=replace)
 
 
