@@ -161,15 +161,17 @@ def test_rpu_configs_follow_config() -> None:
     assert hwa.forward == inf.forward and hwa.forward.noise_management == NoiseManagementType.ABS_MAX
     assert not hwa.pre_post.input_range.enable and hwa.noise_model.g_max == 20.0
     assert hwa_rpu_config(AnalogConfig()).drift_compensation is not None
-    # the probe simulates the same chip on the torch tile class (its forward noise follows torch's seed)
-    from aihwkit.simulator.configs import InferenceRPUConfig, TorchInferenceRPUConfig
+    # every run scores on the torch tile class (its forward noise follows torch's seed); the compiled tiles
+    # simulate the same chip through the same setter
+    from aihwkit.simulator.configs import TorchInferenceRPUConfig
 
-    from popnas_seg.analog.rpu import probe_rpu_config
-
-    probe = probe_rpu_config(cfg)
-    assert isinstance(probe, TorchInferenceRPUConfig) and isinstance(inf, InferenceRPUConfig)
-    assert probe.forward == inf.forward and probe.mapping == inf.mapping and probe.clip == inf.clip
-    assert probe.noise_model.g_max == 20.0 and probe.drift_compensation is None
+    compiled = inference_rpu_config(cfg, "compiled")
+    assert isinstance(inf, TorchInferenceRPUConfig) and isinstance(hwa, TorchInferenceRPUConfig)
+    assert not isinstance(compiled, TorchInferenceRPUConfig)
+    assert compiled.forward == inf.forward and compiled.mapping == inf.mapping and compiled.clip == inf.clip
+    assert compiled.noise_model.g_max == 20.0 and compiled.drift_compensation is None
+    with pytest.raises(ValueError, match="tiles"):
+        inference_rpu_config(cfg, "cuda")
 
 
 def test_probe_in_worker(exported: dict[str, Path]) -> None:

@@ -22,7 +22,8 @@ the luck of the draw at each point. Before/after HWA use the same seeds too.
 
 Checkpoints (written atomically into `out_dir`): `analog_inference.pt` (the converted network before HWA),
 `analog_hwa.pt` (after HWA) and `analog_control.pt` (the digital control on inference tiles), each a torch
-file {"state_dict", "kind", "analog_config"}, taken before any programming or drift (drift overwrites tile
+file {"state_dict", "kind", "analog_config", "tiles"} ("tiles": "torch"; checkpoints without it hold
+AIHWKit's compiled tiles and load as such), taken before any programming or drift (drift overwrites tile
 weights). `score_checkpoint_in_process` re-scores one without
 retraining; `load_checkpoint` rebuilds one (also for analog `predict`, inference/analog.py).
 """
@@ -83,7 +84,7 @@ def segmentation_loss_torch(probs: Any, labels: Any, classes_count: int, ignore_
 
 
 def _curve(module: Any, x: np.ndarray, y: np.ndarray, times: list[float], repetitions: int, seed: int,
-           classes_count: int, ignore_class: int | None, batch_size: int, tile: list[int] | None = None,
+           classes_count: int, ignore_class: int | None, batch_size: int, tile: list[int] | dict[str, Any] | None = None,
            sizes: np.ndarray | None = None) -> dict[str, list]:
     from popnas_seg.analog.scoring import score_repetitions
 
@@ -101,7 +102,8 @@ def _save_checkpoint(module: Any, path: Path, kind: str, cfg: AnalogConfig) -> s
     import torch
 
     buf = io.BytesIO()
-    torch.save({"state_dict": module.state_dict(), "kind": kind, "analog_config": cfg.model_dump(mode="json")}, buf)
+    torch.save({"state_dict": module.state_dict(), "kind": kind, "analog_config": cfg.model_dump(mode="json"),
+                "tiles": "torch"}, buf)
     atomic_write_bytes(path, buf.getvalue())
     return str(path)
 
@@ -208,7 +210,7 @@ def hwa_and_drift_in_process(
     onnx_path: str, cfg: dict[str, Any], classes_count: int, ignore_class: int | None, out_dir: str, seed: int,
     batch_size: int, class_weights: list[float] | None, dice_weight: float, ce_weight: float,
     train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, test_y: np.ndarray,
-    tile: list[int] | None = None, test_sizes: np.ndarray | None = None,
+    tile: list[int] | dict[str, Any] | None = None, test_sizes: np.ndarray | None = None,
     val_x: np.ndarray | None = None, val_y: np.ndarray | None = None, steps_per_epoch: int | None = None,
 ) -> dict[str, Any]:
     """The HWA + drift job itself (run by the worker); returns DriftReport fields."""
@@ -325,7 +327,8 @@ def load_checkpoint(onnx_path: str, checkpoint: str) -> tuple[Any, AnalogConfig]
     # checkpoints from before `weight_scaling` existed were made with unmapped tiles
     analog_cfg = AnalogConfig.model_validate({"weight_scaling": "none", **saved["analog_config"]})
     make = hwa_rpu_config if saved["kind"] == "hwa" else inference_rpu_config
-    module = to_analog(onnx_to_torch(onnx_path), make(analog_cfg))
+    # checkpoints from before the move to torch tiles hold compiled tiles' state
+    module = to_analog(onnx_to_torch(onnx_path), make(analog_cfg, saved.get("tiles", "compiled")))
     module.load_state_dict(saved["state_dict"])
     module.eval()
     return module, analog_cfg
@@ -334,7 +337,7 @@ def load_checkpoint(onnx_path: str, checkpoint: str) -> tuple[Any, AnalogConfig]
 def score_checkpoint_in_process(
     onnx_path: str, checkpoint: str, classes_count: int, ignore_class: int | None, seed: int,
     eval_times: list[float] | None, repetitions: int | None, batch_size: int,
-    test_x: np.ndarray, test_y: np.ndarray, tile: list[int] | None = None, test_sizes: np.ndarray | None = None,
+    test_x: np.ndarray, test_y: np.ndarray, tile: list[int] | dict[str, Any] | None = None, test_sizes: np.ndarray | None = None,
 ) -> dict[str, Any]:
     module, analog_cfg = load_checkpoint(onnx_path, checkpoint)
     times = eval_times if eval_times is not None else list(analog_cfg.eval_times)

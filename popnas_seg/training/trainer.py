@@ -323,9 +323,9 @@ class Trainer:
                                  early_stopping_patience, folds, verbose, reinitialize)
 
     def evaluate(self, model: keras.Model, split: str = "val", fold: int = 0) -> dict[str, float]:
-        """Whole-image Dice and mIoU of `model` on a split: every image is segmented whole by sliding-window
-        tiles of the crop size (popnas_seg/inference/tiling.py, as `predict` does), scored with the numpy
-        scorer the analog evaluation also uses. So the reported score is the score a user gets."""
+        """Whole-image Dice and mIoU of `model` on a split: every image is segmented by the run's inference
+        tiling (whole up to `inference.tile_size`, popnas_seg/inference/tiling.py, as `predict` does), scored
+        with the numpy scorer the analog evaluation also uses. So the reported score is the score a user gets."""
         from popnas_seg.inference.tiling import evaluate_images
 
         if split == "val":
@@ -335,9 +335,13 @@ class Trainer:
         else:
             raise ValueError(f"split must be 'val' or 'test', not {split!r}")
         batch = int(self.config.dataset.val_test_batch_size or self.config.dataset.batch_size)
-        scores = evaluate_images(lambda x: _as_numpy(model.predict_on_batch(x)), images, masks,
-                                 tuple(self.data.input_shape[:2]), self.data.classes_count, self.data.ignore_class,
-                                 batch_size=batch)
+        tiling = self.config.tiling()
+        if tiling.tile_size > 0:  # tiles other than the crop: the same weights behind an any-size input
+            from popnas_seg.analog.export import dynamic_size
+
+            model = dynamic_size(model)
+        scores = evaluate_images(lambda x: _as_numpy(model.predict_on_batch(x)), images, masks, tiling,
+                                 self.data.classes_count, self.data.ignore_class, batch_size=batch)
         return {"dice": scores["dice"], "miou": scores["miou"]}
 
     # ---------------------------------------------------------------------------------- internals
