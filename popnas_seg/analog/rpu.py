@@ -341,16 +341,19 @@ def _mac_fractions(root: nn.Module, analog: list, digital: list, sample: Any) ->
     }
 
 
-def analog_device() -> str:
-    """"cuda" when torch sees a GPU *and* AIHWKit was compiled with CUDA tiles, else "cpu".
+def analog_device(tiles: str = "torch") -> str:
+    """"cuda" when torch sees a GPU and the `tiles` can run there, else "cpu". Call it in the analog worker only.
 
-    Both are needed: a CUDA torch with CPU-only AIHWKit tiles (the PyPI wheel, STACK.md) raises CudaError
-    on `.cuda()` of an analog layer (ANALOG_FACTS.md 5). Call it in the analog worker only.
+    AIHWKit's torch tiles (every run's) are plain PyTorch and run wherever torch does. Its compiled tiles need
+    AIHWKit built with CUDA as well: a CUDA torch with CPU-only compiled tiles (the PyPI wheel, STACK.md)
+    raises CudaError on `.cuda()` of an analog layer (ANALOG_FACTS.md 5). Same rule as `devices.device_plan`.
     """
     import torch
 
     if not torch.cuda.is_available():
         return "cpu"
+    if tiles == "torch":
+        return "cuda"
     try:
         from aihwkit.simulator.rpu_base import cuda as rpu_cuda
 
