@@ -336,12 +336,16 @@ class Trainer:
             raise ValueError(f"split must be 'val' or 'test', not {split!r}")
         batch = int(self.config.dataset.val_test_batch_size or self.config.dataset.batch_size)
         tiling = self.config.tiling()
-        if tiling.tile_size > 0:  # tiles other than the crop: the same weights behind an any-size input
+        predict = lambda x: _as_numpy(model.predict_on_batch(x))  # noqa: E731  (crop-sized tiles: one shape)
+        if tiling.tile_size > 0:
+            # Tiles of each image's size: the same weights behind an any-size input, called eagerly, as `predict`
+            # does (a traced predict function fails at a second size for the bilinear decoder, see README).
             from popnas_seg.analog.export import dynamic_size
 
-            model = dynamic_size(model)
-        scores = evaluate_images(lambda x: _as_numpy(model.predict_on_batch(x)), images, masks, tiling,
-                                 self.data.classes_count, self.data.ignore_class, batch_size=batch)
+            any_size = dynamic_size(model)
+            predict = lambda x: _as_numpy(any_size(x, training=False))  # noqa: E731
+        scores = evaluate_images(predict, images, masks, tiling, self.data.classes_count, self.data.ignore_class,
+                                 batch_size=batch)
         return {"dice": scores["dice"], "miou": scores["miou"]}
 
     # ---------------------------------------------------------------------------------- internals
