@@ -91,6 +91,9 @@ def test_tiling_takes_whole_images_up_to_the_tile_size() -> None:
     # batches hold about batch_size crops' worth of pixels, at least one tile
     assert whole.batch_for((32, 32), 8) == 8 and whole.batch_for((64, 64), 8) == 2
     assert whole.batch_for((256, 256), 8) == 1
+    # tiles overlap by the same band of pixels (overlap x crop side) whatever their size
+    assert Tiling((32, 32), 512, 4, 0.25).overlap_for((512, 512)) == pytest.approx(8 / 512)
+    assert crop_tiles.overlap_for((32, 32)) == 0.25 and whole.overlap_for((16, 16)) == 0.25
     assert Tiling.coerce(whole.to_dict()) == whole and Tiling.coerce([32, 32]).tile_for(256, 256) == (32, 32)
 
 

@@ -35,7 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="tile overlap fraction (default: the run's inference.overlap, 0.25)")
     parser.add_argument("--tile-size", type=int, default=None, metavar="PX",
                         help="largest tile side: images up to it are segmented whole (default: the run's "
-                             "inference.tile_size, 1024; 0: tiles of the training crop)")
+                             "inference.tile_size, 512; 0: tiles of the training crop)")
     parser.add_argument("--batch-size", type=int, default=8,
                         help="training-crop-sized tiles per forward pass; larger tiles go fewer at a time (default 8)")
     return parser

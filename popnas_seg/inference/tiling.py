@@ -43,8 +43,8 @@ class Tiling:
 
     `crop` is the training crop; `tile_size` 0 tiles at the crop (the behaviour before `inference.tile_size`),
     else each tile side is the image side rounded up to a multiple of `divisor` (2**motifs, the sizes the
-    network accepts), at most `tile_size` rounded down to one (and never below the crop). Tiles overlap by
-    `overlap` where an image needs more than one.
+    network accepts), at most `tile_size` rounded down to one (and never below the crop). Where an image needs
+    more than one tile, neighbours overlap by `overlap` of the training crop (`overlap_for`).
     """
 
     crop: tuple[int, int]
@@ -69,6 +69,17 @@ class Tiling:
         tile needs no more memory per batch than the crop-sized batches did."""
         pixels = int(self.crop[0]) * int(self.crop[1]) * max(1, int(batch_size))
         return max(1, min(max(1, int(batch_size)), pixels // max(1, tile[0] * tile[1])))
+
+    def overlap_for(self, tile: tuple[int, int]) -> float:
+        """The overlap fraction of `tile`: `overlap` of the training crop, in pixels, whatever the tile size.
+
+        Why pixels of the crop: what neighbouring tiles must share is the band where a tile's border effects
+        (padding inside the receptive field) sit, which does not grow with the tile. A fixed fraction of a large
+        tile would make large tiles cost 1/(1-overlap)^2 the pixels, as much as crop-sized ones."""
+        if self.tile_size <= 0:
+            return float(self.overlap)
+        band = self.overlap * min(int(self.crop[0]), int(self.crop[1]))
+        return min(float(self.overlap), band / max(1, min(int(tile[0]), int(tile[1]))))
 
     def to_dict(self) -> dict[str, Any]:
         return {"crop": [int(self.crop[0]), int(self.crop[1])], "tile_size": int(self.tile_size),
@@ -192,8 +203,8 @@ def predict_image(
     """`sliding_window_predict` with the tile, overlap and tiles per batch that `tiling` gives this image."""
     plan = Tiling.coerce(tiling)
     tile = plan.tile_for(int(np.shape(image)[0]), int(np.shape(image)[1]))
-    return sliding_window_predict(predict_fn, image, tile, plan.overlap, plan.batch_for(tile, batch_size), mode,
-                                  progress=progress)
+    return sliding_window_predict(predict_fn, image, tile, plan.overlap_for(tile), plan.batch_for(tile, batch_size),
+                                  mode, progress=progress)
 
 
 def evaluate_images(
