@@ -150,9 +150,9 @@ def test_bad_inputs_exit_2_with_one_line(run_folder: dict, tmp_path: Path, capsy
     Image.fromarray(np.zeros((20, 20, 3), np.uint8)).save(rgb)
     assert main(["predict", "-r", run, "--input", str(rgb), "--output", str(tmp_path / "o")]) == 2
     assert "3 channel(s)" in _one_error_line(capsys)
-    assert main(["predict", "-r", run, "--network", "99", "--input", str(rgb), "--output", str(tmp_path)]) == 2
+    assert main(["predict", "-r", run, "--network", "99", "--input", str(rgb), "--output", str(tmp_path / "o")]) == 2
     assert "not a finalist" in _one_error_line(capsys)
-    assert main(["predict", "-r", run, "--input", str(tmp_path / "missing.png"), "--output", str(tmp_path)]) == 2
+    assert main(["predict", "-r", run, "--input", str(tmp_path / "missing.png"), "--output", str(tmp_path / "o")]) == 2
     assert "does not exist" in _one_error_line(capsys)
     assert not (tmp_path / "o").exists()  # nothing written when an input is bad
 
@@ -189,7 +189,10 @@ def test_analog_predict_at_a_drift_time(run_folder: dict, tmp_path: Path, capsys
         assert main(["predict", "-r", str(run_folder["run"]), "--input", image, "--output", str(out), "--analog",
                      "--drift-time", "1month", "--seed", "5"]) == 0
         outs.append(_read(out / f"{name}.png"))
-    assert "drift 2.592e+06 s" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "drift 2.592e+06 s" in err
+    assert ("using network 3 (best validation Dice; no analog recommendation in final/recommendation.json), analog "
+            "(AIHWKit, no HWA checkpoint), drift 1 month (2,592,000 s), programming seed 5") in err
     truth = _read(run_folder["data_dir"] / "masks" / f"{name}.png")
     assert outs[0].shape == truth.shape
     assert np.mean(outs[0] == outs[1]) > 0.95  # same seed: the same programmed chip (ADC noise aside)
@@ -213,3 +216,135 @@ def test_dataset_rescale_is_applied_and_undone(run_folder: dict, tmp_path: Path)
     probs = predictor.predict_probabilities([raw])[0]
     assert probs.shape == (48, 64, 2)
     np.testing.assert_allclose(probs.sum(-1), 1.0, atol=1e-4)
+
+
+def test_predict_never_writes_over_its_inputs(run_folder: dict, tmp_path: Path,
+                                              capsys: pytest.CaptureFixture) -> None:
+    """Issue 37: `--output` = the input folder replaced both images by masks and exited 0."""
+    import shutil
+
+    run = str(run_folder["run"])
+    images = tmp_path / "same"
+    shutil.copytree(run_folder["data_dir"] / "images", images)
+    before = {p.name: p.read_bytes() for p in images.iterdir()}
+
+    def unchanged() -> None:
+        assert {p.name: p.read_bytes() for p in images.iterdir()} == before
+
+    for extra in ([], ["--overwrite"]):  # --overwrite never reaches the inputs
+        assert main(["predict", "-r", run, "--input", str(images), "--output", str(images), *extra]) == 2
+        assert "is the folder of the input" in _one_error_line(capsys)
+        unchanged()
+    one = images / "img0.png"  # a single file, the output folder given another way
+    assert main(["predict", "-r", run, "--input", str(one), "--output", str(images / "." / "")]) == 2
+    assert "is the folder of the input" in _one_error_line(capsys)
+    out = tmp_path / "out"  # an output name that is a link to an input
+    out.mkdir()
+    (out / "img0.png").symlink_to(one)
+    assert main(["predict", "-r", run, "--input", str(one), "--output", str(out), "--overwrite"]) == 2
+    assert "would overwrite the input" in _one_error_line(capsys)
+    unchanged()
+
+
+def test_predict_keeps_existing_files_unless_overwrite(run_folder: dict, tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture) -> None:
+    run, image = str(run_folder["run"]), str(run_folder["data_dir"] / "images" / "img0.png")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "img0.probs.npy").write_bytes(b"mine")
+    assert main(["predict", "-r", run, "--input", image, "--output", str(out), "--probabilities"]) == 2
+    assert "already exists" in _one_error_line(capsys) and "--overwrite" in capsys.readouterr().err + "--overwrite"
+    assert sorted(p.name for p in out.iterdir()) == ["img0.probs.npy"]  # nothing written
+    assert (out / "img0.probs.npy").read_bytes() == b"mine"
+    assert main(["predict", "-r", run, "--input", image, "--output", str(out), "--probabilities",
+                 "--overwrite"]) == 0
+    assert np.load(out / "img0.probs.npy").shape == (48, 64, 2)
+    from popnas_seg.inference.outputs import check_outputs
+
+    (out / "img1.overlay.png").write_bytes(b"mine")  # --overlay's file is checked the same way
+    with pytest.raises(popnas_seg.errors.UserError, match=r"img1\.overlay\.png already exists"):
+        check_outputs([run_folder["data_dir"] / "images" / "img1.png"], out, overlay=True)
+
+
+def test_predict_write_failures_are_one_line_naming_the_path(run_folder: dict, tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch,
+                                                             capsys: pytest.CaptureFixture) -> None:
+    """Read-only file system / full disk while writing a mask: exit 2 naming the file, not a traceback."""
+    import errno
+
+    import popnas_seg.inference.predictor as predictor_module
+
+    run, image = str(run_folder["run"]), str(run_folder["data_dir"] / "images" / "img0.png")
+    for code in (errno.EROFS, errno.ENOSPC, errno.EACCES):
+        def refuse(path: Path, data: bytes, code: int = code) -> Path:
+            raise OSError(code, os.strerror(code), str(path))
+
+        monkeypatch.setattr(predictor_module, "atomic_write_bytes", refuse)
+        out = tmp_path / f"o{code}"
+        assert main(["predict", "-r", run, "--input", image, "--output", str(out)]) == 2
+        err = capsys.readouterr().err  # a progress line, then the error
+        line = err.strip().splitlines()[-1]
+        assert line.startswith("error: cannot write") and "Traceback" not in err
+        assert str(out / "img0.png") in line and os.strerror(code) in line
+    monkeypatch.undo()
+    if os.geteuid() != 0:  # root writes through mode bits
+        locked = tmp_path / "locked"
+        locked.mkdir(mode=0o555)
+        assert main(["predict", "-r", run, "--input", image, "--output", str(locked / "masks")]) == 2
+        assert "not writable" in _one_error_line(capsys)
+
+
+def test_predict_batch_size_must_be_at_least_one(run_folder: dict, tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture) -> None:
+    image = str(run_folder["data_dir"] / "images" / "img0.png")
+    assert main(["predict", "-r", str(run_folder["run"]), "--input", image, "--output", str(tmp_path / "o"),
+                 "--batch-size", "0"]) == 2
+    assert "--batch-size" in capsys.readouterr().err
+    with pytest.raises(popnas_seg.errors.UserError, match="at least 1"):
+        Predictor(run_folder["run"], batch_size=0)
+    assert not (tmp_path / "o").exists()
+
+
+def test_predict_follows_the_recommendation_and_says_which_network_it_used(
+        run_folder: dict, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """Two finalists, the U-Net recommended for digital use (it beats the finalist): predict uses it by default,
+    says so, and --network still overrides; masks are palette PNGs (class indices a viewer shows), and --overlay
+    writes the image with the mask drawn on it."""
+    import json
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(run_folder["run"], run)
+    shutil.copytree(run / "final" / "3", run / "final" / "unet")
+    with open(run / "final" / "finalists.csv", "w", newline="") as fh:
+        writer = csv.DictWriter(fh, ["network", "status", "val_dice", "test_dice", "params"])
+        writer.writeheader()
+        writer.writerow({"network": "3", "status": "ok", "val_dice": 0.9, "test_dice": 0.5, "params": 100})
+        writer.writerow({"network": "unet", "status": "ok", "val_dice": 0.8, "test_dice": 0.7, "params": 900})
+    name = run_folder["test_names"][0]
+    image = str(run_folder["data_dir"] / "images" / f"{name}.png")
+    out = tmp_path / "masks"
+    assert main(["predict", "-r", str(run), "--input", image, "--output", str(out), "--overlay"]) == 0
+    err = capsys.readouterr().err
+    assert "using network unet (recommended for digital use), digital (Keras)" in err.splitlines()[0]
+    assert not (run / "final" / "recommendation.json").exists()  # computed from the tables; predict writes no run file
+    (run / "final" / "recommendation.json").write_text(json.dumps({"version": 1, "digital": {"network": "3"}}))
+    assert Predictor(run).network == "3"  # the file, when there, is what predict follows
+    with Image.open(out / f"{name}.png") as mask:
+        assert mask.mode == "P" and mask.getpalette()[:6] == [0, 0, 0, 255, 255, 255]  # black / white
+        labels = np.asarray(mask)
+    truth = _read(run_folder["data_dir"] / "masks" / f"{name}.png")
+    assert labels.shape == truth.shape and set(np.unique(labels)) <= {0, 1} and labels.any()
+    with Image.open(out / f"{name}.overlay.png") as overlay:
+        assert overlay.mode == "RGB" and overlay.size == (truth.shape[1], truth.shape[0])
+        rgb = np.asarray(overlay).astype(int)
+    fg = rgb[labels == 1]
+    assert (fg[:, 0] > fg[:, 1]).mean() > 0.9  # foreground tinted red; background left grey
+    bg = rgb[labels == 0]
+    assert (np.abs(bg[:, 0] - bg[:, 1]) <= 1).mean() > 0.9
+    # a folder of outputs given as input again: the overlays are not images to segment
+    from popnas_seg.inference.predictor import collect_inputs
+
+    assert [p.name for p in collect_inputs([out])] == [f"{name}.png"]
+    assert main(["predict", "-r", str(run), "--network", "3", "--input", image, "--output", str(tmp_path / "m3")]) == 0
+    assert "using network 3 (chosen with --network), digital" in capsys.readouterr().err
