@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
                       f"{', '.join(f'{m:.4f}' for m in curve['mean'])}", flush=True)
 
     print("\n| images | tiles | tiling | drift times x programmings | CPU s per MP per drift time and "
-          "programming | wall s (same) | analog Dice per drift time (mean over programmings) | CPU speed-up | "
+          "programming | wall s (same) | analog Dice per drift time (mean ± std over programmings) | CPU speed-up | "
           "wall speed-up | largest Dice change |")
     print("|---|---|---|---:|---:|---:|---|---:|---:|---:|")
     for row in rows:
@@ -124,7 +124,8 @@ def main(argv: list[str] | None = None) -> int:
             change = f"{max(abs(a - b) for a, b in zip(row['dice'][:n], twin['dice'][:n])):.4f}"
         print(f"| {row['set']} | {row['kind']} | {row['tiling']} | {row['times']} x {row['reps']} | "
               f"{row['cpu_per_mp_time']:.1f} | {row['s_per_mp_time']:.1f} | "
-              f"{', '.join(f'{d:.4f}' for d in row['dice'])} | {speed} | {wall} | {change} |")
+              f"{', '.join(f'{d:.4f} ± {v:.4f}' for d, v in zip(row['dice'], row['std']))} | {speed} | {wall} | "
+              f"{change} |")
     print(f"\ntarget: >= {TARGET_SPEEDUP:g}x on 4 x 256x256 with every drift time's Dice within {DICE_TOLERANCE}")
     return 0
 

@@ -9,10 +9,9 @@ spread over independently programmed chips, not over read noise of one programmi
 Dice is the project's one numpy `dice_score`, the same as the digital evaluation, so
 `robustness = analog / digital` compares like with like.
 
-Reproducibility: programming and drift noise follow the torch seed. The probe runs on AIHWKit's torch tiles
-(`rpu.inference_rpu_config`), whose forward (ADC/DAC, output) noise follows it too, so a probe repeated under one
-seed scores the same. The finalists' drift scoring (hwa.py) uses the compiled tiles, whose forward noise is
-clock-seeded: its repetitions agree closely but not bit for bit.
+Reproducibility: programming and drift noise follow the torch seed. The probe, HWA and the drift scoring run on
+AIHWKit's torch tiles (`rpu.inference_rpu_config`), whose forward (ADC/DAC, output) noise follows it too, so every
+analog score repeated under one seed is the same (the compiled tiles' forward noise is clock-seeded).
 """
 from __future__ import annotations
 
