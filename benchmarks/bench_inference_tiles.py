@@ -8,7 +8,7 @@ data (crop 32), converts it to analog tiles and scores its drift curve exactly a
 (`hwa._curve`: `--repetitions` programmings per drift time) on 4 generated test images of 256x256 and on one of
 2048x2048 (torch tiles only, `--large-times` x `--large-repetitions`), per tile class (AIHWKit's torch
 `TorchInferenceRPUConfig`, which runs use, and its compiled `InferenceRPUConfig`, the equivalence check) and per
-tiling (crop-sized tiles = `inference.tile_size` 0; whole-image tiles = the default 512). It prints seconds per
+tiling (crop-sized tiles = `inference.tile_size` 0; whole-image tiles = the default 256). It prints seconds per
 megapixel per drift time and programming (one scoring of every image), the mean analog Dice, and the speed-up of each whole-image row over its crop-tiled
 twin. The same seeds program the same chips in every row, so Dice differences are tiling, not luck.
 
@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--epochs", type=int, default=8)
     p.add_argument("--repetitions", type=int, default=2, help="programmings per drift time (analog.repetitions)")
     p.add_argument("--times", type=float, nargs="+", default=[1.0, 2592000.0], help="drift times, s")
-    p.add_argument("--tile-size", type=int, default=512, help="inference.tile_size of the whole-image rows")
+    p.add_argument("--tile-size", type=int, default=256, help="inference.tile_size of the whole-image rows")
     p.add_argument("--skip-large", action="store_true", help="skip the 2048x2048 image")
     p.add_argument("--large-times", type=int, default=1, help="drift times of the 2048x2048 rows (the first N)")
     p.add_argument("--large-repetitions", type=int, default=1, help="programmings of the 2048x2048 rows")

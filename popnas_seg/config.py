@@ -394,7 +394,7 @@ class InferenceConfig(_Section):
     """How whole images are segmented: `predict`, and the whole-image test scores (digital and analog)."""
 
     tile_size: int = Field(
-        512, ge=0, le=8192, description="largest tile side in pixels at inference: images up to this size are "
+        256, ge=0, le=8192, description="largest tile side in pixels at inference: images up to this size are "
         "segmented whole (padded to a multiple of 2**motifs), larger ones in tiles of this side; the networks are "
         "fully convolutional, so this is independent of dataset.crop. 0: tiles of the training crop (slower)")
     overlap: float = Field(0.25, ge=0, lt=1, description="overlap of neighbouring tiles, as a fraction of the "

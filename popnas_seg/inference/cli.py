@@ -40,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
                              "0.25)")
     parser.add_argument("--tile-size", type=int, default=None, metavar="PX",
                         help="largest tile side: images up to it are segmented whole (default: the run's "
-                             "inference.tile_size, 512; 0: tiles of the training crop)")
+                             "inference.tile_size, 256; 0: tiles of the training crop)")
     parser.add_argument("--batch-size", type=_positive_int, default=8,
                         help="training-crop-sized tiles per forward pass; larger tiles go fewer at a time (default 8)")
     parser.add_argument("--overwrite", action="store_true",
