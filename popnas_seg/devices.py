@@ -94,5 +94,6 @@ def describe_run_devices(analog: bool) -> DevicePlan:
         found = run_job("devices", {}, timeout_s=300.0)
     except AnalogWorkerError as exc:
         plan = device_plan(tf, [])
-        return DevicePlan(plan.keras, "cpu", [plan.lines[0], f"analog simulation: unknown (worker: {str(exc).splitlines()[0]})"])
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        return DevicePlan(plan.keras, "cpu", [plan.lines[0], f"analog simulation: unknown (worker: {reason})"])
     return device_plan(tf, list(found["torch_gpus"]), "torch", bool(found["aihwkit_cuda_compiled"]))

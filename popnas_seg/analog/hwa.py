@@ -85,7 +85,8 @@ def segmentation_loss_torch(probs: Any, labels: Any, classes_count: int, ignore_
 
 
 def _curve(module: Any, x: np.ndarray, y: np.ndarray, times: list[float], repetitions: int, seed: int,
-           classes_count: int, ignore_class: int | None, batch_size: int, tile: list[int] | dict[str, Any] | None = None,
+           classes_count: int, ignore_class: int | None, batch_size: int,
+           tile: list[int] | dict[str, Any] | None = None,
            sizes: np.ndarray | None = None) -> dict[str, list]:
     from popnas_seg.analog.scoring import score_repetitions
 
@@ -356,7 +357,8 @@ def load_checkpoint(onnx_path: str, checkpoint: str) -> tuple[Any, AnalogConfig]
 def score_checkpoint_in_process(
     onnx_path: str, checkpoint: str, classes_count: int, ignore_class: int | None, seed: int,
     eval_times: list[float] | None, repetitions: int | None, batch_size: int,
-    test_x: np.ndarray, test_y: np.ndarray, tile: list[int] | dict[str, Any] | None = None, test_sizes: np.ndarray | None = None,
+    test_x: np.ndarray, test_y: np.ndarray, tile: list[int] | dict[str, Any] | None = None,
+    test_sizes: np.ndarray | None = None,
 ) -> dict[str, Any]:
     from popnas_seg.analog.rpu import analog_device
 

@@ -17,7 +17,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python run.py predict",
         description="Segment images of any size with a network found by a run (whole, or in "
-                    "overlapping tiles of inference.tile_size; the training preprocessing). Writes label masks with the input names.",
+                    "overlapping tiles of inference.tile_size; the training preprocessing). Writes label masks "
+                    "with the input names.",
     )
     parser.add_argument("-r", "--run", required=True, metavar="FOLDER", help="the run folder (logs/NAME)")
     parser.add_argument("--network", metavar="ID",
