@@ -364,8 +364,8 @@ class AnalogConfig(_Section):
     device: Literal["pcm", "reram_wan2022", "reram_cmo"] = Field(
         "pcm", description="device model of the analog tiles (AIHWKit inference noise model: programming and read "
         "noise, drift): PCM-like (PCMLikeNoiseModel), ReRAM of Wan et al. 2022 (ReRamWan2022NoiseModel) or CMO "
-        "ReRAM (ReRamCMONoiseModel); the probe, drift scoring, HWA and predict all use it. reram_wan2022 drifts only to "
-        "its measured times: t_inference and eval_times must be 1, 86400 or 172800 s"
+        "ReRAM (ReRamCMONoiseModel); the probe, drift scoring, HWA and predict all use it. reram_wan2022 drifts "
+        "only to its measured times: t_inference and eval_times must be 1, 86400 or 172800 s"
     )
     g_max: float = Field(25.0, gt=0, le=G_MAX_LIMIT_US, description="maximum conductance in microsiemens")
     drift_compensation: Literal["global", "none"] = Field("global", description="drift compensation at read-out")

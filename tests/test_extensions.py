@@ -224,12 +224,12 @@ def test_data_source_names_are_checked_and_the_folder_is_chosen_by_path_only(toy
 @pytest.mark.parametrize("device, model", [("pcm", "PCMLikeNoiseModel"), ("reram_wan2022", "ReRamWan2022NoiseModel"),
                                            ("reram_cmo", "ReRamCMONoiseModel")])
 def test_analog_device_picks_the_noise_model_of_every_tile_configuration(device: str, model: str) -> None:
-    from popnas_seg.analog.rpu import hwa_rpu_config, inference_rpu_config, probe_rpu_config
+    from popnas_seg.analog.rpu import TILES, hwa_rpu_config, inference_rpu_config
 
     cfg = config_from_dict({"analog": {"device": device, "g_max": 20.0, "t_inference": 86400.0,
                                        "eval_times": [1.0, 86400.0]}}).analog
-    for make in (inference_rpu_config, probe_rpu_config, hwa_rpu_config):
-        noise = make(cfg).noise_model
+    for make, tiles in [(make, tiles) for make in (inference_rpu_config, hwa_rpu_config) for tiles in TILES]:
+        noise = make(cfg, tiles).noise_model
         assert type(noise).__name__ == model
         assert float(noise.g_max) == 20.0
 
