@@ -79,10 +79,11 @@ def inference_rpu_config(cfg: AnalogConfig, tiles: str = "torch") -> Any:
 
     Programming/read noise and drift from the `analog.device` model (`_noise_model`; PCM-like by default) at
     `g_max`, optional global drift compensation, DAC/ADC resolution and output noise from `cfg`, each column's
-    weights mapped onto the conductance range (`weight_scaling`, see `_set_mapping`) and clipped at
-    `clip_sigma` standard deviations of the mapped layer, layers split over tiles of at most `tile_size` x
-    `tile_size`, biases kept digital. Noise and bound management stay at AIHWKit's defaults (ABS_MAX / ITERATIVE): a digitally trained network has no learned
-    input ranges, so dynamic input scaling is what keeps its activations inside the DAC range.
+    weights mapped onto the conductance range (`weight_scaling`, see `_set_mapping`) and clipped at `clip_sigma`
+    standard deviations of the mapped layer, layers split over tiles of at most `tile_size` x `tile_size`, biases
+    kept digital. Noise and bound management stay at AIHWKit's defaults (ABS_MAX / ITERATIVE): a digitally trained
+    network has no learned input ranges, so dynamic input scaling is what keeps its activations inside the DAC
+    range.
 
     Why AIHWKit's torch tiles (`TorchInferenceRPUConfig`) by default: the compiled tiles draw their forward
     (DAC/ADC, output) noise from a clock-seeded generator, so two scorings of one network under one seed
