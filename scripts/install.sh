@@ -43,4 +43,4 @@ echo "install.sh: pip install -e $TARGET"
 
 echo "install.sh: checking the stack"
 TF_CPP_MIN_LOG_LEVEL=2 "$PY" -c 'import tensorflow as tf, torch, aihwkit, aihwkit.nn, popnas_seg; print(f"ok: tensorflow {tf.__version__}, torch {torch.__version__}, aihwkit {aihwkit.__version__}, popnas_seg {popnas_seg.__version__}")'
-echo "install.sh: done. Run: $PY run.py"
+echo "install.sh: done. Smoke run (minutes): $PY run.py -j configs/quick.json --name quick; full run: $PY run.py"
