@@ -32,8 +32,10 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python run.py",
         description="POPNAS-style progressive Pareto search for small, analog-robust segmentation networks.",
         epilog="A bare `python run.py` runs configs/run.json (built-in synthetic nuclei data). "
-               "Segment new images with a finished run: `python run.py predict -h`.",
+               "Segment new images with a finished run: `python run.py predict -h`; which network a run "
+               "recommends: `python run.py summary -r FOLDER`.",
     )
+    parser.add_argument("--version", action="version", version=f"popnas-seg {_version()}")
     source = parser.add_mutually_exclusive_group()
     source.add_argument("-j", "--config", metavar="CONFIG", help=f"run config JSON (default: {_shown_default()})")
     source.add_argument("-r", "--resume", metavar="FOLDER", help="resume the run in this run folder")
@@ -60,6 +62,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from popnas_seg.inference.cli import main as predict_main
 
         return predict_main(list(sys.argv[1:] if argv is None else argv)[1:])
+    if list(sys.argv[1:] if argv is None else argv)[:1] == ["summary"]:  # the recommendation and the front
+        from popnas_seg.summary import main as summary_main
+
+        return summary_main(list(sys.argv[1:] if argv is None else argv)[1:])
     # The pipeline feeds tf.data and exports with tf2onnx, so this process needs Keras's TensorFlow backend
     # whatever the environment says (the model code itself is backend-agnostic; analog workers use torch).
     if "keras" not in sys.modules:
@@ -197,6 +203,12 @@ def _config_for_preview(args: argparse.Namespace) -> RunConfig:
             raise UserError(f'"{args.resume}" is not a run folder (no restore/config.json)')
         return load_config(restore)
     return load_config(args.config)
+
+
+def _version() -> str:
+    from popnas_seg import __version__
+
+    return __version__
 
 
 def _shown_default() -> str:

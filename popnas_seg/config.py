@@ -373,6 +373,12 @@ class AnalogConfig(_Section):
     )
     macro_variants: bool = Field(False, description="also try finalists with more filters / cells (POPNAS -params)")
     unet_baseline: bool = Field(True, description="also train a plain U-Net as a baseline for comparison")
+    recommend_at: DriftSeconds = Field(
+        2592000.0, description="drift time in seconds at which final/recommendation.json picks the network for "
+        "analog use (the nearest of `eval_times` that was scored; 30 days)")
+    recommend_max_params: int | None = Field(
+        None, ge=1, description="size budget of the recommendation: networks with more weights are not "
+        "recommended (null: no budget)")
 
 
 class OthersConfig(_Section):

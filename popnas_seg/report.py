@@ -116,10 +116,15 @@ class _Report:
         return (f"# popnas-seg run `{self.path.name}`\n\n"
                 f"Stage reached: **{stage}** (restore/state.json, updated {self.state.get('updated_at', '?')}).")
 
+    def recommendation_section(self) -> str:
+        from popnas_seg.finalists.recommendation import recommendation_markdown, write_recommendation
+
+        return recommendation_markdown(write_recommendation(self.path), _shown_path(self.path))
+
     def config_section(self) -> str:
         if not self.config:
-            return "## Configuration\n\nrestore/config.json is missing or unreadable."
-        return ("## Configuration\n\nThe frozen, validated config (restore/config.json):\n\n```json\n"
+            return "## Configuration (appendix)\n\nrestore/config.json is missing or unreadable."
+        return ("## Configuration (appendix)\n\nThe frozen, validated config (restore/config.json):\n\n```json\n"
                 + json.dumps(self.config, indent=2, sort_keys=False) + "\n```")
 
     def search_section(self) -> str:
@@ -313,6 +318,14 @@ def _ratio(r: Any) -> str:
     return _fmt(r.robustness, 2)
 
 
+def _shown_path(path: Path) -> str:
+    """The run folder as a user would type it: relative to the working directory when it is below it."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
 def _layer_text(layer: Any) -> str:
     """A digital layer from analog_coverage(): `name` (type: reason), or a plain name."""
     if isinstance(layer, dict):
@@ -327,9 +340,9 @@ def write_report(run: Any, logger: logging.Logger | None = None) -> Path:
     run_path = Path(getattr(run, "path", run))
     _redraw(run_path, log)
     report = _Report(run_path, log)
-    sections: list[Callable[[], str]] = [report.header, report.config_section, report.search_section,
+    sections: list[Callable[[], str]] = [report.header, report.recommendation_section, report.search_section,
                                          report.front_section, report.finalists_section, report.plots_section,
-                                         report.digital_section]
+                                         report.digital_section, report.config_section]
     parts = []
     for section in sections:
         try:

@@ -180,7 +180,8 @@ def test_finalists_stage_with_a_fake_trainer_writes_three_drift_rows_and_learnin
         def train(self, model, *, network_id, encoding, blocks, seed, out_dir=None, epochs=None, flops=0,
                   early_stopping_patience=None, **_):
             calls.append({"encoding": encoding, "epochs": epochs, "patience": early_stopping_patience,
-                          "out": out_dir})
+                          "out": out_dir, "reinitialize": _.get("reinitialize", True),
+                          "keep_initial": _.get("keep_initial", False)})
             if out_dir is not None:
                 Path(out_dir).mkdir(parents=True, exist_ok=True)
                 (Path(out_dir) / "history.csv").write_text(
@@ -212,6 +213,9 @@ def test_finalists_stage_with_a_fake_trainer_writes_three_drift_rows_and_learnin
 
     monkeypatch.setattr(FinalistsStage, "_trainer_", lambda self: FakeTrainer())
     monkeypatch.setattr(FinalistsStage, "_build", lambda self, f: (object(), 1))
+    warm: list[tuple[str, str]] = []
+    monkeypatch.setattr(FinalistsStage, "_warm_start",
+                        lambda self, model, path: warm.append((path.parent.name, path.name)))
     monkeypatch.setattr(FinalistsStage, "export", fake_export)
     monkeypatch.setattr(export_module, "save_keras", lambda model, path: Path(path).write_bytes(b"keras"))
     monkeypatch.setattr(drift_module, "hwa_and_drift", fake_drift)
@@ -227,6 +231,14 @@ def test_finalists_stage_with_a_fake_trainer_writes_three_drift_rows_and_learnin
         assert [c["encoding"] for c in final] == ["[(-1,3x3 conv,-1,identity)]", "unet"]
         assert {(c["epochs"], c["patience"]) for c in final} == {(config.analog.final_epochs,
                                                                   config.analog.early_stopping_patience)}
+        # both start from their model-selection weights and keep them unless an epoch beats them
+        assert warm == [("1", "model.keras"), ("unet", "model.keras")]
+        assert all(not c["reinitialize"] and c["keep_initial"] for c in final)
+        with open(run.final_dir / "model_selection.csv") as fh:
+            assert [row["variant"] for row in csv.DictReader(fh)] == ["1", "unet"]
+        selection = [c for c in calls if c["patience"] is None]
+        assert [c["encoding"] for c in selection] == ["[(-1,3x3 conv,-1,identity)]", "unet"]
+        assert {c["epochs"] for c in selection} == {config.analog.model_selection_epochs}
         with open(run.final_dir / "drift.csv") as fh:
             drift = list(csv.DictReader(fh))
         times = len(config.analog.eval_times)
@@ -248,5 +260,41 @@ def test_finalists_stage_with_a_fake_trainer_writes_three_drift_rows_and_learnin
         assert run_finalists(run, config, data) == rows and calls == []
         with open(run.final_dir / "drift.csv") as fh:
             assert list(csv.DictReader(fh)) == drift
+    finally:
+        run.close()
+
+
+def test_short_final_training_never_loses_the_model_selection_weights(tmp_path: Path) -> None:
+    """A deliberately short final budget (1 epoch after 3 of model selection): final training starts from the
+    model-selection weights and keeps them unless an epoch beats them, for the finalist and the U-Net alike
+    (real Keras training of tiny networks; export and AIHWKit are not needed for this)."""
+    from popnas_seg.data.pipeline import load_data
+    from popnas_seg.finalists.stage import UNET, FinalistsStage
+    from popnas_seg.runlog.folder import RunFolder
+
+    config = _tiny_config(tmp_path)
+    config.analog.model_selection_epochs = 3
+    config.analog.final_epochs = 1
+    config.analog.early_stopping_patience = 1
+    config.training_hyperparameters.steps_per_epoch = 3
+    run = RunFolder.create(tmp_path / "logs", "short", config)
+    try:
+        r = TrainingResult(network_id=1, encoding="[(-1,3x3 conv,-1,identity)]", blocks=1, dice=0.7, miou=0.7,
+                           params=500, flops=1, train_time_s=1.0, inference_time_ms=1.0, epochs=1, step=1)
+        run.journal.append("network_finished", network_id=1, result=r.to_dict())
+        stage = FinalistsStage(run, config, load_data(config.dataset, config.others.seed))
+        finalists = stage.model_selection(stage.select()) + [stage.unet_selection()]
+        assert [f.name for f in finalists] == ["1", UNET]
+        for f in finalists:
+            selected = stage._last("model_selection_done", variant=f.variant)
+            assert selected is not None and selected["status"] == "ok", f.name  # the U-Net has the same budget
+            assert (run.final_dir / "model_selection" / f.variant / "model.keras").is_file()
+            trained, _ = stage.final_training(f)
+            result = TrainingResult.from_dict(trained["result"])
+            assert trained["start_weights"] == f"model_selection/{f.variant}/model.keras"
+            # the starting weights are the model-selection network: the same validation Dice, measured again
+            assert result.extra["start_val_dice"] == pytest.approx(selected["dice"], abs=1e-4), f.name
+            assert result.dice >= selected["dice"] - 1e-4, (f.name, result.dice, selected["dice"])
+            assert (run.final_dir / f.name / "model.keras").is_file() and trained["test_dice"] is not None
     finally:
         run.close()

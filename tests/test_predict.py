@@ -189,7 +189,10 @@ def test_analog_predict_at_a_drift_time(run_folder: dict, tmp_path: Path, capsys
         assert main(["predict", "-r", str(run_folder["run"]), "--input", image, "--output", str(out), "--analog",
                      "--drift-time", "1month", "--seed", "5"]) == 0
         outs.append(_read(out / f"{name}.png"))
-    assert "drift 2.592e+06 s" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "drift 2.592e+06 s" in err
+    assert ("using network 3 (best validation Dice; no analog recommendation in final/recommendation.json), analog "
+            "(AIHWKit, no HWA checkpoint), drift 1 month (2,592,000 s), programming seed 5") in err
     truth = _read(run_folder["data_dir"] / "masks" / f"{name}.png")
     assert outs[0].shape == truth.shape
     assert np.mean(outs[0] == outs[1]) > 0.95  # same seed: the same programmed chip (ADC noise aside)
@@ -213,3 +216,48 @@ def test_dataset_rescale_is_applied_and_undone(run_folder: dict, tmp_path: Path)
     probs = predictor.predict_probabilities([raw])[0]
     assert probs.shape == (48, 64, 2)
     np.testing.assert_allclose(probs.sum(-1), 1.0, atol=1e-4)
+
+
+def test_predict_follows_the_recommendation_and_says_which_network_it_used(
+        run_folder: dict, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """Two finalists, the U-Net recommended for digital use (it beats the finalist): predict uses it by default,
+    says so, and --network still overrides; masks are palette PNGs (class indices a viewer shows), and --overlay
+    writes the image with the mask drawn on it."""
+    import json
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(run_folder["run"], run)
+    shutil.copytree(run / "final" / "3", run / "final" / "unet")
+    with open(run / "final" / "finalists.csv", "w", newline="") as fh:
+        writer = csv.DictWriter(fh, ["network", "status", "val_dice", "test_dice", "params"])
+        writer.writeheader()
+        writer.writerow({"network": "3", "status": "ok", "val_dice": 0.9, "test_dice": 0.5, "params": 100})
+        writer.writerow({"network": "unet", "status": "ok", "val_dice": 0.8, "test_dice": 0.7, "params": 900})
+    name = run_folder["test_names"][0]
+    image = str(run_folder["data_dir"] / "images" / f"{name}.png")
+    out = tmp_path / "masks"
+    assert main(["predict", "-r", str(run), "--input", image, "--output", str(out), "--overlay"]) == 0
+    err = capsys.readouterr().err
+    assert "using network unet (recommended for digital use), digital (Keras)" in err.splitlines()[0]
+    assert not (run / "final" / "recommendation.json").exists()  # computed from the tables; predict writes no run file
+    (run / "final" / "recommendation.json").write_text(json.dumps({"version": 1, "digital": {"network": "3"}}))
+    assert Predictor(run).network == "3"  # the file, when there, is what predict follows
+    with Image.open(out / f"{name}.png") as mask:
+        assert mask.mode == "P" and mask.getpalette()[:6] == [0, 0, 0, 255, 255, 255]  # black / white
+        labels = np.asarray(mask)
+    truth = _read(run_folder["data_dir"] / "masks" / f"{name}.png")
+    assert labels.shape == truth.shape and set(np.unique(labels)) <= {0, 1} and labels.any()
+    with Image.open(out / f"{name}.overlay.png") as overlay:
+        assert overlay.mode == "RGB" and overlay.size == (truth.shape[1], truth.shape[0])
+        rgb = np.asarray(overlay).astype(int)
+    fg = rgb[labels == 1]
+    assert (fg[:, 0] > fg[:, 1]).mean() > 0.9  # foreground tinted red; background left grey
+    bg = rgb[labels == 0]
+    assert (np.abs(bg[:, 0] - bg[:, 1]) <= 1).mean() > 0.9
+    # a folder of outputs given as input again: the overlays are not images to segment
+    from popnas_seg.inference.predictor import collect_inputs
+
+    assert [p.name for p in collect_inputs([out])] == [f"{name}.png"]
+    assert main(["predict", "-r", str(run), "--network", "3", "--input", image, "--output", str(tmp_path / "m3")]) == 0
+    assert "using network 3 (chosen with --network), digital" in capsys.readouterr().err

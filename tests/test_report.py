@@ -125,3 +125,59 @@ def test_report_survives_a_broken_csv(tmp_path: Path) -> None:
     text = write_report(run).read_text()
     assert "## What stayed digital" in text  # later sections still written
     assert "could not be written" in text
+
+
+def test_report_opens_with_the_recommendation_and_ends_with_the_config(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    _synthetic_run(run)
+    text = write_report(run).read_text()
+    first_screen = text[: text.index("## Search")]
+    assert "## Recommendation" in first_screen and "```json" not in first_screen
+    assert text.index("## What stayed digital") < text.index("## Configuration (appendix)")
+    # finalist 1 beats the U-Net digitally (0.823 vs 0.778) and at 1 month after HWA (0.740 vs 0.654)
+    assert "| digital | **finalist 1** | 12,345 | 0.823 |" in first_screen
+    assert "| analog, 1 month of drift | **finalist 1** | 12,345 | 0.823 | 0.740 ± 0.012 (HWA) |" in first_screen
+    assert "| baseline (for comparison) | unet (U-Net baseline) | 95,000 | 0.778 | 0.654 ± 0.012 (HWA) |" in text
+    assert "Warning" not in first_screen
+    rec = json.loads((run / "final" / "recommendation.json").read_text())
+    assert rec["digital"]["network"] == "1" and rec["analog"]["network"] == "1" and rec["horizon_s"] == 2592000.0
+    assert rec["analog"]["analog_dice"] == 0.74 and rec["baseline"]["network"] == "unet"
+
+
+def test_recommendation_falls_back_to_the_unet_and_warns(tmp_path: Path) -> None:
+    from popnas_seg.finalists.recommendation import build_recommendation
+
+    run = tmp_path / "run"
+    _synthetic_run(run)
+    write_csv(run / "final" / "finalists.csv", [
+        {"network": "4", "status": "ok", "val_dice": 0.56, "test_dice": 0.569, "params": 3000},
+        {"network": "7", "status": "nan", "val_dice": 0.0, "test_dice": "", "params": 2000},
+        {"network": "unet", "status": "ok", "val_dice": 0.88, "test_dice": 0.882, "params": 95000}])
+    write_csv(run / "final" / "drift.csv",
+              [{"network": n, "hwa": "before", "time": t, "mean": m, "std": 0.01}
+               for n, ms in (("4", (0.5, 0.45)), ("unet", (0.8, 0.44))) for t, m in zip((3600.0, 31536000.0), ms)],
+              ["network", "hwa", "time", "mean", "std"])
+    rec = build_recommendation(run)
+    assert rec is not None and rec["digital"]["network"] == "unet"
+    assert rec["horizon_s"] == 31536000.0  # 30 days asked; 1 year is the nearest scored time (log scale)
+    assert rec["analog"]["network"] == "4" and rec["analog"]["analog_weights"] == "no HWA"  # 0.45 > 0.44
+    assert any("finalist 4 is below the U-Net baseline digitally: test Dice 0.569 vs 0.882" in w
+               for w in rec["warnings"])
+    assert any("network 7 failed its final training" in w for w in rec["warnings"])
+    text = write_report(run).read_text()
+    assert "> **Warning:** finalist 4 is below the U-Net baseline digitally" in text[: text.index("## Search")]
+    # a size budget the U-Net exceeds: the finalist is recommended for both uses
+    config = json.loads((run / "restore" / "config.json").read_text())
+    config["analog"]["recommend_max_params"] = 10000
+    (run / "restore" / "config.json").write_text(json.dumps(config))
+    rec = build_recommendation(run)
+    assert rec["digital"]["network"] == "4" and any("over the size budget" in w and "unet" in w
+                                                   for w in rec["warnings"])
+    assert rec["baseline"]["network"] == "unet"  # still shown beside it
+
+
+def test_no_recommendation_before_final_training(tmp_path: Path) -> None:
+    run = tmp_path / "fresh"
+    _restore(run)
+    text = write_report(run).read_text()
+    assert "No recommendation yet" in text and not (run / "final" / "recommendation.json").exists()

@@ -7,8 +7,10 @@ Sub-steps, each recorded in the journal once its files exist, so a re-run contin
                             filters x2 / motifs + 1 when `analog.macro_variants`) -> final/model_selection.csv;
                             the best variant of each candidate (validation Dice) becomes that finalist
 3. ``finalist_trained``     final training to convergence (at most `analog.final_epochs`, stopping after
-                            `early_stopping_patience` epochs without a better validation Dice, best weights), test
-                            Dice/mIoU on whole test images (tiled, as `predict`), final/<id>/model.keras
+                            `early_stopping_patience` epochs without a better validation Dice, best weights),
+                            warm-started from the chosen variant's model-selection weights, which count as epoch 0:
+                            final training never hands back a network worse on validation than the one it got;
+                            test Dice/mIoU on whole test images (tiled, as `predict`), final/<id>/model.keras
 4. ``finalist_exported``    final/<id>/model.onnx (dynamic batch, height and width), model.pt (the
                             onnx2torch module's state dict: tensors only); Keras vs torch vs ONNX Runtime
                             equivalence on test crops and on one whole test image (a second size)
@@ -16,7 +18,9 @@ Sub-steps, each recorded in the journal once its files exist, so a re-run contin
                             (analog/drift.py), checkpoints in final/<id>/
 6. ``finalist_done``        the finalist's row of final/finalists.csv
 
-The U-Net baseline (`analog.unet_baseline`) goes through steps 3-6 as finalist ``unet`` with the same budget.
+The U-Net baseline (`analog.unet_baseline`) gets the same budget and rule: a model-selection training (variant
+``unet``, `analog.model_selection_epochs`), then steps 3-6 as finalist ``unet`` from those weights.
+At the end, final/recommendation.json names the network to use (recommendation.py).
 
 The selection rules are in selection.py.
 """
@@ -66,6 +70,7 @@ class _Finalist:
     blocks: int
     arch: ArchitectureConfig
     origin: str
+    variant: str = ""  # model-selection variant whose weights final training starts from ("" : none)
 
 
 class FinalistsStage:
@@ -155,8 +160,6 @@ class FinalistsStage:
     # ------------------------------------------------------------------ (b) model selection
     def model_selection(self, candidates: Sequence[TrainingResult]) -> list[_Finalist]:
         """Short retraining of every candidate variant; the best variant (validation Dice) of each cell wins."""
-        from popnas_seg.runlog.tables import write_csv
-
         a = self.config.analog
         shape = tuple(self.data.input_shape)
         chosen: list[_Finalist] = []
@@ -168,12 +171,19 @@ class FinalistsStage:
                 if done is None:
                     done = self._train_selection_variant(cand, variant, arch)
                 finalist = _Finalist(str(cand.network_id), cand.network_id, cand.encoding, cand.blocks,
-                                     ArchitectureConfig(**done["arch"]), cand.origin)
+                                     ArchitectureConfig(**done["arch"]), cand.origin, variant)
                 dice = float(done["dice"]) if done["status"] == "ok" else -1.0
                 if best is None or dice > best[0]:
                     best = (dice, finalist)
             assert best is not None
             chosen.append(best[1])
+        self._write_selection_table(chosen)
+        return chosen
+
+    def _write_selection_table(self, chosen: Sequence[_Finalist]) -> None:
+        """final/model_selection.csv: every variant trained, the chosen ones marked."""
+        from popnas_seg.runlog.tables import write_csv
+
         rows = []
         winners = {(f.network_id, f.arch.filters, f.arch.motifs) for f in chosen}
         for e in self.run.journal.events("model_selection_done"):
@@ -182,7 +192,6 @@ class FinalistsStage:
             row["chosen"] = (e["network_id"], e["filters"], e["motifs"]) in winners
             rows.append(row)
         write_csv(self.final_dir / "model_selection.csv", rows)
-        return chosen
 
     def _evaluator(self) -> NetworkEvaluator:
         """The search's unit of work (build, FLOPs, train), sharing this stage's trainer."""
@@ -193,15 +202,16 @@ class FinalistsStage:
 
     def _train_selection_variant(self, cand: TrainingResult, variant: str, arch: ArchitectureConfig
                                  ) -> dict[str, Any]:
+        """Short training of one variant; its weights (model.keras) are where final training starts."""
         from popnas_seg.search_space.encoding import Cell
 
-        cell = Cell.from_string(cand.encoding)
+        key = UNET if cand.encoding == UNET_ENCODING else Cell.from_string(cand.encoding).key()
         self.log.info("model selection: %s (%s, filters %d, motifs %d), %d epochs", variant, cand.encoding,
                       arch.filters, arch.motifs, self.config.analog.model_selection_epochs)
         result = self._evaluator().evaluate(NetworkJob(
             network_id=cand.network_id, encoding=cand.encoding, architecture=arch.model_dump(mode="json"),
-            seed=self._seed(cell.key(), variant), out_dir=str(self.final_dir / "model_selection" / variant),
-            epochs=self.config.analog.model_selection_epochs, save=False, probe=False,
+            seed=self._seed(key, variant), out_dir=str(self._selection_dir(variant)),
+            epochs=self.config.analog.model_selection_epochs, save=True, probe=False,
         ))
         return self.run.journal.append(
             "model_selection_done", variant=variant, network_id=cand.network_id, encoding=cand.encoding,
@@ -210,9 +220,36 @@ class FinalistsStage:
             train_time_s=result.train_time_s, status=result.status,
         )
 
+    def _selection_dir(self, variant: str) -> Path:
+        return self.final_dir / "model_selection" / variant
+
+    def unet_selection(self) -> _Finalist:
+        """The U-Net baseline after its model-selection training (the finalists' budget: same epochs, same rule)."""
+        arch = self.config.architecture_hyperparameters
+        unet = _Finalist(UNET, -1, UNET_ENCODING, 0, arch, UNET, UNET)
+        # a run from before the U-Net had a model selection, already past its final training, keeps it as it is
+        if self._last("model_selection_done", variant=UNET) is None and self._last("finalist_trained",
+                                                                                    name=UNET) is None:
+            cand = TrainingResult(network_id=-1, encoding=UNET_ENCODING, blocks=0, dice=0.0, miou=0.0, params=0,
+                                  flops=0, train_time_s=0.0, inference_time_ms=0.0, epochs=0, origin=UNET)
+            self._train_selection_variant(cand, UNET, arch)
+        return unet
+
     # ------------------------------------------------------------------ (c) final training
     def _build(self, f: _Finalist) -> tuple[Any, int]:
         return self._evaluator().build(UNET_ENCODING if f.name == UNET else f.encoding, f.arch)
+
+    def _start_weights(self, f: _Finalist) -> Path | None:
+        """The model-selection weights `f` starts final training from (None: a run from before they were kept,
+        or a failed model-selection training: final training then starts from fresh weights)."""
+        if not f.variant:
+            return None
+        done = self._last("model_selection_done", variant=f.variant)
+        path = self._selection_dir(f.variant) / "model.keras"
+        return path if done is not None and done.get("status") == "ok" and path.is_file() else None
+
+    def _warm_start(self, model: Any, path: Path) -> None:
+        model.load_weights(str(path))
 
     def final_training(self, f: _Finalist) -> tuple[dict[str, Any], Any]:
         """Train `f` for `analog.final_epochs` with early stopping; returns (journal event, model or None)."""
@@ -221,20 +258,28 @@ class FinalistsStage:
         if done is not None and (out / "model.keras").exists():
             return done, None
         a = self.config.analog
+        self._trainer_()  # first: it sets the mixed-precision policy that the model build must see
         model, flops = self._build(f)
-        self.log.info("final training: %s (%s), up to %d epochs, patience %d", f.name, f.encoding, a.final_epochs,
-                      a.early_stopping_patience)
+        start = self._start_weights(f)
+        if start is not None:
+            self._warm_start(model, start)
+        self.log.info("final training: %s (%s), up to %d epochs, patience %d, from %s", f.name, f.encoding,
+                      a.final_epochs, a.early_stopping_patience,
+                      "fresh weights" if start is None else f"its model-selection weights ({f.variant})")
         result, model = self._trainer_().train(
             model, network_id=f.network_id, encoding=f.encoding, blocks=f.blocks,
             seed=self._seed(f.encoding, "final"), out_dir=out / "training", epochs=a.final_epochs, flops=flops,
-            early_stopping_patience=a.early_stopping_patience,
+            early_stopping_patience=a.early_stopping_patience, reinitialize=start is None,
+            keep_initial=start is not None,
         )
         result.origin = f.origin
+        start_rel = None if start is None else str(start.relative_to(self.final_dir))
         if result.status != "ok":
             self.log.error("final training of %s failed (%s); it gets no export or analog scores", f.name,
                            result.status)
             event = self.run.journal.append("finalist_trained", name=f.name, result=result.to_dict(),
-                                            arch=f.arch.model_dump(mode="json"), test_dice=None, test_miou=None)
+                                            arch=f.arch.model_dump(mode="json"), test_dice=None, test_miou=None,
+                                            start_weights=start_rel)
             return event, None
         test = self._trainer_().evaluate(model, split="test")  # whole test images, tiled like `predict`
         from popnas_seg.analog.export import save_keras
@@ -242,10 +287,12 @@ class FinalistsStage:
         save_keras(model, out / "model.keras")  # any input size, uncompiled: plain keras.saving.load_model
         event = self.run.journal.append(
             "finalist_trained", name=f.name, result=result.to_dict(), arch=f.arch.model_dump(mode="json"),
-            test_dice=float(test["dice"]), test_miou=float(test["miou"]),
+            test_dice=float(test["dice"]), test_miou=float(test["miou"]), start_weights=start_rel,
         )
-        self.log.info("  %s: validation Dice %.3f, test Dice %.3f mIoU %.3f, %s params", f.name, result.dice,
-                      test["dice"], test["miou"], f"{result.params:,}")
+        kept = " (no epoch beat the model-selection weights: kept them)" if (
+            start is not None and result.extra.get("best_epoch") == 0) else ""
+        self.log.info("  %s: validation Dice %.3f, test Dice %.3f mIoU %.3f, %s params%s", f.name, result.dice,
+                      test["dice"], test["miou"], f"{result.params:,}", kept)
         return event, model
 
     # ------------------------------------------------------------------ (d) export
@@ -442,7 +489,8 @@ class FinalistsStage:
         candidates = self.select()
         finalists = self.model_selection(candidates) if candidates else []
         if a.unet_baseline:
-            finalists.append(_Finalist(UNET, -1, UNET, 0, self.config.architecture_hyperparameters, UNET))
+            finalists.append(self.unet_selection())
+            self._write_selection_table(finalists)
         rows: list[dict[str, Any]] = []
         reports: dict[str, DriftReport] = {}
         for f in finalists:
@@ -465,8 +513,22 @@ class FinalistsStage:
             rows.append(row)
             self._write_tables(rows, reports)
         self._write_tables(rows, reports)
+        self._recommend()
         self.run.journal.append("finalists_finished", finalists=[r["network"] for r in rows])
         return rows
+
+    def _recommend(self) -> None:
+        """final/recommendation.json, and the network to use on the terminal."""
+        from popnas_seg.finalists.recommendation import write_recommendation
+
+        rec = write_recommendation(self.run.path)
+        if rec is None:
+            return
+        for use, e in (("digital use", rec["digital"]), (f"analog use at {rec['horizon']}", rec["analog"])):
+            if e is not None:
+                self.log.info("recommended for %s: %s", use, e["network"])
+        for warning in rec["warnings"]:
+            self.log.warning("%s", warning)
 
 
 def run_finalists(run: Any, config: RunConfig, data: Any, logger: logging.Logger | None = None

@@ -1,7 +1,7 @@
 """`python run.py predict` (and `popnas-seg predict`): segment new images with a run's finalist.
 
     python run.py predict -r logs/NAME --input new_images/ --output masks/ [--network ID]
-                          [--probabilities] [--analog --drift-time 1month --seed 0]
+                          [--probabilities] [--overlay] [--analog --drift-time 1month --seed 0]
 
 Exit codes as the main CLI: 0 done, 2 user error (one `error: ...` line), 1 unexpected error.
 """
@@ -21,15 +21,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("-r", "--run", required=True, metavar="FOLDER", help="the run folder (logs/NAME)")
     parser.add_argument("--network", metavar="ID",
-                        help="finalist to use: a folder name under final/ (default: best validation Dice)")
+                        help="finalist to use: a folder name under final/ (default: the run's recommendation for "
+                             "digital or, with --analog, analog use: final/recommendation.json)")
     parser.add_argument("--input", required=True, nargs="+", metavar="PATH", help="image files and/or folders")
     parser.add_argument("--output", required=True, metavar="FOLDER", help="where the label masks are written")
+    parser.add_argument("--overlay", action="store_true",
+                        help="also write <name>.overlay.png: the image with the predicted mask drawn on it")
     parser.add_argument("--probabilities", action="store_true",
                         help="also write <name>.probs.npy: softmax probabilities [H, W, classes] float32")
     parser.add_argument("--analog", action="store_true",
                         help="run the analog (AIHWKit) network instead: hardware-aware checkpoint if any")
     parser.add_argument("--drift-time", default=None, metavar="T",
-                        help="analog drift time: seconds or e.g. 1h, 1d, 1month, 1y (default: analog.t_inference)")
+                        help="analog drift time: seconds or e.g. 1h, 1d, 1month, 1y (default: the horizon of the "
+                             "analog recommendation; with --network, analog.t_inference)")
     parser.add_argument("--seed", type=int, default=0, help="analog programming seed (default 0)")
     parser.add_argument("--overlap", type=float, default=0.25, help="tile overlap fraction (default 0.25)")
     parser.add_argument("--batch-size", type=int, default=8, help="tiles per forward pass (default 8)")
@@ -53,7 +57,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         written = predict(args.run, args.input, args.output, network=args.network, analog=args.analog,
                           drift_time=args.drift_time, seed=args.seed, probabilities=args.probabilities,
-                          overlap=args.overlap, batch_size=args.batch_size,
+                          overlap=args.overlap, batch_size=args.batch_size, overlay=args.overlay,
                           progress=lambda line: print(line, file=sys.stderr, flush=True))
         print(f"{len(written)} mask(s) written to {args.output}", file=sys.stderr)
         return 0

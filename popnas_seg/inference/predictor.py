@@ -113,10 +113,12 @@ class Predictor:
             raise UserError(f"run folder {run_folder} has no finalists (final/<id>/model.keras): the finalists "
                             f"stage has not run; finish the run with: python run.py -r {run_folder}")
         names = [r["network"] for r in finalists]
+        self.analog = bool(analog)
+        horizon: float | None = None
         if network is None:
-            self.network = names[0]
+            self.network, self.reason, horizon = _recommended(self.run_folder, names, self.analog)
         elif str(network) in names:
-            self.network = str(network)
+            self.network, self.reason = str(network), "chosen with --network"
         else:
             raise UserError(f"--network {network} is not a finalist of {run_folder}; finalists: {', '.join(names)}")
         self.folder = self.run_folder / "final" / self.network
@@ -125,15 +127,28 @@ class Predictor:
         self.overlap = float(overlap)
         self.batch_size = max(1, int(batch_size))
         self.tile = (int(self.config.dataset.crop[0]), int(self.config.dataset.crop[1]))
-        self.analog = bool(analog)
         self.seed = int(seed)
+        # the analog recommendation was made at its horizon: predict drifts to it unless told otherwise
         self.drift_time = parse_duration(drift_time) if drift_time is not None else float(
-            self.config.analog.t_inference)
+            horizon or self.config.analog.t_inference)
         self._model: Any = None
         self._channels: int | None = None
         self._checkpoint: str | None = None
+        self._checkpoint_kind: str | None = None
         if self.analog:
             self._checkpoint = self._analog_checkpoint()
+
+    def describe(self) -> str:
+        """Which network, why, and how it runs: the line `predict` prints before it segments anything."""
+        how = "digital (Keras)"
+        if self.analog:
+            from popnas_seg.plots import time_label
+
+            weights = "HWA" if self._checkpoint_kind == "hwa" else "no HWA"
+            seconds = f"{self.drift_time:,.0f}" if self.drift_time >= 1 else f"{self.drift_time:g}"
+            how = (f"analog (AIHWKit, {weights} checkpoint), drift {time_label(self.drift_time)} "
+                   f"({seconds} s), programming seed {self.seed}")
+        return f"network {self.network} ({self.reason}), {how}"
 
     # ------------------------------------------------------------------ loading
     def _analog_checkpoint(self) -> str:
@@ -151,6 +166,7 @@ class Predictor:
                 if not candidate.is_file():  # a moved run folder: the checkpoint sits beside the report
                     candidate = self.folder / Path(path).name
                 if candidate.is_file():
+                    self._checkpoint_kind = kind
                     return str(candidate.resolve())
         raise UserError(f"finalist {self.network}: no analog checkpoint file found in {self.folder}")
 
@@ -271,9 +287,10 @@ class Predictor:
 
     # ------------------------------------------------------------------ files
     def predict_files(self, files: Sequence[Path], output: str | os.PathLike[str], probabilities: bool = False,
-                      progress: Callable[[str], None] | None = None) -> list[Path]:
+                      progress: Callable[[str], None] | None = None, overlay: bool = False) -> list[Path]:
         """Segment image files; write label masks under `output` with the same names (PNG/TIFF/NPY as the
-        input), and with `probabilities` also `<name>.probs.npy` ([H, W, classes] float32)."""
+        input; PNG masks are palette images, inference/masks.py), with `probabilities` also `<name>.probs.npy`
+        ([H, W, classes] float32) and with `overlay` `<name>.overlay.png` (the image with the mask drawn on it)."""
         from popnas_seg.data.folder import read_image
 
         out_dir = Path(output)
@@ -284,14 +301,22 @@ class Predictor:
             if im.shape[-1] != self.channels:
                 raise UserError(f"image {f} has {im.shape[-1]} channel(s) but network {self.network} was trained "
                                 f"on {self.channels}")
+        if progress is not None:  # every input is good: say what runs before the first write
+            progress(f"using {self.describe()}")
         out_dir.mkdir(parents=True, exist_ok=True)
         written: list[Path] = []
         chunk = 1 if not self.analog else len(files)  # digital: image by image; analog: one worker job
         for start in range(0, len(files), max(1, chunk)):
             batch_files = list(files[start:start + chunk])
             probs = self.predict_probabilities(images[start:start + chunk], [f.name for f in batch_files], progress)
-            for f, p in zip(batch_files, probs):
-                written.append(_write_mask(out_dir / f.name, np.argmax(p, axis=-1), self.classes_count))
+            for k, (f, p) in enumerate(zip(batch_files, probs)):
+                labels = np.argmax(p, axis=-1)
+                written.append(_write_mask(out_dir / f.name, labels, self.classes_count))
+                if overlay:
+                    from popnas_seg.inference.masks import OVERLAY_SUFFIX, write_overlay
+
+                    write_overlay(out_dir / f"{f.stem}{OVERLAY_SUFFIX}", images[start + k], labels,
+                                  self.classes_count)
                 if probabilities:
                     buffer = io.BytesIO()
                     np.save(buffer, p.astype(np.float32))
@@ -311,9 +336,9 @@ def _write_mask(path: Path, labels: np.ndarray, classes: int) -> Path:
 
         tifffile.imwrite(buffer, arr)
     else:
-        from PIL import Image
+        from popnas_seg.inference.masks import mask_png
 
-        Image.fromarray(arr).save(buffer, format="PNG")
+        return atomic_write_bytes(path, mask_png(arr, classes))  # a palette PNG: a viewer shows it
     return atomic_write_bytes(path, buffer.getvalue())
 
 
@@ -325,7 +350,7 @@ def collect_inputs(inputs: Iterable[str | os.PathLike[str]]) -> list[Path]:
         if path.is_dir():
             found = sorted(p for p in path.iterdir()
                            if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_SUFFIXES
-                           and not p.name.endswith(".probs.npy"))
+                           and not p.name.endswith((".probs.npy", ".overlay.png")))
             if not found:
                 raise UserError(f"no images in {path} (supported: {', '.join(IMAGE_SUFFIXES)})")
             files += found
@@ -357,13 +382,31 @@ def predict(
     overlap: float = 0.25,
     batch_size: int = 8,
     progress: Callable[[str], None] | None = None,
+    overlay: bool = False,
 ) -> list[Path]:
     """Segment image files or folders with a run's finalist and write label masks to `output`.
 
     Example: `popnas_seg.predict("logs/my_run", "new_images/", "masks_out/")`. Returns the written masks.
+    Without `network`, the run's recommendation (final/recommendation.json) for digital or analog use; once the
+    inputs are checked, the first `progress` line says which network runs, and how.
     """
     items = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
     files = collect_inputs(items)
     predictor = Predictor(run_folder, network, analog=analog, drift_time=drift_time, seed=seed,
                           overlap=overlap, batch_size=batch_size)
-    return predictor.predict_files(files, output, probabilities=probabilities, progress=progress)
+    return predictor.predict_files(files, output, probabilities=probabilities, progress=progress, overlay=overlay)
+
+
+def _recommended(run_folder: Path, names: list[str], analog: bool) -> tuple[str, str, float | None]:
+    """(network, why, drift horizon or None) when no --network is given: the run's recommendation for the use,
+    else the searched finalist with the best validation Dice (a run from before recommendations)."""
+    from popnas_seg.finalists.recommendation import load_recommendation
+
+    rec = load_recommendation(run_folder)
+    use = "analog" if analog else "digital"
+    entry = (rec or {}).get(use)
+    if entry and entry.get("network") in names:
+        if analog:
+            return entry["network"], f"recommended for analog use at {rec['horizon']}", rec.get("horizon_s")
+        return entry["network"], "recommended for digital use", None
+    return names[0], f"best validation Dice; no {use} recommendation in final/recommendation.json", None

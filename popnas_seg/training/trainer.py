@@ -151,6 +151,10 @@ class _EpochMonitor(keras.callbacks.Callback):
         self._writer = None
         self._event_dir = event_dir
 
+    def start_from(self, dice: float, miou: float, weights: list[np.ndarray]) -> None:
+        """Count the weights the model starts with as epoch 0: training keeps them unless an epoch beats them."""
+        self.best_dice, self.best_miou, self.best_weights = dice, miou, weights
+
     def on_train_begin(self, logs: dict | None = None) -> None:
         if self._event_dir is not None:
             self._writer = _EventWriter.create(self._event_dir)
@@ -306,21 +310,25 @@ class Trainer:
         fold: int | None = 0,
         verbose: bool = True,
         reinitialize: bool = True,
+        keep_initial: bool = False,
     ) -> tuple[TrainingResult, keras.Model]:
         """Train `model` and measure it; never raises for a failure of the network itself.
 
         `fold=None` with `dataset.folds > 1` trains every fold and averages (see module doc). With
         `reinitialize` the model is cloned with fresh weights drawn under `seed` (pass False to continue
-        from the weights it has, e.g. fine-tuning).
+        from the weights it has, e.g. fine-tuning). `keep_initial` (with `reinitialize=False`) scores the
+        starting weights on validation first and counts them as epoch 0: the model that comes back is never
+        worse on validation than the one that went in (`extra["best_epoch"]` 0 when no epoch beat it; a NaN loss
+        then stops training but keeps those weights, status "ok").
         """
         epochs = int(epochs or self.config.training_hyperparameters.epochs)
         folds = int(getattr(self.data, "folds", 1) or 1)
         out = Path(out_dir) if out_dir is not None else None
         if fold is not None or folds <= 1:
             return self._train_fold(model, network_id, encoding, blocks, seed, out, epochs, flops,
-                                    early_stopping_patience, fold or 0, verbose, reinitialize)
+                                    early_stopping_patience, fold or 0, verbose, reinitialize, keep_initial)
         return self._train_folds(model, network_id, encoding, blocks, seed, out, epochs, flops,
-                                 early_stopping_patience, folds, verbose, reinitialize)
+                                 early_stopping_patience, folds, verbose, reinitialize, keep_initial)
 
     def evaluate(self, model: keras.Model, split: str = "val", fold: int = 0) -> dict[str, float]:
         """Whole-image Dice and mIoU of `model` on a split: every image is segmented whole by sliding-window
@@ -387,6 +395,7 @@ class Trainer:
     def _train_fold(
         self, model: keras.Model, network_id: int, encoding: str, blocks: int, seed: int, out: Path | None,
         epochs: int, flops: int, patience: int | None, fold: int, verbose: bool, reinitialize: bool,
+        keep_initial: bool = False,
     ) -> tuple[TrainingResult, keras.Model]:
         _enable_determinism()
         model = self._fresh_model(model, seed, reinitialize)
@@ -407,6 +416,8 @@ class Trainer:
             val_ds = self.data.val_dataset(fold=fold)
             steps = max(1, _batches(train_ds))
             self._compile(model, steps, epochs)
+            if keep_initial:
+                self._score_start(model, val_ds, monitor, result)
             callbacks: list[keras.callbacks.Callback] = [monitor]
             if out is not None:
                 out.mkdir(parents=True, exist_ok=True)
@@ -428,11 +439,16 @@ class Trainer:
         result.train_time_s = float(fit_time)
         result.epochs = int(monitor.epochs_run)
         result.extra["epoch_times_s"] = [round(t, 4) for t in monitor.epoch_times]
-        if monitor.nan:
+        started = keep_initial and "start_val_dice" in result.extra
+        if monitor.nan and started and result.status == "ok":
+            result.extra["nan_at_epoch"] = int(monitor.epochs_run)
+            self.logger.warning("%s: loss became NaN/inf at epoch %d; keeping the best weights so far", label,
+                                monitor.epochs_run)
+        elif monitor.nan:
             result.status = "nan"
             result.extra["error"] = "loss became NaN or infinite; training stopped"
             self.logger.warning("%s: loss became NaN/inf at epoch %d; recorded with Dice 0", label, monitor.epochs_run)
-        if result.status == "ok" and monitor.best_epoch < 0 and monitor.epochs_run > 0:
+        if result.status == "ok" and not math.isfinite(monitor.best_dice) and monitor.epochs_run > 0:
             # Not "ok" with Dice 0: a network that never had a finite validation Dice was never measured.
             result.status = "nan"
             result.extra["error"] = "validation Dice was never finite; nothing to score"
@@ -447,9 +463,18 @@ class Trainer:
             result.inference_time_ms = self._inference_ms(model, fold)
         return result, model
 
+    def _score_start(self, model: keras.Model, val_ds: Any, monitor: _EpochMonitor, result: TrainingResult) -> None:
+        """Validation Dice of the weights training starts from (the same metric as every epoch's val_dice)."""
+        scores = model.evaluate(val_ds, verbose=0, return_dict=True)
+        dice, miou = float(scores.get("dice", math.nan)), float(scores.get("mean_iou", 0.0))
+        if math.isfinite(dice):
+            monitor.start_from(dice, miou, model.get_weights())
+            result.extra["start_val_dice"] = dice
+
     def _train_folds(
         self, model: keras.Model, network_id: int, encoding: str, blocks: int, seed: int, out: Path | None,
         epochs: int, flops: int, patience: int | None, folds: int, verbose: bool, reinitialize: bool,
+        keep_initial: bool = False,
     ) -> tuple[TrainingResult, keras.Model]:
         # Every fold starts from the same initial weights (drawn once under `seed`).
         base = self._fresh_model(model, seed, reinitialize)
@@ -461,7 +486,7 @@ class Trainer:
             fold_model.set_weights(initial)
             res, trained = self._train_fold(
                 fold_model, network_id, encoding, blocks, seed, None if out is None else out / f"fold_{k}",
-                epochs, flops, patience, k, verbose, reinitialize=False,
+                epochs, flops, patience, k, verbose, reinitialize=False, keep_initial=keep_initial,
             )
             results.append(res)
             if res.status != "ok":
