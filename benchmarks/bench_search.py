@@ -25,6 +25,11 @@ normalised to [0, 1] by the box up to the ideal (`search.pareto.normalised_hyper
 - the predictors' Spearman rank correlation per step (csv/predictor_quality.csv of the progressive runs);
 - the issue-12 targets, each stated as met or not.
 
+These tables score single trainings on the old hypervolume convention (the search's own seed-A values, linear
+params up to 1.1 x the largest cell): the view of the search's inputs. What a user gets (re-evaluated fronts, the
+user-region hypervolume, gap closure with CIs, confirmation seeds) is `bench_search_study.py`, which runs its
+searches through this file.
+
 It prints markdown tables, saves one plot per task (median and min-max band over seeds) and, unless
 `--no-doc`, replaces its own section of docs/BENCHMARKS.md.
 
@@ -71,12 +76,20 @@ from popnas_seg.search.strategies import progressive_budget  # noqa: E402
 
 STRATEGIES = ("progressive", "random", "evolution")
 BASELINES = ("random", "evolution")
-TASKS = {"default": ("synthetic_nuclei", 2), "hard": ("synthetic_nuclei_hard", 3)}
+# task -> (data set: a built-in name, or FOLDER_TASK for the generated folder; classes)
+FOLDER_TASK = "folder"
+TASKS = {"default": ("synthetic_nuclei", 2), "hard": ("synthetic_nuclei_hard", 3),
+         "default256": ("synthetic_nuclei", 2), FOLDER_TASK: (FOLDER_TASK, 2)}
+# Images per task when --samples is not given. `default` (64) is the smoke task of the search study (its regret
+# floor is single trainings' luck); `default256` is the same data with 4x the images (within-cell sd 0.014 ->
+# 0.009, bench_rank_noise); `folder` is a real-like folder of the artefact generator (hot pixels, saturated debris,
+# 10 % empty tiles; popnas_seg/data/synthetic.py), read through dataset.path as a user's folder is.
+TASK_SAMPLES = {"default": 64, "hard": 64, "default256": 256, FOLDER_TASK: 128}
 # Training epochs per network when --epochs is not given: the shortest budget at which one training ranks the
 # task's cells (benchmarks/bench_rank_noise.py, docs/BENCHMARKS.md). At 8 epochs the default task's cells explain
 # none of their Dice variance (its tiny cells are near their ceiling while the larger ones are still learning);
 # at 24 they explain half, as the hard task's do at 8.
-TASK_EPOCHS = {"default": 24, "hard": 8}
+TASK_EPOCHS = {"default": 24, "hard": 8, "default256": 24, FOLDER_TASK: 24}  # default256 / folder: as default
 SECTION = "## Search: progressive vs random vs evolution"
 # issue 12 targets
 TARGET_REGRET_VS_RANDOM = 0.5  # progressive's median regret <= this x random's (and <= evolution's)
@@ -91,6 +104,38 @@ def task_epochs(args: argparse.Namespace, task: str) -> int:
     return TASK_EPOCHS[task] if args.epochs is None else args.epochs
 
 
+def task_samples(args: argparse.Namespace, task: str) -> int:
+    """Images of `task`: `--samples` if given, else the task's own (`TASK_SAMPLES`)."""
+    return TASK_SAMPLES[task] if args.samples is None else args.samples
+
+
+def ensure_folder_task(path: Path, size: int, count: int) -> Path:
+    """The folder task's images, generated once (seed 0, artefacts, 10 % empty tiles) and written atomically
+    (a folder renamed into place), so that every run of the study reads the same files."""
+    if path.exists():
+        return path
+    from popnas_seg.data.synthetic import generate_nuclei, write_folder
+
+    side = size + size // 2
+    images, masks = generate_nuclei(count, size=(side, side), seed=0, artefacts=True, empty_fraction=0.1)
+    tmp = path.with_name(path.name + ".tmp")
+    if tmp.exists():
+        import shutil
+
+        shutil.rmtree(tmp)
+    write_folder(tmp, images, masks).replace(path)
+    return path
+
+
+def prepare_folder_task(args: argparse.Namespace, logs_dir: Path) -> None:
+    """Point `--folder-data` at `<logs-dir>/folder_task_data` unless given, and generate it when the folder task
+    is asked for."""
+    if args.folder_data is None:
+        args.folder_data = logs_dir / "folder_task_data"
+    if FOLDER_TASK in args.tasks:
+        ensure_folder_task(Path(args.folder_data), args.size, task_samples(args, FOLDER_TASK))
+
+
 def build_config(args: argparse.Namespace, task: str, strategy: str, seed: int,
                  max_networks: int | None) -> dict[str, Any]:
     """One config per task for all strategies; only `strategy`, `max_networks` and the seed differ (and, with
@@ -98,7 +143,7 @@ def build_config(args: argparse.Namespace, task: str, strategy: str, seed: int,
     size = args.size
     name, classes = TASKS[task]
     objectives = ["params", "analog_dice"] if args.probe else ["params"]
-    return {
+    cfg: dict[str, Any] = {
         "search_space": {"blocks": args.blocks, "lookback_depth": 2, "operators": args.operators},
         "search_strategy": {
             "strategy": strategy, "max_children": args.max_children,
@@ -111,7 +156,7 @@ def build_config(args: argparse.Namespace, task: str, strategy: str, seed: int,
         },
         "training_hyperparameters": {"epochs": task_epochs(args, task)},
         "architecture_hyperparameters": {"filters": args.filters, "motifs": 2, "normal_cells_per_motif": 0},
-        "dataset": {"name": name, "classes_count": classes, "samples": args.samples,
+        "dataset": {"name": name, "classes_count": classes, "samples": task_samples(args, task),
                     "generated_size": [size + size // 2] * 2, "crop": [size, size],
                     "batch_size": args.batch_size, "validation_size": 0.25, "test_size": 0.1,
                     "seed": seed if args.vary_data else args.data_seed},
@@ -119,6 +164,12 @@ def build_config(args: argparse.Namespace, task: str, strategy: str, seed: int,
                    "probe_repetitions": args.probe_repetitions},
         "others": {"seed": seed, "pipeline": ["search"]},
     }
+    if name == FOLDER_TASK:  # a user's folder: read through dataset.path, every image used
+        if args.folder_data is None:
+            raise SystemExit("[bench] the folder task needs --folder-data (bench_search's main sets it)")
+        cfg["dataset"] = {k: v for k, v in cfg["dataset"].items() if k != "generated_size"}
+        cfg["dataset"].update(name=None, path=str(Path(args.folder_data).resolve()))
+    return cfg
 
 
 # predictor_quality.csv objective -> the TrainingResult field it predicts
@@ -506,12 +557,12 @@ def machine() -> str:
     return f"{cores}-core CPU ({model or 'unknown model'})"
 
 
-def write_section(doc: Path, body: str) -> None:
-    """Replace this benchmark's section of BENCHMARKS.md (up to the next `## ` heading), keeping the others."""
+def write_section(doc: Path, body: str, section: str = SECTION) -> None:
+    """Replace the section `section` of BENCHMARKS.md (up to the next `## ` heading), keeping the others."""
     text = doc.read_text() if doc.exists() else "# Benchmarks\n"
     lines = text.splitlines()
     try:
-        start = lines.index(SECTION)
+        start = lines.index(section)
     except ValueError:
         new = text.rstrip("\n") + "\n\n" + body.rstrip("\n") + "\n"
     else:
@@ -536,7 +587,8 @@ def settings_text(args: argparse.Namespace) -> str:
               if on]
     varies = ", ".join(["the search", *varied]) if varied else "the search alone"
     budgets = ", ".join(f"{task_epochs(args, t)} epoch(s) per network ({t})" for t in args.tasks)
-    return (f"{args.samples} synthetic images per task cropped to {args.size}x{args.size}, {budgets}, "
+    images = ", ".join(f"{task_samples(args, t)} ({t})" for t in args.tasks)
+    return (f"images per task {images} cropped to {args.size}x{args.size}, {budgets}, "
             f"B = {args.blocks} blocks, operators {', '.join(args.operators)}, K = {args.max_children} "
             f"({args.selection} selection), {args.exploration} exploration child(ren), step 1: "
             f"{'every one-block cell' if args.b1 is None else f'{args.b1} cells (params-stratified)'}, predictor "
@@ -582,7 +634,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         + ", ".join(f"{t} {e}" for t, e in TASK_EPOCHS.items())
                         + ": the shortest at which one training ranks the task's cells)")
     p.add_argument("--blocks", type=int, default=3, help="B: maximum blocks per cell")
-    p.add_argument("--samples", type=int, default=64, help="synthetic images generated per task")
+    p.add_argument("--samples", type=int, default=None,
+                   help="images per task (default: the task's own, "
+                        + ", ".join(f"{t} {n}" for t, n in TASK_SAMPLES.items()) + ")")
+    p.add_argument("--folder-data", type=Path, default=None,
+                   help="the folder task's images/ and masks/ (default: <logs-dir>/folder_task_data, generated once)")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--filters", type=int, default=8)
     p.add_argument("--max-children", type=int, default=7,
@@ -640,6 +696,7 @@ def main(argv: list[str] | None = None) -> int:
     command = "python " + " ".join(shlex.quote(a) for a in [os.path.relpath(__file__, ROOT), *sys.argv[1:]])
     logs_dir = (args.logs_dir or Path(tempfile.mkdtemp(prefix="bench_search_"))).resolve()
     logs_dir.mkdir(parents=True, exist_ok=True)
+    prepare_folder_task(args, logs_dir)
     start = time.perf_counter()
     if not args.analyse_only:
         print(f"[bench] run folders and logs: {logs_dir}", flush=True)

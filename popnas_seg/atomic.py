@@ -15,9 +15,12 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
     so files in a run folder stay readable by whoever can read the folder (e.g. a host user after Docker).
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    except OSError as exc:
+        raise naming_path(exc, path) from exc
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
@@ -25,13 +28,23 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
         fsync_dir(path.parent)
-    except BaseException:
+    except BaseException as exc:
         try:
             os.unlink(tmp)
-        except FileNotFoundError:
+        except OSError:
             pass
+        if isinstance(exc, OSError):
+            raise naming_path(exc, path) from exc
         raise
     return path
+
+
+def naming_path(exc: OSError, path: str | os.PathLike[str]) -> OSError:
+    """`exc` with the file it concerns: a full disk (ENOSPC) raised by write() names no file, and the CLI's
+    one-line error must say which write failed. The temp file's name is replaced by the target's."""
+    if exc.filename is not None and not str(exc.filename).endswith(".tmp"):
+        return exc
+    return type(exc)(exc.errno, exc.strerror or str(exc), str(path))
 
 
 def fsync_dir(folder: Path) -> None:

@@ -8,6 +8,7 @@ about a second.
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import os
 import sys
@@ -25,6 +26,8 @@ from popnas_seg.termination import SigtermGuard, Terminated
 RESUME_HINT = "{what}; resume with: {command}"
 EXIT_INTERRUPTED = 130  # Ctrl-C (SIGINT), the shell convention 128 + 2
 EXIT_TERMINATED = 143  # SIGTERM (kill, timeout, docker stop, Slurm, Kubernetes), 128 + 15
+# Failed writes that are the user's to fix (exit 2): full disk or quota, read-only file system, permissions.
+WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -81,6 +84,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     run = None
     logger: logging.Logger | None = None
     sigterm = SigtermGuard().install()
+    # A full disk makes every log line fail too: the failed write is reported once (exit 2), not as one
+    # "--- Logging error ---" traceback per line.
+    raise_logging_errors, logging.raiseExceptions = logging.raiseExceptions, False
     try:
         from popnas_seg.logging_setup import setup_logging
         from popnas_seg.runlog.folder import RunFolder
@@ -104,6 +110,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.resume is not None:
             # Every check (config, state, journal, data) comes before the first write to the folder.
             run = RunFolder.open(args.resume)  # locks it, revalidates its frozen config, reads the journal
+            warnings = run.resume_warnings()  # before the first append cuts a torn journal tail
             config = run.config
             fingerprint = _fingerprint(config)
             stored = run.stored_fingerprint()
@@ -114,9 +121,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                     "the data, or pass --accept-changed-data to set the results aside and start the run over"
                 )
             logger = setup_logging(None, args.verbose)
+            _check_cluster(config, logger)
             data = _load_data(config)
             logger = setup_logging(run.path, args.verbose)
             logger.info("resuming %s (stage %s)", run.path, run.read_state().get("stage"))
+            for warning in warnings:
+                logger.warning(warning)
             if change is not None:
                 moved = run.set_aside_for_new_data(fingerprint, change)
                 logger.warning("the data changed (%s); earlier results moved to %s, the run starts over",
@@ -129,6 +139,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             RunFolder.new_path(args.logs_dir, args.name)  # a taken --name fails now, not after loading data
             logger = setup_logging(None, args.verbose)
             logger.info("config %s is valid", args.config or _shown_default())
+            _check_cluster(config, logger)
             fingerprint = _fingerprint(config)
             data = _load_data(config)
             run = RunFolder.create(args.logs_dir, args.name, config, data_fingerprint=fingerprint)
@@ -154,15 +165,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         if logger is not None and run is not None:
             logger.debug(message)  # the file handler keeps DEBUG: the hint lands in run.log
         return EXIT_TERMINATED if terminated else EXIT_INTERRUPTED
-    except Exception:
+    except OSError as exc:
+        if exc.errno not in WRITE_ERRNOS:
+            return _unexpected(run, logger)
+        # A full disk, a read-only or foreign folder: the user's to fix. Atomic writes and the journal leave
+        # the run folder as it was before the failed write, so the run resumes once the cause is gone.
         where = f"; resume with: {tool_command('-r', run.path)}" if run is not None else ""
-        if logger is not None:
-            logger.exception("unexpected error%s", where)
-        else:
-            import traceback
-
-            traceback.print_exc()
-        return 1
+        message = f"cannot write {exc.filename or 'to the disk'}: {exc.strerror or exc}{where}"
+        if logger is not None and run is not None:
+            logger.debug("stopped by a failed write: %s", message)
+        print(f"error: {message}", file=sys.stderr)
+        return 2
+    except Exception:
+        return _unexpected(run, logger)
     finally:
         sigterm.acknowledge()  # a SIGTERM during the clean-up below must not break it
         if run is not None:
@@ -170,13 +185,38 @@ def main(argv: Sequence[str] | None = None) -> int:
         from popnas_seg.logging_setup import close_logging
 
         close_logging()
+        logging.raiseExceptions = raise_logging_errors
         sigterm.restore()
+
+
+def _unexpected(run: Any, logger: logging.Logger | None) -> int:
+    """A bug: the traceback goes to run.log (or stderr before there is one), exit code 1."""
+    where = f"; resume with: {tool_command('-r', run.path)}" if run is not None else ""
+    if logger is not None:
+        logger.exception("unexpected error%s", where)
+    else:
+        import traceback
+
+        traceback.print_exc()
+    return 1
 
 
 def _fingerprint(config: RunConfig) -> dict[str, Any]:
     from popnas_seg.data.fingerprint import data_fingerprint
 
     return data_fingerprint(config.dataset, config.data_seed)
+
+
+def _check_cluster(config: RunConfig, logger: logging.Logger) -> None:
+    """A Ray cluster the search would join answers within others.ray_connect_timeout_s, or exit 2 now."""
+    others = config.others
+    if others.workers == 1 or others.ray_address is None or "search" not in others.pipeline:
+        return
+    from popnas_seg.evaluation.ray_connect import check_cluster
+
+    logger.info("checking the Ray cluster at %s (up to %g s)", others.ray_address, others.ray_connect_timeout_s)
+    cpus = check_cluster(others.ray_address, others.ray_connect_timeout_s)
+    logger.info("the Ray cluster at %s answers (%g CPUs)", others.ray_address, cpus)
 
 
 def _check_preview_target(target: str) -> None:

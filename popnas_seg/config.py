@@ -62,8 +62,9 @@ class SearchSpaceConfig(_Section):
     )
     operators: list[OperatorName] = Field(
         default_factory=lambda: ["identity", "3x3 conv", "3x3:2dr conv", "1x5-5x1 conv", "2x2 maxpool"],
-        min_length=1,
-        description='operator strings, e.g. "identity", "3x3 conv", "3x3:2dr conv", "1x5-5x1 conv", "2x2 maxpool"',
+        min_length=1, max_length=64,
+        description='operator strings, e.g. "identity", "3x3 conv", "3x3:2dr conv", "1x5-5x1 conv", "2x2 maxpool" '
+        '(at most 64)',
     )
 
     @field_validator("operators")
@@ -131,7 +132,9 @@ class SearchStrategyConfig(_Section):
         3, ge=1, le=10, description="GIN ensemble members (each trained on its own fold)"
     )
     hypervolume_reference: dict[str, float] | None = Field(
-        None, description="reference point per objective; None: documented rule in search/pareto.py"
+        None, description="reference point per objective; None: documented rule in search/pareto.py (the search's "
+        "picks); the run's reported hypervolume (search/user_region.py) takes params, Dice and analog Dice from it as "
+        "its params ceiling (else the run's U-Net's params) and score floors (else 0)"
     )
     _deprecated_names: list[str] = PrivateAttr(default_factory=list)
 
@@ -238,6 +241,9 @@ class AugmentationConfig(_Section):
     affine_scale: float = Field(0.1, ge=0, lt=0.5, description="random zoom in [1 - s, 1 + s] (0: off)")
 
 
+GeneratedSide = Annotated[int, Field(ge=8, le=8192)]
+
+
 class DatasetConfig(_Section):
     """Where images come from and how they are split, cropped and normalised."""
 
@@ -251,9 +257,12 @@ class DatasetConfig(_Section):
     classes_count: int = Field(2, ge=2, le=256, description="number of classes, background included")
     ignore_class: int | None = Field(None, ge=0, description="mask value excluded from loss and metrics")
     samples: int | None = Field(
-        None, ge=4, description="images generated (synthetic; null = 192) or used (folder; null = all, sorted by name)"
+        None, ge=4, le=1_000_000, description="images generated (synthetic; null = 192) or used (folder; null = all, "
+        "sorted by name); generated data must also fit in half the available memory (checked before generating)"
     )
-    generated_size: tuple[int, int] = Field((96, 96), description="height, width of generated images")
+    generated_size: tuple[GeneratedSide, GeneratedSide] = Field(
+        (96, 96), description="height, width of generated images (8 to 8192 each)"
+    )
     generated_channels: Literal[1, 3] = Field(1, description="channels of generated images")
     batch_size: int = Field(16, ge=1, description="training batch size")
     val_test_batch_size: int | None = Field(None, ge=1, description="validation/test batch size (None: batch_size)")
@@ -393,14 +402,33 @@ class OthersConfig(_Section):
     mixed_precision: bool = Field(False, description="train in mixed float16 precision (GPU only)")
     pipeline: list[Literal["search", "finalists", "report"]] = Field(
         default_factory=lambda: ["search", "finalists", "report"],
-        description="stages to run, in order ([]: only validate config and data and create the run folder)",
+        description="stages to run, in order ([]: only validate config and data and create the run folder); each "
+        "at most once and in the order search, finalists, report (a stage needs the ones before it)",
     )
     workers: Annotated[int, Field(ge=1)] | Literal["auto"] = Field(
         1, description="networks of one search step trained at once: 1 = in this process (no Ray); >1 or "
         "\"auto\" (one per CPU of the Ray instance) = Ray tasks, each with its TF threads pinned to 1")
     ray_address: str | None = Field(
         None, description="Ray instance for workers > 1: null = a local one started and stopped by the run; "
-        "\"auto\" or \"host:port\" = join a running cluster")
+        "\"auto\" or \"host:port\" = join a running cluster (its GCS address, as `ray start --head` prints it; "
+        "Ray client addresses ray://... are not accepted)")
+    ray_connect_timeout_s: float = Field(
+        30.0, gt=0, le=3600, description="seconds to wait for the cluster at ray_address to answer; the run is "
+        "refused (exit 2) before its folder is created when it does not")
+
+    @field_validator("pipeline")
+    @classmethod
+    def _check_pipeline_order(cls, value: list[str]) -> list[str]:
+        """["search", "search"] or ["report", "search"] ran (the second search did nothing, the report came
+        before its results): a stage reads what the stages before it wrote, so the order is fixed."""
+        order = ["search", "finalists", "report"]
+        twice = sorted({stage for stage in value if value.count(stage) > 1})
+        if twice:
+            raise ValueError(f'lists "{twice[0]}" twice; each stage runs at most once')
+        if value != sorted(value, key=order.index):
+            raise ValueError(f"{json.dumps(value)} is out of order: stages run as {json.dumps(order)} (a stage "
+                             f"uses the results of the ones before it); keep that order and leave out what you skip")
+        return value
 
     @field_validator("workers", mode="before")
     @classmethod
@@ -415,6 +443,10 @@ class OthersConfig(_Section):
     def _check_ray_address(cls, value: str | None) -> str | None:
         if value is None or value == "auto":
             return value
+        if "://" in value:
+            raise ValueError(f'{value!r}: Ray client addresses ({value.split("://")[0]}://...) are not accepted; '
+                             'give the cluster\'s GCS address "host:port" (ray start --head prints it, port 6379 '
+                             'by default) or "auto"')
         host, sep, port = value.rpartition(":")
         if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
             raise ValueError(f'must be null, "auto" or "host:port", got {value!r}')
@@ -468,6 +500,10 @@ DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "run.json"
 # ---------------------------------------------------------------------------------------------------- loading
 
 
+# A run config is a few KB; a 50 MB operator list took 60 s and 1.27 GB to be refused item by item.
+MAX_CONFIG_BYTES = 1_000_000
+
+
 def load_config(path: str | Path | None) -> RunConfig:
     """Read, parse and validate a JSON config file (None: DEFAULT_CONFIG); every problem is a `UserError`.
 
@@ -482,6 +518,11 @@ def load_config(path: str | Path | None) -> RunConfig:
         raise UserError(f"config error in {source}: file not found")
     if file.is_dir():
         raise UserError(f"config error in {source}: is a folder, not a JSON file")
+    if not file.is_file():
+        raise UserError(f"config error in {source}: not a regular file (a FIFO or device would block the read)")
+    if file.stat().st_size > MAX_CONFIG_BYTES:
+        raise UserError(f"config error in {source}: the file is {file.stat().st_size:,} bytes, over the "
+                        f"{MAX_CONFIG_BYTES:,} a config may have (a run config is a few KB)")
     try:
         text = file.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
@@ -562,6 +603,8 @@ def config_from_dict(d: dict[str, Any], source: str | None = None) -> RunConfig:
         raise UserError(f"{where}: not representable as JSON ({exc})") from None
     except RecursionError:
         raise UserError(f"{where}: nested too deeply to be a config") from None
+    if len(text) > MAX_CONFIG_BYTES:
+        raise UserError(f"{where}: {len(text):,} bytes of JSON, over the {MAX_CONFIG_BYTES:,} a config may have")
     _note_deprecated_resize(d, where)
     try:
         return RunConfig.model_validate_json(text, strict=True)

@@ -127,6 +127,16 @@ class _Report:
         return ("## Configuration (appendix)\n\nThe frozen, validated config (restore/config.json):\n\n```json\n"
                 + json.dumps(self.config, indent=2, sort_keys=False) + "\n```")
 
+    def _size_buckets(self) -> str:
+        """Beside the hypervolume: the best Dice and analog Dice a user limited to each size can pick."""
+        from popnas_seg.search.user_region import bucket_bests
+
+        rows = bucket_bests([r for r in self.results if r.status == "ok"])
+        return ("Best measured network per size bucket (params <= the bound):\n\n"
+                + _table(["params <=", "networks", "best Dice", "best analog Dice"],
+                         [[f"{r['bucket']:,}", r["networks"], _fmt(r["best_dice"]), _fmt(r["best_analog_dice"])]
+                          for r in rows]))
+
     def search_section(self) -> str:
         out = ["## Search"]
         if not self.results:
@@ -165,13 +175,15 @@ class _Report:
                        "Dice on the probe images.")
         progress = read_csv(self.path / "csv" / "search_progress.csv")
         if progress:
-            out.append("### Hypervolume per step\n\nHypervolume of the measured front normalised to [0, 1]: the share "
-                       "of the box between the reference point (search/pareto.py `reference_point`: scores 0, params "
-                       "1.1 x the largest network of the space) and the ideal (scores 1, 0 params).\n\n" + _table(
+            out.append("### Hypervolume per step\n\nHypervolume of the measured front in the region users care "
+                       "about (search/user_region.py), normalised to [0, 1]: params on a log10 axis from 1 up to the "
+                       "run's U-Net's params (a larger network adds nothing), Dice and analog Dice from the floors of "
+                       "`search_strategy.hypervolume_reference` (else 0) up to 1.\n\n" + _table(
                 ["step", "networks trained", "hypervolume", "best Dice", "best analog Dice", "front size"],
                 [[r.get("step"), r.get("networks_trained"), _fmt(r.get("hypervolume"), 4), _fmt(r.get("best_dice")),
                   _fmt(r.get("best_analog_dice")), r.get("front_size", "-")] for r in progress]))
             out.append(_image(self.path, "plots/hypervolume.png", "hypervolume vs networks trained"))
+            out.append(self._size_buckets())
         quality = read_csv(self.path / "csv" / "predictor_quality.csv")
         if quality:
             out.append("### Predictor quality\n\nRank correlation between predicted and measured values of the "

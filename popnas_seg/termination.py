@@ -9,9 +9,11 @@ acknowledges it.
 """
 from __future__ import annotations
 
+import contextlib
 import signal
 import sys
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 REDELIVERY_S = 1.0  # how soon a swallowed SIGTERM is raised again
@@ -81,3 +83,30 @@ class SigtermGuard:
         while not self._acknowledged.wait(REDELIVERY_S):
             if main is not None:
                 signal.pthread_kill(main, signal.SIGTERM)  # a real signal: it also wakes a blocking call
+
+
+
+@contextlib.contextmanager
+def keep_signal_handlers() -> Iterator[None]:
+    """Around `ray.init`: the CLI's SIGTERM / SIGINT handling survives it, and a SIGTERM during it is ours.
+
+    `ray.init` installs Python SIGTERM handlers of its own (`sys.exit(15)`, and after starting a node
+    `sys.exit(1)` once its processes are killed) and, unless RAY_DISABLE_FAILURE_SIGNAL_HANDLER is set before
+    ray is imported, a C++ failure-signal handler that aborts ("*** SIGTERM received ***", exit 134). Measured
+    with workers 2: exit 134 during training, 15 during ray.init, no resume hint. Here the handlers in place
+    before are installed again afterwards (at the C level too), and the SystemExit that Ray's handler raises
+    inside the block becomes the orderly :class:`Terminated`.
+    """
+    main = threading.current_thread() is threading.main_thread()
+    saved = {signum: signal.getsignal(signum) for signum in (signal.SIGTERM, signal.SIGINT)} if main else {}
+    try:
+        yield
+    except SystemExit:  # only Ray's SIGTERM handlers call sys.exit inside ray.init
+        raise Terminated(signal.SIGTERM) from None
+    finally:
+        for signum, handler in saved.items():
+            if handler is not None:  # None: set outside Python, nothing of ours to restore
+                try:
+                    signal.signal(signum, handler)
+                except (ValueError, OSError):
+                    pass

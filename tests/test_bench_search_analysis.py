@@ -133,7 +133,28 @@ def test_each_task_trains_for_its_own_budget_unless_epochs_is_given() -> None:
     assert B.build_config(args, "default", "random", 1, 25)["training_hyperparameters"]["epochs"] == 24
     assert B.build_config(args, "hard", "random", 1, 25)["training_hyperparameters"]["epochs"] == 8
     assert "24 epoch(s) per network (default), 8 epoch(s) per network (hard)" in B.settings_text(args)
-    fixed = B.parse_args(["--epochs", "5", "--tasks", "hard"])
+    fixed = B.parse_args(["--epochs", "5", "--tasks", "hard", "--folder-data", "folder_task_data"])
     assert {B.build_config(fixed, t, "random", 1, 25)["training_hyperparameters"]["epochs"]
             for t in B.TASKS} == {5}
     assert "5 epoch(s) per network (hard)" in B.settings_text(fixed)
+
+
+def test_study_tasks_the_smoke_the_256_image_and_the_folder_task(tmp_path: Path) -> None:
+    """The tasks of the search study: 64 images is the smoke task, default256 the same data with 4x the images,
+    folder the artefact generator's folder read through dataset.path (generated once, then reused)."""
+    from popnas_seg.config import RunConfig
+
+    args = B.parse_args(["--tasks", "folder", "default256", "--size", "16", "--samples", "12"])
+    B.prepare_folder_task(args, tmp_path)
+    folder = tmp_path / "folder_task_data"
+    assert len(list((folder / "images").glob("*.npy"))) == 12 and len(list((folder / "masks").glob("*.npy"))) == 12
+    stamp = (folder / "images" / "img_0000.npy").stat().st_mtime_ns
+    B.prepare_folder_task(args, tmp_path)
+    assert (folder / "images" / "img_0000.npy").stat().st_mtime_ns == stamp  # not regenerated
+    cfg = B.build_config(args, "folder", "random", 3, 10)
+    assert cfg["dataset"]["name"] is None and cfg["dataset"]["path"] == str(folder.resolve())
+    assert "generated_size" not in cfg["dataset"]
+    RunConfig.model_validate(cfg)
+    own = B.parse_args([])
+    assert B.build_config(own, "default256", "random", 1, 10)["dataset"]["samples"] == 256
+    assert B.build_config(own, "default", "random", 1, 10)["dataset"]["samples"] == 64

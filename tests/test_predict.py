@@ -150,9 +150,9 @@ def test_bad_inputs_exit_2_with_one_line(run_folder: dict, tmp_path: Path, capsy
     Image.fromarray(np.zeros((20, 20, 3), np.uint8)).save(rgb)
     assert main(["predict", "-r", run, "--input", str(rgb), "--output", str(tmp_path / "o")]) == 2
     assert "3 channel(s)" in _one_error_line(capsys)
-    assert main(["predict", "-r", run, "--network", "99", "--input", str(rgb), "--output", str(tmp_path)]) == 2
+    assert main(["predict", "-r", run, "--network", "99", "--input", str(rgb), "--output", str(tmp_path / "o")]) == 2
     assert "not a finalist" in _one_error_line(capsys)
-    assert main(["predict", "-r", run, "--input", str(tmp_path / "missing.png"), "--output", str(tmp_path)]) == 2
+    assert main(["predict", "-r", run, "--input", str(tmp_path / "missing.png"), "--output", str(tmp_path / "o")]) == 2
     assert "does not exist" in _one_error_line(capsys)
     assert not (tmp_path / "o").exists()  # nothing written when an input is bad
 
@@ -216,6 +216,93 @@ def test_dataset_rescale_is_applied_and_undone(run_folder: dict, tmp_path: Path)
     probs = predictor.predict_probabilities([raw])[0]
     assert probs.shape == (48, 64, 2)
     np.testing.assert_allclose(probs.sum(-1), 1.0, atol=1e-4)
+
+
+def test_predict_never_writes_over_its_inputs(run_folder: dict, tmp_path: Path,
+                                              capsys: pytest.CaptureFixture) -> None:
+    """Issue 37: `--output` = the input folder replaced both images by masks and exited 0."""
+    import shutil
+
+    run = str(run_folder["run"])
+    images = tmp_path / "same"
+    shutil.copytree(run_folder["data_dir"] / "images", images)
+    before = {p.name: p.read_bytes() for p in images.iterdir()}
+
+    def unchanged() -> None:
+        assert {p.name: p.read_bytes() for p in images.iterdir()} == before
+
+    for extra in ([], ["--overwrite"]):  # --overwrite never reaches the inputs
+        assert main(["predict", "-r", run, "--input", str(images), "--output", str(images), *extra]) == 2
+        assert "is the folder of the input" in _one_error_line(capsys)
+        unchanged()
+    one = images / "img0.png"  # a single file, the output folder given another way
+    assert main(["predict", "-r", run, "--input", str(one), "--output", str(images / "." / "")]) == 2
+    assert "is the folder of the input" in _one_error_line(capsys)
+    out = tmp_path / "out"  # an output name that is a link to an input
+    out.mkdir()
+    (out / "img0.png").symlink_to(one)
+    assert main(["predict", "-r", run, "--input", str(one), "--output", str(out), "--overwrite"]) == 2
+    assert "would overwrite the input" in _one_error_line(capsys)
+    unchanged()
+
+
+def test_predict_keeps_existing_files_unless_overwrite(run_folder: dict, tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture) -> None:
+    run, image = str(run_folder["run"]), str(run_folder["data_dir"] / "images" / "img0.png")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "img0.probs.npy").write_bytes(b"mine")
+    assert main(["predict", "-r", run, "--input", image, "--output", str(out), "--probabilities"]) == 2
+    assert "already exists" in _one_error_line(capsys) and "--overwrite" in capsys.readouterr().err + "--overwrite"
+    assert sorted(p.name for p in out.iterdir()) == ["img0.probs.npy"]  # nothing written
+    assert (out / "img0.probs.npy").read_bytes() == b"mine"
+    assert main(["predict", "-r", run, "--input", image, "--output", str(out), "--probabilities",
+                 "--overwrite"]) == 0
+    assert np.load(out / "img0.probs.npy").shape == (48, 64, 2)
+    from popnas_seg.inference.outputs import check_outputs
+
+    (out / "img1.overlay.png").write_bytes(b"mine")  # --overlay's file is checked the same way
+    with pytest.raises(popnas_seg.errors.UserError, match=r"img1\.overlay\.png already exists"):
+        check_outputs([run_folder["data_dir"] / "images" / "img1.png"], out, overlay=True)
+
+
+def test_predict_write_failures_are_one_line_naming_the_path(run_folder: dict, tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch,
+                                                             capsys: pytest.CaptureFixture) -> None:
+    """Read-only file system / full disk while writing a mask: exit 2 naming the file, not a traceback."""
+    import errno
+
+    import popnas_seg.inference.predictor as predictor_module
+
+    run, image = str(run_folder["run"]), str(run_folder["data_dir"] / "images" / "img0.png")
+    for code in (errno.EROFS, errno.ENOSPC, errno.EACCES):
+        def refuse(path: Path, data: bytes, code: int = code) -> Path:
+            raise OSError(code, os.strerror(code), str(path))
+
+        monkeypatch.setattr(predictor_module, "atomic_write_bytes", refuse)
+        out = tmp_path / f"o{code}"
+        assert main(["predict", "-r", run, "--input", image, "--output", str(out)]) == 2
+        err = capsys.readouterr().err  # a progress line, then the error
+        line = err.strip().splitlines()[-1]
+        assert line.startswith("error: cannot write") and "Traceback" not in err
+        assert str(out / "img0.png") in line and os.strerror(code) in line
+    monkeypatch.undo()
+    if os.geteuid() != 0:  # root writes through mode bits
+        locked = tmp_path / "locked"
+        locked.mkdir(mode=0o555)
+        assert main(["predict", "-r", run, "--input", image, "--output", str(locked / "masks")]) == 2
+        assert "not writable" in _one_error_line(capsys)
+
+
+def test_predict_batch_size_must_be_at_least_one(run_folder: dict, tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture) -> None:
+    image = str(run_folder["data_dir"] / "images" / "img0.png")
+    assert main(["predict", "-r", str(run_folder["run"]), "--input", image, "--output", str(tmp_path / "o"),
+                 "--batch-size", "0"]) == 2
+    assert "--batch-size" in capsys.readouterr().err
+    with pytest.raises(popnas_seg.errors.UserError, match="at least 1"):
+        Predictor(run_folder["run"], batch_size=0)
+    assert not (tmp_path / "o").exists()
 
 
 def test_predict_follows_the_recommendation_and_says_which_network_it_used(

@@ -11,9 +11,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from popnas_seg.config import RunConfig
 from popnas_seg.results import TrainingResult
-from popnas_seg.search.pareto import hypervolume, objective_matrix, reference_point
+from popnas_seg.models.cost import unet_params
+from popnas_seg.search.pareto import hypervolume, maximise_flags, objective_matrix, reference_point
 from popnas_seg.search.runner import PROBE_DICE_TOLERANCE, SearchRunner, probe_integrity_rows
 from popnas_seg.search.strategies import make_strategy
+from popnas_seg.search.user_region import region_hypervolume, run_region
 
 
 def _result(network_id: int, dice: float, params: int, analog: float | None, **extra) -> TrainingResult:
@@ -22,7 +24,8 @@ def _result(network_id: int, dice: float, params: int, analog: float | None, **e
                           status="ok", analog_dice=analog, origin="b1", step=1, extra=dict(extra))
 
 
-def test_measured_front_hypervolume_is_normalised_by_the_documented_box() -> None:
+def test_measured_front_hypervolume_is_the_user_region_convention() -> None:
+    """The run's hypervolume is search/user_region.py's: log-params axis up to the run's U-Net, normalised."""
     config = RunConfig.model_validate({"dataset": {"crop": [16, 16]}})
     data = SimpleNamespace(input_shape=(16, 16, 1), classes_count=2)
     runner = SearchRunner(None, config, data)  # measured_front reads no run folder
@@ -30,11 +33,13 @@ def test_measured_front_hypervolume_is_normalised_by_the_documented_box() -> Non
     front, hv = runner.measured_front(results)
     assert [r.network_id for r in front] == [1, 2]
     objectives = ["dice", "params", "analog_dice"]
-    values, maximise = objective_matrix(results, objectives)
+    values, _ = objective_matrix(results, objectives)
+    region = run_region(config, data.input_shape, data.classes_count)
+    assert region.params_ceiling == unet_params(config.architecture_hyperparameters, 1, 2)
+    assert hv == pytest.approx(region_hypervolume(values, objectives, region)) and 0 < hv < 1
+    # the old convention (linear params up to 1.1 x the largest cell, scores from 0) gives another number
     reference = reference_point(objectives, config, values, data.input_shape, data.classes_count)
-    raw = hypervolume(values, maximise, reference)
-    assert raw > 1000  # the raw value is in params x Dice^2 units, not a share
-    assert hv == pytest.approx(raw / reference[1]) and 0 < hv < 1
+    assert abs(hv - hypervolume(values, maximise_flags(objectives), reference) / reference[1]) > 0.05
 
 
 def test_probe_integrity_rows_flag_failures_and_mismatches() -> None:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from popnas_seg.data.limits import check_image_shape
 from popnas_seg.errors import UserError
 
 SUPPORTED_SUFFIXES = (".png", ".tif", ".tiff", ".npy")
@@ -128,6 +129,9 @@ def _list_files(folder: Path, kind: str) -> dict[str, Path]:
     for entry in sorted(folder.iterdir()):
         if entry.name.startswith(".") or entry.is_dir():
             continue
+        if entry.exists() and not entry.is_file():
+            raise UserError(f"{entry} in {kind}/ is not a regular file (a FIFO, socket or device); reading it "
+                            f"would block or never end: remove it")
         if entry.is_symlink() and not entry.exists():  # is_dir() is False for a looping or dangling link
             from popnas_seg.pathcheck import not_a_folder_reason
 
@@ -150,16 +154,29 @@ def _list_files(folder: Path, kind: str) -> dict[str, Path]:
 def _read_array(file: Path, as_mask: bool) -> np.ndarray:
     """Decode one file to a numpy array, turning every decoding failure into a UserError naming the file."""
     suffix = file.suffix.lower()
+    if not file.is_file():  # a FIFO or a device would block the read forever
+        raise UserError(f"{file} is not a regular file (a FIFO, socket or device?); image and mask files must be "
+                        f"plain files")
     try:
         if suffix == ".npy":
+            with open(file, "rb") as handle:  # the header first: the pixel limit before any allocation
+                version = np.lib.format.read_magic(handle)
+                read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                               else np.lib.format.read_array_header_2_0)
+                shape = read_header(handle)[0]
+            check_image_shape(shape, file)
             return np.load(file, allow_pickle=False)
         if suffix in (".tif", ".tiff"):
             import tifffile
 
-            return np.asarray(tifffile.imread(file))
+            with tifffile.TiffFile(file) as tif:
+                check_image_shape(tuple(tif.series[0].shape), file)
+                return np.asarray(tif.asarray())
         from PIL import Image
 
+        Image.MAX_IMAGE_PIXELS = None  # Pillow's own bomb check off: ours below is the one for every format
         with Image.open(file) as opened:
+            check_image_shape((opened.size[1], opened.size[0]), file)
             opened.load()
             img: Image.Image = opened
             if img.mode in ("P", "PA"):

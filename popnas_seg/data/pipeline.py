@@ -61,10 +61,10 @@ def load_data(cfg: DatasetConfig, seed: int) -> "SegmentationData":
             )
         names = [f"synthetic_{i:05d}" for i in range(count)]
         source = f"{cfg.name}(seed={seed})"
-        return SegmentationData(list(images_arr), masks, names, cfg, seed, source=source)
+        return SegmentationData(list(images_arr), masks, names, cfg, seed, source=source).check_foreground()
     if cfg.path is not None:
         images, masks, names = read_folder(cfg.path, cfg.classes_count, cfg.class_labels_remapping, cfg.samples)
-        return SegmentationData(images, masks, names, cfg, seed, source=str(cfg.path))
+        return SegmentationData(images, masks, names, cfg, seed, source=str(cfg.path)).check_foreground()
     raise UserError('dataset: set "name" to "synthetic_nuclei" or "path" to a folder with images/ and masks/')
 
 
@@ -162,6 +162,25 @@ class SegmentationData:
                 f"add images (dataset.samples) or lower dataset.folds"
             )
         return test, [np.sort(f) for f in np.array_split(rest, cfg.folds)]
+
+    def check_foreground(self) -> "SegmentationData":
+        """Refuse training splits without a single foreground pixel: the search then ran to the end and reported
+        Dice 0.000 for every network (issue 37)."""
+        background = {0} if self.cfg.ignore_class is None else {0, int(self.cfg.ignore_class)}
+        has = [bool(np.isin(m, list(background), invert=True).any()) for m in self._masks]
+        for fold in range(len(self._folds_idx)):
+            train = self._indices(fold)[0]
+            if not any(has[i] for i in train):
+                where = f" of fold {fold + 1}" if len(self._folds_idx) > 1 else ""
+                total = sum(has)
+                raise UserError(
+                    f"no training mask{where} holds a foreground pixel (a label other than 0"
+                    f"{'' if self.cfg.ignore_class is None else f' and ignore_class {self.cfg.ignore_class}'}): "
+                    f"{total} of {len(has)} masks have any, and every network would learn to predict background "
+                    f"only (Dice 0). Check the masks (are the labels in the expected channel?) or add images with "
+                    f"objects"
+                )
+        return self
 
     def _indices(self, fold: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         if not 0 <= fold < len(self._folds_idx):

@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
+from popnas_seg.data.limits import check_generated_memory
 from popnas_seg.errors import UserError
 
 _REFERENCE_SIDE = 64.0
@@ -75,6 +76,7 @@ def generate_nuclei(
     if channels < 1:
         raise UserError(f"synthetic images need at least one channel, got {channels}")
 
+    check_generated_memory(count, (h, w), channels)  # before numpy allocates (or the host runs out)
     images = np.empty((count, h, w, channels), dtype=np.float32)
     masks = np.empty((count, h, w), dtype=np.uint8)
     children = np.random.SeedSequence([int(seed) & 0xFFFFFFFF, 0x6E75636C]).spawn(count)

@@ -25,6 +25,7 @@ from popnas_seg.errors import UserError
 from popnas_seg.evaluation import ray_reaper
 from popnas_seg.evaluation.evaluator import UNET_ENCODING, NetworkEvaluator, NetworkJob
 from popnas_seg.results import TrainingResult
+from popnas_seg.termination import keep_signal_handlers
 
 __all__ = ["RayExecutor", "failed_result"]
 
@@ -114,11 +115,43 @@ def failed_result(job: NetworkJob, reason: str, input_channels: int, classes_cou
                           status="failed", origin=job.origin, step=job.step, extra={"error": reason})
 
 
+def usable_cores() -> int:
+    """CPU cores this process may run on (its affinity mask, e.g. a container's or Slurm's share)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not Linux
+        return os.cpu_count() or 1
+
+
+def oversubscription_warning(workers: int | str, cores: int) -> str | None:
+    """A warning when `others.workers` asks for more parallel networks than there are cores (not capped:
+    the user may know better, e.g. GPU-bound tasks); None when it fits."""
+    if workers == "auto" or int(workers) * TASK_CPUS <= cores:
+        return None
+    return (f"others.workers = {workers} is more than the {cores} CPU core(s) of this machine: the local Ray "
+            f"instance is told it has {int(workers) * TASK_CPUS} CPUs, so the networks share the cores and each "
+            f"trains slower (no faster in total, more memory); {cores} is the most that helps")
+
+
+def _stop_started(ray: Any, before: dict[int, str]) -> None:
+    """ray.init failed or was interrupted: kill the processes it had started (and theirs: the raylet's agents
+    outlive it by a minute otherwise), then let Ray forget its state."""
+    ray_reaper.kill_tree({pid: t for pid, t in ray_reaper.children(os.getpid()).items() if before.get(pid) != t})
+    try:
+        ray.shutdown()
+    except BaseException:  # noqa: BLE001 - the clean-up of a failure must not mask it
+        pass
+
+
 class RayExecutor:
     """A Ray instance for one run: local (started and stopped here) or an existing cluster it joins."""
 
     def __init__(self, config: RunConfig, input_shape: tuple[int, int, int], classes_count: int,
                  logger: logging.Logger | None = None) -> None:
+        # Ray's C++ failure-signal handler (installed by ray.init) would replace the CLI's SIGTERM handling:
+        # "*** SIGTERM received ***", abort, exit 134, no resume hint. Read when ray is imported, and inherited
+        # by the Ray processes started here (they lose Ray's crash stack traces, not their clean-up).
+        os.environ.setdefault("RAY_DISABLE_FAILURE_SIGNAL_HANDLER", "1")
         try:
             import ray
         except ImportError:
@@ -133,15 +166,25 @@ class RayExecutor:
             # A private local instance: token auth (Ray 2.60's default) only guards shared clusters.
             os.environ.setdefault("RAY_AUTH_MODE", "disabled")
             cpus = (os.cpu_count() or 1) if workers == "auto" else int(workers) * TASK_CPUS
+            warning = oversubscription_warning(workers, usable_cores())
+            if warning is not None:
+                self.log.warning(warning)
             before = ray_reaper.children(os.getpid())
-            # address "local": always a new instance, never one named by RAY_ADDRESS or left by a killed run.
-            ray.init(address="local", num_cpus=cpus, include_dashboard=False, logging_level=logging.WARNING,
-                     configure_logging=False)
+            try:
+                with keep_signal_handlers():
+                    # address "local": always a new instance, never one named by RAY_ADDRESS or left by a killed
+                    # run.
+                    ray.init(address="local", num_cpus=cpus, include_dashboard=False, logging_level=logging.WARNING,
+                             configure_logging=False)
+            except BaseException:  # e.g. SIGTERM half-way: stop what was started, do not leave it behind
+                _stop_started(ray, before)
+                raise
             started = {pid: t for pid, t in ray_reaper.children(os.getpid()).items() if before.get(pid) != t}
             self._reaper = ray_reaper.start(started)
         else:
             try:
-                ray.init(address=address, logging_level=logging.WARNING, configure_logging=False)
+                with keep_signal_handlers():
+                    ray.init(address=address, logging_level=logging.WARNING, configure_logging=False)
             except (ConnectionError, RuntimeError, ValueError) as exc:
                 raise UserError(f"cannot join the Ray cluster at others.ray_address = {address!r}: {exc}") from None
         total = int(ray.cluster_resources().get("CPU", 1))

@@ -19,7 +19,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-__all__ = ["children", "start", "stop"]
+__all__ = ["children", "kill_tree", "start", "stop"]
 
 POLL_S = 0.5  # how often the tree is refreshed; a worker started in the last POLL_S exits on its own (~5 s)
 
@@ -68,6 +68,12 @@ def stop(reaper: subprocess.Popen | None, timeout: float = 10.0) -> None:
     except subprocess.TimeoutExpired:
         reaper.kill()
         reaper.wait()
+
+
+def kill_tree(roots: dict[int, str]) -> None:
+    """SIGKILL `roots` (pid -> start time, from `children`) and every process below them, now."""
+    if roots and Path("/proc/self/stat").exists():
+        _kill(roots)
 
 
 def _refresh(tracked: dict[int, str]) -> dict[int, str]:

@@ -36,8 +36,21 @@ def build_parser() -> argparse.ArgumentParser:
                              "analog recommendation; with --network, analog.t_inference)")
     parser.add_argument("--seed", type=int, default=0, help="analog programming seed (default 0)")
     parser.add_argument("--overlap", type=float, default=0.25, help="tile overlap fraction (default 0.25)")
-    parser.add_argument("--batch-size", type=int, default=8, help="tiles per forward pass (default 8)")
+    parser.add_argument("--batch-size", type=_positive_int, default=8, help="tiles per forward pass (default 8)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace output files that already exist (never the inputs themselves)")
     return parser
+
+
+def _positive_int(text: str) -> int:
+    """argparse type: an integer >= 1 (0 tiles per pass would never finish)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -58,6 +71,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         written = predict(args.run, args.input, args.output, network=args.network, analog=args.analog,
                           drift_time=args.drift_time, seed=args.seed, probabilities=args.probabilities,
                           overlap=args.overlap, batch_size=args.batch_size, overlay=args.overlay,
+                          overwrite=args.overwrite,
                           progress=lambda line: print(line, file=sys.stderr, flush=True))
         print(f"{len(written)} mask(s) written to {args.output}", file=sys.stderr)
         return 0

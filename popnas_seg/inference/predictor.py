@@ -126,7 +126,9 @@ class Predictor:
         if not 0.0 <= overlap < 1.0:
             raise UserError(f"overlap must be in [0, 1), got {overlap}")
         self.overlap = float(overlap)
-        self.batch_size = max(1, int(batch_size))
+        if int(batch_size) < 1:
+            raise UserError(f"batch size must be at least 1 tile, got {batch_size}")
+        self.batch_size = int(batch_size)
         self.tile = (int(self.config.dataset.crop[0]), int(self.config.dataset.crop[1]))
         self.seed = int(seed)
         # the analog recommendation was made at its horizon: predict drifts to it unless told otherwise
@@ -288,15 +290,19 @@ class Predictor:
 
     # ------------------------------------------------------------------ files
     def predict_files(self, files: Sequence[Path], output: str | os.PathLike[str], probabilities: bool = False,
-                      progress: Callable[[str], None] | None = None, overlay: bool = False) -> list[Path]:
+                      progress: Callable[[str], None] | None = None, overlay: bool = False,
+                      overwrite: bool = False) -> list[Path]:
         """Segment image files; write label masks under `output` with the same names (PNG/TIFF/NPY as the
         input; PNG masks are palette images, inference/masks.py), with `probabilities` also `<name>.probs.npy`
-        ([H, W, classes] float32) and with `overlay` `<name>.overlay.png` (the image with the mask drawn on it)."""
-        from popnas_seg.data.folder import read_image
+        ([H, W, classes] float32) and with `overlay` `<name>.overlay.png` (the image with the mask drawn on it).
 
-        out_dir = Path(output)
-        if out_dir.exists() and not out_dir.is_dir():
-            raise UserError(f"--output {out_dir} exists and is not a folder")
+        Refused before any work (inference/outputs.py): an output that is an input or in an input's folder,
+        and, unless `overwrite`, an output file that exists."""
+        from popnas_seg.data.folder import read_image
+        from popnas_seg.inference.outputs import check_outputs, write_failed
+
+        out_dir = Path(output).expanduser()
+        plan = check_outputs(files, out_dir, probabilities, overwrite, overlay)
         images = [read_image(f) for f in files]  # every file is checked before any work starts
         for f, im in zip(files, images):
             if im.shape[-1] != self.channels:
@@ -304,24 +310,32 @@ class Predictor:
                                 f"on {self.channels}")
         if progress is not None:  # every input is good: say what runs before the first write
             progress(f"using {self.describe()}")
-        out_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            out_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise write_failed(out_dir, exc) from None
         written: list[Path] = []
         chunk = 1 if not self.analog else len(files)  # digital: image by image; analog: one worker job
         for start in range(0, len(files), max(1, chunk)):
             batch_files = list(files[start:start + chunk])
             probs = self.predict_probabilities(images[start:start + chunk], [f.name for f in batch_files], progress)
-            for k, (f, p) in enumerate(zip(batch_files, probs)):
-                labels = np.argmax(p, axis=-1)
-                written.append(_write_mask(out_dir / f.name, labels, self.classes_count))
-                if overlay:
-                    from popnas_seg.inference.masks import OVERLAY_SUFFIX, write_overlay
+            for k, (outputs, p) in enumerate(zip(plan[start:start + chunk], probs)):
+                target = outputs.mask
+                try:
+                    labels = np.argmax(p, axis=-1)
+                    written.append(_write_mask(outputs.mask, labels, self.classes_count))
+                    if outputs.overlay is not None:
+                        from popnas_seg.inference.masks import write_overlay
 
-                    write_overlay(out_dir / f"{f.stem}{OVERLAY_SUFFIX}", images[start + k], labels,
-                                  self.classes_count)
-                if probabilities:
-                    buffer = io.BytesIO()
-                    np.save(buffer, p.astype(np.float32))
-                    atomic_write_bytes(out_dir / f"{f.stem}.probs.npy", buffer.getvalue())
+                        target = outputs.overlay
+                        write_overlay(outputs.overlay, images[start + k], labels, self.classes_count)
+                    if outputs.probabilities is not None:
+                        target = outputs.probabilities
+                        buffer = io.BytesIO()
+                        np.save(buffer, p.astype(np.float32))
+                        atomic_write_bytes(outputs.probabilities, buffer.getvalue())
+                except OSError as exc:
+                    raise write_failed(target, exc) from None
         return written
 
 
@@ -359,6 +373,8 @@ def collect_inputs(inputs: Iterable[str | os.PathLike[str]]) -> list[Path]:
             if path.suffix.lower() not in IMAGE_SUFFIXES:
                 raise UserError(f"unsupported image file {path}: use {', '.join(IMAGE_SUFFIXES)}")
             files.append(path)
+        elif path.exists():  # a FIFO or a device: reading it could block forever
+            raise UserError(f"input {path} is not a regular file or folder")
         else:
             raise UserError(f"input {path} does not exist")
     if not files:
@@ -384,18 +400,24 @@ def predict(
     batch_size: int = 8,
     progress: Callable[[str], None] | None = None,
     overlay: bool = False,
+    overwrite: bool = False,
 ) -> list[Path]:
     """Segment image files or folders with a run's finalist and write label masks to `output`.
 
     Example: `popnas_seg.predict("logs/my_run", "new_images/", "masks_out/")`. Returns the written masks.
     Without `network`, the run's recommendation (final/recommendation.json) for digital or analog use; once the
     inputs are checked, the first `progress` line says which network runs, and how.
+    An output that would replace an input is refused; an existing output file only with `overwrite`.
     """
+    from popnas_seg.inference.outputs import check_outputs
+
     items = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
     files = collect_inputs(items)
+    check_outputs(files, output, probabilities, overwrite, overlay)  # before the network is loaded
     predictor = Predictor(run_folder, network, analog=analog, drift_time=drift_time, seed=seed,
                           overlap=overlap, batch_size=batch_size)
-    return predictor.predict_files(files, output, probabilities=probabilities, progress=progress, overlay=overlay)
+    return predictor.predict_files(files, output, probabilities=probabilities, progress=progress, overlay=overlay,
+                                   overwrite=overwrite)
 
 
 def _recommended(run_folder: Path, names: list[str], analog: bool) -> tuple[str, str, float | None]:

@@ -238,6 +238,26 @@ class RunFolder:
         self.write_state(state)
         return self.read_state()
 
+    def resume_warnings(self) -> list[str]:
+        """What a resume should log before it writes: a cut journal tail (the event being written when the run
+        died is dropped) and trained networks whose sampled_models/<id>/ is gone (a resume went on silently)."""
+        warnings = []
+        torn = self._journal.torn_tail()
+        if torn:
+            warnings.append(f"the last line of {self._journal.path} is incomplete ({torn} bytes, written when the "
+                            "run stopped); it is cut, and what it recorded is done again")
+        missing = sorted({
+            int(e["network_id"]) for e in self._journal.events("network_finished")
+            if (e.get("result") or {}).get("status", "ok") == "ok"
+            and not (self.models_dir / str(e["network_id"])).is_dir()
+        })
+        if missing:
+            shown = ", ".join(str(i) for i in missing[:10]) + (f" and {len(missing) - 10} more" if len(missing) > 10
+                                                                else "")
+            warnings.append(f"sampled_models/ has no folder for {len(missing)} trained network(s) ({shown}): their "
+                            "results stay in the journal and the CSVs, their training histories and weights are gone")
+        return warnings
+
     def _check_journal_accounts_for_results(self, state: dict[str, Any]) -> None:
         """Refuse to resume a folder whose journal lost the history its state or result files imply.
 

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from popnas_seg.atomic import fsync_dir
+from popnas_seg.atomic import fsync_dir, naming_path
 from popnas_seg.errors import UserError
 from popnas_seg.runlog.events import Event, event_problem
 
@@ -40,17 +40,20 @@ class Journal:
         if "\n" in line[:-1]:  # json.dumps never emits raw newlines; guard against a custom default()
             raise ValueError("journal records must serialise to a single line")
         created = not self.path.exists()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o666)
         try:
-            self._cut_torn_tail(fd)
-            data = line.encode("utf-8")
-            written = 0
-            while written < len(data):
-                written += os.write(fd, data[written:])
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o666)
+            try:
+                self._cut_torn_tail(fd)
+                data = line.encode("utf-8")
+                written = 0
+                while written < len(data):
+                    written += os.write(fd, data[written:])
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except OSError as exc:  # e.g. a full disk: a torn line is cut on the next append, the rest stays valid
+            raise naming_path(exc, self.path) from exc
         if created:
             fsync_dir(self.path.parent)
         return record
@@ -89,6 +92,20 @@ class Journal:
         if kind is None:
             return records
         return [r for r in records if r.get("event") == kind]
+
+    def torn_tail(self) -> int:
+        """Bytes of an incomplete or unparsable last line (a crash mid-append), 0 if none; the next append cuts
+        them. Read-only, so a resume can say so before it writes."""
+        if not self.path.exists():
+            return 0
+        raw = self.path.read_bytes()
+        if not raw:
+            return 0
+        body = raw[:-1] if raw.endswith(b"\n") else raw
+        last = body[body.rfind(b"\n") + 1:]
+        if raw.endswith(b"\n") and (not last.strip() or _parse(last) is not None):
+            return 0
+        return len(raw) - (len(body) - len(last))
 
     def _cut_torn_tail(self, fd: int) -> None:
         """Truncate an incomplete or unparsable last line left by a crash (called under O_APPEND)."""

@@ -332,9 +332,10 @@ class SearchRunner:
                       PROBE_INTEGRITY_COLUMNS)
 
     def measured_front(self, results: list[TrainingResult]) -> tuple[list[TrainingResult], float]:
-        """Non-dominated measured networks over the search objectives, and their hypervolume normalised to [0, 1]
-        by the box between the documented reference point and the ideal (pareto.normalised_hypervolume)."""
-        from popnas_seg.search.pareto import normalised_hypervolume, objective_matrix, pareto_mask, reference_point
+        """Non-dominated measured networks over the search objectives, and their hypervolume in the region users
+        care about (search/user_region.py: log-params axis up to the run's U-Net, score floors), in [0, 1]."""
+        from popnas_seg.search.pareto import objective_matrix, pareto_mask
+        from popnas_seg.search.user_region import region_hypervolume, run_region
 
         ok = [r for r in results if r.status == "ok"]
         if "analog_dice" in self.objectives:
@@ -343,8 +344,8 @@ class SearchRunner:
             return [], 0.0
         values, maximise = objective_matrix(ok, self.objectives)
         mask = pareto_mask(values, maximise)
-        reference = reference_point(self.objectives, self.config, values, self.data.input_shape, self.data.classes_count)
-        return [r for r, m in zip(ok, mask) if m], float(normalised_hypervolume(values, self.objectives, reference))
+        region = run_region(self.config, self.data.input_shape, self.data.classes_count, values, self.objectives)
+        return [r for r, m in zip(ok, mask) if m], float(region_hypervolume(values, self.objectives, region))
 
     def _finish_step(self, step: int, planned: dict, finished: dict[int, TrainingResult]) -> None:
         from popnas_seg.predictors.quality import mape, rank_quality
