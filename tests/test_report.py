@@ -92,7 +92,8 @@ def test_full_report(tmp_path: Path) -> None:
     assert "n/a (digital < 0.1)" in text and "1.50" not in text, "no analog/digital ratio on a Dice of 0.007"
     assert "ratio of two near-zero Dice values" in text
     assert "0.4567" in text and "0.875" in text  # hypervolume and Spearman tables
-    assert "| 5,000 | 1 | 0.550 | 0.600 |" in text and "| 20,000 | 2 | 0.812 | 0.771 |" in text  # size buckets
+    # size buckets (network 4, 122 params, counts in every bucket)
+    assert "| 5,000 | 2 | 0.550 | 0.600 |" in text and "| 20,000 | 3 | 0.812 | 0.771 |" in text
     assert "0.771 ± 0.012" in text  # front table: analog Dice of network 1
     assert "best_analog" in text
     assert "0.823" in text and "0.778" in text  # test Dice of the finalist and the U-Net
