@@ -345,9 +345,20 @@ class AnalogConfig(_Section):
         "steps act on the raw weight magnitudes of the digital network")
     tile_size: int = Field(512, ge=16, le=4096, description="maximum tile rows and columns")
     probe: bool = Field(True, description="measure analog Dice of every network trained in the search")
-    t_inference: float = Field(86400.0, gt=0, le=MAX_DRIFT_SECONDS, description="probe time in seconds (1 day; at most 100 years)")
-    probe_repetitions: int = Field(3, ge=1, le=1000, description="programmings averaged by the probe")
-    probe_images: int = Field(16, ge=1, description="validation images the probe scores")
+    t_inference: float = Field(
+        2592000.0, gt=0, le=MAX_DRIFT_SECONDS, description="the deployment horizon in seconds: the drift time the "
+        "search's analog probe scores (also HWA's checkpoint choice and predict's default; 30 days; at most 100 years)")
+    probe_repetitions: int = Field(
+        6, ge=1, le=1000, description="independent programmings the probe scores: their mean and std give the "
+        "risk-aware analog objective")
+    probe_images: int = Field(6, ge=1, description="validation images the probe scores (each programming scores "
+                              "all of them: the probe's cost is about probe_images x probe_repetitions)")
+    probe_whole_images: bool = Field(
+        False, description="probe whole validation images by sliding-window tiling, as the finalists are scored "
+        "(false: one centre crop of each; whole 96x96 images cost about 8x a 64x64 crop, docs/BENCHMARKS.md)")
+    risk_k: float = Field(
+        1.0, ge=0, le=10, description="the search's analog objective is mean - risk_k x std of the probe's Dice "
+        "over programmings (0: the mean), so networks whose chips spread widely rank lower")
     eval_times: list[DriftSeconds] = Field(
         default_factory=lambda: [1.0, 3600.0, 86400.0, 2592000.0, 31536000.0],
         min_length=1,
@@ -370,8 +381,15 @@ class AnalogConfig(_Section):
     )
     hwa_noise_std: float = Field(0.06, ge=0, le=1, description="weight noise injected during hardware-aware training")
     finalists: int = Field(2, ge=1, description="networks from the final front that are retrained and scored")
-    selection_rule: Literal["best_dice", "best_analog", "knee"] = Field(
-        "best_analog", description="how finalists are ranked on the final front"
+    selection_rule: Literal["size_buckets", "best_dice", "best_analog", "knee"] = Field(
+        "size_buckets", description="how finalists are picked from the final front: size_buckets = the best "
+        "risk-aware analog score among networks of at most max_params, then in each of finalists - 1 "
+        "log-spaced size buckets above it (so at least one finalist is small); best_analog / best_dice = "
+        "the front by that score; knee = the Dice / params knee"
+    )
+    max_params: int | None = Field(
+        None, ge=1, description="size_buckets: params of the small finalist at most (null: "
+        "0.15 x the U-Net baseline's params at this architecture)"
     )
     model_selection_epochs: int = Field(4, ge=1, description="epochs of the model-selection training")
     final_epochs: int = Field(

@@ -347,6 +347,46 @@ def plot_drift_curves(rows: Sequence[Mapping[str, Any]], path: PathLike, *,
     return _save(fig, path)
 
 
+def plot_finalists_size_analog(finalists: Sequence[Mapping[str, Any]], drift: Sequence[Mapping[str, Any]],
+                               horizon_s: float, path: PathLike) -> Path:
+    """Params (log) vs analog Dice at the drift time nearest `horizon_s`, mean ± std over programmings, one point
+    per finalist and the U-Net (`network` "unet", a black square): do the small finalists hold up on the chip?
+
+    `finalists` are final/finalists.csv rows (network, params), `drift` the drift-table rows; after HWA where
+    the run did HWA, else without. Networks without a drift row at that time are left out.
+    """
+    fig = Figure(figsize=(6.8, 4.6))
+    ax = fig.subplots()
+    phase = "after" if any(str(d.get("hwa")) == "after" for d in drift) else "before"
+    times = sorted({float(d["time"]) for d in drift})
+    when = min(times, key=lambda t: abs(math.log(t / horizon_s))) if times else None
+    drawn = 0
+    for row in finalists:
+        name, params = str(row.get("network")), _float(row.get("params"))
+        hit = [d for d in drift if str(d["network"]) == name and str(d["hwa"]) == phase
+               and when is not None and math.isclose(float(d["time"]), when)]
+        if params is None or not hit:
+            continue
+        mean, std = float(hit[0]["mean"]), float(hit[0].get("std") or 0.0)
+        unet = name == "unet"
+        ax.errorbar([params], [mean], yerr=[std], fmt="s" if unet else "o", ms=7, capsize=4,
+                    color="black" if unet else _FRONT_COLOUR, label="U-Net" if unet else None)
+        ax.annotate("U-Net" if unet else f"finalist {name}", (params, mean), textcoords="offset points",
+                    xytext=(6, 6), fontsize=8)
+        drawn += 1
+    if drawn:
+        _log_x(ax)
+        ax.margins(x=0.25, y=0.2)
+    else:
+        ax.text(0.5, 0.5, "no finalist drift results", ha="center", va="center", transform=ax.transAxes)
+    tag = "HWA" if phase == "after" else "no HWA"
+    ax.set_xlabel("params (log scale)")
+    ax.set_ylabel(f"analog Dice at {time_label(when) if when else '-'} ({tag}, mean ± std)")
+    ax.set_title("Finalists and U-Net: size vs analog Dice at the horizon")
+    ax.grid(True, alpha=0.3)
+    return _save(fig, path)
+
+
 def plot_learning_curves(histories: Mapping[str, Sequence[Mapping[str, Any]]], path: PathLike) -> Path:
     """Validation Dice (solid) and training Dice (dashed) per epoch, one colour per network.
 
@@ -488,7 +528,7 @@ def hypervolume_series(run_path: Path) -> list[tuple[float, float]]:
 def predicted_vs_measured(run_path: Path, results: Sequence[TrainingResult]) -> dict[int, dict[str, tuple[list, list]]]:
     """Per step: objective label -> (predicted, measured) for networks that were predicted and then trained."""
     out: dict[int, dict[str, tuple[list, list]]] = {}
-    columns = (("Dice", "predicted_dice", "dice"), ("analog Dice", "predicted_analog_dice", "analog_dice"),
+    columns = (("Dice", "predicted_dice", "dice"), ("analog score", "predicted_analog_dice", "analog_objective"),
                ("training time (s)", "predicted_time", "train_time_s"))
     for csv_path in sorted((run_path / "csv").glob("predictions_b*.csv")):
         match = re.fullmatch(r"predictions_b(\d+)\.csv", csv_path.name)

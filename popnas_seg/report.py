@@ -160,6 +160,9 @@ class _Report:
             ab = max(probed, key=lambda r: r.analog_dice or 0.0)
             lines.append(f"- best analog Dice at the probe time: **{ab.analog_dice:.3f}** (network "
                          f"{ab.network_id}); {len(probed)} networks probed")
+            rs = max(probed, key=lambda r: r.analog_objective or 0.0)  # what the search ranked on (issue 34)
+            lines.append(f"- best risk-aware analog score (mean - k x std over programmings): "
+                         f"**{rs.analog_objective:.3f}** (network {rs.network_id}, {rs.params:,} params)")
         if self._events("search_finished"):
             lines.append("- the search finished")
         else:
@@ -229,7 +232,8 @@ class _Report:
         if selected:
             e = selected[-1]
             out.append(f"Selection rule **{e.get('rule')}** over objectives {e.get('objectives')}: networks "
-                       + ", ".join(str(c.get("network_id")) for c in e.get("candidates", [])) + ".")
+                       + ", ".join(str(c.get("network_id")) for c in e.get("candidates", [])) + "."
+                       + (f" Small finalist: at most {e['max_params']:,} params." if e.get("max_params") else ""))
         selection = read_csv(self.path / "final" / "model_selection.csv")
         if selection:
             out.append("### Model selection\n\n" + _table(
@@ -283,6 +287,8 @@ class _Report:
                 + _image(self.path, "plots/learning_curves.png", "final training: validation and training Dice per "
                          "epoch, finalists and U-Net") + "\n\n"
                 + _image(self.path, "plots/drift_curves.png", "analog Dice vs time, finalists and U-Net") + "\n\n"
+                + _image(self.path, "plots/finalists_size_analog.png", "params vs analog Dice at the probe "
+                         "horizon, finalists and U-Net") + "\n\n"
                 + _image(self.path, "plots/sample_predictions.png", "sample predictions: digital vs analog"))
 
     def digital_section(self) -> str:
@@ -392,5 +398,15 @@ def _redraw(run_path: Path, log: logging.Logger) -> None:
                    if r.get("test_dice") not in (None, "")}
         try:
             plot_drift_curves(drift, run_path / "plots" / "drift_curves.png", digital=digital)
+            _finalists_size_plot(run_path, drift)
         except Exception as exc:
             log.warning("report: drift plot failed: %s", exc)
+
+
+def _finalists_size_plot(run_path: Path, drift: list[dict[str, str]]) -> None:
+    """plots/finalists_size_analog.png: finalists and U-Net, params vs analog Dice at analog.t_inference."""
+    from popnas_seg.plots import plot_finalists_size_analog
+
+    config = json.loads((run_path / "restore" / "config.json").read_text(encoding="utf-8"))
+    plot_finalists_size_analog(read_csv(run_path / "final" / "finalists.csv"), drift,
+                               float(config["analog"]["t_inference"]), run_path / "plots" / "finalists_size_analog.png")

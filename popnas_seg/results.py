@@ -11,7 +11,12 @@ Status = Literal["ok", "nan", "failed"]
 
 @dataclass
 class TrainingResult:
-    """One trained network. `robustness` is analog_dice / dice as measured (never clipped)."""
+    """One trained network. `robustness` is analog_dice / dice as measured (never clipped).
+
+    `analog_dice` / `analog_dice_std` are the probe's mean and std of Dice over programmings at the horizon;
+    `analog_score` is the risk-aware objective the search ranks on (mean - analog.risk_k x std). Rows of runs
+    from before the risk-aware probe have no score: `analog_objective` falls back to their mean.
+    """
 
     network_id: int
     encoding: str
@@ -27,6 +32,7 @@ class TrainingResult:
     analog_dice: float | None = None
     analog_dice_std: float | None = None
     robustness: float | None = None
+    analog_score: float | None = None
     analog_coverage: float | None = None
     origin: str = ""
     step: int = 0
@@ -35,8 +41,13 @@ class TrainingResult:
     COLUMNS = (
         "network_id", "encoding", "blocks", "dice", "miou", "params", "flops", "train_time_s",
         "inference_time_ms", "epochs", "status", "analog_dice", "analog_dice_std", "robustness",
-        "analog_coverage", "origin", "step",
+        "analog_coverage", "origin", "step", "analog_score",
     )
+
+    @property
+    def analog_objective(self) -> float | None:
+        """The search's analog objective: the risk-aware score, else (older rows) the mean analog Dice."""
+        return self.analog_dice if self.analog_score is None else self.analog_score
 
     def to_row(self) -> dict[str, Any]:
         """Flat dict for CSV / JSON (the `extra` dict is dropped from CSVs, kept in the journal)."""
@@ -69,7 +80,17 @@ class TrainingResult:
             analog_dice_std=num(data.get("analog_dice_std"), float),
             robustness=num(data.get("robustness"), float),
             analog_coverage=num(data.get("analog_coverage"), float),
+            analog_score=num(data.get("analog_score"), float),
             origin=str(data.get("origin", "") or ""),
             step=num(data.get("step", 0), int) or 0,
             extra=dict(data.get("extra") or {}),
         )
+
+
+def backfill_analog_scores(results: list[TrainingResult], risk_k: float) -> list[TrainingResult]:
+    """Give probed rows of an older run (mean and std recorded, no risk-aware score) the score
+    mean - risk_k x std, so a resumed run ranks old and new rows alike; returns `results` (changed in place)."""
+    for r in results:
+        if r.analog_score is None and r.analog_dice is not None and r.analog_dice_std is not None:
+            r.analog_score = float(r.analog_dice) - float(risk_k) * float(r.analog_dice_std)
+    return results

@@ -298,3 +298,82 @@ def test_short_final_training_never_loses_the_model_selection_weights(tmp_path: 
             assert (run.final_dir / f.name / "model.keras").is_file() and trained["test_dice"] is not None
     finally:
         run.close()
+
+
+# ---------------------------------------------------------------- size-aware selection (issue 34)
+
+def _s(i: int, params: int, dice: float, analog: float | None, std: float = 0.0) -> TrainingResult:
+    r = _r(i, params, dice, analog)
+    r.analog_dice_std = std if analog is not None else None
+    r.analog_score = None if analog is None else analog - std  # risk_k 1
+    return r
+
+
+def test_size_buckets_always_keep_a_small_finalist() -> None:
+    from popnas_seg.finalists.selection import default_max_params
+
+    # the large networks win on every score: best_analog takes the two largest, size_buckets one small + one large
+    rs = [_s(1, 4_000, 0.84, 0.80, 0.005), _s(2, 12_000, 0.85, 0.82, 0.04), _s(3, 17_000, 0.86, 0.83, 0.01),
+          _s(4, 30_000, 0.90, 0.89, 0.01), _s(5, 33_000, 0.91, 0.90, 0.01)]
+    assert _ids(select_finalists(rs, "best_analog", 2, OBJ3)) == [5, 4]
+    max_params = default_max_params(110_194)
+    assert max_params == round(0.15 * 110_194) == 16_529  # the U-Net fraction default
+    assert default_max_params(110_194, 5_000) == 5_000  # analog.max_params wins when set
+    picked = select_finalists(rs, "size_buckets", 2, OBJ3, max_params)
+    # small: network 2 has the higher mean (0.82) but spreads (0.04): its score 0.78 loses to network 1's 0.795;
+    # the one bucket above 16.5k holds 3, 4 and 5: 5 wins
+    assert _ids(picked) == [1, 5]
+    assert picked[0].params <= max_params
+    # with three finalists the large range splits in two log buckets: (16.5k, 23.4k] -> 3, (23.4k, 33k] -> 5
+    assert _ids(select_finalists(rs, "size_buckets", 3, OBJ3, max_params)) == [1, 3, 5]
+    # one finalist: the small one
+    assert _ids(select_finalists(rs, "size_buckets", 1, OBJ3, max_params)) == [1]
+
+
+def test_size_buckets_rank_by_risk_aware_score_and_fill_empty_buckets() -> None:
+    # same mean, but network 2's programmings spread: the risk-aware score prefers network 1
+    rs = [_s(1, 3_000, 0.80, 0.78, 0.005), _s(2, 5_000, 0.81, 0.78, 0.05), _s(3, 90_000, 0.90, 0.88, 0.01),
+          _s(4, 100_000, 0.92, 0.89, 0.01)]
+    assert _ids(select_finalists(rs, "size_buckets", 1, OBJ3, 10_000)) == [1]
+    # 4 finalists, 3 buckets above 10k: (10k, 21.5k] and (21.5k, 46k] are empty -> the best remaining front nets
+    assert _ids(select_finalists(rs, "size_buckets", 4, OBJ3, 10_000)) == [1, 4, 3, 2]
+    # nothing small enough: the smallest network is the small finalist
+    assert _ids(select_finalists(rs, "size_buckets", 2, OBJ3, 1_000)) == [1, 4]
+    # unprobed networks rank by Dice after probed ones; failed networks never count
+    plain = [_r(1, 500, 0.7), _r(2, 800, 0.75), _r(3, 50_000, 0.9), _r(4, 600, 0.99, status="failed")]
+    assert _ids(select_finalists(plain, "size_buckets", 2, ["dice", "params"], 1_000)) == [2, 3]
+    assert select_finalists([], "size_buckets", 2, OBJ3, 1_000) == []
+    with pytest.raises(ValueError):
+        select_finalists(rs, "size_buckets", 2, OBJ3)  # max_params is required
+
+
+def test_finalist_stage_selects_a_small_network_under_the_unet_fraction(tmp_path: Path) -> None:
+    """The stage resolves analog.max_params from the U-Net at this architecture and journals it."""
+    from popnas_seg.data.pipeline import load_data
+    from popnas_seg.finalists.selection import default_max_params
+    from popnas_seg.finalists.stage import FinalistsStage
+    from popnas_seg.models.cost import unet_params
+    from popnas_seg.runlog.folder import RunFolder
+
+    config = _tiny_config(tmp_path)
+    config.analog.selection_rule = "size_buckets"
+    config.analog.finalists = 2
+    data = load_data(config.dataset, config.others.seed)
+    unet = unet_params(config.architecture_hyperparameters, int(data.input_shape[-1]), data.classes_count)
+    limit = default_max_params(unet)
+    run = RunFolder.create(tmp_path / "logs", "select", config)
+    try:
+        rows = [_s(1, limit // 4, 0.70, 0.60, 0.02), _s(2, limit * 2, 0.80, 0.75, 0.01),
+                _s(3, limit * 3, 0.85, 0.80, 0.01)]
+        for r in rows:
+            d = r.to_dict()
+            if r.network_id == 3:  # a row journaled before issue 34: no analog_score, backfilled on read
+                del d["analog_score"]
+            run.journal.append("network_finished", network_id=r.network_id, result=d)
+        picked = FinalistsStage(run, config, data).select()
+        assert _ids(picked) == [1, 3]
+        event = run.journal.events("finalists_selected")[-1]
+        assert event["max_params"] == limit and event["rule"] == "size_buckets"
+        assert picked[1].analog_score == pytest.approx(0.79)  # backfilled: 0.80 - 1.0 x 0.01
+    finally:
+        run.close()

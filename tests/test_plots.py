@@ -119,6 +119,18 @@ def test_hypervolume_spread_over_seeds(tmp_path: Path) -> None:
     assert width > 100
 
 
+def test_finalists_size_vs_analog_dice_at_the_horizon(tmp_path: Path) -> None:
+    finalists = [{"network": "7", "params": "13000"}, {"network": "unet", "params": "110194"},
+                 {"network": "9", "params": ""}]  # no params: left out
+    drift = [{"network": n, "hwa": h, "time": t, "mean": m, "std": 0.01}
+             for n, m in (("7", 0.90), ("unet", 0.92)) for h in ("before", "after")
+             for t in (86400.0, 2592000.0)]
+    _png(plots.plot_finalists_size_analog(finalists, drift, 30 * 86400.0, tmp_path / "size.png"))
+    # nearest drift time to a 20-day horizon is 30 days; empty inputs still give a figure
+    _png(plots.plot_finalists_size_analog(finalists, drift, 20 * 86400.0, tmp_path / "size20.png"))
+    _png(plots.plot_finalists_size_analog([], [], 86400.0, tmp_path / "empty.png"))
+
+
 @pytest.fixture
 def figures(monkeypatch: pytest.MonkeyPatch) -> list:
     """Every Figure the plot functions save (after it was rendered, so ticks and texts are final)."""

@@ -102,6 +102,8 @@ def test_full_report(tmp_path: Path) -> None:
     assert "`decoder/tconv` (ConvTranspose2d, no analog transpose conv)" in text
     assert (run / "plots" / "drift_curves.png").exists()
     assert "![analog Dice vs time, finalists and U-Net](plots/drift_curves.png)" in text
+    assert (run / "plots" / "finalists_size_analog.png").exists()  # size vs analog Dice at the 30-day horizon
+    assert "](plots/finalists_size_analog.png)" in text
     assert "![measured front projections](plots/front_projections.png)" in text
     # re-runnable: a second call gives the same text
     assert write_report(run).read_text() == text

@@ -38,6 +38,8 @@ def test_progressive_search_with_probe_writes_every_output(tmp_path: Path) -> No
     probe_errors = [e["result"]["extra"].get("probe_error") for e in journal_events(folder)
                     if e["event"] == "network_finished"]
     assert all(r["analog_dice"] != "" for r in ok), f"every trained network is analog-probed: {probe_errors}"
+    for r in ok:  # the CSV records mean, std and the risk-aware score the search ranked on (risk_k 1)
+        assert float(r["analog_score"]) == pytest.approx(float(r["analog_dice"]) - float(r["analog_dice_std"]))
     for name in ("predictions_b2.csv", "pareto_front_b2.csv", "predictor_quality.csv", "search_progress.csv"):
         assert (folder / "csv" / name).exists(), name
     with (folder / "csv" / "probe_integrity.csv").open() as handle:  # torch vs Keras digital Dice per probe

@@ -3,6 +3,10 @@ reads back a `ProbeResult`; the scoring itself (per-repetition programming and d
 
 `robustness = analog / digital` is reported as measured, never clipped (a poorly fitted network can score
 higher analog than digital, see DESIGN.md).
+
+The search ranks on `risk_aware_score`: mean - k x std of Dice over independent programmings at the deployment
+horizon (`analog.t_inference`, `analog.risk_k`). A network whose chips spread widely after drift is a worse
+product than one with the same mean and a tight spread; the mean alone tracked digital Dice (issue 34).
 """
 from __future__ import annotations
 
@@ -11,7 +15,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -24,6 +28,8 @@ class ProbeResult:
 
     analog_dice_mean: float
     analog_dice_std: float
+    analog_score: float
+    """The risk-aware analog objective: mean - analog.risk_k x std over programmings."""
     robustness: float | None
     coverage: dict[str, Any]
     time_s: float
@@ -46,6 +52,17 @@ def robustness_ratio(analog_dice: float, digital_dice: float | None) -> float | 
     if digital_dice is None or not digital_dice >= ROBUSTNESS_MIN_DIGITAL_DICE:
         return None
     return float(analog_dice) / float(digital_dice)
+
+
+def risk_aware_score(dice_per_programming: Sequence[float], k: float) -> float:
+    """mean - k x std of Dice over independent programmings (population std, as `analog_dice_std` records).
+
+    With one programming the std is 0 and the score is that Dice.
+    """
+    scores = np.asarray(dice_per_programming, dtype=float)
+    if scores.size == 0 or not np.all(np.isfinite(scores)):
+        raise ValueError(f"risk-aware score needs finite Dice values, got {scores.tolist()}")
+    return float(scores.mean() - float(k) * scores.std())
 
 
 def probe_analog(
@@ -84,12 +101,14 @@ def probe_analog(
         params["tile"] = [int(tile[0]), int(tile[1])]
         arrays["sizes"] = np.asarray(sizes, np.int64)
     out = run_job("probe", params, arrays, timeout_s=timeout_s)
+    per_programming = [float(d) for d in out["dice_per_repetition"]]
     return ProbeResult(
         analog_dice_mean=float(out["analog_dice_mean"]),
         analog_dice_std=float(out["analog_dice_std"]),
+        analog_score=risk_aware_score(per_programming, cfg.risk_k),
         robustness=robustness_ratio(out["analog_dice_mean"], digital_dice),
         coverage=out["coverage"],
         time_s=time.perf_counter() - start,
-        dice_per_repetition=[float(d) for d in out["dice_per_repetition"]],
+        dice_per_repetition=per_programming,
         digital_dice_torch=out.get("digital_dice_torch"),
     )

@@ -60,7 +60,7 @@ class NetworkEvaluator:
         self.log = logger or logging.getLogger("popnas_seg")
         self._trainer_factory = trainer_factory
         self._trainer: Any = None
-        self._probe_arrays: tuple[np.ndarray, np.ndarray] | None = None
+        self._probe_arrays: tuple[np.ndarray, np.ndarray, np.ndarray | None] | None = None
 
     # ------------------------------------------------------------------ pieces
     def trainer(self) -> Any:
@@ -90,10 +90,19 @@ class NetworkEvaluator:
         cell = Cell.from_string(encoding)
         return build_model(cell, arch, shape, classes), count_flops(cell, arch, shape, classes)
 
-    def probe_arrays(self) -> tuple[np.ndarray, np.ndarray]:
+    def probe_arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """x, y and (whole images) their sizes: the first `analog.probe_images` validation images, whole and
+        packed for the worker (`tiling.pack_images`) when `analog.probe_whole_images`, else centre crops
+        (sizes None)."""
         if self._probe_arrays is None:
-            x, y = self.data.val_arrays(self.config.analog.probe_images)
-            self._probe_arrays = (x, y)
+            n = self.config.analog.probe_images
+            if self.config.analog.probe_whole_images:
+                from popnas_seg.inference.tiling import pack_images
+
+                self._probe_arrays = pack_images(*self.data.val_images(n))
+            else:
+                x, y = self.data.val_arrays(n)
+                self._probe_arrays = (x, y, None)
         return self._probe_arrays
 
     # ------------------------------------------------------------------ the unit of work
@@ -142,15 +151,26 @@ class NetworkEvaluator:
         from popnas_seg.analog.probe import probe_analog
         from popnas_seg.training.losses import dice_score
 
-        x, y = self.probe_arrays()
-        probs = model.predict(x, verbose=0, batch_size=max(1, self.config.dataset.batch_size))
-        digital = float(dice_score(np.argmax(probs, axis=-1), y, self.data.classes_count, self.data.ignore_class))
+        x, y, sizes = self.probe_arrays()
+        batch = max(1, self.config.dataset.batch_size)
+        tile = tuple(int(s) for s in self.data.input_shape[:2])
+        if sizes is None:
+            probs = model.predict(x, verbose=0, batch_size=batch)
+            digital = float(dice_score(np.argmax(probs, axis=-1), y, self.data.classes_count, self.data.ignore_class))
+        else:  # whole images, tiled exactly as the worker tiles them
+            from popnas_seg.inference.tiling import evaluate_images, unpack_images
+
+            images, masks = unpack_images(x, y, sizes)
+            digital = float(evaluate_images(lambda b: np.asarray(model.predict_on_batch(b)), images, masks, tile,
+                                            self.data.classes_count, self.data.ignore_class,
+                                            batch_size=batch)["dice"])
         result.extra["probe_digital_dice"] = digital
         try:
             onnx_path = keras_to_onnx(model, out_dir / "model.onnx")
             probe = probe_analog(
                 onnx_path, x, y, self.config.analog, self.data.classes_count, self.data.ignore_class,
                 digital_dice=digital, seed=seed,
+                tile=None if sizes is None else tile, sizes=sizes,
             )
         except Exception as exc:  # the probe must never kill the search: the row records why it is empty
             self.log.warning("analog probe of network %d failed: %s", result.network_id, exc)
@@ -158,6 +178,7 @@ class NetworkEvaluator:
             return
         result.analog_dice = float(probe.analog_dice_mean)
         result.analog_dice_std = float(probe.analog_dice_std)
+        result.analog_score = float(probe.analog_score)
         result.robustness = None if probe.robustness is None else float(probe.robustness)
         coverage = probe.coverage or {}
         frac = coverage.get("weights_analog_fraction")

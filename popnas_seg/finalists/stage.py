@@ -39,7 +39,7 @@ from popnas_seg.analog.drift import DriftReport
 from popnas_seg.config import ArchitectureConfig, RunConfig
 from popnas_seg.evaluation.evaluator import UNET_ENCODING, NetworkEvaluator, NetworkJob
 from popnas_seg.finalists.selection import macro_variants, select_finalists
-from popnas_seg.results import TrainingResult
+from popnas_seg.results import TrainingResult, backfill_analog_scores
 
 UNET = "unet"
 SAMPLE_IMAGES = 4
@@ -133,14 +133,25 @@ class FinalistsStage:
         a = self.config.analog
         objectives = strategy_objectives(self.config)
         rule = a.selection_rule
-        if rule == "best_analog" and not any(r.analog_dice is not None for r in results):
-            self.log.warning("selection_rule best_analog but no network has an analog Dice: ordering by Dice")
-        picked = select_finalists(results, rule, a.finalists, objectives)
+        if rule in ("best_analog", "size_buckets") and not any(r.analog_objective is not None for r in results):
+            self.log.warning("selection_rule %s but no network has an analog score: ordering by Dice", rule)
+        max_params = None
+        if rule == "size_buckets":
+            from popnas_seg.finalists.selection import default_max_params
+            from popnas_seg.models.cost import unet_params
+
+            arch = self.config.architecture_hyperparameters
+            max_params = default_max_params(
+                unet_params(arch, int(self.data.input_shape[-1]), int(self.data.classes_count)), a.max_params)
+            if not any(r.status == "ok" and r.params <= max_params for r in results):
+                self.log.warning("no trained network has at most %d params (analog.max_params): the smallest one "
+                                 "is the small finalist", max_params)
+        picked = select_finalists(results, rule, a.finalists, objectives, max_params)
         if not picked and not a.unet_baseline:
             from popnas_seg.errors import UserError
 
             raise UserError(f"no successfully trained network in {self.run.path}: run the search stage first")
-        self.run.journal.append("finalists_selected", rule=rule, objectives=objectives,
+        self.run.journal.append("finalists_selected", rule=rule, objectives=objectives, max_params=max_params,
                                 candidates=[r.to_dict() for r in picked])
         self.log.info("finalists (%s): %s", rule, ", ".join(f"{r.network_id} (dice {r.dice:.3f})" for r in picked))
         return picked
@@ -152,10 +163,12 @@ class FinalistsStage:
             for e in events:
                 r = TrainingResult.from_dict(e["result"])
                 by_id[r.network_id] = r
-            return list(by_id.values())
+            return backfill_analog_scores(list(by_id.values()), self.config.analog.risk_k)
         from popnas_seg.runlog.tables import read_csv
 
-        return [TrainingResult.from_dict(r) for r in read_csv(Path(self.run.csv_dir) / "training_results.csv")]
+        return backfill_analog_scores([TrainingResult.from_dict(r) for r in
+                                       read_csv(Path(self.run.csv_dir) / "training_results.csv")],
+                                      self.config.analog.risk_k)
 
     # ------------------------------------------------------------------ (b) model selection
     def model_selection(self, candidates: Sequence[TrainingResult]) -> list[_Finalist]:

@@ -9,8 +9,10 @@ Objective names used across the project (``OBJECTIVES``):
 
 - ``dice`` / ``mean_iou``: the digital validation score (maximise, bounded in [0, 1]);
 - ``params``: exact parameter count from the encoding (minimise);
-- ``analog_dice``: the *analog Dice* at the probe time, not the analog/digital ratio (maximise, in [0, 1];
-  DESIGN.md "Analog robustness" explains why the ratio would let useless networks crowd the front). The old name
+- ``analog_dice``: the risk-aware *analog Dice* at the probe horizon, mean - analog.risk_k x std over
+  programmings (`TrainingResult.analog_objective`; rows of older runs without the score rank on their mean),
+  not the analog/digital ratio (maximise, at most 1; DESIGN.md "Analog robustness" explains why the ratio
+  would let useless networks crowd the front). The old name
   ``analog_robustness`` is accepted as an alias (``OBJECTIVE_ALIASES``); the ratio keeps the name robustness;
 - ``time``: measured training time in seconds (minimise).
 """
@@ -26,7 +28,7 @@ OBJECTIVES: dict[str, tuple[str, bool]] = {
     "dice": ("dice", True),
     "mean_iou": ("miou", True),
     "params": ("params", False),
-    "analog_dice": ("analog_dice", True),
+    "analog_dice": ("analog_objective", True),
     "time": ("train_time_s", False),
 }
 # deprecated objective name -> current name (old configs and journals keep working)
@@ -253,7 +255,13 @@ def objective_matrix(records: Sequence[Any], objectives: Sequence[str]) -> tuple
     for i, record in enumerate(records):
         for j, name in enumerate(objectives):
             attr = OBJECTIVES[canonical_objective(name)][0]
-            value = record.get(attr) if isinstance(record, Mapping) else getattr(record, attr, None)
+            if isinstance(record, Mapping):  # a CSV row: the objective property is its score, else its mean
+                value = record.get(attr)
+                if attr == "analog_objective":
+                    score = record.get("analog_score")
+                    value = record.get("analog_dice") if score in (None, "") else score
+            else:
+                value = getattr(record, attr, None)
             if value is not None and value != "":
                 values[i, j] = float(value)
     return values, maximise_flags(objectives)

@@ -28,7 +28,7 @@ import numpy as np
 from popnas_seg.analog.probe import ROBUSTNESS_MIN_DIGITAL_DICE
 from popnas_seg.config import RunConfig
 from popnas_seg.evaluation.evaluator import PROBE_DICE_TOLERANCE, NetworkEvaluator, NetworkJob
-from popnas_seg.results import TrainingResult
+from popnas_seg.results import TrainingResult, backfill_analog_scores
 from popnas_seg.runlog.folder import RunFolder
 from popnas_seg.runlog.tables import read_csv, write_csv
 from popnas_seg.search.eta import NetworkTimes, format_eta, search_remaining
@@ -69,6 +69,14 @@ def probe_integrity_rows(results: Any) -> list[dict]:
         rows.append({"network_id": r.network_id, "origin": r.origin, "status": status, "keras_dice": keras_dice,
                      "torch_dice": torch_dice, "difference": diff, "probe_error": r.extra.get("probe_error", "")})
     return rows
+
+
+def _horizon_label(seconds: float) -> str:
+    """The probe horizon for log lines: 30s, 1h, 1d, 30d ..."""
+    for unit, name in ((86400.0, "d"), (3600.0, "h")):
+        if seconds >= unit:
+            return f"{seconds / unit:g}{name}"
+    return f"{seconds:g}s"
 
 
 def network_seed(base_seed: int, encoding_key: str) -> int:
@@ -140,6 +148,7 @@ class SearchRunner:
         for event in self.run.journal.events("network_finished"):
             result = TrainingResult.from_dict(event["result"])
             out[result.network_id] = result
+        backfill_analog_scores(list(out.values()), self.config.analog.risk_k)  # journals from before issue 34
         return out
 
     def _planned_steps(self) -> dict[int, dict]:
@@ -285,6 +294,8 @@ class SearchRunner:
 
     def _log_result(self, result: TrainingResult, finished: dict[int, TrainingResult]) -> None:
         analog = "-" if result.analog_dice is None else f"{result.analog_dice:.3f}±{result.analog_dice_std or 0:.3f}"
+        if result.analog_score is not None:
+            analog += f" (score {result.analog_score:.3f})"
         if result.robustness is not None:
             ratio = f"{result.robustness:.2f}"
         elif result.analog_dice is not None and result.dice < ROBUSTNESS_MIN_DIGITAL_DICE:
@@ -292,18 +303,20 @@ class SearchRunner:
         else:
             ratio = "-"
         self.log.info(
-            "  -> %s dice %.3f miou %.3f params %s analog(1d) %s analog/digital %s train %.1fs",
-            result.status, result.dice, result.miou, f"{result.params:,}", analog, ratio, result.train_time_s,
+            "  -> %s dice %.3f miou %.3f params %s analog(%s) %s analog/digital %s train %.1fs",
+            result.status, result.dice, result.miou, f"{result.params:,}",
+            _horizon_label(self.config.analog.t_inference), analog, ratio, result.train_time_s,
         )
         ok = [r for r in finished.values() if r.status == "ok"]
         if ok:
             best = max(ok, key=lambda r: r.dice)
             smallest = min(ok, key=lambda r: r.params)
-            analog_best = max((r for r in ok if r.analog_dice is not None), key=lambda r: r.analog_dice, default=None)
+            analog_best = max((r for r in ok if r.analog_objective is not None), key=lambda r: r.analog_objective,
+                              default=None)
             self.log.info(
-                "  best so far: dice %.3f (id %d) | smallest %s params (id %d) | analog dice %s",
+                "  best so far: dice %.3f (id %d) | smallest %s params (id %d) | analog score %s",
                 best.dice, best.network_id, f"{smallest.params:,}", smallest.network_id,
-                "-" if analog_best is None else f"{analog_best.analog_dice:.3f} (id {analog_best.network_id})",
+                "-" if analog_best is None else f"{analog_best.analog_objective:.3f} (id {analog_best.network_id})",
             )
 
     # ------------------------------------------------------------------ tables, quality, front
@@ -339,7 +352,7 @@ class SearchRunner:
 
         ok = [r for r in results if r.status == "ok"]
         if "analog_dice" in self.objectives:
-            ok = [r for r in ok if r.analog_dice is not None]
+            ok = [r for r in ok if r.analog_objective is not None]
         if not ok:
             return [], 0.0
         values, maximise = objective_matrix(ok, self.objectives)

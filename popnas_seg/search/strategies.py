@@ -442,8 +442,8 @@ class ProgressiveStrategy:
             result["score"] = np.zeros(len(candidates))
 
         if "analog_dice" in self.objectives:
-            probed = [(c, float(r.analog_dice)) for r, c in ok
-                      if r.analog_dice is not None and math.isfinite(r.analog_dice)]
+            probed = [(c, float(r.analog_objective)) for r, c in ok  # the risk-aware score (issue 34)
+                      if r.analog_objective is not None and math.isfinite(r.analog_objective)]
             if len(probed) >= 2:
                 predictor = fit(probed, 1, "analog")
                 result["analog"] = predictor.predict(candidates)
