@@ -3,7 +3,8 @@
 Why: `InferenceRPUConfig` tiles draw their forward (DAC/ADC, output) noise in C++ from a clock-seeded generator, so
 two probes of one network under one seed differ a little, and so do two repeats of a whole search
 (docs/BENCHMARKS.md, issue 12). `TorchInferenceRPUConfig` draws every noise from torch's generator; this
-measurement moved the probe to it (`rpu.probe_rpu_config`), the finalists' drift scoring keeps the compiled tiles.
+measurement moved the probe to it; issue 36 then moved HWA and drift scoring too (`rpu.inference_rpu_config(cfg,
+tiles)`, "torch" by default, "compiled" for this comparison).
 This trains one cell briefly on the built-in data, exports it to ONNX, and probes it `--repeats` times per tile
 kind exactly as the search does (same seed each time, `--repetitions` programmings at one day, on
 `--images` validation crops), in this process. It prints, per kind, the analog Dice of every repeat, the largest
@@ -41,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from popnas_seg.analog.export import keras_to_onnx, onnx_to_torch
-    from popnas_seg.analog.rpu import inference_rpu_config, probe_rpu_config, to_analog
+    from popnas_seg.analog.rpu import inference_rpu_config, to_analog
     from popnas_seg.analog.scoring import analog_dice, score_repetitions
     from popnas_seg.config import RunConfig
     from popnas_seg.data.pipeline import load_data
@@ -64,8 +65,8 @@ def main(argv: list[str] | None = None) -> int:
           f"{analog_dice(digital, x, y, classes, ignore):.4f} on {len(x)} crops of {x.shape[1]}x{x.shape[2]}")
 
     rows = []
-    for kind, make in (("compiled (InferenceRPUConfig)", inference_rpu_config),
-                       ("torch (TorchInferenceRPUConfig)", probe_rpu_config)):
+    for kind, make in (("compiled (InferenceRPUConfig)", lambda c: inference_rpu_config(c, "compiled")),
+                       ("torch (TorchInferenceRPUConfig)", inference_rpu_config)):
         means, seconds = [], []
         for _ in range(args.repeats):
             t0 = time.perf_counter()

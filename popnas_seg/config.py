@@ -408,6 +408,17 @@ class AnalogConfig(_Section):
         "recommended (null: no budget)")
 
 
+class InferenceConfig(_Section):
+    """How whole images are segmented: `predict`, and the whole-image test scores (digital and analog)."""
+
+    tile_size: int = Field(
+        256, ge=0, le=8192, description="largest tile side in pixels at inference: images up to this size are "
+        "segmented whole (padded to a multiple of 2**motifs), larger ones in tiles of this side; the networks are "
+        "fully convolutional, so this is independent of dataset.crop. 0: tiles of the training crop (slower)")
+    overlap: float = Field(0.25, ge=0, lt=1, description="overlap of neighbouring tiles, as a fraction of the "
+                           "training crop side (the same band in pixels whatever the tile size)")
+
+
 class OthersConfig(_Section):
     """Seed, what to keep on disk, and how TensorFlow runs."""
 
@@ -486,12 +497,21 @@ class RunConfig(_Section):
     )
     dataset: DatasetConfig = Field(default_factory=DatasetConfig, description="data source, splits, preprocessing")
     analog: AnalogConfig = Field(default_factory=AnalogConfig, description="analog hardware simulation (AIHWKit)")
+    inference: InferenceConfig = Field(default_factory=InferenceConfig,
+                                       description="tiles for whole-image prediction and scoring")
     others: OthersConfig = Field(default_factory=OthersConfig, description="seed, storage, runtime, stages")
 
     @property
     def data_seed(self) -> int:
         """The seed the data is generated, split and augmented with: dataset.seed, else others.seed."""
         return self.others.seed if self.dataset.seed is None else self.dataset.seed
+
+    def tiling(self) -> Any:
+        """The `popnas_seg.inference.tiling.Tiling` of whole-image prediction and scoring for this run."""
+        from popnas_seg.inference.tiling import Tiling
+
+        return Tiling((int(self.dataset.crop[0]), int(self.dataset.crop[1])), int(self.inference.tile_size),
+                      2 ** int(self.architecture_hyperparameters.motifs), float(self.inference.overlap))
 
     @property
     def network_seed(self) -> int:

@@ -40,6 +40,16 @@ STAGES: dict[str, Callable[[RunFolder, RunConfig, Any, logging.Logger], None]] =
 }
 
 
+def _log_devices(config: RunConfig, logger: logging.Logger) -> None:
+    """Say where Keras training and the analog simulation run (popnas_seg/devices.py)."""
+    from popnas_seg.devices import describe_run_devices
+
+    stages = set(config.others.pipeline)
+    analog = "finalists" in stages or ("search" in stages and config.analog.probe)
+    for line in describe_run_devices(analog).lines:
+        logger.info("devices: %s", line)
+
+
 def run_pipeline(run: RunFolder, config: RunConfig, data: Any, logger: logging.Logger) -> None:
     """Run every configured stage that has not finished yet, saying clearly which stage is reached."""
     describe = getattr(data, "describe", None)
@@ -47,6 +57,7 @@ def run_pipeline(run: RunFolder, config: RunConfig, data: Any, logger: logging.L
                 len(config.search_space.operators), config.search_space.blocks, config.search_strategy.strategy)
     logger.info("data: %s", describe() if callable(describe) else data.input_shape)
     logger.info("run folder: %s", run.path)
+    _log_devices(config, logger)
     done = {e.get("stage") for e in run.journal.events("stage_finished")}
     for index, stage in enumerate(config.others.pipeline, start=1):
         if stage in done and stage != "report":  # the report is cheap and always redrawn

@@ -161,15 +161,17 @@ def test_rpu_configs_follow_config() -> None:
     assert hwa.forward == inf.forward and hwa.forward.noise_management == NoiseManagementType.ABS_MAX
     assert not hwa.pre_post.input_range.enable and hwa.noise_model.g_max == 20.0
     assert hwa_rpu_config(AnalogConfig()).drift_compensation is not None
-    # the probe simulates the same chip on the torch tile class (its forward noise follows torch's seed)
-    from aihwkit.simulator.configs import InferenceRPUConfig, TorchInferenceRPUConfig
+    # every run scores on the torch tile class (its forward noise follows torch's seed); the compiled tiles
+    # simulate the same chip through the same setter
+    from aihwkit.simulator.configs import TorchInferenceRPUConfig
 
-    from popnas_seg.analog.rpu import probe_rpu_config
-
-    probe = probe_rpu_config(cfg)
-    assert isinstance(probe, TorchInferenceRPUConfig) and isinstance(inf, InferenceRPUConfig)
-    assert probe.forward == inf.forward and probe.mapping == inf.mapping and probe.clip == inf.clip
-    assert probe.noise_model.g_max == 20.0 and probe.drift_compensation is None
+    compiled = inference_rpu_config(cfg, "compiled")
+    assert isinstance(inf, TorchInferenceRPUConfig) and isinstance(hwa, TorchInferenceRPUConfig)
+    assert not isinstance(compiled, TorchInferenceRPUConfig)
+    assert compiled.forward == inf.forward and compiled.mapping == inf.mapping and compiled.clip == inf.clip
+    assert compiled.noise_model.g_max == 20.0 and compiled.drift_compensation is None
+    with pytest.raises(ValueError, match="tiles"):
+        inference_rpu_config(cfg, "cuda")
 
 
 def test_probe_in_worker(exported: dict[str, Path]) -> None:
@@ -453,3 +455,32 @@ def test_checkpoints_keep_their_weight_mapping(exported: dict[str, Path], tmp_pa
             assert torch.allclose(a.get_weights()[0], b.get_weights()[0])
             assert torch.allclose(a.get_weights(apply_weight_scaling=False)[0],
                                   b.get_weights(apply_weight_scaling=False)[0])
+
+
+def test_drift_tables_repeat_exactly_from_the_seed_and_whole_image_tiles_match_crop_tiles(
+        exported: dict[str, Path], tmp_path: Path) -> None:
+    """Every analog score (before HWA, HWA, its digital control) is a function of the seed on torch tiles: the
+    same job twice gives the same drift table, to the last bit. Whole images scored in one tile each
+    (inference.tile_size) score as the crop-tiled ones within the programmings' noise."""
+    from popnas_seg.analog.drift import hwa_and_drift
+    from popnas_seg.inference.tiling import Tiling, pack_images
+
+    x, y = _data(8)
+    rng = np.random.default_rng(5)
+    images = [rng.random((h, w, 1)).astype(np.float32) for h, w in ((40, 52), (36, 36))]
+    masks = [(im[..., 0] > 0.5).astype(np.int32) for im in images]
+    tx, ty, sizes = pack_images(images, masks)
+    cfg = AnalogConfig(eval_times=[1.0, 2592000.0], repetitions=2, hwa_epochs=1, hwa_learning_rate=0.01)
+    whole = Tiling((16, 16), 1024, 4)
+
+    def table(folder: str, tiling: Tiling) -> dict:
+        report = hwa_and_drift(exported["threshold"], x, y, tx, ty, cfg, 2, None, tmp_path / folder, seed=4,
+                               batch_size=4, tile=tiling, test_sizes=sizes)
+        return {label: curve.dice for label, curve in report.curves()}
+
+    first, again = table("a", whole), table("b", whole)
+    assert set(first) == {"before", "after", "control"}
+    assert first == again
+    crop = table("c", Tiling((16, 16), 0, 4))
+    for label in first:
+        assert np.mean(first[label]) == pytest.approx(np.mean(crop[label]), abs=0.02), label

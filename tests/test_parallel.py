@@ -241,3 +241,53 @@ def test_kill_9_of_a_ray_driver_then_resume_loses_and_repeats_nothing_and_leaves
     _, rows = _table(folder)
     assert sorted(int(r["network_id"]) for r in rows) == [1, 2, 3] and all(r["status"] == "ok" for r in rows), rows
     assert "search_finished" in [e["event"] for e in events]
+
+
+_TASK_SCRIPT = """
+import json, pickle, sys
+from pathlib import Path
+from popnas_seg.config import load_config
+from popnas_seg.evaluation.evaluator import NetworkJob
+from popnas_seg.evaluation.parallel import evaluate_task
+
+config = load_config(sys.argv[1])
+job = NetworkJob(network_id=7, encoding="[(-1,3x3 conv,-1,identity)]",
+                 architecture=config.architecture_hyperparameters.model_dump(mode="json"), seed=1,
+                 out_dir=sys.argv[2], probe=True, probe_seed=1)
+Path(sys.argv[3]).write_bytes(pickle.dumps(evaluate_task(config.model_dump_json(), job)))
+"""
+
+
+def test_a_task_returns_its_network_files_and_writes_nothing_under_the_driver_folder(tmp_path: Path) -> None:
+    """Clusters without a shared disk: the task (the body of every Ray task, run here in its own process as a
+    worker would) never touches the driver's network folder; the driver writes the returned files there and
+    the folder is complete (history, model.keras, model.onnx, TensorBoard events)."""
+    import os
+    import pickle
+    import subprocess
+    import sys
+
+    import keras
+
+    from popnas_seg.evaluation.parallel import write_artefacts
+
+    cfg = tiny_config(tmp_path, probe=True, pipeline=["search"])
+    driver = tmp_path / "driver_run"
+    out_dir = driver / "sampled_models" / "7"
+    payload_file = tmp_path / "payload.pkl"
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    proc = subprocess.run([sys.executable, "-c", _TASK_SCRIPT, str(cfg), str(out_dir), str(payload_file)],
+                          capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert not driver.exists(), "the worker wrote under the driver's run folder"
+    payload = pickle.loads(payload_file.read_bytes())
+    assert TrainingResult.from_dict(payload["result"]).status == "ok"
+    files = payload["artefacts"]
+    assert {"history.csv", "model.keras", "model.onnx"} <= set(files)
+    assert any(name.startswith("tensorboard/") for name in files), sorted(files)
+    write_artefacts(out_dir, files)
+    written = {p.relative_to(out_dir).as_posix(): p.read_bytes() for p in out_dir.rglob("*") if p.is_file()}
+    assert written == files
+    assert keras.saving.load_model(out_dir / "model.keras", compile=False).count_params() > 0
+    with pytest.raises(ValueError, match="leaves the network folder"):
+        write_artefacts(tmp_path / "other", {"../escape.txt": b"x"})

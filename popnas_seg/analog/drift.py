@@ -11,12 +11,15 @@ import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from popnas_seg.atomic import atomic_write_json
 from popnas_seg.config import AnalogConfig
+
+if TYPE_CHECKING:
+    from popnas_seg.inference.tiling import Tiling
 
 
 PHASES = (("before", "before_hwa"), ("control", "digital_control"), ("after", "after_hwa"))
@@ -124,6 +127,13 @@ class DriftReport:
         return sum(scoring) / evaluations
 
 
+def _tile_param(tile: "tuple[int, int] | Tiling") -> Any:
+    """How a tiling travels in a worker job's JSON: a Tiling's dict, or the bare [h, w] of crop-sized tiles."""
+    from popnas_seg.inference.tiling import Tiling
+
+    return tile.to_dict() if isinstance(tile, Tiling) else [int(tile[0]), int(tile[1])]
+
+
 def hwa_and_drift(
     onnx_path: str | os.PathLike[str],
     train_x: np.ndarray,
@@ -141,7 +151,7 @@ def hwa_and_drift(
     dice_weight: float = 1.0,
     ce_weight: float = 1.0,
     timeout_s: float | None = 6 * 3600.0,
-    tile: tuple[int, int] | None = None,
+    tile: "tuple[int, int] | Tiling | None" = None,
     test_sizes: np.ndarray | None = None,
     val_x: np.ndarray | None = None,
     val_y: np.ndarray | None = None,
@@ -149,8 +159,9 @@ def hwa_and_drift(
 ) -> DriftReport:
     """HWA + drift scoring of one exported network in a worker process; raises AnalogWorkerError on failure.
 
-    HWA trains on the (crop-sized) train arrays; with `tile` and `test_sizes`, test_x/test_y are whole images
-    packed by `popnas_seg.inference.tiling.pack_images` and every Dice is a whole-image, tiled Dice.
+    HWA trains on the (crop-sized) train arrays; with `tile` (a `Tiling`, or a bare crop-sized tile) and
+    `test_sizes`, test_x/test_y are whole images packed by `popnas_seg.inference.tiling.pack_images` and every
+    Dice is a whole-image, tiled Dice.
     """
     from popnas_seg.analog.worker import run_job
 
@@ -172,7 +183,7 @@ def hwa_and_drift(
     arrays = {"train_x": np.asarray(train_x, np.float32), "train_y": np.asarray(train_y),
               "test_x": np.asarray(test_x, np.float32), "test_y": np.asarray(test_y)}
     if tile is not None and test_sizes is not None:
-        params["tile"] = [int(tile[0]), int(tile[1])]
+        params["tile"] = _tile_param(tile)
         arrays["test_sizes"] = np.asarray(test_sizes, np.int64)
     if val_x is not None and val_y is not None:  # checkpoint selection of HWA and of its control
         arrays["val_x"], arrays["val_y"] = np.asarray(val_x, np.float32), np.asarray(val_y)
@@ -194,7 +205,7 @@ def score_checkpoint(
     repetitions: int | None = None,
     batch_size: int = 32,
     timeout_s: float | None = 3600.0,
-    tile: tuple[int, int] | None = None,
+    tile: "tuple[int, int] | Tiling | None" = None,
     test_sizes: np.ndarray | None = None,
 ) -> DriftCurve:
     """Re-score a saved analog checkpoint (no training), in a worker.
@@ -215,6 +226,6 @@ def score_checkpoint(
     }
     arrays = {"test_x": np.asarray(test_x, np.float32), "test_y": np.asarray(test_y)}
     if tile is not None and test_sizes is not None:  # whole images (pack_images), tiled Dice
-        params["tile"] = [int(tile[0]), int(tile[1])]
+        params["tile"] = _tile_param(tile)
         arrays["test_sizes"] = np.asarray(test_sizes, np.int64)
     return DriftCurve.from_dict(run_job("score_checkpoint", params, arrays, timeout_s=timeout_s))

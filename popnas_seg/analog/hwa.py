@@ -22,12 +22,14 @@ the luck of the draw at each point. Before/after HWA use the same seeds too.
 
 Checkpoints (written atomically into `out_dir`): `analog_inference.pt` (the converted network before HWA),
 `analog_hwa.pt` (after HWA) and `analog_control.pt` (the digital control on inference tiles), each a torch
-file {"state_dict", "kind", "analog_config"}, taken before any programming or drift (drift overwrites tile
+file {"state_dict", "kind", "analog_config", "tiles"} ("tiles": "torch"; checkpoints without it hold
+AIHWKit's compiled tiles and load as such), taken before any programming or drift (drift overwrites tile
 weights). `score_checkpoint_in_process` re-scores one without
 retraining; `load_checkpoint` rebuilds one (also for analog `predict`, inference/analog.py).
 """
 from __future__ import annotations
 
+import copy
 import io
 import math
 import time
@@ -63,7 +65,7 @@ def segmentation_loss_torch(probs: Any, labels: Any, classes_count: int, ignore_
     if ce_weight > 0:
         ce = -(onehot * torch.log(probs.clamp(1e-7, 1.0))).sum(-1, keepdim=True)
         if class_weights is not None:
-            w = torch.as_tensor(class_weights, dtype=torch.float32)
+            w = torch.as_tensor(class_weights, dtype=torch.float32, device=probs.device)
             pixel_w = (onehot * w).sum(-1, keepdim=True) * valid
         else:
             pixel_w = valid
@@ -74,7 +76,7 @@ def segmentation_loss_torch(probs: Any, labels: Any, classes_count: int, ignore_
         inter = (fg_true * fg_pred).sum(dim=(0, 1, 2))
         denom = fg_true.sum(dim=(0, 1, 2)) + fg_pred.sum(dim=(0, 1, 2))
         dice = (2.0 * inter + smooth) / (denom + smooth)
-        keep = torch.ones(classes_count - 1)
+        keep = torch.ones(classes_count - 1, device=probs.device)
         if ignore_class is not None and ignore_class > 0:
             keep[ignore_class - 1] = 0.0
         mean_dice = (dice * keep).sum() / keep.sum() if keep.sum() > 0 else dice.new_ones(())
@@ -83,7 +85,8 @@ def segmentation_loss_torch(probs: Any, labels: Any, classes_count: int, ignore_
 
 
 def _curve(module: Any, x: np.ndarray, y: np.ndarray, times: list[float], repetitions: int, seed: int,
-           classes_count: int, ignore_class: int | None, batch_size: int, tile: list[int] | None = None,
+           classes_count: int, ignore_class: int | None, batch_size: int,
+           tile: list[int] | dict[str, Any] | None = None,
            sizes: np.ndarray | None = None) -> dict[str, list]:
     from popnas_seg.analog.scoring import score_repetitions
 
@@ -101,7 +104,8 @@ def _save_checkpoint(module: Any, path: Path, kind: str, cfg: AnalogConfig) -> s
     import torch
 
     buf = io.BytesIO()
-    torch.save({"state_dict": module.state_dict(), "kind": kind, "analog_config": cfg.model_dump(mode="json")}, buf)
+    torch.save({"state_dict": module.state_dict(), "kind": kind, "analog_config": cfg.model_dump(mode="json"),
+                "tiles": "torch"}, buf)
     atomic_write_bytes(path, buf.getvalue())
     return str(path)
 
@@ -164,10 +168,10 @@ def _fine_tune(module: Any, optimizer: Any, x: np.ndarray, y: np.ndarray, cfg: A
     validation Dice of that epoch's weights (it must score a copy); the best epoch's state_dict is loaded back
     at the end.
     Returns {"loss": per-epoch mean loss, "val_dice": per-epoch score, "best_epoch": 1-based}."""
-    import copy
-
     import torch
 
+    first = next(iter(module.parameters()), None)
+    device = first.device if first is not None else torch.device("cpu")
     plan = epoch_batches(len(x), batch_size, steps_per_epoch, int(cfg.hwa_epochs), seed)
     total = sum(len(b) for b in plan)
     history: dict[str, Any] = {"loss": [], "val_dice": [], "best_epoch": 0}
@@ -180,8 +184,8 @@ def _fine_tune(module: Any, optimizer: Any, x: np.ndarray, y: np.ndarray, cfg: A
         for idx in batches:
             for group in optimizer.param_groups:
                 group["lr"] = _learning_rate(cfg, step, total)
-            xb = torch.from_numpy(np.ascontiguousarray(x[idx], dtype=np.float32))
-            yb = torch.from_numpy(np.asarray(y[idx]).astype(np.int64))
+            xb = torch.from_numpy(np.ascontiguousarray(x[idx], dtype=np.float32)).to(device)
+            yb = torch.from_numpy(np.asarray(y[idx]).astype(np.int64)).to(device)
             optimizer.zero_grad()
             loss = loss_fn(module(xb), yb)
             if not torch.isfinite(loss):
@@ -204,11 +208,16 @@ def _fine_tune(module: Any, optimizer: Any, x: np.ndarray, y: np.ndarray, cfg: A
     return history
 
 
+def _on(module: Any, device: str) -> Any:
+    """`module` moved to `device` ("cpu": left as it is, so the CPU path is exactly the tested one)."""
+    return module if device == "cpu" else module.to(device)
+
+
 def hwa_and_drift_in_process(
     onnx_path: str, cfg: dict[str, Any], classes_count: int, ignore_class: int | None, out_dir: str, seed: int,
     batch_size: int, class_weights: list[float] | None, dice_weight: float, ce_weight: float,
     train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, test_y: np.ndarray,
-    tile: list[int] | None = None, test_sizes: np.ndarray | None = None,
+    tile: list[int] | dict[str, Any] | None = None, test_sizes: np.ndarray | None = None,
     val_x: np.ndarray | None = None, val_y: np.ndarray | None = None, steps_per_epoch: int | None = None,
 ) -> dict[str, Any]:
     """The HWA + drift job itself (run by the worker); returns DriftReport fields."""
@@ -216,7 +225,7 @@ def hwa_and_drift_in_process(
 
     from popnas_seg.analog.export import onnx_to_torch
     from popnas_seg.analog.scoring import analog_dice, score_repetitions
-    from popnas_seg.analog.rpu import analog_coverage, hwa_rpu_config, inference_rpu_config, to_analog
+    from popnas_seg.analog.rpu import analog_coverage, analog_device, hwa_rpu_config, inference_rpu_config, to_analog
 
     import onnx2torch  # noqa: F401  (imported before the clock starts: timings measure work, not imports)
 
@@ -226,13 +235,18 @@ def hwa_and_drift_in_process(
     reps = int(analog_cfg.repetitions)
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
+    # Networks are converted (and their coverage measured) on the CPU, then trained and scored on `device`
+    # (CUDA where torch sees a GPU: the torch tiles run there, devices.py).
+    device = analog_device()
 
     torch.manual_seed(seed)
     digital = onnx_to_torch(onnx_path)
-    digital_dice = analog_dice(digital, test_x, test_y, classes_count, ignore_class, batch_size, tile, test_sizes)
+    digital_dice = analog_dice(_on(copy.deepcopy(digital), device), test_x, test_y, classes_count, ignore_class,
+                               batch_size, tile, test_sizes)
     before = to_analog(digital, inference_rpu_config(analog_cfg))
     coverage = analog_coverage(before, train_x[:1])
     checkpoints = {"inference": _save_checkpoint(before, out / CHECKPOINTS["inference"], "inference", analog_cfg)}
+    before = _on(before, device)
     timings["convert_s"] = time.perf_counter() - t0
 
     def scored(module: Any, timing: str) -> dict[str, list]:
@@ -250,8 +264,6 @@ def hwa_and_drift_in_process(
     history: dict[str, Any] = {}
     control_history: dict[str, Any] = {}
     if analog_cfg.hwa_epochs > 0:
-        import copy
-
         from aihwkit.optim import AnalogSGD
 
         if val_x is None or val_y is None or len(val_x) == 0:
@@ -266,13 +278,16 @@ def hwa_and_drift_in_process(
 
         def analog_val(weights: Any, make_config: Any) -> float:
             """Mean analog validation Dice at t_inference over fresh programmings of a copy of `weights`."""
-            scorer = to_analog(weights, make_config(analog_cfg)) if make_config is not None else copy.deepcopy(weights)
+            if make_config is None:
+                scorer = copy.deepcopy(weights)
+            else:
+                scorer = _on(to_analog(copy.deepcopy(weights).cpu(), make_config(analog_cfg)), device)
             return float(np.mean(score_repetitions(scorer, val_x, val_y, t_val, val_reps, val_seed, classes_count,
                                                    ignore_class, batch_size)))
 
         t = time.perf_counter()
         torch.manual_seed(seed)
-        hwa = to_analog(digital, hwa_rpu_config(analog_cfg))
+        hwa = _on(to_analog(digital, hwa_rpu_config(analog_cfg)), device)
         optimizer = AnalogSGD(hwa.parameters(), lr=float(analog_cfg.hwa_learning_rate))
         optimizer.regroup_param_groups(hwa)
         history = _fine_tune(hwa, optimizer, train_x, train_y, analog_cfg, seed, batch_size, loss_fn,
@@ -284,15 +299,15 @@ def hwa_and_drift_in_process(
         if analog_cfg.hwa_digital_control:
             t = time.perf_counter()
             torch.manual_seed(seed)
-            control = copy.deepcopy(digital)
+            control = _on(copy.deepcopy(digital), device)
             optimizer = torch.optim.SGD(control.parameters(), lr=float(analog_cfg.hwa_learning_rate))
             control_history = _fine_tune(control, optimizer, train_x, train_y, analog_cfg, seed, batch_size,
                                          loss_fn, lambda m: analog_val(m, inference_rpu_config), steps_per_epoch)
-            control_analog = to_analog(control, inference_rpu_config(analog_cfg))
+            control_analog = to_analog(control.cpu(), inference_rpu_config(analog_cfg))
             checkpoints["control"] = _save_checkpoint(control_analog, out / CHECKPOINTS["control"], "inference",
                                                       analog_cfg)
             timings["control_train_s"] = time.perf_counter() - t
-            control_curve = scored(control_analog, "score_control_s")
+            control_curve = scored(_on(control_analog, device), "score_control_s")
     timings["total_s"] = time.perf_counter() - t0
     return {
         "times": times,
@@ -314,6 +329,13 @@ def hwa_and_drift_in_process(
     }
 
 
+def _checkpoint_tiles(checkpoint: str) -> str:
+    """The tile class a checkpoint holds ("compiled" for those saved before the move to torch tiles)."""
+    import torch
+
+    return str(torch.load(checkpoint, map_location="cpu", weights_only=False).get("tiles", "compiled"))
+
+
 def load_checkpoint(onnx_path: str, checkpoint: str) -> tuple[Any, AnalogConfig]:
     """Rebuild the analog network saved by `hwa_and_drift` (ONNX graph + analog state_dict), in eval mode."""
     import torch
@@ -325,7 +347,8 @@ def load_checkpoint(onnx_path: str, checkpoint: str) -> tuple[Any, AnalogConfig]
     # checkpoints from before `weight_scaling` existed were made with unmapped tiles
     analog_cfg = AnalogConfig.model_validate({"weight_scaling": "none", **saved["analog_config"]})
     make = hwa_rpu_config if saved["kind"] == "hwa" else inference_rpu_config
-    module = to_analog(onnx_to_torch(onnx_path), make(analog_cfg))
+    # checkpoints from before the move to torch tiles hold compiled tiles' state
+    module = to_analog(onnx_to_torch(onnx_path), make(analog_cfg, saved.get("tiles", "compiled")))
     module.load_state_dict(saved["state_dict"])
     module.eval()
     return module, analog_cfg
@@ -334,9 +357,13 @@ def load_checkpoint(onnx_path: str, checkpoint: str) -> tuple[Any, AnalogConfig]
 def score_checkpoint_in_process(
     onnx_path: str, checkpoint: str, classes_count: int, ignore_class: int | None, seed: int,
     eval_times: list[float] | None, repetitions: int | None, batch_size: int,
-    test_x: np.ndarray, test_y: np.ndarray, tile: list[int] | None = None, test_sizes: np.ndarray | None = None,
+    test_x: np.ndarray, test_y: np.ndarray, tile: list[int] | dict[str, Any] | None = None,
+    test_sizes: np.ndarray | None = None,
 ) -> dict[str, Any]:
+    from popnas_seg.analog.rpu import analog_device
+
     module, analog_cfg = load_checkpoint(onnx_path, checkpoint)
+    module = _on(module, analog_device(_checkpoint_tiles(checkpoint)))
     times = eval_times if eval_times is not None else list(analog_cfg.eval_times)
     reps = repetitions if repetitions is not None else int(analog_cfg.repetitions)
     return _curve(module, test_x, test_y, times, reps, seed, classes_count, ignore_class, batch_size, tile,

@@ -62,9 +62,14 @@ def _set_mapping(rpu: Any, cfg: AnalogConfig) -> None:
         rpu.mapping.weight_scaling_columnwise = cfg.weight_scaling == "column"
 
 
-def inference_rpu_config(cfg: AnalogConfig) -> Any:
-    """PCM-like inference tiles for scoring a network (the finalists' drift scoring; the probe's are
-    `probe_rpu_config`).
+TILES = ("torch", "compiled")
+"""AIHWKit tile classes: "torch" (`TorchInferenceRPUConfig`, every run's scoring, probe and HWA) and "compiled"
+(`InferenceRPUConfig`, the RPUCuda C++ tiles: kept for the equivalence benchmarks and for analog checkpoints
+saved before the move)."""
+
+
+def inference_rpu_config(cfg: AnalogConfig, tiles: str = "torch") -> Any:
+    """PCM-like inference tiles for scoring a network: the search-time probe and the finalists' drift scoring.
 
     Programming/read noise and drift from `PCMLikeNoiseModel(g_max)`, optional global drift compensation,
     DAC/ADC resolution and output noise from `cfg`, each column's weights mapped onto the conductance range
@@ -72,25 +77,24 @@ def inference_rpu_config(cfg: AnalogConfig) -> Any:
     layers split over tiles of at most `tile_size` x `tile_size`, biases kept digital. Noise and bound
     management stay at AIHWKit's defaults (ABS_MAX / ITERATIVE): a digitally trained network has no learned
     input ranges, so dynamic input scaling is what keeps its activations inside the DAC range.
+
+    Why AIHWKit's torch tiles (`TorchInferenceRPUConfig`) by default: the compiled tiles draw their forward
+    (DAC/ADC, output) noise from a clock-seeded generator, so two scorings of one network under one seed
+    differed (three probes by up to 0.0025 Dice, enough to change which children a search picks). The torch
+    tiles draw every noise from torch's generator, so every analog score is repeatable from its seed; they
+    cost the same or less here and score the same chip within the programmings' spread
+    (benchmarks/bench_probe_tiles.py, benchmarks/bench_inference_tiles.py, docs/BENCHMARKS.md).
+    `tiles="compiled"` gives the same chip on the compiled tiles.
     """
-    from aihwkit.simulator.configs import InferenceRPUConfig
+    if tiles == "torch":
+        from aihwkit.simulator.configs import TorchInferenceRPUConfig
 
-    return _inference_settings(InferenceRPUConfig(), cfg)
+        return _inference_settings(TorchInferenceRPUConfig(), cfg)
+    if tiles == "compiled":
+        from aihwkit.simulator.configs import InferenceRPUConfig
 
-
-def probe_rpu_config(cfg: AnalogConfig) -> Any:
-    """`inference_rpu_config` on AIHWKit's torch tiles (`TorchInferenceRPUConfig`): the search-time probe.
-
-    Same noise model, drift compensation, DAC/ADC and output noise, clipping and mapping. Why another tile
-    class: the compiled tiles draw their forward (DAC/ADC, output) noise from a clock-seeded generator, so
-    three probes of one network under one seed differed by up to 0.0025 Dice, enough to change which
-    children a search picks. The torch tiles draw it from torch's generator: repeated probes are identical,
-    at 0.95x the seconds per probe (benchmarks/bench_probe_tiles.py, docs/BENCHMARKS.md). The finalists' drift
-    scoring and HWA keep the compiled tiles, whose numbers docs/BENCHMARKS.md records.
-    """
-    from aihwkit.simulator.configs import TorchInferenceRPUConfig
-
-    return _inference_settings(TorchInferenceRPUConfig(), cfg)
+        return _inference_settings(InferenceRPUConfig(), cfg)
+    raise ValueError(f"tiles must be one of {TILES}, got {tiles!r}")
 
 
 def _inference_settings(rpu: Any, cfg: AnalogConfig) -> Any:
@@ -106,7 +110,7 @@ def _inference_settings(rpu: Any, cfg: AnalogConfig) -> Any:
     return rpu
 
 
-def hwa_rpu_config(cfg: AnalogConfig) -> Any:
+def hwa_rpu_config(cfg: AnalogConfig, tiles: str = "torch") -> Any:
     """The hardware-aware-training configuration: the inference tiles plus what HWA adds while training.
 
     Additive Gaussian weight noise (`hwa_noise_std`, relative to the layer's max weight) resampled every
@@ -129,7 +133,7 @@ def hwa_rpu_config(cfg: AnalogConfig) -> Any:
     """
     from aihwkit.simulator.configs import WeightModifierType, WeightRemapType
 
-    rpu = inference_rpu_config(cfg)
+    rpu = inference_rpu_config(cfg, tiles)
     rpu.modifier.type = WeightModifierType.ADD_NORMAL
     rpu.modifier.std_dev = float(cfg.hwa_noise_std)
     rpu.modifier.rel_to_actual_wmax = True
@@ -337,16 +341,19 @@ def _mac_fractions(root: nn.Module, analog: list, digital: list, sample: Any) ->
     }
 
 
-def analog_device() -> str:
-    """"cuda" when torch sees a GPU *and* AIHWKit was compiled with CUDA tiles, else "cpu".
+def analog_device(tiles: str = "torch") -> str:
+    """"cuda" when torch sees a GPU and the `tiles` can run there, else "cpu". Call it in the analog worker only.
 
-    Both are needed: a CUDA torch with CPU-only AIHWKit tiles (the PyPI wheel, STACK.md) raises CudaError
-    on `.cuda()` of an analog layer (ANALOG_FACTS.md 5). Call it in the analog worker only.
+    AIHWKit's torch tiles (every run's) are plain PyTorch and run wherever torch does. Its compiled tiles need
+    AIHWKit built with CUDA as well: a CUDA torch with CPU-only compiled tiles (the PyPI wheel, STACK.md)
+    raises CudaError on `.cuda()` of an analog layer (ANALOG_FACTS.md 5). Same rule as `devices.device_plan`.
     """
     import torch
 
     if not torch.cuda.is_available():
         return "cpu"
+    if tiles == "torch":
+        return "cuda"
     try:
         from aihwkit.simulator.rpu_base import cuda as rpu_cuda
 

@@ -9,10 +9,9 @@ spread over independently programmed chips, not over read noise of one programmi
 Dice is the project's one numpy `dice_score`, the same as the digital evaluation, so
 `robustness = analog / digital` compares like with like.
 
-Reproducibility: programming and drift noise follow the torch seed. The probe runs on AIHWKit's torch tiles
-(`rpu.probe_rpu_config`), whose forward (ADC/DAC, output) noise follows it too, so a probe repeated under one
-seed scores the same. The finalists' drift scoring (hwa.py) uses the compiled tiles, whose forward noise is
-clock-seeded: its repetitions agree closely but not bit for bit.
+Reproducibility: programming and drift noise follow the torch seed. The probe, HWA and the drift scoring run on
+AIHWKit's torch tiles (`rpu.inference_rpu_config`), whose forward (ADC/DAC, output) noise follows it too, so every
+analog score repeated under one seed is the same (the compiled tiles' forward noise is clock-seeded).
 """
 from __future__ import annotations
 
@@ -24,11 +23,13 @@ from popnas_seg.config import AnalogConfig
 
 
 def analog_dice(module: Any, x: np.ndarray, y: np.ndarray, classes_count: int, ignore_class: int | None,
-                batch_size: int = 32, tile: list[int] | None = None, sizes: np.ndarray | None = None) -> float:
+                batch_size: int = 32, tile: list[int] | dict[str, Any] | None = None,
+                sizes: np.ndarray | None = None) -> float:
     """Dice of a (digital or analog) torch module on NHWC arrays, with the shared numpy scorer.
 
-    With `tile` and `sizes` (`popnas_seg.inference.tiling.pack_images`), x/y hold whole images of any size,
-    scored by the same sliding-window tiling as the digital whole-image evaluation.
+    With `tile` (a `tiling.Tiling.to_dict()`, or a bare [h, w] for crop-sized tiles) and `sizes`
+    (`popnas_seg.inference.tiling.pack_images`), x/y hold whole images of any size, scored by the same tiling
+    as the digital whole-image evaluation.
     """
     from popnas_seg.analog.export import torch_predict
     from popnas_seg.training.scores import dice_score
@@ -37,16 +38,15 @@ def analog_dice(module: Any, x: np.ndarray, y: np.ndarray, classes_count: int, i
         from popnas_seg.inference.tiling import evaluate_images, unpack_images
 
         images, masks = unpack_images(x, y, sizes)
-        return float(evaluate_images(lambda b: torch_predict(module, b, batch_size=batch_size), images, masks,
-                                     (int(tile[0]), int(tile[1])), classes_count, ignore_class,
-                                     batch_size=batch_size)["dice"])
+        return float(evaluate_images(lambda b: torch_predict(module, b, batch_size=len(b)), images, masks,
+                                     tile, classes_count, ignore_class, batch_size=batch_size)["dice"])
     probs = torch_predict(module, x, batch_size=batch_size)
     return dice_score(np.argmax(probs, axis=-1), y, classes_count, ignore_class)
 
 
 def score_repetitions(module: Any, x: np.ndarray, y: np.ndarray, t_inference: float, repetitions: int,
                       seed: int, classes_count: int, ignore_class: int | None, batch_size: int = 32,
-                      tile: list[int] | None = None, sizes: np.ndarray | None = None) -> list[float]:
+                      tile: list[int] | dict[str, Any] | None = None, sizes: np.ndarray | None = None) -> list[float]:
     """Dice of `repetitions` independent programmings of `module`, each drifted to `t_inference` seconds."""
     import torch
 
@@ -67,12 +67,12 @@ def probe_in_process(onnx_path: str, cfg: dict[str, Any], classes_count: int, ig
     import torch
 
     from popnas_seg.analog.export import onnx_to_torch
-    from popnas_seg.analog.rpu import analog_coverage, analog_device, probe_rpu_config, to_analog
+    from popnas_seg.analog.rpu import analog_coverage, analog_device, inference_rpu_config, to_analog
 
     analog_cfg = AnalogConfig.model_validate(cfg)
     torch.manual_seed(seed)
     digital = onnx_to_torch(onnx_path)
-    analog = to_analog(digital, probe_rpu_config(analog_cfg))
+    analog = to_analog(digital, inference_rpu_config(analog_cfg))
     coverage = analog_coverage(analog, x[:1] if tile is None else x[:1, :int(tile[0]), :int(tile[1])])
     if analog_device() == "cuda":  # converted and measured on the CPU, scored on the GPU
         digital, analog = digital.cuda(), analog.cuda()

@@ -499,6 +499,10 @@ def _task(name: str) -> Callable[..., dict[str, Any]]:
         from popnas_seg.analog.hwa import analog_samples_in_process
 
         return analog_samples_in_process
+    if name == "devices":
+        from popnas_seg.devices import devices_in_process
+
+        return devices_in_process
     if name == "analog_predict":
         from popnas_seg.inference.analog import analog_predict_in_process
 

@@ -6,17 +6,24 @@ or the seeded synthetic generator) and keeps its evaluator for every later task,
 the trainer is rebuilt per task. TensorFlow in a worker is pinned to one intra-op and one inter-op thread
 per CPU the task holds, so N workers do not oversubscribe the cores.
 
-Results come back to the driver in completion order; the runner journals each as it arrives. A task
+Results come back to the driver in completion order; the runner journals each as it arrives. No shared disk is
+needed: a task trains its network into a temporary folder of its own node and returns the network's files
+(history.csv, model.keras, model.onnx, TensorBoard events: tens to hundreds of kB for these networks) with its
+result, and the driver writes them into the network's folder under its own run folder (`write_artefacts`),
+so the run folder is complete on the driver's disk whichever node trained the network. A task
 whose worker process dies is retried once by Ray (`max_retries=1`); if it fails again, or raises, the
 network is recorded with status "failed" and the reason, and the search goes on.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import math
 import os
+import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
@@ -27,7 +34,7 @@ from popnas_seg.evaluation.evaluator import UNET_ENCODING, NetworkEvaluator, Net
 from popnas_seg.results import TrainingResult
 from popnas_seg.termination import keep_signal_handlers
 
-__all__ = ["RayExecutor", "failed_result"]
+__all__ = ["RayExecutor", "collect_artefacts", "failed_result", "write_artefacts"]
 
 # Per worker process: config hash -> evaluator (data loaded once per process, trainer kept between tasks).
 _WORKER_EVALUATORS: dict[str, NetworkEvaluator] = {}
@@ -81,8 +88,35 @@ def _announce_pid(job: NetworkJob) -> None:
         (Path(folder) / f"{job.network_id}-{os.getpid()}").touch()
 
 
+def collect_artefacts(folder: Path) -> dict[str, bytes]:
+    """Every file under `folder` by its POSIX path relative to it: a network's folder as plain, picklable data."""
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def write_artefacts(out_dir: str | os.PathLike[str], files: dict[str, bytes]) -> None:
+    """The driver's half of `collect_artefacts`: a fresh `out_dir` holding exactly `files`, each written
+    atomically; a relative path that would leave `out_dir` is refused (the bytes came over the network)."""
+    from popnas_seg.atomic import atomic_write_bytes
+
+    out = Path(out_dir)
+    if out.exists():  # leftovers of an interrupted attempt, as the in-process path does
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    root = out.resolve()
+    for name, data in files.items():
+        target = (out / name).resolve()
+        if target == root or root not in target.parents:
+            raise ValueError(f"artefact path {name!r} leaves the network folder {out}")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(target, data)
+
+
 def evaluate_task(config_json: str, job: NetworkJob) -> dict[str, Any]:
-    """The body of one Ray task: plain data in, `TrainingResult.to_dict()` out."""
+    """The body of one Ray task: plain data in; out {"result": `TrainingResult.to_dict()`, "artefacts": the
+    network folder's files (`collect_artefacts`)}.
+
+    The network is trained into a temporary folder of this node, never into `job.out_dir` (the driver's path,
+    which this node may not have or may not share): the driver writes the returned files there."""
     _announce_pid(job)
     key = hashlib.sha256(config_json.encode()).hexdigest()
     evaluator = _WORKER_EVALUATORS.get(key)
@@ -96,7 +130,11 @@ def evaluate_task(config_json: str, job: NetworkJob) -> dict[str, Any]:
         data = load_data(config.dataset, seed=config.data_seed)
         evaluator = NetworkEvaluator(config, data, logging.getLogger("popnas_seg"))
         _WORKER_EVALUATORS[key] = evaluator
-    return evaluator.evaluate(job).to_dict()
+    with tempfile.TemporaryDirectory(prefix="popnas_task_") as tmp:
+        local = Path(tmp) / Path(job.out_dir).name
+        result = evaluator.evaluate(dataclasses.replace(job, out_dir=str(local))).to_dict()
+        artefacts = collect_artefacts(local) if local.is_dir() else {}
+    return {"result": result, "artefacts": artefacts}
 
 
 def failed_result(job: NetworkJob, reason: str, input_channels: int, classes_count: int) -> TrainingResult:
@@ -209,11 +247,14 @@ class RayExecutor:
             ready, _ = self._ray.wait(list(in_flight), num_returns=1)
             job = in_flight.pop(ready[0])
             try:
-                result = TrainingResult.from_dict(self._ray.get(ready[0]))
+                payload = self._ray.get(ready[0])
+                result = TrainingResult.from_dict(payload["result"])
             except Exception as exc:  # the worker died twice, or the task raised: the search goes on
                 reason = f"{type(exc).__name__}: {exc}".splitlines()[0][:500]
                 self.log.warning("network %d: its Ray task failed (%s); recorded as failed", job.network_id, reason)
                 result = failed_result(job, reason, self.input_channels, self.classes_count)
+            else:
+                write_artefacts(job.out_dir, payload["artefacts"])  # before the result is journaled
             yield job, result
 
     def close(self) -> None:

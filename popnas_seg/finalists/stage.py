@@ -418,7 +418,7 @@ class FinalistsStage:
             out / "model.onnx", train_x, train_y, test_x, test_y, a, self.data.classes_count,
             self.data.ignore_class, out, seed, self.config.dataset.batch_size,
             class_weights=getattr(self.data, "class_weights", None), dice_weight=hp.dice_loss_weight,
-            ce_weight=hp.ce_loss_weight, tile=tuple(self.data.input_shape[:2]), test_sizes=test_sizes,
+            ce_weight=hp.ce_loss_weight, tile=self.config.tiling(), test_sizes=test_sizes,
             val_x=val_x, val_y=val_y, steps_per_epoch=hp.steps_per_epoch,
         )
         for r in report.rows(f.name):

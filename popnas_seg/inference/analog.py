@@ -1,8 +1,8 @@
 """Worker side of analog `predict`: runs inside `python -m popnas_seg.analog.worker` (no TensorFlow here).
 
 The saved analog network (hardware-aware checkpoint if any) is programmed once with `seed`, drifted to
-`t_inference` seconds, and every image is segmented whole by the same sliding-window tiling as the digital
-path; probabilities come back through an .npz file (whole images are too large for the JSON reply).
+`t_inference` seconds, and every image is segmented by the same tiling as the digital path (`tiling.Tiling`);
+probabilities come back through an .npz file (whole images are too large for the JSON reply).
 """
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from typing import Any
 import numpy as np
 
 
-def analog_predict_in_process(onnx_path: str, checkpoint: str, t_inference: float, seed: int, tile: list[int],
-                              overlap: float, batch_size: int, out: str, x: np.ndarray,
+def analog_predict_in_process(onnx_path: str, checkpoint: str, t_inference: float, seed: int,
+                              tile: list[int] | dict[str, Any], overlap: float, batch_size: int, out: str, x: np.ndarray,
                               sizes: np.ndarray) -> dict[str, Any]:
     """Probabilities [N, Hmax, Wmax, K] of packed images (`tiling.pack_images`) from one drifted chip."""
     import torch
@@ -21,16 +21,17 @@ def analog_predict_in_process(onnx_path: str, checkpoint: str, t_inference: floa
     from popnas_seg.analog.hwa import load_checkpoint
     from popnas_seg.analog.export import save_npz_atomic, torch_predict
     from popnas_seg.analog.rpu import program_and_drift
-    from popnas_seg.inference.tiling import sliding_window_predict
+    from popnas_seg.inference.tiling import Tiling, predict_image
 
     module, _ = load_checkpoint(onnx_path, checkpoint)
     torch.manual_seed(int(seed))
     program_and_drift(module, float(t_inference))
+    base = Tiling.coerce(tile)  # a bare [h, w] is crop-sized tiles (the job layout before inference.tile_size)
+    tiling = Tiling(base.crop, base.tile_size, base.divisor, float(overlap))
     probs: np.ndarray | None = None
     for i, (h, w) in enumerate(sizes):
-        p = sliding_window_predict(lambda b: torch_predict(module, b, batch_size=batch_size),
-                                   x[i, :int(h), :int(w)], (int(tile[0]), int(tile[1])), float(overlap),
-                                   int(batch_size))
+        p = predict_image(lambda b: torch_predict(module, b, batch_size=len(b)), x[i, :int(h), :int(w)], tiling,
+                          int(batch_size))
         if probs is None:
             probs = np.zeros((len(sizes), x.shape[1], x.shape[2], p.shape[-1]), np.float32)
         probs[i, :int(h), :int(w)] = p

@@ -16,8 +16,9 @@ from collections.abc import Sequence
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python run.py predict",
-        description="Segment images of any size with a network found by a run (sliding-window tiles of the "
-                    "training crop, the training preprocessing). Writes label masks with the input names.",
+        description="Segment images of any size with a network found by a run (whole, or in "
+                    "overlapping tiles of inference.tile_size; the training preprocessing). Writes label masks "
+                    "with the input names.",
     )
     parser.add_argument("-r", "--run", required=True, metavar="FOLDER", help="the run folder (logs/NAME)")
     parser.add_argument("--network", metavar="ID",
@@ -35,8 +36,14 @@ def build_parser() -> argparse.ArgumentParser:
                         help="analog drift time: seconds or e.g. 1h, 1d, 1month, 1y (default: the horizon of the "
                              "analog recommendation; with --network, analog.t_inference)")
     parser.add_argument("--seed", type=int, default=0, help="analog programming seed (default 0)")
-    parser.add_argument("--overlap", type=float, default=0.25, help="tile overlap fraction (default 0.25)")
-    parser.add_argument("--batch-size", type=_positive_int, default=8, help="tiles per forward pass (default 8)")
+    parser.add_argument("--overlap", type=float, default=None,
+                        help="tile overlap, a fraction of the training crop (default: the run's inference.overlap, "
+                             "0.25)")
+    parser.add_argument("--tile-size", type=int, default=None, metavar="PX",
+                        help="largest tile side: images up to it are segmented whole (default: the run's "
+                             "inference.tile_size, 256; 0: tiles of the training crop)")
+    parser.add_argument("--batch-size", type=_positive_int, default=8,
+                        help="training-crop-sized tiles per forward pass; larger tiles go fewer at a time (default 8)")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace output files that already exist (never the inputs themselves)")
     return parser
@@ -70,8 +77,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         written = predict(args.run, args.input, args.output, network=args.network, analog=args.analog,
                           drift_time=args.drift_time, seed=args.seed, probabilities=args.probabilities,
-                          overlap=args.overlap, batch_size=args.batch_size, overlay=args.overlay,
-                          overwrite=args.overwrite,
+                          overlap=args.overlap, batch_size=args.batch_size, tile_size=args.tile_size,
+                          overlay=args.overlay, overwrite=args.overwrite,
                           progress=lambda line: print(line, file=sys.stderr, flush=True))
         print(f"{len(written)} mask(s) written to {args.output}", file=sys.stderr)
         return 0

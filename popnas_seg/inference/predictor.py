@@ -9,8 +9,9 @@ Preprocessing contract (the same as training, `popnas_seg.data.pipeline.preproce
    uint16 / 65535, float files as stored;
 2. scale by `dataset.rescale` (1: nothing);
 3. normalise per image (`dataset.normalisation`: percentile / minmax / standard over all pixels);
-4. segment the whole image with overlapping tiles of the training crop size (`dataset.crop`), blended
-   with a gaussian weight (popnas_seg/inference/tiling.py); images smaller than a tile are padded.
+4. segment the whole image with the run's `inference` tiling (popnas_seg/inference/tiling.py): whole up to
+   `inference.tile_size` pixels a side, larger images in overlapping tiles of that side blended with a
+   gaussian weight; images are padded to a size the network takes.
 The networks output softmax probabilities [H, W, classes]; the label mask is their argmax, scaled back
 to the input size when `dataset.rescale` is not 1.
 
@@ -99,8 +100,9 @@ class Predictor:
         analog: bool = False,
         drift_time: str | float | None = None,
         seed: int = 0,
-        overlap: float = 0.25,
+        overlap: float | None = None,
         batch_size: int = 8,
+        tile_size: int | None = None,
     ) -> None:
         from popnas_seg.config import load_config
 
@@ -123,13 +125,19 @@ class Predictor:
         else:
             raise UserError(f"--network {network} is not a finalist of {run_folder}; finalists: {', '.join(names)}")
         self.folder = self.run_folder / "final" / self.network
+        overlap = self.config.inference.overlap if overlap is None else float(overlap)
         if not 0.0 <= overlap < 1.0:
             raise UserError(f"overlap must be in [0, 1), got {overlap}")
+        tile_size = self.config.inference.tile_size if tile_size is None else int(tile_size)
+        if tile_size < 0:
+            raise UserError(f"tile size must be >= 0 (0: tiles of the training crop), got {tile_size}")
         self.overlap = float(overlap)
         if int(batch_size) < 1:
             raise UserError(f"batch size must be at least 1 tile, got {batch_size}")
         self.batch_size = int(batch_size)
         self.tile = (int(self.config.dataset.crop[0]), int(self.config.dataset.crop[1]))
+        base = self.config.tiling()
+        self.tiling = type(base)(base.crop, tile_size, base.divisor, self.overlap)
         self.seed = int(seed)
         # the analog recommendation was made at its horizon: predict drifts to it unless told otherwise
         self.drift_time = parse_duration(drift_time) if drift_time is not None else float(
@@ -237,7 +245,7 @@ class Predictor:
 
     def _digital_probabilities(self, inputs: list[np.ndarray], names: list[str],
                                progress: Callable[[str], None] | None) -> list[np.ndarray]:
-        from popnas_seg.inference.tiling import sliding_window_predict
+        from popnas_seg.inference.tiling import predict_image
 
         model = self._keras_model()
 
@@ -255,8 +263,7 @@ class Predictor:
                     shown.append(done)
                     progress(f"  {name}: {done}/{total} tiles")
 
-            out.append(sliding_window_predict(predict_fn, x, self.tile, self.overlap, self.batch_size,
-                                              progress=tiles))
+            out.append(predict_image(predict_fn, x, self.tiling, self.batch_size, progress=tiles))
             if progress is not None:
                 progress(f"[{i + 1}/{len(inputs)}] {name} {x.shape[0]}x{x.shape[1]} "
                          f"({time.perf_counter() - t0:.1f} s)")
@@ -277,7 +284,7 @@ class Predictor:
             out = Path(tmp) / "probs.npz"
             params = {
                 "onnx_path": str((self.folder / "model.onnx").resolve()), "checkpoint": self._checkpoint,
-                "t_inference": self.drift_time, "seed": self.seed, "tile": list(self.tile),
+                "t_inference": self.drift_time, "seed": self.seed, "tile": self.tiling.to_dict(),
                 "overlap": self.overlap, "batch_size": self.batch_size, "out": str(out),
             }
             try:
@@ -396,11 +403,12 @@ def predict(
     drift_time: str | float | None = None,
     seed: int = 0,
     probabilities: bool = False,
-    overlap: float = 0.25,
+    overlap: float | None = None,
     batch_size: int = 8,
     progress: Callable[[str], None] | None = None,
     overlay: bool = False,
     overwrite: bool = False,
+    tile_size: int | None = None,
 ) -> list[Path]:
     """Segment image files or folders with a run's finalist and write label masks to `output`.
 
@@ -415,7 +423,7 @@ def predict(
     files = collect_inputs(items)
     check_outputs(files, output, probabilities, overwrite, overlay)  # before the network is loaded
     predictor = Predictor(run_folder, network, analog=analog, drift_time=drift_time, seed=seed,
-                          overlap=overlap, batch_size=batch_size)
+                          overlap=overlap, batch_size=batch_size, tile_size=tile_size)
     return predictor.predict_files(files, output, probabilities=probabilities, progress=progress, overlay=overlay,
                                    overwrite=overwrite)
 

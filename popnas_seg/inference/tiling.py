@@ -6,6 +6,13 @@ size, each tile is predicted, and the tiles' probabilities are blended with a we
 the tile centre (gaussian) or flat (constant), so seams and border effects of a single tile fade out.
 Images smaller than a tile are padded (reflect) and the padding cropped off again.
 
+Why tiles need not be the training crop: the networks are fully convolutional, so at inference a tile may
+be as large as memory allows. `Tiling` picks each image's tile: the whole image (rounded up to a multiple of
+the network's downsampling factor) up to `tile_size` pixels a side, and larger images in tiles of that side.
+Crop-sized tiles of a 256x256 image at 25 % overlap (121 tiles of 32x32) feed the network 1.9x the image's
+pixels, one small batch at a time, and every analog layer pays its per-call cost per batch; one whole-image
+tile feeds it each pixel once (benchmarks/bench_inference_tiles.py, docs/BENCHMARKS.md).
+
 `predict_fn` maps a float32 batch [N, h, w, C] to probabilities [N, h, w, K]; a Keras model, an ONNX
 Runtime session and a torch/AIHWKit model all fit behind it, so digital, exported and analog scores use
 one tiling. Nothing here imports Keras, TensorFlow or torch (the analog worker imports this module).
@@ -13,7 +20,8 @@ one tiling. Nothing here imports Keras, TensorFlow or torch (the analog worker i
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -21,11 +29,72 @@ import numpy as np
 from popnas_seg.training.scores import confusion_counts, dice_from_counts, miou_from_counts
 
 __all__ = [
-    "PredictFn", "tile_starts", "blend_weights", "sliding_window_predict", "evaluate_images", "pack_images",
+    "PredictFn", "Tiling", "tile_starts", "blend_weights", "sliding_window_predict", "predict_image",
+    "evaluate_images", "pack_images",
     "unpack_images",
 ]
 
 PredictFn = Callable[[np.ndarray], np.ndarray]
+
+
+@dataclass(frozen=True)
+class Tiling:
+    """How whole images are cut into network inputs: plain data, so it travels to the analog worker as JSON.
+
+    `crop` is the training crop; `tile_size` 0 tiles at the crop (the behaviour before `inference.tile_size`),
+    else each tile side is the image side rounded up to a multiple of `divisor` (2**motifs, the sizes the
+    network accepts), at most `tile_size` rounded down to one (and never below the crop). Where an image needs
+    more than one tile, neighbours overlap by `overlap` of the training crop (`overlap_for`).
+    """
+
+    crop: tuple[int, int]
+    tile_size: int = 0
+    divisor: int = 1
+    overlap: float = 0.25
+
+    def tile_for(self, height: int, width: int) -> tuple[int, int]:
+        """The tile (h, w) for an image of `height` x `width` pixels."""
+        if self.tile_size <= 0:
+            return (int(self.crop[0]), int(self.crop[1]))
+        div = max(1, int(self.divisor))
+        limit = max(div, int(self.tile_size) // div * div)
+        sides = []
+        for side, crop in zip((height, width), self.crop):
+            whole = max(div, math.ceil(int(side) / div) * div)
+            sides.append(min(whole, max(limit, int(crop))))
+        return sides[0], sides[1]
+
+    def batch_for(self, tile: tuple[int, int], batch_size: int) -> int:
+        """Tiles per batch: `batch_size` crop-sized tiles' worth of pixels (at least one tile), so a larger
+        tile needs no more memory per batch than the crop-sized batches did."""
+        pixels = int(self.crop[0]) * int(self.crop[1]) * max(1, int(batch_size))
+        return max(1, min(max(1, int(batch_size)), pixels // max(1, tile[0] * tile[1])))
+
+    def overlap_for(self, tile: tuple[int, int]) -> float:
+        """The overlap fraction of `tile`: `overlap` of the training crop, in pixels, whatever the tile size.
+
+        Why pixels of the crop: what neighbouring tiles must share is the band where a tile's border effects
+        (padding inside the receptive field) sit, which does not grow with the tile. A fixed fraction of a large
+        tile would make large tiles cost 1/(1-overlap)^2 the pixels, as much as crop-sized ones."""
+        if self.tile_size <= 0:
+            return float(self.overlap)
+        band = self.overlap * min(int(self.crop[0]), int(self.crop[1]))
+        return min(float(self.overlap), band / max(1, min(int(tile[0]), int(tile[1]))))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"crop": [int(self.crop[0]), int(self.crop[1])], "tile_size": int(self.tile_size),
+                "divisor": int(self.divisor), "overlap": float(self.overlap)}
+
+    @classmethod
+    def coerce(cls, value: "Tiling | dict[str, Any] | Sequence[int]") -> "Tiling":
+        """A Tiling from itself, its `to_dict()`, or a bare (h, w) tile (crop-sized tiles, the old form)."""
+        if isinstance(value, Tiling):
+            return value
+        if isinstance(value, dict):
+            crop = value["crop"]
+            return cls((int(crop[0]), int(crop[1])), int(value.get("tile_size", 0)), int(value.get("divisor", 1)),
+                       float(value.get("overlap", 0.25)))
+        return cls((int(value[0]), int(value[1])))
 
 
 def tile_starts(size: int, tile: int, overlap: float) -> list[int]:
@@ -123,22 +192,42 @@ def sliding_window_predict(
     return (total / norm)[:height, :width]
 
 
+def predict_image(
+    predict_fn: PredictFn,
+    image: np.ndarray,
+    tiling: "Tiling | dict[str, Any] | Sequence[int]",
+    batch_size: int = 4,
+    mode: str = "gaussian",
+    progress: Callable[[int, int], None] | None = None,
+) -> np.ndarray:
+    """`sliding_window_predict` with the tile, overlap and tiles per batch that `tiling` gives this image."""
+    plan = Tiling.coerce(tiling)
+    tile = plan.tile_for(int(np.shape(image)[0]), int(np.shape(image)[1]))
+    return sliding_window_predict(predict_fn, image, tile, plan.overlap_for(tile), plan.batch_for(tile, batch_size),
+                                  mode, progress=progress)
+
+
 def evaluate_images(
     predict_fn: PredictFn,
     images: Iterable[np.ndarray],
     masks: Iterable[np.ndarray],
-    tile: tuple[int, int],
+    tile: "Tiling | dict[str, Any] | Sequence[int]",
     classes_count: int,
     ignore_class: int | None = None,
-    overlap: float = 0.25,
+    overlap: float | None = None,
     batch_size: int = 4,
     mode: str = "gaussian",
 ) -> dict[str, Any]:
-    """Whole-image foreground Dice and mean IoU of a set of images, by `sliding_window_predict`.
+    """Whole-image foreground Dice and mean IoU of a set of images, by `predict_image`.
 
-    Counts are summed over every pixel of every image before scoring, the same definition as the
-    training metrics (popnas_seg/training/scores.py), so a one-tile image scores exactly as before.
+    `tile` is a `Tiling` (or its dict), or a bare (h, w) for fixed tiles of that size; `overlap`, when given,
+    overrides the tiling's. Counts are summed over every pixel of every image before scoring, the same
+    definition as the training metrics (popnas_seg/training/scores.py), so a one-tile image scores exactly as
+    before.
     """
+    plan = Tiling.coerce(tile)
+    if overlap is not None:
+        plan = Tiling(plan.crop, plan.tile_size, plan.divisor, float(overlap))
     counts = np.zeros((3, classes_count), dtype=np.float64)
     n_images = n_pixels = 0
     for image, mask in zip(images, masks, strict=True):
@@ -148,7 +237,7 @@ def evaluate_images(
         img = np.asarray(image)
         if img.shape[:2] != m.shape[:2]:
             raise ValueError(f"image {img.shape[:2]} and mask {m.shape[:2]} sizes differ")
-        probs = sliding_window_predict(predict_fn, img, tile, overlap, batch_size, mode)
+        probs = predict_image(predict_fn, img, plan, batch_size, mode)
         counts += confusion_counts(probs.argmax(-1), m, classes_count, ignore_class)
         n_images += 1
         n_pixels += int(m.size)

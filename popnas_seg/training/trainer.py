@@ -331,9 +331,9 @@ class Trainer:
                                  early_stopping_patience, folds, verbose, reinitialize, keep_initial)
 
     def evaluate(self, model: keras.Model, split: str = "val", fold: int = 0) -> dict[str, float]:
-        """Whole-image Dice and mIoU of `model` on a split: every image is segmented whole by sliding-window
-        tiles of the crop size (popnas_seg/inference/tiling.py, as `predict` does), scored with the numpy
-        scorer the analog evaluation also uses. So the reported score is the score a user gets."""
+        """Whole-image Dice and mIoU of `model` on a split: every image is segmented by the run's inference
+        tiling (whole up to `inference.tile_size`, popnas_seg/inference/tiling.py, as `predict` does), scored
+        with the numpy scorer the analog evaluation also uses. So the reported score is the score a user gets."""
         from popnas_seg.inference.tiling import evaluate_images
 
         if split == "val":
@@ -343,8 +343,16 @@ class Trainer:
         else:
             raise ValueError(f"split must be 'val' or 'test', not {split!r}")
         batch = int(self.config.dataset.val_test_batch_size or self.config.dataset.batch_size)
-        scores = evaluate_images(lambda x: _as_numpy(model.predict_on_batch(x)), images, masks,
-                                 tuple(self.data.input_shape[:2]), self.data.classes_count, self.data.ignore_class,
+        tiling = self.config.tiling()
+        predict = lambda x: _as_numpy(model.predict_on_batch(x))  # noqa: E731  (crop-sized tiles: one shape)
+        if tiling.tile_size > 0:
+            # Tiles of each image's size: the same weights behind an any-size input, called eagerly, as `predict`
+            # does (a traced predict function fails at a second size for the bilinear decoder, see README).
+            from popnas_seg.analog.export import dynamic_size
+
+            any_size = dynamic_size(model)
+            predict = lambda x: _as_numpy(any_size(x, training=False))  # noqa: E731
+        scores = evaluate_images(predict, images, masks, tiling, self.data.classes_count, self.data.ignore_class,
                                  batch_size=batch)
         return {"dice": scores["dice"], "miou": scores["miou"]}
 
