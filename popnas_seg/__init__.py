@@ -11,6 +11,10 @@ from importlib.metadata import PackageNotFoundError, version
 # Eigen kernels do not. This must be set before TensorFlow is imported, so it lives in the package root.
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
+from popnas_seg.quiet import quiet_third_party  # noqa: E402  (TF's C++ log level too must precede its import)
+
+quiet_third_party()
+
 try:
     __version__ = version("popnas-seg")
 except PackageNotFoundError:  # running from a source checkout without `pip install -e .`

@@ -15,13 +15,15 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
+from popnas_seg.command import tool_command
 from popnas_seg.config import DEFAULT_CONFIG, RunConfig, load_config
 from popnas_seg.data.fingerprint import describe_change
 from popnas_seg.errors import UserError
 from popnas_seg.pathcheck import not_a_folder_reason
+from popnas_seg.quiet import show_third_party
 from popnas_seg.termination import SigtermGuard, Terminated
 
-RESUME_HINT = "{what}; resume with: python run.py -r {folder}"
+RESUME_HINT = "{what}; resume with: {command}"
 EXIT_INTERRUPTED = 130  # Ctrl-C (SIGINT), the shell convention 128 + 2
 EXIT_TERMINATED = 143  # SIGTERM (kill, timeout, docker stop, Slurm, Kubernetes), 128 + 15
 # Failed writes that are the user's to fix (exit 2): full disk or quota, read-only file system, permissions.
@@ -51,7 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="with -r: if the data differs from what the run started on, move the run's results to "
         "superseded/<time>/ and start it over on the new data (without it such a resume is refused)",
     )
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug output on the terminal")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="debug output on the terminal, and the TensorFlow C++ log and third-party warnings that "
+                        "are hidden by default (the environment variable POPNAS_SEG_VERBOSE=1 shows those too)")
     return parser
 
 
@@ -65,7 +69,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         from popnas_seg.summary import main as summary_main
 
         return summary_main(list(sys.argv[1:] if argv is None else argv)[1:])
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     # The pipeline feeds tf.data and exports with tf2onnx, so this process needs Keras's TensorFlow backend
     # whatever the environment says (the model code itself is backend-agnostic; analog workers use torch).
     if "keras" not in sys.modules:
@@ -75,6 +78,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse already printed usage / help
         return int(exc.code or 0)
+    if args.verbose:  # TensorFlow's C++ log and third-party warnings too (popnas_seg/quiet.py), also in workers
+        show_third_party()
 
     run = None
     logger: logging.Logger | None = None
@@ -155,7 +160,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sigterm.acknowledge()
         terminated = isinstance(exc, Terminated)
         what = "terminated (SIGTERM)" if terminated else "interrupted"
-        message = RESUME_HINT.format(what=what, folder=run.path) if run is not None else what
+        message = RESUME_HINT.format(what=what, command=tool_command("-r", run.path)) if run is not None else what
         print(message, file=sys.stderr, flush=True)
         if logger is not None and run is not None:
             logger.debug(message)  # the file handler keeps DEBUG: the hint lands in run.log
@@ -165,7 +170,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _unexpected(run, logger)
         # A full disk, a read-only or foreign folder: the user's to fix. Atomic writes and the journal leave
         # the run folder as it was before the failed write, so the run resumes once the cause is gone.
-        where = f"; resume with: python run.py -r {run.path}" if run is not None else ""
+        where = f"; resume with: {tool_command('-r', run.path)}" if run is not None else ""
         message = f"cannot write {exc.filename or 'to the disk'}: {exc.strerror or exc}{where}"
         if logger is not None and run is not None:
             logger.debug("stopped by a failed write: %s", message)
@@ -186,7 +191,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _unexpected(run: Any, logger: logging.Logger | None) -> int:
     """A bug: the traceback goes to run.log (or stderr before there is one), exit code 1."""
-    where = f"; resume with: python run.py -r {run.path}" if run is not None else ""
+    where = f"; resume with: {tool_command('-r', run.path)}" if run is not None else ""
     if logger is not None:
         logger.exception("unexpected error%s", where)
     else:

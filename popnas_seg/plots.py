@@ -47,6 +47,26 @@ def _log_x(ax: Any) -> None:
     ax.xaxis.set_minor_formatter(FuncFormatter(lambda _v, _p: ""))
 
 
+def _integer_x(ax: Any) -> None:
+    """Ticks only at whole numbers on an axis of counts (networks, epochs): no "4.25 networks"."""
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+
+
+# Up to this many points every point of a scatter is labelled with its network id; beyond, only the front.
+LABEL_ALL_MAX = 40
+
+
+def _label_ids(ax: Any, xs: Sequence[Any], ys: Sequence[Any], ids: Sequence[int], is_front: Sequence[bool]) -> None:
+    """Write each point's network id beside it (the id `predict --network` and the CSVs use)."""
+    label_all = len(ids) <= LABEL_ALL_MAX
+    for x, y, network_id, front in zip(xs, ys, ids, is_front):
+        if front or label_all:
+            ax.annotate(str(network_id), (float(x), float(y)), xytext=(3, 3), textcoords="offset points",
+                        fontsize=7, color="k" if front else "0.35", zorder=5)
+
+
 def time_label(seconds: float) -> str:
     """'1 day' for 86400 etc.; other values as seconds with 3 significant digits."""
     for value, label in _TIME_LABELS:
@@ -68,8 +88,10 @@ def _ok(results: Iterable[TrainingResult]) -> list[TrainingResult]:
 
 
 def _scatter_projection(ax: Any, xs: Sequence[Any], ys: Sequence[Any], is_front: Sequence[bool],
-                        xlabel: str, ylabel: str, title: str, log_x: bool) -> None:
+                        xlabel: str, ylabel: str, title: str, log_x: bool, ids: Sequence[int] = ()) -> None:
     xs_a, ys_a, mask = np.asarray(xs, float), np.asarray(ys, float), np.asarray(is_front, bool)
+    if len(ids):
+        _label_ids(ax, xs_a, ys_a, ids, mask)
     if (~mask).any():
         ax.scatter(xs_a[~mask], ys_a[~mask], s=18, c=_OTHER_COLOUR, label="other networks", zorder=2)
     if mask.any():
@@ -91,18 +113,21 @@ def plot_front_projections(results: Sequence[TrainingResult], front_ids: Iterabl
     """Three 2-D projections of the measured front: Dice vs params, Dice vs analog Dice, params vs analog Dice.
 
     Front points are red and joined in x order (a projection of a 3-objective front is not monotone, the line
-    only guides the eye); networks without an analog probe are left out of the analog panels.
+    only guides the eye); networks without an analog probe are left out of the analog panels. Points carry
+    their network ids (every point up to LABEL_ALL_MAX networks, else the front's).
     """
     ok = _ok(results)
     front = set(int(i) for i in front_ids)
     fig = Figure(figsize=(15, 4.6))
     axes = fig.subplots(1, 3)
     _scatter_projection(axes[0], [r.params for r in ok], [r.dice for r in ok], [r.network_id in front for r in ok],
-                        "parameters (count, log scale)", "digital Dice (validation)", "Dice vs size", True)
+                        "parameters (count, log scale)", "digital Dice (validation)", "Dice vs size", True,
+                        [r.network_id for r in ok])
     probed = [r for r in ok if r.analog_dice is not None]
     _scatter_projection(axes[1], [r.dice for r in probed], [r.analog_dice for r in probed],
                         [r.network_id in front for r in probed], "digital Dice (validation)",
-                        f"analog Dice at {probe_time_label}", "analog vs digital Dice", False)
+                        f"analog Dice at {probe_time_label}", "analog vs digital Dice", False,
+                        [r.network_id for r in probed])
     if probed:
         lo = min(min(r.dice for r in probed), min(r.analog_dice for r in probed))  # type: ignore[type-var]
         hi = max(max(r.dice for r in probed), max(r.analog_dice for r in probed))  # type: ignore[type-var]
@@ -112,14 +137,16 @@ def plot_front_projections(results: Sequence[TrainingResult], front_ids: Iterabl
         axes[1].text(0.5, 0.5, "no analog probe results", ha="center", va="center", transform=axes[1].transAxes)
     _scatter_projection(axes[2], [r.params for r in probed], [r.analog_dice for r in probed],
                         [r.network_id in front for r in probed], "parameters (count, log scale)",
-                        f"analog Dice at {probe_time_label}", "analog Dice vs size", True)
+                        f"analog Dice at {probe_time_label}", "analog Dice vs size", True,
+                        [r.network_id for r in probed])
     fig.suptitle(f"Measured Pareto front: {len(front & {r.network_id for r in ok})} of {len(ok)} networks")
     return _save(fig, path)
 
 
 def plot_dice_params_analog(results: Sequence[TrainingResult], path: PathLike, *,
-                            probe_time_label: str = "1 day") -> Path:
-    """Dice vs params with each point coloured by its analog Dice (colorbar); unprobed networks hollow grey."""
+                            probe_time_label: str = "1 day", front_ids: Iterable[int] = ()) -> Path:
+    """Dice vs params with each point coloured by its analog Dice (colorbar); unprobed networks hollow grey;
+    points labelled with their network ids (all up to LABEL_ALL_MAX networks, else the front's: `front_ids`)."""
     ok = _ok(results)
     fig = Figure(figsize=(7.5, 5))
     ax = fig.subplots()
@@ -133,6 +160,9 @@ def plot_dice_params_analog(results: Sequence[TrainingResult], path: PathLike, *
                         c=[float(r.analog_dice or 0.0) for r in probed], cmap="viridis", edgecolors="k", linewidths=0.4,
                         label="probed networks")
         fig.colorbar(sc, ax=ax, label=f"analog Dice at {probe_time_label}")
+    front = set(int(i) for i in front_ids)
+    _label_ids(ax, [r.params for r in ok], [r.dice for r in ok], [r.network_id for r in ok],
+               [r.network_id in front for r in ok])
     if ok and all(r.params > 0 for r in ok):
         _log_x(ax)
     ax.set_xlabel("parameters (count, log scale)")
@@ -145,12 +175,10 @@ def plot_dice_params_analog(results: Sequence[TrainingResult], path: PathLike, *
 
 
 def spearman(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray) -> float:
-    """Spearman rank correlation (NaN below 2 points or for a constant input)."""
-    from scipy.stats import spearmanr
+    """Spearman rank correlation (NaN below MIN_RANK_POINTS points or for a constant input)."""
+    from popnas_seg.predictors.quality import rank_quality
 
-    if len(a) < 2 or np.ptp(np.asarray(a, float)) == 0 or np.ptp(np.asarray(b, float)) == 0:
-        return float("nan")
-    return float(spearmanr(a, b).statistic)
+    return rank_quality(a, b)["spearman"]
 
 
 def plot_predicted_vs_measured(panels: Mapping[str, tuple[Sequence[float], Sequence[float]]], path: PathLike,
@@ -173,8 +201,14 @@ def plot_predicted_vs_measured(panels: Mapping[str, tuple[Sequence[float], Seque
             ax.legend(loc="best", fontsize=8)
         else:
             ax.text(0.5, 0.5, "no predicted networks trained", ha="center", va="center", transform=ax.transAxes)
+        from popnas_seg.predictors.quality import MIN_RANK_POINTS
+
         rho = spearman(pred_a, meas_a)
-        ax.set_title(f"{name}, step {step}: Spearman {'n/a' if math.isnan(rho) else f'{rho:.3f}'} (n={len(pred_a)})")
+        if len(pred_a) < MIN_RANK_POINTS:
+            rho_text = "n/a, too few networks"
+        else:
+            rho_text = "n/a" if math.isnan(rho) else f"{rho:.3f}"
+        ax.set_title(f"{name}, step {step}: Spearman {rho_text} (n={len(pred_a)})")
         ax.set_xlabel(f"predicted {name}")
         ax.set_ylabel(f"measured {name}")
         ax.grid(True, alpha=0.3)
@@ -189,6 +223,7 @@ def plot_hypervolume(series: Mapping[str, Sequence[tuple[float, float]]], path: 
         pts = sorted((float(n), float(h)) for n, h in points)
         if pts:
             ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-", label=name, ms=4)
+    _integer_x(ax)
     ax.set_xlabel("networks trained (count)")
     ax.set_ylabel("hypervolume of the measured front\n(normalised: share of the reference box, 0-1)")
     ax.set_title("Search progress: hypervolume vs budget")
@@ -216,6 +251,7 @@ def plot_hypervolume_spread(curves: Mapping[str, Sequence[Sequence[float]]], pat
         k = np.arange(1, n + 1)
         line, = ax.plot(k, np.median(arr, axis=0), "-", label=f"{name} (median of {len(runs)})")
         ax.fill_between(k, arr.min(axis=0), arr.max(axis=0), color=line.get_color(), alpha=0.2)
+    _integer_x(ax)
     ax.set_xlabel("networks trained (count)")
     ax.set_ylabel("hypervolume of the measured front\n(normalised: share of the reference box, 0-1)")
     ax.set_title(title)
@@ -381,6 +417,7 @@ def plot_learning_curves(histories: Mapping[str, Sequence[Mapping[str, Any]]], p
         ax.text(0.5, 0.5, "no training histories", ha="center", va="center", transform=ax.transAxes)
     else:
         ax.legend(loc="lower right", fontsize=7, ncol=2)
+    _integer_x(ax)
     ax.set_xlabel("epoch")
     ax.set_ylabel("Dice (dot: best validation epoch, the weights kept)")
     ax.set_title("Final training: learning curves of the finalists and the U-Net")
@@ -527,7 +564,7 @@ def plot_search(run_folder: Any) -> list[Path]:
         written.append(plot_front_projections(results, front, plots_dir / "front_projections.png",
                                               probe_time_label=probe_label))
         written.append(plot_dice_params_analog(results, plots_dir / "dice_params_analog.png",
-                                               probe_time_label=probe_label))
+                                               probe_time_label=probe_label, front_ids=front))
         front_set = set(front)
         counts = operator_counts(r.encoding for r in results if r.network_id in front_set)
         written.append(plot_operator_frequency(counts, plots_dir / "front_operators.png"))

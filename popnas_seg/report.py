@@ -12,9 +12,11 @@ import math
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
+from popnas_seg.analog.probe import ROBUSTNESS_MIN_DIGITAL_DICE
 from popnas_seg.atomic import atomic_write_text
 from popnas_seg.plots import load_results, measured_front_ids, plot_drift_curves, plot_search
 from popnas_seg.plots import time_label
+from popnas_seg.predictors.quality import MIN_RANK_POINTS
 from popnas_seg.runlog.tables import read_csv
 
 # Layers that never map to analog tiles in this stack (STACK.md, ANALOG_FACTS.md): stated in every report.
@@ -188,10 +190,12 @@ class _Report:
         quality = read_csv(self.path / "csv" / "predictor_quality.csv")
         if quality:
             out.append("### Predictor quality\n\nRank correlation between predicted and measured values of the "
-                       "networks trained at each step (MAPE only for time).\n\n" + _table(
+                       "networks trained at each step (MAPE only for time). Below "
+                       f"{MIN_RANK_POINTS} networks no correlation is given (\"too few networks\"): with 2 Spearman "
+                       "can only be ±1, with 3 only ±1 or ±0.5.\n\n" + _table(
                            ["step", "objective", "n", "Spearman", "Kendall", "MAPE"],
-                           [[r.get("step"), r.get("objective"), r.get("n"), _fmt(r.get("spearman")),
-                             _fmt(r.get("kendall")), _fmt(r.get("mape"))] for r in quality]))
+                           [[r.get("step"), r.get("objective"), r.get("n"), *_rank_cells(r), _fmt(r.get("mape"))]
+                            for r in quality]))
             steps = sorted({str(r.get("step")) for r in quality}, key=lambda s: int(float(s)))
             out.append("\n".join(_image(self.path, f"plots/predicted_vs_measured_b{s}.png",
                                         f"predicted vs measured, step {s}") for s in steps))
@@ -211,7 +215,11 @@ class _Report:
         out.append(_table(
             ["id", "cell", "Dice", "mIoU", "analog Dice", "analog/digital", "params", "FLOPs", "analog coverage"],
             [[r.network_id, f"`{r.encoding}`", _fmt(r.dice), _fmt(r.miou), _pm(r.analog_dice, r.analog_dice_std),
-              _fmt(r.robustness, 2), f"{r.params:,}", f"{r.flops:,}", _fmt(r.analog_coverage)] for r in front]))
+              _ratio(r), f"{r.params:,}", f"{r.flops:,}", _fmt(r.analog_coverage)] for r in front]))
+        if any(r.analog_dice is not None and r.dice < ROBUSTNESS_MIN_DIGITAL_DICE for r in front):
+            out.append(f"analog/digital is not given where the digital Dice is below {ROBUSTNESS_MIN_DIGITAL_DICE:g}: "
+                       "such a network segments (almost) nothing, and the ratio of two near-zero Dice values is "
+                       "noise, not robustness.")
         out.append(_image(self.path, "plots/front_projections.png", "measured front projections"))
         out.append(_image(self.path, "plots/dice_params_analog.png", "Dice vs params coloured by analog Dice"))
         out.append(_image(self.path, "plots/front_operators.png", "operator frequency in the front"))
@@ -308,6 +316,24 @@ class _Report:
         if not per_net and not probed:
             out.append("No analog evaluation has run yet, so no per-network coverage is available.")
         return "\n\n".join(out)
+
+
+def _rank_cells(row: dict[str, Any]) -> list[str]:
+    """Spearman and Kendall of a predictor_quality.csv row, or "too few networks" below MIN_RANK_POINTS."""
+    try:
+        n = int(float(row.get("n") or 0))
+    except (TypeError, ValueError):
+        n = 0
+    if n < MIN_RANK_POINTS:
+        return [f"too few networks (n < {MIN_RANK_POINTS})", "-"]
+    return [_fmt(row.get("spearman")), _fmt(row.get("kendall"))]
+
+
+def _ratio(r: Any) -> str:
+    """analog/digital of a front row; "n/a" below the digital-Dice floor (also for runs written before it)."""
+    if r.analog_dice is not None and r.dice is not None and r.dice < ROBUSTNESS_MIN_DIGITAL_DICE:
+        return f"n/a (digital < {ROBUSTNESS_MIN_DIGITAL_DICE:g})"
+    return _fmt(r.robustness, 2)
 
 
 def _shown_path(path: Path) -> str:

@@ -13,6 +13,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from popnas_seg.command import tool_command
+
 __all__ = ["build_parser", "main", "summary_text"]
 
 
@@ -71,7 +73,7 @@ def summary_text(run_folder: str | Path) -> str:
     rec = load_recommendation(run_path)
     if rec is None:
         out += ["Recommendation: none yet (no network has finished final training; finish the run with "
-                f"`python run.py -r {run_folder}`).", ""]
+                f"`{tool_command('-r', run_folder)}`).", ""]
     else:
         headers, rows = recommendation_rows(rec)
         out += ["Recommended network (final/recommendation.json):", text_table(headers, rows), ""]
@@ -79,7 +81,8 @@ def summary_text(run_folder: str | Path) -> str:
                               subsequent_indent=" " * 7) for prefix, label, key in
                 (("Rules: ", "digital", "digital"), (" " * 7, "analog", "analog"))]
         out += [f"WARNING: {w}" for w in rec.get("warnings") or []]
-        out += ["", f"Segment images with it: python run.py predict -r {run_folder} --input IMAGES/ --output MASKS/"
+        predict = tool_command("predict", "-r", run_folder)
+        out += ["", f"Segment images with it: {predict} --input IMAGES/ --output MASKS/"
                 + (" [--analog]" if rec.get("analog") else ""), ""]
     front, ok = _front(run_path)
     if not front:

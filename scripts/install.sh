@@ -76,4 +76,4 @@ fi
 
 echo "install.sh: checking the stack"
 TF_CPP_MIN_LOG_LEVEL=2 "$PY" -c 'import tensorflow as tf, torch, aihwkit, aihwkit.nn, popnas_seg; g = len(tf.config.list_physical_devices("GPU")); print(f"ok: tensorflow {tf.__version__}, torch {torch.__version__}, aihwkit {aihwkit.__version__}, popnas_seg {popnas_seg.__version__}; GPUs seen by TensorFlow: {g}, by torch: {torch.cuda.device_count()}")'
-echo "install.sh: done. Run: $PY run.py"
+echo "install.sh: done. Smoke run (minutes): $PY run.py -j configs/quick.json --name quick; full run: $PY run.py"

@@ -40,8 +40,12 @@ def tiny_config(tmp_path: Path, *, probe: bool, pipeline: list[str], strategy: s
     return path
 
 
-def run_cli(args: list[str], timeout: float = 900) -> subprocess.CompletedProcess:
+def run_cli(args: list[str], timeout: float = 900, *, default_logging: bool = False) -> subprocess.CompletedProcess:
+    """Run run.py; `default_logging` drops TF_CPP_MIN_LOG_LEVEL / POPNAS_SEG_VERBOSE: the terminal a user gets."""
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1")
+    if default_logging:
+        for name in ("TF_CPP_MIN_LOG_LEVEL", "POPNAS_SEG_VERBOSE"):
+            env.pop(name, None)
     return subprocess.run([sys.executable, str(ROOT / "run.py"), *args], capture_output=True, text=True,
                           timeout=timeout, env=env, cwd=ROOT)
 

@@ -13,6 +13,7 @@ import pytest
 
 from conftest import tiny_config
 from popnas_seg import cli
+from popnas_seg.command import tool_command
 from popnas_seg.errors import UserError
 from test_config import CONFIG_ERROR_CASES
 
@@ -111,7 +112,7 @@ def test_a_taken_name_fails_before_loading_data(tmp_path: Path, capsys: pytest.C
     monkeypatch.setattr(cli, "_load_data", lambda config: pytest.fail("data loaded before the name check"))
     code = cli.main(["-j", str(write_json(tiny_config())), "--logs-dir", str(tmp_path / "logs"), "--name", "taken"])
     assert code == 2
-    assert "already exists: resume it with `python run.py -r" in capsys.readouterr().err
+    assert f"already exists: resume it with `{tool_command('-r', tmp_path / 'logs' / 'taken')}`" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(
@@ -169,7 +170,7 @@ def test_interrupt_prints_the_resume_command(tmp_path: Path, monkeypatch: pytest
     logs = tmp_path / "logs"
     code = cli.main(["-j", str(write_json(tiny_config())), "--logs-dir", str(logs), "--name", "k"])
     assert code == 130
-    assert capsys.readouterr().err.strip() == f"interrupted; resume with: python run.py -r {logs / 'k'}"
+    assert capsys.readouterr().err.strip() == f"interrupted; resume with: {tool_command('-r', logs / 'k')}"
     assert (logs / "k" / "restore" / "state.json").is_file()
 
 
@@ -186,7 +187,7 @@ def test_unexpected_error_is_logged_with_its_traceback(tmp_path: Path, monkeypat
     assert cli.main(["-j", str(write_json(tiny_config())), "--logs-dir", str(logs), "--name", "b"]) == 1
     log = (logs / "b" / "run.log").read_text()
     assert "ZeroDivisionError: a bug" in log and "Traceback" in log
-    assert f"resume with: python run.py -r {logs / 'b'}" in log
+    assert f"resume with: {tool_command('-r', logs / 'b')}" in log
 
 
 def test_a_run_held_by_another_process_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,

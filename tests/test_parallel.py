@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -33,6 +34,8 @@ def test_two_ray_workers_train_every_planned_network_once(tmp_path: Path) -> Non
     """Two networks, one step, both in flight at once: the cheapest run that exercises the Ray path."""
     folder, output = _run(tmp_path, "w2", 2, networks=2)
     assert "2 Ray workers" in output
+    # after the first result the ETA is measured ("≥": the other network may be a bigger cell), never "?"
+    assert re.search(r"finished \| 1/2 done \| ETA step ≥?[0-9hms]+, search ≥?[0-9hms]+", output), output[-2000:]
     columns, rows = _table(folder)
     assert columns == list(TrainingResult.COLUMNS)
     events = journal_events(folder)

@@ -129,3 +129,58 @@ def test_finalists_size_vs_analog_dice_at_the_horizon(tmp_path: Path) -> None:
     # nearest drift time to a 20-day horizon is 30 days; empty inputs still give a figure
     _png(plots.plot_finalists_size_analog(finalists, drift, 20 * 86400.0, tmp_path / "size20.png"))
     _png(plots.plot_finalists_size_analog([], [], 86400.0, tmp_path / "empty.png"))
+
+
+@pytest.fixture
+def figures(monkeypatch: pytest.MonkeyPatch) -> list:
+    """Every Figure the plot functions save (after it was rendered, so ticks and texts are final)."""
+    saved: list = []
+    real_save = plots._save
+
+    def keep(fig, path):  # type: ignore[no-untyped-def]
+        written = real_save(fig, path)
+        saved.append(fig)
+        return written
+
+    monkeypatch.setattr(plots, "_save", keep)
+    return saved
+
+
+def _integer_ticks(ax) -> bool:  # type: ignore[no-untyped-def]
+    lo, hi = ax.get_xlim()
+    ticks = [t for t in ax.get_xticks() if lo - 1e-9 <= t <= hi + 1e-9]
+    return bool(ticks) and all(float(t).is_integer() for t in ticks)
+
+
+def test_counts_get_integer_ticks(tmp_path: Path, figures: list) -> None:
+    """Networks and epochs are counts: a 3-point hypervolume curve must not show 4.25 networks."""
+    plots.plot_hypervolume({"progressive": [(4, 0.2), (5, 0.3), (6, 0.35)]}, tmp_path / "hv.png")
+    plots.plot_hypervolume_spread({"random": [[0.1, 0.2, 0.25], [0.1, 0.15, 0.3]]}, tmp_path / "hvs.png")
+    history = [{"epoch": e, "dice": 0.1 * e, "val_dice": 0.1 * e + 0.05} for e in range(2)]
+    plots.plot_learning_curves({"4": history, "unet": history}, tmp_path / "lc.png")
+    assert len(figures) == 3
+    for fig in figures:
+        assert _integer_ticks(fig.axes[0]), [t for t in fig.axes[0].get_xticks()]
+
+
+def test_front_and_scatter_points_carry_network_ids(tmp_path: Path, figures: list) -> None:
+    res = _results()
+    plots.plot_front_projections(res, [2, 5, 7], tmp_path / "front.png")
+    plots.plot_dice_params_analog(res, tmp_path / "scatter.png", front_ids=[2, 5, 7])
+    ok_ids = {str(r.network_id) for r in res if r.status == "ok"}
+    probed_ids = {str(r.network_id) for r in res if r.status == "ok" and r.analog_dice is not None}
+    front_panels, scatter = figures
+    assert {t.get_text() for t in front_panels.axes[0].texts} == ok_ids
+    assert {t.get_text() for t in front_panels.axes[1].texts} == probed_ids
+    assert {t.get_text() for t in scatter.axes[0].texts} == ok_ids
+    # many networks: only the front is labelled, or the figure becomes unreadable
+    many = _results(plots.LABEL_ALL_MAX + 5)
+    plots.plot_dice_params_analog(many, tmp_path / "many.png", front_ids=[3, 8])
+    assert {t.get_text() for t in figures[-1].axes[0].texts} == {"3", "8"}
+
+
+def test_rank_correlation_needs_four_networks(tmp_path: Path, figures: list) -> None:
+    assert np.isnan(plots.spearman([0.1, 0.2, 0.3], [3, 2, 1])), "n = 3: one swap decides it, not reported"
+    plots.plot_predicted_vs_measured({"Dice": ([0.1, 0.2], [0.5, 0.4])}, tmp_path / "pm.png", step=2)
+    title = figures[-1].axes[0].get_title()
+    assert "too few networks" in title and "-1.000" not in title

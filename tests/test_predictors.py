@@ -162,7 +162,10 @@ def test_rank_quality_and_mape() -> None:
     assert q["spearman"] == pytest.approx(1.0) and q["kendall"] == pytest.approx(1.0)
     q = rank_quality([1, 2, 3, 4], [40, 30, 20, 10])
     assert q["spearman"] == pytest.approx(-1.0)
-    assert rank_quality([1, 2, 3, np.nan], [1, 3, 2, 5])["spearman"] == pytest.approx(0.5)
+    assert rank_quality([1, 2, 3, 4, np.nan], [1, 3, 2, 4, 5])["spearman"] == pytest.approx(0.8)
+    # below MIN_RANK_POINTS (4) finite pairs no correlation is reported: at n = 3 one swap decides it
+    assert math.isnan(rank_quality([1, 2, 3, np.nan], [1, 3, 2, 5])["spearman"])
+    assert math.isnan(rank_quality([1, 2], [2, 1])["kendall"])
     assert math.isnan(rank_quality([1.0], [2.0])["spearman"])
     assert math.isnan(rank_quality([], [])["kendall"])
     assert math.isnan(rank_quality([1, 1, 1], [1, 2, 3])["spearman"])

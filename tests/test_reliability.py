@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -19,6 +20,7 @@ import pytest
 
 from conftest import tiny_config as cli_tiny_config
 from popnas_seg import cli
+from popnas_seg.command import tool_command
 from popnas_seg.config import config_from_dict, load_config, parse_config_text
 from popnas_seg.data.fingerprint import data_fingerprint, describe_change
 from popnas_seg.errors import UserError
@@ -98,13 +100,16 @@ def test_sigterm_stops_like_ctrl_c_and_the_run_resumes(tmp_path: Path) -> None:
             proc.kill()
     output = log.read_text()
     assert code == cli.EXIT_TERMINATED == 143, output[-3000:]
-    assert f"terminated (SIGTERM); resume with: python run.py -r {folder}" in output
+    hint = f"terminated (SIGTERM); resume with: {shlex.join([sys.executable, str(ROOT / 'run.py'), '-r', str(folder)])}"
+    assert hint in output, "the hint names this interpreter and this run.py, not a `python` from PATH"
     assert "Traceback" not in output
-    assert f"resume with: python run.py -r {folder}" in (folder / "run.log").read_text()
+    assert hint.split("; ")[1] in (folder / "run.log").read_text()
     assert (folder / "restore" / "lock").read_text() == "", "the lock is released on SIGTERM"
 
-    proc = subprocess.run([sys.executable, str(ROOT / "run.py"), "-r", str(folder)], capture_output=True,
-                          text=True, timeout=600, cwd=ROOT, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+    # The hint works as printed: from another folder, with no virtual environment on PATH.
+    command = shlex.split(hint.split("resume with: ", 1)[1])
+    proc = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=tmp_path,
+                          env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PATH="/usr/bin:/bin"))
     assert proc.returncode == 0, proc.stderr[-3000:]
     events = [e["event"] for e in journal_events(folder)]
     assert events.count("network_finished") == 1 and "search_finished" in events
@@ -157,7 +162,7 @@ def test_a_sigterm_during_the_pipeline_exits_143_with_the_hint(
         signal.signal(signal.SIGTERM, previous)
     assert code == 143
     assert restored is before, "main() restores the caller's SIGTERM handler"
-    assert capsys.readouterr().err.strip() == f"terminated (SIGTERM); resume with: python run.py -r {logs / 't'}"
+    assert capsys.readouterr().err.strip() == f"terminated (SIGTERM); resume with: {tool_command('-r', logs / 't')}"
     assert "terminated (SIGTERM); resume with" in (logs / "t" / "run.log").read_text()
 
 

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from popnas_seg import cli
+from popnas_seg.command import tool_command
 from search_helpers import ROOT, journal_events, start_cli, tiny_config, wait_for
 
 
@@ -67,9 +68,9 @@ def test_sigterm_with_two_ray_workers_mid_training_exits_143_with_the_hint(tmp_p
             proc.kill()
     output = log.read_text()
     assert code == cli.EXIT_TERMINATED == 143, output[-3000:]
-    assert f"terminated (SIGTERM); resume with: python run.py -r {folder}" in output
+    assert f"terminated (SIGTERM); resume with: {tool_command('-r', folder)}" in output
     assert "SIGTERM received" not in output and "Traceback" not in output, output[-3000:]
-    assert f"resume with: python run.py -r {folder}" in (folder / "run.log").read_text()
+    assert f"resume with: {tool_command('-r', folder)}" in (folder / "run.log").read_text()
     assert (folder / "restore" / "lock").read_text() == ""
     assert not [e for e in journal_events(folder) if e["event"] == "network_finished"], "stopped mid-training"
     print(f"SIGTERM to exit with two Ray workers: {took:.1f} s")
@@ -364,7 +365,7 @@ def test_a_full_disk_during_a_run_is_exit_2_naming_the_file_and_the_run_resumes(
     assert "Traceback" not in err
     line = err.strip().splitlines()[-1]
     assert line.startswith(f"error: cannot write {folder / 'csv'}") and "No space left on device" in line, err
-    assert line.endswith(f"resume with: python run.py -r {folder}")
+    assert line.endswith(f"resume with: {tool_command('-r', folder)}")
     assert not list((folder / "csv").glob(".*.tmp")), "no temp file left behind"
     monkeypatch.undo()
     assert cli.main(["-r", str(folder)]) == 0

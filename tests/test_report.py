@@ -34,14 +34,20 @@ def _synthetic_run(run: Path) -> None:
         TrainingResult(3, "[(-1,3x3 conv,-1,3x3 conv)]", 1, 0.50, 0.40, 50_000, 10_000, 30.5, 1.0, 1,
                        analog_dice=0.40, analog_dice_std=0.02, robustness=0.8, analog_coverage=1.0, origin="pareto",
                        step=2),
+        # segments nothing: its stored ratio (from a run before the digital-Dice floor) must not be shown
+        TrainingResult(4, "[(-2,2x2 maxpool,-2,2x2 maxpool)]", 1, 0.007, 0.06, 122, 1_000, 2.0, 1.0, 1,
+                       analog_dice=0.0105, analog_dice_std=0.003, robustness=1.5, analog_coverage=1.0, origin="b1",
+                       step=1),
     ]
     write_csv(run / "csv" / "training_results.csv", [r.to_row() for r in results], TrainingResult.COLUMNS)
-    write_csv(run / "csv" / "measured_front.csv", [r.to_row() for r in results[:2]], TrainingResult.COLUMNS)
+    write_csv(run / "csv" / "measured_front.csv", [r.to_row() for r in (*results[:2], results[3])],
+              TrainingResult.COLUMNS)
     write_csv(run / "csv" / "search_progress.csv",
               [{"step": 1, "networks_trained": 2, "hypervolume": 0.4321, "best_dice": 0.812, "front_size": 2},
                {"step": 2, "networks_trained": 3, "hypervolume": 0.4567, "best_dice": 0.812, "front_size": 2}])
     write_csv(run / "csv" / "predictor_quality.csv",
-              [{"step": 2, "objective": "dice", "n": 3, "spearman": 0.875, "kendall": 0.667, "mape": ""}])
+              [{"step": 2, "objective": "dice", "n": 5, "spearman": 0.875, "kendall": 0.667, "mape": ""},
+               {"step": 2, "objective": "analog_dice", "n": 2, "spearman": -1.0, "kendall": -1.0, "mape": ""}])
     journal = Journal(run / "restore" / "journal.jsonl")
     journal.append("search_finished", networks=3)
     journal.append("finalists_selected", rule="best_analog", objectives=["dice", "params", "analog_robustness"],
@@ -80,10 +86,14 @@ def test_full_report(tmp_path: Path) -> None:
                     "### Drift: no HWA, digital control, HWA", "## What stayed digital"):
         assert heading in text, heading
     assert '"search_space"' in text  # the config JSON block
-    assert "networks trained: **3**" in text
-    assert "1m 00s" in text  # 10 + 20 + 30.5 s of training
+    assert "networks trained: **4**" in text
+    assert "1m 02s" in text  # 10 + 20 + 30.5 + 2 s of training
+    assert "too few networks (n < 4)" in text and "-1.000" not in text, "no Spearman from 2 networks"
+    assert "n/a (digital < 0.1)" in text and "1.50" not in text, "no analog/digital ratio on a Dice of 0.007"
+    assert "ratio of two near-zero Dice values" in text
     assert "0.4567" in text and "0.875" in text  # hypervolume and Spearman tables
-    assert "| 5,000 | 1 | 0.550 | 0.600 |" in text and "| 20,000 | 2 | 0.812 | 0.771 |" in text  # size buckets
+    # size buckets (network 4, 122 params, counts in every bucket)
+    assert "| 5,000 | 2 | 0.550 | 0.600 |" in text and "| 20,000 | 3 | 0.812 | 0.771 |" in text
     assert "0.771 ± 0.012" in text  # front table: analog Dice of network 1
     assert "best_analog" in text
     assert "0.823" in text and "0.778" in text  # test Dice of the finalist and the U-Net

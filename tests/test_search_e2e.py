@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import os
+import re
 import signal
 from pathlib import Path
 
@@ -18,8 +19,14 @@ def _results(folder: Path) -> list[dict]:
 
 def test_progressive_search_with_probe_writes_every_output(tmp_path: Path) -> None:
     cfg = tiny_config(tmp_path, probe=True, pipeline=["search"], others__save_children_weights=True)
-    proc = run_cli(["-j", str(cfg), "--name", "s", "--logs-dir", str(tmp_path / "logs")])
+    proc = run_cli(["-j", str(cfg), "--name", "s", "--logs-dir", str(tmp_path / "logs")], default_logging=True)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    # A readable terminal: no TensorFlow C++ log lines (E0000 ... use_unbounded_threadpool, absl, cpu_feature_guard)
+    # and no known-harmless third-party warnings (popnas_seg/quiet.py).
+    noise = [line for line in (proc.stdout + proc.stderr).splitlines()
+             if re.match(r"[EWI]\d{4} ", line) or "absl::InitializeLog" in line or "cpu_feature_guard" in line
+             or "UserWarning" in line]
+    assert not noise, noise[:5]
     folder = tmp_path / "logs" / "s"
     rows = _results(folder)
     steps = {int(r["step"]) for r in rows}

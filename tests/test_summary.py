@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from popnas_seg.cli import main
+from popnas_seg.command import tool_command
 from test_report import _restore, _synthetic_run
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -24,10 +25,10 @@ def test_summary_prints_the_recommendation_and_the_front(tmp_path: Path, capsys:
     assert "finalist 1" in digital and "12,345" in digital and "0.823" in digital
     assert "0.740 ± 0.012 (HWA)" in next(line for line in lines if line.startswith("analog, 1 month of drift"))
     assert "unet (U-Net baseline)" in next(line for line in lines if line.startswith("baseline"))
-    assert "Measured Pareto front of the search: 2 non-dominated networks of 3 trained" in out
+    assert "Measured Pareto front of the search: 3 non-dominated networks of 4 trained" in out
     front = lines[lines.index(next(line for line in lines if line.startswith("Measured Pareto"))) + 3:]
     assert front[0].split()[:4] == ["1", "0.812", "0.771", "±"] and front[1].split()[0] == "2"
-    assert f"python run.py predict -r {run} --input IMAGES/ --output MASKS/ [--analog]" in out
+    assert f"{tool_command('predict', '-r', run)} --input IMAGES/ --output MASKS/ [--analog]" in out
 
 
 def test_summary_before_final_training_and_on_a_wrong_folder(tmp_path: Path,

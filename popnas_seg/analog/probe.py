@@ -41,9 +41,15 @@ class ProbeResult:
         return dataclasses.asdict(self)
 
 
+# Below this digital Dice a network segments (almost) nothing and analog / digital is a ratio of two noise values
+# (the smoke run showed 1.50 for a digital Dice of 0.007): no ratio is computed, and the report says why.
+ROBUSTNESS_MIN_DIGITAL_DICE = 0.1
+
+
 def robustness_ratio(analog_dice: float, digital_dice: float | None) -> float | None:
-    """analog / digital as measured (never clipped); None when the digital Dice is 0 or unknown."""
-    if digital_dice is None or not digital_dice > 0:
+    """analog / digital as measured (never clipped); None when the digital Dice is unknown or below
+    ROBUSTNESS_MIN_DIGITAL_DICE."""
+    if digital_dice is None or not digital_dice >= ROBUSTNESS_MIN_DIGITAL_DICE:
         return None
     return float(analog_dice) / float(digital_dice)
 

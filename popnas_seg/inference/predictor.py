@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from popnas_seg.atomic import atomic_write_bytes
+from popnas_seg.command import tool_command
 from popnas_seg.errors import UserError
 
 IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".npy")
@@ -113,7 +114,7 @@ class Predictor:
         finalists = list_finalists(self.run_folder)
         if not finalists:
             raise UserError(f"run folder {run_folder} has no finalists (final/<id>/model.keras): the finalists "
-                            f"stage has not run; finish the run with: python run.py -r {run_folder}")
+                            f"stage has not run; finish the run with: {tool_command('-r', run_folder)}")
         names = [r["network"] for r in finalists]
         self.analog = bool(analog)
         horizon: float | None = None

@@ -1,7 +1,9 @@
 """How good the predictors were on the networks trained next: rank correlations for scores, MAPE for time.
 
 Rank correlation is what matters for the search (the front is a ranking), so it is reported for every step;
-both functions ignore pairs with a NaN or inf on either side and return NaN when too little is left.
+both functions ignore pairs with a NaN or inf on either side and return NaN when too little is left. A rank
+correlation needs `MIN_RANK_POINTS` networks: with 2 Spearman can only be +-1, with 3 only +-1 or +-0.5, so
+one swapped pair decides it (the report says "too few networks" instead of printing -1.000 at n = 2).
 """
 from __future__ import annotations
 
@@ -9,6 +11,8 @@ import warnings
 from collections.abc import Sequence
 
 import numpy as np
+
+MIN_RANK_POINTS = 4
 
 
 def _finite_pairs(predicted: Sequence[float], measured: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
@@ -21,11 +25,11 @@ def _finite_pairs(predicted: Sequence[float], measured: Sequence[float]) -> tupl
 
 
 def rank_quality(predicted: Sequence[float], measured: Sequence[float]) -> dict[str, float]:
-    """Spearman and Kendall (tau-b) correlations; NaN when fewer than 2 pairs or a side is constant."""
+    """Spearman and Kendall (tau-b) correlations; NaN below MIN_RANK_POINTS pairs or when a side is constant."""
     from scipy.stats import kendalltau, spearmanr
 
     p, m = _finite_pairs(predicted, measured)
-    if p.size < 2 or np.all(p == p[0]) or np.all(m == m[0]):
+    if p.size < MIN_RANK_POINTS or np.all(p == p[0]) or np.all(m == m[0]):
         return {"spearman": float("nan"), "kendall": float("nan")}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

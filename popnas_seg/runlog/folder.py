@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from popnas_seg.atomic import atomic_write_json, atomic_write_text, fsync_dir
+from popnas_seg.command import tool_command
 from popnas_seg.config import RunConfig, config_from_dict, dump_config, load_config
 from popnas_seg.errors import UserError
 from popnas_seg.pathcheck import not_a_folder_reason
@@ -494,13 +495,13 @@ def _busy_message(folder: Path, pid: int | None) -> str:
     who = f"process {pid}" if pid else "another process"
     return (
         f'run folder "{folder}" is in use by {who}; two runs must never write one folder. '
-        "Wait for it to finish or stop it, then resume with: python run.py -r " + str(folder)
+        "Wait for it to finish or stop it, then resume with: " + tool_command("-r", folder)
     )
 
 
 def _exists_message(target: Path) -> str:
     return (
-        f'run folder "{target}" already exists: resume it with `python run.py -r {target}` '
+        f'run folder "{target}" already exists: resume it with `{tool_command("-r", target)}` '
         "or choose another --name"
     )
 

@@ -25,11 +25,13 @@ from typing import Any
 
 import numpy as np
 
+from popnas_seg.analog.probe import ROBUSTNESS_MIN_DIGITAL_DICE
 from popnas_seg.config import RunConfig
 from popnas_seg.evaluation.evaluator import PROBE_DICE_TOLERANCE, NetworkEvaluator, NetworkJob
 from popnas_seg.results import TrainingResult, backfill_analog_scores
 from popnas_seg.runlog.folder import RunFolder
 from popnas_seg.runlog.tables import read_csv, write_csv
+from popnas_seg.search.eta import NetworkTimes, format_eta, search_remaining
 from popnas_seg.search.pareto import OBJECTIVES
 from popnas_seg.search.strategies import strategy_objectives
 
@@ -102,31 +104,30 @@ def search_network_seeds(base_seed: int, encoding: str, seeding: str) -> tuple[i
 
 @dataclass
 class _Progress:
-    """Terminal progress: networks done/planned, the best so far, and an ETA."""
+    """Terminal progress: networks done/planned, the best so far, and an ETA from measured times (search/eta.py)."""
 
     planned_total: int
-    started: float = field(default_factory=time.monotonic)
-    done_this_session: int = 0
-    seconds_this_session: float = 0.0
+    times: NetworkTimes = field(default_factory=NetworkTimes)
+    last_mark: float = field(default_factory=time.monotonic)
 
-    def eta_seconds(self, done: int, predicted_remaining_s: float | None) -> float | None:
-        if predicted_remaining_s is not None and predicted_remaining_s > 0:
-            return predicted_remaining_s
-        if self.done_this_session == 0:
-            return None
-        per_net = self.seconds_this_session / self.done_this_session
-        return max(self.planned_total - done, 0) * per_net
+    def network_done(self, blocks: int) -> None:
+        """Record one finished network: its wall time is the time since the previous one finished (or the start)."""
+        now = time.monotonic()
+        self.times.add(blocks, now - self.last_mark)
+        self.last_mark = now
 
+    def etas(self, config: RunConfig, step: int, planned: dict[int, dict],
+             finished: dict[int, TrainingResult]) -> tuple[str, str]:
+        """(this step, whole search) remaining time as text: '?' before any measurement, '≥' for a lower bound."""
+        def todo(step_no: int) -> list[int]:
+            return [int(n.get("blocks", 0)) for n in planned[step_no]["networks"] if n["network_id"] not in finished]
 
-def _fmt_duration(seconds: float | None) -> str:
-    if seconds is None or not math.isfinite(seconds):
-        return "?"
-    seconds = int(seconds)
-    if seconds >= 3600:
-        return f"{seconds // 3600}h{(seconds % 3600) // 60:02d}m"
-    if seconds >= 60:
-        return f"{seconds // 60}m{seconds % 60:02d}s"
-    return f"{seconds}s"
+        step_left = self.times.remaining(todo(step))
+        later = [b for s in sorted(planned) if s > step for b in todo(s)]
+        planned_count = sum(len(e["networks"]) for e in planned.values())
+        search_left = search_remaining(self.times, config, todo(step), later, max(planned),
+                                       self.planned_total - planned_count)
+        return format_eta(step_left), format_eta(search_left)
 
 
 class SearchRunner:
@@ -181,7 +182,6 @@ class SearchRunner:
             if step in planned:
                 event = planned[step]
                 networks = event["networks"]
-                predicted_times = event.get("predicted_times")
             else:
                 history = sorted(finished.values(), key=lambda r: r.network_id)
                 self.log.info("step %d: planning (%d networks trained so far)", step, len(history))
@@ -202,27 +202,21 @@ class SearchRunner:
 
             self.run.update_state(stage="search", step=step)
             if self.config.others.workers != 1:  # Ray tasks; the loop below then finds every network finished
-                self._run_step_parallel(step, networks, finished, progress)
-            for index, net in enumerate(networks):
+                self._run_step_parallel(step, networks, planned, finished, progress)
+            for net in networks:
                 if net["network_id"] in finished:
                     continue
-                remaining_pred = None
-                if predicted_times:
-                    remaining_pred = float(sum(t for t in predicted_times[index:] if t is not None))
-                done = len(finished)
+                eta_step, eta_search = progress.etas(self.config, step, planned, finished)
                 self.log.info(
                     "step %d | network %d/%d (id %d, %s, %d blocks) %s | ETA step %s, search %s",
-                    step, done + 1, progress.planned_total, net["network_id"], net["origin"], net["blocks"],
-                    net["encoding"], _fmt_duration(remaining_pred),
-                    _fmt_duration(progress.eta_seconds(done, None)),
+                    step, len(finished) + 1, progress.planned_total, net["network_id"], net["origin"],
+                    net["blocks"], net["encoding"], eta_step, eta_search,
                 )
-                t0 = time.monotonic()
                 journal.append("network_started", network_id=net["network_id"], encoding=net["encoding"], step=step)
                 result = self.train_network(net, step)
                 journal.append("network_finished", network_id=result.network_id, result=result.to_dict())
                 finished[result.network_id] = result
-                progress.done_this_session += 1
-                progress.seconds_this_session += time.monotonic() - t0
+                progress.network_done(int(net.get("blocks", 0)))
                 self._write_results_csv(finished)
                 self._log_result(result, finished)
 
@@ -262,8 +256,8 @@ class SearchRunner:
         """Build, train, save and (if configured) analog-probe one network; failures become result rows."""
         return self._evaluator().evaluate(self.network_job(net, step))
 
-    def _run_step_parallel(self, step: int, networks: list[dict], finished: dict[int, TrainingResult],
-                           progress: _Progress) -> None:
+    def _run_step_parallel(self, step: int, networks: list[dict], planned: dict[int, dict],
+                           finished: dict[int, TrainingResult], progress: _Progress) -> None:
         """Every unfinished network of `step` as a Ray task; the driver journals each result as it arrives."""
         todo = [net for net in networks if net["network_id"] not in finished]
         if not todo:
@@ -280,16 +274,15 @@ class SearchRunner:
             jobs.append(self.network_job(net, step))
         self.log.info("step %d | %d networks on %d Ray workers | %d/%d done", step, len(jobs), self._executor.slots,
                       len(finished), progress.planned_total)
-        t0 = time.monotonic()
+        blocks = {int(net["network_id"]): int(net.get("blocks", 0)) for net in todo}
         for job, result in self._executor.map_unordered(jobs):
             journal.append("network_finished", network_id=result.network_id, result=result.to_dict())
             finished[result.network_id] = result
-            progress.done_this_session += 1
-            now = time.monotonic()
-            progress.seconds_this_session += now - t0  # wall time: the ETA counts networks per hour of the pool
-            t0 = now
-            self.log.info("step %d | network id %d (%s) %s finished | %d/%d done", step, job.network_id, job.origin,
-                          job.encoding, len(finished), progress.planned_total)
+            progress.network_done(blocks.get(job.network_id, 0))  # wall time between results: the pool's pace
+            eta_step, eta_search = progress.etas(self.config, step, planned, finished)
+            self.log.info("step %d | network id %d (%s) %s finished | %d/%d done | ETA step %s, search %s", step,
+                          job.network_id, job.origin, job.encoding, len(finished), progress.planned_total,
+                          eta_step, eta_search)
             self._write_results_csv(finished)
             self._log_result(result, finished)
 
@@ -303,11 +296,16 @@ class SearchRunner:
         analog = "-" if result.analog_dice is None else f"{result.analog_dice:.3f}±{result.analog_dice_std or 0:.3f}"
         if result.analog_score is not None:
             analog += f" (score {result.analog_score:.3f})"
+        if result.robustness is not None:
+            ratio = f"{result.robustness:.2f}"
+        elif result.analog_dice is not None and result.dice < ROBUSTNESS_MIN_DIGITAL_DICE:
+            ratio = f"n/a (digital Dice < {ROBUSTNESS_MIN_DIGITAL_DICE:g})"
+        else:
+            ratio = "-"
         self.log.info(
-            "  -> %s dice %.3f miou %.3f params %s analog(%s) %s robustness %s train %.1fs",
+            "  -> %s dice %.3f miou %.3f params %s analog(%s) %s analog/digital %s train %.1fs",
             result.status, result.dice, result.miou, f"{result.params:,}",
-            _horizon_label(self.config.analog.t_inference), analog,
-            "-" if result.robustness is None else f"{result.robustness:.2f}", result.train_time_s,
+            _horizon_label(self.config.analog.t_inference), analog, ratio, result.train_time_s,
         )
         ok = [r for r in finished.values() if r.status == "ok"]
         if ok:

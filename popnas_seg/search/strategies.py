@@ -447,7 +447,8 @@ class ProgressiveStrategy:
                 result["analog"] = predictor.predict(candidates)
                 result["analog_error"] = self._loo_error(predictor, probed)
 
-        # the time predictor is cheap: fitted every step for the ETA, an objective only when configured
+        # the time predictor is cheap: fitted every step (its predictions are journaled and scored in
+        # csv/predictor_quality.csv; the ETA uses measured times, search/eta.py), an objective only when configured
         timed = [(c, float(r.train_time_s)) for r, c in ok
                  if r.train_time_s is not None and math.isfinite(r.train_time_s) and r.train_time_s > 0]
         if timed:
