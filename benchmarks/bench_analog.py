@@ -59,8 +59,9 @@ def _pin_threads(threads: int) -> None:
     if threads <= 0:
         return
     os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(threads)
-    import popnas_seg  # noqa: F401  (first: its root sets TF_ENABLE_ONEDNN_OPTS=0; oneDNN SIGSEGVs in TF 2.21)
     import tensorflow as tf
+
+    import popnas_seg  # noqa: F401  (first: its root sets TF_ENABLE_ONEDNN_OPTS=0; oneDNN SIGSEGVs in TF 2.21)
 
     tf.config.threading.set_intra_op_parallelism_threads(threads)
     tf.config.threading.set_inter_op_parallelism_threads(threads)
@@ -323,9 +324,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.run is None:
         parser.error("give a run folder, or --study OUT")
 
+    from popnas_seg.analog.drift import DriftReport
     from popnas_seg.config import load_config
     from popnas_seg.errors import UserError
-    from popnas_seg.analog.drift import DriftReport
 
     final = args.run / "final"
     try:

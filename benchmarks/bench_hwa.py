@@ -55,8 +55,8 @@ def main(argv: list[str] | None = None) -> int:
     test = trainer.evaluate(model, split="test")
     print(f"{args.cell}: {result.params} params, {result.epochs} epochs (best {result.extra.get('best_epoch')}), "
           f"val Dice {result.dice:.3f}, test Dice {test['dice']:.3f}, {train_s:.0f} s")
-    from popnas_seg.analog.hwa import hwa_and_drift_in_process
     from popnas_seg.analog.export import keras_to_onnx
+    from popnas_seg.analog.hwa import hwa_and_drift_in_process
 
     with tempfile.TemporaryDirectory(prefix="bench_hwa_") as tmp:
         onnx = keras_to_onnx(model, Path(tmp) / "model.onnx")

@@ -9,8 +9,9 @@ data (crop 32), converts it to analog tiles and scores its drift curve exactly a
 2048x2048 (torch tiles only, `--large-times` x `--large-repetitions`), per tile class (AIHWKit's torch
 `TorchInferenceRPUConfig`, which runs use, and its compiled `InferenceRPUConfig`, the equivalence check) and per
 tiling (crop-sized tiles = `inference.tile_size` 0; whole-image tiles = the default 256). It prints seconds per
-megapixel per drift time and programming (one scoring of every image), the mean analog Dice, and the speed-up of each whole-image row over its crop-tiled
-twin. The same seeds program the same chips in every row, so Dice differences are tiling, not luck.
+megapixel per drift time and programming (one scoring of every image), the mean analog Dice, and the speed-up of each
+whole-image row over its crop-tiled twin. The same seeds program the same chips in every row, so Dice differences
+are tiling, not luck.
 
     python benchmarks/bench_inference_tiles.py                 # about 10 minutes on 2 busy cores
     python benchmarks/bench_inference_tiles.py --skip-large    # 256x256 only

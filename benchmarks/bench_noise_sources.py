@@ -99,8 +99,8 @@ def score_unit(unit: Path, net: str, seed: int, repetitions: int, weight_scaling
     import numpy as np
 
     from popnas_seg.analog.export import onnx_to_torch
-    from popnas_seg.analog.scoring import analog_dice, score_repetitions
     from popnas_seg.analog.rpu import to_analog
+    from popnas_seg.analog.scoring import analog_dice, score_repetitions
     from popnas_seg.atomic import atomic_write_json
     from popnas_seg.config import AnalogConfig
 

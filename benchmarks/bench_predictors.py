@@ -79,7 +79,9 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     cells, dice, params, flops = load(args.csv)
     costs = {c.key(): (pa, fl) for c, pa, fl in zip(cells, params, flops)}
-    print(f"{len(cells)} networks, Dice {dice.min():.3f}..{dice.max():.3f}, params {params.min():.0f}..{params.max():.0f}")
+    print(
+        f"{len(cells)} networks, Dice {dice.min():.3f}..{dice.max():.3f}, params {params.min():.0f}..{params.max():.0f}"
+    )
     models = predictors(args.operators, 2, args.blocks, costs, args.gin_epochs, args.gin_members)
     if args.skip_gin:
         models = {k: v for k, v in models.items() if not k.startswith("gin")}

@@ -44,9 +44,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
+import bench_search  # noqa: E402
 from scipy.stats import spearmanr  # noqa: E402
 
-import bench_search  # noqa: E402
 from popnas_seg.config import RunConfig  # noqa: E402
 from popnas_seg.runlog.tables import read_csv  # noqa: E402
 

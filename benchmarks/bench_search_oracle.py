@@ -26,10 +26,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import numpy as np  # noqa: E402
-
 import bench_search as B  # noqa: E402
 import bench_search_replay as R  # noqa: E402
+import numpy as np  # noqa: E402
 
 from popnas_seg.config import RunConfig  # noqa: E402
 from popnas_seg.search.pareto import greedy_hypervolume_selection, objective_matrix  # noqa: E402
@@ -131,9 +130,18 @@ def oracle_task(args: argparse.Namespace, bench: argparse.Namespace, task: str) 
                     reach[1] += 1
         print(f"[oracle] {task}: draw seed {seed}: regret {regrets['steps'][-1]:.4f} in steps {batches}, "
               f"{regrets['once'][-1]:.4f} in one batch", flush=True)
-    return {"task": task, "pool": len(pool), "union": union, "batches": batches, "inherited": inherited,
-            "reach": reach, "sd": np.sqrt(np.diag(cov)), "corr": float(cov[0, 1] / np.sqrt(cov[0, 0] * cov[1, 1])) if len(noisy) == 2 else None,
-            "regrets": regrets, "recorded": recorded}
+    return {
+        "task": task,
+        "pool": len(pool),
+        "union": union,
+        "batches": batches,
+        "inherited": inherited,
+        "reach": reach,
+        "sd": np.sqrt(np.diag(cov)),
+        "corr": float(cov[0, 1] / np.sqrt(cov[0, 0] * cov[1, 1])) if len(noisy) == 2 else None,
+        "regrets": regrets,
+        "recorded": recorded,
+    }
 
 
 def report(res: dict) -> str:

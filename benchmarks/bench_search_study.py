@@ -49,10 +49,9 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import numpy as np  # noqa: E402
-
 import bench_search as B  # noqa: E402
 import bench_search_replay as R  # noqa: E402
+import numpy as np  # noqa: E402
 import search_stats as S  # noqa: E402
 
 from popnas_seg.config import RunConfig  # noqa: E402
@@ -291,11 +290,17 @@ def study_task(args: argparse.Namespace, bench: argparse.Namespace, task: str, t
             final_hv = curve_by[s][-1] if curve_by[s] else 0.0
             single = (region_hypervolume(objective_matrix(usable(by[s].results, objectives), objectives)[0],
                                          objectives, region) if usable(by[s].results, objectives) else 0.0)
-            row[s] = {"hv": final_hv, "regret": ref - final_hv, "single_hv": single, "networks": by[s].n, "front": len(final),
-                      "seconds": sum(seconds[s]),
-                      "hv_compute": S.value_at_compute(curve_by[s], seconds[s], budget),
-                      "networks_compute": S.prefix_at_compute(seconds[s], budget),
-                      "buckets": bucket_bests([means[e] for e in final])}
+            row[s] = {
+                "hv": final_hv,
+                "regret": ref - final_hv,
+                "single_hv": single,
+                "networks": by[s].n,
+                "front": len(final),
+                "seconds": sum(seconds[s]),
+                "hv_compute": S.value_at_compute(curve_by[s], seconds[s], budget),
+                "networks_compute": S.prefix_at_compute(seconds[s], budget),
+                "buckets": bucket_bests([means[e] for e in final]),
+            }
         per_seed.append(row)
 
     hv = {s: [p[s]["hv"] for p in per_seed] for s in B.STRATEGIES}

@@ -27,9 +27,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import numpy as np  # noqa: E402
-
 import bench_search as B  # noqa: E402
+import numpy as np  # noqa: E402
 
 from popnas_seg.config import RunConfig  # noqa: E402
 from popnas_seg.results import TrainingResult  # noqa: E402
@@ -87,7 +86,9 @@ def main(argv: list[str] | None = None) -> int:
             later = [r for r in progressive if r.step > 1]
             sizes.append(len(progressive))
 
-            def first_reach(order: list[TrainingResult]) -> int | None:
+            def first_reach(
+                order: list[TrainingResult], later: list[TrainingResult] = later, reference=reference, target=target
+            ) -> int | None:
                 return B.networks_to_reach(B.hv_curve(order + later, OBJECTIVES, reference), target)
 
             reach["recorded (bisection)"].append(first_reach(step1))

@@ -12,8 +12,9 @@ import errno
 import logging
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from popnas_seg.command import tool_command
 from popnas_seg.config import DEFAULT_CONFIG, RunConfig, load_config

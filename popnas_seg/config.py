@@ -169,7 +169,7 @@ class SearchStrategyConfig(_Section):
 
     @model_validator(mode="wrap")
     @classmethod
-    def _rename_deprecated(cls, data: Any, handler: Any) -> "SearchStrategyConfig":
+    def _rename_deprecated(cls, data: Any, handler: Any) -> SearchStrategyConfig:
         """Accept old objective names (analog_robustness -> analog_dice); the log notes the rename."""
         from popnas_seg.search.pareto import OBJECTIVE_ALIASES
 
@@ -288,7 +288,9 @@ class DatasetConfig(_Section):
         "on the same data"
     )
     crop: tuple[int, int] = Field(
-        (64, 64), validation_alias=AliasChoices("crop", "resize"), description="height, width of the crops the networks train on (random crops; validation, test "
+        (64, 64),
+        validation_alias=AliasChoices("crop", "resize"),
+        description="height, width of the crops the networks train on (random crops; validation, test "
         "and predict tile whole images with it); must be divisible by 2**motifs. Old name: resize"
     )
     rescale: float = Field(
@@ -318,7 +320,7 @@ class DatasetConfig(_Section):
     balance_class_losses: bool = Field(False, description="weight the loss by inverse class frequency")
 
     @model_validator(mode="after")
-    def _source(self) -> "DatasetConfig":
+    def _source(self) -> DatasetConfig:
         if (self.name is None) == (self.path is None):
             raise ValueError('set exactly one of "name" (built-in data) and "path" (a folder of images/ and masks/)')
         if self.name == "synthetic_nuclei_hard" and self.classes_count != 3:
@@ -400,7 +402,9 @@ class AnalogConfig(_Section):
         description="drift times in seconds for the finalists (1 s, 1 h, 1 day, 30 days, 1 year); each > 0 and at "
         "most 100 years",
     )
-    repetitions: int = Field(5, ge=2, le=1000, description="programmings per drift time for the finalists (mean and std)")
+    repetitions: int = Field(
+        5, ge=2, le=1000, description="programmings per drift time for the finalists (mean and std)"
+    )
     hwa_epochs: int = Field(
         2, ge=0, description="hardware-aware training epochs of the finalists, from the converged weights (0: none); "
         "an epoch is training_hyperparameters.steps_per_epoch batches, as in the digital training (null: one pass)"
@@ -443,7 +447,7 @@ class AnalogConfig(_Section):
         "recommended (null: no budget)")
 
     @model_validator(mode="after")
-    def _device_drift_times(self) -> "AnalogConfig":
+    def _device_drift_times(self) -> AnalogConfig:
         for key, times in (("t_inference", [self.t_inference]), ("eval_times", self.eval_times)):
             for seconds in times:
                 reason = unsupported_drift_time(self.device, seconds)
@@ -565,7 +569,7 @@ class RunConfig(_Section):
         return self.others.seed if seed is None else seed
 
     @model_validator(mode="after")
-    def _cross_checks(self) -> "RunConfig":
+    def _cross_checks(self) -> RunConfig:
         div = 2 ** self.architecture_hyperparameters.motifs
         h, w = self.dataset.crop
         if h % div or w % div:

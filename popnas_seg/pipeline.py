@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from popnas_seg.config import RunConfig
 from popnas_seg.runlog.folder import RunFolder

@@ -11,8 +11,9 @@ import json
 import math
 import os
 import re
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -479,7 +480,7 @@ def load_results(run_path: Path) -> list[TrainingResult]:
 
 
 def measured_front_ids(run_path: Path, results: Sequence[TrainingResult]) -> list[int]:
-    """Ids of the measured front: csv/measured_front.csv written by the search; else recomputed on Dice/params/analog."""
+    """Ids of the measured front: the search's csv/measured_front.csv; else recomputed on Dice/params/analog."""
     rows = _read_rows(run_path / "csv" / "measured_front.csv")
     if rows:
         return [int(float(r["network_id"])) for r in rows]

@@ -9,13 +9,13 @@ from __future__ import annotations
 import json
 import logging
 import math
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any
 
 from popnas_seg.analog.probe import ROBUSTNESS_MIN_DIGITAL_DICE
 from popnas_seg.atomic import atomic_write_text
-from popnas_seg.plots import load_results, measured_front_ids, plot_drift_curves, plot_search
-from popnas_seg.plots import time_label
+from popnas_seg.plots import load_results, measured_front_ids, plot_drift_curves, plot_search, time_label
 from popnas_seg.predictors.quality import MIN_RANK_POINTS
 from popnas_seg.runlog.tables import read_csv
 

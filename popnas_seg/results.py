@@ -57,7 +57,7 @@ class TrainingResult:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "TrainingResult":
+    def from_dict(cls, data: dict[str, Any]) -> TrainingResult:
         """Inverse of `to_dict`/`to_row`; tolerant of CSV strings and empty cells."""
         def num(v: Any, kind: type) -> Any:
             if v is None or v == "" or (isinstance(v, float) and math.isnan(v) and kind is not float):

@@ -10,12 +10,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from conftest import tiny_config
+from test_config import CONFIG_ERROR_CASES
+
 from popnas_seg import cli
 from popnas_seg.command import tool_command
 from popnas_seg.errors import UserError
-from test_config import CONFIG_ERROR_CASES
 
 ROOT = Path(__file__).resolve().parent.parent
 RUN_PY = ROOT / "run.py"
@@ -112,7 +112,9 @@ def test_a_taken_name_fails_before_loading_data(tmp_path: Path, capsys: pytest.C
     monkeypatch.setattr(cli, "_load_data", lambda config: pytest.fail("data loaded before the name check"))
     code = cli.main(["-j", str(write_json(tiny_config())), "--logs-dir", str(tmp_path / "logs"), "--name", "taken"])
     assert code == 2
-    assert f"already exists: resume it with `{tool_command('-r', tmp_path / 'logs' / 'taken')}`" in capsys.readouterr().err
+    assert (
+        f"already exists: resume it with `{tool_command('-r', tmp_path / 'logs' / 'taken')}`" in capsys.readouterr().err
+    )
 
 
 @pytest.mark.parametrize(

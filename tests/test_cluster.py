@@ -19,11 +19,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
-
 from search_helpers import ROOT, journal_events, tiny_config
 
 ray = pytest.importorskip("ray")

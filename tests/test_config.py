@@ -84,21 +84,34 @@ def test_several_problems_are_listed_in_one_message() -> None:
     [
         ({"dataset": {"crop": [32, 32, 32]}}, "dataset.crop: must hold exactly 2 values (got [32, 32, 32])"),
         ({"dataset": {"name": "synthetic_nuclei", "path": "x"}}, 'dataset: set exactly one of "name"'),
-        ({"dataset": {"crop": [36, 36]}, "architecture_hyperparameters": {"motifs": 3}},
-         "dataset.crop [36, 36] must be divisible by 2**motifs = 8"),
-        ({"search_space": {"operators": ["3x3 conv", "3x3 conv"]}}, "search_space.operators: operators contain duplicates"),
+        (
+            {"dataset": {"crop": [36, 36]}, "architecture_hyperparameters": {"motifs": 3}},
+            "dataset.crop [36, 36] must be divisible by 2**motifs = 8",
+        ),
+        (
+            {"search_space": {"operators": ["3x3 conv", "3x3 conv"]}},
+            "search_space.operators: operators contain duplicates",
+        ),
         ({"search_space": {"operators": []}}, "search_space.operators: must hold at least 1 items (got 0)"),
         ({"others": {"pipeline": ["serch"]}}, 'others.pipeline[0]: must be one of "search", "finalists", "report"'),
-        ({"dataset": {"class_labels_remapping": {"x": 1}}}, 'dataset.class_labels_remapping: key "x" must be an integer'),
+        (
+            {"dataset": {"class_labels_remapping": {"x": 1}}},
+            'dataset.class_labels_remapping: key "x" must be an integer',
+        ),
         ({"analog": {"probe": "maybe"}}, 'analog.probe: must be true or false (got "maybe")'),
         ({"search_strategy": {"b1_max_networks": 0}}, "search_strategy.b1_max_networks: must be >= 1 (got 0)"),
-        ({"search_strategy": {"hypervolume_reference": {"dise": 0.1}}},
-         "search_strategy.hypervolume_reference: unknown objective(s) ['dise']"),
+        (
+            {"search_strategy": {"hypervolume_reference": {"dise": 0.1}}},
+            "search_strategy.hypervolume_reference: unknown objective(s) ['dise']",
+        ),
         ({"search_strategy": {"selection": "crowding"}}, "search_strategy.selection"),
         ({"analog": {"preset": "pcm"}}, "analog.preset: unknown key"),
         ({"others": {"train_strategy": "cpu"}}, "others.train_strategy: unknown key"),
         ({"training_hyperparameters": {"learning_rate": 0}}, "training_hyperparameters.learning_rate: must be > 0"),
-        ({"dataset": {"augmentation": {"flip": True}}}, 'dataset.augmentation.flip: unknown key (did you mean "flips"?)'),
+        (
+            {"dataset": {"augmentation": {"flip": True}}},
+            'dataset.augmentation.flip: unknown key (did you mean "flips"?)',
+        ),
     ],
 )
 def test_value_errors_name_the_key(data: dict[str, Any], expected: str) -> None:

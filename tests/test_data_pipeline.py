@@ -15,7 +15,6 @@ from popnas_seg.config import AugmentationConfig, DatasetConfig
 from popnas_seg.data.pipeline import SegmentationData, load_data, save_preview
 from popnas_seg.errors import UserError
 
-
 # Geometric augmentation only (flips, rotations): pixel values keep encoding the labels, so alignment is checkable.
 GEOMETRIC = dict(intensity_scale=0.0, intensity_shift=0.0, gaussian_noise=0.0, affine_rotation_deg=0.0,
                  affine_scale=0.0)
@@ -195,7 +194,9 @@ def test_images_of_different_sizes_stream_and_center_crop() -> None:
     xv, yv = data.val_arrays()
     i = names.index(data.split_names()["val"][0])
     h, w = masks[i].shape
-    np.testing.assert_array_equal(yv[0], masks[i][(h - 16) // 2 : (h - 16) // 2 + 16, (w - 16) // 2 : (w - 16) // 2 + 16])
+    np.testing.assert_array_equal(
+        yv[0], masks[i][(h - 16) // 2 : (h - 16) // 2 + 16, (w - 16) // 2 : (w - 16) // 2 + 16]
+    )
     assert "sizes" in data.describe()
 
 
@@ -219,7 +220,7 @@ def test_normalisation_is_per_image_and_the_same_in_every_split() -> None:
 
 def test_ignore_class_passes_through_and_class_weights() -> None:
     masks = []
-    for i in range(8):
+    for _ in range(8):
         m = np.zeros((16, 16), np.int32)
         m[:4] = 1  # 25 % class 1, 75 % class 0 ...
         m[:, :2] = 2  # ... minus two ignored columns
@@ -327,14 +328,24 @@ def test_normalisation_clip_bounds_hot_pixels_in_training_and_predict_inputs() -
 
     images, masks = generate_nuclei(8, size=(32, 32), seed=2, artefacts=True)
     names = [f"c{i}" for i in range(8)]
-    plain = SegmentationData(list(images), list(masks), names, _cfg(crop=(32, 32), normalisation="standard", classes_count=2), seed=0)
-    clipped = SegmentationData(list(images), list(masks), names, _cfg(crop=(32, 32), normalisation="standard", classes_count=2, normalisation_clip=4.0), seed=0)
+    plain = SegmentationData(
+        list(images), list(masks), names, _cfg(crop=(32, 32), normalisation="standard", classes_count=2), seed=0
+    )
+    clipped = SegmentationData(
+        list(images),
+        list(masks),
+        names,
+        _cfg(crop=(32, 32), normalisation="standard", classes_count=2, normalisation_clip=4.0),
+        seed=0,
+    )
     (px, _), (cx, _) = plain.val_arrays(), clipped.val_arrays()
     assert float(np.abs(px).max()) > 8.0  # the artefacts are far out without the clip
     assert float(np.abs(cx).max()) <= 4.0
     inside = np.abs(px) < 4.0
     np.testing.assert_array_equal(cx[inside], px[inside])
-    one = preprocess_image(images[0], _cfg(crop=(32, 32), normalisation="standard", classes_count=2, normalisation_clip=4.0))
+    one = preprocess_image(
+        images[0], _cfg(crop=(32, 32), normalisation="standard", classes_count=2, normalisation_clip=4.0)
+    )
     assert float(np.abs(one).max()) <= 4.0
     with pytest.raises(ValueError):
         DatasetConfig(normalisation_clip=0.0)

@@ -4,8 +4,7 @@ from __future__ import annotations
 import pytest
 
 from popnas_seg.config import RunConfig
-from popnas_seg.search.eta import (Estimate, NetworkTimes, format_eta, progressive_future_blocks,
-                                   search_remaining)
+from popnas_seg.search.eta import Estimate, NetworkTimes, format_eta, progressive_future_blocks, search_remaining
 from popnas_seg.search.strategies import progressive_budget
 
 

@@ -18,7 +18,12 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 from popnas_seg.analog.export import (  # noqa: E402
-    keras_to_onnx, load_torch, onnxruntime_predict, save_keras, torch_predict, torch_save_atomic,
+    keras_to_onnx,
+    load_torch,
+    onnxruntime_predict,
+    save_keras,
+    torch_predict,
+    torch_save_atomic,
 )
 from popnas_seg.config import ArchitectureConfig  # noqa: E402
 from popnas_seg.models.builder import build_model, build_unet  # noqa: E402

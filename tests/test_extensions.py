@@ -134,7 +134,7 @@ class BlocksPredictor:
     def __init__(self, seed: int) -> None:
         self.seed, self.mean = seed, 0.0
 
-    def fit(self, cells: Sequence[Any], targets: Sequence[float]) -> "BlocksPredictor":
+    def fit(self, cells: Sequence[Any], targets: Sequence[float]) -> BlocksPredictor:
         self.mean = float(np.mean(targets))
         return self
 

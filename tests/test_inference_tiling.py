@@ -6,8 +6,14 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 
-from popnas_seg.inference.tiling import (Tiling, blend_weights, evaluate_images, predict_image,
-                                         sliding_window_predict, tile_starts)
+from popnas_seg.inference.tiling import (
+    Tiling,
+    blend_weights,
+    evaluate_images,
+    predict_image,
+    sliding_window_predict,
+    tile_starts,
+)
 from popnas_seg.training.scores import dice_score, miou_score
 
 

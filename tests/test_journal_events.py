@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from conftest import tiny_config as cli_tiny_config
+
 from popnas_seg import cli
 from popnas_seg.errors import UserError
 from popnas_seg.results import TrainingResult

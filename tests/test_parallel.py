@@ -7,9 +7,9 @@ import re
 from pathlib import Path
 
 import pytest
+from search_helpers import journal_events, run_cli, tiny_config
 
 from popnas_seg.results import TrainingResult
-from search_helpers import journal_events, run_cli, tiny_config
 
 pytest.importorskip("ray")
 

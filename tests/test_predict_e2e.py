@@ -30,7 +30,9 @@ def test_quick_pipeline_on_256px_folder_then_predict(tmp_path: Path) -> None:
     (data_dir / "masks").mkdir()
     images, masks = generate_nuclei(20, (256, 256), 1, seed=3)
     for i, (im, m) in enumerate(zip(images, masks)):
-        Image.fromarray((np.clip(im[..., 0], 0, 1) * 65535).astype(np.uint16)).save(data_dir / "images" / f"c{i:02d}.png")
+        Image.fromarray((np.clip(im[..., 0], 0, 1) * 65535).astype(np.uint16)).save(
+            data_dir / "images" / f"c{i:02d}.png"
+        )
         Image.fromarray((m > 0).astype(np.uint8) * 255).save(data_dir / "masks" / f"c{i:02d}.png")
     quick = json.loads((ROOT / "configs" / "quick.json").read_text())
     quick["dataset"] = {"name": None, "path": str(data_dir), "samples": None, "crop": [32, 32],

@@ -17,8 +17,9 @@ from typing import Any
 
 import numpy as np
 import pytest
-
 from conftest import tiny_config as cli_tiny_config
+from search_helpers import ROOT, journal_events, start_cli, tiny_config, wait_for
+
 from popnas_seg import cli
 from popnas_seg.command import tool_command
 from popnas_seg.config import config_from_dict, load_config, parse_config_text
@@ -26,7 +27,6 @@ from popnas_seg.data.fingerprint import data_fingerprint, describe_change
 from popnas_seg.errors import UserError
 from popnas_seg.runlog.folder import RunFolder
 from popnas_seg.termination import REDELIVERY_S, SigtermGuard, Terminated
-from search_helpers import ROOT, journal_events, start_cli, tiny_config, wait_for
 
 
 class FakeData:
@@ -215,17 +215,29 @@ def test_an_analog_worker_dies_with_its_parent(tmp_path: Path) -> None:
         ({"analog": {"eval_times": []}}, "analog.eval_times: must hold at least 1 items"),
         ({"analog": {"t_inference": float("-inf")}}, "analog.t_inference: must be a finite number"),
         ({"analog": {"out_noise": 1e9}}, "analog.out_noise: must be <= 1"),
-        ({"training_hyperparameters": {"learning_rate": float("nan")}},
-         "training_hyperparameters.learning_rate: must be a finite number (got NaN)"),
-        ({"training_hyperparameters": {"weight_decay": float("inf")}},
-         "training_hyperparameters.weight_decay: must be a finite number"),
-        ({"training_hyperparameters": {"epochs": "2"}}, 'training_hyperparameters.epochs: must be an integer (got "2")'),
-        ({"training_hyperparameters": {"epochs": True}}, "training_hyperparameters.epochs: must be an integer (got true)"),
-        ({"training_hyperparameters": {"learning_rate": True}},
-         "training_hyperparameters.learning_rate: must be a number (got true)"),
+        (
+            {"training_hyperparameters": {"learning_rate": float("nan")}},
+            "training_hyperparameters.learning_rate: must be a finite number (got NaN)",
+        ),
+        (
+            {"training_hyperparameters": {"weight_decay": float("inf")}},
+            "training_hyperparameters.weight_decay: must be a finite number",
+        ),
+        (
+            {"training_hyperparameters": {"epochs": "2"}},
+            'training_hyperparameters.epochs: must be an integer (got "2")',
+        ),
+        (
+            {"training_hyperparameters": {"epochs": True}},
+            "training_hyperparameters.epochs: must be an integer (got true)",
+        ),
+        (
+            {"training_hyperparameters": {"learning_rate": True}},
+            "training_hyperparameters.learning_rate: must be a number (got true)",
+        ),
         ({"search_space": {"blocks": 2.0}}, "search_space.blocks: must be an integer (got 2.0)"),
         ({"others": {"seed": -1}}, "others.seed: must be >= 0 (got -1)"),
-        ({"analog": {"tile_size": 10 ** 9}}, "analog.tile_size: must be <= 4096"),
+        ({"analog": {"tile_size": 10**9}}, "analog.tile_size: must be <= 4096"),
         ({"dataset": {"augmentation": {"gaussian_noise": 1e308}}}, "dataset.augmentation.gaussian_noise: must be <= 1"),
     ],
 )
@@ -444,11 +456,18 @@ def test_a_lost_journal_of_a_search_under_way_is_refused(
 @pytest.mark.parametrize(
     "line,expected",
     [
-        ('{"event": "network_finished", "time": 1.0, "network_id": 1}', 'event "network_finished" lacks the field "result"'),
-        ('{"event": "step_planned", "time": 1.0, "step": "one", "networks": []}',
-         'event "step_planned": field "step" must be an integer (got "one")'),
-        ('{"event": "network_finished", "time": 1.0, "network_id": 1, "result": {"network_id": 1}}',
-         'event "network_finished", field "result" lacks the field "encoding"'),
+        (
+            '{"event": "network_finished", "time": 1.0, "network_id": 1}',
+            'event "network_finished" lacks the field "result"',
+        ),
+        (
+            '{"event": "step_planned", "time": 1.0, "step": "one", "networks": []}',
+            'event "step_planned": field "step" must be an integer (got "one")',
+        ),
+        (
+            '{"event": "network_finished", "time": 1.0, "network_id": 1, "result": {"network_id": 1}}',
+            'event "network_finished", field "result" lacks the field "encoding"',
+        ),
         ('{"time": 1.0}', 'no "event" name'),
         ('{"event": "run_started"}', 'event "run_started" has no numeric "time"'),
     ],

@@ -14,10 +14,10 @@ from typing import Any
 
 import numpy as np
 import pytest
+from search_helpers import ROOT, journal_events, start_cli, tiny_config
 
 from popnas_seg import cli
 from popnas_seg.command import tool_command
-from search_helpers import ROOT, journal_events, start_cli, tiny_config, wait_for
 
 
 def _one_error_line(err: str) -> str:
@@ -92,11 +92,10 @@ def test_signal_handlers_survive_a_library_that_replaces_them() -> None:
             signal.signal(signal.SIGINT, signal.SIG_IGN)
         assert signal.getsignal(signal.SIGTERM) is ours
         assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
-        with pytest.raises(Terminated):
-            with keep_signal_handlers():
-                signal.signal(signal.SIGTERM, like_ray_init)
-                os.kill(os.getpid(), signal.SIGTERM)
-                time.sleep(1)
+        with pytest.raises(Terminated), keep_signal_handlers():
+            signal.signal(signal.SIGTERM, like_ray_init)
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(1)
         assert signal.getsignal(signal.SIGTERM) is ours
     finally:
         guard.restore()

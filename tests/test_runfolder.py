@@ -180,7 +180,9 @@ def test_default_name_is_the_date_time_and_never_collides(tmp_path: Path, config
 def test_existing_folder_is_refused_with_the_fix(tmp_path: Path, config: RunConfig) -> None:
     RunFolder.create(tmp_path, "exp", config).close()
     before = (tmp_path / "exp" / "restore" / "config.json").read_bytes()
-    with pytest.raises(UserError, match=r"already exists: resume it with `\S*python\S* \S*run\.py -r .*exp` or choose another --name"):
+    with pytest.raises(
+        UserError, match=r"already exists: resume it with `\S*python\S* \S*run\.py -r .*exp` or choose another --name"
+    ):
         RunFolder.create(tmp_path, "exp", config_from_dict({**SMALL, "others": {"seed": 7, "pipeline": []}}))
     assert (tmp_path / "exp" / "restore" / "config.json").read_bytes() == before
     (tmp_path / "plain").mkdir()

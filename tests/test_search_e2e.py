@@ -2,14 +2,12 @@
 from __future__ import annotations
 
 import csv
-import os
 import re
 import signal
 from pathlib import Path
 
 import pytest
-
-from search_helpers import run_cli, start_cli, tiny_config, wait_for, journal_events
+from search_helpers import journal_events, run_cli, start_cli, tiny_config, wait_for
 
 
 def _results(folder: Path) -> list[dict]:

@@ -253,7 +253,12 @@ def test_greedy_hypervolume_selection_takes_the_cheap_end() -> None:
     """A, B, C crowd the high-Dice corner, D is cheap: the score rule takes A, B; greedy HV takes D, then A."""
     values = np.array([[0.90, 1000], [0.89, 990], [0.88, 980], [0.50, 100]])
     assert greedy_hypervolume_selection(values, [True, False], [0.0, 2000.0], 2) == [3, 0]
-    assert greedy_hypervolume_selection(values, [True, False], [0.0, 2000.0], 4) == [3, 0, 2, 1]  # C adds 20 x 0.38, B 10 x 0.39
+    assert greedy_hypervolume_selection(values, [True, False], [0.0, 2000.0], 4) == [
+        3,
+        0,
+        2,
+        1,
+    ]  # C adds 20 x 0.38, B 10 x 0.39
     # nothing adds volume (all beyond the reference): the given order fills the picks
     assert greedy_hypervolume_selection(values, [True, False], [0.0, 50.0], 2, order=[2, 1, 0, 3]) == [2, 1]
 

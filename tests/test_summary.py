@@ -6,10 +6,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from test_report import _restore, _synthetic_run
 
 from popnas_seg.cli import main
 from popnas_seg.command import tool_command
-from test_report import _restore, _synthetic_run
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -42,7 +42,7 @@ class DriftCurve:
             raise ValueError(f"drift curve: {len(self.times)} times, {len(self.mean)} means, {len(self.std)} stds")
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any], times: list[float] | None = None) -> "DriftCurve":
+    def from_dict(cls, data: dict[str, Any], times: list[float] | None = None) -> DriftCurve:
         """The layout `hwa._curve` writes; `times` fills in for curves of early reports that kept them only at
         the report's top level."""
         return cls(times=[float(t) for t in (data.get("times") or times or [])],
@@ -87,7 +87,7 @@ class DriftReport:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "DriftReport":
+    def from_dict(cls, data: dict[str, Any]) -> DriftReport:
         names = {f.name for f in dataclasses.fields(cls)}
         fields = {k: v for k, v in data.items() if k in names}
         times = [float(t) for t in data.get("times") or []]
@@ -98,7 +98,7 @@ class DriftReport:
         return cls(**fields)
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str]) -> "DriftReport":
+    def load(cls, path: str | os.PathLike[str]) -> DriftReport:
         """Read a drift_report.json."""
         import json
 
@@ -127,7 +127,7 @@ class DriftReport:
         return sum(scoring) / evaluations
 
 
-def _tile_param(tile: "tuple[int, int] | Tiling") -> Any:
+def _tile_param(tile: tuple[int, int] | Tiling) -> Any:
     """How a tiling travels in a worker job's JSON: a Tiling's dict, or the bare [h, w] of crop-sized tiles."""
     from popnas_seg.inference.tiling import Tiling
 
@@ -151,7 +151,7 @@ def hwa_and_drift(
     dice_weight: float = 1.0,
     ce_weight: float = 1.0,
     timeout_s: float | None = 6 * 3600.0,
-    tile: "tuple[int, int] | Tiling | None" = None,
+    tile: tuple[int, int] | Tiling | None = None,
     test_sizes: np.ndarray | None = None,
     val_x: np.ndarray | None = None,
     val_y: np.ndarray | None = None,
@@ -205,7 +205,7 @@ def score_checkpoint(
     repetitions: int | None = None,
     batch_size: int = 32,
     timeout_s: float | None = 3600.0,
-    tile: "tuple[int, int] | Tiling | None" = None,
+    tile: tuple[int, int] | Tiling | None = None,
     test_sizes: np.ndarray | None = None,
 ) -> DriftCurve:
     """Re-score a saved analog checkpoint (no training), in a worker.

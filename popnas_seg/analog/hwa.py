@@ -221,13 +221,12 @@ def hwa_and_drift_in_process(
     val_x: np.ndarray | None = None, val_y: np.ndarray | None = None, steps_per_epoch: int | None = None,
 ) -> dict[str, Any]:
     """The HWA + drift job itself (run by the worker); returns DriftReport fields."""
+    import onnx2torch  # noqa: F401  (imported before the clock starts: timings measure work, not imports)
     import torch
 
     from popnas_seg.analog.export import onnx_to_torch
-    from popnas_seg.analog.scoring import analog_dice, score_repetitions
     from popnas_seg.analog.rpu import analog_coverage, analog_device, hwa_rpu_config, inference_rpu_config, to_analog
-
-    import onnx2torch  # noqa: F401  (imported before the clock starts: timings measure work, not imports)
+    from popnas_seg.analog.scoring import analog_dice, score_repetitions
 
     analog_cfg = AnalogConfig.model_validate(cfg)
     out = Path(out_dir)

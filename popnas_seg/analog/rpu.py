@@ -10,7 +10,8 @@ converts and no digital fallback goes unreported.
 from __future__ import annotations
 
 import copy
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import torch
 from torch import nn

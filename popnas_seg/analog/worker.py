@@ -23,8 +23,9 @@ every later job, so the import is paid once per process. Every guarantee of the 
   search started from it would build torch-backend Keras models that tf2onnx cannot export);
 - no state that changes results carries over between jobs: every task seeds torch per job (as before),
   and before each job the worker also resets torch's global generator to one fixed seed (a fresh
-  interpreter's is random) and re-enables autograd, so a job sees the same state whatever ran before it; networks are converted layer by layer (rpu.py), so AIHWKit's
-  once-per-process wrapper class (STACK.md) is never involved. Memory is the one thing a long-lived
+  interpreter's is random) and re-enables autograd, so a job sees the same state whatever ran before it;
+  networks are converted layer by layer (rpu.py), so AIHWKit's once-per-process
+  wrapper class (STACK.md) is never involved. Memory is the one thing a long-lived
   process keeps: the parent retires a worker whose resident memory passes `RECYCLE_RSS_BYTES`.
 
 Protocol, and why this one: per job the parent writes `JOB_DIR/job.json` ({"task": ..., "params": {...}})
@@ -65,8 +66,9 @@ import tempfile
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 

@@ -235,9 +235,7 @@ def _as_image(array: np.ndarray, file: Path) -> np.ndarray:
 def _as_mask(array: np.ndarray, file: Path) -> np.ndarray:
     """A single-channel int32 mask; an RGB(A) mask whose colour channels are equal is reduced to one."""
     if array.ndim == 3:
-        if array.shape[-1] == 1:
-            array = array[..., 0]
-        elif array.shape[-1] in (3, 4) and all(
+        if array.shape[-1] == 1 or array.shape[-1] in (3, 4) and all(
             np.array_equal(array[..., 0], array[..., c]) for c in range(1, 3)
         ):
             array = array[..., 0]

@@ -4,8 +4,8 @@ Everything downstream (trainer, analog probe, hardware-aware training, report) r
 one object so that every split gets exactly the same preprocessing:
 
 - images are normalised per image once, on the full image, at load time ("percentile": 1st / 99.8th
-  percentile to 0 / 1; "minmax": to [0,1]; "standard": zero mean, unit variance), so a training crop and a validation crop of the same image see the same
-  statistics and no split can drift from another;
+  percentile to 0 / 1; "minmax": to [0,1]; "standard": zero mean, unit variance), so a training crop and a
+  validation crop of the same image see the same statistics and no split can drift from another;
 - training crops are random (`crop` sized), validation/test/`*_arrays` crops are centred; an image and
   its mask are always cut with the same offsets and flipped/rotated together;
 - splits are a seeded permutation of the images (sorted by name first), so a run, its resume and its
@@ -36,7 +36,7 @@ from popnas_seg.data.sources import DEFAULT_SYNTHETIC_SAMPLES, load_images  # no
 from popnas_seg.errors import UserError
 
 
-def load_data(cfg: DatasetConfig, seed: int) -> "SegmentationData":
+def load_data(cfg: DatasetConfig, seed: int) -> SegmentationData:
     """Load the configured data (the registered source of `dataset.name`, or the folder of `dataset.path`:
     data/sources.py) and split it by `seed`."""
     loaded = load_images(cfg, seed)
@@ -139,7 +139,7 @@ class SegmentationData:
             )
         return test, [np.sort(f) for f in np.array_split(rest, cfg.folds)]
 
-    def check_foreground(self) -> "SegmentationData":
+    def check_foreground(self) -> SegmentationData:
         """Refuse training splits without a single foreground pixel: the search then ran to the end and reported
         Dice 0.000 for every network (issue 37)."""
         background = {0} if self.cfg.ignore_class is None else {0, int(self.cfg.ignore_class)}
@@ -455,10 +455,10 @@ def save_preview(data: SegmentationData, path: str | os.PathLike[str], count: in
     For eyeballing the data: a misaligned mask or a wrong label map is obvious here and nowhere else.
     Written atomically (PNG in memory, then temp file + os.replace).
     """
+    from matplotlib import colormaps
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.colors import ListedColormap
     from matplotlib.figure import Figure
-    from matplotlib import colormaps
 
     pairs = list(data.train_dataset().unbatch().take(count).as_numpy_iterator())
     rows = max(1, len(pairs))

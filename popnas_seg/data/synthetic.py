@@ -166,7 +166,8 @@ def _one_image(
         vignetting = 1.0 - rng.uniform(0.0, 0.35) * (yn * yn + xn * xn) * 2.0
         clean = (background + gain * signal) * vignetting
         clean = ndimage.gaussian_filter(clean, sigma=rng.uniform(0.6, 1.3) * max(scale, 0.5))
-        photons = rng.uniform(15.0, 60.0) if hard else rng.uniform(30.0, 300.0)  # photons at unit intensity: sets the shot-noise level
+        # photons at unit intensity: sets the shot-noise level
+        photons = rng.uniform(15.0, 60.0) if hard else rng.uniform(30.0, 300.0)
         noisy = rng.poisson(np.maximum(clean, 0.0) * photons).astype(np.float32) / photons
         noisy += rng.normal(0.0, 0.005, size=noisy.shape).astype(np.float32)
         image[..., c] = noisy

@@ -24,8 +24,9 @@ import os
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 from popnas_seg.config import RunConfig
 from popnas_seg.errors import UserError

@@ -46,7 +46,7 @@ def check_cluster(address: str, timeout_s: float) -> float:
         try:
             with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s):
                 pass
-        except socket.timeout:
+        except TimeoutError:
             raise UserError(f"{where}: no answer within {timeout_s:g} s (others.ray_connect_timeout_s)") from None
         except OSError as exc:
             reason = exc.strerror or str(exc)

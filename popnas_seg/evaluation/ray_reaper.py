@@ -89,7 +89,7 @@ def _refresh(tracked: dict[int, str]) -> dict[int, str]:
 
 
 def _kill(tracked: dict[int, str]) -> None:
-    for pid, started in _refresh(tracked).items():
+    for pid in _refresh(tracked):
         try:
             os.kill(pid, signal.SIGKILL)
         except OSError:  # gone in the meantime

@@ -29,9 +29,10 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -313,9 +314,17 @@ class FinalistsStage:
         """ONNX + torch export with the equivalence checks; also stores digital predictions of sample images."""
         import torch
 
-        from popnas_seg.analog.export import (EQUIVALENCE_DICE_TOL, EQUIVALENCE_MAX_ABS_DIFF, keras_to_onnx,
-                                              max_abs_diff, onnx_to_torch, onnxruntime_predict, save_npz_atomic,
-                                              torch_predict, torch_save_atomic)
+        from popnas_seg.analog.export import (
+            EQUIVALENCE_DICE_TOL,
+            EQUIVALENCE_MAX_ABS_DIFF,
+            keras_to_onnx,
+            max_abs_diff,
+            onnx_to_torch,
+            onnxruntime_predict,
+            save_npz_atomic,
+            torch_predict,
+            torch_save_atomic,
+        )
         from popnas_seg.training.losses import dice_score
 
         out = self.final_dir / f.name

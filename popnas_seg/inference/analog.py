@@ -12,14 +12,23 @@ from typing import Any
 import numpy as np
 
 
-def analog_predict_in_process(onnx_path: str, checkpoint: str, t_inference: float, seed: int,
-                              tile: list[int] | dict[str, Any], overlap: float, batch_size: int, out: str, x: np.ndarray,
-                              sizes: np.ndarray) -> dict[str, Any]:
+def analog_predict_in_process(
+    onnx_path: str,
+    checkpoint: str,
+    t_inference: float,
+    seed: int,
+    tile: list[int] | dict[str, Any],
+    overlap: float,
+    batch_size: int,
+    out: str,
+    x: np.ndarray,
+    sizes: np.ndarray,
+) -> dict[str, Any]:
     """Probabilities [N, Hmax, Wmax, K] of packed images (`tiling.pack_images`) from one drifted chip."""
     import torch
 
-    from popnas_seg.analog.hwa import load_checkpoint
     from popnas_seg.analog.export import save_npz_atomic, torch_predict
+    from popnas_seg.analog.hwa import load_checkpoint
     from popnas_seg.analog.rpu import program_and_drift
     from popnas_seg.inference.tiling import Tiling, predict_image
 

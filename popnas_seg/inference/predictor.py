@@ -260,7 +260,7 @@ class Predictor:
             t0 = time.perf_counter()
             shown: list[int] = []
 
-            def tiles(done: int, total: int) -> None:
+            def tiles(done: int, total: int, shown: list[int] = shown, name: str = name) -> None:
                 step = max(1, total // 4)
                 if progress is not None and total >= 64 and done // step > len(shown):
                     shown.append(done)

@@ -86,7 +86,7 @@ class Tiling:
                 "divisor": int(self.divisor), "overlap": float(self.overlap)}
 
     @classmethod
-    def coerce(cls, value: "Tiling | dict[str, Any] | Sequence[int]") -> "Tiling":
+    def coerce(cls, value: Tiling | dict[str, Any] | Sequence[int]) -> Tiling:
         """A Tiling from itself, its `to_dict()`, or a bare (h, w) tile (crop-sized tiles, the old form)."""
         if isinstance(value, Tiling):
             return value
@@ -195,7 +195,7 @@ def sliding_window_predict(
 def predict_image(
     predict_fn: PredictFn,
     image: np.ndarray,
-    tiling: "Tiling | dict[str, Any] | Sequence[int]",
+    tiling: Tiling | dict[str, Any] | Sequence[int],
     batch_size: int = 4,
     mode: str = "gaussian",
     progress: Callable[[int, int], None] | None = None,
@@ -211,7 +211,7 @@ def evaluate_images(
     predict_fn: PredictFn,
     images: Iterable[np.ndarray],
     masks: Iterable[np.ndarray],
-    tile: "Tiling | dict[str, Any] | Sequence[int]",
+    tile: Tiling | dict[str, Any] | Sequence[int],
     classes_count: int,
     ignore_class: int | None = None,
     overlap: float | None = None,

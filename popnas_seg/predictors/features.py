@@ -59,7 +59,7 @@ class FeatureScorePredictor:
     def _features(self, cells: Sequence[Any]) -> np.ndarray:
         return np.asarray([list(self.feature_fn(c)) for c in cells], dtype=float).reshape(len(cells), -1)
 
-    def fit(self, cells: Sequence[Any], targets: Sequence[float]) -> "FeatureScorePredictor":
+    def fit(self, cells: Sequence[Any], targets: Sequence[float]) -> FeatureScorePredictor:
         """Fit on (cells, targets); non-finite targets are dropped, the rest clipped to [0, 1]."""
         cells, y = score_targets(cells, targets, "FeatureScorePredictor", float)
         self.train_size = len(cells)
@@ -105,7 +105,7 @@ class FeatureScorePredictor:
         return atomic_write_bytes(path, buffer.getvalue())
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str], feature_fn: FeatureFn) -> "FeatureScorePredictor":
+    def load(cls, path: str | os.PathLike[str], feature_fn: FeatureFn) -> FeatureScorePredictor:
         """Inverse of `save`; pass the same feature function the predictor was fitted with."""
         import joblib
 

@@ -142,7 +142,7 @@ class _CompiledGIN:
     compiled model instead of a new model.
     """
 
-    _instances: dict[tuple[int, int], "_CompiledGIN"] = {}
+    _instances: dict[tuple[int, int], _CompiledGIN] = {}
 
     def __init__(self, max_nodes: int, feature_size: int) -> None:
         self.shape = (max_nodes, feature_size)
@@ -154,7 +154,7 @@ class _CompiledGIN:
                                loss="mse", jit_compile=False)
 
     @classmethod
-    def get(cls, max_nodes: int, feature_size: int) -> "_CompiledGIN":
+    def get(cls, max_nodes: int, feature_size: int) -> _CompiledGIN:
         key = (int(max_nodes), int(feature_size))
         if key not in cls._instances:
             cls._instances[key] = cls(*key)
@@ -214,7 +214,7 @@ class GINPredictor:
         kfold = KFold(n_splits=self.ensemble_units, shuffle=True, random_state=self.seed)
         return [train for train, _ in kfold.split(np.arange(n))]
 
-    def fit(self, cells: Sequence[Any], targets: Sequence[float]) -> "GINPredictor":
+    def fit(self, cells: Sequence[Any], targets: Sequence[float]) -> GINPredictor:
         """Train a fresh ensemble on (cells, targets); targets are clipped to [0, 1], non-finite ones dropped."""
         cells, y = score_targets(cells, targets, "GINPredictor", np.float32)
         x, a, mask = self.encoder.batch(cells)
@@ -260,7 +260,7 @@ class GINPredictor:
         return path
 
     @classmethod
-    def load(cls, directory: str | os.PathLike[str]) -> "GINPredictor":
+    def load(cls, directory: str | os.PathLike[str]) -> GINPredictor:
         path = Path(directory)
         meta_path = path / _META
         if not meta_path.exists():

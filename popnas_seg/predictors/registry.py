@@ -34,7 +34,7 @@ AUTO = "auto"
 class ScorePredictor(Protocol):
     """What the progressive search needs of a score predictor (GINPredictor and FeatureScorePredictor are two)."""
 
-    def fit(self, cells: Sequence[Any], targets: Sequence[float]) -> "ScorePredictor":
+    def fit(self, cells: Sequence[Any], targets: Sequence[float]) -> ScorePredictor:
         """Learn from trained cells and their measured scores; returns self."""
 
     def predict(self, cells: Sequence[Any]) -> np.ndarray:

@@ -90,7 +90,7 @@ class TimePredictor:
     def _features(self, cells: Sequence[Any]) -> np.ndarray:
         return np.asarray([list(self.feature_fn(c)) for c in cells], dtype=float).reshape(len(cells), -1)
 
-    def fit(self, cells: Sequence[Any], seconds: Sequence[float]) -> "TimePredictor":
+    def fit(self, cells: Sequence[Any], seconds: Sequence[float]) -> TimePredictor:
         """Fit on measured times; non-finite or non-positive times are dropped."""
         from sklearn.model_selection import GridSearchCV, KFold
         from sklearn.pipeline import Pipeline
@@ -146,7 +146,7 @@ class TimePredictor:
         return atomic_write_bytes(path, buffer.getvalue())
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str], feature_fn: FeatureFn) -> "TimePredictor":
+    def load(cls, path: str | os.PathLike[str], feature_fn: FeatureFn) -> TimePredictor:
         """Inverse of `save`; pass the same feature function the predictor was fitted with."""
         import joblib
 

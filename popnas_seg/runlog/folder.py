@@ -43,7 +43,7 @@ _NAME_FORMAT = "%Y-%m-%d_%H-%M-%S"
 class RunFolder:
     """A run folder held (locked) by this process. Build it with `create` or `open`, never directly."""
 
-    def __init__(self, path: Path, config: RunConfig, lock: "_FolderLock") -> None:
+    def __init__(self, path: Path, config: RunConfig, lock: _FolderLock) -> None:
         self._path = path
         self._config = config
         self._lock = lock
@@ -53,7 +53,7 @@ class RunFolder:
 
     @classmethod
     def create(cls, logs_dir: str | os.PathLike[str], name: str | None, config: RunConfig,
-               data_fingerprint: dict[str, Any] | None = None) -> "RunFolder":
+               data_fingerprint: dict[str, Any] | None = None) -> RunFolder:
         """Make a new run folder `logs_dir/name` (name None: the current date-time) and lock it.
 
         `data_fingerprint` (popnas_seg.data.fingerprint) is stored with the frozen config, so that a resume
@@ -122,7 +122,7 @@ class RunFolder:
         return target
 
     @classmethod
-    def open(cls, path: str | os.PathLike[str]) -> "RunFolder":
+    def open(cls, path: str | os.PathLike[str]) -> RunFolder:
         """Open an existing run folder for resuming: lock it and reload its frozen config."""
         folder = Path(path)
         reason = not_a_folder_reason(folder)
@@ -345,7 +345,7 @@ class RunFolder:
         """Release the lock (idempotent); the folder can then be opened by another process."""
         self._lock.release()
 
-    def __enter__(self) -> "RunFolder":
+    def __enter__(self) -> RunFolder:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -366,7 +366,7 @@ class _FolderLock:
     flock locks belong to open file descriptions and would otherwise make a process block itself.
     """
 
-    _held_here: ClassVar[dict[str, "_FolderLock"]] = {}
+    _held_here: ClassVar[dict[str, _FolderLock]] = {}
 
     def __init__(self, path: Path, fd: int) -> None:
         self.path = path
@@ -378,7 +378,7 @@ class _FolderLock:
         return self._fd is not None
 
     @classmethod
-    def acquire(cls, path: Path, shown: Path) -> "_FolderLock":
+    def acquire(cls, path: Path, shown: Path) -> _FolderLock:
         key = _key(path)
         mine = cls._held_here.get(key)
         if mine is not None and mine.held:

@@ -16,8 +16,9 @@ evolution draw sizes across the whole range, so their unplanned networks count a
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -27,7 +28,7 @@ class Estimate:
     seconds: float
     lower_bound: bool = False
 
-    def __add__(self, other: "Estimate") -> "Estimate":
+    def __add__(self, other: Estimate) -> Estimate:
         return Estimate(self.seconds + other.seconds, self.lower_bound or other.lower_bound)
 
 

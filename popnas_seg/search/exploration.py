@@ -36,7 +36,7 @@ class ExplorationCounter:
     ops: Counter = field(default_factory=Counter)
 
     @classmethod
-    def over(cls, inputs: Sequence[int], ops: Sequence[str]) -> "ExplorationCounter":
+    def over(cls, inputs: Sequence[int], ops: Sequence[str]) -> ExplorationCounter:
         return cls(Counter({i: 0 for i in inputs}), Counter({o: 0 for o in ops}))
 
     def add(self, cell: Any) -> None:

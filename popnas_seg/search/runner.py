@@ -403,7 +403,9 @@ class SearchRunner:
         })
         write_csv(self.run.csv_dir / "search_progress.csv", progress_rows)
         write_csv(self.run.csv_dir / "measured_front.csv", [r.to_row() for r in front], TrainingResult.COLUMNS)
-        self.log.info("step %d done: %d networks, measured front %d, hypervolume %.4g", step, len(results), len(front), hv)
+        self.log.info(
+            "step %d done: %d networks, measured front %d, hypervolume %.4g", step, len(results), len(front), hv
+        )
         self._plots()
 
     def _plots(self) -> None:
@@ -436,7 +438,9 @@ class SearchRunner:
             if dest.exists():
                 shutil.rmtree(dest)
             tmp.replace(dest)
-            self.log.info("best model: network %d (%s) dice %.3f -> %s", best.network_id, best.encoding, best.dice, dest)
+            self.log.info(
+                "best model: network %d (%s) dice %.3f -> %s", best.network_id, best.encoding, best.dice, dest
+            )
         if not self.config.others.save_children_models:
             keep = {r.network_id for r in front}
             for folder in self.run.models_dir.iterdir():
@@ -446,7 +450,9 @@ class SearchRunner:
         self._plots()
 
 
-def run_search(run: RunFolder, config: RunConfig, data: Any, logger: logging.Logger | None = None) -> list[TrainingResult]:
+def run_search(
+    run: RunFolder, config: RunConfig, data: Any, logger: logging.Logger | None = None
+) -> list[TrainingResult]:
     """Run or resume the search stage of `run`; returns every trained network's result."""
     runner = SearchRunner(run, config, data, logger)
     try:

@@ -29,8 +29,11 @@ from typing import Any, Protocol, TypeVar
 import numpy as np
 
 from popnas_seg.config import RunConfig
-from popnas_seg.predictors.registry import AUTO_GIN_MIN_NETWORKS  # noqa: F401  (re-exported: tests, benchmarks)
-from popnas_seg.predictors.registry import PredictorContext, make_score_predictor
+from popnas_seg.predictors.registry import (
+    AUTO_GIN_MIN_NETWORKS,  # noqa: F401  (re-exported: tests, benchmarks)
+    PredictorContext,
+    make_score_predictor,
+)
 from popnas_seg.registry import STRATEGIES
 from popnas_seg.results import TrainingResult
 from popnas_seg.search.exploration import exploration_picks

@@ -22,9 +22,9 @@ import itertools
 import math
 import random
 import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Iterable, Sequence
 
 import numpy as np
 
@@ -98,12 +98,12 @@ class Cell:
     def _key(self) -> str:
         return str(self.canonical())
 
-    def canonical(self) -> "Cell":
+    def canonical(self) -> Cell:
         """The canonical representative of this cell's equivalence class."""
         return _canonical(self.blocks)
 
     @classmethod
-    def from_string(cls, text: str) -> "Cell":
+    def from_string(cls, text: str) -> Cell:
         """Inverse of `str(cell)`: `"[(-1,3x3 conv,-2,identity);(0,2x2 maxpool,-1,3x3 conv)]"`, `"[]"`."""
         s = text.strip() if isinstance(text, str) else ""
         if not (s.startswith("[") and s.endswith("]")):

@@ -34,8 +34,9 @@ Conversion-driven choices (see shared/STACK.md; tests/test_export_equivalence.py
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, NamedTuple
+from typing import Any, NamedTuple
 
 Kernel = tuple[int, int]
 
@@ -143,9 +144,8 @@ def _check_values(spec: OperatorSpec, fail: str) -> None:
     for k in (spec.kernel, spec.kernel2):
         if k is not None and min(k) < 1:
             raise ValueError(f"{fail}: kernel sizes must be at least 1")
-    if spec.text.endswith("dr conv") or spec.text.endswith("dr dconv"):
-        if spec.dilation < 2:
-            raise ValueError(f'{fail}: dilation must be at least 2 (omit ":1dr" for an undilated conv)')
+    if spec.text.endswith(("dr conv", "dr dconv")) and spec.dilation < 2:
+        raise ValueError(f'{fail}: dilation must be at least 2 (omit ":1dr" for an undilated conv)')
     if spec.ratio is not None and spec.ratio < 1:
         raise ValueError(f"{fail}: the SE reduction ratio must be at least 1")
     if spec.zoom is not None and spec.zoom < 2:

@@ -11,7 +11,8 @@ foreground class is absent on both sides the score is 1.0 (nothing to find, noth
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import keras
 import numpy as np

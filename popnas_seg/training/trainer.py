@@ -88,7 +88,7 @@ class WarmupSchedule(keras.optimizers.schedules.LearningRateSchedule):
         return {"target": self.target, "warmup_steps": self.warmup_steps, "after": after}
 
     @classmethod
-    def from_config(cls, config: dict[str, Any]) -> "WarmupSchedule":
+    def from_config(cls, config: dict[str, Any]) -> WarmupSchedule:
         after = config["after"]
         if isinstance(after, dict):
             after = keras.optimizers.schedules.deserialize(after)
@@ -211,7 +211,7 @@ class _EventWriter:
         self._writer, self._tf, self._metadata = writer, tf, metadata
 
     @classmethod
-    def create(cls, folder: Path) -> "_EventWriter | None":
+    def create(cls, folder: Path) -> _EventWriter | None:
         try:
             import tensorflow as tf
             from tensorflow.core.framework import summary_pb2
