@@ -113,7 +113,7 @@ def _study_unit(out: Path, name: str, seed: int, net: str, cell: str, overrides:
     from popnas_seg.analog.export import keras_to_onnx
     from popnas_seg.atomic import atomic_write_json
     from popnas_seg.data.pipeline import load_data
-    from popnas_seg.inference.tiling import pack_images
+    from popnas_seg.imaging.tiling import pack_images
     from popnas_seg.training.trainer import Trainer
 
     cfg = _study_config(name, out, seed, overrides)

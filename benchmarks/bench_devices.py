@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     from popnas_seg.config import RunConfig
     from popnas_seg.data.pipeline import load_data
     from popnas_seg.devices import device_plan, tensorflow_gpus, torch_gpus
-    from popnas_seg.inference.tiling import pack_images
+    from popnas_seg.imaging.tiling import pack_images
     from popnas_seg.models.builder import build_model
     from popnas_seg.search_space.encoding import Cell
     from popnas_seg.training.trainer import Trainer

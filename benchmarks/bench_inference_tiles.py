@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     from popnas_seg.config import RunConfig
     from popnas_seg.data.pipeline import load_data, preprocess_image
     from popnas_seg.data.synthetic import generate_nuclei
-    from popnas_seg.inference.tiling import Tiling, pack_images
+    from popnas_seg.imaging.tiling import Tiling, pack_images
     from popnas_seg.models.builder import build_model
     from popnas_seg.search_space.encoding import Cell
     from popnas_seg.training.trainer import Trainer

@@ -69,7 +69,7 @@ def analog_job(model: Any, cfg: Any, data: Any, seed: int, test_clip: float | No
 
     from popnas_seg.analog.drift import hwa_and_drift
     from popnas_seg.analog.export import keras_to_onnx
-    from popnas_seg.inference.tiling import pack_images
+    from popnas_seg.imaging.tiling import pack_images
 
     a = cfg.analog if hwa else cfg.analog.model_copy(update={"hwa_epochs": 0})
     hp = cfg.training_hyperparameters

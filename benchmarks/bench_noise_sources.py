@@ -76,7 +76,7 @@ def train_unit(out: Path, data_name: str, seed: int, net: str) -> Path:
     from popnas_seg.analog.export import keras_to_onnx
     from popnas_seg.atomic import atomic_write_json
     from popnas_seg.data.pipeline import load_data
-    from popnas_seg.inference.tiling import pack_images
+    from popnas_seg.imaging.tiling import pack_images
     from popnas_seg.training.trainer import Trainer
 
     unit = out / data_name / f"seed{seed}"

@@ -13,7 +13,7 @@ problem, as in a tabular NAS benchmark. (`--vary-data` gives each seed its own i
 its own network seed, as the benchmark did before 2026-12-05; the task-wide front then holds cells measured on
 data, or with an initialisation, that no run of another seed saw, a floor no run can close.) Everything below
 is computed from the run folders' CSVs, with ONE reference point per task shared by all its runs
-(`search.pareto.reference_point`: scores 0, params 1.1 x the largest network of the space), and hypervolume
+(`search.reference.run_reference_point`: scores 0, params 1.1 x the largest network of the space), and hypervolume
 normalised to [0, 1] by the box up to the ideal (`search.pareto.normalised_hypervolume`):
 
 - hypervolume of the measured front vs networks trained (every prefix of the networks in training order);
@@ -70,8 +70,8 @@ from popnas_seg.search.pareto import (  # noqa: E402
     normalised_hypervolume,
     objective_matrix,
     pareto_mask,
-    reference_point,
 )
+from popnas_seg.search.reference import run_reference_point  # noqa: E402
 from popnas_seg.search.strategies import progressive_budget  # noqa: E402
 
 STRATEGIES = ("progressive", "random", "evolution")
@@ -377,7 +377,7 @@ def analyse_task(args: argparse.Namespace, logs_dir: Path, task: str, seeds: lis
     values, _ = objective_matrix(everything, objectives)
     # ONE reference point for every run of the task: the params bound comes from the search space, not from
     # what a strategy happened to train
-    reference = reference_point(objectives, cfg, values, input_shape, cfg.dataset.classes_count)
+    reference = run_reference_point(objectives, cfg, values, input_shape, cfg.dataset.classes_count)
     union_hv = front_hv(everything, objectives, reference)
     union_front = int(pareto_mask(values, maximise_flags(objectives)).sum()) if everything else 0
     for by in runs.values():

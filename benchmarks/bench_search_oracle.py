@@ -99,7 +99,7 @@ def oracle_task(args: argparse.Namespace, bench: argparse.Namespace, task: str) 
     if len(pool) < 10:
         raise SystemExit(f"[oracle] {task}: only {len(pool)} measured cells in {args.logs_dir}")
     shape = (bench.size, bench.size, base.dataset.generated_channels)
-    reference = B.reference_point(objectives, base, np.zeros((0, len(objectives))), shape,
+    reference = B.run_reference_point(objectives, base, np.zeros((0, len(objectives))), shape,
                                   base.dataset.classes_count)
     values, maximise = objective_matrix(pool, objectives)
     union = B.front_hv(pool, objectives, reference)

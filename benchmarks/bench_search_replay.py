@@ -197,7 +197,7 @@ def replay_task(args: argparse.Namespace, bench: argparse.Namespace, task: str, 
                 if B.search_finished(args.logs_dir / B.run_name(task, s, seed))}
     shape = (bench.size, bench.size, base.dataset.generated_channels)
     train = trainer_for(base, folder)
-    reference = B.reference_point(objectives, base, np.zeros((0, len(objectives))), shape,
+    reference = B.run_reference_point(objectives, base, np.zeros((0, len(objectives))), shape,
                                   base.dataset.classes_count)
     checked = verify(table, train, args.verify)
     rows = []

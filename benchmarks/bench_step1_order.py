@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
         shape = (bench_args.size, bench_args.size, cfg.dataset.generated_channels)
         strategy = ProgressiveStrategy(cfg, shape, cfg.dataset.classes_count)
         # scores 0 and params 1.1 x the largest network of the space: the benchmark's one reference per task
-        reference = B.reference_point(OBJECTIVES, cfg, np.zeros((0, len(OBJECTIVES))), shape,
+        reference = B.run_reference_point(OBJECTIVES, cfg, np.zeros((0, len(OBJECTIVES))), shape,
                                       cfg.dataset.classes_count)
         reach: dict[str, list[int | None]] = {"recorded (bisection)": []}
         reach.update({f"first {m} recorded, then predicted": [] for m in args.heads})

@@ -28,6 +28,7 @@ from pydantic import (
 )
 
 from popnas_seg.errors import UserError
+from popnas_seg.objectives import OBJECTIVE_ALIASES, OBJECTIVES
 from popnas_seg.pathcheck import not_a_folder_reason
 from popnas_seg.registry import DATA_SOURCES, PREDICTORS, STRATEGIES, Registry
 
@@ -160,8 +161,6 @@ class SearchStrategyConfig(_Section):
     @field_validator("hypervolume_reference")
     @classmethod
     def _known_reference_names(cls, value: dict[str, float] | None) -> dict[str, float] | None:
-        from popnas_seg.search.pareto import OBJECTIVES
-
         unknown = sorted(set(value or {}) - set(OBJECTIVES))
         if unknown:
             raise ValueError(f"unknown objective(s) {unknown}; known: {sorted(OBJECTIVES)}")
@@ -171,8 +170,6 @@ class SearchStrategyConfig(_Section):
     @classmethod
     def _rename_deprecated(cls, data: Any, handler: Any) -> SearchStrategyConfig:
         """Accept old objective names (analog_robustness -> analog_dice); the log notes the rename."""
-        from popnas_seg.search.pareto import OBJECTIVE_ALIASES
-
         renamed: set[str] = set()
         if isinstance(data, dict):
             data = dict(data)
@@ -192,8 +189,6 @@ class SearchStrategyConfig(_Section):
 
     def deprecation_notes(self) -> list[str]:
         """One line per deprecated name this section was written with (logged when the search starts)."""
-        from popnas_seg.search.pareto import OBJECTIVE_ALIASES
-
         return [f'search_strategy: objective "{old}" is deprecated, read as "{OBJECTIVE_ALIASES[old]}"'
                 for old in self._deprecated_names]
 
@@ -555,8 +550,8 @@ class RunConfig(_Section):
         return self.others.seed if self.dataset.seed is None else self.dataset.seed
 
     def tiling(self) -> Any:
-        """The `popnas_seg.inference.tiling.Tiling` of whole-image prediction and scoring for this run."""
-        from popnas_seg.inference.tiling import Tiling
+        """The `popnas_seg.imaging.tiling.Tiling` of whole-image prediction and scoring for this run."""
+        from popnas_seg.imaging.tiling import Tiling
 
         return Tiling((int(self.dataset.crop[0]), int(self.dataset.crop[1])), int(self.inference.tile_size),
                       2 ** int(self.architecture_hyperparameters.motifs), float(self.inference.overlap))

@@ -463,7 +463,7 @@ def test_drift_tables_repeat_exactly_from_the_seed_and_whole_image_tiles_match_c
     same job twice gives the same drift table, to the last bit. Whole images scored in one tile each
     (inference.tile_size) score as the crop-tiled ones within the programmings' noise."""
     from popnas_seg.analog.drift import hwa_and_drift
-    from popnas_seg.inference.tiling import Tiling, pack_images
+    from popnas_seg.imaging.tiling import Tiling, pack_images
 
     x, y = _data(8)
     rng = np.random.default_rng(5)

@@ -208,3 +208,10 @@ def test_kill_9_of_the_parent_kills_the_worker_and_the_next_run_sweeps_its_folde
     assert home.exists()
     w.run_job("_echo", {}, timeout_s=60)  # this process's first job sweeps folders of dead processes
     assert not home.exists()
+
+
+def test_every_task_resolves_by_its_module_path() -> None:
+    """The task table names functions by module path (no imports of its callers): each one resolves."""
+    for name, path in w.TASKS.items():
+        fn = w._task(name)
+        assert callable(fn) and f"{fn.__module__}:{fn.__name__}" == path, name

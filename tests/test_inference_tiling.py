@@ -6,7 +6,8 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 
-from popnas_seg.inference.tiling import (
+from popnas_seg.imaging.scores import dice_score, miou_score
+from popnas_seg.imaging.tiling import (
     Tiling,
     blend_weights,
     evaluate_images,
@@ -14,7 +15,6 @@ from popnas_seg.inference.tiling import (
     sliding_window_predict,
     tile_starts,
 )
-from popnas_seg.training.scores import dice_score, miou_score
 
 
 def threshold_fn(batch: np.ndarray) -> np.ndarray:

@@ -123,7 +123,7 @@ def test_keras_metrics_match_numpy_over_batches() -> None:
 
 def test_absent_foreground_convention() -> None:
     y = np.zeros((1, 4, 4), dtype=np.int32)
-    assert math.isnan(dice_score(y, y, 2))  # no foreground anywhere: undefined (was 1.0, see scores.py)
+    assert math.isnan(dice_score(y, y, 2))  # no foreground anywhere: undefined (was 1.0, see imaging/scores.py)
     assert miou_score(y, y, 2) == 1.0  # background is a class of mIoU: defined
     pred = y.copy()
     pred[0, 0, 0] = 1

@@ -24,10 +24,10 @@ from popnas_seg.atomic import atomic_write_json  # noqa: E402
 from popnas_seg.cli import main  # noqa: E402
 from popnas_seg.config import AnalogConfig, config_from_dict, dump_config  # noqa: E402
 from popnas_seg.data.pipeline import load_data  # noqa: E402
+from popnas_seg.imaging.scores import dice_score  # noqa: E402
 from popnas_seg.inference.predictor import Predictor, parse_duration  # noqa: E402
 from popnas_seg.models.builder import build_model  # noqa: E402
 from popnas_seg.search_space.encoding import Cell  # noqa: E402
-from popnas_seg.training.scores import dice_score  # noqa: E402
 from popnas_seg.training.trainer import Trainer  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -171,7 +171,7 @@ def test_run_folder_without_finalists_exits_2(run_folder: dict, tmp_path: Path) 
 
 def test_analog_predict_at_a_drift_time(run_folder: dict, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     from popnas_seg.analog.drift import hwa_and_drift
-    from popnas_seg.inference.tiling import pack_images
+    from popnas_seg.imaging.tiling import pack_images
 
     data, final = run_folder["data"], run_folder["run"] / "final" / "3"
     x, y = data.train_arrays()

@@ -23,7 +23,7 @@ def test_quick_pipeline_on_256px_folder_then_predict(tmp_path: Path) -> None:
     from popnas_seg.config import load_config
     from popnas_seg.data.pipeline import load_data
     from popnas_seg.data.synthetic import generate_nuclei
-    from popnas_seg.training.scores import dice_score
+    from popnas_seg.imaging.scores import dice_score
 
     data_dir = tmp_path / "data"
     (data_dir / "images").mkdir(parents=True)

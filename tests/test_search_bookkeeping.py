@@ -12,7 +12,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from popnas_seg.config import RunConfig
 from popnas_seg.models.cost import unet_params
 from popnas_seg.results import TrainingResult
-from popnas_seg.search.pareto import hypervolume, maximise_flags, objective_matrix, reference_point
+from popnas_seg.search.pareto import hypervolume, maximise_flags, objective_matrix
+from popnas_seg.search.reference import run_reference_point
 from popnas_seg.search.runner import PROBE_DICE_TOLERANCE, SearchRunner, probe_integrity_rows
 from popnas_seg.search.strategies import make_strategy
 from popnas_seg.search.user_region import region_hypervolume, run_region
@@ -38,7 +39,7 @@ def test_measured_front_hypervolume_is_the_user_region_convention() -> None:
     assert region.params_ceiling == unet_params(config.architecture_hyperparameters, 1, 2)
     assert hv == pytest.approx(region_hypervolume(values, objectives, region)) and 0 < hv < 1
     # the old convention (linear params up to 1.1 x the largest cell, scores from 0) gives another number
-    reference = reference_point(objectives, config, values, data.input_shape, data.classes_count)
+    reference = run_reference_point(objectives, config, values, data.input_shape, data.classes_count)
     assert abs(hv - hypervolume(values, maximise_flags(objectives), reference) / reference[1]) > 0.05
 
 

@@ -19,7 +19,7 @@ from popnas_seg.atomic import atomic_write_json
 from popnas_seg.config import AnalogConfig
 
 if TYPE_CHECKING:
-    from popnas_seg.inference.tiling import Tiling
+    from popnas_seg.imaging.tiling import Tiling
 
 
 PHASES = (("before", "before_hwa"), ("control", "digital_control"), ("after", "after_hwa"))
@@ -129,7 +129,7 @@ class DriftReport:
 
 def _tile_param(tile: tuple[int, int] | Tiling) -> Any:
     """How a tiling travels in a worker job's JSON: a Tiling's dict, or the bare [h, w] of crop-sized tiles."""
-    from popnas_seg.inference.tiling import Tiling
+    from popnas_seg.imaging.tiling import Tiling
 
     return tile.to_dict() if isinstance(tile, Tiling) else [int(tile[0]), int(tile[1])]
 
@@ -160,7 +160,7 @@ def hwa_and_drift(
     """HWA + drift scoring of one exported network in a worker process; raises AnalogWorkerError on failure.
 
     HWA trains on the (crop-sized) train arrays; with `tile` (a `Tiling`, or a bare crop-sized tile) and
-    `test_sizes`, test_x/test_y are whole images packed by `popnas_seg.inference.tiling.pack_images` and every
+    `test_sizes`, test_x/test_y are whole images packed by `popnas_seg.imaging.tiling.pack_images` and every
     Dice is a whole-image, tiled Dice.
     """
     from popnas_seg.analog.worker import run_job

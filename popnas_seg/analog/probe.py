@@ -83,7 +83,7 @@ def probe_analog(
 ) -> ProbeResult:
     """Probe the exported network in a worker process (scoring.probe_in_process); raises AnalogWorkerError on failure.
 
-    With `tile` and `sizes`, x/y are whole images packed by `popnas_seg.inference.tiling.pack_images` and
+    With `tile` and `sizes`, x/y are whole images packed by `popnas_seg.imaging.tiling.pack_images` and
     are scored by sliding-window tiling (whole-image Dice).
     """
     from popnas_seg.analog.worker import run_job

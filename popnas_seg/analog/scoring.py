@@ -28,14 +28,14 @@ def analog_dice(module: Any, x: np.ndarray, y: np.ndarray, classes_count: int, i
     """Dice of a (digital or analog) torch module on NHWC arrays, with the shared numpy scorer.
 
     With `tile` (a `tiling.Tiling.to_dict()`, or a bare [h, w] for crop-sized tiles) and `sizes`
-    (`popnas_seg.inference.tiling.pack_images`), x/y hold whole images of any size, scored by the same tiling
+    (`popnas_seg.imaging.tiling.pack_images`), x/y hold whole images of any size, scored by the same tiling
     as the digital whole-image evaluation.
     """
     from popnas_seg.analog.export import torch_predict
-    from popnas_seg.training.scores import dice_score
+    from popnas_seg.imaging.scores import dice_score
 
     if tile is not None and sizes is not None:
-        from popnas_seg.inference.tiling import evaluate_images, unpack_images
+        from popnas_seg.imaging.tiling import evaluate_images, unpack_images
 
         images, masks = unpack_images(x, y, sizes)
         return float(evaluate_images(lambda b: torch_predict(module, b, batch_size=len(b)), images, masks,

@@ -54,6 +54,7 @@ from __future__ import annotations
 
 import atexit
 import gc
+import importlib
 import json
 import os
 import re
@@ -483,32 +484,24 @@ def _test_task(name: str) -> Callable[..., dict[str, Any]] | None:
     return {"_echo": echo, "_sleep": sleep, "_exit": exit_, "_segfault": segfault, "_state": state}.get(name)
 
 
+# task name -> "module:function" run in the worker. Module paths, not imports: the parent never loads torch
+# for a task, and this module (a floor under analog/, devices.py and inference/) imports none of its callers.
+TASKS: dict[str, str] = {
+    "probe": "popnas_seg.analog.scoring:probe_in_process",
+    "hwa_and_drift": "popnas_seg.analog.hwa:hwa_and_drift_in_process",
+    "score_checkpoint": "popnas_seg.analog.hwa:score_checkpoint_in_process",
+    "analog_samples": "popnas_seg.analog.hwa:analog_samples_in_process",
+    "devices": "popnas_seg.devices:devices_in_process",
+    "analog_predict": "popnas_seg.inference.analog:analog_predict_in_process",
+}
+
+
 def _task(name: str) -> Callable[..., dict[str, Any]]:
-    """The in-process function of a task (imported here so the parent never loads torch for it)."""
-    if name == "probe":
-        from popnas_seg.analog.scoring import probe_in_process
-
-        return probe_in_process
-    if name == "hwa_and_drift":
-        from popnas_seg.analog.hwa import hwa_and_drift_in_process
-
-        return hwa_and_drift_in_process
-    if name == "score_checkpoint":
-        from popnas_seg.analog.hwa import score_checkpoint_in_process
-
-        return score_checkpoint_in_process
-    if name == "analog_samples":
-        from popnas_seg.analog.hwa import analog_samples_in_process
-
-        return analog_samples_in_process
-    if name == "devices":
-        from popnas_seg.devices import devices_in_process
-
-        return devices_in_process
-    if name == "analog_predict":
-        from popnas_seg.inference.analog import analog_predict_in_process
-
-        return analog_predict_in_process
+    """The in-process function of a task, imported by its module path (in the worker only)."""
+    if name in TASKS:
+        module, function = TASKS[name].split(":")
+        fn: Callable[..., dict[str, Any]] = getattr(importlib.import_module(module), function)
+        return fn
     test = _test_task(name)
     if test is not None:
         return test

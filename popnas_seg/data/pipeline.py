@@ -207,7 +207,7 @@ class SegmentationData:
 
     def val_images(self, n: int | None = None, fold: int = 0) -> tuple[list[np.ndarray], list[np.ndarray]]:
         """The first `n` validation images (all when None) whole: normalised [H, W, C] float32 and [H, W]
-        int32 masks, sizes may differ. Whole-image scores tile these (popnas_seg/inference/tiling.py)."""
+        int32 masks, sizes may differ. Whole-image scores tile these (popnas_seg/imaging/tiling.py)."""
         val = self._indices(fold)[1]
         return self._whole(val if n is None else val[:n])
 

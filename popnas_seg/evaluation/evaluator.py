@@ -98,7 +98,7 @@ class NetworkEvaluator:
         if self._probe_arrays is None:
             n = self.config.analog.probe_images
             if self.config.analog.probe_whole_images:
-                from popnas_seg.inference.tiling import pack_images
+                from popnas_seg.imaging.tiling import pack_images
 
                 self._probe_arrays = pack_images(*self.data.val_images(n))
             else:
@@ -159,7 +159,7 @@ class NetworkEvaluator:
             probs = model.predict(x, verbose=0, batch_size=batch)
             digital = float(dice_score(np.argmax(probs, axis=-1), y, self.data.classes_count, self.data.ignore_class))
         else:  # whole images, tiled exactly as the worker tiles them
-            from popnas_seg.inference.tiling import evaluate_images, unpack_images
+            from popnas_seg.imaging.tiling import evaluate_images, unpack_images
 
             images, masks = unpack_images(x, y, sizes)
             digital = float(evaluate_images(lambda b: np.asarray(model.predict_on_batch(b)), images, masks, tile,

@@ -390,7 +390,7 @@ class FinalistsStage:
 
     def _whole_test(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Whole held-out images packed for the analog worker (`tiling.pack_images`): x, y, sizes."""
-        from popnas_seg.inference.tiling import pack_images
+        from popnas_seg.imaging.tiling import pack_images
 
         images, masks = self.data.test_images()
         if not images:  # test_size 0: the validation split is the only held-out data

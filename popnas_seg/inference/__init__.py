@@ -1,4 +1,4 @@
-"""Use a found network: tiled whole-image inference, evaluation, and the `predict` command/API.
+"""Use a found network: whole-image inference and the `predict` command/API.
 
-`tiling` is plain numpy (safe to import in the analog worker); `predictor` loads a run folder's networks.
+`predictor` loads a run folder's networks; the tiling it uses lives in `popnas_seg.imaging` (plain numpy).
 """

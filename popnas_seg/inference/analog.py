@@ -30,7 +30,7 @@ def analog_predict_in_process(
     from popnas_seg.analog.export import save_npz_atomic, torch_predict
     from popnas_seg.analog.hwa import load_checkpoint
     from popnas_seg.analog.rpu import program_and_drift
-    from popnas_seg.inference.tiling import Tiling, predict_image
+    from popnas_seg.imaging.tiling import Tiling, predict_image
 
     module, _ = load_checkpoint(onnx_path, checkpoint)
     torch.manual_seed(int(seed))

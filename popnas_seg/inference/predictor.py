@@ -9,7 +9,7 @@ Preprocessing contract (the same as training, `popnas_seg.data.pipeline.preproce
    uint16 / 65535, float files as stored;
 2. scale by `dataset.rescale` (1: nothing);
 3. normalise per image (`dataset.normalisation`: percentile / minmax / standard over all pixels);
-4. segment the whole image with the run's `inference` tiling (popnas_seg/inference/tiling.py): whole up to
+4. segment the whole image with the run's `inference` tiling (popnas_seg/imaging/tiling.py): whole up to
    `inference.tile_size` pixels a side, larger images in overlapping tiles of that side blended with a
    gaussian weight; images are padded to a size the network takes.
 The networks output softmax probabilities [H, W, classes]; the label mask is their argmax, scaled back
@@ -248,7 +248,7 @@ class Predictor:
 
     def _digital_probabilities(self, inputs: list[np.ndarray], names: list[str],
                                progress: Callable[[str], None] | None) -> list[np.ndarray]:
-        from popnas_seg.inference.tiling import predict_image
+        from popnas_seg.imaging.tiling import predict_image
 
         model = self._keras_model()
 
@@ -277,7 +277,7 @@ class Predictor:
         import tempfile
 
         from popnas_seg.analog.worker import AnalogWorkerError, run_job
-        from popnas_seg.inference.tiling import pack_images
+        from popnas_seg.imaging.tiling import pack_images
 
         x, _, sizes = pack_images(inputs, [np.zeros(im.shape[:2], np.int32) for im in inputs])
         if progress is not None:

@@ -13,13 +13,14 @@ What is counted:
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import lru_cache
 
-from popnas_seg.config import ArchitectureConfig
+from popnas_seg.config import ArchitectureConfig, SearchSpaceConfig
 from popnas_seg.models.plan import plan_network, plan_unet
-from popnas_seg.search_space.encoding import Cell
+from popnas_seg.search_space.encoding import Block, Cell
 
-__all__ = ["count_params", "count_flops", "unet_params", "unet_flops"]
+__all__ = ["count_params", "count_flops", "unet_params", "unet_flops", "largest_network_params"]
 
 
 def _shape3(shape: tuple[int, int, int]) -> tuple[int, int, int]:
@@ -62,3 +63,37 @@ def unet_flops(arch: ArchitectureConfig, input_shape: tuple[int, int, int], clas
     """FLOPs of the U-Net baseline on one `input_shape` image (same counting rules)."""
     graph, out = plan_unet(arch, _shape3(input_shape), classes, base)
     return graph.total_flops(out)
+
+
+def largest_network_params(
+    space: SearchSpaceConfig, arch: ArchitectureConfig, input_shape: Sequence[int], classes_count: int
+) -> int:
+    """Params of the largest network of the search space: B blocks, every operator the heaviest one.
+
+    The heaviest operator is the one whose single-block cell has the most parameters; the cell shape is the
+    largest of a few (see below). A heuristic, not an exhaustive search (the 1.1 margin of the reference covers
+    small misses); on the default space with B=2 it equals the true maximum over all 6600 cells (78,554).
+    """
+    channels = int(input_shape[-1])
+    heaviest = max(
+        space.operators,
+        key=lambda op: count_params(Cell((Block(-1, op, -1, op),)), arch, channels, classes_count),
+    )
+    lookbacks = [-(i + 1) for i in range(space.lookback_depth)]
+    pairs = [(a, b) for ai, a in enumerate(lookbacks) for b in lookbacks[ai:]]
+    # a few candidate shapes, the largest wins: all blocks on the same lookback pair or cycling through the
+    # pairs (all blocks unused: the widest concat; which lookback costs more depends on the macro-architecture),
+    # and a chain of blocks
+    wide = [pairs[i % len(pairs)] for i in range(space.blocks)]
+    shapes = [tuple(Block(a, heaviest, b, heaviest) for _ in range(space.blocks)) for a, b in pairs]
+    shapes.append(tuple(Block(a, heaviest, b, heaviest) for a, b in wide))
+    shapes.append(tuple(Block(-1 if i == 0 else i - 1, heaviest, -1, heaviest) for i in range(space.blocks)))
+    counts = []
+    for blocks in shapes:
+        try:
+            counts.append(int(count_params(Cell(blocks), arch, channels, classes_count)))
+        except ValueError:
+            continue
+    if not counts:
+        raise ValueError("could not build the largest cell of the search space to place the params reference")
+    return max(counts)

@@ -5,16 +5,8 @@ works internally in *minimisation space* (maximised columns negated), so callers
 Missing values (NaN, e.g. a network that was never probed) are treated as the worst possible value: they never
 make a point dominate another one and never add hypervolume.
 
-Objective names used across the project (``OBJECTIVES``):
-
-- ``dice`` / ``mean_iou``: the digital validation score (maximise, bounded in [0, 1]);
-- ``params``: exact parameter count from the encoding (minimise);
-- ``analog_dice``: the risk-aware *analog Dice* at the probe horizon, mean - analog.risk_k x std over
-  programmings (`TrainingResult.analog_objective`; rows of older runs without the score rank on their mean),
-  not the analog/digital ratio (maximise, at most 1; DESIGN.md "Analog robustness" explains why the ratio
-  would let useless networks crowd the front). The old name
-  ``analog_robustness`` is accepted as an alias (``OBJECTIVE_ALIASES``); the ratio keeps the name robustness;
-- ``time``: measured training time in seconds (minimise).
+Objective names, directions and aliases live in `popnas_seg.objectives` (a bottom-floor module config.py
+validates against too).
 """
 from __future__ import annotations
 
@@ -23,35 +15,15 @@ from typing import Any
 
 import numpy as np
 
-# objective name -> (TrainingResult attribute, maximise?)
-OBJECTIVES: dict[str, tuple[str, bool]] = {
-    "dice": ("dice", True),
-    "mean_iou": ("miou", True),
-    "params": ("params", False),
-    "analog_dice": ("analog_objective", True),
-    "time": ("train_time_s", False),
-}
-# deprecated objective name -> current name (old configs and journals keep working)
-OBJECTIVE_ALIASES: dict[str, str] = {"analog_robustness": "analog_dice"}
+from popnas_seg.objectives import OBJECTIVES, canonical_objective, check_objectives
 
 # Margin applied to the largest value of an unbounded (minimised) objective to place the reference point.
 REFERENCE_MARGIN = 1.1
 
 
-def canonical_objective(name: str) -> str:
-    """The current name of an objective (maps deprecated aliases)."""
-    return OBJECTIVE_ALIASES.get(name, name)
-
-
-def _check_objectives(objectives: Sequence[str]) -> None:
-    unknown = [o for o in objectives if canonical_objective(o) not in OBJECTIVES]
-    if unknown:
-        raise ValueError(f"unknown objectives {unknown}; known: {sorted(OBJECTIVES)}")
-
-
 def maximise_flags(objectives: Sequence[str]) -> list[bool]:
     """The direction of each named objective (True = larger is better)."""
-    _check_objectives(objectives)
+    check_objectives(objectives)
     return [OBJECTIVES[canonical_objective(o)][1] for o in objectives]
 
 
@@ -181,7 +153,7 @@ def hypervolume(points: Any, maximise: Sequence[bool], reference: Sequence[float
 
 def ideal_point(objectives: Sequence[str]) -> np.ndarray:
     """The best reachable value of each objective: 1 for the bounded scores, 0 for params and time."""
-    _check_objectives(objectives)
+    check_objectives(objectives)
     return np.array([1.0 if OBJECTIVES[canonical_objective(o)][1] else 0.0 for o in objectives], dtype=float)
 
 
@@ -250,7 +222,7 @@ def objective_matrix(records: Sequence[Any], objectives: Sequence[str]) -> tuple
 
     A missing value (e.g. analog Dice of a network that was not probed) becomes NaN.
     """
-    _check_objectives(objectives)
+    check_objectives(objectives)
     values = np.full((len(records), len(objectives)), np.nan, dtype=float)
     for i, record in enumerate(records):
         for j, name in enumerate(objectives):
@@ -267,68 +239,28 @@ def objective_matrix(records: Sequence[Any], objectives: Sequence[str]) -> tuple
     return values, maximise_flags(objectives)
 
 
-def largest_network_params(config: Any, input_shape: Sequence[int], classes_count: int) -> int:
-    """Params of the largest network of the search space: B blocks, every operator the heaviest one.
-
-    The heaviest operator is the one whose single-block cell has the most parameters; the cell shape is the
-    largest of a few (see below). A heuristic, not an exhaustive search (the 1.1 margin of the reference covers
-    small misses); on the default space with B=2 it equals the true maximum over all 6600 cells (78,554).
-    """
-    from popnas_seg.models.cost import count_params
-    from popnas_seg.search_space.encoding import Block, Cell
-
-    space = config.search_space
-    arch = config.architecture_hyperparameters
-    channels = int(input_shape[-1])
-    heaviest = max(
-        space.operators,
-        key=lambda op: count_params(Cell((Block(-1, op, -1, op),)), arch, channels, classes_count),
-    )
-    lookbacks = [-(i + 1) for i in range(space.lookback_depth)]
-    pairs = [(a, b) for ai, a in enumerate(lookbacks) for b in lookbacks[ai:]]
-    # a few candidate shapes, the largest wins: all blocks on the same lookback pair or cycling through the
-    # pairs (all blocks unused: the widest concat; which lookback costs more depends on the macro-architecture),
-    # and a chain of blocks
-    wide = [pairs[i % len(pairs)] for i in range(space.blocks)]
-    shapes = [tuple(Block(a, heaviest, b, heaviest) for _ in range(space.blocks)) for a, b in pairs]
-    shapes.append(tuple(Block(a, heaviest, b, heaviest) for a, b in wide))
-    shapes.append(tuple(Block(-1 if i == 0 else i - 1, heaviest, -1, heaviest) for i in range(space.blocks)))
-    counts = []
-    for blocks in shapes:
-        try:
-            counts.append(int(count_params(Cell(blocks), arch, channels, classes_count)))
-        except ValueError:
-            continue
-    if not counts:
-        raise ValueError("could not build the largest cell of the search space to place the params reference")
-    return max(counts)
-
-
 def reference_point(
     objectives: Sequence[str],
-    config: Any,
     values: Any | None = None,
-    input_shape: Sequence[int] | None = None,
-    classes_count: int | None = None,
+    *,
+    overrides: Mapping[str, float] | None = None,
+    largest_params: float | None = None,
 ) -> np.ndarray:
     """The hypervolume reference point, one value per objective, in the objectives' own directions.
 
-    Rule (``config.search_strategy.hypervolume_reference[name]`` overrides any of them):
+    Rule (``overrides[name]``, the config's ``search_strategy.hypervolume_reference``, replaces any of them):
 
     - ``dice``, ``mean_iou``, ``analog_dice``: 0.0 (maximised and bounded in [0, 1], so every network
       with a positive score adds volume and hypervolumes of different runs compare directly);
-    - ``params``: 1.1 x the params of the largest network of the search space (``largest_network_params``:
-      B blocks of the heaviest operator); it needs `input_shape` and `classes_count`; without them it falls back
-      to 1.1 x the largest measured value in `values`;
+    - ``params``: 1.1 x `largest_params`, the params of the largest network of the search space
+      (``models.cost.largest_network_params``; ``search.reference.run_reference_point`` passes it); without it
+      1.1 x the largest measured value in `values`;
     - ``time``: 1.1 x the largest measured training time in `values` (time has no analytic bound).
 
     `values` is the ``[n, m]`` matrix of the measured objectives (as from ``objective_matrix``).
     """
-    _check_objectives(objectives)
-    overrides: dict[str, float] = {}
-    strategy = getattr(config, "search_strategy", None) if config is not None else None
-    if strategy is not None and strategy.hypervolume_reference:
-        overrides = {canonical_objective(k): v for k, v in strategy.hypervolume_reference.items()}
+    check_objectives(objectives)
+    overrides = {canonical_objective(k): v for k, v in (overrides or {}).items()}
     matrix = None if values is None else np.asarray(values, dtype=float).reshape(-1, len(objectives))
 
     def measured_max(j: int, name: str) -> float:
@@ -345,8 +277,8 @@ def reference_point(
             ref[j] = float(overrides[name])
         elif OBJECTIVES[name][1]:
             ref[j] = 0.0
-        elif name == "params" and config is not None and input_shape is not None and classes_count is not None:
-            ref[j] = REFERENCE_MARGIN * largest_network_params(config, input_shape, classes_count)
+        elif name == "params" and largest_params is not None:
+            ref[j] = REFERENCE_MARGIN * float(largest_params)
         else:
             ref[j] = REFERENCE_MARGIN * measured_max(j, name)
     return ref

@@ -28,11 +28,11 @@ import numpy as np
 from popnas_seg.analog.probe import ROBUSTNESS_MIN_DIGITAL_DICE
 from popnas_seg.config import RunConfig
 from popnas_seg.evaluation.evaluator import PROBE_DICE_TOLERANCE, NetworkEvaluator, NetworkJob
+from popnas_seg.objectives import OBJECTIVES
 from popnas_seg.results import TrainingResult, backfill_analog_scores
 from popnas_seg.runlog.folder import RunFolder
 from popnas_seg.runlog.tables import read_csv, write_csv
 from popnas_seg.search.eta import NetworkTimes, format_eta, search_remaining
-from popnas_seg.search.pareto import OBJECTIVES
 from popnas_seg.search.strategies import strategy_objectives
 
 # Objective name -> column of the strategy's predictions rows holding the predicted value.

@@ -44,9 +44,9 @@ from popnas_seg.search.pareto import (
     non_dominated_sort,
     objective_matrix,
     pareto_mask,
-    reference_point,
     weakly_dominates,
 )
+from popnas_seg.search.reference import run_reference_point
 from popnas_seg.search_space.encoding import (
     Cell,
     expand_cell,
@@ -408,7 +408,7 @@ class ProgressiveStrategy:
     def _predicted_reference(self, objectives: list[str], values: np.ndarray) -> np.ndarray:
         """The run's hypervolume reference (search/pareto.py rule) for predicted values: score and analog Dice
         0, params 1.1 x the largest network; time 1.1 x the largest predicted time."""
-        return reference_point(objectives, self.config, values, self.input_shape, self.classes_count)
+        return run_reference_point(objectives, self.config, values, self.input_shape, self.classes_count)
 
     def _predict(self, step: int, parsed: list[tuple[TrainingResult, Cell]], candidates: list[Cell]) -> dict[str, Any]:
         """Fit the predictors on the finished networks and score `candidates`.

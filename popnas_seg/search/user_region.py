@@ -26,8 +26,8 @@ from typing import Any
 
 import numpy as np
 
+from popnas_seg.objectives import canonical_objective
 from popnas_seg.search.pareto import (
-    canonical_objective,
     hypervolume,
     maximise_flags,
     objective_matrix,

@@ -194,8 +194,8 @@ class MeanIoU(_CountMetric):
 
 
 # ---------------------------------------------------------------- numpy twins (digital and analog evaluation)
-# Defined in scores.py (no Keras import, for the analog worker); re-exported here for existing imports.
-from popnas_seg.training.scores import (  # noqa: E402,F401
+# Defined in imaging/scores.py (no Keras import, for the analog worker); re-exported here for existing imports.
+from popnas_seg.imaging.scores import (  # noqa: E402,F401
     confusion_counts,
     dice_from_counts,
     dice_score,

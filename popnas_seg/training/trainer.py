@@ -332,9 +332,9 @@ class Trainer:
 
     def evaluate(self, model: keras.Model, split: str = "val", fold: int = 0) -> dict[str, float]:
         """Whole-image Dice and mIoU of `model` on a split: every image is segmented by the run's inference
-        tiling (whole up to `inference.tile_size`, popnas_seg/inference/tiling.py, as `predict` does), scored
+        tiling (whole up to `inference.tile_size`, popnas_seg/imaging/tiling.py, as `predict` does), scored
         with the numpy scorer the analog evaluation also uses. So the reported score is the score a user gets."""
-        from popnas_seg.inference.tiling import evaluate_images
+        from popnas_seg.imaging.tiling import evaluate_images
 
         if split == "val":
             images, masks = self.data.val_images(fold=fold)

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from popnas_seg.training.scores import confusion_counts, dice_from_counts, miou_from_counts
+from popnas_seg.imaging.scores import confusion_counts, dice_from_counts, miou_from_counts
 
 __all__ = [
     "PredictFn", "Tiling", "tile_starts", "blend_weights", "sliding_window_predict", "predict_image",
@@ -222,7 +222,7 @@ def evaluate_images(
 
     `tile` is a `Tiling` (or its dict), or a bare (h, w) for fixed tiles of that size; `overlap`, when given,
     overrides the tiling's. Counts are summed over every pixel of every image before scoring, the same
-    definition as the training metrics (popnas_seg/training/scores.py), so a one-tile image scores exactly as
+    definition as the training metrics (popnas_seg/imaging/scores.py), so a one-tile image scores exactly as
     before.
     """
     plan = Tiling.coerce(tile)

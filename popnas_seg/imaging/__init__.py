@@ -1,0 +1,1 @@
+"""Whole-image tiling and segmentation scores (numpy only): the floor that training, analog and inference share."""
