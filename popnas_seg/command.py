@@ -6,6 +6,7 @@ the installed `popnas-seg` entry point when that is how the tool was started.
 """
 from __future__ import annotations
 
+import os
 import shlex
 import sys
 from pathlib import Path
@@ -27,6 +28,6 @@ def tool_argv() -> list[str]:
     return [ENTRY_POINT]
 
 
-def tool_command(*args: str | Path) -> str:
+def tool_command(*args: str | os.PathLike[str]) -> str:
     """The shell command (quoted where needed) that runs this tool with `args`, e.g. tool_command("-r", folder)."""
     return shlex.join([*tool_argv(), *(str(a) for a in args)])

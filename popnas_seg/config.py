@@ -26,6 +26,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import ErrorDetails
 
 from popnas_seg.errors import UserError
 from popnas_seg.objectives import OBJECTIVE_ALIASES, OBJECTIVES
@@ -87,6 +88,15 @@ class SearchSpaceConfig(_Section):
 
 
 ParetoObjective = Literal["params", "analog_dice", "time"]
+Stage = Literal["search", "finalists", "report"]
+
+
+def _default_objectives() -> list[ParetoObjective]:
+    return ["params", "analog_dice"]
+
+
+def _default_pipeline() -> list[Stage]:
+    return ["search", "finalists", "report"]
 
 
 class SearchStrategyConfig(_Section):
@@ -102,7 +112,7 @@ class SearchStrategyConfig(_Section):
     )
     score_metric: Literal["dice", "mean_iou"] = Field("dice", description="accuracy objective (maximised)")
     additional_pareto_objectives: list[ParetoObjective] = Field(
-        default_factory=lambda: ["params", "analog_dice"],
+        default_factory=_default_objectives,
         description="objectives beside the score: params (min), analog_dice (max; old name analog_robustness), "
         "time (min)",
     )
@@ -472,8 +482,8 @@ class OthersConfig(_Section):
     save_children_models: bool = Field(False, description="keep every trained child network as a .keras file")
     xla: bool = Field(False, description="compile training steps with XLA")
     mixed_precision: bool = Field(False, description="train in mixed float16 precision (GPU only)")
-    pipeline: list[Literal["search", "finalists", "report"]] = Field(
-        default_factory=lambda: ["search", "finalists", "report"],
+    pipeline: list[Stage] = Field(
+        default_factory=_default_pipeline,
         description="stages to run, in order ([]: only validate config and data and create the run folder); each "
         "at most once and in the order search, finalists, report (a stage needs the ones before it)",
     )
@@ -724,7 +734,7 @@ def _check_dataset_path(config: RunConfig, source: str) -> None:
     config.dataset.path = str(folder.resolve())
 
 
-class _ObjectWithDuplicates(dict):  # type: ignore[type-arg]
+class _ObjectWithDuplicates(dict[str, Any]):
     """A parsed JSON object that remembers keys written more than once (json keeps only the last value)."""
 
     def __init__(self) -> None:
@@ -757,7 +767,7 @@ _TYPE_WORDS = {
 }
 
 
-def _describe_error(err: dict[str, Any]) -> str:
+def _describe_error(err: ErrorDetails) -> str:
     """One pydantic error -> `key.path: what is wrong (got X)` in the user's JSON terms."""
     kind: str = err["type"]
     loc: tuple[Any, ...] = tuple(err["loc"])

@@ -59,7 +59,10 @@ def _integer_x(ax: Any) -> None:
 LABEL_ALL_MAX = 40
 
 
-def _label_ids(ax: Any, xs: Sequence[Any], ys: Sequence[Any], ids: Sequence[int], is_front: Sequence[bool]) -> None:
+def _label_ids(
+    ax: Any, xs: Sequence[Any] | np.ndarray, ys: Sequence[Any] | np.ndarray, ids: Sequence[int],
+    is_front: Sequence[bool] | np.ndarray,
+) -> None:
     """Write each point's network id beside it (the id `predict --network` and the CSVs use)."""
     label_all = len(ids) <= LABEL_ALL_MAX
     for x, y, network_id, front in zip(xs, ys, ids, is_front):

@@ -57,9 +57,10 @@ class Registry(Generic[T]):
         target = self._entries[name]
         if isinstance(target, str):
             module, _, attribute = target.partition(":")
-            target = getattr(import_module(module), attribute)
-            self._entries[name] = target
-        return target  # type: ignore[return-value]
+            loaded: T = getattr(import_module(module), attribute)
+            self._entries[name] = loaded
+            return loaded
+        return target
 
     def unknown_message(self, name: Any, extra: tuple[str, ...] = (), excluded: tuple[str, ...] = ()) -> str:
         """`must be a registered <kind>, one of "a", "b" (got "x") (did you mean "a"?)`: the config's wording

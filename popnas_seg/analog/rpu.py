@@ -217,13 +217,16 @@ def _parent_of(root: nn.Module, name: str) -> tuple[nn.Module, str]:
     if name in root._modules:
         return root, name
     head, _, tail = name.partition(".")
-    if head in root._modules:
-        return _parent_of(root._modules[head], tail)
+    child = root._modules.get(head)
+    if child is not None:
+        return _parent_of(child, tail)
     raise KeyError(name)
 
 
-def analog_layers(module: nn.Module) -> Iterator[tuple[str, nn.Module]]:
-    """Top-level analog layers of a (partly) analog module (nested analog containers yield once)."""
+def analog_layers(module: nn.Module) -> Iterator[tuple[str, Any]]:
+    """Top-level analog layers of a (partly) analog module (nested analog containers yield once).
+
+    Typed Any: AIHWKit's analog layer mixin (analog_tiles, program_analog_weights, ...) has no type information."""
     seen: list[str] = []
     for name, child in module.named_modules():
         if _is_analog(child) and not any(name.startswith(p + ".") for p in seen):
@@ -247,14 +250,17 @@ def program_and_drift(module: nn.Module, t_inference: float) -> None:
 
 def _weight_count(module: nn.Module) -> int:
     if _is_analog(module):
-        weight, _ = module.get_weights()
+        analog: Any = module  # an AIHWKit analog layer (untyped)
+        weight, _ = analog.get_weights()
         return int(weight.numel())
     weight = getattr(module, "weight", None)
     return int(weight.numel()) if isinstance(weight, torch.Tensor) else 0
 
 
-def _macs(module: nn.Module, inputs: tuple, output: Any) -> int:
-    """Multiply-accumulates of one forward call of a conv / linear layer, per image."""
+def _macs(module: Any, inputs: tuple, output: Any) -> int:
+    """Multiply-accumulates of one forward call of a conv / linear layer, per image.
+
+    `module` is any torch or AIHWKit layer, read by duck-typed attributes (kernel_size, in_channels, ...)."""
     out = output[0] if isinstance(output, (tuple, list)) else output
     if not isinstance(out, torch.Tensor) or out.dim() == 0:
         return 0

@@ -127,7 +127,7 @@ def _process_alive(pid: int, start: int) -> bool:
 def sweep_stale_folders(tempdir: str | os.PathLike[str] | None = None) -> list[Path]:
     """Remove the per-process job folders of processes that no longer exist; returns what was removed."""
     base = Path(tempdir or tempfile.gettempdir())
-    removed = []
+    removed: list[Path] = []
     try:
         entries = list(base.iterdir())
     except OSError:
@@ -352,7 +352,7 @@ def run_job(task: str, params: dict[str, Any], arrays: dict[str, np.ndarray] | N
         job_dir.mkdir()
         try:
             atomic_write_json(job_dir / "job.json", {"task": task, "params": params})
-            np.savez(job_dir / "arrays.npz", **(arrays or {}))
+            np.savez(job_dir / "arrays.npz", allow_pickle=True, **(arrays or {}))
             return _run_in_worker(state, task, job_dir, deadline, timeout_s, started)
         finally:
             shutil.rmtree(job_dir, ignore_errors=True)
@@ -481,7 +481,10 @@ def _test_task(name: str) -> Callable[..., dict[str, Any]] | None:
             torch.set_grad_enabled(False)
         return out
 
-    return {"_echo": echo, "_sleep": sleep, "_exit": exit_, "_segfault": segfault, "_state": state}.get(name)
+    tasks: dict[str, Callable[..., dict[str, Any]]] = {
+        "_echo": echo, "_sleep": sleep, "_exit": exit_, "_segfault": segfault, "_state": state,
+    }
+    return tasks.get(name)
 
 
 # task name -> "module:function" run in the worker. Module paths, not imports: the parent never loads torch

@@ -154,7 +154,7 @@ class NetworkEvaluator:
 
         x, y, sizes = self.probe_arrays()
         batch = max(1, self.config.dataset.batch_size)
-        tile = tuple(int(s) for s in self.data.input_shape[:2])
+        tile = (int(self.data.input_shape[0]), int(self.data.input_shape[1]))
         if sizes is None:
             probs = model.predict(x, verbose=0, batch_size=batch)
             digital = float(dice_score(np.argmax(probs, axis=-1), y, self.data.classes_count, self.data.ignore_class))

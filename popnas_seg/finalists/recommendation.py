@@ -48,7 +48,7 @@ def _analog_settings(run_path: Path) -> tuple[float, int | None]:
     at = _number(analog.get("recommend_at"))
     budget = analog.get("recommend_max_params", defaults.recommend_max_params)
     return (at if at and at > 0 else float(defaults.recommend_at),
-            int(budget) if _number(budget) is not None else None)
+            int(budget) if budget is not None and _number(budget) is not None else None)
 
 
 def _nearest(times: list[float], target: float) -> float | None:

@@ -438,8 +438,8 @@ def _recommended(run_folder: Path, names: list[str], analog: bool) -> tuple[str,
 
     rec = load_recommendation(run_folder)
     use = "analog" if analog else "digital"
-    entry = (rec or {}).get(use)
-    if entry and entry.get("network") in names:
+    entry = rec.get(use) if rec else None
+    if rec and entry and entry.get("network") in names:
         if analog:
             return entry["network"], f"recommended for analog use at {rec['horizon']}", rec.get("horizon_s")
         return entry["network"], "recommended for digital use", None

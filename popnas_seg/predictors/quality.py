@@ -15,7 +15,9 @@ import numpy as np
 MIN_RANK_POINTS = 4
 
 
-def _finite_pairs(predicted: Sequence[float], measured: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+def _finite_pairs(
+    predicted: Sequence[float] | np.ndarray, measured: Sequence[float] | np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     p = np.asarray(predicted, dtype=float).ravel()
     m = np.asarray(measured, dtype=float).ravel()
     if p.shape != m.shape:
@@ -24,7 +26,7 @@ def _finite_pairs(predicted: Sequence[float], measured: Sequence[float]) -> tupl
     return p[keep], m[keep]
 
 
-def rank_quality(predicted: Sequence[float], measured: Sequence[float]) -> dict[str, float]:
+def rank_quality(predicted: Sequence[float] | np.ndarray, measured: Sequence[float] | np.ndarray) -> dict[str, float]:
     """Spearman and Kendall (tau-b) correlations; NaN below MIN_RANK_POINTS pairs or when a side is constant."""
     from scipy.stats import kendalltau, spearmanr
 

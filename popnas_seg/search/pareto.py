@@ -17,6 +17,9 @@ import numpy as np
 
 from popnas_seg.objectives import OBJECTIVES, canonical_objective, check_objectives
 
+# A point in objective space: a list of floats or a 1-D array (the reference point is one).
+Vector = Sequence[float] | np.ndarray
+
 # Margin applied to the largest value of an unbounded (minimised) objective to place the reference point.
 REFERENCE_MARGIN = 1.1
 
@@ -125,7 +128,7 @@ def crowding_distance(values: Any, maximise: Sequence[bool]) -> np.ndarray:
     return distance
 
 
-def hypervolume(points: Any, maximise: Sequence[bool], reference: Sequence[float]) -> float:
+def hypervolume(points: Any, maximise: Sequence[bool], reference: Vector) -> float:
     """Volume dominated by `points` and bounded by `reference` (given in the objectives' own directions).
 
     Points that do not strictly dominate the reference in every objective (or hold NaN) contribute nothing.
@@ -157,7 +160,7 @@ def ideal_point(objectives: Sequence[str]) -> np.ndarray:
     return np.array([1.0 if OBJECTIVES[canonical_objective(o)][1] else 0.0 for o in objectives], dtype=float)
 
 
-def normalised_hypervolume(points: Any, objectives: Sequence[str], reference: Sequence[float]) -> float:
+def normalised_hypervolume(points: Any, objectives: Sequence[str], reference: Vector) -> float:
     """Hypervolume divided by the box between `reference` and the ideal point, so it lies in [0, 1].
 
     1.0 would be a network with score 1 (Dice, analog Dice) and 0 params / 0 s; runs with the same reference
@@ -170,7 +173,7 @@ def normalised_hypervolume(points: Any, objectives: Sequence[str], reference: Se
     return hypervolume(points, maximise, reference) / box
 
 
-def greedy_hypervolume_selection(values: Any, maximise: Sequence[bool], reference: Sequence[float], k: int,
+def greedy_hypervolume_selection(values: Any, maximise: Sequence[bool], reference: Vector, k: int,
                                  order: Sequence[int] | None = None, held: Any = None,
                                  draws: Any = None) -> list[int]:
     """Up to `k` row indices chosen one at a time by their contribution to the hypervolume of `held` (points

@@ -311,8 +311,11 @@ class SearchRunner:
         if ok:
             best = max(ok, key=lambda r: r.dice)
             smallest = min(ok, key=lambda r: r.params)
-            analog_best = max((r for r in ok if r.analog_objective is not None), key=lambda r: r.analog_objective,
-                              default=None)
+            analog_best = max(
+                (r for r in ok if r.analog_objective is not None),
+                key=lambda r: r.analog_objective if r.analog_objective is not None else -math.inf,
+                default=None,
+            )
             self.log.info(
                 "  best so far: dice %.3f (id %d) | smallest %s params (id %d) | analog score %s",
                 best.dice, best.network_id, f"{smallest.params:,}", smallest.network_id,
@@ -366,7 +369,9 @@ class SearchRunner:
         ids = [n["network_id"] for n in planned["networks"]]
         trained = [finished[i] for i in ids if i in finished and finished[i].status == "ok"]
         predictions = {row["encoding"]: row for row in read_csv(self.run.csv_dir / f"predictions_b{step}.csv")}
-        quality_rows = [r for r in read_csv(self.run.csv_dir / "predictor_quality.csv") if int(r["step"]) != step]
+        quality_rows: list[dict[str, Any]] = [
+            r for r in read_csv(self.run.csv_dir / "predictor_quality.csv") if int(r["step"]) != step
+        ]
         for objective, column in PREDICTED_COLUMN.items():
             if objective not in self.objectives and not (objective == "time" and trained):
                 continue
@@ -392,7 +397,9 @@ class SearchRunner:
         results = list(finished.values())
         front, hv = self.measured_front(results)
         ok = [r for r in results if r.status == "ok"]
-        progress_rows = [r for r in read_csv(self.run.csv_dir / "search_progress.csv") if int(r["step"]) != step]
+        progress_rows: list[dict[str, Any]] = [
+            r for r in read_csv(self.run.csv_dir / "search_progress.csv") if int(r["step"]) != step
+        ]
         elapsed = sum(r.train_time_s for r in results)
         progress_rows.append({
             "step": step, "networks_trained": len(results), "hypervolume": hv,

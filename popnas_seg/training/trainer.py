@@ -148,7 +148,7 @@ class _EpochMonitor(keras.callbacks.Callback):
         self.epoch_times: list[float] = []
         self.nan = False
         self._epoch_start = 0.0
-        self._writer = None
+        self._writer: _EventWriter | None = None
         self._event_dir = event_dir
 
     def start_from(self, dice: float, miou: float, weights: list[np.ndarray]) -> None:
