@@ -59,9 +59,10 @@ def show_third_party() -> None:
     _state["tf_level_set"] = False
     if _state["filters_added"]:
         ours = {(m, c, mod) for m, c, mod in HARMLESS_WARNINGS}
+        kept = [f for f in warnings.filters
+                if not (f[0] == "ignore" and f[1] is not None and f[3] is not None
+                        and (f[1].pattern, f[2], f[3].pattern) in ours)]
         # typeshed declares warnings.filters a Sequence; at run time it is the module's list, edited in place
-        warnings.filters[:] = [f for f in warnings.filters  # type: ignore[index]
-                               if not (f[0] == "ignore" and f[1] is not None and f[3] is not None
-                                       and (f[1].pattern, f[2], f[3].pattern) in ours)]
+        warnings.filters[:] = kept  # type: ignore[index]
         getattr(warnings, "_filters_mutated", lambda: None)()  # drop cached "already ignored" decisions
         _state["filters_added"] = False
