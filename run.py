@@ -1,4 +1,5 @@
 """Entry point: `python run.py [-j CONFIG] [-r FOLDER] ...` (see README.md)."""
+
 import sys
 
 EXIT_INTERRUPTED = 130  # as popnas_seg.cli: Ctrl-C, 128 + SIGINT

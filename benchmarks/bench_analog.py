@@ -24,6 +24,7 @@ targets are printed from whatever is there (`--report` prints without training).
 
     python benchmarks/bench_analog.py --study bench_out/analog --seeds 1 2 3 --data folder builtin
 """
+
 from __future__ import annotations
 
 import argparse
@@ -76,15 +77,16 @@ def _study_config(name: str, out: Path, seed: int, overrides: dict[str, Any]) ->
         if not (folder / "masks").exists():
             from popnas_seg.data.synthetic import generate_nuclei, write_folder
 
-            images, masks = generate_nuclei(FOLDER_IMAGES, size=(64, 64), seed=0, artefacts=True,
-                                            empty_fraction=0.1)
+            images, masks = generate_nuclei(FOLDER_IMAGES, size=(64, 64), seed=0, artefacts=True, empty_fraction=0.1)
             write_folder(out / "folder48.tmp", images, masks).replace(folder)
         dataset["path"] = str(folder)
-    return RunConfig.model_validate({
-        "dataset": dataset,
-        "analog": {"eval_times": STUDY_TIMES, "repetitions": 5, **overrides},
-        "others": {"seed": seed},
-    })
+    return RunConfig.model_validate(
+        {
+            "dataset": dataset,
+            "analog": {"eval_times": STUDY_TIMES, "repetitions": 5, **overrides},
+            "others": {"seed": seed},
+        }
+    )
 
 
 def _train(trainer: Any, cfg: Any, data: Any, net: str, cell: str, seed: int, factor: int) -> tuple[Any, dict]:
@@ -93,21 +95,45 @@ def _train(trainer: Any, cfg: Any, data: Any, net: str, cell: str, seed: int, fa
     from popnas_seg.search_space.encoding import Cell
 
     a, arch, shape = cfg.analog, cfg.architecture_hyperparameters, data.input_shape
-    model = (build_unet(arch, shape, data.classes_count) if net == "unet"
-             else build_model(Cell.from_string(cell), arch, shape, data.classes_count))
+    model = (
+        build_unet(arch, shape, data.classes_count)
+        if net == "unet"
+        else build_model(Cell.from_string(cell), arch, shape, data.classes_count)
+    )
     t0 = time.perf_counter()
-    result, model = trainer.train(model, network_id=0, encoding=net if net == "unet" else cell, blocks=1,
-                                  seed=seed, epochs=a.final_epochs * factor,
-                                  early_stopping_patience=a.early_stopping_patience * factor, verbose=False)
+    result, model = trainer.train(
+        model,
+        network_id=0,
+        encoding=net if net == "unet" else cell,
+        blocks=1,
+        seed=seed,
+        epochs=a.final_epochs * factor,
+        early_stopping_patience=a.early_stopping_patience * factor,
+        verbose=False,
+    )
     train_s = time.perf_counter() - t0
     test = trainer.evaluate(model, split="test")
-    return model, {"params": result.params, "val_dice": result.dice, "test_dice": float(test["dice"]),
-                   "epochs": result.epochs, "best_epoch": result.extra.get("best_epoch"), "train_s": train_s,
-                   "status": result.status}
+    return model, {
+        "params": result.params,
+        "val_dice": result.dice,
+        "test_dice": float(test["dice"]),
+        "epochs": result.epochs,
+        "best_epoch": result.extra.get("best_epoch"),
+        "train_s": train_s,
+        "status": result.status,
+    }
 
 
-def _study_unit(out: Path, name: str, seed: int, net: str, cell: str, overrides: dict[str, Any],
-                long_factor: int = LONG_FACTOR, hwa_one_pass: bool = False) -> dict[str, Any]:
+def _study_unit(
+    out: Path,
+    name: str,
+    seed: int,
+    net: str,
+    cell: str,
+    overrides: dict[str, Any],
+    long_factor: int = LONG_FACTOR,
+    hwa_one_pass: bool = False,
+) -> dict[str, Any]:
     """One (data, seed, network): digital training (+ 4x control on the folder), then the analog job."""
     from popnas_seg.analog.drift import hwa_and_drift
     from popnas_seg.analog.export import keras_to_onnx
@@ -119,8 +145,14 @@ def _study_unit(out: Path, name: str, seed: int, net: str, cell: str, overrides:
     cfg = _study_config(name, out, seed, overrides)
     data = load_data(cfg.dataset, seed)
     trainer = Trainer(cfg, data)
-    unit: dict[str, Any] = {"data": name, "seed": seed, "network": net, "encoding": net if net == "unet" else cell,
-                            "train_images": int(data.split_sizes()["train"]), "analog": overrides}
+    unit: dict[str, Any] = {
+        "data": name,
+        "seed": seed,
+        "network": net,
+        "encoding": net if net == "unet" else cell,
+        "train_images": int(data.split_sizes()["train"]),
+        "analog": overrides,
+    }
     model, unit["digital"] = _train(trainer, cfg, data, net, cell, seed, 1)
     if name == "folder" and net != "unet" and long_factor > 1:
         _, unit["digital_long"] = _train(trainer, cfg, data, net, cell, seed, long_factor)
@@ -135,12 +167,27 @@ def _study_unit(out: Path, name: str, seed: int, net: str, cell: str, overrides:
         onnx = keras_to_onnx(model, Path(scratch) / "model.onnx")
         unit["export_s"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        report = hwa_and_drift(onnx, train_x, train_y, test_x, test_y, a, data.classes_count, data.ignore_class,
-                               Path(scratch), seed + 1000, cfg.dataset.batch_size,
-                               class_weights=getattr(data, "class_weights", None), dice_weight=hp.dice_loss_weight,
-                               ce_weight=hp.ce_loss_weight, tile=tuple(data.input_shape[:2]), test_sizes=sizes,
-                               val_x=val_x, val_y=val_y,
-                               steps_per_epoch=None if hwa_one_pass else hp.steps_per_epoch)
+        report = hwa_and_drift(
+            onnx,
+            train_x,
+            train_y,
+            test_x,
+            test_y,
+            a,
+            data.classes_count,
+            data.ignore_class,
+            Path(scratch),
+            seed + 1000,
+            cfg.dataset.batch_size,
+            class_weights=getattr(data, "class_weights", None),
+            dice_weight=hp.dice_loss_weight,
+            ce_weight=hp.ce_loss_weight,
+            tile=tuple(data.input_shape[:2]),
+            test_sizes=sizes,
+            val_x=val_x,
+            val_y=val_y,
+            steps_per_epoch=None if hwa_one_pass else hp.steps_per_epoch,
+        )
         unit["analog_s"] = time.perf_counter() - t0
     unit["times"] = report.times
     unit["timings"] = report.timings
@@ -176,8 +223,10 @@ def study_report(out: Path, names: list[str]) -> None:
     if not units:
         print(f"no results under {out} yet")
         return
-    print(f"Analog study in {out}: mean ± std over seeds (each seed's analog value is the mean of "
-          f"{units[0].get('analog', {}).get('repetitions', 5)} programmings); drift times 1 day / 1 month / 1 year\n")
+    print(
+        f"Analog study in {out}: mean ± std over seeds (each seed's analog value is the mean of "
+        f"{units[0].get('analog', {}).get('repetitions', 5)} programmings); drift times 1 day / 1 month / 1 year\n"
+    )
     headers = ["data", "network", "params", "seeds", "digital test Dice", "4x longer"]
     headers += [f"{label}, {t}" for label, _ in VARIANTS for t in ("1 d", "1 mo", "1 y")]
     print("| " + " | ".join(headers) + " |")
@@ -186,25 +235,35 @@ def study_report(out: Path, names: list[str]) -> None:
     for u in units:
         groups.setdefault((u["data"], u["network"]), []).append(u)
     for (name, net), us in sorted(groups.items()):
-        row = [name, net, f"{us[0]['digital']['params']:,}", ",".join(str(u["seed"]) for u in us),
-               _ms([u["digital"]["test_dice"] for u in us]),
-               _ms([u["digital_long"]["test_dice"] for u in us if "digital_long" in u])]
+        row = [
+            name,
+            net,
+            f"{us[0]['digital']['params']:,}",
+            ",".join(str(u["seed"]) for u in us),
+            _ms([u["digital"]["test_dice"] for u in us]),
+            _ms([u["digital_long"]["test_dice"] for u in us if "digital_long" in u]),
+        ]
         for label, _ in VARIANTS:
             for i in range(3):
                 row.append(_ms([u[label]["mean"][i] for u in us if u.get(label)]))
         print("| " + " | ".join(row) + " |")
-    print("\nWall time per stage, mean over seeds (s): digital training | 4x training | export | analog job "
-          "(HWA train, control train, drift scoring)\n")
+    print(
+        "\nWall time per stage, mean over seeds (s): digital training | 4x training | export | analog job "
+        "(HWA train, control train, drift scoring)\n"
+    )
     print("| data | network | train | 4x train | export | analog | HWA | control | epochs (best) |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for (name, net), us in sorted(groups.items()):
         t = [u["timings"] for u in us]
-        print(f"| {name} | {net} | {_fmt(_mean([u['digital']['train_s'] for u in us]), 0)} | "
-              f"{_fmt(_mean([u['digital_long']['train_s'] for u in us if 'digital_long' in u]), 0)} | "
-              f"{_fmt(_mean([u['export_s'] for u in us]), 1)} | {_fmt(_mean([u['analog_s'] for u in us]), 0)} | "
-              f"{_fmt(_mean([x.get('hwa_train_s') for x in t]), 0)} | "
-              f"{_fmt(_mean([x.get('control_train_s') for x in t]), 0)} | "
-              + ", ".join(f"{u['digital']['epochs']} ({u['digital']['best_epoch']})" for u in us) + " |")
+        print(
+            f"| {name} | {net} | {_fmt(_mean([u['digital']['train_s'] for u in us]), 0)} | "
+            f"{_fmt(_mean([u['digital_long']['train_s'] for u in us if 'digital_long' in u]), 0)} | "
+            f"{_fmt(_mean([u['export_s'] for u in us]), 1)} | {_fmt(_mean([u['analog_s'] for u in us]), 0)} | "
+            f"{_fmt(_mean([x.get('hwa_train_s') for x in t]), 0)} | "
+            f"{_fmt(_mean([x.get('control_train_s') for x in t]), 0)} | "
+            + ", ".join(f"{u['digital']['epochs']} ({u['digital']['best_epoch']})" for u in us)
+            + " |"
+        )
     print("\nTargets (issue 10):")
     folder = {net: us for (name, net), us in groups.items() if name == "folder"}
     cells = [net for net in folder if net != "unet"]
@@ -213,34 +272,50 @@ def study_report(out: Path, names: list[str]) -> None:
         long = _mean([u["digital_long"]["test_dice"] for u in folder[net] if "digital_long" in u])
         unet = _mean([u["digital"]["test_dice"] for u in folder.get("unet", [])])
         if d is not None and long is not None:
-            print(f"- (a) folder finalist {d:.3f} vs 4x longer {long:.3f}: gap {long - d:+.3f} "
-                  f"({'met' if long - d <= 0.01 else 'MISSED'}, target <= 0.01)")
+            print(
+                f"- (a) folder finalist {d:.3f} vs 4x longer {long:.3f}: gap {long - d:+.3f} "
+                f"({'met' if long - d <= 0.01 else 'MISSED'}, target <= 0.01)"
+            )
         if d is not None and unet is not None:
-            print(f"- (a) folder finalist {d:.3f} vs U-Net {unet:.3f}: gap {unet - d:+.3f} "
-                  f"({'met' if unet - d <= 0.01 else 'MISSED'}, target <= 0.01)")
+            print(
+                f"- (a) folder finalist {d:.3f} vs U-Net {unet:.3f}: gap {unet - d:+.3f} "
+                f"({'met' if unet - d <= 0.01 else 'MISSED'}, target <= 0.01)"
+            )
     for (name, net), us in sorted(groups.items()):
         m = {label: _mean([u[label]["mean"][1] for u in us if u.get(label)]) for label, _ in VARIANTS}
         if None not in m.values():
             ok = m["HWA"] > m["no HWA"] and m["HWA"] > m["digital control"]
-            print(f"- (b) {name}/{net} 1 month: HWA {m['HWA']:.3f}, no HWA {m['no HWA']:.3f}, control "
-                  f"{m['digital control']:.3f} ({'met' if ok else 'MISSED'})")
+            print(
+                f"- (b) {name}/{net} 1 month: HWA {m['HWA']:.3f}, no HWA {m['no HWA']:.3f}, control "
+                f"{m['digital control']:.3f} ({'met' if ok else 'MISSED'})"
+            )
         if net != "unet":
             d = _mean([u["digital"]["test_dice"] for u in us])
             y = _mean([u["HWA"]["mean"][2] for u in us if u.get("HWA")])
             if d is not None and y is not None:
-                print(f"- (b) {name}/{net} digital {d:.3f} -> 1 year after HWA {y:.3f}: loss {d - y:.3f} "
-                      f"({'met' if d - y <= 0.015 else 'MISSED'}, target <= 0.015)")
+                print(
+                    f"- (b) {name}/{net} digital {d:.3f} -> 1 year after HWA {y:.3f}: loss {d - y:.3f} "
+                    f"({'met' if d - y <= 0.015 else 'MISSED'}, target <= 0.015)"
+                )
 
 
 def study(args: argparse.Namespace) -> int:
     """The multi-seed study (module docstring); resumable, one JSON file per finished unit."""
     out: Path = args.study
     out.mkdir(parents=True, exist_ok=True)
-    overrides = {k: v for k, v in (("repetitions", args.repetitions), ("hwa_epochs", args.hwa_epochs),
-                                   ("hwa_learning_rate", args.hwa_lr), ("final_epochs", args.final_epochs),
-                                   ("hwa_noise_std", args.hwa_noise), ("clip_sigma", args.clip_sigma),
-                                   ("drift_compensation", args.drift_compensation))
-                 if v is not None}
+    overrides = {
+        k: v
+        for k, v in (
+            ("repetitions", args.repetitions),
+            ("hwa_epochs", args.hwa_epochs),
+            ("hwa_learning_rate", args.hwa_lr),
+            ("final_epochs", args.final_epochs),
+            ("hwa_noise_std", args.hwa_noise),
+            ("clip_sigma", args.clip_sigma),
+            ("drift_compensation", args.drift_compensation),
+        )
+        if v is not None
+    }
     if not args.report:
         _pin_threads(args.threads)
         for name in args.data:
@@ -251,12 +326,14 @@ def study(args: argparse.Namespace) -> int:
                         continue
                     t0 = time.perf_counter()
                     print(f"[{time.strftime('%H:%M:%S')}] {name} seed {seed} {net} ...", flush=True)
-                    unit = _study_unit(out, name, seed, net, args.cell, overrides, args.long_factor,
-                                       args.hwa_one_pass)
-                    print(f"  test Dice {unit['digital']['test_dice']:.3f}"
-                          + (f", 4x {unit['digital_long']['test_dice']:.3f}" if "digital_long" in unit else "")
-                          + f", 1 month HWA {unit['HWA']['mean'][1]:.3f} / no HWA {unit['no HWA']['mean'][1]:.3f}"
-                          f" ({time.perf_counter() - t0:.0f} s)", flush=True)
+                    unit = _study_unit(out, name, seed, net, args.cell, overrides, args.long_factor, args.hwa_one_pass)
+                    print(
+                        f"  test Dice {unit['digital']['test_dice']:.3f}"
+                        + (f", 4x {unit['digital_long']['test_dice']:.3f}" if "digital_long" in unit else "")
+                        + f", 1 month HWA {unit['HWA']['mean'][1]:.3f} / no HWA {unit['no HWA']['mean'][1]:.3f}"
+                        f" ({time.perf_counter() - t0:.0f} s)",
+                        flush=True,
+                    )
     study_report(out, args.data)
     return 0
 
@@ -302,21 +379,45 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=0, help="CPU threads for TF and torch (0: all)")
     parser.add_argument("--report", action="store_true", help="with --study: print the table only")
     parser.add_argument("--final-epochs", type=int, default=None, help="with --study: maximum epochs (smoke runs)")
-    parser.add_argument("--long-factor", type=int, default=LONG_FACTOR,
-                        help="with --study: the folder finalist's longer control (x epochs; <= 1: none)")
-    parser.add_argument("--hwa-one-pass", action="store_true",
-                        help="with --study: HWA epochs = one pass over the train images (before 2026-12-02)")
+    parser.add_argument(
+        "--long-factor",
+        type=int,
+        default=LONG_FACTOR,
+        help="with --study: the folder finalist's longer control (x epochs; <= 1: none)",
+    )
+    parser.add_argument(
+        "--hwa-one-pass",
+        action="store_true",
+        help="with --study: HWA epochs = one pass over the train images (before 2026-12-02)",
+    )
     parser.add_argument("--repetitions", type=int, default=None, help="programmings per time (default: config)")
     parser.add_argument("--hwa-epochs", type=int, default=None, help="HWA epochs (default: config)")
     parser.add_argument("--hwa-lr", type=float, default=None, help="HWA learning rate (default: config)")
-    parser.add_argument("--hwa-noise", type=float, default=None,
-                        help="HWA weight-noise std, relative to the layer's max weight (default: config)")
-    parser.add_argument("--clip-sigma", type=float, default=None,
-                        help="weight clipping of the analog tiles, in layer standard deviations (default: config)")
-    parser.add_argument("--drift-compensation", choices=["global", "none"], default=None,
-                        help="with --study: read-out drift compensation of the analog tiles (default: config)")
-    parser.add_argument("--networks", nargs="+", choices=["cell", "unet"], default=["cell", "unet"],
-                        help="with --study: which networks to run (the table reports whatever is there)")
+    parser.add_argument(
+        "--hwa-noise",
+        type=float,
+        default=None,
+        help="HWA weight-noise std, relative to the layer's max weight (default: config)",
+    )
+    parser.add_argument(
+        "--clip-sigma",
+        type=float,
+        default=None,
+        help="weight clipping of the analog tiles, in layer standard deviations (default: config)",
+    )
+    parser.add_argument(
+        "--drift-compensation",
+        choices=["global", "none"],
+        default=None,
+        help="with --study: read-out drift compensation of the analog tiles (default: config)",
+    )
+    parser.add_argument(
+        "--networks",
+        nargs="+",
+        choices=["cell", "unet"],
+        default=["cell", "unet"],
+        help="with --study: which networks to run (the table reports whatever is there)",
+    )
     parser.add_argument("--from-results", action="store_true", help="summarise final/*/drift.json, no re-run")
     args = parser.parse_args(argv)
     if args.study is not None:
@@ -379,25 +480,56 @@ def main(argv: list[str] | None = None) -> int:
                     test_x, test_y = val_x, val_y
             with tempfile.TemporaryDirectory(prefix=f"bench_analog_{name}_") as scratch:
                 t0 = time.perf_counter()
-                report = hwa_and_drift(final / name / "model.onnx", train_x, train_y, test_x, test_y, analog,
-                                       data.classes_count, data.ignore_class, Path(scratch),
-                                       _seed(config.others.seed, encodings.get(name, name)),
-                                       config.dataset.batch_size, val_x=val_x, val_y=val_y)
+                report = hwa_and_drift(
+                    final / name / "model.onnx",
+                    train_x,
+                    train_y,
+                    test_x,
+                    test_y,
+                    analog,
+                    data.classes_count,
+                    data.ignore_class,
+                    Path(scratch),
+                    _seed(config.others.seed, encodings.get(name, name)),
+                    config.dataset.batch_size,
+                    val_x=val_x,
+                    val_y=val_y,
+                )
                 wall = time.perf_counter() - t0
         before = _at(report, "before_hwa", MONTH_S)
         control = _at(report, "digital_control", MONTH_S)
         after = _at(report, "after_hwa", MONTH_S)
         per_eval, hwa_s = _seconds(report)
         d = digital.get(name)
-        table.append([name, _fmt(d), _cell(*before, d), _cell(*control, d), _cell(*after, d), _fmt(per_eval, 2),
-                      _fmt(hwa_s, 1), _fmt(wall, 1)])
+        table.append(
+            [
+                name,
+                _fmt(d),
+                _cell(*before, d),
+                _cell(*control, d),
+                _cell(*after, d),
+                _fmt(per_eval, 2),
+                _fmt(hwa_s, 1),
+                _fmt(wall, 1),
+            ]
+        )
 
-    print(f"Analog benchmark of {args.run} ({'stored results' if args.from_results else 're-run'}, "
-          f"{analog.repetitions} programmings, {analog.hwa_epochs} HWA epoch(s) at lr {analog.hwa_learning_rate:g}; "
-          f"Dice at 1 month = 30 days, "
-          f"drop vs digital test Dice in brackets)\n")
-    headers = ["network", "digital Dice", "1 month, no HWA", "1 month, digital control", "1 month, HWA",
-               "s / drift eval", "HWA train s", "total s"]
+    print(
+        f"Analog benchmark of {args.run} ({'stored results' if args.from_results else 're-run'}, "
+        f"{analog.repetitions} programmings, {analog.hwa_epochs} HWA epoch(s) at lr {analog.hwa_learning_rate:g}; "
+        f"Dice at 1 month = 30 days, "
+        f"drop vs digital test Dice in brackets)\n"
+    )
+    headers = [
+        "network",
+        "digital Dice",
+        "1 month, no HWA",
+        "1 month, digital control",
+        "1 month, HWA",
+        "s / drift eval",
+        "HWA train s",
+        "total s",
+    ]
     print("| " + " | ".join(headers) + " |")
     print("|" + "|".join(" --- " for _ in headers) + "|")
     for row in table:

@@ -9,6 +9,7 @@ Keras training of one cell (`--epochs` on the built-in data), the search-time an
     python benchmarks/bench_devices.py                     # devices as seen
     CUDA_VISIBLE_DEVICES= python benchmarks/bench_devices.py   # CPU only
 """
+
 from __future__ import annotations
 
 import os
@@ -51,16 +52,26 @@ def main(argv: list[str] | None = None) -> int:
     from popnas_seg.training.trainer import Trainer
 
     plan = device_plan(tensorflow_gpus(), torch_gpus())
-    cfg = RunConfig.model_validate({"dataset": {"name": "synthetic_nuclei", "samples": args.samples},
-                                    "others": {"seed": args.seed}})
+    cfg = RunConfig.model_validate(
+        {"dataset": {"name": "synthetic_nuclei", "samples": args.samples}, "others": {"seed": args.seed}}
+    )
     data = load_data(cfg.dataset, args.seed)
     timings: dict[str, float] = {}
 
     def train(epochs: int) -> tuple:
-        model = build_model(Cell.from_string(CELL), cfg.architecture_hyperparameters, data.input_shape,
-                            data.classes_count)
-        return Trainer(cfg, data).train(model, network_id=0, encoding=CELL, blocks=1, seed=args.seed,
-                                        epochs=epochs, early_stopping_patience=epochs, verbose=False)
+        model = build_model(
+            Cell.from_string(CELL), cfg.architecture_hyperparameters, data.input_shape, data.classes_count
+        )
+        return Trainer(cfg, data).train(
+            model,
+            network_id=0,
+            encoding=CELL,
+            blocks=1,
+            seed=args.seed,
+            epochs=epochs,
+            early_stopping_patience=epochs,
+            verbose=False,
+        )
 
     train(1)  # warm-up: graph building and device initialisation
     t0 = time.perf_counter()
@@ -80,16 +91,37 @@ def main(argv: list[str] | None = None) -> int:
         torch.manual_seed(args.seed)
         analog = _on(to_analog(onnx_to_torch(onnx), inference_rpu_config(cfg.analog)), analog_device())
         t0 = time.perf_counter()
-        curve = _curve(analog, tx, ty, list(args.times), args.repetitions, args.seed, data.classes_count,
-                       data.ignore_class, cfg.dataset.batch_size, cfg.tiling().to_dict(), sizes)
+        curve = _curve(
+            analog,
+            tx,
+            ty,
+            list(args.times),
+            args.repetitions,
+            args.seed,
+            data.classes_count,
+            data.ignore_class,
+            cfg.dataset.batch_size,
+            cfg.tiling().to_dict(),
+            sizes,
+        )
         timings["drift_s"] = time.perf_counter() - t0
-    print(json.dumps({
-        "keras": plan.keras, "analog": plan.analog, "devices": plan.lines, "timings": timings,
-        "val_dice": result.dice, "probe_analog_dice": probe["analog_dice_mean"],
-        "drift_dice": [float(m) for m in curve["mean"]],
-        "test_images": len(images), "drift_evaluations": len(args.times) * args.repetitions,
-        "torch": torch.__version__, "cpu_count": os.cpu_count(),
-    }))
+    print(
+        json.dumps(
+            {
+                "keras": plan.keras,
+                "analog": plan.analog,
+                "devices": plan.lines,
+                "timings": timings,
+                "val_dice": result.dice,
+                "probe_analog_dice": probe["analog_dice_mean"],
+                "drift_dice": [float(m) for m in curve["mean"]],
+                "test_images": len(images),
+                "drift_evaluations": len(args.times) * args.repetitions,
+                "torch": torch.__version__,
+                "cpu_count": os.cpu_count(),
+            }
+        )
+    )
     return 0
 
 

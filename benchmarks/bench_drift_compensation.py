@@ -10,6 +10,7 @@ layer after each drift time, mean ± std over programmings.
 
     python benchmarks/bench_drift_compensation.py [--repetitions 6] [--times 86400 31536000]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -56,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
                 torch.manual_seed(rep)
                 program_and_drift(analog, t)
                 with torch.no_grad():
-                    errors.append(float(((analog(x) - reference) ** 2).mean() / (reference ** 2).mean()))
+                    errors.append(float(((analog(x) - reference) ** 2).mean() / (reference**2).mean()))
             cells.append(f"{np.mean(errors):.3f} ± {np.std(errors):.3f}")
         print(f"| {name} | " + " | ".join(cells) + " |")
     return 0

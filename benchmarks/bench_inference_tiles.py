@@ -16,6 +16,7 @@ are tiling, not luck.
     python benchmarks/bench_inference_tiles.py                 # about 10 minutes on 2 busy cores
     python benchmarks/bench_inference_tiles.py --skip-large    # 256x256 only
 """
+
 from __future__ import annotations
 
 import os
@@ -63,13 +64,21 @@ def main(argv: list[str] | None = None) -> int:
     from popnas_seg.training.trainer import Trainer
 
     torch.set_num_threads(args.threads)
-    cfg = RunConfig.model_validate({"dataset": {"name": "synthetic_nuclei", "crop": [32, 32]},
-                                    "others": {"seed": args.seed}})
+    cfg = RunConfig.model_validate(
+        {"dataset": {"name": "synthetic_nuclei", "crop": [32, 32]}, "others": {"seed": args.seed}}
+    )
     data = load_data(cfg.dataset, args.seed)
-    model = build_model(Cell.from_string(CELL), cfg.architecture_hyperparameters, data.input_shape,
-                        data.classes_count)
-    result, model = Trainer(cfg, data).train(model, network_id=0, encoding=CELL, blocks=1, seed=args.seed,
-                                             epochs=args.epochs, early_stopping_patience=args.epochs, verbose=False)
+    model = build_model(Cell.from_string(CELL), cfg.architecture_hyperparameters, data.input_shape, data.classes_count)
+    result, model = Trainer(cfg, data).train(
+        model,
+        network_id=0,
+        encoding=CELL,
+        blocks=1,
+        seed=args.seed,
+        epochs=args.epochs,
+        early_stopping_patience=args.epochs,
+        verbose=False,
+    )
     with tempfile.TemporaryDirectory() as tmp:
         digital = onnx_to_torch(keras_to_onnx(model, Path(tmp) / "cell.onnx"))
 
@@ -81,13 +90,17 @@ def main(argv: list[str] | None = None) -> int:
     if not args.skip_large:
         sets.append(("1 x 2048x2048", images(1, 2048, 2000 + args.seed)))
     crop = cfg.tiling()
-    tilings = [("crop 32x32", Tiling(crop.crop, 0, crop.divisor, crop.overlap)),
-               (f"tile_size {args.tile_size}", Tiling(crop.crop, args.tile_size, crop.divisor, crop.overlap))]
+    tilings = [
+        ("crop 32x32", Tiling(crop.crop, 0, crop.divisor, crop.overlap)),
+        (f"tile_size {args.tile_size}", Tiling(crop.crop, args.tile_size, crop.divisor, crop.overlap)),
+    ]
     kinds = ["torch", "compiled"]  # the run's tile class first; compiled for the equivalence check
     classes, ignore = data.classes_count, data.ignore_class
     batch = cfg.dataset.batch_size
-    print(f"cell {CELL}: {result.params} params, validation Dice {result.dice:.4f}; drift times {args.times} s, "
-          f"{args.repetitions} programmings each, torch threads {torch.get_num_threads()}")
+    print(
+        f"cell {CELL}: {result.params} params, validation Dice {result.dice:.4f}; drift times {args.times} s, "
+        f"{args.repetitions} programmings each, torch threads {torch.get_num_threads()}"
+    )
 
     rows = []
     for set_name, (x, y, sizes) in sets:
@@ -95,38 +108,55 @@ def main(argv: list[str] | None = None) -> int:
         large = set_name.startswith("1 x 2048")
         for kind in kinds[:1] if large else kinds:  # the large image: the run's tiles only
             for tiling_name, tiling in tilings:
-                times = list(args.times)[:max(1, args.large_times)] if large else list(args.times)
+                times = list(args.times)[: max(1, args.large_times)] if large else list(args.times)
                 reps = args.large_repetitions if large else args.repetitions
                 torch.manual_seed(args.seed)
                 analog = to_analog(digital, inference_rpu_config(cfg.analog, kind))
                 t0, c0 = time.perf_counter(), time.process_time()
-                curve = _curve(analog, x, y, times, reps, args.seed, classes, ignore, batch, tiling.to_dict(),
-                               sizes)
+                curve = _curve(analog, x, y, times, reps, args.seed, classes, ignore, batch, tiling.to_dict(), sizes)
                 seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
-                rows.append({"set": set_name, "kind": kind, "tiling": tiling_name, "times": len(times), "reps": reps,
-                             "s_per_mp_time": seconds / megapixels / (len(times) * reps), "seconds": seconds,
-                             "cpu_per_mp_time": cpu / megapixels / (len(times) * reps),
-                             "dice": [float(m) for m in curve["mean"]], "std": [float(s) for s in curve["std"]]})
-                print(f"  {set_name}, {kind}, {tiling_name}: {seconds:.1f} s wall, {cpu:.1f} s CPU, Dice "
-                      f"{', '.join(f'{m:.4f}' for m in curve['mean'])}", flush=True)
+                rows.append(
+                    {
+                        "set": set_name,
+                        "kind": kind,
+                        "tiling": tiling_name,
+                        "times": len(times),
+                        "reps": reps,
+                        "s_per_mp_time": seconds / megapixels / (len(times) * reps),
+                        "seconds": seconds,
+                        "cpu_per_mp_time": cpu / megapixels / (len(times) * reps),
+                        "dice": [float(m) for m in curve["mean"]],
+                        "std": [float(s) for s in curve["std"]],
+                    }
+                )
+                print(
+                    f"  {set_name}, {kind}, {tiling_name}: {seconds:.1f} s wall, {cpu:.1f} s CPU, Dice "
+                    f"{', '.join(f'{m:.4f}' for m in curve['mean'])}",
+                    flush=True,
+                )
 
-    print("\n| images | tiles | tiling | drift times x programmings | CPU s per MP per drift time and "
-          "programming | wall s (same) | analog Dice per drift time (mean ± std over programmings) | CPU speed-up | "
-          "wall speed-up | largest Dice change |")
+    print(
+        "\n| images | tiles | tiling | drift times x programmings | CPU s per MP per drift time and "
+        "programming | wall s (same) | analog Dice per drift time (mean ± std over programmings) | CPU speed-up | "
+        "wall speed-up | largest Dice change |"
+    )
     print("|---|---|---|---:|---:|---:|---|---:|---:|---:|")
     for row in rows:
-        twin = next(r for r in rows if r["set"] == row["set"] and r["kind"] == row["kind"]
-                    and r["tiling"].startswith("crop"))
+        twin = next(
+            r for r in rows if r["set"] == row["set"] and r["kind"] == row["kind"] and r["tiling"].startswith("crop")
+        )
         speed, wall, change = "", "", ""
         if row is not twin:
             speed = f"{twin['cpu_per_mp_time'] / row['cpu_per_mp_time']:.1f}x"
             wall = f"{twin['s_per_mp_time'] / row['s_per_mp_time']:.1f}x"
             n = min(len(row["dice"]), len(twin["dice"]))
             change = f"{max(abs(a - b) for a, b in zip(row['dice'][:n], twin['dice'][:n])):.4f}"
-        print(f"| {row['set']} | {row['kind']} | {row['tiling']} | {row['times']} x {row['reps']} | "
-              f"{row['cpu_per_mp_time']:.1f} | {row['s_per_mp_time']:.1f} | "
-              f"{', '.join(f'{d:.4f} ± {v:.4f}' for d, v in zip(row['dice'], row['std']))} | {speed} | {wall} | "
-              f"{change} |")
+        print(
+            f"| {row['set']} | {row['kind']} | {row['tiling']} | {row['times']} x {row['reps']} | "
+            f"{row['cpu_per_mp_time']:.1f} | {row['s_per_mp_time']:.1f} | "
+            f"{', '.join(f'{d:.4f} ± {v:.4f}' for d, v in zip(row['dice'], row['std']))} | {speed} | {wall} | "
+            f"{change} |"
+        )
     print(f"\ntarget: >= {TARGET_SPEEDUP:g}x on 4 x 256x256 with every drift time's Dice within {DICE_TOLERANCE}")
     return 0
 

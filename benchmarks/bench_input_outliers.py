@@ -19,6 +19,7 @@ under OUT (resumable); the table is printed from whatever is there.
 
     python benchmarks/bench_input_outliers.py --out /work/bench_runs/outliers --seeds 1 --clip 5 --threads 1
 """
+
 from __future__ import annotations
 
 import argparse
@@ -55,15 +56,18 @@ def folder(out: Path, artefacts: bool) -> Path:
 def config(path: Path, seed: int, clip: float | None, overrides: dict[str, Any]) -> Any:
     from popnas_seg.config import RunConfig
 
-    return RunConfig.model_validate({
-        "dataset": {"name": None, "path": str(path), "crop": [64, 64], "normalisation_clip": clip},
-        "analog": {"eval_times": TIMES, "repetitions": 5, **overrides},
-        "others": {"seed": seed},
-    })
+    return RunConfig.model_validate(
+        {
+            "dataset": {"name": None, "path": str(path), "crop": [64, 64], "normalisation_clip": clip},
+            "analog": {"eval_times": TIMES, "repetitions": 5, **overrides},
+            "others": {"seed": seed},
+        }
+    )
 
 
-def analog_job(model: Any, cfg: Any, data: Any, seed: int, test_clip: float | None = None,
-               hwa: bool = True) -> dict[str, Any]:
+def analog_job(
+    model: Any, cfg: Any, data: Any, seed: int, test_clip: float | None = None, hwa: bool = True
+) -> dict[str, Any]:
     """The finalists' analog job on whole test images (optionally clipped at `test_clip`), as bench_analog."""
     import numpy as np
 
@@ -81,11 +85,27 @@ def analog_job(model: Any, cfg: Any, data: Any, seed: int, test_clip: float | No
     with tempfile.TemporaryDirectory(prefix="bench_outliers_") as scratch:
         onnx = keras_to_onnx(model, Path(scratch) / "model.onnx")
         t0 = time.perf_counter()
-        report = hwa_and_drift(onnx, train_x, train_y, test_x, test_y, a, data.classes_count, data.ignore_class,
-                               Path(scratch), seed + 1000, cfg.dataset.batch_size,
-                               class_weights=getattr(data, "class_weights", None), dice_weight=hp.dice_loss_weight,
-                               ce_weight=hp.ce_loss_weight, tile=tuple(data.input_shape[:2]), test_sizes=sizes,
-                               val_x=val_x, val_y=val_y, steps_per_epoch=hp.steps_per_epoch).to_dict()
+        report = hwa_and_drift(
+            onnx,
+            train_x,
+            train_y,
+            test_x,
+            test_y,
+            a,
+            data.classes_count,
+            data.ignore_class,
+            Path(scratch),
+            seed + 1000,
+            cfg.dataset.batch_size,
+            class_weights=getattr(data, "class_weights", None),
+            dice_weight=hp.dice_loss_weight,
+            ce_weight=hp.ce_loss_weight,
+            tile=tuple(data.input_shape[:2]),
+            test_sizes=sizes,
+            val_x=val_x,
+            val_y=val_y,
+            steps_per_epoch=hp.steps_per_epoch,
+        ).to_dict()
     out = {"torch_digital_dice": report["digital_dice"], "analog_s": time.perf_counter() - t0}
     for label, key in bench_analog.VARIANTS:
         curve = report.get(key)
@@ -116,14 +136,21 @@ def unit(out: Path, seed: int, variant: str, clip: float, overrides: dict[str, A
     data = load_data(cfg.dataset, seed)
     print(f"[{time.strftime('%H:%M:%S')}] seed {seed} {variant}: training ...", flush=True)
     model, digital = bench_analog._train(Trainer(cfg, data), cfg, data, "cell", bench_analog.STUDY_CELL, seed, 1)
-    result: dict[str, Any] = {"seed": seed, "variant": variant, "clip": train_clip, "digital": digital,
-                              "inputs": outlier_stats(data), "analog": analog_job(model, cfg, data, seed)}
+    result: dict[str, Any] = {
+        "seed": seed,
+        "variant": variant,
+        "clip": train_clip,
+        "digital": digital,
+        "inputs": outlier_stats(data),
+        "analog": analog_job(model, cfg, data, seed),
+    }
     if variant == "artefacts":  # the mechanism check: the same network, test inputs clipped, no HWA
         result["test_clipped"] = {"clip": clip, **analog_job(model, cfg, data, seed, test_clip=clip, hwa=False)}
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_json(path, result)
-    print(f"  test Dice {digital['test_dice']:.3f}, 1 day no HWA {result['analog']['no HWA']['mean'][0]:.3f}",
-          flush=True)
+    print(
+        f"  test Dice {digital['test_dice']:.3f}, 1 day no HWA {result['analog']['no HWA']['mean'][0]:.3f}", flush=True
+    )
     return result
 
 
@@ -138,8 +165,10 @@ def report(out: Path) -> None:
     if not rows:
         print(f"no results under {out} yet")
         return
-    print("| training data | seeds | max abs input (test) | digital test Dice | no HWA 1 d / 1 mo / 1 y | "
-          "digital control 1 d / 1 mo / 1 y | HWA 1 d / 1 mo / 1 y |")
+    print(
+        "| training data | seeds | max abs input (test) | digital test Dice | no HWA 1 d / 1 mo / 1 y | "
+        "digital control 1 d / 1 mo / 1 y | HWA 1 d / 1 mo / 1 y |"
+    )
     print("| --- | --- | --- | --- | --- | --- | --- |")
     groups: dict[str, list[dict]] = {}
     for r in rows:
@@ -150,18 +179,22 @@ def report(out: Path) -> None:
         return " / ".join(_f(float(np.mean([v[i] for v in vals]))) for i in range(3)) if vals else "-"
 
     for variant, rs in groups.items():
-        print(f"| {variant} | {','.join(str(r['seed']) for r in rs)} | "
-              f"{np.mean([r['inputs']['max_abs'] for r in rs]):.1f} | "
-              f"{np.mean([r['digital']['test_dice'] for r in rs]):.3f} (torch "
-              f"{np.mean([r['analog']['torch_digital_dice'] for r in rs]):.3f}) | {three(rs, 'no HWA')} | "
-              f"{three(rs, 'digital control')} | {three(rs, 'HWA')} |")
+        print(
+            f"| {variant} | {','.join(str(r['seed']) for r in rs)} | "
+            f"{np.mean([r['inputs']['max_abs'] for r in rs]):.1f} | "
+            f"{np.mean([r['digital']['test_dice'] for r in rs]):.3f} (torch "
+            f"{np.mean([r['analog']['torch_digital_dice'] for r in rs]):.3f}) | {three(rs, 'no HWA')} | "
+            f"{three(rs, 'digital control')} | {three(rs, 'HWA')} |"
+        )
         checked = [r for r in rs if "test_clipped" in r]
         if checked:
             c = checked[0]["test_clipped"]["clip"]
-            print(f"| {variant}, test inputs clipped at {c:g} (same network) | "
-                  f"{','.join(str(r['seed']) for r in checked)} | {c:.1f} | torch "
-                  f"{np.mean([r['test_clipped']['torch_digital_dice'] for r in checked]):.3f} | "
-                  f"{three(checked, 'no HWA', 'test_clipped')} | - | - |")
+            print(
+                f"| {variant}, test inputs clipped at {c:g} (same network) | "
+                f"{','.join(str(r['seed']) for r in checked)} | {c:.1f} | torch "
+                f"{np.mean([r['test_clipped']['torch_digital_dice'] for r in checked]):.3f} | "
+                f"{three(checked, 'no HWA', 'test_clipped')} | - | - |"
+            )
 
 
 def main(argv: list[str] | None = None) -> int:

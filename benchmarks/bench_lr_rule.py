@@ -20,6 +20,7 @@ compares the cell with the U-Net trained by the same rules).
 split (`others.seed` = seed, weights seeded with seed + offset), and the summary also prints "best of the
 offsets by validation Dice": what restarts of one finalist, kept by validation Dice, would give.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -55,8 +56,7 @@ def _plateau(reduce_after: int, factor: float) -> None:
     T._EpochMonitor.on_epoch_end = on_epoch_end
 
 
-def run_one(out: Path, rule: str, seed: int, reduce_after: int, patience: int, network: str,
-            offset: int = 0) -> dict:
+def run_one(out: Path, rule: str, seed: int, reduce_after: int, patience: int, network: str, offset: int = 0) -> dict:
     from popnas_seg.data.pipeline import load_data
     from popnas_seg.training.trainer import Trainer
 
@@ -68,10 +68,16 @@ def run_one(out: Path, rule: str, seed: int, reduce_after: int, patience: int, n
         cfg.training_hyperparameters.scheduler = "constant"
         _plateau(reduce_after, 0.5)
     data = load_data(cfg.dataset, seed)
-    _, result = bench_analog._train(Trainer(cfg, data), cfg, data, network, bench_analog.STUDY_CELL,
-                                    seed + offset, 1)
-    return {**result, "rule": rule, "seed": seed, "reduce_after": reduce_after, "network": network,
-            "patience": cfg.analog.early_stopping_patience, "init_offset": offset}
+    _, result = bench_analog._train(Trainer(cfg, data), cfg, data, network, bench_analog.STUDY_CELL, seed + offset, 1)
+    return {
+        **result,
+        "rule": rule,
+        "seed": seed,
+        "reduce_after": reduce_after,
+        "network": network,
+        "patience": cfg.analog.early_stopping_patience,
+        "init_offset": offset,
+    }
 
 
 def _key(row: dict) -> tuple[str, str, int, int, int]:
@@ -89,18 +95,34 @@ def _rule(text: str) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("out", type=Path)
-    parser.add_argument("--rules", nargs="+", type=_rule, default=["cosine", "plateau"],
-                        help="cosine, plateau, or restartsN (cosine restarts every N epochs)")
+    parser.add_argument(
+        "--rules",
+        nargs="+",
+        type=_rule,
+        default=["cosine", "plateau"],
+        help="cosine, plateau, or restartsN (cosine restarts every N epochs)",
+    )
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     parser.add_argument("--reduce-after", type=int, default=5, help="plateau: epochs without improvement")
-    parser.add_argument("--patience", type=int, nargs="+", default=[None],
-                        help="early-stopping patiences to train under (default: the config's)")
+    parser.add_argument(
+        "--patience",
+        type=int,
+        nargs="+",
+        default=[None],
+        help="early-stopping patiences to train under (default: the config's)",
+    )
     parser.add_argument("--networks", nargs="+", choices=["cell", "unet"], default=["cell"])
     parser.add_argument("--threads", type=int, default=0, help="CPU threads (0: all)")
-    parser.add_argument("--init-offsets", type=int, nargs="+", default=[0],
-                        help="weights seeded with seed + offset on the seed's split (restarts of one finalist)")
-    parser.add_argument("--one", nargs=5, metavar=("NETWORK", "RULE", "PATIENCE", "SEED", "OFFSET"),
-                        help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--init-offsets",
+        type=int,
+        nargs="+",
+        default=[0],
+        help="weights seeded with seed + offset on the seed's split (restarts of one finalist)",
+    )
+    parser.add_argument(
+        "--one", nargs=5, metavar=("NETWORK", "RULE", "PATIENCE", "SEED", "OFFSET"), help=argparse.SUPPRESS
+    )
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     results = args.out / "results.jsonl"
@@ -125,31 +147,54 @@ def main(argv: list[str] | None = None) -> int:
                         if (network, rule, patience, seed, offset) in done:
                             continue
                         print(f"{network} {rule} patience {patience} seed {seed} offset {offset} ...", flush=True)
-                        subprocess.run([sys.executable, __file__, str(args.out), "--one", network, rule,
-                                        str(patience), str(seed), str(offset), "--reduce-after",
-                                        str(args.reduce_after), "--threads", str(args.threads)], check=True)
+                        subprocess.run(
+                            [
+                                sys.executable,
+                                __file__,
+                                str(args.out),
+                                "--one",
+                                network,
+                                rule,
+                                str(patience),
+                                str(seed),
+                                str(offset),
+                                "--reduce-after",
+                                str(args.reduce_after),
+                                "--threads",
+                                str(args.threads),
+                            ],
+                            check=True,
+                        )
     rows = [json.loads(line) for line in results.read_text().splitlines()]
-    print("\n| network | rule | patience | seed | init offset | test Dice | val Dice | epochs (best) | train s |\n"
-          "| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    print(
+        "\n| network | rule | patience | seed | init offset | test Dice | val Dice | epochs (best) | train s |\n"
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+    )
     for r in sorted(rows, key=_key):
         network, rule, patience, seed, offset = _key(r)
-        print(f"| {network} | {rule} | {patience} | {seed} | {offset} | {r['test_dice']:.3f} | {r['val_dice']:.3f} | "
-              f"{r['epochs']} ({r['best_epoch']}) | {r['train_s']:.0f} |")
+        print(
+            f"| {network} | {rule} | {patience} | {seed} | {offset} | {r['test_dice']:.3f} | {r['val_dice']:.3f} | "
+            f"{r['epochs']} ({r['best_epoch']}) | {r['train_s']:.0f} |"
+        )
     for group in sorted({_key(r)[:3] for r in rows}):
         members = [r for r in rows if _key(r)[:3] == group]
         for offset in sorted({_key(r)[4] for r in members}):
             v = [r["test_dice"] for r in members if _key(r)[4] == offset]
             sd = statistics.stdev(v) if len(v) > 1 else 0.0
-            print(f"{group[0]} {group[1]} patience {group[2]} offset {offset}: mean test Dice "
-                  f"{statistics.mean(v):.3f} ± {sd:.3f} over {len(v)} seeds")
+            print(
+                f"{group[0]} {group[1]} patience {group[2]} offset {offset}: mean test Dice "
+                f"{statistics.mean(v):.3f} ± {sd:.3f} over {len(v)} seeds"
+            )
         by_seed: dict[int, list[dict]] = {}
         for r in members:
             by_seed.setdefault(r["seed"], []).append(r)
         if any(len(rs) > 1 for rs in by_seed.values()):  # restarts: keep the best validation Dice per seed
             best = [max(rs, key=lambda r: r["val_dice"])["test_dice"] for rs in by_seed.values() if len(rs) > 1]
             sd = statistics.stdev(best) if len(best) > 1 else 0.0
-            print(f"{group[0]} {group[1]} patience {group[2]} best of the offsets by validation Dice: mean test "
-                  f"Dice {statistics.mean(best):.3f} ± {sd:.3f} over {len(best)} seeds")
+            print(
+                f"{group[0]} {group[1]} patience {group[2]} best of the offsets by validation Dice: mean test "
+                f"Dice {statistics.mean(best):.3f} ± {sd:.3f} over {len(best)} seeds"
+            )
     return 0
 
 

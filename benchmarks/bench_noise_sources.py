@@ -23,6 +23,7 @@ scores the whole test images at 1 day and 1 year over 5 programmings under:
 mapped onto conductances). Trained networks are kept as OUT/<data>/seed<S>/<net>.onnx (+ .json), scores as
 <net>.noise.<weight scaling>.json, so a rerun only does what is missing.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -40,8 +41,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import bench_analog  # noqa: E402
 
-ABLATIONS = ["full", "no prog noise", "no read noise", "no drift", "no out noise", "ideal DAC/ADC", "no clipping",
-             "all off"]
+ABLATIONS = [
+    "full",
+    "no prog noise",
+    "no read noise",
+    "no drift",
+    "no out noise",
+    "ideal DAC/ADC",
+    "no clipping",
+    "all off",
+]
 TIMES = [bench_analog.DAY_S, bench_analog.YEAR_S]
 
 
@@ -88,9 +97,15 @@ def train_unit(out: Path, data_name: str, seed: int, net: str) -> Path:
     if not (unit / "test.npz").exists():  # one test split per (data, seed), shared by its networks
         x, y, sizes = pack_images(*data.test_images())
         np.savez(unit / "test.npz", x=x, y=y, sizes=sizes)
-    atomic_write_json(unit / f"{net}.json", {**digital, "classes": data.classes_count,
-                                             "tile": list(data.input_shape[:2]),
-                                             "analog": cfg.analog.model_dump(mode="json")})
+    atomic_write_json(
+        unit / f"{net}.json",
+        {
+            **digital,
+            "classes": data.classes_count,
+            "tile": list(data.input_shape[:2]),
+            "analog": cfg.analog.model_dump(mode="json"),
+        },
+    )
     return unit
 
 
@@ -110,15 +125,23 @@ def score_unit(unit: Path, net: str, seed: int, repetitions: int, weight_scaling
     x, y, sizes, tile, classes = test["x"], test["y"], test["sizes"], meta["tile"], meta["classes"]
     digital = onnx_to_torch(unit / f"{net}.onnx")
     path = unit / f"{net}.noise.{weight_scaling}.json"
-    result: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {
-        "digital_torch": analog_dice(digital, x, y, classes, None, 16, tile, sizes),
-        "keras_test_dice": meta["test_dice"], "params": meta["params"], "scores": {}}
+    result: dict[str, Any] = (
+        json.loads(path.read_text())
+        if path.exists()
+        else {
+            "digital_torch": analog_dice(digital, x, y, classes, None, 16, tile, sizes),
+            "keras_test_dice": meta["test_dice"],
+            "params": meta["params"],
+            "scores": {},
+        }
+    )
     t0 = time.perf_counter()
     for ablation in [a for a in ABLATIONS if a not in result["scores"]]:
         module = to_analog(digital, _rpu(cfg, ablation))
         result["scores"][ablation] = [
-            float(np.mean(score_repetitions(module, x, y, t, repetitions, seed + 1000, classes, None, 16,
-                                            tile, sizes))) for t in TIMES]
+            float(np.mean(score_repetitions(module, x, y, t, repetitions, seed + 1000, classes, None, 16, tile, sizes)))
+            for t in TIMES
+        ]
     result["score_s"] = result.get("score_s", 0.0) + time.perf_counter() - t0
     atomic_write_json(path, result)
     return result
@@ -134,8 +157,10 @@ def report(out: Path) -> None:
     if not rows:
         print(f"no results under {out} yet")
         return
-    print("Dice at 1 day / 1 year without HWA (mean over seeds of the mean of the programmings); "
-          "in brackets the loss from the network's digital torch Dice\n")
+    print(
+        "Dice at 1 day / 1 year without HWA (mean over seeds of the mean of the programmings); "
+        "in brackets the loss from the network's digital torch Dice\n"
+    )
     print("| data | network | weight scaling | seeds | digital | " + " | ".join(ABLATIONS) + " |")
     print("|" + " --- |" * (5 + len(ABLATIONS)))
     for (data_name, net, scaling), rs in sorted(rows.items()):
@@ -157,12 +182,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     parser.add_argument("--networks", nargs="+", choices=["cell", "unet"], default=["cell", "unet"])
     parser.add_argument("--repetitions", type=int, default=5)
-    parser.add_argument("--weight-scaling", nargs="+", choices=["column", "layer", "none"], default=["column"],
-                        help="analog.weight_scaling values to score (the trained networks are shared)")
+    parser.add_argument(
+        "--weight-scaling",
+        nargs="+",
+        choices=["column", "layer", "none"],
+        default=["column"],
+        help="analog.weight_scaling values to score (the trained networks are shared)",
+    )
     parser.add_argument("--threads", type=int, default=0, help="CPU threads (0: all)")
     parser.add_argument("--report", action="store_true", help="print the table only")
-    parser.add_argument("--stage", nargs=5, metavar=("KIND", "DATA", "SEED", "NET", "SCALING"),
-                        help=argparse.SUPPRESS)
+    parser.add_argument("--stage", nargs=5, metavar=("KIND", "DATA", "SEED", "NET", "SCALING"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.stage:  # one child process per stage: TensorFlow (training) and torch (scoring) never share one
         kind, data_name, seed, net, scaling = args.stage
@@ -182,16 +211,34 @@ def main(argv: list[str] | None = None) -> int:
                 for net in args.networks:
                     unit = args.out / data_name / f"seed{seed}"
                     stages = [("train", "-", unit / f"{net}.json")] + [
-                        ("score", ws, unit / f"{net}.noise.{ws}.json") for ws in args.weight_scaling]
+                        ("score", ws, unit / f"{net}.noise.{ws}.json") for ws in args.weight_scaling
+                    ]
                     for kind, scaling, done in stages:
-                        if done.exists() and (kind == "train" or set(ABLATIONS) <= set(
-                                json.loads(done.read_text())["scores"])):
+                        if done.exists() and (
+                            kind == "train" or set(ABLATIONS) <= set(json.loads(done.read_text())["scores"])
+                        ):
                             continue
-                        print(f"[{time.strftime('%H:%M:%S')}] {kind} {data_name} seed {seed} {net} {scaling}",
-                              flush=True)
-                        subprocess.run([sys.executable, __file__, str(args.out), "--stage", kind, data_name,
-                                        str(seed), net, scaling, "--threads", str(args.threads),
-                                        "--repetitions", str(args.repetitions)], check=True)
+                        print(
+                            f"[{time.strftime('%H:%M:%S')}] {kind} {data_name} seed {seed} {net} {scaling}", flush=True
+                        )
+                        subprocess.run(
+                            [
+                                sys.executable,
+                                __file__,
+                                str(args.out),
+                                "--stage",
+                                kind,
+                                data_name,
+                                str(seed),
+                                net,
+                                scaling,
+                                "--threads",
+                                str(args.threads),
+                                "--repetitions",
+                                str(args.repetitions),
+                            ],
+                            check=True,
+                        )
     report(args.out)
     return 0
 

@@ -8,6 +8,7 @@ configured steps_per_epoch, best validation epoch); test Dice is reported per ne
     python benchmarks/bench_normalisation.py                 # 64 images 64x64, 10 epochs x 12 steps, seed 1
     python benchmarks/bench_normalisation.py --epochs 2      # a smoke run
 """
+
 from __future__ import annotations
 
 import os
@@ -44,31 +45,45 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     with tempfile.TemporaryDirectory(prefix="bench_norm_") as tmp:
-        images, masks = generate_nuclei(args.images, size=(args.size, args.size), seed=args.seed, artefacts=True,
-                                        empty_fraction=0.1)
+        images, masks = generate_nuclei(
+            args.images, size=(args.size, args.size), seed=args.seed, artefacts=True, empty_fraction=0.1
+        )
         folder = write_folder(Path(tmp) / "folder", images, masks)
-        print(f"folder: {args.images} images {args.size}x{args.size}, hot pixels + saturated debris, 10% "
-              f"background-only; {args.epochs} epochs x {args.steps} steps, seed {args.seed}")
+        print(
+            f"folder: {args.images} images {args.size}x{args.size}, hot pixels + saturated debris, 10% "
+            f"background-only; {args.epochs} epochs x {args.steps} steps, seed {args.seed}"
+        )
         print("| network | normalisation | val Dice | test Dice | train s |")
         print("| --- | --- | --- | --- | --- |")
         for mode in args.modes.split(","):
-            cfg = RunConfig.model_validate({
-                "dataset": {"name": None, "path": str(folder), "crop": [args.size, args.size],
-                            "normalisation": mode},
-                "training_hyperparameters": {"epochs": args.epochs, "steps_per_epoch": args.steps},
-            })
+            cfg = RunConfig.model_validate(
+                {
+                    "dataset": {
+                        "name": None,
+                        "path": str(folder),
+                        "crop": [args.size, args.size],
+                        "normalisation": mode,
+                    },
+                    "training_hyperparameters": {"epochs": args.epochs, "steps_per_epoch": args.steps},
+                }
+            )
             data = load_data(cfg.dataset, args.seed)
             trainer = Trainer(cfg, data)
             shape = data.input_shape
             arch = cfg.architecture_hyperparameters
-            for name, model in (("cell " + CELL, build_model(Cell.from_string(CELL), arch, shape, 2)),
-                                ("U-Net", build_unet(arch, shape, 2))):
+            for name, model in (
+                ("cell " + CELL, build_model(Cell.from_string(CELL), arch, shape, 2)),
+                ("U-Net", build_unet(arch, shape, 2)),
+            ):
                 t0 = time.perf_counter()
-                result, trained = trainer.train(model, network_id=0, encoding=name, blocks=1, seed=args.seed,
-                                                verbose=False)
+                result, trained = trainer.train(
+                    model, network_id=0, encoding=name, blocks=1, seed=args.seed, verbose=False
+                )
                 test = trainer.evaluate(trained, split="test")
-                print(f"| {name} | {mode} | {result.dice:.3f} | {test['dice']:.3f} | "
-                      f"{time.perf_counter() - t0:.0f} |", flush=True)
+                print(
+                    f"| {name} | {mode} | {result.dice:.3f} | {test['dice']:.3f} | {time.perf_counter() - t0:.0f} |",
+                    flush=True,
+                )
     return 0
 
 

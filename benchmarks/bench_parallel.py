@@ -17,6 +17,7 @@ shared: nproc and the load average before and after each setting are printed wit
     python benchmarks/bench_parallel.py --networks 64          # the full default search (~22 min at workers 1)
     python benchmarks/bench_parallel.py --quick                # smoke test: 2 tiny networks per setting
 """
+
 from __future__ import annotations
 
 import argparse
@@ -52,8 +53,9 @@ def shrink(cfg: dict[str, Any], networks: int | None) -> dict[str, Any]:
 
 def quick(cfg: dict[str, Any]) -> dict[str, Any]:
     """Tiny images and networks (the test suite's sizes): a smoke test of this script, not a measurement."""
-    cfg["dataset"].update(samples=24, generated_size=[24, 24], crop=[16, 16], batch_size=8, validation_size=0.25,
-                          test_size=0.25)
+    cfg["dataset"].update(
+        samples=24, generated_size=[24, 24], crop=[16, 16], batch_size=8, validation_size=0.25, test_size=0.25
+    )
     cfg["architecture_hyperparameters"].update(filters=4, normal_cells_per_motif=0)
     cfg["training_hyperparameters"].update(epochs=1, steps_per_epoch=2)
     cfg["analog"].update(probe_images=4, probe_repetitions=1)
@@ -82,9 +84,13 @@ def run_setting(cfg: dict[str, Any], workers: int | str, out: Path) -> dict[str,
     env.pop("RAY_ADDRESS", None)  # a local instance per run, never a cluster named by the environment
     t0 = time.monotonic()
     with (out / f"{name}.log").open("w") as log:
-        code = subprocess.call([sys.executable, str(ROOT / "run.py"), "-j", str(path), "--name", name,
-                                "--logs-dir", str(out / "logs")], stdout=log, stderr=subprocess.STDOUT, env=env,
-                               cwd=ROOT)
+        code = subprocess.call(
+            [sys.executable, str(ROOT / "run.py"), "-j", str(path), "--name", name, "--logs-dir", str(out / "logs")],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=ROOT,
+        )
     wall = time.monotonic() - t0
     load_after = os.getloadavg()
     if code != 0:
@@ -96,11 +102,16 @@ def run_setting(cfg: dict[str, Any], workers: int | str, out: Path) -> dict[str,
     search_s = done[-1] - planned[0]
     ok = [r for r in results if r.get("status") == "ok"]
     return {
-        "workers": workers, "networks": len(results), "ok": len(ok), "run_s": wall, "search_s": search_s,
+        "workers": workers,
+        "networks": len(results),
+        "ok": len(ok),
+        "run_s": wall,
+        "search_s": search_s,
         "per_hour": len(results) / search_s * 3600,
         "probe_s": median([float(r["extra"]["probe_time_s"]) for r in ok if "probe_time_s" in r.get("extra", {})]),
         "train_s": median([float(r["train_time_s"]) for r in ok]),
-        "load_before": load_before, "load_after": load_after,
+        "load_before": load_before,
+        "load_after": load_after,
     }
 
 
@@ -110,13 +121,17 @@ def fmt(value: float | None, digits: int = 1) -> str:
 
 def table(rows: list[dict[str, Any]]) -> str:
     base = rows[0]["per_hour"]
-    lines = ["| workers | networks (ok) | run wall s | search wall s | networks/hour | vs first | probe s median "
-             "| train s median | load avg 1 min before / after |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    lines = [
+        "| workers | networks (ok) | run wall s | search wall s | networks/hour | vs first | probe s median "
+        "| train s median | load avg 1 min before / after |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
     for r in rows:
-        lines.append(f"| {r['workers']} | {r['networks']} ({r['ok']}) | {r['run_s']:.0f} | {r['search_s']:.0f} "
-                     f"| {r['per_hour']:.0f} | {r['per_hour'] / base:.2f}x | {fmt(r['probe_s'])} "
-                     f"| {fmt(r['train_s'])} | {r['load_before'][0]:.2f} / {r['load_after'][0]:.2f} |")
+        lines.append(
+            f"| {r['workers']} | {r['networks']} ({r['ok']}) | {r['run_s']:.0f} | {r['search_s']:.0f} "
+            f"| {r['per_hour']:.0f} | {r['per_hour'] / base:.2f}x | {fmt(r['probe_s'])} "
+            f"| {fmt(r['train_s'])} | {r['load_before'][0]:.2f} / {r['load_after'][0]:.2f} |"
+        )
     return "\n".join(lines)
 
 
@@ -146,18 +161,25 @@ def main() -> int:
     out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="bench_parallel_"))
     out.mkdir(parents=True, exist_ok=True)
     th = cfg["training_hyperparameters"]
-    print(f"# bench_parallel: {budget} networks per setting (blocks {cfg['search_space']['blocks']}, step-1 cap "
-          f"{cfg['search_strategy'].get('b1_max_networks')}), {th['epochs']} epochs x {th['steps_per_epoch']} "
-          f"steps, probe {cfg['analog'].get('probe', True)}; run folders in {out}", flush=True)
+    print(
+        f"# bench_parallel: {budget} networks per setting (blocks {cfg['search_space']['blocks']}, step-1 cap "
+        f"{cfg['search_strategy'].get('b1_max_networks')}), {th['epochs']} epochs x {th['steps_per_epoch']} "
+        f"steps, probe {cfg['analog'].get('probe', True)}; run folders in {out}",
+        flush=True,
+    )
     rows = []
     for w in workers:
         rows.append(run_setting(cfg, w, out))
         r = rows[-1]
-        print(f"workers {w}: {r['networks']} networks in {r['search_s']:.0f} s of search "
-              f"({r['per_hour']:.0f}/hour)", flush=True)
+        print(
+            f"workers {w}: {r['networks']} networks in {r['search_s']:.0f} s of search ({r['per_hour']:.0f}/hour)",
+            flush=True,
+        )
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    print(f"\nmachine: nproc {cpus}, os.cpu_count {os.cpu_count()}; the load average is the whole machine's "
-          "(other users' work included: this machine may be shared)\n")
+    print(
+        f"\nmachine: nproc {cpus}, os.cpu_count {os.cpu_count()}; the load average is the whole machine's "
+        "(other users' work included: this machine may be shared)\n"
+    )
     print(table(rows))
     return 0
 

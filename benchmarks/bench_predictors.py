@@ -8,6 +8,7 @@ features are the ones the search would compute.
 
     python benchmarks/bench_predictors.py benchmarks/data/random_hard_2epochs.csv --sizes 10 20 30 40
 """
+
 from __future__ import annotations
 
 import os
@@ -44,13 +45,20 @@ def load(paths: list[Path]) -> tuple[list[Cell], np.ndarray, np.ndarray, np.ndar
     return cells, np.array(dice), np.array(params), np.array(flops)
 
 
-def predictors(operators: list[str], lookback: int, blocks: int, costs: dict[str, tuple[float, float]],
-               gin_epochs: int, gin_members: int) -> dict[str, object]:
+def predictors(
+    operators: list[str],
+    lookback: int,
+    blocks: int,
+    costs: dict[str, tuple[float, float]],
+    gin_epochs: int,
+    gin_members: int,
+) -> dict[str, object]:
     from popnas_seg.predictors.features import FeatureScorePredictor
     from popnas_seg.predictors.time_svr import cell_time_features
 
-    features = partial(cell_time_features, operators=operators, lookback_depth=lookback,
-                       cost_fn=lambda c: costs[c.key()])
+    features = partial(
+        cell_time_features, operators=operators, lookback_depth=lookback, cost_fn=lambda c: costs[c.key()]
+    )
 
     def gin(seed: int):
         from popnas_seg.predictors.gin import GINPredictor
@@ -72,8 +80,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--gin-epochs", type=int, default=80)
     p.add_argument("--gin-members", type=int, default=3)
-    p.add_argument("--operators", nargs="+",
-                   default=["identity", "3x3 conv", "3x3:2dr conv", "1x3-3x1 conv", "2x2 maxpool"])
+    p.add_argument(
+        "--operators", nargs="+", default=["identity", "3x3 conv", "3x3:2dr conv", "1x3-3x1 conv", "2x2 maxpool"]
+    )
     p.add_argument("--blocks", type=int, default=3)
     p.add_argument("--skip-gin", action="store_true")
     args = p.parse_args(argv)
@@ -85,8 +94,10 @@ def main(argv: list[str] | None = None) -> int:
     models = predictors(args.operators, 2, args.blocks, costs, args.gin_epochs, args.gin_members)
     if args.skip_gin:
         models = {k: v for k, v in models.items() if not k.startswith("gin")}
-    lines = ["| train n | predictor | median Spearman | min Spearman | median Kendall | fit s |",
-             "|---:|---|---:|---:|---:|---:|"]
+    lines = [
+        "| train n | predictor | median Spearman | min Spearman | median Kendall | fit s |",
+        "|---:|---|---:|---:|---:|---:|",
+    ]
     for n in args.sizes:
         if n >= len(cells) - 2:
             continue
@@ -106,8 +117,10 @@ def main(argv: list[str] | None = None) -> int:
                 q = rank_quality(pred, dice[test])
                 sp.append(q["spearman"])
                 kd.append(q["kendall"])
-            lines.append(f"| {n} | {name} | {np.nanmedian(sp):.3f} | {np.nanmin(sp):.3f} | {np.nanmedian(kd):.3f} "
-                         f"| {np.mean(secs):.1f} |")
+            lines.append(
+                f"| {n} | {name} | {np.nanmedian(sp):.3f} | {np.nanmin(sp):.3f} | {np.nanmedian(kd):.3f} "
+                f"| {np.mean(secs):.1f} |"
+            )
             print(lines[-1], flush=True)
     print("\n".join(lines))
     return 0

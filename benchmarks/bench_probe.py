@@ -19,6 +19,7 @@ validation Dice, and the partial Spearman given params (ranks of both regressed 
     python benchmarks/bench_probe.py                  # 10 cells, about 15 minutes on a loaded 2-core machine
     python benchmarks/bench_probe.py --networks 4
 """
+
 from __future__ import annotations
 
 import os
@@ -54,8 +55,13 @@ CELLS = [
     "[(-1,3x3 conv,-1,3x3 conv)]",
     "[(-1,3x3:2dr conv,-1,3x3:2dr conv)]",
 ]
-BEFORE = {"t_inference": 86400.0, "probe_repetitions": 3, "probe_images": 16, "probe_whole_images": False,
-          "risk_k": 0.0}
+BEFORE = {
+    "t_inference": 86400.0,
+    "probe_repetitions": 3,
+    "probe_images": 16,
+    "probe_whole_images": False,
+    "risk_k": 0.0,
+}
 
 
 def partial_spearman(a: np.ndarray, b: np.ndarray, given: np.ndarray) -> float:
@@ -86,16 +92,26 @@ def main() -> int:
     now_ev, before_ev = NetworkEvaluator(config, data, log), NetworkEvaluator(before, data, log)
     arch = config.architecture_hyperparameters.model_dump(mode="json")
     a = config.analog
-    print(f"now: {a.t_inference / 86400:g} days, {a.probe_repetitions} programmings, "
-          f"{'whole images' if a.probe_whole_images else 'centre crops'}, risk_k {a.risk_k}; before: 1 day, "
-          f"3 programmings, centre crops, the mean; {config.training_hyperparameters.epochs} epochs x "
-          f"{config.training_hyperparameters.steps_per_epoch} steps", flush=True)
+    print(
+        f"now: {a.t_inference / 86400:g} days, {a.probe_repetitions} programmings, "
+        f"{'whole images' if a.probe_whole_images else 'centre crops'}, risk_k {a.risk_k}; before: 1 day, "
+        f"3 programmings, centre crops, the mean; {config.training_hyperparameters.epochs} epochs x "
+        f"{config.training_hyperparameters.steps_per_epoch} steps",
+        flush=True,
+    )
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for i in range(args.networks):
             cell = CELLS[i % len(CELLS)]
-            job = NetworkJob(network_id=i, encoding=cell, architecture=arch, seed=config.others.seed + i,
-                             out_dir=str(Path(tmp) / str(i)), save=False, probe=False)
+            job = NetworkJob(
+                network_id=i,
+                encoding=cell,
+                architecture=arch,
+                seed=config.others.seed + i,
+                out_dir=str(Path(tmp) / str(i)),
+                save=False,
+                probe=False,
+            )
             result, model = now_ev.evaluate_with_model(job)
             probes = {}
             for name, ev in (("before", before_ev), ("now", now_ev)):
@@ -104,38 +120,64 @@ def main() -> int:
                 ev._probe(model, r, Path(job.out_dir), seed=i)
                 probes[name] = (time.perf_counter() - t0, r)
             (tb, rb), (tn, rn) = probes["before"], probes["now"]
-            rows.append({"cell": cell, "params": result.params, "dice": result.dice, "train": result.train_time_s,
-                         "before_s": tb, "now_s": tn, "before_mean": rb.analog_dice, "now_mean": rn.analog_dice,
-                         "now_std": rn.analog_dice_std, "now_score": rn.analog_score,
-                         "now_digital": rn.extra.get("probe_digital_dice")})
-            print(f"network {i} {cell}: {result.params} params, dice {result.dice:.3f}, train "
-                  f"{result.train_time_s:.1f} s | before {tb:.1f} s ({tb / result.train_time_s:.2f}x) mean "
-                  f"{rb.analog_dice} | now {tn:.1f} s ({tn / result.train_time_s:.2f}x) {rn.analog_dice} ± "
-                  f"{rn.analog_dice_std} score {rn.analog_score} errors {rb.extra.get('probe_error')} "
-                  f"{rn.extra.get('probe_error')}", flush=True)
-    print("\n| cell | params | val Dice | train s | probe before s (x train) | probe now s (x train) | "
-          "before: 1 d mean | now: 30 d mean ± std | now: score |")
+            rows.append(
+                {
+                    "cell": cell,
+                    "params": result.params,
+                    "dice": result.dice,
+                    "train": result.train_time_s,
+                    "before_s": tb,
+                    "now_s": tn,
+                    "before_mean": rb.analog_dice,
+                    "now_mean": rn.analog_dice,
+                    "now_std": rn.analog_dice_std,
+                    "now_score": rn.analog_score,
+                    "now_digital": rn.extra.get("probe_digital_dice"),
+                }
+            )
+            print(
+                f"network {i} {cell}: {result.params} params, dice {result.dice:.3f}, train "
+                f"{result.train_time_s:.1f} s | before {tb:.1f} s ({tb / result.train_time_s:.2f}x) mean "
+                f"{rb.analog_dice} | now {tn:.1f} s ({tn / result.train_time_s:.2f}x) {rn.analog_dice} ± "
+                f"{rn.analog_dice_std} score {rn.analog_score} errors {rb.extra.get('probe_error')} "
+                f"{rn.extra.get('probe_error')}",
+                flush=True,
+            )
+    print(
+        "\n| cell | params | val Dice | train s | probe before s (x train) | probe now s (x train) | "
+        "before: 1 d mean | now: 30 d mean ± std | now: score |"
+    )
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
-        print(f"| `{r['cell']}` | {r['params']:,} | {r['dice']:.3f} | {r['train']:.1f} | {r['before_s']:.1f} "
-              f"({r['before_s'] / r['train']:.2f}) | {r['now_s']:.1f} ({r['now_s'] / r['train']:.2f}) | "
-              f"{r['before_mean']:.3f} | {r['now_mean']:.3f} ± {r['now_std']:.3f} | {r['now_score']:.3f} |")
+        print(
+            f"| `{r['cell']}` | {r['params']:,} | {r['dice']:.3f} | {r['train']:.1f} | {r['before_s']:.1f} "
+            f"({r['before_s'] / r['train']:.2f}) | {r['now_s']:.1f} ({r['now_s'] / r['train']:.2f}) | "
+            f"{r['before_mean']:.3f} | {r['now_mean']:.3f} ± {r['now_std']:.3f} | {r['now_score']:.3f} |"
+        )
     later = rows[1:] or rows
     train = sum(r["train"] for r in later)
     before_s = sum(r["before_s"] for r in later)
-    print(f"\nprobe / training time over networks 2..{len(rows)}: before {before_s / train:.3f}x,"
-          f" now {sum(r['now_s'] for r in later) / train:.3f}x (largest single network "
-          f"{max(r['now_s'] / r['train'] for r in later):.3f}x)")
+    print(
+        f"\nprobe / training time over networks 2..{len(rows)}: before {before_s / train:.3f}x,"
+        f" now {sum(r['now_s'] for r in later) / train:.3f}x (largest single network "
+        f"{max(r['now_s'] / r['train'] for r in later):.3f}x)"
+    )
     if len(rows) >= 4:
-        v = {k: np.array([float(r[k]) for r in rows]) for k in ("dice", "params", "before_mean", "now_mean",
-                                                                 "now_score", "now_std")}
+        v = {
+            k: np.array([float(r[k]) for r in rows])
+            for k in ("dice", "params", "before_mean", "now_mean", "now_score", "now_std")
+        }
         print(f"n = {len(rows)} cells")
         for k in ("before_mean", "now_mean", "now_score"):
-            print(f"Spearman(val Dice, {k}) {spearmanr(v['dice'], v[k])[0]:+.2f}; partial given params "
-                  f"{partial_spearman(v['dice'], v[k], v['params']):+.2f}; Spearman(params, {k}) "
-                  f"{spearmanr(v['params'], v[k])[0]:+.2f}")
-        print(f"Spearman(before_mean, now_score) {spearmanr(v['before_mean'], v['now_score'])[0]:+.2f}; "
-              f"Spearman(params, now_std) {spearmanr(v['params'], v['now_std'])[0]:+.2f}")
+            print(
+                f"Spearman(val Dice, {k}) {spearmanr(v['dice'], v[k])[0]:+.2f}; partial given params "
+                f"{partial_spearman(v['dice'], v[k], v['params']):+.2f}; Spearman(params, {k}) "
+                f"{spearmanr(v['params'], v[k])[0]:+.2f}"
+            )
+        print(
+            f"Spearman(before_mean, now_score) {spearmanr(v['before_mean'], v['now_score'])[0]:+.2f}; "
+            f"Spearman(params, now_std) {spearmanr(v['params'], v['now_std'])[0]:+.2f}"
+        )
     return 0
 
 

@@ -12,6 +12,7 @@ difference between repeats, and the seconds per probe.
 
     python benchmarks/bench_probe_tiles.py            # about 3 minutes on 2 cores
 """
+
 from __future__ import annotations
 
 import os
@@ -52,34 +53,48 @@ def main(argv: list[str] | None = None) -> int:
 
     cfg = RunConfig.model_validate({"dataset": {"name": "synthetic_nuclei"}, "others": {"seed": args.seed}})
     data = load_data(cfg.dataset, args.seed)
-    model = build_model(Cell.from_string(CELL), cfg.architecture_hyperparameters, data.input_shape,
-                        data.classes_count)
-    result, model = Trainer(cfg, data).train(model, network_id=0, encoding=CELL, blocks=1, seed=args.seed,
-                                             epochs=args.epochs, early_stopping_patience=args.epochs, verbose=False)
+    model = build_model(Cell.from_string(CELL), cfg.architecture_hyperparameters, data.input_shape, data.classes_count)
+    result, model = Trainer(cfg, data).train(
+        model,
+        network_id=0,
+        encoding=CELL,
+        blocks=1,
+        seed=args.seed,
+        epochs=args.epochs,
+        early_stopping_patience=args.epochs,
+        verbose=False,
+    )
     x, y = data.val_arrays(args.images)
     with tempfile.TemporaryDirectory() as tmp:
         onnx = keras_to_onnx(model, Path(tmp) / "cell.onnx")
         digital = onnx_to_torch(onnx)
     classes, ignore = data.classes_count, data.ignore_class
-    print(f"cell {CELL}: {result.params} params, validation Dice {result.dice:.4f}, torch digital Dice "
-          f"{analog_dice(digital, x, y, classes, ignore):.4f} on {len(x)} crops of {x.shape[1]}x{x.shape[2]}")
+    print(
+        f"cell {CELL}: {result.params} params, validation Dice {result.dice:.4f}, torch digital Dice "
+        f"{analog_dice(digital, x, y, classes, ignore):.4f} on {len(x)} crops of {x.shape[1]}x{x.shape[2]}"
+    )
 
     rows = []
-    for kind, make in (("compiled (InferenceRPUConfig)", lambda c: inference_rpu_config(c, "compiled")),
-                       ("torch (TorchInferenceRPUConfig)", inference_rpu_config)):
+    for kind, make in (
+        ("compiled (InferenceRPUConfig)", lambda c: inference_rpu_config(c, "compiled")),
+        ("torch (TorchInferenceRPUConfig)", inference_rpu_config),
+    ):
         means, seconds = [], []
         for _ in range(args.repeats):
             t0 = time.perf_counter()
             torch.manual_seed(args.seed)
             analog = to_analog(digital, make(cfg.analog))
-            scores = score_repetitions(analog, x, y, cfg.analog.t_inference, args.repetitions, args.seed, classes,
-                                       ignore)
+            scores = score_repetitions(
+                analog, x, y, cfg.analog.t_inference, args.repetitions, args.seed, classes, ignore
+            )
             seconds.append(time.perf_counter() - t0)
             means.append(float(np.mean(scores)))
         rows.append((kind, means, max(means) - min(means), float(np.median(seconds))))
 
-    print(f"\n| tiles | analog Dice of each probe (1 day, {args.repetitions} programmings) | largest difference "
-          "| s per probe (median) |")
+    print(
+        f"\n| tiles | analog Dice of each probe (1 day, {args.repetitions} programmings) | largest difference "
+        "| s per probe (median) |"
+    )
     print("|---|---|---:|---:|")
     for kind, means, spread, sec in rows:
         print(f"| {kind} | {', '.join(f'{m:.5f}' for m in means)} | {spread:.2e} | {sec:.2f} |")

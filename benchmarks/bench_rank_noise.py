@@ -23,6 +23,7 @@ Cells are drawn at random (fixed `--pick-seed`) from the distinct cells that the
     python benchmarks/bench_rank_noise.py /work/bench_runs/search/hard_* --task hard --cells 12 \\
         --seeds 1 2 3 --epochs 2 8 --out /work/bench_runs/rank_noise_hard.jsonl
 """
+
 from __future__ import annotations
 
 import os
@@ -53,8 +54,14 @@ from popnas_seg.runlog.tables import read_csv  # noqa: E402
 
 def pick_cells(folders: list[Path], count: int, seed: int) -> list[str]:
     """`count` distinct cells (sorted, then sampled with `seed`) of the networks the run folders trained."""
-    cells = sorted({row["encoding"] for folder in folders
-                    for row in read_csv(folder / "csv" / "training_results.csv") if row.get("status") == "ok"})
+    cells = sorted(
+        {
+            row["encoding"]
+            for folder in folders
+            for row in read_csv(folder / "csv" / "training_results.csv")
+            if row.get("status") == "ok"
+        }
+    )
     if len(cells) < count:
         raise SystemExit(f"only {len(cells)} distinct cells in the given run folders, asked for {count}")
     return random.Random(seed).sample(cells, count)
@@ -71,8 +78,9 @@ def train_all(args: argparse.Namespace, cells: list[str]) -> list[dict]:
     from popnas_seg.evaluation.evaluator import NetworkEvaluator, NetworkJob
     from popnas_seg.search.runner import network_seed
 
-    search_args = bench_search.parse_args(["--size", str(args.size), "--samples", str(args.samples),
-                                           "--filters", str(args.filters), "--no-probe"])
+    search_args = bench_search.parse_args(
+        ["--size", str(args.size), "--samples", str(args.samples), "--filters", str(args.filters), "--no-probe"]
+    )
     cfg_dict = bench_search.build_config(search_args, args.task, "random", args.data_seed, None)
     cfg = RunConfig.model_validate(cfg_dict)
     data = load_data(cfg.dataset, args.data_seed)  # one split for all trainings: only the network's seed varies
@@ -82,23 +90,43 @@ def train_all(args: argparse.Namespace, cells: list[str]) -> list[dict]:
     for i, (epochs, seed, cell) in enumerate(todo, 1):
         start = time.perf_counter()
         train_seed = network_seed(seed, cell) if args.seeding == "per-cell" else seed
-        job = NetworkJob(network_id=i, encoding=cell, architecture=arch, seed=train_seed, out_dir=str(work / str(i)),
-                         epochs=epochs, save=False, probe=False)
+        job = NetworkJob(
+            network_id=i,
+            encoding=cell,
+            architecture=arch,
+            seed=train_seed,
+            out_dir=str(work / str(i)),
+            epochs=epochs,
+            save=False,
+            probe=False,
+        )
         result = evaluator.evaluate(job)
-        row = {"epochs": epochs, "seed": seed, "encoding": cell, "dice": result.dice, "status": result.status,
-               "params": result.params, "train_s": round(time.perf_counter() - start, 2)}
+        row = {
+            "epochs": epochs,
+            "seed": seed,
+            "encoding": cell,
+            "dice": result.dice,
+            "status": result.status,
+            "params": result.params,
+            "train_s": round(time.perf_counter() - start, 2),
+        }
         with args.out.open("a") as handle:
             handle.write(json.dumps(row) + "\n")
         done.append(row)
-        print(f"[noise] {i}/{len(todo)} epochs {epochs} seed {seed} dice {result.dice:.3f} "
-              f"({row['train_s']:.1f} s) {cell}", flush=True)
+        print(
+            f"[noise] {i}/{len(todo)} epochs {epochs} seed {seed} dice {result.dice:.3f} "
+            f"({row['train_s']:.1f} s) {cell}",
+            flush=True,
+        )
     return done
 
 
 def table(rows: list[dict], args: argparse.Namespace) -> str:
-    out = ["| epochs (steps) | cells | Dice sd across all | mean within-cell sd | share of variance from the cell "
-           "| test-retest Spearman (median over seed pairs) | min | s per network |",
-           "|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    out = [
+        "| epochs (steps) | cells | Dice sd across all | mean within-cell sd | share of variance from the cell "
+        "| test-retest Spearman (median over seed pairs) | min | s per network |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for epochs in args.epochs:
         by_cell: dict[str, dict[int, float]] = {}
         times = []
@@ -112,12 +140,16 @@ def table(rows: list[dict], args: argparse.Namespace) -> str:
         values = [d for v in full.values() for d in v.values()]
         within = statistics.mean(statistics.variance(list(v.values())) for v in full.values())
         total = statistics.variance(values)
-        rhos = [spearmanr([full[c][a] for c in full], [full[c][b] for c in full]).statistic
-                for a, b in itertools.combinations(args.seeds, 2)]
+        rhos = [
+            spearmanr([full[c][a] for c in full], [full[c][b] for c in full]).statistic
+            for a, b in itertools.combinations(args.seeds, 2)
+        ]
         steps = epochs * 12
-        out.append(f"| {epochs} ({steps}) | {len(full)} | {total ** .5:.3f} | {within ** .5:.3f} | "
-                   f"{1 - within / total:.2f} | {statistics.median(rhos):.2f} | {min(rhos):.2f} | "
-                   f"{statistics.median(times):.1f} |")
+        out.append(
+            f"| {epochs} ({steps}) | {len(full)} | {total**0.5:.3f} | {within**0.5:.3f} | "
+            f"{1 - within / total:.2f} | {statistics.median(rhos):.2f} | {min(rhos):.2f} | "
+            f"{statistics.median(times):.1f} |"
+        )
     return "\n".join(out)
 
 
@@ -133,16 +165,22 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--filters", type=int, default=8, help="the macro-architecture's base filters")
     p.add_argument("--data-seed", type=int, default=1)
     p.add_argument("--pick-seed", type=int, default=0)
-    p.add_argument("--seeding", choices=["common", "per-cell"], default="common",
-                   help="common: replicate s trains every cell with seed s (same batches, same init stream); "
-                   "per-cell: seed = the search's network_seed(s, cell), as a search run trains its networks")
+    p.add_argument(
+        "--seeding",
+        choices=["common", "per-cell"],
+        default="common",
+        help="common: replicate s trains every cell with seed s (same batches, same init stream); "
+        "per-cell: seed = the search's network_seed(s, cell), as a search run trains its networks",
+    )
     p.add_argument("--out", type=Path, required=True, help="JSON lines, one per training (resumable)")
     args = p.parse_args(argv)
     folders = [f for f in args.runs if (f / "csv" / "training_results.csv").exists()]
     cells = pick_cells(folders, args.cells, args.pick_seed)
     rows = train_all(args, cells)
-    print(f"\ntask {args.task}, {len(cells)} cells, seeds {args.seeds} ({args.seeding}), size {args.size}, "
-          f"{args.samples} images, {args.filters} filters\n")
+    print(
+        f"\ntask {args.task}, {len(cells)} cells, seeds {args.seeds} ({args.seeding}), size {args.size}, "
+        f"{args.samples} images, {args.filters} filters\n"
+    )
     print(table(rows, args))
     return 0
 

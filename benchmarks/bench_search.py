@@ -37,6 +37,7 @@ It prints markdown tables, saves one plot per task (median and min-max band over
     python benchmarks/bench_search.py --quick --no-doc                 # tiny settings: checks that it runs
     python benchmarks/bench_search.py --analyse-only --logs-dir DIR    # recompute tables from finished runs
 """
+
 from __future__ import annotations
 
 import os
@@ -78,8 +79,12 @@ STRATEGIES = ("progressive", "random", "evolution")
 BASELINES = ("random", "evolution")
 # task -> (data set: a built-in name, or FOLDER_TASK for the generated folder; classes)
 FOLDER_TASK = "folder"
-TASKS = {"default": ("synthetic_nuclei", 2), "hard": ("synthetic_nuclei_hard", 3),
-         "default256": ("synthetic_nuclei", 2), FOLDER_TASK: (FOLDER_TASK, 2)}
+TASKS = {
+    "default": ("synthetic_nuclei", 2),
+    "hard": ("synthetic_nuclei_hard", 3),
+    "default256": ("synthetic_nuclei", 2),
+    FOLDER_TASK: (FOLDER_TASK, 2),
+}
 # Images per task when --samples is not given. `default` (64) is the smoke task of the search study (its regret
 # floor is single trainings' luck); `default256` is the same data with 4x the images (within-cell sd 0.014 ->
 # 0.009, bench_rank_noise); `folder` is a real-like folder of the artefact generator (hot pixels, saturated debris,
@@ -136,8 +141,9 @@ def prepare_folder_task(args: argparse.Namespace, logs_dir: Path) -> None:
         ensure_folder_task(Path(args.folder_data), args.size, task_samples(args, FOLDER_TASK))
 
 
-def build_config(args: argparse.Namespace, task: str, strategy: str, seed: int,
-                 max_networks: int | None) -> dict[str, Any]:
+def build_config(
+    args: argparse.Namespace, task: str, strategy: str, seed: int, max_networks: int | None
+) -> dict[str, Any]:
     """One config per task for all strategies; only `strategy`, `max_networks` and the seed differ (and, with
     `--vary-data`, the data; with `--vary-networks`, the networks' seeds)."""
     size = args.size
@@ -146,22 +152,38 @@ def build_config(args: argparse.Namespace, task: str, strategy: str, seed: int,
     cfg: dict[str, Any] = {
         "search_space": {"blocks": args.blocks, "lookback_depth": 2, "operators": args.operators},
         "search_strategy": {
-            "strategy": strategy, "max_children": args.max_children,
-            "max_exploration_children": args.exploration, "b1_max_networks": args.b1,
-            "max_networks": max_networks, "population_size": args.population, "tournament_size": args.tournament,
-            "predictor_epochs": args.predictor_epochs, "accuracy_predictor_ensemble_units": args.ensemble,
-            "additional_pareto_objectives": objectives, "selection": args.selection,
+            "strategy": strategy,
+            "max_children": args.max_children,
+            "max_exploration_children": args.exploration,
+            "b1_max_networks": args.b1,
+            "max_networks": max_networks,
+            "population_size": args.population,
+            "tournament_size": args.tournament,
+            "predictor_epochs": args.predictor_epochs,
+            "accuracy_predictor_ensemble_units": args.ensemble,
+            "additional_pareto_objectives": objectives,
+            "selection": args.selection,
             "network_seeding": args.network_seeding,
             "network_seed": None if args.vary_networks else args.network_seed,
         },
         "training_hyperparameters": {"epochs": task_epochs(args, task)},
         "architecture_hyperparameters": {"filters": args.filters, "motifs": 2, "normal_cells_per_motif": 0},
-        "dataset": {"name": name, "classes_count": classes, "samples": task_samples(args, task),
-                    "generated_size": [size + size // 2] * 2, "crop": [size, size],
-                    "batch_size": args.batch_size, "validation_size": 0.25, "test_size": 0.1,
-                    "seed": seed if args.vary_data else args.data_seed},
-        "analog": {"probe": bool(args.probe), "probe_images": args.probe_images,
-                   "probe_repetitions": args.probe_repetitions},
+        "dataset": {
+            "name": name,
+            "classes_count": classes,
+            "samples": task_samples(args, task),
+            "generated_size": [size + size // 2] * 2,
+            "crop": [size, size],
+            "batch_size": args.batch_size,
+            "validation_size": 0.25,
+            "test_size": 0.1,
+            "seed": seed if args.vary_data else args.data_seed,
+        },
+        "analog": {
+            "probe": bool(args.probe),
+            "probe_images": args.probe_images,
+            "probe_repetitions": args.probe_repetitions,
+        },
         "others": {"seed": seed, "pipeline": ["search"]},
     }
     if name == FOLDER_TASK:  # a user's folder: read through dataset.path, every image used
@@ -279,8 +301,22 @@ def load_run(logs_dir: Path, task: str, strategy: str, seed: int) -> RunData:
     return RunData(task, strategy, seed, path, results, wall, failed)
 
 
-FIXTURE_COLUMNS = ("task", "strategy", "seed", "network_id", "encoding", "blocks", "params", "flops", "dice",
-                   "analog_dice", "epochs", "status", "origin", "step")
+FIXTURE_COLUMNS = (
+    "task",
+    "strategy",
+    "seed",
+    "network_id",
+    "encoding",
+    "blocks",
+    "params",
+    "flops",
+    "dice",
+    "analog_dice",
+    "epochs",
+    "status",
+    "origin",
+    "step",
+)
 
 
 def write_fixture(path: Path, logs_dir: Path, tasks: list[str], seeds: list[int]) -> Path:
@@ -393,67 +429,111 @@ def analyse_task(args: argparse.Namespace, logs_dir: Path, task: str, seeds: lis
         row: dict[str, Any] = {"seed": seed, "N": by["progressive"].n, "seed_union_hv": seed_union}
         for s in STRATEGIES:
             run = by[s]
-            row[s] = {"hv": run.final_hv, "regret": union_hv - run.final_hv,
-                      "seed_regret": seed_union - run.final_hv, "networks": run.n,
-                      "ok": sum(r.status == "ok" for r in run.results), "failed_probes": run.failed_probes,
-                      "reach": networks_to_reach(run.hv_curve, rand.final_hv) if s != "random" else rand.n,
-                      "wall_s": run.wall_s}
+            row[s] = {
+                "hv": run.final_hv,
+                "regret": union_hv - run.final_hv,
+                "seed_regret": seed_union - run.final_hv,
+                "networks": run.n,
+                "ok": sum(r.status == "ok" for r in run.results),
+                "failed_probes": run.failed_probes,
+                "reach": networks_to_reach(run.hv_curve, rand.final_hv) if s != "random" else rand.n,
+                "wall_s": run.wall_s,
+            }
         per_seed.append(row)
 
-    medians = {s: {"hv": _median([p[s]["hv"] for p in per_seed]),
-                   "regret": _median([p[s]["regret"] for p in per_seed]),
-                   "seed_regret": _median([p[s]["seed_regret"] for p in per_seed]),
-                   "failed_probes": sum(p[s]["failed_probes"] for p in per_seed)} for s in STRATEGIES}
-    pvalues = {b: one_sided_mwu([p["progressive"]["hv"] for p in per_seed], [p[b]["hv"] for p in per_seed])
-               for b in BASELINES}
-    paired = {b: one_sided_paired([p["progressive"]["hv"] for p in per_seed], [p[b]["hv"] for p in per_seed])
-              for b in BASELINES}
+    medians = {
+        s: {
+            "hv": _median([p[s]["hv"] for p in per_seed]),
+            "regret": _median([p[s]["regret"] for p in per_seed]),
+            "seed_regret": _median([p[s]["seed_regret"] for p in per_seed]),
+            "failed_probes": sum(p[s]["failed_probes"] for p in per_seed),
+        }
+        for s in STRATEGIES
+    }
+    pvalues = {
+        b: one_sided_mwu([p["progressive"]["hv"] for p in per_seed], [p[b]["hv"] for p in per_seed]) for b in BASELINES
+    }
+    paired = {
+        b: one_sided_paired([p["progressive"]["hv"] for p in per_seed], [p[b]["hv"] for p in per_seed])
+        for b in BASELINES
+    }
 
     quality = []
     for seed, by in runs.items():
         for row in read_csv(by["progressive"].path / "csv" / "predictor_quality.csv"):
             field_name = QUALITY_FIELDS.get(str(row.get("objective")))
             step = _num(row.get("step"))
-            measured = [] if field_name is None else [
-                v for r in by["progressive"].results if r.status == "ok" and r.step == step
-                if (v := _num(getattr(r, field_name))) is not None]
-            quality.append({"seed": seed, **row,
-                            "measured_range": max(measured) - min(measured) if len(measured) >= 2 else None})
-    late = [_num(q.get("spearman")) for q in quality
-            if q.get("objective") == cfg.search_strategy.score_metric and (_num(q.get("step")) or 0) >= 3]
+            measured = (
+                []
+                if field_name is None
+                else [
+                    v
+                    for r in by["progressive"].results
+                    if r.status == "ok" and r.step == step
+                    if (v := _num(getattr(r, field_name))) is not None
+                ]
+            )
+            quality.append(
+                {"seed": seed, **row, "measured_range": max(measured) - min(measured) if len(measured) >= 2 else None}
+            )
+    late = [
+        _num(q.get("spearman"))
+        for q in quality
+        if q.get("objective") == cfg.search_strategy.score_metric and (_num(q.get("step")) or 0) >= 3
+    ]
     spearman_late = _median(late)
 
-    reach_ok = [p["progressive"]["reach"] is not None and p["progressive"]["reach"] <= TARGET_FRACTION * p["N"]
-                for p in per_seed]
+    reach_ok = [
+        p["progressive"]["reach"] is not None and p["progressive"]["reach"] <= TARGET_FRACTION * p["N"]
+        for p in per_seed
+    ]
     prog, rand, evo = (medians[s]["regret"] for s in STRATEGIES)
     sprog, srand, sevo = (medians[s]["seed_regret"] for s in STRATEGIES)
     targets = {
         f"progressive median regret <= {TARGET_REGRET_VS_RANDOM} x random's": (
-            prog is not None and rand is not None and prog <= TARGET_REGRET_VS_RANDOM * rand),
+            prog is not None and rand is not None and prog <= TARGET_REGRET_VS_RANDOM * rand
+        ),
         "progressive median regret <= evolution's": prog is not None and evo is not None and prog <= evo,
         f"the same, regret to each seed's own union front: progressive <= {TARGET_REGRET_VS_RANDOM} x random's": (
-            sprog is not None and srand is not None and sprog <= TARGET_REGRET_VS_RANDOM * srand),
+            sprog is not None and srand is not None and sprog <= TARGET_REGRET_VS_RANDOM * srand
+        ),
         "the same, regret to each seed's own union front: progressive <= evolution's": (
-            sprog is not None and sevo is not None and sprog <= sevo),
+            sprog is not None and sevo is not None and sprog <= sevo
+        ),
         f"progressive reaches random's final HV with <= {TARGET_FRACTION:.0%} of N in >= "
         f"{TARGET_SEEDS_FRACTION:.0%} of seeds": sum(reach_ok) >= TARGET_SEEDS_FRACTION * len(per_seed),
         f"median Dice-predictor Spearman on steps >= 3 >= {TARGET_SPEARMAN}": (
-            spearman_late is not None and spearman_late >= TARGET_SPEARMAN),
+            spearman_late is not None and spearman_late >= TARGET_SPEARMAN
+        ),
     }
-    return {"task": task, "objectives": objectives, "reference": reference, "union_hv": union_hv,
-            "union_front": union_front, "runs": runs, "per_seed": per_seed, "medians": medians,
-            "pvalues": pvalues, "paired": paired, "quality": quality, "spearman_late": spearman_late,
-            "targets": targets, "reach_ok": reach_ok,
-            "regret_sources": regret_sources(runs, objectives, reference)}
+    return {
+        "task": task,
+        "objectives": objectives,
+        "reference": reference,
+        "union_hv": union_hv,
+        "union_front": union_front,
+        "runs": runs,
+        "per_seed": per_seed,
+        "medians": medians,
+        "pvalues": pvalues,
+        "paired": paired,
+        "quality": quality,
+        "spearman_late": spearman_late,
+        "targets": targets,
+        "reach_ok": reach_ok,
+        "regret_sources": regret_sources(runs, objectives, reference),
+    }
 
 
-def regret_sources(runs: dict[int, dict[str, RunData]], objectives: list[str], reference: np.ndarray
-                   ) -> list[dict[str, Any]]:
+def regret_sources(
+    runs: dict[int, dict[str, RunData]], objectives: list[str], reference: np.ndarray
+) -> list[dict[str, Any]]:
     """Every network of the task's union front, the runs that trained it, and the hypervolume each strategy's run
     would gain by adding it (median over seeds): where a strategy's regret comes from (a corner it never drew,
     or the top of the front at some size)."""
-    trained = [(s, seed, r) for seed, by in runs.items() for s, run in by.items()
-               for r in _usable(run.results, objectives)]
+    trained = [
+        (s, seed, r) for seed, by in runs.items() for s, run in by.items() for r in _usable(run.results, objectives)
+    ]
     if not trained:
         return []
     values, maximise = objective_matrix([r for _, _, r in trained], objectives)
@@ -472,35 +552,63 @@ def regret_sources(runs: dict[int, dict[str, RunData]], objectives: list[str], r
     rows = []
     for key in sorted(points, key=lambda k: (k[objectives.index("params")] if "params" in objectives else 0, k)):
         point = points[key]
-        gains = {s: float(np.median([normalised_hypervolume(np.vstack([mine, point["values"][None]]), objectives,
-                                                            reference) - hv for mine, hv in own[s]]))
-                 for s in STRATEGIES}
-        rows.append({**{o: float(point["values"][j]) for j, o in enumerate(objectives)},
-                     "encoding": point["encoding"], "trained_by": sorted(point["by"]), "gain": gains})
+        gains = {
+            s: float(
+                np.median(
+                    [
+                        normalised_hypervolume(np.vstack([mine, point["values"][None]]), objectives, reference) - hv
+                        for mine, hv in own[s]
+                    ]
+                )
+            )
+            for s in STRATEGIES
+        }
+        rows.append(
+            {
+                **{o: float(point["values"][j]) for j, o in enumerate(objectives)},
+                "encoding": point["encoding"],
+                "trained_by": sorted(point["by"]),
+                "gain": gains,
+            }
+        )
     return rows
 
 
 # ------------------------------------------------------------------------------------------------------- report
 def markdown_tables(res: dict[str, Any]) -> str:
     task = res["task"]
-    lines = [f"#### Task `{task}` ({TASKS[task][0]})", "",
-             f"Union front of all runs: {res['union_front']} networks, normalised hypervolume "
-             f"{_fmt(res['union_hv'])}. Regret = union hypervolume - the run's final hypervolume. Seed regret = "
-             "the hypervolume of the union front of that seed's three runs (same data and network seeds, so every "
-             "cell scores alike in each) - the run's final hypervolume.", "",
-             "| seed | N | strategy | networks (ok) | final HV | regret | seed regret | reaches random's final HV "
-             "after | failed probes | run wall (s) |", "|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        f"#### Task `{task}` ({TASKS[task][0]})",
+        "",
+        f"Union front of all runs: {res['union_front']} networks, normalised hypervolume "
+        f"{_fmt(res['union_hv'])}. Regret = union hypervolume - the run's final hypervolume. Seed regret = "
+        "the hypervolume of the union front of that seed's three runs (same data and network seeds, so every "
+        "cell scores alike in each) - the run's final hypervolume.",
+        "",
+        "| seed | N | strategy | networks (ok) | final HV | regret | seed regret | reaches random's final HV "
+        "after | failed probes | run wall (s) |",
+        "|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for p in res["per_seed"]:
         for s in STRATEGIES:
             r = p[s]
-            reach = "-" if s == "random" else ("never" if r["reach"] is None else
-                                               f"{r['reach']} ({r['reach'] / p['N']:.0%} of N)")
-            lines.append(f"| {p['seed']} | {p['N']} | {s} | {r['networks']} ({r['ok']}) | {_fmt(r['hv'])} "
-                         f"| {_fmt(r['regret'])} | {_fmt(r['seed_regret'])} | {reach} | {r['failed_probes']} "
-                         f"| {_fmt(r['wall_s'], 0)} |")
-    lines += ["", "| strategy | median final HV | median regret | median seed regret | failed probes (all seeds) "
-              "| Mann-Whitney U p (progressive HV > this, one-sided) | seeds progressive wins (same seed) "
-              "| paired Wilcoxon p (one-sided) |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+            reach = (
+                "-"
+                if s == "random"
+                else ("never" if r["reach"] is None else f"{r['reach']} ({r['reach'] / p['N']:.0%} of N)")
+            )
+            lines.append(
+                f"| {p['seed']} | {p['N']} | {s} | {r['networks']} ({r['ok']}) | {_fmt(r['hv'])} "
+                f"| {_fmt(r['regret'])} | {_fmt(r['seed_regret'])} | {reach} | {r['failed_probes']} "
+                f"| {_fmt(r['wall_s'], 0)} |"
+            )
+    lines += [
+        "",
+        "| strategy | median final HV | median regret | median seed regret | failed probes (all seeds) "
+        "| Mann-Whitney U p (progressive HV > this, one-sided) | seeds progressive wins (same seed) "
+        "| paired Wilcoxon p (one-sided) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for s in STRATEGIES:
         m = res["medians"][s]
         if s == "progressive":
@@ -509,31 +617,49 @@ def markdown_tables(res: dict[str, Any]) -> str:
             p = _fmt(res["pvalues"][s], 3)
             wins = f"{res['paired'][s][0]} of {len(res['per_seed'])}"
             wp = _fmt(res["paired"][s][1], 3)
-        lines.append(f"| {s} | {_fmt(m['hv'])} | {_fmt(m['regret'])} | {_fmt(m['seed_regret'])} | {m['failed_probes']} "
-                     f"| {p} | {wins} | {wp} |")
+        lines.append(
+            f"| {s} | {_fmt(m['hv'])} | {_fmt(m['regret'])} | {_fmt(m['seed_regret'])} | {m['failed_probes']} "
+            f"| {p} | {wins} | {wp} |"
+        )
     if res["regret_sources"]:
-        lines += ["", "Where the regret comes from: each network of the union front, and the hypervolume a run would "
-                  "gain by adding it to its own front (median over seeds, x 1000).", "",
-                  "| params | " + " | ".join(o for o in res["objectives"] if o != "params") + " | trained by | "
-                  + " | ".join(STRATEGIES) + " |", "|---:|" + "---:|" * (len(res["objectives"]) - 1) + "---|"
-                  + "---:|" * len(STRATEGIES)]
+        lines += [
+            "",
+            "Where the regret comes from: each network of the union front, and the hypervolume a run would "
+            "gain by adding it to its own front (median over seeds, x 1000).",
+            "",
+            "| params | "
+            + " | ".join(o for o in res["objectives"] if o != "params")
+            + " | trained by | "
+            + " | ".join(STRATEGIES)
+            + " |",
+            "|---:|" + "---:|" * (len(res["objectives"]) - 1) + "---|" + "---:|" * len(STRATEGIES),
+        ]
         for row in res["regret_sources"]:
-            lines.append(f"| {row.get('params', 0):,.0f} | "
-                         + " | ".join(f"{row[o]:.4f}" for o in res["objectives"] if o != "params")
-                         + f" | {', '.join(row['trained_by'])} | "
-                         + " | ".join(f"{1000 * row['gain'][s]:.1f}" for s in STRATEGIES) + " |")
-    lines += ["", "Predictor quality on the networks each step trained (progressive runs, csv/predictor_quality.csv); "
-              f"median Dice Spearman on steps >= 3: {_fmt(res['spearman_late'], 3)}. Measured range: the largest "
-              "minus the smallest measured value of those n networks (Dice, analog Dice, seconds); ranks among "
-              "values closer than one training's noise are mostly noise.", "",
-              "| seed | step | objective | n | Spearman | Kendall | MAPE | measured range |",
-              "|---:|---:|---|---:|---:|---:|---:|---:|"]
+            lines.append(
+                f"| {row.get('params', 0):,.0f} | "
+                + " | ".join(f"{row[o]:.4f}" for o in res["objectives"] if o != "params")
+                + f" | {', '.join(row['trained_by'])} | "
+                + " | ".join(f"{1000 * row['gain'][s]:.1f}" for s in STRATEGIES)
+                + " |"
+            )
+    lines += [
+        "",
+        "Predictor quality on the networks each step trained (progressive runs, csv/predictor_quality.csv); "
+        f"median Dice Spearman on steps >= 3: {_fmt(res['spearman_late'], 3)}. Measured range: the largest "
+        "minus the smallest measured value of those n networks (Dice, analog Dice, seconds); ranks among "
+        "values closer than one training's noise are mostly noise.",
+        "",
+        "| seed | step | objective | n | Spearman | Kendall | MAPE | measured range |",
+        "|---:|---:|---|---:|---:|---:|---:|---:|",
+    ]
     if not res["quality"]:
         lines.append("| - | - | (no rows: no step with >= 2 predicted-and-trained networks) | | | | | |")
     for q in res["quality"]:
-        lines.append(f"| {q['seed']} | {q['step']} | {q['objective']} | {q['n']} | {_fmt(_num(q.get('spearman')), 3)} "
-                     f"| {_fmt(_num(q.get('kendall')), 3)} | {_fmt(_num(q.get('mape')), 3)} "
-                     f"| {_fmt(q.get('measured_range'), 3)} |")
+        lines.append(
+            f"| {q['seed']} | {q['step']} | {q['objective']} | {q['n']} | {_fmt(_num(q.get('spearman')), 3)} "
+            f"| {_fmt(_num(q.get('kendall')), 3)} | {_fmt(_num(q.get('mape')), 3)} "
+            f"| {_fmt(q.get('measured_range'), 3)} |"
+        )
     lines += ["", "Targets (issue 12):", ""]
     lines += [f"- {name}: **{'met' if ok else 'NOT met'}**" for name, ok in res["targets"].items()]
     return "\n".join(lines)
@@ -576,46 +702,79 @@ def write_section(doc: Path, body: str, section: str = SECTION) -> None:
 
 
 def settings_text(args: argparse.Namespace) -> str:
-    probe = (f"dice (max) + params (min) + analog_dice (max: analog Dice after 1 day of PCM drift, probe on "
-             f"{args.probe_images} validation images x {args.probe_repetitions} programmings)"
-             if args.probe else "dice (max) + params (min) only (--no-probe)")
-    data = ("each seed its own images and split (--vary-data)" if args.vary_data else
-            f"one set of images and one split per task (data seed {args.data_seed})")
-    nets = ("each seed its own network seed (--vary-networks)" if args.vary_networks else
-            f"one network seed per task ({args.network_seed}): a cell scores the same in every run of the task")
-    varied = [what for what, on in (("the weight initialisation", args.vary_networks), ("the data", args.vary_data))
-              if on]
+    probe = (
+        f"dice (max) + params (min) + analog_dice (max: analog Dice after 1 day of PCM drift, probe on "
+        f"{args.probe_images} validation images x {args.probe_repetitions} programmings)"
+        if args.probe
+        else "dice (max) + params (min) only (--no-probe)"
+    )
+    data = (
+        "each seed its own images and split (--vary-data)"
+        if args.vary_data
+        else f"one set of images and one split per task (data seed {args.data_seed})"
+    )
+    nets = (
+        "each seed its own network seed (--vary-networks)"
+        if args.vary_networks
+        else f"one network seed per task ({args.network_seed}): a cell scores the same in every run of the task"
+    )
+    varied = [
+        what for what, on in (("the weight initialisation", args.vary_networks), ("the data", args.vary_data)) if on
+    ]
     varies = ", ".join(["the search", *varied]) if varied else "the search alone"
     budgets = ", ".join(f"{task_epochs(args, t)} epoch(s) per network ({t})" for t in args.tasks)
     images = ", ".join(f"{task_samples(args, t)} ({t})" for t in args.tasks)
-    return (f"images per task {images} cropped to {args.size}x{args.size}, {budgets}, "
-            f"B = {args.blocks} blocks, operators {', '.join(args.operators)}, K = {args.max_children} "
-            f"({args.selection} selection), {args.exploration} exploration child(ren), step 1: "
-            f"{'every one-block cell' if args.b1 is None else f'{args.b1} cells (params-stratified)'}, predictor "
-            f"{args.predictor_epochs} epochs x {args.ensemble} GIN members, evolution population {args.population} / "
-            f"tournament {args.tournament}, network seeding {args.network_seeding}. Data: {data}; networks: {nets}; "
-            f"the seeds vary {varies}. "
-            f"Objectives: {probe}.")
+    return (
+        f"images per task {images} cropped to {args.size}x{args.size}, {budgets}, "
+        f"B = {args.blocks} blocks, operators {', '.join(args.operators)}, K = {args.max_children} "
+        f"({args.selection} selection), {args.exploration} exploration child(ren), step 1: "
+        f"{'every one-block cell' if args.b1 is None else f'{args.b1} cells (params-stratified)'}, predictor "
+        f"{args.predictor_epochs} epochs x {args.ensemble} GIN members, evolution population {args.population} / "
+        f"tournament {args.tournament}, network seeding {args.network_seeding}. Data: {data}; networks: {nets}; "
+        f"the seeds vary {varies}. "
+        f"Objectives: {probe}."
+    )
 
 
-def section_text(args: argparse.Namespace, results: list[dict[str, Any]], plots: list[Path], command: str,
-                 when: str, logs_dir: Path, total_s: float | None) -> str:
+def section_text(
+    args: argparse.Namespace,
+    results: list[dict[str, Any]],
+    plots: list[Path],
+    command: str,
+    when: str,
+    logs_dir: Path,
+    total_s: float | None,
+) -> str:
     parts = [
-        SECTION, "",
+        SECTION,
+        "",
         f"Date: {when}. Machine: {machine()}. Workers: {args.workers}.",
         f"Benchmark wall time of this invocation: {_fmt(total_s, 0)} s (per-run wall times in the tables)."
-        if total_s is not None else "",
-        "", "Command:", "", "```", command, "```", "",
-        f"Settings: {settings_text(args)} Seeds: {', '.join(map(str, args.seeds))}.", "",
+        if total_s is not None
+        else "",
+        "",
+        "Command:",
+        "",
+        "```",
+        command,
+        "```",
+        "",
+        f"Settings: {settings_text(args)} Seeds: {', '.join(map(str, args.seeds))}.",
+        "",
         "Per task and seed the progressive search runs first; the number of networks it trained, N, is the budget "
         "of the random and the evolution run. Hypervolume: ONE reference point per task (scores 0, params 1.1 x "
         "the largest network of the space), normalised by the box up to the ideal (scores 1, 0 params).",
     ]
     for res, plot in zip(results, plots):
         ref = ", ".join(f"{o} {v:,.4g}" for o, v in zip(res["objectives"], res["reference"]))
-        parts += ["", f"Reference point ({res['task']}): {ref}.", "",
-                  f"![hypervolume vs networks trained, {res['task']}]({os.path.relpath(plot, ROOT / 'docs')})", "",
-                  markdown_tables(res)]
+        parts += [
+            "",
+            f"Reference point ({res['task']}): {ref}.",
+            "",
+            f"![hypervolume vs networks trained, {res['task']}]({os.path.relpath(plot, ROOT / 'docs')})",
+            "",
+            markdown_tables(res),
+        ]
     parts += ["", f"Run folders (CSVs, logs): `{logs_dir}`."]
     return "\n".join(parts)
 
@@ -625,58 +784,108 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3, 4, 5], help="seeds (each: 3 searches per task)")
     p.add_argument("--tasks", nargs="+", choices=sorted(TASKS), default=["default", "hard"])
-    p.add_argument("--strategies", nargs="+", choices=STRATEGIES, default=list(STRATEGIES),
-                   help="searches to run (the analysis needs all three run folders of every task and seed)")
+    p.add_argument(
+        "--strategies",
+        nargs="+",
+        choices=STRATEGIES,
+        default=list(STRATEGIES),
+        help="searches to run (the analysis needs all three run folders of every task and seed)",
+    )
     p.add_argument("--workers", type=int, default=1, help="task/seed chains run at the same time")
     p.add_argument("--size", type=int, default=32, help="image side the networks see (divisible by 4)")
-    p.add_argument("--epochs", type=int, default=None,
-                   help="training epochs per network on every task (default: the task's own, "
-                        + ", ".join(f"{t} {e}" for t, e in TASK_EPOCHS.items())
-                        + ": the shortest at which one training ranks the task's cells)")
+    p.add_argument(
+        "--epochs",
+        type=int,
+        default=None,
+        help="training epochs per network on every task (default: the task's own, "
+        + ", ".join(f"{t} {e}" for t, e in TASK_EPOCHS.items())
+        + ": the shortest at which one training ranks the task's cells)",
+    )
     p.add_argument("--blocks", type=int, default=3, help="B: maximum blocks per cell")
-    p.add_argument("--samples", type=int, default=None,
-                   help="images per task (default: the task's own, "
-                        + ", ".join(f"{t} {n}" for t, n in TASK_SAMPLES.items()) + ")")
-    p.add_argument("--folder-data", type=Path, default=None,
-                   help="the folder task's images/ and masks/ (default: <logs-dir>/folder_task_data, generated once)")
+    p.add_argument(
+        "--samples",
+        type=int,
+        default=None,
+        help="images per task (default: the task's own, "
+        + ", ".join(f"{t} {n}" for t, n in TASK_SAMPLES.items())
+        + ")",
+    )
+    p.add_argument(
+        "--folder-data",
+        type=Path,
+        default=None,
+        help="the folder task's images/ and masks/ (default: <logs-dir>/folder_task_data, generated once)",
+    )
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--filters", type=int, default=8)
-    p.add_argument("--max-children", type=int, default=7,
-                   help="K of the progressive search (7 with b1 10: N = 25, and step 2's predicted picks start at "
-                        "network 11; docs/BENCHMARKS.md)")
+    p.add_argument(
+        "--max-children",
+        type=int,
+        default=7,
+        help="K of the progressive search (7 with b1 10: N = 25, and step 2's predicted picks start at "
+        "network 11; docs/BENCHMARKS.md)",
+    )
     p.add_argument("--exploration", type=int, default=1, help="exploration children per step")
     p.add_argument("--b1", type=int, default=10, help="networks of step 1 (N = b1 + (B-1) K + (B-2) exploration)")
     p.add_argument("--selection", choices=["hypervolume", "score"], default="hypervolume")
-    p.add_argument("--data-seed", type=int, default=1,
-                   help="dataset.seed of every run: all seeds of a task search the same images and split")
-    p.add_argument("--vary-data", action="store_true",
-                   help="each seed also draws its own images and split (dataset.seed = the seed)")
-    p.add_argument("--network-seed", type=int, default=1,
-                   help="search_strategy.network_seed of every run: all seeds of a task train and probe a cell alike")
-    p.add_argument("--vary-networks", action="store_true",
-                   help="each seed trains its networks under its own seed (network_seed = the seed)")
-    p.add_argument("--network-seeding", choices=["common", "per_network"], default="common",
-                   help="search_strategy.network_seeding of every run (common: one seed for all networks of a run)")
+    p.add_argument(
+        "--data-seed",
+        type=int,
+        default=1,
+        help="dataset.seed of every run: all seeds of a task search the same images and split",
+    )
+    p.add_argument(
+        "--vary-data",
+        action="store_true",
+        help="each seed also draws its own images and split (dataset.seed = the seed)",
+    )
+    p.add_argument(
+        "--network-seed",
+        type=int,
+        default=1,
+        help="search_strategy.network_seed of every run: all seeds of a task train and probe a cell alike",
+    )
+    p.add_argument(
+        "--vary-networks",
+        action="store_true",
+        help="each seed trains its networks under its own seed (network_seed = the seed)",
+    )
+    p.add_argument(
+        "--network-seeding",
+        choices=["common", "per_network"],
+        default="common",
+        help="search_strategy.network_seeding of every run (common: one seed for all networks of a run)",
+    )
     p.add_argument("--population", type=int, default=8, help="evolution population size")
     p.add_argument("--tournament", type=int, default=3, help="evolution tournament size")
     p.add_argument("--predictor-epochs", type=int, default=40)
     p.add_argument("--ensemble", type=int, default=2, help="GIN accuracy-predictor ensemble members")
-    p.add_argument("--operators", nargs="+",
-                   default=["identity", "3x3 conv", "3x3:2dr conv", "1x3-3x1 conv", "2x2 maxpool"])
+    p.add_argument(
+        "--operators", nargs="+", default=["identity", "3x3 conv", "3x3:2dr conv", "1x3-3x1 conv", "2x2 maxpool"]
+    )
     p.add_argument("--no-probe", dest="probe", action="store_false", help="objectives dice + params only")
     p.add_argument("--probe-images", type=int, default=16, help="validation images the probe scores (16: all)")
-    p.add_argument("--probe-repetitions", type=int, default=8,
-                   help="programmings per probe: at 2, one hard-task probe moved by 0.02-0.07 Dice between two "
-                        "programming draws, more than the front's cells differ (docs/BENCHMARKS.md)")
+    p.add_argument(
+        "--probe-repetitions",
+        type=int,
+        default=8,
+        help="programmings per probe: at 2, one hard-task probe moved by 0.02-0.07 Dice between two "
+        "programming draws, more than the front's cells differ (docs/BENCHMARKS.md)",
+    )
     p.add_argument("--quick", action="store_true", help="tiny settings that only check the benchmark runs")
     p.add_argument("--logs-dir", type=Path, default=None, help="run folders (default: a new temp dir); reuse to resume")
     p.add_argument("--analyse-only", action="store_true", help="only recompute the report from --logs-dir")
     p.add_argument("--doc", type=Path, default=ROOT / "docs" / "BENCHMARKS.md")
-    p.add_argument("--plot-prefix", type=Path, default=ROOT / "docs" / "bench_search_hv",
-                   help="plots go to <prefix>_<task>.png")
-    p.add_argument("--fixture", type=Path, default=None,
-                   help="also write every run's trained networks (task, strategy, seed + training_results columns) "
-                        "to this CSV: the recorded data tests/test_predictor_fixture.py ranks")
+    p.add_argument(
+        "--plot-prefix", type=Path, default=ROOT / "docs" / "bench_search_hv", help="plots go to <prefix>_<task>.png"
+    )
+    p.add_argument(
+        "--fixture",
+        type=Path,
+        default=None,
+        help="also write every run's trained networks (task, strategy, seed + training_results columns) "
+        "to this CSV: the recorded data tests/test_predictor_fixture.py ranks",
+    )
     p.add_argument("--no-doc", action="store_true", help="print the tables, do not touch docs/ (plots: logs dir)")
     args = p.parse_args(argv)
     if args.quick:
@@ -708,13 +917,21 @@ def main(argv: list[str] | None = None) -> int:
         finally:  # a failed run stops the benchmark: queued chains never start, running ones finish
             pool.shutdown(wait=True, cancel_futures=True)
     total = None if args.analyse_only else time.perf_counter() - start
-    missing = [run_name(t, s, seed) for t in args.tasks for seed in args.seeds for s in STRATEGIES
-               if not search_finished(logs_dir / run_name(t, s, seed))]
+    missing = [
+        run_name(t, s, seed)
+        for t in args.tasks
+        for seed in args.seeds
+        for s in STRATEGIES
+        if not search_finished(logs_dir / run_name(t, s, seed))
+    ]
     if missing and args.analyse_only:
         raise SystemExit(f"[bench] {len(missing)} searches in {logs_dir} have not finished: {', '.join(missing)}")
     if missing:
-        print(f"[bench] not analysed: {len(missing)} searches have not finished yet ({', '.join(missing)}); run "
-              f"the other strategies into {logs_dir}, then --analyse-only", flush=True)
+        print(
+            f"[bench] not analysed: {len(missing)} searches have not finished yet ({', '.join(missing)}); run "
+            f"the other strategies into {logs_dir}, then --analyse-only",
+            flush=True,
+        )
         return 0
     results = [analyse_task(args, logs_dir, task, args.seeds) for task in args.tasks]
     for res in results:

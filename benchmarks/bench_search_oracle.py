@@ -16,6 +16,7 @@ so it is a yardstick, not a strict bound (a search may match it by its own luck)
 
     python benchmarks/bench_search_oracle.py --logs-dir /work/bench_runs/search_e24_default --tasks default
 """
+
 from __future__ import annotations
 
 import argparse
@@ -56,8 +57,11 @@ def inherited_luck(cells: list[Cell], luck: np.ndarray) -> tuple[int, float, flo
     from scipy.stats import pearsonr
 
     index = {c.key(): i for i, c in enumerate(cells)}
-    pairs = [(index[Cell(c.blocks[:-1]).key()], i) for i, c in enumerate(cells)
-             if len(c.blocks) > 1 and Cell(c.blocks[:-1]).key() in index]
+    pairs = [
+        (index[Cell(c.blocks[:-1]).key()], i)
+        for i, c in enumerate(cells)
+        if len(c.blocks) > 1 and Cell(c.blocks[:-1]).key() in index
+    ]
     if len(pairs) < 3:
         return len(pairs), float("nan"), float("nan")
     parent, child = np.array(pairs).T
@@ -65,9 +69,17 @@ def inherited_luck(cells: list[Cell], luck: np.ndarray) -> tuple[int, float, flo
     return len(pairs), float(r), float(p)
 
 
-def oracle_picks(means: np.ndarray, cov: np.ndarray, noisy: list[int], maximise: list[bool],
-                 reference: np.ndarray, batches: list[int], draws: int, seed: int,
-                 measured: np.ndarray | None = None) -> list[int]:
+def oracle_picks(
+    means: np.ndarray,
+    cov: np.ndarray,
+    noisy: list[int],
+    maximise: list[bool],
+    reference: np.ndarray,
+    batches: list[int],
+    draws: int,
+    seed: int,
+    measured: np.ndarray | None = None,
+) -> list[int]:
     """Rows of the pool in batches (a search's steps), each batch greedy by expected hypervolume gain over `draws`
     Gaussian draws of the luck, counted against the *measured* values of the earlier batches (`measured`, as
     a search sees its trained networks; without it, every batch is planned from the means alone)."""
@@ -80,16 +92,19 @@ def oracle_picks(means: np.ndarray, cov: np.ndarray, noisy: list[int], maximise:
         luck = rng.multivariate_normal(np.zeros(len(noisy)), cov, size=(draws, len(rest)), method="eigh")
         samples[:, :, noisy] = np.clip(samples[:, :, noisy] + luck, 0.0, 1.0)
         held = None if not chosen else (measured if measured is not None else means)[chosen]
-        chosen += [rest[j] for j in greedy_hypervolume_selection(means[rest], maximise, reference, size,
-                                                                 held=held, draws=samples)]
+        chosen += [
+            rest[j]
+            for j in greedy_hypervolume_selection(means[rest], maximise, reference, size, held=held, draws=samples)
+        ]
     return chosen
 
 
 def step_sizes(bench: argparse.Namespace) -> list[int]:
     """The progressive search's networks per step at these bench_search settings: b1, then K (+ exploration
     children on every step but the last)."""
-    return [bench.b1] + [bench.max_children + (bench.exploration if b < bench.blocks else 0)
-                         for b in range(2, bench.blocks + 1)]
+    return [bench.b1] + [
+        bench.max_children + (bench.exploration if b < bench.blocks else 0) for b in range(2, bench.blocks + 1)
+    ]
 
 
 def oracle_task(args: argparse.Namespace, bench: argparse.Namespace, task: str) -> dict:
@@ -99,8 +114,9 @@ def oracle_task(args: argparse.Namespace, bench: argparse.Namespace, task: str) 
     if len(pool) < 10:
         raise SystemExit(f"[oracle] {task}: only {len(pool)} measured cells in {args.logs_dir}")
     shape = (bench.size, bench.size, base.dataset.generated_channels)
-    reference = B.run_reference_point(objectives, base, np.zeros((0, len(objectives))), shape,
-                                  base.dataset.classes_count)
+    reference = B.run_reference_point(
+        objectives, base, np.zeros((0, len(objectives))), shape, base.dataset.classes_count
+    )
     values, maximise = objective_matrix(pool, objectives)
     union = B.front_hv(pool, objectives, reference)
     strategy = ProgressiveStrategy(base, shape, base.dataset.classes_count, None, logging.getLogger("oracle"))
@@ -128,8 +144,11 @@ def oracle_task(args: argparse.Namespace, bench: argparse.Namespace, task: str) 
                     k = B.networks_to_reach(curve, union - random_regret)
                     reach[0] += k is not None and k <= B.TARGET_FRACTION * len(picks)
                     reach[1] += 1
-        print(f"[oracle] {task}: draw seed {seed}: regret {regrets['steps'][-1]:.4f} in steps {batches}, "
-              f"{regrets['once'][-1]:.4f} in one batch", flush=True)
+        print(
+            f"[oracle] {task}: draw seed {seed}: regret {regrets['steps'][-1]:.4f} in steps {batches}, "
+            f"{regrets['once'][-1]:.4f} in one batch",
+            flush=True,
+        )
     return {
         "task": task,
         "pool": len(pool),
@@ -147,27 +166,40 @@ def oracle_task(args: argparse.Namespace, bench: argparse.Namespace, task: str) 
 def report(res: dict) -> str:
     recorded = {s: float(np.median(v)) for s, v in res["recorded"].items()}
     oracle = float(np.median(res["regrets"]["steps"]))
-    lines = [f"#### Task `{res['task']}`: {res['pool']} measured cells, union front HV {res['union']:.4f}, "
-             f"N = {sum(res['batches'])}; luck (ridge residual) sd {' / '.join(f'{v:.4f}' for v in res['sd'])}"
-             + (f", Dice / analog Dice correlation {res['corr']:.2f}" if res["corr"] is not None else ""), "",
-             "| who | runs | median regret | range |", "|---|---:|---:|---:|"]
-    for mode, text in (("steps", f"mean oracle, expected-HV greedy in steps {res['batches']}, each against the "
-                                 "measured earlier picks"),
-                       ("once", "mean oracle, expected-HV greedy, all N at once")):
+    lines = [
+        f"#### Task `{res['task']}`: {res['pool']} measured cells, union front HV {res['union']:.4f}, "
+        f"N = {sum(res['batches'])}; luck (ridge residual) sd {' / '.join(f'{v:.4f}' for v in res['sd'])}"
+        + (f", Dice / analog Dice correlation {res['corr']:.2f}" if res["corr"] is not None else ""),
+        "",
+        "| who | runs | median regret | range |",
+        "|---|---:|---:|---:|",
+    ]
+    for mode, text in (
+        (
+            "steps",
+            f"mean oracle, expected-HV greedy in steps {res['batches']}, each against the measured earlier picks",
+        ),
+        ("once", "mean oracle, expected-HV greedy, all N at once"),
+    ):
         v = res["regrets"][mode]
         lines.append(f"| {text} | {len(v)} draw seeds | {np.median(v):.4f} | {min(v):.4f} - {max(v):.4f} |")
     for s, v in res["recorded"].items():
         lines.append(f"| {s} (recorded) | {len(v)} seeds | {recorded[s]:.4f} | {min(v):.4f} - {max(v):.4f} |")
     pairs, r, p = res["inherited"]
-    lines += ["", f"- Dice luck of a child vs its parent's, over {pairs} parent -> child pairs of the pool: "
-              f"Pearson r {r:.2f} (p {p:.2g})."]
+    lines += [
+        "",
+        f"- Dice luck of a child vs its parent's, over {pairs} parent -> child pairs of the pool: "
+        f"Pearson r {r:.2f} (p {p:.2g}).",
+    ]
     if "random" in recorded:
         goal = B.TARGET_REGRET_VS_RANDOM * recorded["random"]
-        lines += [f"- {B.TARGET_REGRET_VS_RANDOM} x random's median regret: {goal:.4f}; the mean oracle in steps "
-                  f"{'meets' if oracle <= goal else 'misses'} it ({oracle / recorded['random']:.2f} x random's).",
-                  f"- The mean oracle in steps reaches a recorded random run's final HV within {B.TARGET_FRACTION:.0%} "
-                  "of N in "
-                  f"{res['reach'][0]} of {res['reach'][1]} (draw seed, random run) pairs."]
+        lines += [
+            f"- {B.TARGET_REGRET_VS_RANDOM} x random's median regret: {goal:.4f}; the mean oracle in steps "
+            f"{'meets' if oracle <= goal else 'misses'} it ({oracle / recorded['random']:.2f} x random's).",
+            f"- The mean oracle in steps reaches a recorded random run's final HV within {B.TARGET_FRACTION:.0%} "
+            "of N in "
+            f"{res['reach'][0]} of {res['reach'][1]} (draw seed, random run) pairs.",
+        ]
     return "\n".join(lines)
 
 

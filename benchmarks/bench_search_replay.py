@@ -21,6 +21,7 @@ random's final hypervolume, and its Dice-predictor Spearman on steps >= 3; then 
 
     python benchmarks/bench_search_replay.py --logs-dir /work/bench_runs/search_e8_table --tasks hard
 """
+
 from __future__ import annotations
 
 import argparse
@@ -54,8 +55,10 @@ Train = Callable[[str], TrainingResult]
 def journal_results(folder: Path) -> list[TrainingResult]:
     """A run's networks in training order, at full precision (the journal's, not the CSV's rounded values: the
     predictors fitted on them must see what the search saw); a run still going may end in a torn line."""
-    found = {e["network_id"]: TrainingResult.from_dict(e["result"])
-             for e in Journal(folder / "restore" / "journal.jsonl").events("network_finished")}
+    found = {
+        e["network_id"]: TrainingResult.from_dict(e["result"])
+        for e in Journal(folder / "restore" / "journal.jsonl").events("network_finished")
+    }
     return [found[k] for k in sorted(found)]
 
 
@@ -113,8 +116,13 @@ def replay(strategy: ProgressiveStrategy, table: Table, train: Train) -> tuple[l
 def same_as_recorded(replayed: list[TrainingResult], recorded: list[TrainingResult]) -> str:
     """The word "yes", or where the replayed run first leaves the recorded one."""
     for k, (a, b) in enumerate(zip(replayed, recorded), start=1):
-        if (a.encoding, a.origin, a.step, a.dice, a.analog_dice) != (b.encoding, b.origin, b.step, b.dice,
-                                                                      b.analog_dice):
+        if (a.encoding, a.origin, a.step, a.dice, a.analog_dice) != (
+            b.encoding,
+            b.origin,
+            b.step,
+            b.dice,
+            b.analog_dice,
+        ):
             return f"no (from network {k})"
     return "yes" if len(replayed) == len(recorded) else f"no ({len(replayed)} vs {len(recorded)} networks)"
 
@@ -131,9 +139,16 @@ def trainer_for(cfg: RunConfig, folder: Path) -> Train:
         if "evaluator" not in state:
             state["evaluator"] = NetworkEvaluator(cfg, load_data(cfg.dataset, seed=cfg.data_seed), LOG)
         seed, probe_seed = search_network_seeds(cfg.network_seed, encoding, cfg.search_strategy.network_seeding)
-        job = NetworkJob(network_id=0, encoding=encoding, seed=seed, probe_seed=probe_seed, save=False,
-                         architecture=cfg.architecture_hyperparameters.model_dump(mode="json"),
-                         out_dir=str(folder / "network"), probe=cfg.analog.probe)
+        job = NetworkJob(
+            network_id=0,
+            encoding=encoding,
+            seed=seed,
+            probe_seed=probe_seed,
+            save=False,
+            architecture=cfg.architecture_hyperparameters.model_dump(mode="json"),
+            out_dir=str(folder / "network"),
+            probe=cfg.analog.probe,
+        )
         print(f"[replay] training {encoding}", flush=True)
         return state["evaluator"].evaluate(job)
 
@@ -144,8 +159,9 @@ def verify(table: Table, train: Train, count: int) -> str:
     """Retrain `count` recorded cells in-process (spread over the table) and compare with what the runs recorded:
     the premise of the replay is that both give the same numbers."""
     cached = {r.encoding for r in table.cached}
-    recorded = sorted((r for r in table.known.values() if r.encoding not in cached and r.status == "ok"),
-                      key=lambda r: r.encoding)
+    recorded = sorted(
+        (r for r in table.known.values() if r.encoding not in cached and r.status == "ok"), key=lambda r: r.encoding
+    )
     picks = [recorded[int(i)] for i in np.linspace(0, len(recorded) - 1, count)] if recorded and count else []
     diffs = []
     for r in picks:
@@ -161,10 +177,15 @@ def measurement(cfg: RunConfig) -> dict:
     """What fixes a searched cell's result: its data, training, macro-architecture, probe and seeds."""
     dump = cfg.model_dump(mode="json")
     dump["dataset"].pop("seed")  # its effective value is data_seed below (null means others.seed)
-    return {"dataset": dump["dataset"], "training": dump["training_hyperparameters"],
-            "architecture": dump["architecture_hyperparameters"], "analog": dump["analog"],
-            "data_seed": cfg.data_seed, "network_seed": cfg.network_seed,
-            "network_seeding": cfg.search_strategy.network_seeding}
+    return {
+        "dataset": dump["dataset"],
+        "training": dump["training_hyperparameters"],
+        "architecture": dump["architecture_hyperparameters"],
+        "analog": dump["analog"],
+        "data_seed": cfg.data_seed,
+        "network_seed": cfg.network_seed,
+        "network_seeding": cfg.search_strategy.network_seeding,
+    }
 
 
 def measured_table(logs_dir: Path, task: str, seeds: list[int], cfg: RunConfig) -> Table:
@@ -188,17 +209,24 @@ def replay_task(args: argparse.Namespace, bench: argparse.Namespace, task: str, 
         found = measurement(RunConfig.model_validate_json(config_file.read_text()))
         if found != wanted:
             differ = sorted(k for k in wanted if found[k] != wanted[k])
-            raise SystemExit(f"[replay] {path.name} measured its cells with other {', '.join(differ)} than these "
-                             f"settings ({', '.join(f'{k} {found[k]} vs {wanted[k]}' for k in differ)}): pass the "
-                             "bench_search options the runs were made with; runs made with --vary-data or "
-                             "--vary-networks are no single table")
+            raise SystemExit(
+                f"[replay] {path.name} measured its cells with other {', '.join(differ)} than these "
+                f"settings ({', '.join(f'{k} {found[k]} vs {wanted[k]}' for k in differ)}): pass the "
+                "bench_search options the runs were made with; runs made with --vary-data or "
+                "--vary-networks are no single table"
+            )
     table = measured_table(args.logs_dir, task, args.seeds, base)
-    finished = {(seed, s): B.load_run(args.logs_dir, task, s, seed) for seed in args.seeds for s in B.STRATEGIES
-                if B.search_finished(args.logs_dir / B.run_name(task, s, seed))}
+    finished = {
+        (seed, s): B.load_run(args.logs_dir, task, s, seed)
+        for seed in args.seeds
+        for s in B.STRATEGIES
+        if B.search_finished(args.logs_dir / B.run_name(task, s, seed))
+    }
     shape = (bench.size, bench.size, base.dataset.generated_channels)
     train = trainer_for(base, folder)
-    reference = B.run_reference_point(objectives, base, np.zeros((0, len(objectives))), shape,
-                                  base.dataset.classes_count)
+    reference = B.run_reference_point(
+        objectives, base, np.zeros((0, len(objectives))), shape, base.dataset.classes_count
+    )
     checked = verify(table, train, args.verify)
     rows = []
     for seed in args.seeds:
@@ -206,25 +234,49 @@ def replay_task(args: argparse.Namespace, bench: argparse.Namespace, task: str, 
         strategy = ProgressiveStrategy(cfg, shape, cfg.dataset.classes_count, None, LOG)
         history, spearman = replay(strategy, table, train)
         recorded = finished.get((seed, "progressive"))
-        rows.append({"seed": seed, "history": history, "spearman": spearman,
-                     "same": "no recorded run" if recorded is None else
-                     same_as_recorded(history, journal_results(recorded.path))})
+        rows.append(
+            {
+                "seed": seed,
+                "history": history,
+                "spearman": spearman,
+                "same": "no recorded run"
+                if recorded is None
+                else same_as_recorded(history, journal_results(recorded.path)),
+            }
+        )
     union = B.front_hv(list(table.known.values()), objectives, reference)
     out = []
     for row in rows:
         curve = B.hv_curve(row["history"], objectives, reference)
-        final = {s: B.front_hv(run.results, objectives, reference)
-                 for (seed, s), run in finished.items() if seed == row["seed"]}
+        final = {
+            s: B.front_hv(run.results, objectives, reference)
+            for (seed, s), run in finished.items()
+            if seed == row["seed"]
+        }
         rand = finished.get((row["seed"], "random"))
-        out.append({"seed": row["seed"], "n": len(row["history"]), "hv": curve[-1], "regret": union - curve[-1],
-                    "recorded_hv": final.get("progressive"),
-                    "random_regret": None if "random" not in final else union - final["random"],
-                    "evolution_regret": None if "evolution" not in final else union - final["evolution"],
-                    "random_n": None if rand is None else rand.n,
-                    "reach": None if rand is None else B.networks_to_reach(curve, final["random"]),
-                    "spearman": row["spearman"], "same": row["same"]})
-    return {"task": task, "union": union, "rows": out, "trained": table.trained_now, "table": len(table.known),
-            "verified": checked}
+        out.append(
+            {
+                "seed": row["seed"],
+                "n": len(row["history"]),
+                "hv": curve[-1],
+                "regret": union - curve[-1],
+                "recorded_hv": final.get("progressive"),
+                "random_regret": None if "random" not in final else union - final["random"],
+                "evolution_regret": None if "evolution" not in final else union - final["evolution"],
+                "random_n": None if rand is None else rand.n,
+                "reach": None if rand is None else B.networks_to_reach(curve, final["random"]),
+                "spearman": row["spearman"],
+                "same": row["same"],
+            }
+        )
+    return {
+        "task": task,
+        "union": union,
+        "rows": out,
+        "trained": table.trained_now,
+        "table": len(table.known),
+        "verified": checked,
+    }
 
 
 def _f(value: float | None) -> str:
@@ -234,42 +286,54 @@ def _f(value: float | None) -> str:
 def report(res: dict) -> str:
     rows = res["rows"]
     complete = [r for r in rows if r["random_regret"] is not None and r["evolution_regret"] is not None]
-    lines = [f"#### Task `{res['task']}`: union front HV {res['union']:.4f} over {res['table']} measured cells "
-             f"({res['trained']} trained by this replay); exactness: {res['verified']}", "",
-             "| seed | N | replayed final HV | recorded progressive HV | regret | random's regret | evolution's regret "
-             "| reaches random's final HV after | Dice Spearman, steps >= 3 | same as recorded |",
-             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+    lines = [
+        f"#### Task `{res['task']}`: union front HV {res['union']:.4f} over {res['table']} measured cells "
+        f"({res['trained']} trained by this replay); exactness: {res['verified']}",
+        "",
+        "| seed | N | replayed final HV | recorded progressive HV | regret | random's regret | evolution's regret "
+        "| reaches random's final HV after | Dice Spearman, steps >= 3 | same as recorded |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
     for r in rows:
         if r["random_n"] is None:
             reach = "-"
         else:
             reach = "never" if r["reach"] is None else f"{r['reach']} ({r['reach'] / r['random_n']:.0%} of N)"
         sp = ", ".join(f"{v:.2f}" for v in r["spearman"]) or "-"
-        lines.append(f"| {r['seed']} | {r['n']} | {r['hv']:.4f} | {_f(r['recorded_hv'])} | {r['regret']:.4f} "
-                     f"| {_f(r['random_regret'])} | {_f(r['evolution_regret'])} | {reach} | {sp} | {r['same']} |")
+        lines.append(
+            f"| {r['seed']} | {r['n']} | {r['hv']:.4f} | {_f(r['recorded_hv'])} | {r['regret']:.4f} "
+            f"| {_f(r['random_regret'])} | {_f(r['evolution_regret'])} | {reach} | {sp} | {r['same']} |"
+        )
     med = lambda key: float(np.median([r[key] for r in complete]))  # noqa: E731
     spearmen = [v for r in rows for v in r["spearman"] if math.isfinite(v)]
-    lines += ["", "- median Dice Spearman on steps >= 3: " + (f"{float(np.median(spearmen)):.2f}" if spearmen
-                                                               else "n/a")]
+    lines += [
+        "",
+        "- median Dice Spearman on steps >= 3: " + (f"{float(np.median(spearmen)):.2f}" if spearmen else "n/a"),
+    ]
     if len(complete) < len(rows):
-        lines.append(f"- targets not judged: {len(rows) - len(complete)} seeds lack a finished random or evolution "
-                     "run")
+        lines.append(f"- targets not judged: {len(rows) - len(complete)} seeds lack a finished random or evolution run")
         return "\n".join(lines)
     within = sum(r["reach"] is not None and r["reach"] <= B.TARGET_FRACTION * r["random_n"] for r in rows)
-    lines += [f"- medians: regret {med('regret'):.4f}, random's {med('random_regret'):.4f}, evolution's "
-              f"{med('evolution_regret'):.4f}; final HV {med('hv'):.4f}",
-              f"- regret <= {B.TARGET_REGRET_VS_RANDOM} x random's: "
-              f"{'met' if med('regret') <= B.TARGET_REGRET_VS_RANDOM * med('random_regret') else 'NOT met'}",
-              f"- regret <= evolution's: {'met' if med('regret') <= med('evolution_regret') else 'NOT met'}",
-              f"- random's final HV within {B.TARGET_FRACTION:.0%} of N: {within} of {len(rows)} seeds "
-              f"({'met' if within >= B.TARGET_SEEDS_FRACTION * len(rows) else 'NOT met'})"]
+    lines += [
+        f"- medians: regret {med('regret'):.4f}, random's {med('random_regret'):.4f}, evolution's "
+        f"{med('evolution_regret'):.4f}; final HV {med('hv'):.4f}",
+        f"- regret <= {B.TARGET_REGRET_VS_RANDOM} x random's: "
+        f"{'met' if med('regret') <= B.TARGET_REGRET_VS_RANDOM * med('random_regret') else 'NOT met'}",
+        f"- regret <= evolution's: {'met' if med('regret') <= med('evolution_regret') else 'NOT met'}",
+        f"- random's final HV within {B.TARGET_FRACTION:.0%} of N: {within} of {len(rows)} seeds "
+        f"({'met' if within >= B.TARGET_SEEDS_FRACTION * len(rows) else 'NOT met'})",
+    ]
     return "\n".join(lines)
 
 
 def add_table_arguments(p: argparse.ArgumentParser) -> None:
     """The options that name a task's table of measured cells (replay and oracle)."""
-    p.add_argument("--logs-dir", type=Path, required=True,
-                   help="run folders of bench_search.py (runs still going add their cells, but are no baseline)")
+    p.add_argument(
+        "--logs-dir",
+        type=Path,
+        required=True,
+        help="run folders of bench_search.py (runs still going add their cells, but are no baseline)",
+    )
     p.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3, 4, 5])
     p.add_argument("--tasks", nargs="+", choices=sorted(B.TASKS), default=["default", "hard"])
 
@@ -277,8 +341,13 @@ def add_table_arguments(p: argparse.ArgumentParser) -> None:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_table_arguments(p)
-    p.add_argument("--verify", type=int, default=0, metavar="K",
-                   help="first retrain K recorded cells and report the largest differences (the replay's premise)")
+    p.add_argument(
+        "--verify",
+        type=int,
+        default=0,
+        metavar="K",
+        help="first retrain K recorded cells and report the largest differences (the replay's premise)",
+    )
     args, rest = p.parse_known_args(argv)
     bench = B.parse_args(rest)  # every bench_search setting (--b1, --max-children, ...) as the runs were made
     logging.basicConfig(level=logging.WARNING)

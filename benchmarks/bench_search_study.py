@@ -25,6 +25,7 @@ What is scored, and why it differs from bench_search.py's own tables (which scor
     python benchmarks/bench_search_study.py --quick --no-doc           # tiny settings: checks that it runs
     python benchmarks/bench_search_study.py --analyse-only --logs-dir DIR --tasks hard
 """
+
 from __future__ import annotations
 
 import os
@@ -92,7 +93,8 @@ class ReEvalCache:
     def __init__(self, path: Path) -> None:
         self.journal = Journal(path)
         self.rows: dict[tuple[str, int], dict[str, Any]] = {
-            (e["encoding"], int(e["seed"])): e for e in self.journal.events("reevaluated")}
+            (e["encoding"], int(e["seed"])): e for e in self.journal.events("reevaluated")
+        }
         self.trained_now = 0
 
     def ensure(self, encodings: Sequence[str], seeds: Sequence[int], train: Train) -> None:
@@ -114,10 +116,12 @@ class ReEvalCache:
                 continue
             rows = [self.rows[(encoding, int(s))] for s in seeds]
             ok = [r for r in rows if r.get("status") == "ok"]
-            out[encoding] = {"params": float(rows[0]["params"]),
-                             "dice": _mean([r.get("dice") for r in ok]),
-                             "analog_dice": _mean([r.get("analog_dice") for r in ok]),
-                             "seeds": len(ok)}
+            out[encoding] = {
+                "params": float(rows[0]["params"]),
+                "dice": _mean([r.get("dice") for r in ok]),
+                "analog_dice": _mean([r.get("analog_dice") for r in ok]),
+                "seeds": len(ok),
+            }
         return out
 
 
@@ -149,20 +153,35 @@ def test_split_trainer(cfg: RunConfig, folder: Path) -> Train:
             state["evaluator"] = TestSplitEvaluator(cfg, load_data(cfg.dataset, seed=cfg.data_seed), LOG)
         evaluator = state["evaluator"]
         train_seed, probe_seed = search_network_seeds(seed, encoding, "common")
-        job = NetworkJob(network_id=0, encoding=encoding, seed=train_seed, probe_seed=probe_seed, save=False,
-                         architecture=cfg.architecture_hyperparameters.model_dump(mode="json"),
-                         out_dir=str(folder / "network"), probe=cfg.analog.probe)
+        job = NetworkJob(
+            network_id=0,
+            encoding=encoding,
+            seed=train_seed,
+            probe_seed=probe_seed,
+            save=False,
+            architecture=cfg.architecture_hyperparameters.model_dump(mode="json"),
+            out_dir=str(folder / "network"),
+            probe=cfg.analog.probe,
+        )
         print(f"[study] re-evaluating {encoding} under network seed {seed}", flush=True)
         result, model = evaluator.evaluate_with_model(job)
         dice = None
         if result.status == "ok":
             x, y = evaluator.probe_arrays()
             probs = model.predict(x, verbose=0, batch_size=max(1, cfg.dataset.batch_size))
-            dice = float(dice_score(np.argmax(probs, axis=-1), y, evaluator.data.classes_count,
-                                    evaluator.data.ignore_class))
-        return {"encoding": encoding, "seed": int(seed), "status": result.status, "params": int(result.params),
-                "dice": dice, "analog_dice": result.analog_dice, "train_time_s": result.train_time_s,
-                "val_dice": result.dice}
+            dice = float(
+                dice_score(np.argmax(probs, axis=-1), y, evaluator.data.classes_count, evaluator.data.ignore_class)
+            )
+        return {
+            "encoding": encoding,
+            "seed": int(seed),
+            "status": result.status,
+            "params": int(result.params),
+            "dice": dice,
+            "analog_dice": result.analog_dice,
+            "train_time_s": result.train_time_s,
+            "val_dice": result.dice,
+        }
 
     return train
 
@@ -208,8 +227,9 @@ def reference_hv(means: Means, objectives: Sequence[str], region: UserRegion) ->
     return reevaluated_hv(cells, means, objectives, region)
 
 
-def oracle_set(pool: Sequence[TrainingResult], means: Means, objectives: Sequence[str], region: UserRegion,
-               n: int) -> list[str]:
+def oracle_set(
+    pool: Sequence[TrainingResult], means: Means, objectives: Sequence[str], region: UserRegion, n: int
+) -> list[str]:
     """A true-mean oracle at budget `n`: it trains the `n` cells of the re-evaluated pool that add the most
     user-region hypervolume by their means (greedy), then keeps, like any run, the front of their seed-A values."""
     cells = [r for r in usable(pool, objectives) if r.encoding in means]
@@ -244,8 +264,9 @@ def run_searches(bench: argparse.Namespace, logs_dir: Path) -> None:
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-def study_task(args: argparse.Namespace, bench: argparse.Namespace, task: str, train: Train | None = None
-               ) -> dict[str, Any]:
+def study_task(
+    args: argparse.Namespace, bench: argparse.Namespace, task: str, train: Train | None = None
+) -> dict[str, Any]:
     """Everything of one task: re-evaluations (trained as needed), scores, statistics and targets."""
     objectives = task_objectives(bench)
     seeds = list(bench.seeds)
@@ -279,8 +300,10 @@ def study_task(args: argparse.Namespace, bench: argparse.Namespace, task: str, t
     curves: dict[str, list[list[float]]] = {s: [] for s in B.STRATEGIES}
     for seed, by in runs.items():
         row: dict[str, Any] = {"seed": seed, "N": by["progressive"].n}
-        curve_by = {s: [reevaluated_hv(f, means, objectives, region) for f in prefix_fronts(by[s].results, objectives)]
-                    for s in B.STRATEGIES}
+        curve_by = {
+            s: [reevaluated_hv(f, means, objectives, region) for f in prefix_fronts(by[s].results, objectives)]
+            for s in B.STRATEGIES
+        }
         seconds = {s: [r.train_time_s or 0.0 for r in by[s].results] for s in B.STRATEGIES}
         budget = min(sum(v) for v in seconds.values())
         row["budget_s"] = budget
@@ -288,8 +311,13 @@ def study_task(args: argparse.Namespace, bench: argparse.Namespace, task: str, t
             curves[s].append(curve_by[s])
             final = front_encodings(by[s].results, objectives)
             final_hv = curve_by[s][-1] if curve_by[s] else 0.0
-            single = (region_hypervolume(objective_matrix(usable(by[s].results, objectives), objectives)[0],
-                                         objectives, region) if usable(by[s].results, objectives) else 0.0)
+            single = (
+                region_hypervolume(
+                    objective_matrix(usable(by[s].results, objectives), objectives)[0], objectives, region
+                )
+                if usable(by[s].results, objectives)
+                else 0.0
+            )
             row[s] = {
                 "hv": final_hv,
                 "regret": ref - final_hv,
@@ -311,8 +339,11 @@ def study_task(args: argparse.Namespace, bench: argparse.Namespace, task: str, t
     sub_hv = [reevaluated_hv(f, means, objectives, region) for f in sub_fronts]
     r_sub = float(np.mean(regrets(ref, sub_hv))) if sub_hv else math.nan
     closure = S.gap_closure_ci(reg["random"], reg["progressive"], r_oracle, args.bootstrap)
-    closure_sub = (S.gap_closure_ci([r_sub] * len(seeds), reg["progressive"], r_oracle, args.bootstrap)
-                   if sub_hv else (math.nan, math.nan, math.nan))
+    closure_sub = (
+        S.gap_closure_ci([r_sub] * len(seeds), reg["progressive"], r_oracle, args.bootstrap)
+        if sub_hv
+        else (math.nan, math.nan, math.nan)
+    )
     closure_c = S.gap_closure_ci(reg_c["random"], reg_c["progressive"], r_oracle, args.bootstrap)
     paired = {b: S.paired_one_sided(hv["progressive"], hv[b]) for b in B.BASELINES}
     paired_c = {b: S.paired_one_sided(hv_c["progressive"], hv_c[b]) for b in B.BASELINES}
@@ -320,29 +351,51 @@ def study_task(args: argparse.Namespace, bench: argparse.Namespace, task: str, t
     med = {s: float(np.median(reg[s])) for s in B.STRATEGIES}
     med_c = {s: float(np.median(hv_c[s])) for s in B.STRATEGIES}
     targets = {
-        f"gap closure >= {TARGET_GAP_CLOSURE} with the CI's lower end above 0 (vs the paired random runs)":
-            closure[0] >= TARGET_GAP_CLOSURE and closure[1] > 0,
+        f"gap closure >= {TARGET_GAP_CLOSURE} with the CI's lower end above 0 (vs the paired random runs)": closure[0]
+        >= TARGET_GAP_CLOSURE
+        and closure[1] > 0,
         "progressive's median re-evaluated regret <= evolution's": med["progressive"] <= med["evolution"],
-        "at equal compute progressive's median HV above random's and evolution's":
-            med_c["progressive"] > med_c["random"] and med_c["progressive"] > med_c["evolution"],
-        f"median Dice-predictor Spearman on steps >= 3 >= {B.TARGET_SPEARMAN}":
-            spearman is not None and spearman >= B.TARGET_SPEARMAN,
+        "at equal compute progressive's median HV above random's and evolution's": med_c["progressive"]
+        > med_c["random"]
+        and med_c["progressive"] > med_c["evolution"],
+        f"median Dice-predictor Spearman on steps >= 3 >= {B.TARGET_SPEARMAN}": spearman is not None
+        and spearman >= B.TARGET_SPEARMAN,
     }
-    return {"task": task, "objectives": objectives, "region": region, "unet": unet, "reference_hv": ref,
-            "pool": len([e for e in means if e != UNET]), "trained_now": cache.trained_now, "n": n,
-            "oracle": {"front": len(oracle), "hv": oracle_hv, "regret": r_oracle},
-            "random_expectation": {"draws": len(draws), "subsamples": len(sub_hv), "regret": r_sub},
-            "per_seed": per_seed, "curves": curves, "regret": reg, "medians": med, "medians_compute": med_c,
-            "closure": closure, "closure_sub": closure_sub, "closure_compute": closure_c, "paired": paired,
-            "paired_compute": paired_c, "spearman": spearman, "targets": targets,
-            "buckets": bucket_bests([m for e, m in means.items() if e != UNET])}
+    return {
+        "task": task,
+        "objectives": objectives,
+        "region": region,
+        "unet": unet,
+        "reference_hv": ref,
+        "pool": len([e for e in means if e != UNET]),
+        "trained_now": cache.trained_now,
+        "n": n,
+        "oracle": {"front": len(oracle), "hv": oracle_hv, "regret": r_oracle},
+        "random_expectation": {"draws": len(draws), "subsamples": len(sub_hv), "regret": r_sub},
+        "per_seed": per_seed,
+        "curves": curves,
+        "regret": reg,
+        "medians": med,
+        "medians_compute": med_c,
+        "closure": closure,
+        "closure_sub": closure_sub,
+        "closure_compute": closure_c,
+        "paired": paired,
+        "paired_compute": paired_c,
+        "spearman": spearman,
+        "targets": targets,
+        "buckets": bucket_bests([m for e, m in means.items() if e != UNET]),
+    }
 
 
 def spearman_late(runs: dict[int, dict[str, Any]], metric: str) -> float | None:
     """Median Dice-predictor Spearman on steps >= 3 of the progressive runs (csv/predictor_quality.csv)."""
-    late = [B._num(q.get("spearman")) for by in runs.values()
-            for q in read_csv(by["progressive"].path / "csv" / "predictor_quality.csv")
-            if q.get("objective") == metric and (B._num(q.get("step")) or 0) >= 3]
+    late = [
+        B._num(q.get("spearman"))
+        for by in runs.values()
+        for q in read_csv(by["progressive"].path / "csv" / "predictor_quality.csv")
+        if q.get("objective") == metric and (B._num(q.get("step")) or 0) >= 3
+    ]
     return B._median(late)
 
 
@@ -354,29 +407,41 @@ def _f(value: float | None, digits: int = 4) -> str:
 def markdown(res: dict[str, Any], reeval_seeds: Sequence[int], margin: float) -> str:
     region, unet = res["region"], res["unet"]
     est, lo, hi = res["closure"]
-    lines = [f"#### Task `{res['task']}`", "",
-             f"U-Net at the search budget, mean of network seeds {', '.join(map(str, reeval_seeds))} on the test "
-             f"split: Dice {_f(unet['dice'], 3)}, analog Dice {_f(unet['analog_dice'], 3)}, {unet['params']:,.0f} "
-             f"params. Region: {region.describe()} (floors = the U-Net's minus {margin}). Reference front: "
-             f"{res['pool']} re-evaluated cells, HV {_f(res['reference_hv'])}; {res['trained_now']} (cell, seed) "
-             "trainings new in this invocation.", "",
-             f"**Gap closure {_f(est, 2)}** (90 % bootstrap CI {_f(lo, 2)} - {_f(hi, 2)}) against the paired random "
-             f"runs; {_f(res['closure_sub'][0], 2)} ({_f(res['closure_sub'][1], 2)} - {_f(res['closure_sub'][2], 2)}) "
-             f"against random's expectation from {res['random_expectation']['subsamples']} subsamples of "
-             f"{res['random_expectation']['draws']} uniform draws (regret {_f(res['random_expectation']['regret'])}); "
-             f"{_f(res['closure_compute'][0], 2)} ({_f(res['closure_compute'][1], 2)} - "
-             f"{_f(res['closure_compute'][2], 2)}) at equal compute. Oracle (true re-evaluated means, N = {res['n']}): "
-             f"regret {_f(res['oracle']['regret'])}, front of {res['oracle']['front']}.", "",
-             "| seed | N | strategy | networks | front | re-evaluated HV | regret | single-training HV | training s "
-             "| HV at equal compute (networks) |", "|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        f"#### Task `{res['task']}`",
+        "",
+        f"U-Net at the search budget, mean of network seeds {', '.join(map(str, reeval_seeds))} on the test "
+        f"split: Dice {_f(unet['dice'], 3)}, analog Dice {_f(unet['analog_dice'], 3)}, {unet['params']:,.0f} "
+        f"params. Region: {region.describe()} (floors = the U-Net's minus {margin}). Reference front: "
+        f"{res['pool']} re-evaluated cells, HV {_f(res['reference_hv'])}; {res['trained_now']} (cell, seed) "
+        "trainings new in this invocation.",
+        "",
+        f"**Gap closure {_f(est, 2)}** (90 % bootstrap CI {_f(lo, 2)} - {_f(hi, 2)}) against the paired random "
+        f"runs; {_f(res['closure_sub'][0], 2)} ({_f(res['closure_sub'][1], 2)} - {_f(res['closure_sub'][2], 2)}) "
+        f"against random's expectation from {res['random_expectation']['subsamples']} subsamples of "
+        f"{res['random_expectation']['draws']} uniform draws (regret {_f(res['random_expectation']['regret'])}); "
+        f"{_f(res['closure_compute'][0], 2)} ({_f(res['closure_compute'][1], 2)} - "
+        f"{_f(res['closure_compute'][2], 2)}) at equal compute. Oracle (true re-evaluated means, N = {res['n']}): "
+        f"regret {_f(res['oracle']['regret'])}, front of {res['oracle']['front']}.",
+        "",
+        "| seed | N | strategy | networks | front | re-evaluated HV | regret | single-training HV | training s "
+        "| HV at equal compute (networks) |",
+        "|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for p in res["per_seed"]:
         for s in B.STRATEGIES:
             r = p[s]
-            lines.append(f"| {p['seed']} | {p['N']} | {s} | {r['networks']} | {r['front']} | {_f(r['hv'])} "
-                         f"| {_f(r['regret'])} | {_f(r['single_hv'])} | {r['seconds']:.0f} "
-                         f"| {_f(r['hv_compute'])} ({r['networks_compute']}) |")
-    lines += ["", "| strategy | median regret | median HV at equal compute | seeds progressive wins "
-              "| paired Wilcoxon p (progressive > this) | the same at equal compute |", "|---|---:|---:|---|---:|---|"]
+            lines.append(
+                f"| {p['seed']} | {p['N']} | {s} | {r['networks']} | {r['front']} | {_f(r['hv'])} "
+                f"| {_f(r['regret'])} | {_f(r['single_hv'])} | {r['seconds']:.0f} "
+                f"| {_f(r['hv_compute'])} ({r['networks_compute']}) |"
+            )
+    lines += [
+        "",
+        "| strategy | median regret | median HV at equal compute | seeds progressive wins "
+        "| paired Wilcoxon p (progressive > this) | the same at equal compute |",
+        "|---|---:|---:|---|---:|---|",
+    ]
     for s in B.STRATEGIES:
         if s == "progressive":
             extra = "- | - | -"
@@ -385,9 +450,14 @@ def markdown(res: dict[str, Any], reeval_seeds: Sequence[int], margin: float) ->
             wc, pc = res["paired_compute"][s]
             extra = f"{w} of {len(res['per_seed'])} | {_f(p, 3)} | {wc} of {len(res['per_seed'])}, p {_f(pc, 3)}"
         lines.append(f"| {s} | {_f(res['medians'][s])} | {_f(res['medians_compute'][s])} | {extra} |")
-    lines += ["", "Best mean Dice / analog Dice per size bucket (median over seeds of each run's final set; "
-              "reference: every re-evaluated cell):", "",
-              "| params <= | " + " | ".join(B.STRATEGIES) + " | reference |", "|---:|" + "---|" * 4]
+    lines += [
+        "",
+        "Best mean Dice / analog Dice per size bucket (median over seeds of each run's final set; "
+        "reference: every re-evaluated cell):",
+        "",
+        "| params <= | " + " | ".join(B.STRATEGIES) + " | reference |",
+        "|---:|" + "---|" * 4,
+    ]
     for i, bound in enumerate(SIZE_BUCKETS):
         cells = []
         for s in B.STRATEGIES:
@@ -413,7 +483,7 @@ def draw_anytime(res: dict[str, Any], path: Path, resamples: int) -> Path:
         if not len(mean):
             continue
         k = np.arange(1, len(mean) + 1)
-        line, = ax.plot(k, mean, "-", label=f"{s} (mean of {len(runs)} seeds)")
+        (line,) = ax.plot(k, mean, "-", label=f"{s} (mean of {len(runs)} seeds)")
         ax.fill_between(k, lo, hi, color=line.get_color(), alpha=0.2)
     ax.axhline(res["reference_hv"], color="k", ls=":", lw=1, label="reference front (all re-evaluated means)")
     ax.set_xlabel("networks trained (count)")
@@ -428,23 +498,34 @@ def draw_anytime(res: dict[str, Any], path: Path, resamples: int) -> Path:
 
 def design_commit() -> str:
     out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=B.ROOT)
-    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True,
-                           cwd=B.ROOT).stdout.strip()
+    dirty = subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True, cwd=B.ROOT
+    ).stdout.strip()
     return (out.stdout.strip() or "unknown") + (" (with uncommitted changes)" if dirty else "")
 
 
 # --------------------------------------------------------------------------------------------------- main
 def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, argparse.Namespace]:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                epilog="Every other option is bench_search.py's (--tasks, --seeds, --workers, ...).")
-    p.add_argument("--reeval-seeds", type=int, nargs="+", default=list(REEVAL_SEEDS),
-                   help="fresh network seeds B, C, ... that re-train every scored cell (>= 2)")
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        epilog="Every other option is bench_search.py's (--tasks, --seeds, --workers, ...).",
+    )
+    p.add_argument(
+        "--reeval-seeds",
+        type=int,
+        nargs="+",
+        default=list(REEVAL_SEEDS),
+        help="fresh network seeds B, C, ... that re-train every scored cell (>= 2)",
+    )
     p.add_argument("--subsamples", type=int, default=100, help="subsets of random's uniform draws (its expectation)")
     p.add_argument("--bootstrap", type=int, default=S.BOOTSTRAP, help="bootstrap resamples of every interval")
     p.add_argument("--dice-margin", type=float, default=DICE_MARGIN, help="score floors = the U-Net's minus this")
-    p.add_argument("--confirm", action="store_true",
-                   help=f"the frozen design's confirmation: seeds {CONFIRM_SEEDS[0]}-{CONFIRM_SEEDS[-1]} (never "
-                        "used while tuning), overriding --seeds")
+    p.add_argument(
+        "--confirm",
+        action="store_true",
+        help=f"the frozen design's confirmation: seeds {CONFIRM_SEEDS[0]}-{CONFIRM_SEEDS[-1]} (never "
+        "used while tuning), overriding --seeds",
+    )
     p.add_argument("--section", default=SECTION, help="the docs/BENCHMARKS.md section this invocation replaces")
     args, rest = p.parse_known_args(argv)
     if len(args.reeval_seeds) < 2:
@@ -468,11 +549,18 @@ def main(argv: list[str] | None = None) -> int:
     if not bench.analyse_only:
         print(f"[study] run folders and logs: {bench.logs_dir}", flush=True)
         run_searches(bench, bench.logs_dir)
-    missing = [B.run_name(t, s, seed) for t in bench.tasks for seed in bench.seeds for s in B.STRATEGIES
-               if not B.search_finished(bench.logs_dir / B.run_name(t, s, seed))]
+    missing = [
+        B.run_name(t, s, seed)
+        for t in bench.tasks
+        for seed in bench.seeds
+        for s in B.STRATEGIES
+        if not B.search_finished(bench.logs_dir / B.run_name(t, s, seed))
+    ]
     if missing:
-        raise SystemExit(f"[study] {len(missing)} searches in {bench.logs_dir} have not finished "
-                         f"({', '.join(missing)}): run them (without --analyse-only), then score")
+        raise SystemExit(
+            f"[study] {len(missing)} searches in {bench.logs_dir} have not finished "
+            f"({', '.join(missing)}): run them (without --analyse-only), then score"
+        )
     results = [study_task(args, bench, task) for task in bench.tasks]
     prefix = bench.logs_dir / "bench_study_hv" if bench.no_doc else B.ROOT / "docs" / "bench_study_hv"
     plots = [draw_anytime(res, Path(f"{prefix}_{res['task']}.png"), args.bootstrap) for res in results]
@@ -483,14 +571,30 @@ def main(argv: list[str] | None = None) -> int:
     if not bench.no_doc:
         when = subprocess.run(["date", "-u"], capture_output=True, text=True).stdout.strip()
         kind = "confirmation seeds (design frozen)" if args.confirm else "tuning seeds"
-        parts = [args.section, "", f"Date: {when}. Machine: {B.machine()}. Workers: {bench.workers}. Design commit: "
-                 f"{design_commit()}. Seeds: {', '.join(map(str, bench.seeds))} ({kind}). Wall time of this "
-                 f"invocation: {time.perf_counter() - start:.0f} s.", "", "Command:", "", "```", command, "```", "",
-                 f"Settings: {B.settings_text(bench)} Re-evaluation: network seeds "
-                 f"{', '.join(map(str, args.reeval_seeds))}, test split.", ""]
+        parts = [
+            args.section,
+            "",
+            f"Date: {when}. Machine: {B.machine()}. Workers: {bench.workers}. Design commit: "
+            f"{design_commit()}. Seeds: {', '.join(map(str, bench.seeds))} ({kind}). Wall time of this "
+            f"invocation: {time.perf_counter() - start:.0f} s.",
+            "",
+            "Command:",
+            "",
+            "```",
+            command,
+            "```",
+            "",
+            f"Settings: {B.settings_text(bench)} Re-evaluation: network seeds "
+            f"{', '.join(map(str, args.reeval_seeds))}, test split.",
+            "",
+        ]
         for res, plot, block in zip(results, plots, text):
-            parts += [f"![re-evaluated HV vs networks, {res['task']}]({os.path.relpath(plot, B.ROOT / 'docs')})",
-                      "", block, ""]
+            parts += [
+                f"![re-evaluated HV vs networks, {res['task']}]({os.path.relpath(plot, B.ROOT / 'docs')})",
+                "",
+                block,
+                "",
+            ]
         parts.append(f"Run folders and the re-evaluation caches: `{bench.logs_dir}`.")
         B.write_section(bench.doc, "\n".join(parts), args.section)
         print(f"[study] wrote the '{args.section[3:]}' section of {bench.doc}")

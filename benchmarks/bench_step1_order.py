@@ -16,6 +16,7 @@ reaches random's final hypervolume. It reads the run folders of `benchmarks/benc
 
     python benchmarks/bench_step1_order.py --logs-dir /work/bench_runs/search_e8_fixdata
 """
+
 from __future__ import annotations
 
 import argparse
@@ -39,8 +40,9 @@ from popnas_seg.search_space.encoding import Cell  # noqa: E402
 OBJECTIVES = ["dice", "params", "analog_dice"]
 
 
-def predicted_order(strategy: ProgressiveStrategy, head: list[TrainingResult],
-                    tail: list[TrainingResult]) -> list[TrainingResult]:
+def predicted_order(
+    strategy: ProgressiveStrategy, head: list[TrainingResult], tail: list[TrainingResult]
+) -> list[TrainingResult]:
     """`tail` ordered by greedy predicted-hypervolume contribution, predictors fitted on `head`."""
     cells = [Cell.from_string(r.encoding) for r in head]
     tail_cells = [Cell.from_string(r.encoding) for r in tail]
@@ -51,8 +53,7 @@ def predicted_order(strategy: ProgressiveStrategy, head: list[TrainingResult],
         columns.append(predictor.predict(tail_cells))
     values = np.stack([columns[0], [float(r.params) for r in tail], columns[1]], axis=1)
     maximise = maximise_flags(OBJECTIVES)
-    picks = greedy_hypervolume_selection(values, maximise, strategy._predicted_reference(OBJECTIVES, values),
-                                         len(tail))
+    picks = greedy_hypervolume_selection(values, maximise, strategy._predicted_reference(OBJECTIVES, values), len(tail))
     return [tail[i] for i in picks]
 
 
@@ -61,8 +62,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--logs-dir", type=Path, required=True, help="run folders of bench_search.py (all finished)")
     p.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3, 4, 5])
     p.add_argument("--tasks", nargs="+", choices=sorted(B.TASKS), default=["default", "hard"])
-    p.add_argument("--heads", type=int, nargs="+", default=[4, 6, 8],
-                   help="m: step-1 networks kept in the recorded order before the predictors order the rest")
+    p.add_argument(
+        "--heads",
+        type=int,
+        nargs="+",
+        default=[4, 6, 8],
+        help="m: step-1 networks kept in the recorded order before the predictors order the rest",
+    )
     p.add_argument("--vary-data", action="store_true", help="the runs were made with bench_search --vary-data")
     args = p.parse_args(argv)
     bench_args = B.parse_args(["--vary-data"] if args.vary_data else [])
@@ -74,8 +80,9 @@ def main(argv: list[str] | None = None) -> int:
         shape = (bench_args.size, bench_args.size, cfg.dataset.generated_channels)
         strategy = ProgressiveStrategy(cfg, shape, cfg.dataset.classes_count)
         # scores 0 and params 1.1 x the largest network of the space: the benchmark's one reference per task
-        reference = B.run_reference_point(OBJECTIVES, cfg, np.zeros((0, len(OBJECTIVES))), shape,
-                                      cfg.dataset.classes_count)
+        reference = B.run_reference_point(
+            OBJECTIVES, cfg, np.zeros((0, len(OBJECTIVES))), shape, cfg.dataset.classes_count
+        )
         reach: dict[str, list[int | None]] = {"recorded (bisection)": []}
         reach.update({f"first {m} recorded, then predicted": [] for m in args.heads})
         sizes, oracle = [], []
@@ -94,18 +101,25 @@ def main(argv: list[str] | None = None) -> int:
             reach["recorded (bisection)"].append(first_reach(step1))
             # an oracle bound: does ANY order of these step-1 cells reach it within 50 % of N?
             k = min(len(step1), math.floor(B.TARGET_FRACTION * len(progressive)))
-            oracle.append(any(B.front_hv(list(subset), OBJECTIVES, reference) >= target - 1e-12
-                              for subset in itertools.combinations(step1, k)))
+            oracle.append(
+                any(
+                    B.front_hv(list(subset), OBJECTIVES, reference) >= target - 1e-12
+                    for subset in itertools.combinations(step1, k)
+                )
+            )
             for m in args.heads:
                 head = step1[:m]
                 reach[f"first {m} recorded, then predicted"].append(
-                    first_reach(head + predicted_order(strategy, head, step1[m:])))
+                    first_reach(head + predicted_order(strategy, head, step1[m:]))
+                )
         for order, values in reach.items():
             within = sum(v is not None and v <= B.TARGET_FRACTION * n for v, n in zip(values, sizes))
             shown = ", ".join("never" if v is None else str(v) for v in values)
             print(f"| {task} | {order} | {shown} | {within} of {len(values)} |")
-        print(f"| {task} | best order of the same cells (oracle) | "
-              f"{', '.join('reachable' if ok else 'out of reach' for ok in oracle)} | {sum(oracle)} of {len(oracle)} |")
+        print(
+            f"| {task} | best order of the same cells (oracle) | "
+            f"{', '.join('reachable' if ok else 'out of reach' for ok in oracle)} | {sum(oracle)} of {len(oracle)} |"
+        )
     return 0
 
 

@@ -10,6 +10,7 @@
     python benchmarks/bench_trainer.py            # 64x64, 192 images, 3 epochs (minutes on 2 cores)
     python benchmarks/bench_trainer.py --quick    # tiny settings: checks that it runs
 """
+
 from __future__ import annotations
 
 import os
@@ -37,13 +38,19 @@ from popnas_seg.training.trainer import Trainer, make_optimizer, make_schedule  
 
 def _config(args: argparse.Namespace) -> RunConfig:
     size = args.size
-    return RunConfig.model_validate({
-        "dataset": {"samples": args.samples, "generated_size": [size + size // 2] * 2, "crop": [size, size],
-                    "batch_size": args.batch_size},
-        "training_hyperparameters": {"epochs": args.epochs},
-        "architecture_hyperparameters": {"filters": args.filters, "motifs": args.motifs},
-        "analog": {"probe_repetitions": args.probe_repetitions, "probe_images": args.probe_images},
-    })
+    return RunConfig.model_validate(
+        {
+            "dataset": {
+                "samples": args.samples,
+                "generated_size": [size + size // 2] * 2,
+                "crop": [size, size],
+                "batch_size": args.batch_size,
+            },
+            "training_hyperparameters": {"epochs": args.epochs},
+            "architecture_hyperparameters": {"filters": args.filters, "motifs": args.motifs},
+            "analog": {"probe_repetitions": args.probe_repetitions, "probe_images": args.probe_images},
+        }
+    )
 
 
 def _bare_fit(model: keras.Model, cfg: RunConfig, data: object, epochs: int) -> list[float]:
@@ -53,8 +60,9 @@ def _bare_fit(model: keras.Model, cfg: RunConfig, data: object, epochs: int) -> 
     steps = sum(1 for _ in train_ds)
     model.compile(
         optimizer=make_optimizer(hp, make_schedule(hp, steps, epochs)),
-        loss=SegmentationLoss(data.classes_count, data.ignore_class, data.class_weights,
-                              hp.dice_loss_weight, hp.ce_loss_weight),
+        loss=SegmentationLoss(
+            data.classes_count, data.ignore_class, data.class_weights, hp.dice_loss_weight, hp.ce_loss_weight
+        ),
         metrics=[ForegroundDice(data.classes_count, data.ignore_class), MeanIoU(data.classes_count, data.ignore_class)],
         jit_compile=bool(cfg.others.xla),
     )
@@ -103,14 +111,23 @@ def main(argv: list[str] | None = None) -> int:
         template = build_model(Cell.from_string(args.cell), arch, shape, classes)
     else:
         template = build_unet(arch, shape, classes)
-    print(f"network: {template.name}, {template.count_params():,} params, input {shape}, "
-          f"{args.samples} images, {args.epochs} epochs")
+    print(
+        f"network: {template.name}, {template.count_params():,} params, input {shape}, "
+        f"{args.samples} images, {args.epochs} epochs"
+    )
 
     keras.utils.set_random_seed(args.seed)
     bare_times = _bare_fit(keras.models.clone_model(template), cfg, data, args.epochs)
     with tempfile.TemporaryDirectory() as tmp:
-        result, trained = trainer.train(template, network_id=0, encoding=args.cell or "unet", blocks=0,
-                                        seed=args.seed, out_dir=Path(tmp) / "net", epochs=args.epochs)
+        result, trained = trainer.train(
+            template,
+            network_id=0,
+            encoding=args.cell or "unet",
+            blocks=0,
+            seed=args.seed,
+            out_dir=Path(tmp) / "net",
+            epochs=args.epochs,
+        )
         trainer_times = list(result.extra.get("epoch_times_s", []))
         if result.status != "ok":
             print(f"trainer status {result.status}: {result.extra.get('error')}")
@@ -121,10 +138,14 @@ def main(argv: list[str] | None = None) -> int:
         print("| --- | ---: | ---: | ---: |")
         for name, total, first, steady in rows:
             print(f"| {name} | {total:.2f} | {first:.2f} | {steady:.3f} |")
-        print(f"| **ratio Trainer / bare** | {rows[1][1] / rows[0][1]:.2f} | {rows[1][2] / rows[0][2]:.2f} | "
-              f"{rows[1][3] / rows[0][3]:.2f} |")
-        print(f"\ntrainer: fit wall time {result.train_time_s:.2f} s, val Dice {result.dice:.3f}, "
-              f"inference {result.inference_time_ms:.2f} ms/image")
+        print(
+            f"| **ratio Trainer / bare** | {rows[1][1] / rows[0][1]:.2f} | {rows[1][2] / rows[0][2]:.2f} | "
+            f"{rows[1][3] / rows[0][3]:.2f} |"
+        )
+        print(
+            f"\ntrainer: fit wall time {result.train_time_s:.2f} s, val Dice {result.dice:.3f}, "
+            f"inference {result.inference_time_ms:.2f} ms/image"
+        )
 
         if not args.no_probe:
             from popnas_seg.analog.export import keras_to_onnx
@@ -141,11 +162,15 @@ def main(argv: list[str] | None = None) -> int:
             print("| analog step | seconds | ratio to training time |")
             print("| --- | ---: | ---: |")
             print(f"| ONNX export | {export_s:.2f} | {export_s / result.train_time_s:.2f} |")
-            print(f"| probe ({cfg.analog.probe_repetitions} reps x {len(x)} images, worker incl.) | "
-                  f"{probe.time_s:.2f} | {probe.time_s / result.train_time_s:.2f} |")
-            print(f"\nanalog Dice {probe.analog_dice_mean:.3f} ± {probe.analog_dice_std:.3f} "
-                  f"(digital {digital:.3f}), weights on analog tiles "
-                  f"{probe.coverage['weights_analog_fraction']:.1%}")
+            print(
+                f"| probe ({cfg.analog.probe_repetitions} reps x {len(x)} images, worker incl.) | "
+                f"{probe.time_s:.2f} | {probe.time_s / result.train_time_s:.2f} |"
+            )
+            print(
+                f"\nanalog Dice {probe.analog_dice_mean:.3f} ± {probe.analog_dice_std:.3f} "
+                f"(digital {digital:.3f}), weights on analog tiles "
+                f"{probe.coverage['weights_analog_fraction']:.1%}"
+            )
     return 0
 
 

@@ -9,6 +9,7 @@ yardstick for what is reachable at all (a floor set by training luck looks like 
 interval of about 0.4-1.6. Gap closure measures the share of random's regret that progressive removes of what an
 oracle knowing the re-evaluated means removes, and its CI says whether the seeds can tell.
 """
+
 from __future__ import annotations
 
 import math
@@ -31,8 +32,14 @@ def gap_closure(r_random: ArrayLike, r_progressive: ArrayLike, r_oracle: ArrayLi
     return (rr - rp) / gap if gap > 0 else math.nan
 
 
-def gap_closure_ci(r_random: Sequence[float], r_progressive: Sequence[float], r_oracle: Sequence[float] | float,
-                   resamples: int = BOOTSTRAP, level: float = LEVEL, seed: int = 0) -> tuple[float, float, float]:
+def gap_closure_ci(
+    r_random: Sequence[float],
+    r_progressive: Sequence[float],
+    r_oracle: Sequence[float] | float,
+    resamples: int = BOOTSTRAP,
+    level: float = LEVEL,
+    seed: int = 0,
+) -> tuple[float, float, float]:
     """Gap closure and its percentile bootstrap interval over seeds.
 
     Random and progressive regrets are paired by seed (the runs of one seed share the search seed) and resampled
@@ -72,8 +79,9 @@ def paired_one_sided(a: Sequence[float], b: Sequence[float]) -> tuple[int, float
     return wins, float(wilcoxon(diffs, alternative="greater").pvalue)
 
 
-def bootstrap_band(curves: Sequence[Sequence[float]], resamples: int = BOOTSTRAP, level: float = LEVEL,
-                   seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def bootstrap_band(
+    curves: Sequence[Sequence[float]], resamples: int = BOOTSTRAP, level: float = LEVEL, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Mean over seeds of anytime curves (value after k = 1..n networks) and its percentile bootstrap band.
 
     Curves are cut to the shortest so every point holds every seed. Returns (mean, low, high), each [n]."""

@@ -3,6 +3,7 @@
 Importing the package is cheap on purpose (no TensorFlow, no torch): the CLI validates a config
 before any heavy library loads. See docs/ARCHITECTURE.md for the module map.
 """
+
 import os
 from importlib.metadata import PackageNotFoundError, version
 
@@ -19,7 +20,6 @@ try:
     __version__ = version("popnas-seg")
 except PackageNotFoundError:  # running from a source checkout without `pip install -e .`
     __version__ = "0+unknown"
-
 
 
 def predict(*args: object, **kwargs: object) -> list:

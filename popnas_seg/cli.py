@@ -5,6 +5,7 @@ typo or a broken data folder never leaves (or damages) a folder under logs/. Hea
 (TensorFlow, torch) are imported only when data is loaded, so `python run.py -j bad.json` fails in
 about a second.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -36,8 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python run.py",
         description="POPNAS-style progressive Pareto search for small, analog-robust segmentation networks.",
         epilog="A bare `python run.py` runs configs/run.json (built-in synthetic nuclei data). "
-               "Segment new images with a finished run: `python run.py predict -h`; which network a run "
-               "recommends: `python run.py summary -r FOLDER`.",
+        "Segment new images with a finished run: `python run.py predict -h`; which network a run "
+        "recommends: `python run.py summary -r FOLDER`.",
     )
     parser.add_argument("--version", action="version", version=f"popnas-seg {_version()}")
     source = parser.add_mutually_exclusive_group()
@@ -46,17 +47,23 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--name", help="run folder name under --logs-dir (default: date-time)")
     parser.add_argument("--logs-dir", default="logs", help="where run folders are created (default: logs)")
     parser.add_argument(
-        "--preview-data", metavar="PNG",
+        "--preview-data",
+        metavar="PNG",
         help="only load the data, save a preview grid of training pairs to PNG, and exit (no run folder)",
     )
     parser.add_argument(
-        "--accept-changed-data", action="store_true",
+        "--accept-changed-data",
+        action="store_true",
         help="with -r: if the data differs from what the run started on, move the run's results to "
         "superseded/<time>/ and start it over on the new data (without it such a resume is refused)",
     )
-    parser.add_argument("-v", "--verbose", action="store_true",
-                        help="debug output on the terminal, and the TensorFlow C++ log and third-party warnings that "
-                        "are hidden by default (the environment variable POPNAS_SEG_VERBOSE=1 shows those too)")
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="debug output on the terminal, and the TensorFlow C++ log and third-party warnings that "
+        "are hidden by default (the environment variable POPNAS_SEG_VERBOSE=1 shows those too)",
+    )
     return parser
 
 
@@ -130,8 +137,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 logger.warning(warning)
             if change is not None:
                 moved = run.set_aside_for_new_data(fingerprint, change)
-                logger.warning("the data changed (%s); earlier results moved to %s, the run starts over",
-                               change, moved)
+                logger.warning("the data changed (%s); earlier results moved to %s, the run starts over", change, moved)
             elif stored is None:
                 run.store_fingerprint(fingerprint)  # a folder from before fingerprints: guard from now on
             run.journal.append("run_resumed", argv=list(argv if argv is not None else sys.argv[1:]))

@@ -4,6 +4,7 @@
 hint names the interpreter that is running now (`sys.executable`) and the script it ran, both as given, or
 the installed `popnas-seg` entry point when that is how the tool was started.
 """
+
 from __future__ import annotations
 
 import os

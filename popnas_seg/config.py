@@ -5,6 +5,7 @@ ignored setting. `load_config` turns every validation problem into a `UserError`
 one message that names the key path and, where it can, the fix (`did you mean ...?`).
 Every field carries a `description`: `scripts/config_reference.py` turns them into the README table.
 """
+
 from __future__ import annotations
 
 import difflib
@@ -58,10 +59,12 @@ OperatorName = Annotated[str, AfterValidator(_check_operator)]
 
 def _registered(registry: Registry[Any], *extra: str, excluded: tuple[str, ...] = ()) -> AfterValidator:
     """A name the registry knows (an extension registered before the config is read counts too)."""
+
     def check(name: str) -> str:
         if (name in registry or name in extra) and name not in excluded:
             return name
         raise ValueError(registry.unknown_message(name, extra, excluded))
+
     return AfterValidator(check)
 
 
@@ -74,9 +77,10 @@ class SearchSpaceConfig(_Section):
     )
     operators: list[OperatorName] = Field(
         default_factory=lambda: ["identity", "3x3 conv", "3x3:2dr conv", "1x5-5x1 conv", "2x2 maxpool"],
-        min_length=1, max_length=64,
+        min_length=1,
+        max_length=64,
         description='operator strings, e.g. "identity", "3x3 conv", "3x3:2dr conv", "1x5-5x1 conv", "2x2 maxpool" '
-        '(at most 64)',
+        "(at most 64)",
     )
 
     @field_validator("operators")
@@ -103,8 +107,9 @@ class SearchStrategyConfig(_Section):
     """How cells are chosen: progressive Pareto (POPNAS), PNAS top-K, or the random/evolution baselines."""
 
     strategy: Annotated[str, _registered(STRATEGIES)] = Field(
-        "progressive", description='a registered search strategy: "progressive" (POPNAS\'s Pareto search), '
-        '"random" or "evolution" (baselines), or one an extension registers (docs/ARCHITECTURE.md)'
+        "progressive",
+        description='a registered search strategy: "progressive" (POPNAS\'s Pareto search), '
+        '"random" or "evolution" (baselines), or one an extension registers (docs/ARCHITECTURE.md)',
     )
     max_children: int = Field(4, ge=1, description="K: cells kept per step from the predicted Pareto front")
     max_exploration_children: int = Field(
@@ -117,47 +122,58 @@ class SearchStrategyConfig(_Section):
         "time (min)",
     )
     selection: Literal["hypervolume", "score"] = Field(
-        "hypervolume", description="how K children are taken from the predicted front: greedy predicted "
-        "contribution to the hypervolume of the networks already trained, or POPNAS's highest predicted score"
+        "hypervolume",
+        description="how K children are taken from the predicted front: greedy predicted "
+        "contribution to the hypervolume of the networks already trained, or POPNAS's highest predicted score",
     )
     selection_optimism: float = Field(
-        1.0, ge=0, description="hypervolume selection counts a child's gain with its predicted Dice and analog "
+        1.0,
+        ge=0,
+        description="hypervolume selection counts a child's gain with its predicted Dice and analog "
         "Dice raised by this many leave-one-out errors of a ridge on the trained networks (an upper confidence "
-        "bound: the trained front holds the lucky draws, the predictions are means); 0: the predicted means"
+        "bound: the trained front holds the lucky draws, the predictions are means); 0: the predicted means",
     )
     network_seeding: Literal["common", "per_network"] = Field(
-        "common", description="common: every searched network trains (and is probed) with one seed "
+        "common",
+        description="common: every searched network trains (and is probed) with one seed "
         "(search_strategy.network_seed, else others.seed), so all "
         "draw the same batches and augmentations and Dice differences come from the cells (common random "
-        "numbers; a test-retest Spearman of 0.32 vs 0.07 in docs/BENCHMARKS.md); per_network: a seed per cell"
+        "numbers; a test-retest Spearman of 0.32 vs 0.07 in docs/BENCHMARKS.md); per_network: a seed per cell",
     )
     network_seed: int | None = Field(
-        None, ge=0, le=2**32 - 1, description="seed every searched network trains and is probed with (its base "
+        None,
+        ge=0,
+        le=2**32 - 1,
+        description="seed every searched network trains and is probed with (its base "
         "seed under per_network seeding; null: others.seed). Fix it, with dataset.seed, to compare searches whose "
-        "others.seed differs on the same measurements: a cell then scores the same in each"
+        "others.seed differs on the same measurements: a cell then scores the same in each",
     )
     pnas_mode: bool = Field(False, description="PNAS: top-K by predicted score, no Pareto front, no exploration")
     b1_max_networks: int | None = Field(
-        None, ge=1, description="cap on step b=1, sampled stratified over params (None: every distinct cell); "
-        "the cells left out stay candidates of later steps"
+        None,
+        ge=1,
+        description="cap on step b=1, sampled stratified over params (None: every distinct cell); "
+        "the cells left out stay candidates of later steps",
     )
     max_networks: int | None = Field(None, ge=1, description="budget for random/evolution")
     population_size: int = Field(8, ge=2, description="regularised evolution population")
     tournament_size: int = Field(3, ge=1, description="regularised evolution tournament size")
     score_predictor: Annotated[str, _registered(PREDICTORS, "auto")] = Field(
-        "auto", description='a registered predictor of Dice and analog Dice: "gin" (GIN ensemble), "ridge" / '
+        "auto",
+        description='a registered predictor of Dice and analog Dice: "gin" (GIN ensemble), "ridge" / '
         '"forest" (ridge / random forest on cheap features: params, FLOPs, operator counts), "auto" (the ridge up '
         "to 60 trained networks, where it ranked held-out networks better than the GIN, then GIN), or one an "
-        "extension registers (docs/ARCHITECTURE.md)"
+        "extension registers (docs/ARCHITECTURE.md)",
     )
     predictor_epochs: int = Field(80, ge=1, description="training epochs of the GIN predictors at every step")
     accuracy_predictor_ensemble_units: int = Field(
         3, ge=1, le=10, description="GIN ensemble members (each trained on its own fold)"
     )
     hypervolume_reference: dict[str, float] | None = Field(
-        None, description="reference point per objective; None: documented rule in search/pareto.py (the search's "
+        None,
+        description="reference point per objective; None: documented rule in search/pareto.py (the search's "
         "picks); the run's reported hypervolume (search/user_region.py) takes params, Dice and analog Dice from it as "
-        "its params ceiling (else the run's U-Net's params) and score floors (else 0)"
+        "its params ceiling (else the run's U-Net's params) and score floors (else 0)",
     )
     _deprecated_names: list[str] = PrivateAttr(default_factory=list)
 
@@ -187,7 +203,8 @@ class SearchStrategyConfig(_Section):
             if isinstance(objectives, list):
                 renamed |= {o for o in objectives if isinstance(o, str) and o in OBJECTIVE_ALIASES}
                 data["additional_pareto_objectives"] = [
-                    OBJECTIVE_ALIASES.get(o, o) if isinstance(o, str) else o for o in objectives]
+                    OBJECTIVE_ALIASES.get(o, o) if isinstance(o, str) else o for o in objectives
+                ]
             reference = data.get("hypervolume_reference")
             if isinstance(reference, dict):
                 renamed |= {k for k in reference if k in OBJECTIVE_ALIASES}
@@ -199,8 +216,10 @@ class SearchStrategyConfig(_Section):
 
     def deprecation_notes(self) -> list[str]:
         """One line per deprecated name this section was written with (logged when the search starts)."""
-        return [f'search_strategy: objective "{old}" is deprecated, read as "{OBJECTIVE_ALIASES[old]}"'
-                for old in self._deprecated_names]
+        return [
+            f'search_strategy: objective "{old}" is deprecated, read as "{OBJECTIVE_ALIASES[old]}"'
+            for old in self._deprecated_names
+        ]
 
 
 class TrainingConfig(_Section):
@@ -211,16 +230,16 @@ class TrainingConfig(_Section):
     weight_decay: float = Field(1e-4, ge=0, le=1, description="decoupled weight decay (adamw) or L2 factor")
     optimizer: Literal["adamw", "adam", "sgd"] = Field("adamw", description="optimizer")
     momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum (sgd only)")
-    scheduler: Literal["cosine", "cosine_restarts", "constant"] = Field(
-        "cosine", description="learning-rate schedule"
-    )
+    scheduler: Literal["cosine", "cosine_restarts", "constant"] = Field("cosine", description="learning-rate schedule")
     restart_period_epochs: int = Field(2, ge=1, description="first period of cosine_restarts, in epochs")
     warmup_epochs: int = Field(0, ge=0, description="linear warm-up epochs before the schedule")
     dice_loss_weight: float = Field(1.0, ge=0, le=100, description="weight of the soft Dice loss term")
     ce_loss_weight: float = Field(1.0, ge=0, le=100, description="weight of the cross-entropy loss term")
     steps_per_epoch: int | None = Field(
-        12, ge=1, description="optimiser steps per epoch, batches drawn with replacement and augmented, so a "
-        "budget does not shrink with the data set (null: one pass over the training split)"
+        12,
+        ge=1,
+        description="optimiser steps per epoch, batches drawn with replacement and augmented, so a "
+        "budget does not shrink with the data set (null: one pass over the training split)",
     )
 
 
@@ -265,9 +284,10 @@ class DatasetConfig(_Section):
     """Where images come from and how they are split, cropped and normalised."""
 
     name: Annotated[str, _registered(DATA_SOURCES, excluded=("folder",))] | None = Field(
-        "synthetic_nuclei", description='a registered data source (set to null when using path): "synthetic_nuclei", '
+        "synthetic_nuclei",
+        description='a registered data source (set to null when using path): "synthetic_nuclei", '
         '"synthetic_nuclei_hard" (3 classes with the boundary, denser touching nuclei, lower contrast; needs '
-        "classes_count 3), or one an extension registers (docs/ARCHITECTURE.md)"
+        "classes_count 3), or one an extension registers (docs/ARCHITECTURE.md)",
     )
     path: str | None = Field(
         None, description="folder holding images/ and masks/ with matching names (relative to the working folder)"
@@ -275,8 +295,11 @@ class DatasetConfig(_Section):
     classes_count: int = Field(2, ge=2, le=256, description="number of classes, background included")
     ignore_class: int | None = Field(None, ge=0, description="mask value excluded from loss and metrics")
     samples: int | None = Field(
-        None, ge=4, le=1_000_000, description="images generated (synthetic; null = 192) or used (folder; null = all, "
-        "sorted by name); generated data must also fit in half the available memory (checked before generating)"
+        None,
+        ge=4,
+        le=1_000_000,
+        description="images generated (synthetic; null = 192) or used (folder; null = all, "
+        "sorted by name); generated data must also fit in half the available memory (checked before generating)",
     )
     generated_size: tuple[GeneratedSide, GeneratedSide] = Field(
         (96, 96), description="height, width of generated images (8 to 8192 each)"
@@ -288,34 +311,43 @@ class DatasetConfig(_Section):
     test_size: float = Field(0.15, ge=0, lt=1, description="fraction of images held out for the final test")
     folds: int = Field(1, ge=1, le=10, description="cross-validation folds (1: a single split)")
     seed: int | None = Field(
-        None, ge=0, le=2**32 - 1, description="seed of the data alone: the generated images, the train/val/test "
+        None,
+        ge=0,
+        le=2**32 - 1,
+        description="seed of the data alone: the generated images, the train/val/test "
         "split and the augmentation draws (null: others.seed). Fix it to compare runs whose others.seed differs "
-        "on the same data"
+        "on the same data",
     )
     crop: tuple[int, int] = Field(
         (64, 64),
         validation_alias=AliasChoices("crop", "resize"),
         description="height, width of the crops the networks train on (random crops; validation, test "
-        "and predict tile whole images with it); must be divisible by 2**motifs. Old name: resize"
+        "and predict tile whole images with it); must be divisible by 2**motifs. Old name: resize",
     )
     rescale: float = Field(
-        1.0, gt=0, le=4, description="scale factor applied to every image (bilinear) and mask (nearest) when "
+        1.0,
+        gt=0,
+        le=4,
+        description="scale factor applied to every image (bilinear) and mask (nearest) when "
         "loaded, before cropping, e.g. 0.5 for 2048 px images of large objects; predict scales its inputs the "
-        "same way and its masks back to the input size (1: off)"
+        "same way and its masks back to the input size (1: off)",
     )
     augmentation: AugmentationConfig = Field(
         default_factory=AugmentationConfig, description="training-time augmentation"
     )
     normalisation: Literal["standard", "percentile", "minmax"] = Field(
-        "standard", description="per image: zero mean and unit variance (measured best, README), percentiles to "
-        "0 and 1 (robust to hot pixels), or min-max to [0, 1] (hot pixels squeeze it)"
+        "standard",
+        description="per image: zero mean and unit variance (measured best, README), percentiles to "
+        "0 and 1 (robust to hot pixels), or min-max to [0, 1] (hot pixels squeeze it)",
     )
     normalisation_percentiles: tuple[float, float] = Field(
         (1.0, 99.8), description="low, high percentile of the percentile normalisation (CSBDeep's defaults)"
     )
     normalisation_clip: float | None = Field(
-        None, gt=0, description="clip normalised values to [-c, c] (null: off); bounds hot pixels and saturated "
-        "specks, which otherwise set the analog tiles' per-input DAC scale (docs/BENCHMARKS.md)"
+        None,
+        gt=0,
+        description="clip normalised values to [-c, c] (null: off); bounds hot pixels and saturated "
+        "specks, which otherwise set the analog tiles' per-input DAC scale (docs/BENCHMARKS.md)",
     )
     cache: bool = Field(True, description="cache the decoded data set in memory")
     shuffle_buffer: int = Field(256, ge=1, description="tf.data shuffle buffer of the training split")
@@ -357,6 +389,7 @@ def unsupported_drift_time(device: str, seconds: float) -> str | None:
     allowed = DEVICE_DRIFT_TIMES.get(device)
     if allowed is None or float(seconds) in allowed:
         return None
+
     def shown(t: float) -> str:
         return f"{t:,.0f}" if t >= 1 and t == int(t) else f"{t:g}"
 
@@ -369,10 +402,11 @@ class AnalogConfig(_Section):
     scoring."""
 
     device: Literal["pcm", "reram_wan2022", "reram_cmo"] = Field(
-        "pcm", description="device model of the analog tiles (AIHWKit inference noise model: programming and read "
+        "pcm",
+        description="device model of the analog tiles (AIHWKit inference noise model: programming and read "
         "noise, drift): PCM-like (PCMLikeNoiseModel), ReRAM of Wan et al. 2022 (ReRamWan2022NoiseModel) or CMO "
         "ReRAM (ReRamCMONoiseModel); the probe, drift scoring, HWA and predict all use it. reram_wan2022 drifts "
-        "only to its measured times: t_inference and eval_times must be 1, 86400 or 172800 s"
+        "only to its measured times: t_inference and eval_times must be 1, 86400 or 172800 s",
     )
     g_max: float = Field(25.0, gt=0, le=G_MAX_LIMIT_US, description="maximum conductance in microsiemens")
     drift_compensation: Literal["global", "none"] = Field("global", description="drift compensation at read-out")
@@ -382,25 +416,45 @@ class AnalogConfig(_Section):
     w_noise: float = Field(0.0, ge=0, le=1, description="additive weight read noise per forward pass")
     clip_sigma: float = Field(2.5, gt=0, le=10, description="weights clipped at this many standard deviations")
     weight_scaling: Literal["column", "layer", "none"] = Field(
-        "column", description="map each tile column's (or layer's) largest |weight| onto the full conductance "
+        "column",
+        description="map each tile column's (or layer's) largest |weight| onto the full conductance "
         "range, with a digital output scale (AIHWKit's weight_scaling_omega 1): without it output noise and ADC "
-        "steps act on the raw weight magnitudes of the digital network")
+        "steps act on the raw weight magnitudes of the digital network",
+    )
     tile_size: int = Field(512, ge=16, le=4096, description="maximum tile rows and columns")
     probe: bool = Field(True, description="measure analog Dice of every network trained in the search")
     t_inference: float = Field(
-        2592000.0, gt=0, le=MAX_DRIFT_SECONDS, description="the deployment horizon in seconds: the drift time the "
-        "search's analog probe scores (also HWA's checkpoint choice and predict's default; 30 days; at most 100 years)")
+        2592000.0,
+        gt=0,
+        le=MAX_DRIFT_SECONDS,
+        description="the deployment horizon in seconds: the drift time the "
+        "search's analog probe scores (also HWA's checkpoint choice and predict's default; 30 days; at most 100 years)",
+    )
     probe_repetitions: int = Field(
-        6, ge=1, le=1000, description="independent programmings the probe scores: their mean and std give the "
-        "risk-aware analog objective")
-    probe_images: int = Field(6, ge=1, description="validation images the probe scores (each programming scores "
-                              "all of them: the probe's cost is about probe_images x probe_repetitions)")
+        6,
+        ge=1,
+        le=1000,
+        description="independent programmings the probe scores: their mean and std give the "
+        "risk-aware analog objective",
+    )
+    probe_images: int = Field(
+        6,
+        ge=1,
+        description="validation images the probe scores (each programming scores "
+        "all of them: the probe's cost is about probe_images x probe_repetitions)",
+    )
     probe_whole_images: bool = Field(
-        False, description="probe whole validation images by sliding-window tiling, as the finalists are scored "
-        "(false: one centre crop of each; whole 96x96 images cost about 8x a 64x64 crop, docs/BENCHMARKS.md)")
+        False,
+        description="probe whole validation images by sliding-window tiling, as the finalists are scored "
+        "(false: one centre crop of each; whole 96x96 images cost about 8x a 64x64 crop, docs/BENCHMARKS.md)",
+    )
     risk_k: float = Field(
-        1.0, ge=0, le=10, description="the search's analog objective is mean - risk_k x std of the probe's Dice "
-        "over programmings (0: the mean), so networks whose chips spread widely rank lower")
+        1.0,
+        ge=0,
+        le=10,
+        description="the search's analog objective is mean - risk_k x std of the probe's Dice "
+        "over programmings (0: the mean), so networks whose chips spread widely rank lower",
+    )
     eval_times: list[DriftSeconds] = Field(
         default_factory=lambda: [1.0, 3600.0, 86400.0, 2592000.0, 31536000.0],
         min_length=1,
@@ -411,8 +465,10 @@ class AnalogConfig(_Section):
         5, ge=2, le=1000, description="programmings per drift time for the finalists (mean and std)"
     )
     hwa_epochs: int = Field(
-        2, ge=0, description="hardware-aware training epochs of the finalists, from the converged weights (0: none); "
-        "an epoch is training_hyperparameters.steps_per_epoch batches, as in the digital training (null: one pass)"
+        2,
+        ge=0,
+        description="hardware-aware training epochs of the finalists, from the converged weights (0: none); "
+        "an epoch is training_hyperparameters.steps_per_epoch batches, as in the digital training (null: one pass)",
     )
     hwa_schedule: Literal["cosine", "constant"] = Field(
         "cosine", description="learning-rate schedule of hardware-aware training and of its digital control"
@@ -426,14 +482,17 @@ class AnalogConfig(_Section):
     hwa_noise_std: float = Field(0.06, ge=0, le=1, description="weight noise injected during hardware-aware training")
     finalists: int = Field(2, ge=1, description="networks from the final front that are retrained and scored")
     selection_rule: Literal["size_buckets", "best_dice", "best_analog", "knee"] = Field(
-        "size_buckets", description="how finalists are picked from the final front: size_buckets = the best "
+        "size_buckets",
+        description="how finalists are picked from the final front: size_buckets = the best "
         "risk-aware analog score among networks of at most max_params, then in each of finalists - 1 "
         "log-spaced size buckets above it (so at least one finalist is small); best_analog / best_dice = "
-        "the front by that score; knee = the Dice / params knee"
+        "the front by that score; knee = the Dice / params knee",
     )
     max_params: int | None = Field(
-        None, ge=1, description="size_buckets: params of the small finalist at most (null: "
-        "0.15 x the U-Net baseline's params at this architecture)"
+        None,
+        ge=1,
+        description="size_buckets: params of the small finalist at most (null: "
+        "0.15 x the U-Net baseline's params at this architecture)",
     )
     model_selection_epochs: int = Field(4, ge=1, description="epochs of the model-selection training")
     final_epochs: int = Field(
@@ -445,11 +504,16 @@ class AnalogConfig(_Section):
     macro_variants: bool = Field(False, description="also try finalists with more filters / cells (POPNAS -params)")
     unet_baseline: bool = Field(True, description="also train a plain U-Net as a baseline for comparison")
     recommend_at: DriftSeconds = Field(
-        2592000.0, description="drift time in seconds at which final/recommendation.json picks the network for "
-        "analog use (the nearest of `eval_times` that was scored; 30 days)")
+        2592000.0,
+        description="drift time in seconds at which final/recommendation.json picks the network for "
+        "analog use (the nearest of `eval_times` that was scored; 30 days)",
+    )
     recommend_max_params: int | None = Field(
-        None, ge=1, description="size budget of the recommendation: networks with more weights are not "
-        "recommended (null: no budget)")
+        None,
+        ge=1,
+        description="size budget of the recommendation: networks with more weights are not "
+        "recommended (null: no budget)",
+    )
 
     @model_validator(mode="after")
     def _device_drift_times(self) -> AnalogConfig:
@@ -465,19 +529,33 @@ class InferenceConfig(_Section):
     """How whole images are segmented: `predict`, and the whole-image test scores (digital and analog)."""
 
     tile_size: int = Field(
-        256, ge=0, le=8192, description="largest tile side in pixels at inference: images up to this size are "
+        256,
+        ge=0,
+        le=8192,
+        description="largest tile side in pixels at inference: images up to this size are "
         "segmented whole (padded to a multiple of 2**motifs), larger ones in tiles of this side; the networks are "
-        "fully convolutional, so this is independent of dataset.crop. 0: tiles of the training crop (slower)")
-    overlap: float = Field(0.25, ge=0, lt=1, description="overlap of neighbouring tiles, as a fraction of the "
-                           "training crop side (the same band in pixels whatever the tile size)")
+        "fully convolutional, so this is independent of dataset.crop. 0: tiles of the training crop (slower)",
+    )
+    overlap: float = Field(
+        0.25,
+        ge=0,
+        lt=1,
+        description="overlap of neighbouring tiles, as a fraction of the "
+        "training crop side (the same band in pixels whatever the tile size)",
+    )
 
 
 class OthersConfig(_Section):
     """Seed, what to keep on disk, and how TensorFlow runs."""
 
-    seed: int = Field(42, ge=0, le=2**32 - 1, description="seed of the search and, unless "
-                      "search_strategy.network_seed / dataset.seed are set, of the weight initialisation and the "
-                      "data (numpy's range)")
+    seed: int = Field(
+        42,
+        ge=0,
+        le=2**32 - 1,
+        description="seed of the search and, unless "
+        "search_strategy.network_seed / dataset.seed are set, of the weight initialisation and the "
+        "data (numpy's range)",
+    )
     save_children_weights: bool = Field(False, description="keep the weights of every trained child network")
     save_children_models: bool = Field(False, description="keep every trained child network as a .keras file")
     xla: bool = Field(False, description="compile training steps with XLA")
@@ -488,15 +566,23 @@ class OthersConfig(_Section):
         "at most once and in the order search, finalists, report (a stage needs the ones before it)",
     )
     workers: Annotated[int, Field(ge=1)] | Literal["auto"] = Field(
-        1, description="networks of one search step trained at once: 1 = in this process (no Ray); >1 or "
-        "\"auto\" (one per CPU of the Ray instance) = Ray tasks, each with its TF threads pinned to 1")
+        1,
+        description="networks of one search step trained at once: 1 = in this process (no Ray); >1 or "
+        '"auto" (one per CPU of the Ray instance) = Ray tasks, each with its TF threads pinned to 1',
+    )
     ray_address: str | None = Field(
-        None, description="Ray instance for workers > 1: null = a local one started and stopped by the run; "
-        "\"auto\" or \"host:port\" = join a running cluster (its GCS address, as `ray start --head` prints it; "
-        "Ray client addresses ray://... are not accepted)")
+        None,
+        description="Ray instance for workers > 1: null = a local one started and stopped by the run; "
+        '"auto" or "host:port" = join a running cluster (its GCS address, as `ray start --head` prints it; '
+        "Ray client addresses ray://... are not accepted)",
+    )
     ray_connect_timeout_s: float = Field(
-        30.0, gt=0, le=3600, description="seconds to wait for the cluster at ray_address to answer; the run is "
-        "refused (exit 2) before its folder is created when it does not")
+        30.0,
+        gt=0,
+        le=3600,
+        description="seconds to wait for the cluster at ray_address to answer; the run is "
+        "refused (exit 2) before its folder is created when it does not",
+    )
 
     @field_validator("pipeline")
     @classmethod
@@ -508,8 +594,10 @@ class OthersConfig(_Section):
         if twice:
             raise ValueError(f'lists "{twice[0]}" twice; each stage runs at most once')
         if value != sorted(value, key=order.index):
-            raise ValueError(f"{json.dumps(value)} is out of order: stages run as {json.dumps(order)} (a stage "
-                             f"uses the results of the ones before it); keep that order and leave out what you skip")
+            raise ValueError(
+                f"{json.dumps(value)} is out of order: stages run as {json.dumps(order)} (a stage "
+                f"uses the results of the ones before it); keep that order and leave out what you skip"
+            )
         return value
 
     @field_validator("workers", mode="before")
@@ -526,9 +614,11 @@ class OthersConfig(_Section):
         if value is None or value == "auto":
             return value
         if "://" in value:
-            raise ValueError(f'{value!r}: Ray client addresses ({value.split("://")[0]}://...) are not accepted; '
-                             'give the cluster\'s GCS address "host:port" (ray start --head prints it, port 6379 '
-                             'by default) or "auto"')
+            raise ValueError(
+                f"{value!r}: Ray client addresses ({value.split('://')[0]}://...) are not accepted; "
+                'give the cluster\'s GCS address "host:port" (ray start --head prints it, port 6379 '
+                'by default) or "auto"'
+            )
         host, sep, port = value.rpartition(":")
         if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
             raise ValueError(f'must be null, "auto" or "host:port", got {value!r}')
@@ -550,8 +640,9 @@ class RunConfig(_Section):
     )
     dataset: DatasetConfig = Field(default_factory=DatasetConfig, description="data source, splits, preprocessing")
     analog: AnalogConfig = Field(default_factory=AnalogConfig, description="analog hardware simulation (AIHWKit)")
-    inference: InferenceConfig = Field(default_factory=InferenceConfig,
-                                       description="tiles for whole-image prediction and scoring")
+    inference: InferenceConfig = Field(
+        default_factory=InferenceConfig, description="tiles for whole-image prediction and scoring"
+    )
     others: OthersConfig = Field(default_factory=OthersConfig, description="seed, storage, runtime, stages")
 
     @property
@@ -563,8 +654,12 @@ class RunConfig(_Section):
         """The `popnas_seg.imaging.tiling.Tiling` of whole-image prediction and scoring for this run."""
         from popnas_seg.imaging.tiling import Tiling
 
-        return Tiling((int(self.dataset.crop[0]), int(self.dataset.crop[1])), int(self.inference.tile_size),
-                      2 ** int(self.architecture_hyperparameters.motifs), float(self.inference.overlap))
+        return Tiling(
+            (int(self.dataset.crop[0]), int(self.dataset.crop[1])),
+            int(self.inference.tile_size),
+            2 ** int(self.architecture_hyperparameters.motifs),
+            float(self.inference.overlap),
+        )
 
     @property
     def network_seed(self) -> int:
@@ -575,7 +670,7 @@ class RunConfig(_Section):
 
     @model_validator(mode="after")
     def _cross_checks(self) -> RunConfig:
-        div = 2 ** self.architecture_hyperparameters.motifs
+        div = 2**self.architecture_hyperparameters.motifs
         h, w = self.dataset.crop
         if h % div or w % div:
             raise ValueError(
@@ -612,8 +707,10 @@ def load_config(path: str | Path | None) -> RunConfig:
     if not file.is_file():
         raise UserError(f"config error in {source}: not a regular file (a FIFO or device would block the read)")
     if file.stat().st_size > MAX_CONFIG_BYTES:
-        raise UserError(f"config error in {source}: the file is {file.stat().st_size:,} bytes, over the "
-                        f"{MAX_CONFIG_BYTES:,} a config may have (a run config is a few KB)")
+        raise UserError(
+            f"config error in {source}: the file is {file.stat().st_size:,} bytes, over the "
+            f"{MAX_CONFIG_BYTES:,} a config may have (a run config is a few KB)"
+        )
     try:
         text = file.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
@@ -678,7 +775,8 @@ def _note_deprecated_resize(d: dict[str, Any], where: str) -> None:
         raise UserError(f'{where}: dataset: set "crop" only; "resize" is its deprecated old name')
     logging.getLogger("popnas_seg.config").warning(
         "dataset.resize is deprecated: it is read as dataset.crop (the networks train on random crops of this "
-        "size and whole images are tiled with it); rename the key. dataset.rescale is the option that resizes")
+        "size and whole images are tiled with it); rename the key. dataset.rescale is the option that resizes"
+    )
 
 
 def config_from_dict(d: dict[str, Any], source: str | None = None) -> RunConfig:
@@ -728,9 +826,7 @@ def _check_dataset_path(config: RunConfig, source: str) -> None:
     missing = [sub for sub in ("images", "masks") if not (folder / sub).is_dir()]
     if missing:
         names = " and ".join(f"{m}/" for m in missing)
-        raise UserError(
-            f"{where} has no {names} subfolder (it must hold images/ and masks/ with matching file names)"
-        )
+        raise UserError(f"{where} has no {names} subfolder (it must hold images/ and masks/ with matching file names)")
     config.dataset.path = str(folder.resolve())
 
 
@@ -756,14 +852,28 @@ def _first_duplicate(value: Any, loc: tuple[Any, ...]) -> tuple[tuple[Any, ...],
 
 # ---------------------------------------------------------------------------------------------------- messages
 
-_BOUNDS = {"greater_than_equal": ("ge", ">="), "greater_than": ("gt", ">"),
-           "less_than_equal": ("le", "<="), "less_than": ("lt", "<")}
+_BOUNDS = {
+    "greater_than_equal": ("ge", ">="),
+    "greater_than": ("gt", ">"),
+    "less_than_equal": ("le", "<="),
+    "less_than": ("lt", "<"),
+}
 _TYPE_WORDS = {
-    "int_type": "an integer", "int_parsing": "an integer", "int_from_float": "a whole number",
-    "float_type": "a number", "float_parsing": "a number", "bool_type": "true or false",
-    "bool_parsing": "true or false", "string_type": "a string", "list_type": "a list [...]",
-    "tuple_type": "a list [...]", "dict_type": "an object {...}", "model_type": "an object {...}",
-    "model_attributes_type": "an object {...}", "none_required": "null", "finite_number": "a finite number",
+    "int_type": "an integer",
+    "int_parsing": "an integer",
+    "int_from_float": "a whole number",
+    "float_type": "a number",
+    "float_parsing": "a number",
+    "bool_type": "true or false",
+    "bool_parsing": "true or false",
+    "string_type": "a string",
+    "list_type": "a list [...]",
+    "tuple_type": "a list [...]",
+    "dict_type": "an object {...}",
+    "model_type": "an object {...}",
+    "model_attributes_type": "an object {...}",
+    "none_required": "null",
+    "finite_number": "a finite number",
 }
 
 

@@ -8,6 +8,7 @@ plan and the lines the run logs; it is what the tests exercise without a GPU. `t
 driver (which holds TensorFlow); `torch_gpus` runs in the analog worker (which holds torch), through the
 worker's "devices" job, so the driver never imports torch.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -28,16 +29,18 @@ class DevicePlan:
     """What the run logs at start, one finding per line."""
 
 
-def device_plan(tf_gpus: list[str], torch_gpus: list[str] | None, analog_tiles: str = "torch",
-                aihwkit_cuda_compiled: bool = False) -> DevicePlan:
+def device_plan(
+    tf_gpus: list[str], torch_gpus: list[str] | None, analog_tiles: str = "torch", aihwkit_cuda_compiled: bool = False
+) -> DevicePlan:
     """The plan from what TensorFlow and torch see (`torch_gpus` None: not asked, the run does no analog work).
 
     The analog worker uses CUDA when torch sees a GPU and the tiles can run there: AIHWKit's torch tiles always
     can; its compiled tiles only when AIHWKit was built with CUDA (the PyPI wheel is not, ANALOG_FACTS.md 5).
     """
     keras = "gpu" if tf_gpus else "cpu"
-    lines = [f"Keras training: GPU ({', '.join(tf_gpus)})" if tf_gpus
-             else "Keras training: CPU (TensorFlow sees no GPU)"]
+    lines = [
+        f"Keras training: GPU ({', '.join(tf_gpus)})" if tf_gpus else "Keras training: CPU (TensorFlow sees no GPU)"
+    ]
     analog = "cpu"
     if torch_gpus is None:
         lines.append("analog simulation: not used by this run's stages")
@@ -45,13 +48,16 @@ def device_plan(tf_gpus: list[str], torch_gpus: list[str] | None, analog_tiles: 
         analog = "cuda"
         lines.append(f"analog simulation: CUDA ({torch_gpus[0]}), AIHWKit {analog_tiles} tiles")
     elif torch_gpus:
-        lines.append(f"analog simulation: CPU (torch sees {torch_gpus[0]}, but AIHWKit's compiled tiles were "
-                     "built without CUDA)")
+        lines.append(
+            f"analog simulation: CPU (torch sees {torch_gpus[0]}, but AIHWKit's compiled tiles were built without CUDA)"
+        )
     else:
         lines.append(f"analog simulation: CPU, AIHWKit {analog_tiles} tiles (torch sees no GPU)")
     if torch_gpus and not tf_gpus:
-        lines.append("note: torch sees a GPU but TensorFlow does not (tensorflow-cpu, or no CUDA libraries for it): "
-                     "for GPU training install with GPU=1 bash scripts/install.sh")
+        lines.append(
+            "note: torch sees a GPU but TensorFlow does not (tensorflow-cpu, or no CUDA libraries for it): "
+            "for GPU training install with GPU=1 bash scripts/install.sh"
+        )
     return DevicePlan(keras, analog, lines)
 
 

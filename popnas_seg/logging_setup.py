@@ -4,6 +4,7 @@ Progress goes to stdout (it is the tool's output); stderr is kept for the one-li
 UserError, so a failed run shows exactly one message there. Calling `setup_logging` again (the CLI does
 once the run folder exists) replaces the previous handlers instead of duplicating every line.
 """
+
 from __future__ import annotations
 
 import logging

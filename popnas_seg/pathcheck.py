@@ -3,6 +3,7 @@
 `Path.is_dir()` is False for a missing path, a plain file and a symbolic link that loops or dangles alike;
 saying "does not exist" for all three sends the user looking for the wrong mistake.
 """
+
 from __future__ import annotations
 
 import errno

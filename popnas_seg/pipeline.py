@@ -4,6 +4,7 @@ Each stage is idempotent on a run folder: a finished stage is recorded in the jo
 skipped on resume, and an interrupted stage resumes from its own journal events. The CLI only ever calls
 `run_pipeline`.
 """
+
 from __future__ import annotations
 
 import logging
@@ -54,8 +55,12 @@ def _log_devices(config: RunConfig, logger: logging.Logger) -> None:
 def run_pipeline(run: RunFolder, config: RunConfig, data: Any, logger: logging.Logger) -> None:
     """Run every configured stage that has not finished yet, saying clearly which stage is reached."""
     describe = getattr(data, "describe", None)
-    logger.info("config validated: %d operators, up to %d blocks, strategy %s",
-                len(config.search_space.operators), config.search_space.blocks, config.search_strategy.strategy)
+    logger.info(
+        "config validated: %d operators, up to %d blocks, strategy %s",
+        len(config.search_space.operators),
+        config.search_space.blocks,
+        config.search_strategy.strategy,
+    )
     logger.info("data: %s", describe() if callable(describe) else data.input_shape)
     logger.info("run folder: %s", run.path)
     _log_devices(config, logger)

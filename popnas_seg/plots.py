@@ -4,6 +4,7 @@ The functions never read Keras or torch objects: the search, the finalists stage
 so the same figures can be re-drawn from the CSVs of an old or still-running run (`plot_search`).
 Matplotlib is used through its object API with the Agg canvas (no pyplot global state, no display needed).
 """
+
 from __future__ import annotations
 
 import io
@@ -26,8 +27,16 @@ from popnas_seg.results import TrainingResult
 PathLike = str | os.PathLike[str]
 
 # Drift evaluation times get human labels on the log axis.
-_TIME_LABELS = ((1.0, "1 s"), (60.0, "1 min"), (3600.0, "1 h"), (86400.0, "1 day"), (604800.0, "1 week"),
-                (2592000.0, "1 month"), (31104000.0, "1 year"), (31536000.0, "1 year"))
+_TIME_LABELS = (
+    (1.0, "1 s"),
+    (60.0, "1 min"),
+    (3600.0, "1 h"),
+    (86400.0, "1 day"),
+    (604800.0, "1 week"),
+    (2592000.0, "1 month"),
+    (31104000.0, "1 year"),
+    (31536000.0, "1 year"),
+)
 _FRONT_COLOUR = "tab:red"
 _OTHER_COLOUR = "0.65"
 
@@ -60,15 +69,25 @@ LABEL_ALL_MAX = 40
 
 
 def _label_ids(
-    ax: Any, xs: Sequence[Any] | np.ndarray, ys: Sequence[Any] | np.ndarray, ids: Sequence[int],
+    ax: Any,
+    xs: Sequence[Any] | np.ndarray,
+    ys: Sequence[Any] | np.ndarray,
+    ids: Sequence[int],
     is_front: Sequence[bool] | np.ndarray,
 ) -> None:
     """Write each point's network id beside it (the id `predict --network` and the CSVs use)."""
     label_all = len(ids) <= LABEL_ALL_MAX
     for x, y, network_id, front in zip(xs, ys, ids, is_front):
         if front or label_all:
-            ax.annotate(str(network_id), (float(x), float(y)), xytext=(3, 3), textcoords="offset points",
-                        fontsize=7, color="k" if front else "0.35", zorder=5)
+            ax.annotate(
+                str(network_id),
+                (float(x), float(y)),
+                xytext=(3, 3),
+                textcoords="offset points",
+                fontsize=7,
+                color="k" if front else "0.35",
+                zorder=5,
+            )
 
 
 def time_label(seconds: float) -> str:
@@ -91,8 +110,17 @@ def _ok(results: Iterable[TrainingResult]) -> list[TrainingResult]:
     return [r for r in results if r.status == "ok" and r.dice is not None and math.isfinite(r.dice)]
 
 
-def _scatter_projection(ax: Any, xs: Sequence[Any], ys: Sequence[Any], is_front: Sequence[bool],
-                        xlabel: str, ylabel: str, title: str, log_x: bool, ids: Sequence[int] = ()) -> None:
+def _scatter_projection(
+    ax: Any,
+    xs: Sequence[Any],
+    ys: Sequence[Any],
+    is_front: Sequence[bool],
+    xlabel: str,
+    ylabel: str,
+    title: str,
+    log_x: bool,
+    ids: Sequence[int] = (),
+) -> None:
     xs_a, ys_a, mask = np.asarray(xs, float), np.asarray(ys, float), np.asarray(is_front, bool)
     if len(ids):
         _label_ids(ax, xs_a, ys_a, ids, mask)
@@ -112,8 +140,9 @@ def _scatter_projection(ax: Any, xs: Sequence[Any], ys: Sequence[Any], is_front:
         ax.legend(loc="best", fontsize=8)
 
 
-def plot_front_projections(results: Sequence[TrainingResult], front_ids: Iterable[int], path: PathLike,
-                           *, probe_time_label: str = "1 day") -> Path:
+def plot_front_projections(
+    results: Sequence[TrainingResult], front_ids: Iterable[int], path: PathLike, *, probe_time_label: str = "1 day"
+) -> Path:
     """Three 2-D projections of the measured front: Dice vs params, Dice vs analog Dice, params vs analog Dice.
 
     Front points are red and joined in x order (a projection of a 3-objective front is not monotone, the line
@@ -124,14 +153,29 @@ def plot_front_projections(results: Sequence[TrainingResult], front_ids: Iterabl
     front = set(int(i) for i in front_ids)
     fig = Figure(figsize=(15, 4.6))
     axes = fig.subplots(1, 3)
-    _scatter_projection(axes[0], [r.params for r in ok], [r.dice for r in ok], [r.network_id in front for r in ok],
-                        "parameters (count, log scale)", "digital Dice (validation)", "Dice vs size", True,
-                        [r.network_id for r in ok])
+    _scatter_projection(
+        axes[0],
+        [r.params for r in ok],
+        [r.dice for r in ok],
+        [r.network_id in front for r in ok],
+        "parameters (count, log scale)",
+        "digital Dice (validation)",
+        "Dice vs size",
+        True,
+        [r.network_id for r in ok],
+    )
     probed = [r for r in ok if r.analog_dice is not None]
-    _scatter_projection(axes[1], [r.dice for r in probed], [r.analog_dice for r in probed],
-                        [r.network_id in front for r in probed], "digital Dice (validation)",
-                        f"analog Dice at {probe_time_label}", "analog vs digital Dice", False,
-                        [r.network_id for r in probed])
+    _scatter_projection(
+        axes[1],
+        [r.dice for r in probed],
+        [r.analog_dice for r in probed],
+        [r.network_id in front for r in probed],
+        "digital Dice (validation)",
+        f"analog Dice at {probe_time_label}",
+        "analog vs digital Dice",
+        False,
+        [r.network_id for r in probed],
+    )
     if probed:
         lo = min(min(r.dice for r in probed), min(r.analog_dice for r in probed))  # type: ignore[type-var]
         hi = max(max(r.dice for r in probed), max(r.analog_dice for r in probed))  # type: ignore[type-var]
@@ -139,16 +183,24 @@ def plot_front_projections(results: Sequence[TrainingResult], front_ids: Iterabl
         axes[1].legend(loc="best", fontsize=8)
     else:
         axes[1].text(0.5, 0.5, "no analog probe results", ha="center", va="center", transform=axes[1].transAxes)
-    _scatter_projection(axes[2], [r.params for r in probed], [r.analog_dice for r in probed],
-                        [r.network_id in front for r in probed], "parameters (count, log scale)",
-                        f"analog Dice at {probe_time_label}", "analog Dice vs size", True,
-                        [r.network_id for r in probed])
+    _scatter_projection(
+        axes[2],
+        [r.params for r in probed],
+        [r.analog_dice for r in probed],
+        [r.network_id in front for r in probed],
+        "parameters (count, log scale)",
+        f"analog Dice at {probe_time_label}",
+        "analog Dice vs size",
+        True,
+        [r.network_id for r in probed],
+    )
     fig.suptitle(f"Measured Pareto front: {len(front & {r.network_id for r in ok})} of {len(ok)} networks")
     return _save(fig, path)
 
 
-def plot_dice_params_analog(results: Sequence[TrainingResult], path: PathLike, *,
-                            probe_time_label: str = "1 day", front_ids: Iterable[int] = ()) -> Path:
+def plot_dice_params_analog(
+    results: Sequence[TrainingResult], path: PathLike, *, probe_time_label: str = "1 day", front_ids: Iterable[int] = ()
+) -> Path:
     """Dice vs params with each point coloured by its analog Dice (colorbar); unprobed networks hollow grey;
     points labelled with their network ids (all up to LABEL_ALL_MAX networks, else the front's: `front_ids`)."""
     ok = _ok(results)
@@ -157,16 +209,34 @@ def plot_dice_params_analog(results: Sequence[TrainingResult], path: PathLike, *
     probed = [r for r in ok if r.analog_dice is not None]
     unprobed = [r for r in ok if r.analog_dice is None]
     if unprobed:
-        ax.scatter([r.params for r in unprobed], [r.dice for r in unprobed], s=30, facecolors="none",
-                   edgecolors=_OTHER_COLOUR, label="no analog probe")
+        ax.scatter(
+            [r.params for r in unprobed],
+            [r.dice for r in unprobed],
+            s=30,
+            facecolors="none",
+            edgecolors=_OTHER_COLOUR,
+            label="no analog probe",
+        )
     if probed:
-        sc = ax.scatter([r.params for r in probed], [r.dice for r in probed], s=40,
-                        c=[float(r.analog_dice or 0.0) for r in probed], cmap="viridis", edgecolors="k", linewidths=0.4,
-                        label="probed networks")
+        sc = ax.scatter(
+            [r.params for r in probed],
+            [r.dice for r in probed],
+            s=40,
+            c=[float(r.analog_dice or 0.0) for r in probed],
+            cmap="viridis",
+            edgecolors="k",
+            linewidths=0.4,
+            label="probed networks",
+        )
         fig.colorbar(sc, ax=ax, label=f"analog Dice at {probe_time_label}")
     front = set(int(i) for i in front_ids)
-    _label_ids(ax, [r.params for r in ok], [r.dice for r in ok], [r.network_id for r in ok],
-               [r.network_id in front for r in ok])
+    _label_ids(
+        ax,
+        [r.params for r in ok],
+        [r.dice for r in ok],
+        [r.network_id for r in ok],
+        [r.network_id in front for r in ok],
+    )
     if ok and all(r.params > 0 for r in ok):
         _log_x(ax)
     ax.set_xlabel("parameters (count, log scale)")
@@ -185,8 +255,9 @@ def spearman(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray) -
     return rank_quality(a, b)["spearman"]
 
 
-def plot_predicted_vs_measured(panels: Mapping[str, tuple[Sequence[float], Sequence[float]]], path: PathLike,
-                               *, step: int) -> Path:
+def plot_predicted_vs_measured(
+    panels: Mapping[str, tuple[Sequence[float], Sequence[float]]], path: PathLike, *, step: int
+) -> Path:
     """One scatter per objective of predicted vs measured values for the networks trained at `step`.
 
     `panels` maps an objective label (e.g. "Dice") to (predicted, measured). Spearman is in each title because
@@ -237,8 +308,9 @@ def plot_hypervolume(series: Mapping[str, Sequence[tuple[float, float]]], path: 
     return _save(fig, path)
 
 
-def plot_hypervolume_spread(curves: Mapping[str, Sequence[Sequence[float]]], path: PathLike,
-                            title: str = "Hypervolume vs networks trained") -> Path:
+def plot_hypervolume_spread(
+    curves: Mapping[str, Sequence[Sequence[float]]], path: PathLike, title: str = "Hypervolume vs networks trained"
+) -> Path:
     """Median (line) and min-max band (shaded) over seeds of normalised hypervolume curves, per strategy.
 
     `curves[strategy]` holds one curve per seed (value after k = 1, 2, ... networks); curves are cut to the
@@ -253,7 +325,7 @@ def plot_hypervolume_spread(curves: Mapping[str, Sequence[Sequence[float]]], pat
         n = min(len(c) for c in runs)
         arr = np.array([c[:n] for c in runs], dtype=float)
         k = np.arange(1, n + 1)
-        line, = ax.plot(k, np.median(arr, axis=0), "-", label=f"{name} (median of {len(runs)})")
+        (line,) = ax.plot(k, np.median(arr, axis=0), "-", label=f"{name} (median of {len(runs)})")
         ax.fill_between(k, arr.min(axis=0), arr.max(axis=0), color=line.get_color(), alpha=0.2)
     _integer_x(ax)
     ax.set_xlabel("networks trained (count)")
@@ -285,8 +357,9 @@ def operator_counts(encodings: Iterable[str]) -> dict[str, int]:
     return counts
 
 
-def plot_operator_frequency(counts: Mapping[str, int], path: PathLike, *,
-                            title: str = "Operators used by the measured Pareto front") -> Path:
+def plot_operator_frequency(
+    counts: Mapping[str, int], path: PathLike, *, title: str = "Operators used by the measured Pareto front"
+) -> Path:
     """Bar chart of operator usage (count over every block of every front cell), most used first."""
     items = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
     fig = Figure(figsize=(max(6.0, 1.1 * len(items) + 2), 4.5))
@@ -305,8 +378,9 @@ def plot_operator_frequency(counts: Mapping[str, int], path: PathLike, *,
     return _save(fig, path)
 
 
-def plot_drift_curves(rows: Sequence[Mapping[str, Any]], path: PathLike, *,
-                      digital: Mapping[str, float] | None = None) -> Path:
+def plot_drift_curves(
+    rows: Sequence[Mapping[str, Any]], path: PathLike, *, digital: Mapping[str, float] | None = None
+) -> Path:
     """Analog Dice vs time after programming (log axis), one colour per network, mean ± std band.
 
     `rows` are drift-table rows: network, hwa ("before"/"control"/"after"), time (s), mean, std. Solid lines
@@ -323,15 +397,26 @@ def plot_drift_curves(rows: Sequence[Mapping[str, Any]], path: PathLike, *,
     for i, net in enumerate(networks):
         colour = colours(i % colours.N)
         for hwa, style, marker in (("after", "-", "o"), ("control", "-.", "^"), ("before", "--", "s")):
-            pts = sorted((float(r["time"]), float(r["mean"]), float(r.get("std") or 0.0))
-                         for r in rows if str(r["network"]) == net and str(r["hwa"]) == hwa)
+            pts = sorted(
+                (float(r["time"]), float(r["mean"]), float(r.get("std") or 0.0))
+                for r in rows
+                if str(r["network"]) == net and str(r["hwa"]) == hwa
+            )
             if not pts:
                 continue
             t, m, s = (np.array(v) for v in zip(*pts))
             all_times.update(t.tolist())
             label = f"{net} ({ {'after': 'HWA', 'control': 'digital control'}.get(hwa, 'no HWA') })"
-            ax.plot(t, m, style, marker=marker, ms=5, color=colour, label=label,
-                    markerfacecolor=colour if hwa == "after" else "white")
+            ax.plot(
+                t,
+                m,
+                style,
+                marker=marker,
+                ms=5,
+                color=colour,
+                label=label,
+                markerfacecolor=colour if hwa == "after" else "white",
+            )
             ax.fill_between(t, m - s, m + s, color=colour, alpha=0.15 if hwa == "after" else 0.08)
         if digital and net in digital and digital[net] is not None:
             ax.axhline(float(digital[net]), ls=":", color=colour, lw=1, label=f"{net} digital")
@@ -351,8 +436,9 @@ def plot_drift_curves(rows: Sequence[Mapping[str, Any]], path: PathLike, *,
     return _save(fig, path)
 
 
-def plot_finalists_size_analog(finalists: Sequence[Mapping[str, Any]], drift: Sequence[Mapping[str, Any]],
-                               horizon_s: float, path: PathLike) -> Path:
+def plot_finalists_size_analog(
+    finalists: Sequence[Mapping[str, Any]], drift: Sequence[Mapping[str, Any]], horizon_s: float, path: PathLike
+) -> Path:
     """Params (log) vs analog Dice at the drift time nearest `horizon_s`, mean ± std over programmings, one point
     per finalist and the U-Net (`network` "unet", a black square): do the small finalists hold up on the chip?
 
@@ -367,16 +453,35 @@ def plot_finalists_size_analog(finalists: Sequence[Mapping[str, Any]], drift: Se
     drawn = 0
     for row in finalists:
         name, params = str(row.get("network")), _float(row.get("params"))
-        hit = [d for d in drift if str(d["network"]) == name and str(d["hwa"]) == phase
-               and when is not None and math.isclose(float(d["time"]), when)]
+        hit = [
+            d
+            for d in drift
+            if str(d["network"]) == name
+            and str(d["hwa"]) == phase
+            and when is not None
+            and math.isclose(float(d["time"]), when)
+        ]
         if params is None or not hit:
             continue
         mean, std = float(hit[0]["mean"]), float(hit[0].get("std") or 0.0)
         unet = name == "unet"
-        ax.errorbar([params], [mean], yerr=[std], fmt="s" if unet else "o", ms=7, capsize=4,
-                    color="black" if unet else _FRONT_COLOUR, label="U-Net" if unet else None)
-        ax.annotate("U-Net" if unet else f"finalist {name}", (params, mean), textcoords="offset points",
-                    xytext=(6, 6), fontsize=8)
+        ax.errorbar(
+            [params],
+            [mean],
+            yerr=[std],
+            fmt="s" if unet else "o",
+            ms=7,
+            capsize=4,
+            color="black" if unet else _FRONT_COLOUR,
+            label="U-Net" if unet else None,
+        )
+        ax.annotate(
+            "U-Net" if unet else f"finalist {name}",
+            (params, mean),
+            textcoords="offset points",
+            xytext=(6, 6),
+            fontsize=8,
+        )
         drawn += 1
     if drawn:
         _log_x(ax)
@@ -402,8 +507,11 @@ def plot_learning_curves(histories: Mapping[str, Sequence[Mapping[str, Any]]], p
     colours = ["tab:blue", "tab:orange", "tab:green", "tab:purple", "tab:brown", "tab:pink", "tab:olive"]
 
     def series(rows: Sequence[Mapping[str, Any]], key: str) -> tuple[np.ndarray, np.ndarray]:
-        pts = [(float(r["epoch"]) + 1.0, float(r[key])) for r in rows
-               if r.get(key) not in (None, "") and r.get("epoch") not in (None, "")]
+        pts = [
+            (float(r["epoch"]) + 1.0, float(r[key]))
+            for r in rows
+            if r.get(key) not in (None, "") and r.get("epoch") not in (None, "")
+        ]
         pts = [(e, v) for e, v in pts if math.isfinite(v)]
         return (np.array([p[0] for p in pts]), np.array([p[1] for p in pts])) if pts else (np.array([]),) * 2
 
@@ -429,9 +537,16 @@ def plot_learning_curves(histories: Mapping[str, Sequence[Mapping[str, Any]]], p
     return _save(fig, path)
 
 
-def plot_sample_predictions(images: np.ndarray, truths: np.ndarray, digital: np.ndarray, analog: np.ndarray | None,
-                            path: PathLike, *, analog_label: str = "analog prediction (1 month)",
-                            title: str = "") -> Path:
+def plot_sample_predictions(
+    images: np.ndarray,
+    truths: np.ndarray,
+    digital: np.ndarray,
+    analog: np.ndarray | None,
+    path: PathLike,
+    *,
+    analog_label: str = "analog prediction (1 month)",
+    title: str = "",
+) -> Path:
     """Grid with one row per sample: image, ground truth, digital prediction, analog prediction.
 
     Masks hold class indices; the same colour scale is used for truth and both predictions.
@@ -493,7 +608,9 @@ def measured_front_ids(run_path: Path, results: Sequence[TrainingResult]) -> lis
     ids = []
     for r in pool:
         dominated = any(
-            o is not r and o.dice >= r.dice and o.params <= r.params
+            o is not r
+            and o.dice >= r.dice
+            and o.params <= r.params
             and (o.analog_dice or 0) >= (r.analog_dice or 0)
             and (o.dice > r.dice or o.params < r.params or (o.analog_dice or 0) > (r.analog_dice or 0))
             for o in pool
@@ -532,8 +649,11 @@ def hypervolume_series(run_path: Path) -> list[tuple[float, float]]:
 def predicted_vs_measured(run_path: Path, results: Sequence[TrainingResult]) -> dict[int, dict[str, tuple[list, list]]]:
     """Per step: objective label -> (predicted, measured) for networks that were predicted and then trained."""
     out: dict[int, dict[str, tuple[list, list]]] = {}
-    columns = (("Dice", "predicted_dice", "dice"), ("analog score", "predicted_analog_dice", "analog_objective"),
-               ("training time (s)", "predicted_time", "train_time_s"))
+    columns = (
+        ("Dice", "predicted_dice", "dice"),
+        ("analog score", "predicted_analog_dice", "analog_objective"),
+        ("training time (s)", "predicted_time", "train_time_s"),
+    )
     for csv_path in sorted((run_path / "csv").glob("predictions_b*.csv")):
         match = re.fullmatch(r"predictions_b(\d+)\.csv", csv_path.name)
         if not match:
@@ -565,16 +685,21 @@ def plot_search(run_folder: Any) -> list[Path]:
     if _ok(results):
         front = measured_front_ids(run_path, results)
         probe_label = _probe_label(run_path)
-        written.append(plot_front_projections(results, front, plots_dir / "front_projections.png",
-                                              probe_time_label=probe_label))
-        written.append(plot_dice_params_analog(results, plots_dir / "dice_params_analog.png",
-                                               probe_time_label=probe_label, front_ids=front))
+        written.append(
+            plot_front_projections(results, front, plots_dir / "front_projections.png", probe_time_label=probe_label)
+        )
+        written.append(
+            plot_dice_params_analog(
+                results, plots_dir / "dice_params_analog.png", probe_time_label=probe_label, front_ids=front
+            )
+        )
         front_set = set(front)
         counts = operator_counts(r.encoding for r in results if r.network_id in front_set)
         written.append(plot_operator_frequency(counts, plots_dir / "front_operators.png"))
         for step, panels in sorted(predicted_vs_measured(run_path, results).items()):
-            written.append(plot_predicted_vs_measured(panels, plots_dir / f"predicted_vs_measured_b{step}.png",
-                                                      step=step))
+            written.append(
+                plot_predicted_vs_measured(panels, plots_dir / f"predicted_vs_measured_b{step}.png", step=step)
+            )
     series = hypervolume_series(run_path)
     if series:
         written.append(plot_hypervolume({_strategy_name(run_path): series}, plots_dir / "hypervolume.png"))

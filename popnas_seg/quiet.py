@@ -15,6 +15,7 @@ Ray workers and analog worker processes (which import the package) are all cover
 A TF_CPP_MIN_LOG_LEVEL the user set is left alone. `show_third_party` (the CLI's `--verbose`) undoes it and
 exports POPNAS_SEG_VERBOSE=1 so child processes show everything too.
 """
+
 from __future__ import annotations
 
 import os
@@ -59,9 +60,16 @@ def show_third_party() -> None:
     _state["tf_level_set"] = False
     if _state["filters_added"]:
         ours = {(m, c, mod) for m, c, mod in HARMLESS_WARNINGS}
-        kept = [f for f in warnings.filters
-                if not (f[0] == "ignore" and f[1] is not None and f[3] is not None
-                        and (f[1].pattern, f[2], f[3].pattern) in ours)]
+        kept = [
+            f
+            for f in warnings.filters
+            if not (
+                f[0] == "ignore"
+                and f[1] is not None
+                and f[3] is not None
+                and (f[1].pattern, f[2], f[3].pattern) in ours
+            )
+        ]
         # typeshed declares warnings.filters a Sequence; at run time it is the module's list, edited in place
         warnings.filters[:] = kept  # type: ignore[index]
         getattr(warnings, "_filters_mutated", lambda: None)()  # drop cached "already ignored" decisions

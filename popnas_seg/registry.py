@@ -7,6 +7,7 @@ imported on first use, as Optuna's samplers and MONAI's components are found by 
 registers its own object from anywhere with the `register_*` decorators of search/strategies.py,
 predictors/registry.py and data/sources.py (docs/ARCHITECTURE.md, "Extension points").
 """
+
 from __future__ import annotations
 
 import difflib
@@ -35,9 +36,11 @@ class Registry(Generic[T]):
 
     def register(self, name: str, *, replace: bool = False) -> Callable[[T], T]:
         """Decorator form of `add`: `@REGISTRY.register("name")` above a class or factory function."""
+
         def decorate(target: T) -> T:
             self.add(name, target, replace=replace)
             return target
+
         return decorate
 
     def remove(self, name: str) -> None:

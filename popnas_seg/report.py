@@ -4,6 +4,7 @@ It reads only files (restore/config.json, restore/state.json, restore/journal.js
 can be re-run at any time on an old, finished or still-running run. Every section degrades on its own: a
 stage that did not run yet is stated in its section instead of failing the report.
 """
+
 from __future__ import annotations
 
 import json
@@ -113,8 +114,10 @@ class _Report:
     # ------------------------------------------------------------------ sections
     def header(self) -> str:
         stage = self.state.get("stage", "unknown")
-        return (f"# popnas-seg run `{self.path.name}`\n\n"
-                f"Stage reached: **{stage}** (restore/state.json, updated {self.state.get('updated_at', '?')}).")
+        return (
+            f"# popnas-seg run `{self.path.name}`\n\n"
+            f"Stage reached: **{stage}** (restore/state.json, updated {self.state.get('updated_at', '?')})."
+        )
 
     def recommendation_section(self) -> str:
         from popnas_seg.finalists.recommendation import recommendation_markdown, write_recommendation
@@ -124,18 +127,21 @@ class _Report:
     def config_section(self) -> str:
         if not self.config:
             return "## Configuration (appendix)\n\nrestore/config.json is missing or unreadable."
-        return ("## Configuration (appendix)\n\nThe frozen, validated config (restore/config.json):\n\n```json\n"
-                + json.dumps(self.config, indent=2, sort_keys=False) + "\n```")
+        return (
+            "## Configuration (appendix)\n\nThe frozen, validated config (restore/config.json):\n\n```json\n"
+            + json.dumps(self.config, indent=2, sort_keys=False)
+            + "\n```"
+        )
 
     def _size_buckets(self) -> str:
         """Beside the hypervolume: the best Dice and analog Dice a user limited to each size can pick."""
         from popnas_seg.search.user_region import bucket_bests
 
         rows = bucket_bests([r for r in self.results if r.status == "ok"])
-        return ("Best measured network per size bucket (params <= the bound):\n\n"
-                + _table(["params <=", "networks", "best Dice", "best analog Dice"],
-                         [[f"{r['bucket']:,}", r["networks"], _fmt(r["best_dice"]), _fmt(r["best_analog_dice"])]
-                          for r in rows]))
+        return "Best measured network per size bucket (params <= the bound):\n\n" + _table(
+            ["params <=", "networks", "best Dice", "best analog Dice"],
+            [[f"{r['bucket']:,}", r["networks"], _fmt(r["best_dice"]), _fmt(r["best_analog_dice"])] for r in rows],
+        )
 
     def search_section(self) -> str:
         out = ["## Search"]
@@ -154,15 +160,20 @@ class _Report:
             f"- total training time: **{_duration(total)}** ({total:.1f} s)",
         ]
         if best is not None:
-            lines.append(f"- best validation Dice: **{best.dice:.3f}** (network {best.network_id}, "
-                         f"{best.params:,} params)")
+            lines.append(
+                f"- best validation Dice: **{best.dice:.3f}** (network {best.network_id}, {best.params:,} params)"
+            )
         if probed:
             ab = max(probed, key=lambda r: r.analog_dice or 0.0)
-            lines.append(f"- best analog Dice at the probe time: **{ab.analog_dice:.3f}** (network "
-                         f"{ab.network_id}); {len(probed)} networks probed")
+            lines.append(
+                f"- best analog Dice at the probe time: **{ab.analog_dice:.3f}** (network "
+                f"{ab.network_id}); {len(probed)} networks probed"
+            )
             rs = max(probed, key=lambda r: r.analog_objective or 0.0)  # what the search ranked on (issue 34)
-            lines.append(f"- best risk-aware analog score (mean - k x std over programmings): "
-                         f"**{rs.analog_objective:.3f}** (network {rs.network_id}, {rs.params:,} params)")
+            lines.append(
+                f"- best risk-aware analog score (mean - k x std over programmings): "
+                f"**{rs.analog_objective:.3f}** (network {rs.network_id}, {rs.params:,} params)"
+            )
         if self._events("search_finished"):
             lines.append("- the search finished")
         else:
@@ -173,35 +184,62 @@ class _Report:
         if integrity:
             failed_probes = sum(r.get("status") == "failed" for r in integrity)
             mismatched = sum(r.get("status") == "mismatch" for r in integrity)
-            out.append(f"Analog probe integrity (csv/probe_integrity.csv): {failed_probes} of {len(integrity)} probes "
-                       f"failed; {mismatched} converted torch networks differ from Keras by more than 0.01 digital "
-                       "Dice on the probe images.")
+            out.append(
+                f"Analog probe integrity (csv/probe_integrity.csv): {failed_probes} of {len(integrity)} probes "
+                f"failed; {mismatched} converted torch networks differ from Keras by more than 0.01 digital "
+                "Dice on the probe images."
+            )
         progress = read_csv(self.path / "csv" / "search_progress.csv")
         if progress:
-            out.append("### Hypervolume per step\n\nHypervolume of the measured front in the region users care "
-                       "about (search/user_region.py), normalised to [0, 1]: params on a log10 axis from 1 up to the "
-                       "run's U-Net's params (a larger network adds nothing), Dice and analog Dice from the floors of "
-                       "`search_strategy.hypervolume_reference` (else 0) up to 1.\n\n" + _table(
-                ["step", "networks trained", "hypervolume", "best Dice", "best analog Dice", "front size"],
-                [[r.get("step"), r.get("networks_trained"), _fmt(r.get("hypervolume"), 4), _fmt(r.get("best_dice")),
-                  _fmt(r.get("best_analog_dice")), r.get("front_size", "-")] for r in progress]))
+            out.append(
+                "### Hypervolume per step\n\nHypervolume of the measured front in the region users care "
+                "about (search/user_region.py), normalised to [0, 1]: params on a log10 axis from 1 up to the "
+                "run's U-Net's params (a larger network adds nothing), Dice and analog Dice from the floors of "
+                "`search_strategy.hypervolume_reference` (else 0) up to 1.\n\n"
+                + _table(
+                    ["step", "networks trained", "hypervolume", "best Dice", "best analog Dice", "front size"],
+                    [
+                        [
+                            r.get("step"),
+                            r.get("networks_trained"),
+                            _fmt(r.get("hypervolume"), 4),
+                            _fmt(r.get("best_dice")),
+                            _fmt(r.get("best_analog_dice")),
+                            r.get("front_size", "-"),
+                        ]
+                        for r in progress
+                    ],
+                )
+            )
             out.append(_image(self.path, "plots/hypervolume.png", "hypervolume vs networks trained"))
             out.append(self._size_buckets())
         quality = read_csv(self.path / "csv" / "predictor_quality.csv")
         if quality:
-            out.append("### Predictor quality\n\nRank correlation between predicted and measured values of the "
-                       "networks trained at each step (MAPE only for time). Below "
-                       f"{MIN_RANK_POINTS} networks no correlation is given (\"too few networks\"): with 2 Spearman "
-                       "can only be ±1, with 3 only ±1 or ±0.5.\n\n" + _table(
-                           ["step", "objective", "n", "Spearman", "Kendall", "MAPE"],
-                           [[r.get("step"), r.get("objective"), r.get("n"), *_rank_cells(r), _fmt(r.get("mape"))]
-                            for r in quality]))
+            out.append(
+                "### Predictor quality\n\nRank correlation between predicted and measured values of the "
+                "networks trained at each step (MAPE only for time). Below "
+                f'{MIN_RANK_POINTS} networks no correlation is given ("too few networks"): with 2 Spearman '
+                "can only be ±1, with 3 only ±1 or ±0.5.\n\n"
+                + _table(
+                    ["step", "objective", "n", "Spearman", "Kendall", "MAPE"],
+                    [
+                        [r.get("step"), r.get("objective"), r.get("n"), *_rank_cells(r), _fmt(r.get("mape"))]
+                        for r in quality
+                    ],
+                )
+            )
             steps = sorted({str(r.get("step")) for r in quality}, key=lambda s: int(float(s)))
-            out.append("\n".join(_image(self.path, f"plots/predicted_vs_measured_b{s}.png",
-                                        f"predicted vs measured, step {s}") for s in steps))
+            out.append(
+                "\n".join(
+                    _image(self.path, f"plots/predicted_vs_measured_b{s}.png", f"predicted vs measured, step {s}")
+                    for s in steps
+                )
+            )
         else:
-            out.append("### Predictor quality\n\nNo predictor quality recorded (csv/predictor_quality.csv missing: "
-                       "no step was predicted yet, or the strategy uses no predictors).")
+            out.append(
+                "### Predictor quality\n\nNo predictor quality recorded (csv/predictor_quality.csv missing: "
+                "no step was predicted yet, or the strategy uses no predictors)."
+            )
         return "\n\n".join(out)
 
     def front_section(self) -> str:
@@ -212,14 +250,31 @@ class _Report:
         ids = set(measured_front_ids(self.path, self.results))
         front = sorted((r for r in self.results if r.network_id in ids), key=lambda r: -r.dice)
         out.append(f"{len(front)} non-dominated networks out of {sum(r.status == 'ok' for r in self.results)}.")
-        out.append(_table(
-            ["id", "cell", "Dice", "mIoU", "analog Dice", "analog/digital", "params", "FLOPs", "analog coverage"],
-            [[r.network_id, f"`{r.encoding}`", _fmt(r.dice), _fmt(r.miou), _pm(r.analog_dice, r.analog_dice_std),
-              _ratio(r), f"{r.params:,}", f"{r.flops:,}", _fmt(r.analog_coverage)] for r in front]))
+        out.append(
+            _table(
+                ["id", "cell", "Dice", "mIoU", "analog Dice", "analog/digital", "params", "FLOPs", "analog coverage"],
+                [
+                    [
+                        r.network_id,
+                        f"`{r.encoding}`",
+                        _fmt(r.dice),
+                        _fmt(r.miou),
+                        _pm(r.analog_dice, r.analog_dice_std),
+                        _ratio(r),
+                        f"{r.params:,}",
+                        f"{r.flops:,}",
+                        _fmt(r.analog_coverage),
+                    ]
+                    for r in front
+                ],
+            )
+        )
         if any(r.analog_dice is not None and r.dice < ROBUSTNESS_MIN_DIGITAL_DICE for r in front):
-            out.append(f"analog/digital is not given where the digital Dice is below {ROBUSTNESS_MIN_DIGITAL_DICE:g}: "
-                       "such a network segments (almost) nothing, and the ratio of two near-zero Dice values is "
-                       "noise, not robustness.")
+            out.append(
+                f"analog/digital is not given where the digital Dice is below {ROBUSTNESS_MIN_DIGITAL_DICE:g}: "
+                "such a network segments (almost) nothing, and the ratio of two near-zero Dice values is "
+                "noise, not robustness."
+            )
         out.append(_image(self.path, "plots/front_projections.png", "measured front projections"))
         out.append(_image(self.path, "plots/dice_params_analog.png", "Dice vs params coloured by analog Dice"))
         out.append(_image(self.path, "plots/front_operators.png", "operator frequency in the front"))
@@ -231,15 +286,33 @@ class _Report:
         selected = self._events("finalists_selected")
         if selected:
             e = selected[-1]
-            out.append(f"Selection rule **{e.get('rule')}** over objectives {e.get('objectives')}: networks "
-                       + ", ".join(str(c.get("network_id")) for c in e.get("candidates", [])) + "."
-                       + (f" Small finalist: at most {e['max_params']:,} params." if e.get("max_params") else ""))
+            out.append(
+                f"Selection rule **{e.get('rule')}** over objectives {e.get('objectives')}: networks "
+                + ", ".join(str(c.get("network_id")) for c in e.get("candidates", []))
+                + "."
+                + (f" Small finalist: at most {e['max_params']:,} params." if e.get("max_params") else "")
+            )
         selection = read_csv(self.path / "final" / "model_selection.csv")
         if selection:
-            out.append("### Model selection\n\n" + _table(
-                ["variant", "filters", "motifs", "val Dice", "params", "epochs", "train time (s)", "chosen"],
-                [[r.get("variant"), r.get("filters"), r.get("motifs"), _fmt(r.get("dice")), _fmt(r.get("params"), 0),
-                  r.get("epochs"), _fmt(r.get("train_time_s"), 1), r.get("chosen")] for r in selection]))
+            out.append(
+                "### Model selection\n\n"
+                + _table(
+                    ["variant", "filters", "motifs", "val Dice", "params", "epochs", "train time (s)", "chosen"],
+                    [
+                        [
+                            r.get("variant"),
+                            r.get("filters"),
+                            r.get("motifs"),
+                            _fmt(r.get("dice")),
+                            _fmt(r.get("params"), 0),
+                            r.get("epochs"),
+                            _fmt(r.get("train_time_s"), 1),
+                            r.get("chosen"),
+                        ]
+                        for r in selection
+                    ],
+                )
+            )
         if not rows:
             out.append("The finalists stage has not run (final/finalists.csv is missing).")
             return "\n\n".join(out)
@@ -254,28 +327,49 @@ class _Report:
         for r in rows:
             cells = [r.get("network"), _fmt(r.get("test_dice")), _fmt(r.get("test_miou"))]
             for t in times:
-                hit = [d for d in drift if d["network"] == r.get("network") and d["hwa"] == phase
-                       and math.isclose(float(d["time"]), t)]
+                hit = [
+                    d
+                    for d in drift
+                    if d["network"] == r.get("network") and d["hwa"] == phase and math.isclose(float(d["time"]), t)
+                ]
                 cells.append(_pm(hit[0]["mean"], hit[0]["std"]) if hit else "-")
             eq = r.get("export_equivalent")
             check = "-" if eq in (None, "") else ("ok" if str(eq) == "True" else "**FAILED**")
-            cells += [_fmt(r.get("params"), 0), _fmt(r.get("flops"), 0), _fmt(r.get("analog_coverage")),
-                      _fmt(r.get("latency_ms")), check]
+            cells += [
+                _fmt(r.get("params"), 0),
+                _fmt(r.get("flops"), 0),
+                _fmt(r.get("analog_coverage")),
+                _fmt(r.get("latency_ms")),
+                check,
+            ]
             table_rows.append(cells)
-        out.append(f"Digital Dice/mIoU on the test split, on whole images (each test image segmented by overlapping "
-                   "tiles of the training crop, as `predict` does, not one centre crop); analog Dice on the same whole "
-                   f"images ({tag}: {'after' if phase == 'after' else 'without'}"
-                   " hardware-aware training), mean ± std "
-                   "over independent programmings; latency is Keras inference per image on this machine. "
-                   "`unet` is the U-Net baseline trained with the same budget.\n\n" + _table(headers, table_rows))
+        out.append(
+            f"Digital Dice/mIoU on the test split, on whole images (each test image segmented by overlapping "
+            "tiles of the training crop, as `predict` does, not one centre crop); analog Dice on the same whole "
+            f"images ({tag}: {'after' if phase == 'after' else 'without'}"
+            " hardware-aware training), mean ± std "
+            "over independent programmings; latency is Keras inference per image on this machine. "
+            "`unet` is the U-Net baseline trained with the same budget.\n\n" + _table(headers, table_rows)
+        )
         if drift:
-            out.append("### Drift: no HWA, digital control, HWA\n\n"
-                       "Per network and time: the converted network as trained (no HWA), the digital fine-tune "
-                       "control (the same epochs, schedule and checkpoint rule as HWA, plain SGD) and HWA. HWA helps "
-                       "where it beats both other rows.\n\n" + _table(
-                           ["network", "weights", "time", "analog Dice (mean ± std)"],
-                           [[d["network"], HWA_LABELS.get(str(d["hwa"]), d["hwa"]), time_label(float(d["time"])),
-                             _pm(d["mean"], d["std"])] for d in drift]))
+            out.append(
+                "### Drift: no HWA, digital control, HWA\n\n"
+                "Per network and time: the converted network as trained (no HWA), the digital fine-tune "
+                "control (the same epochs, schedule and checkpoint rule as HWA, plain SGD) and HWA. HWA helps "
+                "where it beats both other rows.\n\n"
+                + _table(
+                    ["network", "weights", "time", "analog Dice (mean ± std)"],
+                    [
+                        [
+                            d["network"],
+                            HWA_LABELS.get(str(d["hwa"]), d["hwa"]),
+                            time_label(float(d["time"])),
+                            _pm(d["mean"], d["std"]),
+                        ]
+                        for d in drift
+                    ],
+                )
+            )
         return "\n\n".join(out)
 
     def _drift_times(self) -> list[float]:
@@ -283,13 +377,24 @@ class _Report:
         return sorted({float(d["time"]) for d in drift})
 
     def plots_section(self) -> str:
-        return ("## Learning curves, drift curves and sample predictions\n\n"
-                + _image(self.path, "plots/learning_curves.png", "final training: validation and training Dice per "
-                         "epoch, finalists and U-Net") + "\n\n"
-                + _image(self.path, "plots/drift_curves.png", "analog Dice vs time, finalists and U-Net") + "\n\n"
-                + _image(self.path, "plots/finalists_size_analog.png", "params vs analog Dice at the probe "
-                         "horizon, finalists and U-Net") + "\n\n"
-                + _image(self.path, "plots/sample_predictions.png", "sample predictions: digital vs analog"))
+        return (
+            "## Learning curves, drift curves and sample predictions\n\n"
+            + _image(
+                self.path,
+                "plots/learning_curves.png",
+                "final training: validation and training Dice per epoch, finalists and U-Net",
+            )
+            + "\n\n"
+            + _image(self.path, "plots/drift_curves.png", "analog Dice vs time, finalists and U-Net")
+            + "\n\n"
+            + _image(
+                self.path,
+                "plots/finalists_size_analog.png",
+                "params vs analog Dice at the probe horizon, finalists and U-Net",
+            )
+            + "\n\n"
+            + _image(self.path, "plots/sample_predictions.png", "sample predictions: digital vs analog")
+        )
 
     def digital_section(self) -> str:
         out = ["## What stayed digital"]
@@ -301,18 +406,27 @@ class _Report:
             if cov:
                 layers = [_layer_text(x) for x in cov.get("digital_layers") or []]
                 listed = ", ".join(layers[:12]) + (f" ... ({len(layers)} in all)" if len(layers) > 12 else "")
-                per_net.append([folder.parent.name, _fmt(cov.get("weights_analog_fraction")),
-                                _fmt(cov.get("macs_analog_fraction")), listed or "none"])
+                per_net.append(
+                    [
+                        folder.parent.name,
+                        _fmt(cov.get("weights_analog_fraction")),
+                        _fmt(cov.get("macs_analog_fraction")),
+                        listed or "none",
+                    ]
+                )
         if per_net:
-            out.append("Per finalist (fractions of weights and multiply-accumulates on analog tiles, and the weight "
-                       "layers left digital):\n\n"
-                       + _table(["network", "analog weight fraction", "analog MAC fraction", "digital weight layers"],
-                                per_net))
+            out.append(
+                "Per finalist (fractions of weights and multiply-accumulates on analog tiles, and the weight "
+                "layers left digital):\n\n"
+                + _table(["network", "analog weight fraction", "analog MAC fraction", "digital weight layers"], per_net)
+            )
         probed = [r for r in self.results if r.analog_coverage is not None]
         if probed:
             low = [float(r.analog_coverage or 0.0) for r in probed if (r.analog_coverage or 0.0) < 0.999]
-            out.append(f"In the search, {len(probed)} networks were probed; {len(low)} ran some weights digitally "
-                       f"(analog coverage below 100%)" + (f", lowest {min(low):.3f}." if low else "."))
+            out.append(
+                f"In the search, {len(probed)} networks were probed; {len(low)} ran some weights digitally "
+                f"(analog coverage below 100%)" + (f", lowest {min(low):.3f}." if low else ".")
+            )
         if not per_net and not probed:
             out.append("No analog evaluation has run yet, so no per-network coverage is available.")
         return "\n\n".join(out)
@@ -358,9 +472,16 @@ def write_report(run: Any, logger: logging.Logger | None = None) -> Path:
     run_path = Path(getattr(run, "path", run))
     _redraw(run_path, log)
     report = _Report(run_path, log)
-    sections: list[Callable[[], str]] = [report.header, report.recommendation_section, report.search_section,
-                                         report.front_section, report.finalists_section, report.plots_section,
-                                         report.digital_section, report.config_section]
+    sections: list[Callable[[], str]] = [
+        report.header,
+        report.recommendation_section,
+        report.search_section,
+        report.front_section,
+        report.finalists_section,
+        report.plots_section,
+        report.digital_section,
+        report.config_section,
+    ]
     parts = []
     for section in sections:
         try:
@@ -388,14 +509,18 @@ def _redraw(run_path: Path, log: logging.Logger) -> None:
         from popnas_seg.plots import plot_learning_curves
 
         try:
-            plot_learning_curves(learning_histories(run_path / "final", finalists),
-                                 run_path / "plots" / "learning_curves.png")
+            plot_learning_curves(
+                learning_histories(run_path / "final", finalists), run_path / "plots" / "learning_curves.png"
+            )
         except Exception as exc:
             log.warning("report: learning-curve plot failed: %s", exc)
     drift = read_csv(run_path / "final" / "drift.csv")
     if drift:
-        digital = {r["network"]: float(r["test_dice"]) for r in read_csv(run_path / "final" / "finalists.csv")
-                   if r.get("test_dice") not in (None, "")}
+        digital = {
+            r["network"]: float(r["test_dice"])
+            for r in read_csv(run_path / "final" / "finalists.csv")
+            if r.get("test_dice") not in (None, "")
+        }
         try:
             plot_drift_curves(drift, run_path / "plots" / "drift_curves.png", digital=digital)
             _finalists_size_plot(run_path, drift)
@@ -408,5 +533,9 @@ def _finalists_size_plot(run_path: Path, drift: list[dict[str, str]]) -> None:
     from popnas_seg.plots import plot_finalists_size_analog
 
     config = json.loads((run_path / "restore" / "config.json").read_text(encoding="utf-8"))
-    plot_finalists_size_analog(read_csv(run_path / "final" / "finalists.csv"), drift,
-                               float(config["analog"]["t_inference"]), run_path / "plots" / "finalists_size_analog.png")
+    plot_finalists_size_analog(
+        read_csv(run_path / "final" / "finalists.csv"),
+        drift,
+        float(config["analog"]["t_inference"]),
+        run_path / "plots" / "finalists_size_analog.png",
+    )

@@ -1,4 +1,5 @@
 """The measured record of one trained network: the row every CSV, predictor and plot reads."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -39,9 +40,24 @@ class TrainingResult:
     extra: dict[str, Any] = field(default_factory=dict)
 
     COLUMNS = (
-        "network_id", "encoding", "blocks", "dice", "miou", "params", "flops", "train_time_s",
-        "inference_time_ms", "epochs", "status", "analog_dice", "analog_dice_std", "robustness",
-        "analog_coverage", "origin", "step", "analog_score",
+        "network_id",
+        "encoding",
+        "blocks",
+        "dice",
+        "miou",
+        "params",
+        "flops",
+        "train_time_s",
+        "inference_time_ms",
+        "epochs",
+        "status",
+        "analog_dice",
+        "analog_dice_std",
+        "robustness",
+        "analog_coverage",
+        "origin",
+        "step",
+        "analog_score",
     )
 
     @property
@@ -59,6 +75,7 @@ class TrainingResult:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainingResult:
         """Inverse of `to_dict`/`to_row`; tolerant of CSV strings and empty cells."""
+
         def num(v: Any, kind: type) -> Any:
             if v is None or v == "" or (isinstance(v, float) and math.isnan(v) and kind is not float):
                 return None

@@ -3,6 +3,7 @@
 Reads the run folder only (like report.md, whose first section it repeats), imports no TensorFlow or torch, and
 works on a finished, running or interrupted run. Exit codes as the main CLI: 0 done, 2 user error.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -22,7 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python run.py summary",
         description="Print which network a run recommends (digital and analog use), the U-Net beside it, and the "
-                    "measured Pareto front of the search, as tables.",
+        "measured Pareto front of the search, as tables.",
     )
     parser.add_argument("-r", "--run", required=True, metavar="FOLDER", help="the run folder (logs/NAME)")
     return parser
@@ -72,29 +73,50 @@ def summary_text(run_folder: str | Path) -> str:
     out = [f"run {run_path}: stage {state.get('stage', 'unknown')} (updated {state.get('updated_at', '?')})", ""]
     rec = load_recommendation(run_path)
     if rec is None:
-        out += ["Recommendation: none yet (no network has finished final training; finish the run with "
-                f"`{tool_command('-r', run_folder)}`).", ""]
+        out += [
+            "Recommendation: none yet (no network has finished final training; finish the run with "
+            f"`{tool_command('-r', run_folder)}`).",
+            "",
+        ]
     else:
         headers, rows = recommendation_rows(rec)
         out += ["Recommended network (final/recommendation.json):", text_table(headers, rows), ""]
-        out += [textwrap.fill(f"{label}: {rec['rules'][key]}.", 110, initial_indent=prefix,
-                              subsequent_indent=" " * 7) for prefix, label, key in
-                (("Rules: ", "digital", "digital"), (" " * 7, "analog", "analog"))]
+        out += [
+            textwrap.fill(f"{label}: {rec['rules'][key]}.", 110, initial_indent=prefix, subsequent_indent=" " * 7)
+            for prefix, label, key in (("Rules: ", "digital", "digital"), (" " * 7, "analog", "analog"))
+        ]
         out += [f"WARNING: {w}" for w in rec.get("warnings") or []]
         predict = tool_command("predict", "-r", run_folder)
-        out += ["", f"Segment images with it: {predict} --input IMAGES/ --output MASKS/"
-                + (" [--analog]" if rec.get("analog") else ""), ""]
+        out += [
+            "",
+            f"Segment images with it: {predict} --input IMAGES/ --output MASKS/"
+            + (" [--analog]" if rec.get("analog") else ""),
+            "",
+        ]
     front, ok = _front(run_path)
     if not front:
         out.append("Measured front: the search has no results yet (csv/training_results.csv).")
     else:
-        out.append(f"Measured Pareto front of the search: {len(front)} non-dominated networks of {ok} trained "
-                   "(search-time scores: validation Dice, analog Dice of the probe):")
-        out.append(text_table(
-            ["id", "Dice", "analog Dice", "params", "FLOPs", "cell"],
-            [[r.network_id, _num(r.dice), "-" if r.analog_dice is None else
-              f"{r.analog_dice:.3f} ± {_num(r.analog_dice_std)}", f"{r.params:,}", f"{r.flops:,}", r.encoding]
-             for r in front]))
+        out.append(
+            f"Measured Pareto front of the search: {len(front)} non-dominated networks of {ok} trained "
+            "(search-time scores: validation Dice, analog Dice of the probe):"
+        )
+        out.append(
+            text_table(
+                ["id", "Dice", "analog Dice", "params", "FLOPs", "cell"],
+                [
+                    [
+                        r.network_id,
+                        _num(r.dice),
+                        "-" if r.analog_dice is None else f"{r.analog_dice:.3f} ± {_num(r.analog_dice_std)}",
+                        f"{r.params:,}",
+                        f"{r.flops:,}",
+                        r.encoding,
+                    ]
+                    for r in front
+                ],
+            )
+        )
     return "\n".join(out).rstrip() + "\n"
 
 

@@ -7,6 +7,7 @@ without a message. The SIGTERM of a Slurm job or a ``docker stop`` was then lost
 until SIGKILL. So the guard keeps re-sending the signal to the main thread every second until the CLI
 acknowledges it.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -83,7 +84,6 @@ class SigtermGuard:
         while not self._acknowledged.wait(REDELIVERY_S):
             if main is not None:
                 signal.pthread_kill(main, signal.SIGTERM)  # a real signal: it also wakes a blocking call
-
 
 
 @contextlib.contextmanager

@@ -6,6 +6,7 @@
 The README's table is this script's output between two marker comments, and tests/test_config.py
 checks they are identical, so the documentation cannot drift from popnas_seg/config.py.
 """
+
 from __future__ import annotations
 
 import argparse

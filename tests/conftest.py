@@ -1,4 +1,5 @@
 """Shared test set-up: quiet TensorFlow, the repository on sys.path, tiny configs written to tmp folders."""
+
 from __future__ import annotations
 
 import json
@@ -28,8 +29,13 @@ def tiny_config() -> dict[str, Any]:
     return {
         "search_space": {"blocks": 1, "operators": ["identity", "3x3 conv"]},
         "training_hyperparameters": {"epochs": 1},
-        "dataset": {"name": "synthetic_nuclei", "samples": 8, "generated_size": [32, 32],
-                    "crop": [16, 16], "batch_size": 4},
+        "dataset": {
+            "name": "synthetic_nuclei",
+            "samples": 8,
+            "generated_size": [32, 32],
+            "crop": [16, 16],
+            "batch_size": 4,
+        },
         "others": {"pipeline": []},
     }
 

@@ -1,4 +1,5 @@
 """Tiny real configs and subprocess helpers shared by the end-to-end search tests."""
+
 from __future__ import annotations
 
 import json
@@ -12,24 +13,52 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def tiny_config(tmp_path: Path, *, probe: bool, pipeline: list[str], strategy: str = "progressive",
-                objectives: list[str] | None = None, **overrides: Any) -> Path:
+def tiny_config(
+    tmp_path: Path,
+    *,
+    probe: bool,
+    pipeline: list[str],
+    strategy: str = "progressive",
+    objectives: list[str] | None = None,
+    **overrides: Any,
+) -> Path:
     """Write a config that trains a handful of 16x16 networks for one epoch each."""
     cfg: dict[str, Any] = {
         "search_space": {"blocks": 2, "lookback_depth": 2, "operators": ["identity", "3x3 conv", "2x2 maxpool"]},
         "search_strategy": {
-            "strategy": strategy, "max_children": 2, "max_exploration_children": 1, "b1_max_networks": 3,
-            "predictor_epochs": 8, "accuracy_predictor_ensemble_units": 2,
-            "additional_pareto_objectives": objectives if objectives is not None
+            "strategy": strategy,
+            "max_children": 2,
+            "max_exploration_children": 1,
+            "b1_max_networks": 3,
+            "predictor_epochs": 8,
+            "accuracy_predictor_ensemble_units": 2,
+            "additional_pareto_objectives": objectives
+            if objectives is not None
             else (["params", "analog_robustness"] if probe else ["params"]),
         },
         "training_hyperparameters": {"epochs": 1, "learning_rate": 0.01},
         "architecture_hyperparameters": {"filters": 4, "motifs": 2, "normal_cells_per_motif": 0},
-        "dataset": {"name": "synthetic_nuclei", "samples": 24, "generated_size": [24, 24], "crop": [16, 16],
-                    "batch_size": 8, "validation_size": 0.25, "test_size": 0.25},
-        "analog": {"probe": probe, "probe_images": 4, "probe_repetitions": 2, "repetitions": 2, "finalists": 1,
-                   "model_selection_epochs": 1, "final_epochs": 1, "hwa_epochs": 1, "early_stopping_patience": 1,
-                   "eval_times": [1.0, 86400.0, 2592000.0]},
+        "dataset": {
+            "name": "synthetic_nuclei",
+            "samples": 24,
+            "generated_size": [24, 24],
+            "crop": [16, 16],
+            "batch_size": 8,
+            "validation_size": 0.25,
+            "test_size": 0.25,
+        },
+        "analog": {
+            "probe": probe,
+            "probe_images": 4,
+            "probe_repetitions": 2,
+            "repetitions": 2,
+            "finalists": 1,
+            "model_selection_epochs": 1,
+            "final_epochs": 1,
+            "hwa_epochs": 1,
+            "early_stopping_patience": 1,
+            "eval_times": [1.0, 86400.0, 2592000.0],
+        },
         "others": {"seed": 3, "pipeline": pipeline},
     }
     for dotted, value in overrides.items():
@@ -46,15 +75,22 @@ def run_cli(args: list[str], timeout: float = 900, *, default_logging: bool = Fa
     if default_logging:
         for name in ("TF_CPP_MIN_LOG_LEVEL", "POPNAS_SEG_VERBOSE"):
             env.pop(name, None)
-    return subprocess.run([sys.executable, str(ROOT / "run.py"), *args], capture_output=True, text=True,
-                          timeout=timeout, env=env, cwd=ROOT)
+    return subprocess.run(
+        [sys.executable, str(ROOT / "run.py"), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        cwd=ROOT,
+    )
 
 
 def start_cli(args: list[str], log: Path) -> subprocess.Popen:
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1")
     handle = log.open("w")
-    return subprocess.Popen([sys.executable, str(ROOT / "run.py"), *args], stdout=handle, stderr=subprocess.STDOUT,
-                            env=env, cwd=ROOT)
+    return subprocess.Popen(
+        [sys.executable, str(ROOT / "run.py"), *args], stdout=handle, stderr=subprocess.STDOUT, env=env, cwd=ROOT
+    )
 
 
 def journal_events(folder: Path) -> list[dict]:

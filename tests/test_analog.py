@@ -1,4 +1,5 @@
 """Analog side: export equivalence, layer-by-layer conversion and coverage, probe, HWA + drift, worker errors."""
+
 from __future__ import annotations
 
 import os
@@ -22,11 +23,14 @@ def _randomise(model: keras.Model, seed: int = 0) -> keras.Model:
     for layer in model.layers:
         weights = layer.get_weights()
         if weights:
-            layer.set_weights([
-                np.abs(rng.normal(1.0, 0.1, w.shape)).astype(np.float32) if "variance" in v.path
-                else (rng.normal(0, 0.3, w.shape)).astype(np.float32)
-                for w, v in zip(weights, layer.weights)
-            ])
+            layer.set_weights(
+                [
+                    np.abs(rng.normal(1.0, 0.1, w.shape)).astype(np.float32)
+                    if "variance" in v.path
+                    else (rng.normal(0, 0.3, w.shape)).astype(np.float32)
+                    for w, v in zip(weights, layer.weights)
+                ]
+            )
     return model
 
 
@@ -178,8 +182,9 @@ def test_probe_in_worker(exported: dict[str, Path]) -> None:
     from popnas_seg.analog.probe import probe_analog
 
     x, y = _data()
-    result = probe_analog(exported["threshold"], x, y, AnalogConfig(probe_repetitions=2), 2, None,
-                          digital_dice=1.0, seed=3)
+    result = probe_analog(
+        exported["threshold"], x, y, AnalogConfig(probe_repetitions=2), 2, None, digital_dice=1.0, seed=3
+    )
     assert result.digital_dice_torch == pytest.approx(1.0)
     assert len(result.dice_per_repetition) == 2
     assert all(0.5 < d <= 1.0 for d in result.dice_per_repetition)
@@ -243,8 +248,18 @@ def test_hwa_and_drift_and_rescoring(exported: dict[str, Path], tmp_path: Path) 
     assert (tmp_path / "drift_report.json").exists()
     assert {"hwa_train_s", "score_before_s", "total_s"} <= set(report.timings)
     # In process (the worker round trip is covered above): rebuild from the checkpoint, score again.
-    rescored = score_checkpoint_in_process(str(exported["threshold"]), report.checkpoints["hwa"], 2, None, seed=0,
-                                           eval_times=[86400.0], repetitions=2, batch_size=4, test_x=tx, test_y=ty)
+    rescored = score_checkpoint_in_process(
+        str(exported["threshold"]),
+        report.checkpoints["hwa"],
+        2,
+        None,
+        seed=0,
+        eval_times=[86400.0],
+        repetitions=2,
+        batch_size=4,
+        test_x=tx,
+        test_y=ty,
+    )
     assert np.asarray(rescored["dice"]).shape == (1, 2)
     assert rescored["mean"][0] == pytest.approx(report.after_hwa.mean[1], abs=0.1)
 
@@ -284,8 +299,9 @@ def test_hwa_keeps_analog_dice_of_a_short_trained_network(tmp_path: Path) -> Non
     model.fit(x, y, batch_size=8, epochs=2, verbose=0)  # short training: small logit margins, like a quick run
     path = keras_to_onnx(model, tmp_path / "net.onnx")
     cfg = AnalogConfig(eval_times=[86400.0], repetitions=2, hwa_epochs=1, hwa_learning_rate=0.01)
-    report = hwa_and_drift_in_process(str(path), cfg.model_dump(mode="json"), 2, None, str(tmp_path), 0, 8,
-                                      None, 1.0, 1.0, x, y, tx, ty)
+    report = hwa_and_drift_in_process(
+        str(path), cfg.model_dump(mode="json"), 2, None, str(tmp_path), 0, 8, None, 1.0, 1.0, x, y, tx, ty
+    )
     before, after = report["before_hwa"]["mean"][0], report["after_hwa"]["mean"][0]
     assert before > 0.4  # the network does segment, on analog tiles too
     assert after >= before - 0.1, (before, after)
@@ -296,8 +312,13 @@ def test_worker_errors_are_clear_and_bounded() -> None:
 
     with pytest.raises(AnalogWorkerError, match="unknown analog worker task"):
         run_job("no_such_task", {}, timeout_s=120)
-    params = {"onnx_path": "missing.onnx", "cfg": AnalogConfig().model_dump(mode="json"), "classes_count": 2,
-              "ignore_class": None, "seed": 0}
+    params = {
+        "onnx_path": "missing.onnx",
+        "cfg": AnalogConfig().model_dump(mode="json"),
+        "classes_count": 2,
+        "ignore_class": None,
+        "seed": 0,
+    }
     x, y = _data(1)
     shutdown_worker()  # the timeout covers a fresh worker's start too
     with pytest.raises(AnalogWorkerError, match="timed out"):  # importing torch alone takes longer than this
@@ -309,9 +330,11 @@ def test_importing_the_worker_leaves_the_keras_backend_alone() -> None:
     import subprocess
     import sys
 
-    code = ("import os; os.environ.pop('KERAS_BACKEND', None); import popnas_seg.analog.worker, "
-            "popnas_seg.analog.probe, popnas_seg.analog.drift, popnas_seg.analog.scoring, popnas_seg.analog.hwa; "
-            "print(os.environ.get('KERAS_BACKEND'))")
+    code = (
+        "import os; os.environ.pop('KERAS_BACKEND', None); import popnas_seg.analog.worker, "
+        "popnas_seg.analog.probe, popnas_seg.analog.drift, popnas_seg.analog.scoring, popnas_seg.analog.hwa; "
+        "print(os.environ.get('KERAS_BACKEND'))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "None"
 
@@ -401,8 +424,17 @@ def test_fine_tuning_freezes_batchnorm_and_keeps_the_best_epoch() -> None:
 
     from popnas_seg.analog.hwa import segmentation_loss_torch
 
-    history = _fine_tune(module, torch.optim.SGD(module.parameters(), lr=0.05), x, y, cfg, 0, 4,
-                         lambda p, t: segmentation_loss_torch(p, t, 2, None, None, 1.0, 1.0), score)
+    history = _fine_tune(
+        module,
+        torch.optim.SGD(module.parameters(), lr=0.05),
+        x,
+        y,
+        cfg,
+        0,
+        4,
+        lambda p, t: segmentation_loss_torch(p, t, 2, None, None, 1.0, 1.0),
+        score,
+    )
     assert history["best_epoch"] == 2 and history["val_dice"] == [0.3, 0.9, 0.5]
     torch.testing.assert_close(net[1].running_mean, stats)  # BatchNorm statistics untouched by fine-tuning
     for k, v in module.state_dict().items():  # the best epoch's weights are the ones kept
@@ -423,7 +455,7 @@ def test_hwa_epochs_hold_steps_per_epoch_batches_whatever_the_folder_size() -> N
     assert all(len(b) == 16 for e in plan for b in e)
     flat = np.concatenate([b for e in plan for b in e])
     for k in range(len(flat) // 48):  # 384 indices = 8 complete passes, each a permutation
-        assert sorted(flat[48 * k:48 * (k + 1)].tolist()) == list(range(48))
+        assert sorted(flat[48 * k : 48 * (k + 1)].tolist()) == list(range(48))
     again = epoch_batches(48, 16, 12, 2, seed=3)
     assert all(np.array_equal(a, b) for ea, eb in zip(plan, again) for a, b in zip(ea, eb))
     tiny = epoch_batches(5, 16, 4, 1, seed=0)  # fewer images than a batch: batches of all images
@@ -453,12 +485,14 @@ def test_checkpoints_keep_their_weight_mapping(exported: dict[str, Path], tmp_pa
         assert len(pairs) == 2  # both convs of the threshold net are analog
         for (_, a), (_, b) in pairs:
             assert torch.allclose(a.get_weights()[0], b.get_weights()[0])
-            assert torch.allclose(a.get_weights(apply_weight_scaling=False)[0],
-                                  b.get_weights(apply_weight_scaling=False)[0])
+            assert torch.allclose(
+                a.get_weights(apply_weight_scaling=False)[0], b.get_weights(apply_weight_scaling=False)[0]
+            )
 
 
 def test_drift_tables_repeat_exactly_from_the_seed_and_whole_image_tiles_match_crop_tiles(
-        exported: dict[str, Path], tmp_path: Path) -> None:
+    exported: dict[str, Path], tmp_path: Path
+) -> None:
     """Every analog score (before HWA, HWA, its digital control) is a function of the seed on torch tiles: the
     same job twice gives the same drift table, to the last bit. Whole images scored in one tile each
     (inference.tile_size) score as the crop-tiled ones within the programmings' noise."""
@@ -474,8 +508,21 @@ def test_drift_tables_repeat_exactly_from_the_seed_and_whole_image_tiles_match_c
     whole = Tiling((16, 16), 1024, 4)
 
     def table(folder: str, tiling: Tiling) -> dict:
-        report = hwa_and_drift(exported["threshold"], x, y, tx, ty, cfg, 2, None, tmp_path / folder, seed=4,
-                               batch_size=4, tile=tiling, test_sizes=sizes)
+        report = hwa_and_drift(
+            exported["threshold"],
+            x,
+            y,
+            tx,
+            ty,
+            cfg,
+            2,
+            None,
+            tmp_path / folder,
+            seed=4,
+            batch_size=4,
+            tile=tiling,
+            test_sizes=sizes,
+        )
         return {label: curve.dice for label, curve in report.curves()}
 
     first, again = table("a", whole), table("b", whole)

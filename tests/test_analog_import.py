@@ -4,6 +4,7 @@ With a wrong torch, aihwkit either fails to import (torch 2.9) or imports and th
 forward pass (torch 2.13+: "weights must be a CPU tensor"); see shared/STACK.md. So import alone is not
 enough: build one analog layer of each kind and run it.
 """
+
 from __future__ import annotations
 
 import torch

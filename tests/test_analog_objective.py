@@ -1,5 +1,6 @@
 """The risk-aware analog objective (issue 34): the score from hand-made programmings, its record in the result
 row and journal, the fallback and backfill for rows of older runs, and the search's Pareto objective reading it."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -12,8 +13,21 @@ from popnas_seg.search.pareto import objective_matrix, pareto_mask
 
 
 def _r(i: int, mean: float | None, std: float | None = None, score: float | None = None) -> TrainingResult:
-    return TrainingResult(i, "[(-1,3x3 conv,-1,identity)]", 1, 0.8, 0.7, 1000, 1, 1.0, 1.0, 1,
-                          analog_dice=mean, analog_dice_std=std, analog_score=score)
+    return TrainingResult(
+        i,
+        "[(-1,3x3 conv,-1,identity)]",
+        1,
+        0.8,
+        0.7,
+        1000,
+        1,
+        1.0,
+        1.0,
+        1,
+        analog_dice=mean,
+        analog_dice_std=std,
+        analog_score=score,
+    )
 
 
 def test_risk_aware_score_is_mean_minus_k_std_over_programmings() -> None:
@@ -108,18 +122,29 @@ def test_the_evaluator_probes_whole_images_or_crops_and_records_the_score(tmp_pa
 
     scores = {}
     for whole in (False, True):
-        config = RunConfig.model_validate({
-            "dataset": {"samples": 16, "generated_size": [24, 24], "crop": [16, 16], "validation_size": 0.25,
-                        "test_size": 0.25},
-            "architecture_hyperparameters": {"filters": 2, "motifs": 1, "normal_cells_per_motif": 0},
-            "analog": {"probe_images": 2, "probe_repetitions": 3, "probe_whole_images": whole, "risk_k": 2.0},
-        })
+        config = RunConfig.model_validate(
+            {
+                "dataset": {
+                    "samples": 16,
+                    "generated_size": [24, 24],
+                    "crop": [16, 16],
+                    "validation_size": 0.25,
+                    "test_size": 0.25,
+                },
+                "architecture_hyperparameters": {"filters": 2, "motifs": 1, "normal_cells_per_motif": 0},
+                "analog": {"probe_images": 2, "probe_repetitions": 3, "probe_whole_images": whole, "risk_k": 2.0},
+            }
+        )
         data = load_data(config.dataset, 1)
         evaluator = NetworkEvaluator(config, data)
         x, y, sizes = evaluator.probe_arrays()
         assert (sizes is not None) == whole and x.shape[1:3] == ((24, 24) if whole else (16, 16))
-        model = build_model(Cell.from_string("[(-1,3x3 conv,-1,identity)]"), config.architecture_hyperparameters,
-                            data.input_shape, data.classes_count)
+        model = build_model(
+            Cell.from_string("[(-1,3x3 conv,-1,identity)]"),
+            config.architecture_hyperparameters,
+            data.input_shape,
+            data.classes_count,
+        )
         result = TrainingResult(0, "cell", 1, 0.5, 0.5, 1, 1, 1.0, 1.0, 1)
         evaluator._probe(model, result, tmp_path / str(whole), seed=3)
         assert "probe_error" not in result.extra, result.extra.get("probe_error")

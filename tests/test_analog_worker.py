@@ -5,6 +5,7 @@ These use the worker's test-only tasks (`_echo`, `_sleep`, `_exit`, `_segfault`,
 accepts only with POPNAS_ANALOG_TEST_TASKS=1 in its environment; no network, no AIHWKit (only `_state`
 imports torch), so each test takes about a second or two.
 """
+
 from __future__ import annotations
 
 import os
@@ -49,8 +50,9 @@ def _gone(pid: int, within_s: float = 10.0) -> bool:
 
 
 def _dead_pid() -> int:
-    proc = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
-                          check=True)
+    proc = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True
+    )
     return int(proc.stdout)
 
 
@@ -178,8 +180,9 @@ _PARENT = textwrap.dedent("""
 
 def _parent(mode: str) -> tuple[subprocess.Popen, int, Path]:
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    proc = subprocess.Popen([sys.executable, "-c", _PARENT, mode], stdout=subprocess.PIPE, text=True, env=env,
-                            cwd=str(ROOT))
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _PARENT, mode], stdout=subprocess.PIPE, text=True, env=env, cwd=str(ROOT)
+    )
     assert proc.stdout is not None
     pid, home = proc.stdout.readline().split()
     return proc, int(pid), Path(home)

@@ -2,6 +2,7 @@
 
 Hand-made run folders (two seeds, three strategies, dice + params only): seed 2's split is easier, so its cells
 dominate the task-wide front and every seed-1 run carries that gap as a floor; the seed regret removes it."""
+
 from __future__ import annotations
 
 import json
@@ -17,17 +18,37 @@ from popnas_seg.runlog.tables import write_csv  # noqa: E402
 
 # (dice, params) per strategy and seed; encodings only need to be distinct within a run
 RUNS = {
-    1: {"progressive": [(0.50, 200), (0.60, 5000)], "random": [(0.45, 200), (0.55, 5000)],
-        "evolution": [(0.40, 200), (0.50, 5000)]},
-    2: {"progressive": [(0.70, 200), (0.80, 5000)], "random": [(0.70, 200), (0.75, 5000)],
-        "evolution": [(0.65, 200), (0.80, 5000)]},
+    1: {
+        "progressive": [(0.50, 200), (0.60, 5000)],
+        "random": [(0.45, 200), (0.55, 5000)],
+        "evolution": [(0.40, 200), (0.50, 5000)],
+    },
+    2: {
+        "progressive": [(0.70, 200), (0.80, 5000)],
+        "random": [(0.70, 200), (0.75, 5000)],
+        "evolution": [(0.65, 200), (0.80, 5000)],
+    },
 }
 
 
 def _results(nets: list[tuple[float, int]], origin: str = "") -> list[TrainingResult]:
-    return [TrainingResult(network_id=i + 1, encoding=f"[(-1,identity,-{1 + i % 2},3x3 conv)]", blocks=1, dice=d,
-                           miou=d, params=p, flops=p, train_time_s=1.0, inference_time_ms=1.0, epochs=1,
-                           origin=origin, step=1) for i, (d, p) in enumerate(nets)]
+    return [
+        TrainingResult(
+            network_id=i + 1,
+            encoding=f"[(-1,identity,-{1 + i % 2},3x3 conv)]",
+            blocks=1,
+            dice=d,
+            miou=d,
+            params=p,
+            flops=p,
+            train_time_s=1.0,
+            inference_time_ms=1.0,
+            epochs=1,
+            origin=origin,
+            step=1,
+        )
+        for i, (d, p) in enumerate(nets)
+    ]
 
 
 def _write_runs(logs: Path) -> None:
@@ -42,8 +63,9 @@ def _write_runs(logs: Path) -> None:
 
 def test_seed_regret_removes_the_floor_of_a_harder_split(tmp_path) -> None:
     _write_runs(tmp_path)
-    args = B.parse_args(["--tasks", "default", "--seeds", "1", "2", "--no-probe", "--analyse-only",
-                         "--logs-dir", str(tmp_path)])
+    args = B.parse_args(
+        ["--tasks", "default", "--seeds", "1", "2", "--no-probe", "--analyse-only", "--logs-dir", str(tmp_path)]
+    )
     res = B.analyse_task(args, tmp_path, "default", [1, 2])
     seed1, seed2 = res["per_seed"]
     floor1 = res["union_hv"] - seed1["seed_union_hv"]
@@ -67,8 +89,9 @@ def test_regret_sources_name_the_union_points_a_strategy_misses(tmp_path) -> Non
     """The union front is seed 2's (0.70, 200) and (0.80, 5000). Evolution's seed-2 run lacks the first, random's
     the second; every seed-1 run lacks both. Each row names who trained the point and the median gain."""
     _write_runs(tmp_path)
-    args = B.parse_args(["--tasks", "default", "--seeds", "1", "2", "--no-probe", "--analyse-only",
-                         "--logs-dir", str(tmp_path)])
+    args = B.parse_args(
+        ["--tasks", "default", "--seeds", "1", "2", "--no-probe", "--analyse-only", "--logs-dir", str(tmp_path)]
+    )
     res = B.analyse_task(args, tmp_path, "default", [1, 2])
     rows = res["regret_sources"]
     assert [(r["params"], r["dice"]) for r in rows] == [(200, 0.70), (5000, 0.80)]
@@ -77,8 +100,9 @@ def test_regret_sources_name_the_union_points_a_strategy_misses(tmp_path) -> Non
     reference = res["reference"]
 
     def gain(nets: list[tuple[float, int]], point: tuple[float, int]) -> float:
-        return (B.front_hv(_results(nets + [point]), ["dice", "params"], reference)
-                - B.front_hv(_results(nets), ["dice", "params"], reference))
+        return B.front_hv(_results(nets + [point]), ["dice", "params"], reference) - B.front_hv(
+            _results(nets), ["dice", "params"], reference
+        )
 
     for row, point in zip(rows, [(0.70, 200), (0.80, 5000)]):
         for s in B.STRATEGIES:
@@ -103,11 +127,16 @@ def test_predictor_quality_rows_carry_the_measured_range_of_their_step(tmp_path)
     """Beside each Spearman, how far apart the step's measured values were (ranks within noise mean little)."""
     _write_runs(tmp_path)
     folder = tmp_path / B.run_name("default", "progressive", 1)
-    write_csv(folder / "csv" / "predictor_quality.csv",
-              [{"step": 1, "objective": "dice", "n": 2, "spearman": 1.0, "kendall": 1.0, "mape": ""},
-               {"step": 1, "objective": "time", "n": 2, "spearman": 1.0, "kendall": 1.0, "mape": 3.0}])
-    args = B.parse_args(["--tasks", "default", "--seeds", "1", "2", "--no-probe", "--analyse-only",
-                         "--logs-dir", str(tmp_path)])
+    write_csv(
+        folder / "csv" / "predictor_quality.csv",
+        [
+            {"step": 1, "objective": "dice", "n": 2, "spearman": 1.0, "kendall": 1.0, "mape": ""},
+            {"step": 1, "objective": "time", "n": 2, "spearman": 1.0, "kendall": 1.0, "mape": 3.0},
+        ],
+    )
+    args = B.parse_args(
+        ["--tasks", "default", "--seeds", "1", "2", "--no-probe", "--analyse-only", "--logs-dir", str(tmp_path)]
+    )
     res = B.analyse_task(args, tmp_path, "default", [1, 2])
     dice, time = res["quality"]
     assert abs(dice["measured_range"] - 0.10) < 1e-9  # RUNS[1]["progressive"]: Dice 0.50 and 0.60
@@ -134,8 +163,7 @@ def test_each_task_trains_for_its_own_budget_unless_epochs_is_given() -> None:
     assert B.build_config(args, "hard", "random", 1, 25)["training_hyperparameters"]["epochs"] == 8
     assert "24 epoch(s) per network (default), 8 epoch(s) per network (hard)" in B.settings_text(args)
     fixed = B.parse_args(["--epochs", "5", "--tasks", "hard", "--folder-data", "folder_task_data"])
-    assert {B.build_config(fixed, t, "random", 1, 25)["training_hyperparameters"]["epochs"]
-            for t in B.TASKS} == {5}
+    assert {B.build_config(fixed, t, "random", 1, 25)["training_hyperparameters"]["epochs"] for t in B.TASKS} == {5}
     assert "5 epoch(s) per network (hard)" in B.settings_text(fixed)
 
 

@@ -1,5 +1,6 @@
 """The mean oracle of bench_search_oracle.py: it must know the means the cheap features can state, draw the
 luck with the residuals' spread and correlation, and pick by expected gain, not by the means alone."""
+
 from __future__ import annotations
 
 import sys
@@ -48,8 +49,7 @@ def test_oracle_picks_by_expected_gain() -> None:
     assert stepped[:4] == O.oracle_picks(means, cov, [0, 2], maximise, reference, [4], 16, seed=1)
     oracle = hypervolume(values[picks], maximise, reference)
     rng = np.random.default_rng(0)
-    randoms = [hypervolume(values[rng.choice(len(values), 12, replace=False)], maximise, reference)
-               for _ in range(20)]
+    randoms = [hypervolume(values[rng.choice(len(values), 12, replace=False)], maximise, reference) for _ in range(20)]
     assert oracle > np.median(randoms)
     assert np.ptp(values[picks, 1]) > 5_000  # cheap and costly cells, not a cluster
 

@@ -3,6 +3,7 @@ networks, new ones are trained once and cached, and a replay that left its recor
 
 Training is replaced by a deterministic stand-in (a cell's score is a function of its encoding), which is the
 premise the replay rests on; the benchmark's `--verify` checks that premise on real training."""
+
 from __future__ import annotations
 
 import json
@@ -27,8 +28,7 @@ from popnas_seg.search_space.encoding import Cell  # noqa: E402
 def _strategy() -> ProgressiveStrategy:
     bench = B.parse_args(["--quick", "--no-probe"])
     cfg = RunConfig.model_validate(B.build_config(bench, "default", "progressive", 1, None))
-    return ProgressiveStrategy(cfg, (bench.size, bench.size, cfg.dataset.generated_channels),
-                               cfg.dataset.classes_count)
+    return ProgressiveStrategy(cfg, (bench.size, bench.size, cfg.dataset.generated_channels), cfg.dataset.classes_count)
 
 
 def _stand_in(calls: list[str]):
@@ -38,16 +38,27 @@ def _stand_in(calls: list[str]):
         calls.append(encoding)
         cell = Cell.from_string(encoding)
         dice = 0.5 + (zlib.crc32(encoding.encode()) % 1000) / 4000
-        return TrainingResult(network_id=0, encoding=encoding, blocks=len(cell.blocks), dice=dice, miou=dice,
-                              params=strategy.cost(cell)[0], flops=1, train_time_s=1.0, inference_time_ms=1.0,
-                              epochs=1)
+        return TrainingResult(
+            network_id=0,
+            encoding=encoding,
+            blocks=len(cell.blocks),
+            dice=dice,
+            miou=dice,
+            params=strategy.cost(cell)[0],
+            flops=1,
+            train_time_s=1.0,
+            inference_time_ms=1.0,
+            epochs=1,
+        )
+
     return train
 
 
 def _journal(folder: Path, results: list[TrainingResult]) -> Path:
     (folder / "restore").mkdir(parents=True)
-    lines = [json.dumps({"event": "network_finished", "network_id": r.network_id, "result": r.to_dict()})
-             for r in results]
+    lines = [
+        json.dumps({"event": "network_finished", "network_id": r.network_id, "result": r.to_dict()}) for r in results
+    ]
     (folder / "restore" / "journal.jsonl").write_text("\n".join(lines) + "\n")
     return folder
 
@@ -85,10 +96,24 @@ def test_replay_refuses_runs_that_are_not_one_table(tmp_path) -> None:
     for strategy in B.STRATEGIES:
         folder = _journal(tmp_path / B.run_name("default", strategy, 2), [])
         (folder / "csv").mkdir()
-        B.write_csv(folder / "csv" / "training_results.csv",
-                    [TrainingResult(network_id=1, encoding="[(-1,identity,-1,identity)]", blocks=1, dice=0.5,
-                                    miou=0.5, params=10, flops=1, train_time_s=1.0, inference_time_ms=1.0,
-                                    epochs=1).to_row()], TrainingResult.COLUMNS)
+        B.write_csv(
+            folder / "csv" / "training_results.csv",
+            [
+                TrainingResult(
+                    network_id=1,
+                    encoding="[(-1,identity,-1,identity)]",
+                    blocks=1,
+                    dice=0.5,
+                    miou=0.5,
+                    params=10,
+                    flops=1,
+                    train_time_s=1.0,
+                    inference_time_ms=1.0,
+                    epochs=1,
+                ).to_row()
+            ],
+            TrainingResult.COLUMNS,
+        )
         cfg = B.build_config(bench, "default", strategy, 2, 1)
         (tmp_path / f"{folder.name}.json").write_text(json.dumps(cfg))
     args = R.argparse.Namespace(logs_dir=tmp_path, seeds=[2], verify=0)

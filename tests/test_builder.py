@@ -1,4 +1,5 @@
 """Keras builder: analytic params == Keras count_params over many encodings; shapes; FLOPs; training."""
+
 from __future__ import annotations
 
 import os
@@ -18,8 +19,19 @@ from popnas_seg.models.cost import count_flops, count_params, unet_flops, unet_p
 from popnas_seg.search_space.encoding import Block, Cell, random_cell  # noqa: E402
 
 ALL_OPS = [
-    "identity", "3x3 conv", "3x3:2dr conv", "1x3-3x1 conv", "3x3 dconv", "3x3:2dr dconv", "2x2 maxpool",
-    "3x3 avgpool", "2x2 avgpool", "2x2 tconv", "3x3 tconv", "2r SE", "3x3:2z zconv",
+    "identity",
+    "3x3 conv",
+    "3x3:2dr conv",
+    "1x3-3x1 conv",
+    "3x3 dconv",
+    "3x3:2dr dconv",
+    "2x2 maxpool",
+    "3x3 avgpool",
+    "2x2 avgpool",
+    "2x2 tconv",
+    "3x3 tconv",
+    "2r SE",
+    "3x3:2z zconv",
 ]
 
 
@@ -29,9 +41,14 @@ def _macro_settings() -> list[tuple[ArchitectureConfig, int]]:
     options = itertools.product([1, 2, 3], [0, 1, 2], ["add", "avg"], [False, True])
     for k, (motifs, normal, join, residual) in enumerate(options):
         arch = ArchitectureConfig(
-            filters=2 + k % 3, motifs=motifs, normal_cells_per_motif=normal, block_join_operator=join,
-            residual_cells=residual, concat_only_unused_blocks=bool(k % 2 == 0),
-            decoder_upsampling=("bilinear", "tconv2", "tconv4")[k % 3], skip_join=("concat", "add")[(k // 3) % 2],
+            filters=2 + k % 3,
+            motifs=motifs,
+            normal_cells_per_motif=normal,
+            block_join_operator=join,
+            residual_cells=residual,
+            concat_only_unused_blocks=bool(k % 2 == 0),
+            decoder_upsampling=("bilinear", "tconv2", "tconv4")[k % 3],
+            skip_join=("concat", "add")[(k // 3) % 2],
         )
         settings.append((arch, (1, 3)[k % 2]))
     return settings
@@ -42,9 +59,13 @@ SETTINGS = _macro_settings()
 
 def test_settings_cover_every_option() -> None:
     for field, values in {
-        "motifs": {1, 2, 3}, "normal_cells_per_motif": {0, 1, 2}, "block_join_operator": {"add", "avg"},
-        "residual_cells": {False, True}, "concat_only_unused_blocks": {False, True},
-        "decoder_upsampling": {"bilinear", "tconv2", "tconv4"}, "skip_join": {"concat", "add"},
+        "motifs": {1, 2, 3},
+        "normal_cells_per_motif": {0, 1, 2},
+        "block_join_operator": {"add", "avg"},
+        "residual_cells": {False, True},
+        "concat_only_unused_blocks": {False, True},
+        "decoder_upsampling": {"bilinear", "tconv2", "tconv4"},
+        "skip_join": {"concat", "add"},
     }.items():
         assert {getattr(a, field) for a, _ in SETTINGS} == values, field
 
@@ -58,7 +79,7 @@ def test_analytic_params_equal_keras(index: int) -> None:
     cell = random_cell(rng, blocks, ALL_OPS, 2)
     forced = Block(-1, ALL_OPS[index % len(ALL_OPS)], -2, ALL_OPS[(index + 5) % len(ALL_OPS)])
     cell = Cell(cell.blocks[:-1] + (forced,))
-    size = 2 ** arch.motifs * 2
+    size = 2**arch.motifs * 2
     model = build_model(cell, arch, (size, size, channels), 3)
     assert count_params(cell, arch, channels, 3) == model.count_params(), str(cell)
     assert model.output.shape == (None, size, size, 3)
@@ -148,10 +169,15 @@ def _keras_flops(model: keras.Model) -> int:
 @pytest.mark.parametrize("seed", range(4))
 def test_flops_match_a_count_read_off_the_keras_model(seed: int) -> None:
     rng = np.random.default_rng(100 + seed)
-    arch = ArchitectureConfig(filters=3, motifs=1 + seed % 3, normal_cells_per_motif=seed % 2,
-                              decoder_upsampling=("bilinear", "tconv2", "tconv4")[seed % 3], residual_cells=True)
+    arch = ArchitectureConfig(
+        filters=3,
+        motifs=1 + seed % 3,
+        normal_cells_per_motif=seed % 2,
+        decoder_upsampling=("bilinear", "tconv2", "tconv4")[seed % 3],
+        residual_cells=True,
+    )
     cell = random_cell(rng, 3, ALL_OPS, 2)
-    shape = (2 ** arch.motifs * 3, 2 ** arch.motifs * 2, 2)
+    shape = (2**arch.motifs * 3, 2**arch.motifs * 2, 2)
     model = build_model(cell, arch, shape, 2)
     assert count_flops(cell, arch, shape, 2) == _keras_flops(model), str(cell)
 

@@ -1,5 +1,6 @@
 """The CLI: user errors exit 2 with one line and no folder; data is loaded before a folder exists;
 resume, preview, interrupts and unexpected errors behave as documented."""
+
 from __future__ import annotations
 
 import json
@@ -44,8 +45,12 @@ def _folders(logs: Path) -> list[str]:
 
 @pytest.mark.parametrize("case_id,content,expected", CONFIG_ERROR_CASES, ids=[c[0] for c in CONFIG_ERROR_CASES])
 def test_config_errors_through_main(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
-    case_id: str, content: Any, expected: list[str],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    case_id: str,
+    content: Any,
+    expected: list[str],
 ) -> None:
     monkeypatch.setattr(cli, "_load_data", lambda config: pytest.fail("data must not load for a bad config"))
     path = _case_file(tmp_path, content)
@@ -66,7 +71,10 @@ def test_config_errors_through_a_real_process(tmp_path: Path, case_id: str, cont
     logs = tmp_path / "logs"
     proc = subprocess.run(
         [sys.executable, str(RUN_PY), "-j", str(path), "--logs-dir", str(logs)],
-        capture_output=True, text=True, timeout=120, cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
     )
     assert proc.returncode == 2, proc.stderr
     assert "Traceback" not in proc.stderr and "Traceback" not in proc.stdout
@@ -93,8 +101,9 @@ def test_bad_config_fails_without_importing_heavy_libraries(tmp_path: Path) -> N
     assert "HEAVY []" in proc.stdout
 
 
-def test_data_error_creates_no_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                      monkeypatch: pytest.MonkeyPatch, write_json: Any) -> None:
+def test_data_error_creates_no_folder(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, write_json: Any
+) -> None:
     def broken(config: Any) -> Any:
         raise UserError('dataset: image "a.png" has no mask')
 
@@ -106,8 +115,9 @@ def test_data_error_creates_no_folder(tmp_path: Path, capsys: pytest.CaptureFixt
     assert _folders(logs) == []
 
 
-def test_a_taken_name_fails_before_loading_data(tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                                monkeypatch: pytest.MonkeyPatch, write_json: Any) -> None:
+def test_a_taken_name_fails_before_loading_data(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, write_json: Any
+) -> None:
     (tmp_path / "logs" / "taken").mkdir(parents=True)
     monkeypatch.setattr(cli, "_load_data", lambda config: pytest.fail("data loaded before the name check"))
     code = cli.main(["-j", str(write_json(tiny_config())), "--logs-dir", str(tmp_path / "logs"), "--name", "taken"])
@@ -130,8 +140,9 @@ def test_argument_errors_exit_2(capsys: pytest.CaptureFixture[str], argv: list[s
     assert message in capsys.readouterr().err
 
 
-def test_new_run_then_resume_with_fake_data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                           capsys: pytest.CaptureFixture[str], write_json: Any) -> None:
+def test_new_run_then_resume_with_fake_data(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], write_json: Any
+) -> None:
     monkeypatch.setattr(cli, "_load_data", lambda config: FakeData())
     logs = tmp_path / "logs"
     assert cli.main(["-j", str(write_json(tiny_config())), "--logs-dir", str(logs), "--name", "r1"]) == 0
@@ -160,8 +171,9 @@ def test_resume_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
     assert "is not a run folder" in capsys.readouterr().err
 
 
-def test_interrupt_prints_the_resume_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                             capsys: pytest.CaptureFixture[str], write_json: Any) -> None:
+def test_interrupt_prints_the_resume_command(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], write_json: Any
+) -> None:
     import popnas_seg.pipeline as pipeline
 
     def interrupted(*args: Any) -> None:
@@ -176,8 +188,9 @@ def test_interrupt_prints_the_resume_command(tmp_path: Path, monkeypatch: pytest
     assert (logs / "k" / "restore" / "state.json").is_file()
 
 
-def test_unexpected_error_is_logged_with_its_traceback(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                       capsys: pytest.CaptureFixture[str], write_json: Any) -> None:
+def test_unexpected_error_is_logged_with_its_traceback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], write_json: Any
+) -> None:
     import popnas_seg.pipeline as pipeline
 
     def bug(*args: Any) -> None:
@@ -192,8 +205,9 @@ def test_unexpected_error_is_logged_with_its_traceback(tmp_path: Path, monkeypat
     assert f"resume with: {tool_command('-r', logs / 'b')}" in log
 
 
-def test_a_run_held_by_another_process_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                  capsys: pytest.CaptureFixture[str], write_json: Any) -> None:
+def test_a_run_held_by_another_process_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], write_json: Any
+) -> None:
     monkeypatch.setattr(cli, "_load_data", lambda config: FakeData())
     logs = tmp_path / "logs"
     assert cli.main(["-j", str(write_json(tiny_config())), "--logs-dir", str(logs), "--name", "held"]) == 0

@@ -7,6 +7,7 @@ machine, including other tests' local instances. Each node runs `ray start --blo
 processes (GCS, raylet, agents, workers) stay below one process this test started, and teardown SIGKILLs
 exactly that tree (checking start times, so a reused pid is never hit).
 """
+
 from __future__ import annotations
 
 import csv
@@ -51,7 +52,7 @@ def _table() -> dict[int, tuple[int, str]]:
                 stat = (entry / "stat").read_text()
             except OSError:
                 continue
-            fields = stat[stat.rindex(")") + 2:].split()
+            fields = stat[stat.rindex(")") + 2 :].split()
             out[int(entry.name)] = (int(fields[1]), fields[19])
     return out
 
@@ -87,8 +88,14 @@ class Cluster:
         # Ray's socket paths must stay short (AF_UNIX limit): a short private temp dir, not pytest's tmp_path.
         self.temp_dir = Path(tempfile.mkdtemp(prefix="rc", dir="/tmp"))
         self.pids_dir = tmp / "task_pids"
-        self.env = dict(os.environ, RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=secrets.token_hex(32),
-                        POPNAS_TASK_PID_DIR=str(self.pids_dir), TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1")
+        self.env = dict(
+            os.environ,
+            RAY_AUTH_MODE="token",
+            RAY_AUTH_TOKEN=secrets.token_hex(32),
+            POPNAS_TASK_PID_DIR=str(self.pids_dir),
+            TF_CPP_MIN_LOG_LEVEL="2",
+            PYTHONUNBUFFERED="1",
+        )
         self.env.pop("RAY_ADDRESS", None)
         ports = _free_ports(14)
         self.port = ports[0]
@@ -96,30 +103,54 @@ class Cluster:
         self.procs: dict[str, subprocess.Popen] = {}
         self.logs = {name: tmp / f"ray_{name}.log" for name in ("head", "node2")}
         common = ["--num-cpus=1", "--disable-usage-stats", "--block", f"--temp-dir={self.temp_dir}"]
-        per_node = lambda p: [f"--node-manager-port={p[0]}", f"--object-manager-port={p[1]}",  # noqa: E731
-                              f"--dashboard-agent-listen-port={p[2]}", f"--dashboard-agent-grpc-port={p[3]}",
-                              f"--runtime-env-agent-port={p[4]}", f"--metrics-export-port={p[5]}"]
+
+        def per_node(p: list[int]) -> list[str]:
+            return [
+                f"--node-manager-port={p[0]}",
+                f"--object-manager-port={p[1]}",
+                f"--dashboard-agent-listen-port={p[2]}",
+                f"--dashboard-agent-grpc-port={p[3]}",
+                f"--runtime-env-agent-port={p[4]}",
+                f"--metrics-export-port={p[5]}",
+            ]
+
         self.args = {
-            "head": ["start", "--head", f"--port={self.port}", f"--ray-client-server-port={ports[1]}",
-                     "--include-dashboard=false", *per_node(ports[2:8]), *common],
+            "head": [
+                "start",
+                "--head",
+                f"--port={self.port}",
+                f"--ray-client-server-port={ports[1]}",
+                "--include-dashboard=false",
+                *per_node(ports[2:8]),
+                *common,
+            ],
             "node2": ["start", f"--address={self.address}", *per_node(ports[8:14]), *common],
         }
 
     def start(self, name: str) -> None:
         handle = self.logs[name].open("w")
-        self.procs[name] = subprocess.Popen([str(RAY), *self.args[name]], stdout=handle, stderr=subprocess.STDOUT,
-                                            env=self.env, cwd=ROOT)
+        self.procs[name] = subprocess.Popen(
+            [str(RAY), *self.args[name]], stdout=handle, stderr=subprocess.STDOUT, env=self.env, cwd=ROOT
+        )
 
     def wait_for_nodes(self, count: int, timeout: float = 180) -> None:
         """Until `count` alive nodes (and their CPUs) are registered with the head."""
-        code = ("import ray, sys, time\n"
-                f"ray.init(address={self.address!r}, logging_level='ERROR')\n"
-                f"deadline = time.monotonic() + {timeout}\n"
-                f"while sum(n['Alive'] for n in ray.nodes()) < {count} and time.monotonic() < deadline:\n"
-                "    time.sleep(0.5)\n"
-                "print(sum(n['Alive'] for n in ray.nodes()), ray.cluster_resources().get('CPU'))\n")
-        check = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                 text=True, env=self.env, cwd=ROOT)
+        code = (
+            "import ray, sys, time\n"
+            f"ray.init(address={self.address!r}, logging_level='ERROR')\n"
+            f"deadline = time.monotonic() + {timeout}\n"
+            f"while sum(n['Alive'] for n in ray.nodes()) < {count} and time.monotonic() < deadline:\n"
+            "    time.sleep(0.5)\n"
+            "print(sum(n['Alive'] for n in ray.nodes()), ray.cluster_resources().get('CPU'))\n"
+        )
+        check = subprocess.Popen(
+            [sys.executable, "-c", code],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=self.env,
+            cwd=ROOT,
+        )
         try:
             while check.poll() is None:  # a node whose `ray start` exits (bad flag, port taken) fails at once
                 dead = [name for name, p in self.procs.items() if p.poll() is not None]
@@ -173,11 +204,18 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
 
 
 @pytest.mark.slow
-def test_a_run_on_a_two_node_cluster_trains_every_network_once_on_both_nodes(tmp_path: Path,
-                                                                           cluster: Cluster) -> None:
+def test_a_run_on_a_two_node_cluster_trains_every_network_once_on_both_nodes(tmp_path: Path, cluster: Cluster) -> None:
     """run.py -j with others.ray_address = head's host:port and workers 2: results land in the driver's folder."""
-    cfg = tiny_config(tmp_path, probe=False, pipeline=["search"], strategy="random", search_strategy__max_networks=4,
-                      search_strategy__b1_max_networks=3, others__workers=2, others__ray_address=cluster.address)
+    cfg = tiny_config(
+        tmp_path,
+        probe=False,
+        pipeline=["search"],
+        strategy="random",
+        search_strategy__max_networks=4,
+        search_strategy__b1_max_networks=3,
+        others__workers=2,
+        others__ray_address=cluster.address,
+    )
     # The driver needs the cluster's auth mode and token, nothing else (the pid hook is read by the nodes' workers).
     saved = {k: os.environ.get(k) for k in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_ADDRESS")}
     os.environ.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=cluster.env["RAY_AUTH_TOKEN"])
@@ -189,8 +227,13 @@ def test_a_run_on_a_two_node_cluster_trains_every_network_once_on_both_nodes(tmp
         driver_cwd.mkdir()
         env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1")
         with (tmp_path / "out").open("w") as log:
-            proc = subprocess.Popen([sys.executable, str(ROOT / "run.py"), "-j", str(cfg), "--name", "cl"],
-                                    stdout=log, stderr=subprocess.STDOUT, env=env, cwd=driver_cwd)
+            proc = subprocess.Popen(
+                [sys.executable, str(ROOT / "run.py"), "-j", str(cfg), "--name", "cl"],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                cwd=driver_cwd,
+            )
     finally:
         for key, value in saved.items():
             if value is None:

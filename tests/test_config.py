@@ -1,4 +1,5 @@
 """Config loading: every kind of mistake becomes one UserError naming the key path and the fix."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -21,29 +22,57 @@ ROOT = Path(__file__).resolve().parent.parent
 
 # (id, file content: dict -> JSON, str -> verbatim, None -> no file, expected fragments of the message)
 CONFIG_ERROR_CASES: list[tuple[str, Any, list[str]]] = [
-    ("unknown_key", {"search_strategy": {"max_childs": 3}},
-     ['search_strategy.max_childs: unknown key (did you mean "max_children"?)']),
-    ("key_in_wrong_section", {"epochs": 3},
-     ['epochs: unknown key (it belongs in "training_hyperparameters.epochs")']),
-    ("wrong_type", {"training_hyperparameters": {"epochs": "three"}},
-     ['training_hyperparameters.epochs: must be an integer (got "three")']),
+    (
+        "unknown_key",
+        {"search_strategy": {"max_childs": 3}},
+        ['search_strategy.max_childs: unknown key (did you mean "max_children"?)'],
+    ),
+    ("key_in_wrong_section", {"epochs": 3}, ['epochs: unknown key (it belongs in "training_hyperparameters.epochs")']),
+    (
+        "wrong_type",
+        {"training_hyperparameters": {"epochs": "three"}},
+        ['training_hyperparameters.epochs: must be an integer (got "three")'],
+    ),
     ("section_not_object", {"search_space": 5}, ["search_space: must be an object {...} (got 5)"]),
-    ("out_of_range", {"training_hyperparameters": {"epochs": 0}},
-     ["training_hyperparameters.epochs: must be >= 1 (got 0)"]),
-    ("bad_operator", {"search_space": {"operators": ["identity", "3x3 conv", "3x3 cnv"]}},
-     ['search_space.operators[2]: cannot parse "3x3 cnv"', 'unknown operator "cnv"']),
-    ("bad_choice", {"training_hyperparameters": {"optimizer": "adamww"}},
-     ['training_hyperparameters.optimizer: must be one of "adamw", "adam", "sgd" (got "adamww")',
-      '(did you mean "adamw"?)']),
-    ("missing_dataset_folder", {"dataset": {"name": None, "path": "/nope/no-such-data"}},
-     ['dataset.path: folder "/nope/no-such-data" does not exist']),
-    ("bad_json", '{\n  "dataset": {\n    "samples": 12,\n  }\n}\n',
-     ["invalid JSON at line 4, column 3", "no comma before a closing"]),
+    (
+        "out_of_range",
+        {"training_hyperparameters": {"epochs": 0}},
+        ["training_hyperparameters.epochs: must be >= 1 (got 0)"],
+    ),
+    (
+        "bad_operator",
+        {"search_space": {"operators": ["identity", "3x3 conv", "3x3 cnv"]}},
+        ['search_space.operators[2]: cannot parse "3x3 cnv"', 'unknown operator "cnv"'],
+    ),
+    (
+        "bad_choice",
+        {"training_hyperparameters": {"optimizer": "adamww"}},
+        [
+            'training_hyperparameters.optimizer: must be one of "adamw", "adam", "sgd" (got "adamww")',
+            '(did you mean "adamw"?)',
+        ],
+    ),
+    (
+        "missing_dataset_folder",
+        {"dataset": {"name": None, "path": "/nope/no-such-data"}},
+        ['dataset.path: folder "/nope/no-such-data" does not exist'],
+    ),
+    (
+        "bad_json",
+        '{\n  "dataset": {\n    "samples": 12,\n  }\n}\n',
+        ["invalid JSON at line 4, column 3", "no comma before a closing"],
+    ),
     ("missing_file", None, ["file not found"]),
-    ("nan_drift_time", '{"analog": {"eval_times": [1.0, NaN]}}',
-     ["analog.eval_times[1]: must be a finite number (got NaN)"]),
-    ("bool_as_integer", {"training_hyperparameters": {"epochs": True}},
-     ["training_hyperparameters.epochs: must be an integer (got true)"]),
+    (
+        "nan_drift_time",
+        '{"analog": {"eval_times": [1.0, NaN]}}',
+        ["analog.eval_times[1]: must be a finite number (got NaN)"],
+    ),
+    (
+        "bool_as_integer",
+        {"training_hyperparameters": {"epochs": True}},
+        ["training_hyperparameters.epochs: must be an integer (got true)"],
+    ),
 ]
 
 
@@ -213,8 +242,12 @@ def test_resize_is_a_deprecated_alias_of_crop(caplog: pytest.LogCaptureFixture) 
 
 
 def test_dump_round_trips_through_json() -> None:
-    cfg = config_from_dict({"dataset": {"class_labels_remapping": {255: 1}, "crop": [32, 48]},
-                            "search_strategy": {"hypervolume_reference": {"params": 1e6}}})
+    cfg = config_from_dict(
+        {
+            "dataset": {"class_labels_remapping": {255: 1}, "crop": [32, 48]},
+            "search_strategy": {"hypervolume_reference": {"params": 1e6}},
+        }
+    )
     dumped = json.loads(json.dumps(dump_config(cfg)))
     again = config_from_dict(dumped)
     assert again == cfg
@@ -248,13 +281,20 @@ def test_readme_config_reference_is_up_to_date() -> None:
 
 
 def test_deprecated_analog_objective_name_is_read_as_analog_dice() -> None:
-    config = config_from_dict({"search_strategy": {"additional_pareto_objectives": ["params", "analog_robustness"],
-                                                   "hypervolume_reference": {"analog_robustness": 0.1}}},
-                              source="x.json")
+    config = config_from_dict(
+        {
+            "search_strategy": {
+                "additional_pareto_objectives": ["params", "analog_robustness"],
+                "hypervolume_reference": {"analog_robustness": 0.1},
+            }
+        },
+        source="x.json",
+    )
     assert config.search_strategy.additional_pareto_objectives == ["params", "analog_dice"]
     assert config.search_strategy.hypervolume_reference == {"analog_dice": 0.1}
     assert config.search_strategy.deprecation_notes() == [
-        'search_strategy: objective "analog_robustness" is deprecated, read as "analog_dice"']
+        'search_strategy: objective "analog_robustness" is deprecated, read as "analog_dice"'
+    ]
     assert config_from_dict({}, source="x.json").search_strategy.deprecation_notes() == []
 
 

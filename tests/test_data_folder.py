@@ -1,4 +1,5 @@
 """read_folder: formats, scaling, pairing and every error a user can make with their files."""
+
 from __future__ import annotations
 
 from pathlib import Path

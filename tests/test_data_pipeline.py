@@ -1,4 +1,5 @@
 """SegmentationData: splits, folds, aligned augmentation, reproducibility, weights, preview."""
+
 from __future__ import annotations
 
 import os
@@ -16,15 +17,23 @@ from popnas_seg.data.pipeline import SegmentationData, load_data, save_preview
 from popnas_seg.errors import UserError
 
 # Geometric augmentation only (flips, rotations): pixel values keep encoding the labels, so alignment is checkable.
-GEOMETRIC = dict(intensity_scale=0.0, intensity_shift=0.0, gaussian_noise=0.0, affine_rotation_deg=0.0,
-                 affine_scale=0.0)
+GEOMETRIC = dict(
+    intensity_scale=0.0, intensity_shift=0.0, gaussian_noise=0.0, affine_rotation_deg=0.0, affine_scale=0.0
+)
 
 
 def _cfg(**kw) -> DatasetConfig:
-    base = dict(samples=12, generated_size=(20, 20), crop=(16, 16), batch_size=4, cache=True, shuffle_buffer=16,
-                classes_count=4,  # _label_images makes 4 classes; synthetic tests set 2 or 3
-                augmentation=AugmentationConfig(**GEOMETRIC),
-                normalisation="minmax")  # keeps x = y / (classes - 1) of _label_images
+    base = dict(
+        samples=12,
+        generated_size=(20, 20),
+        crop=(16, 16),
+        batch_size=4,
+        cache=True,
+        shuffle_buffer=16,
+        classes_count=4,  # _label_images makes 4 classes; synthetic tests set 2 or 3
+        augmentation=AugmentationConfig(**GEOMETRIC),
+        normalisation="minmax",
+    )  # keeps x = y / (classes - 1) of _label_images
     base.update(kw)
     return DatasetConfig(**base)
 
@@ -248,8 +257,9 @@ def test_absent_class_gets_the_largest_weight() -> None:
     for m in masks:
         m[:4] = 1
     images = [m.astype(np.float32)[..., None] for m in masks]
-    data = SegmentationData(images, masks, list("abcdef"), _cfg(crop=(16, 16), classes_count=3,
-                                                                balance_class_losses=True), seed=0)
+    data = SegmentationData(
+        images, masks, list("abcdef"), _cfg(crop=(16, 16), classes_count=3, balance_class_losses=True), seed=0
+    )
     w = data.class_weights
     assert w[2] == pytest.approx(w[1]) and w[1] > w[0] and w.mean() == pytest.approx(1.0)
 
@@ -272,8 +282,9 @@ def test_load_from_folder(tmp_path: Path) -> None:
         mask = np.zeros((18, 18), np.uint8)
         mask[i : i + 5] = 7
         Image.fromarray(mask).save(tmp_path / "masks" / f"f{i}.png")
-    cfg = DatasetConfig(name=None, path=str(tmp_path), crop=(16, 16), samples=None,
-                        class_labels_remapping={7: 1}, batch_size=2)
+    cfg = DatasetConfig(
+        name=None, path=str(tmp_path), crop=(16, 16), samples=None, class_labels_remapping={7: 1}, batch_size=2
+    )
     data = load_data(cfg, seed=0)
     assert sum(data.split_sizes().values()) == 6
     x, y = next(iter(data.train_dataset()))
@@ -311,8 +322,9 @@ def test_percentile_normalisation_survives_hot_pixels_where_minmax_regresses() -
     names = [f"a{i}" for i in range(12)]
     contrast = {}
     for mode in ("minmax", "percentile", "standard"):
-        data = SegmentationData(list(images), list(masks), names, _cfg(normalisation=mode, crop=(48, 48),
-                                                                       classes_count=2), seed=0)
+        data = SegmentationData(
+            list(images), list(masks), names, _cfg(normalisation=mode, crop=(48, 48), classes_count=2), seed=0
+        )
         x, y = data.train_arrays()
         contrast[mode] = float(np.median(x[..., 0][y == 1]) - np.median(x[..., 0][y == 0]))
     assert contrast["minmax"] < 0.1  # what broke real folders
@@ -355,8 +367,13 @@ def test_percentile_normalisation_maps_the_percentiles_to_0_and_1() -> None:
     rng = np.random.default_rng(3)
     images = [rng.uniform(0, 100, size=(16, 16, 1)).astype(np.float32) for _ in range(6)]
     masks = [np.zeros((16, 16), np.int32) for _ in range(6)]
-    data = SegmentationData(images, masks, [f"p{i}" for i in range(6)],
-                            _cfg(normalisation="percentile", normalisation_percentiles=(2.0, 98.0)), seed=0)
+    data = SegmentationData(
+        images,
+        masks,
+        [f"p{i}" for i in range(6)],
+        _cfg(normalisation="percentile", normalisation_percentiles=(2.0, 98.0)),
+        seed=0,
+    )
     x, _ = data.train_arrays()
     name = data.split_names()["train"][0]
     raw = images[int(name[1:])]
@@ -393,11 +410,21 @@ def test_new_augmentations_change_training_data_only() -> None:
     plain_cfg = _cfg(crop=(16, 16), batch_size=8, validation_size=0.2, test_size=0.2)
     plain = SegmentationData(images, masks, names, plain_cfg, seed=1)
     base_x, base_y = _epoch(plain.train_dataset())
-    for field, value in (("intensity_scale", 0.5), ("intensity_shift", 0.5), ("gaussian_noise", 0.3),
-                         ("affine_rotation_deg", 30.0), ("affine_scale", 0.3)):
+    for field, value in (
+        ("intensity_scale", 0.5),
+        ("intensity_shift", 0.5),
+        ("gaussian_noise", 0.3),
+        ("affine_rotation_deg", 30.0),
+        ("affine_scale", 0.3),
+    ):
         aug = AugmentationConfig(**{**GEOMETRIC, field: value})
-        data = SegmentationData(images, masks, names, _cfg(crop=(16, 16), batch_size=8, validation_size=0.2,
-                                                           test_size=0.2, augmentation=aug), seed=1)
+        data = SegmentationData(
+            images,
+            masks,
+            names,
+            _cfg(crop=(16, 16), batch_size=8, validation_size=0.2, test_size=0.2, augmentation=aug),
+            seed=1,
+        )
         x, y = _epoch(data.train_dataset())
         assert not np.allclose(x, base_x), field
         if field.startswith("affine"):
@@ -405,9 +432,12 @@ def test_new_augmentations_change_training_data_only() -> None:
             assert set(np.unique(y).tolist()) <= {0, 1, 2, 3}  # nearest-neighbour labels, no blends
         else:
             np.testing.assert_array_equal(y, base_y)  # intensity changes never touch the mask
-        for got, want in ((data.val_arrays(), plain.val_arrays()), (data.test_arrays(), plain.test_arrays()),
-                          (_epoch(data.val_dataset()), plain.val_arrays()),
-                          (_epoch(data.test_dataset()), plain.test_arrays())):
+        for got, want in (
+            (data.val_arrays(), plain.val_arrays()),
+            (data.test_arrays(), plain.test_arrays()),
+            (_epoch(data.val_dataset()), plain.val_arrays()),
+            (_epoch(data.test_dataset()), plain.test_arrays()),
+        ):
             np.testing.assert_array_equal(got[0], want[0])
             np.testing.assert_array_equal(got[1], want[1])
 
@@ -450,9 +480,12 @@ def test_runs_with_one_dataset_seed_load_the_same_data_whatever_their_search_see
     from popnas_seg.config import config_from_dict
 
     def val_images(others_seed: int, data_seed: int | None) -> list[np.ndarray]:
-        cfg = config_from_dict({"others": {"seed": others_seed},
-                                "dataset": {"samples": 8, "generated_size": [24, 24], "crop": [16, 16],
-                                            "seed": data_seed}})
+        cfg = config_from_dict(
+            {
+                "others": {"seed": others_seed},
+                "dataset": {"samples": 8, "generated_size": [24, 24], "crop": [16, 16], "seed": data_seed},
+            }
+        )
         return _load_data(cfg).val_images()[0]
 
     same = val_images(1, 5), val_images(2, 5)

@@ -1,4 +1,5 @@
 """The built-in nuclei generator: shapes, ranges, determinism, masks that match the images."""
+
 from __future__ import annotations
 
 import time
@@ -140,7 +141,17 @@ def test_hard_variant_config_needs_three_classes() -> None:
 
     with pytest.raises(UserError, match="3-class boundary task"):
         config_from_dict({"dataset": {"name": "synthetic_nuclei_hard"}}, source="x.json")
-    cfg = config_from_dict({"dataset": {"name": "synthetic_nuclei_hard", "classes_count": 3, "samples": 8,
-                                        "generated_size": [32, 32], "crop": [32, 32]}}, source="x.json")
+    cfg = config_from_dict(
+        {
+            "dataset": {
+                "name": "synthetic_nuclei_hard",
+                "classes_count": 3,
+                "samples": 8,
+                "generated_size": [32, 32],
+                "crop": [32, 32],
+            }
+        },
+        source="x.json",
+    )
     data = load_data(cfg.dataset, seed=1)
     assert data.classes_count == 3 and "synthetic_nuclei_hard" in data.source

@@ -1,4 +1,5 @@
 """Cell encodings: canonical form against a brute-force oracle, round trip, enumeration, mutation."""
+
 from __future__ import annotations
 
 import itertools
@@ -30,7 +31,8 @@ def test_string_round_trip() -> None:
     assert c.blocks == (Block(-1, "3x3 conv", -2, "identity"), Block(0, "2x2 maxpool", -1, "3x3 conv"))
     assert str(Cell.from_string("[]")) == "[]"
     assert Cell.from_string(" [ ( -1 , 3x3:2dr conv , -2 , 2r SE ) ] ").blocks == (
-        Block(-1, "3x3:2dr conv", -2, "2r SE"),)
+        Block(-1, "3x3:2dr conv", -2, "2r SE"),
+    )
     assert Cell.from_string(c.key()) == c
 
 
@@ -203,7 +205,8 @@ def test_expand_cell_children_are_valid_unique_and_complete() -> None:
         assert child.blocks[:1] == parent.blocks
     everything = {
         Cell(parent.blocks + (Block(a, p, b, q),)).key()
-        for a, b in itertools.product(range(-2, 1), repeat=2) for p, q in itertools.product(OPS, repeat=2)
+        for a, b in itertools.product(range(-2, 1), repeat=2)
+        for p, q in itertools.product(OPS, repeat=2)
     }
     assert set(keys) == everything
     n = 3 * len(OPS)  # inputs -2, -1, 0
@@ -236,8 +239,10 @@ def test_mutate_changes_exactly_one_field_and_the_network() -> None:
         child.validate(OPS, 2, 3)
         assert child != parent
         changed = [
-            (i, f) for i, (p, c) in enumerate(zip(parent.blocks, child.blocks))
-            for f in ("in1", "op1", "in2", "op2") if getattr(p, f) != getattr(c, f)
+            (i, f)
+            for i, (p, c) in enumerate(zip(parent.blocks, child.blocks))
+            for f in ("in1", "op1", "in2", "op2")
+            if getattr(p, f) != getattr(c, f)
         ]
         assert len(changed) == 1
 
@@ -257,11 +262,14 @@ def test_a_block_that_only_rescales_its_parent_is_recognised() -> None:
     assert rescales_its_parent(Cell.from_string("[(-2,3x3 conv,-2,3x3 conv);(0,identity,0,identity)]"))
     # not a rescale: a lookback read twice (a skip connection), another operator, two inputs, or block 0
     # already read by block 1 (then block 0 joins the cell output: a different function)
-    for text in ("[(-2,3x3 conv,-2,3x3 conv);(-1,identity,-1,identity)]",
-                 "[(-2,3x3 conv,-2,3x3 conv);(0,2x2 maxpool,0,2x2 maxpool)]",
-                 "[(-2,3x3 conv,-2,3x3 conv);(0,identity,-1,identity)]",
-                 "[(-2,3x3 conv,-2,identity);(0,3x3 conv,-1,identity);(0,identity,0,identity)]"):
+    for text in (
+        "[(-2,3x3 conv,-2,3x3 conv);(-1,identity,-1,identity)]",
+        "[(-2,3x3 conv,-2,3x3 conv);(0,2x2 maxpool,0,2x2 maxpool)]",
+        "[(-2,3x3 conv,-2,3x3 conv);(0,identity,-1,identity)]",
+        "[(-2,3x3 conv,-2,identity);(0,3x3 conv,-1,identity);(0,identity,0,identity)]",
+    ):
         assert not rescales_its_parent(Cell.from_string(text)), text
-    assert rescales_its_parent(Cell.from_string("[(-2,3x3 conv,-2,identity);(0,3x3 conv,-1,identity);"
-                                                "(1,identity,1,identity)]"))
+    assert rescales_its_parent(
+        Cell.from_string("[(-2,3x3 conv,-2,identity);(0,3x3 conv,-1,identity);(1,identity,1,identity)]")
+    )
     assert not rescales_its_parent(parent) and not rescales_its_parent(Cell(()))

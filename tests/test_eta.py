@@ -1,4 +1,5 @@
 """The search ETA (search/eta.py): measured per-network time by cell size, honest when it cannot know."""
+
 from __future__ import annotations
 
 import pytest
@@ -9,11 +10,17 @@ from popnas_seg.search.strategies import progressive_budget
 
 
 def _config(strategy: str = "progressive") -> RunConfig:
-    return RunConfig.model_validate({
-        "search_space": {"blocks": 3, "operators": ["identity", "3x3 conv"]},
-        "search_strategy": {"strategy": strategy, "max_children": 4, "max_exploration_children": 2,
-                            "b1_max_networks": 5},
-    })
+    return RunConfig.model_validate(
+        {
+            "search_space": {"blocks": 3, "operators": ["identity", "3x3 conv"]},
+            "search_strategy": {
+                "strategy": strategy,
+                "max_children": 4,
+                "max_exploration_children": 2,
+                "b1_max_networks": 5,
+            },
+        }
+    )
 
 
 def test_nothing_measured_gives_no_estimate() -> None:

@@ -1,4 +1,5 @@
 """NetworkEvaluator: plain-data jobs in, TrainingResults out; trainer before build; clean folder; save rules."""
+
 from __future__ import annotations
 
 import pickle
@@ -25,9 +26,19 @@ class FakeTrainer:
     def train(self, model: Any, **kw: Any) -> tuple[TrainingResult, Any]:
         self.order.append("train")
         self.calls.append(kw)
-        return TrainingResult(network_id=kw["network_id"], encoding=kw["encoding"], blocks=kw["blocks"], dice=0.5,
-                              miou=0.5, params=model.count_params(), flops=kw["flops"], train_time_s=1.0,
-                              inference_time_ms=1.0, epochs=kw["epochs"] or 1, status=self.status), model
+        return TrainingResult(
+            network_id=kw["network_id"],
+            encoding=kw["encoding"],
+            blocks=kw["blocks"],
+            dice=0.5,
+            miou=0.5,
+            params=model.count_params(),
+            flops=kw["flops"],
+            train_time_s=1.0,
+            inference_time_ms=1.0,
+            epochs=kw["epochs"] or 1,
+            status=self.status,
+        ), model
 
 
 def _evaluator(tmp_path: Path, status: str = "ok") -> tuple[NetworkEvaluator, list[str], FakeTrainer]:
@@ -51,8 +62,15 @@ def _evaluator(tmp_path: Path, status: str = "ok") -> tuple[NetworkEvaluator, li
 
 
 def _job(tmp_path: Path, **kw: Any) -> NetworkJob:
-    fields = dict(network_id=7, encoding=ENCODING, architecture=ARCH.model_dump(mode="json"), seed=11,
-                  out_dir=str(tmp_path / "net7"), origin="exploration", step=2)
+    fields = dict(
+        network_id=7,
+        encoding=ENCODING,
+        architecture=ARCH.model_dump(mode="json"),
+        seed=11,
+        out_dir=str(tmp_path / "net7"),
+        origin="exploration",
+        step=2,
+    )
     fields.update(kw)
     return NetworkJob(**fields)
 

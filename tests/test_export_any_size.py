@@ -4,6 +4,7 @@ The networks are trained at one crop size; `dynamic_size` / `keras_to_onnx` drop
 so whole images (sides multiples of 2**motifs) run in one call. Covers the default operators (dilated
 conv, factorised conv, max pool), a dilated separable conv, SE, the bilinear decoder and the U-Net.
 """
+
 from __future__ import annotations
 
 import os
@@ -37,8 +38,14 @@ def _randomise_batch_norm(model: keras.Model) -> None:
     for layer in model.layers:
         if isinstance(layer, keras.layers.BatchNormalization):
             c = layer.gamma.shape[0]
-            layer.set_weights([rng.uniform(0.5, 1.5, c), rng.uniform(-0.5, 0.5, c), rng.uniform(-0.5, 0.5, c),
-                               rng.uniform(0.5, 1.5, c)])
+            layer.set_weights(
+                [
+                    rng.uniform(0.5, 1.5, c),
+                    rng.uniform(-0.5, 0.5, c),
+                    rng.uniform(-0.5, 0.5, c),
+                    rng.uniform(0.5, 1.5, c),
+                ]
+            )
 
 
 def _check_any_size(model: keras.Model, folder: Path) -> None:

@@ -6,6 +6,7 @@ runs, with two parallel branches in the other order: the torch module then ran t
 analog tiles drew their noise in another order, and the same cell probed 0.89485 or 0.89629 (docs/BENCHMARKS.md).
 Here the counter is set to the values a history would leave, which is what several earlier exports do.
 """
+
 from __future__ import annotations
 
 import os
@@ -35,8 +36,14 @@ def _model(seed: int = 0):
     arch = ArchitectureConfig(filters=8, motifs=2, normal_cells_per_motif=0)
     model = build_model(Cell.from_string(CELL), arch, (32, 32, 1), 2)
     rng = np.random.default_rng(seed)
-    model.set_weights([rng.normal(0, 0.3, w.shape).astype(np.float32) if w.ndim > 1
-                       else np.abs(rng.normal(1, 0.1, w.shape)).astype(np.float32) for w in model.get_weights()])
+    model.set_weights(
+        [
+            rng.normal(0, 0.3, w.shape).astype(np.float32)
+            if w.ndim > 1
+            else np.abs(rng.normal(1, 0.1, w.shape)).astype(np.float32)
+            for w in model.get_weights()
+        ]
+    )
     return model
 
 

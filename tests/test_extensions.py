@@ -1,6 +1,7 @@
 """Extension points (issue 33 item 4): a toy strategy, a toy predictor and a toy data source are added through
 the registries docs/ARCHITECTURE.md documents, without editing the runner, and run; `analog.device` picks the
 AIHWKit noise model."""
+
 from __future__ import annotations
 
 import csv
@@ -55,9 +56,20 @@ class FakeEvaluator:
         params = int(count_params(cell, self.config.architecture_hyperparameters, 1, 2))
         Path(job.out_dir).mkdir(parents=True, exist_ok=True)
         dice = params / (params + 2000.0)
-        return TrainingResult(network_id=job.network_id, encoding=job.encoding, blocks=len(cell.blocks), dice=dice,
-                              miou=dice, params=params, flops=params * 256, train_time_s=1.0 + len(cell.blocks),
-                              inference_time_ms=1.0, epochs=1, origin=job.origin, step=job.step)
+        return TrainingResult(
+            network_id=job.network_id,
+            encoding=job.encoding,
+            blocks=len(cell.blocks),
+            dice=dice,
+            miou=dice,
+            params=params,
+            flops=params * 256,
+            train_time_s=1.0 + len(cell.blocks),
+            inference_time_ms=1.0,
+            epochs=1,
+            origin=job.origin,
+            step=job.step,
+        )
 
 
 def _search(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, **strategy: Any) -> tuple[RunFolder, list[TrainingResult]]:
@@ -75,6 +87,7 @@ def _search(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, **strategy: Any) ->
 
 
 # ------------------------------------------------------------------------------------------ a toy strategy
+
 
 class CheapestFirst:
     """Toy strategy: every single-block cell in step 1, one block added to the cheapest of them in step 2."""
@@ -104,7 +117,8 @@ def toy_strategy() -> Iterator[str]:
 
 
 def test_a_registered_strategy_is_a_valid_config_name_and_runs_through_the_runner(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, toy_strategy: str) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, toy_strategy: str
+) -> None:
     run, results = _search(tmp_path, monkeypatch, strategy=toy_strategy)
     assert [r.step for r in results] == [1, 1, 1, 2]  # 3 single-block cells (2 ops, 1 lookback), then 1 child
     assert {r.origin for r in results} == {"toy"}
@@ -120,13 +134,16 @@ def test_a_strategy_name_nothing_registered_is_one_config_error_listing_the_regi
         config_from_dict({"search_strategy": {"strategy": "toy_cheapest"}})
     message = str(caught.value)
     assert message.count("\n") == 0
-    assert 'search_strategy.strategy: must be a registered search strategy, one of "evolution", "progressive", ' \
-           '"random", "toy_cheapest_first" (got "toy_cheapest") (did you mean "toy_cheapest_first"?)' in message
+    assert (
+        'search_strategy.strategy: must be a registered search strategy, one of "evolution", "progressive", '
+        '"random", "toy_cheapest_first" (got "toy_cheapest") (did you mean "toy_cheapest_first"?)' in message
+    )
     with pytest.raises(ValueError, match='"random" is already registered'):
         register_strategy("random")(CheapestFirst)
 
 
 # ------------------------------------------------------------------------------------------ a toy predictor
+
 
 class BlocksPredictor:
     """Toy score predictor: the mean measured score plus 0.01 per block (it ranks bigger cells higher)."""
@@ -147,14 +164,16 @@ class BlocksPredictor:
 
 @pytest.fixture
 def toy_predictor() -> Iterator[str]:
-    register_predictor("toy_blocks")(PredictorSpec(lambda context: BlocksPredictor(context.seed),
-                                                   lambda target: f"toy_blocks_{target}.json"))
+    register_predictor("toy_blocks")(
+        PredictorSpec(lambda context: BlocksPredictor(context.seed), lambda target: f"toy_blocks_{target}.json")
+    )
     yield "toy_blocks"
     PREDICTORS.remove("toy_blocks")
 
 
 def test_a_registered_predictor_scores_the_progressive_search_children(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, toy_predictor: str) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, toy_predictor: str
+) -> None:
     run, results = _search(tmp_path, monkeypatch, score_predictor=toy_predictor)
     step1 = [r for r in results if r.step == 1]
     assert len(step1) == 3 and any(r.step == 2 for r in results)
@@ -171,12 +190,16 @@ def test_an_unregistered_predictor_name_is_refused_and_the_default_stays_auto() 
     assert RunConfig().search_strategy.score_predictor == "auto"
     with pytest.raises(ValueError, match='"auto" is the rule'):
         register_predictor("auto")
-    with pytest.raises(UserError, match=r'score_predictor: must be a registered score predictor, one of "auto", '
-                                        r'"forest", "gin", "ridge" \(got "gcn"\)'):
+    with pytest.raises(
+        UserError,
+        match=r'score_predictor: must be a registered score predictor, one of "auto", '
+        r'"forest", "gin", "ridge" \(got "gcn"\)',
+    ):
         config_from_dict({"search_strategy": {"score_predictor": "gcn"}})
 
 
 # ------------------------------------------------------------------------------------------ a toy data source
+
 
 def _squares(cfg: Any, seed: int) -> LoadedImages:
     rng = np.random.default_rng(seed)
@@ -184,7 +207,7 @@ def _squares(cfg: Any, seed: int) -> LoadedImages:
     for _ in range(cfg.samples or 12):
         mask = np.zeros((20, 20), np.int32)
         y, x = rng.integers(2, 12, 2)
-        mask[y:y + 6, x:x + 6] = 1
+        mask[y : y + 6, x : x + 6] = 1
         images.append((mask * 2.0 + rng.normal(0, 0.3, mask.shape))[..., None].astype(np.float32))
         masks.append(mask)
     return LoadedImages(images, masks, [f"square_{i:02d}" for i in range(len(masks))], f"squares(seed={seed})")
@@ -211,9 +234,12 @@ def test_a_registered_data_source_is_loaded_split_and_cropped_like_the_built_ins
 
 
 def test_data_source_names_are_checked_and_the_folder_is_chosen_by_path_only(toy_source: str) -> None:
-    with pytest.raises(UserError, match=r'dataset.name: must be a registered data source, one of '
-                                        r'"synthetic_nuclei", "synthetic_nuclei_hard", "toy_squares" '
-                                        r'\(got "squares"\) \(did you mean "toy_squares"\?\)'):
+    with pytest.raises(
+        UserError,
+        match=r"dataset.name: must be a registered data source, one of "
+        r'"synthetic_nuclei", "synthetic_nuclei_hard", "toy_squares" '
+        r'\(got "squares"\) \(did you mean "toy_squares"\?\)',
+    ):
         config_from_dict({"dataset": {"name": "squares"}})
     with pytest.raises(UserError, match='got "folder"'):
         config_from_dict({"dataset": {"name": "folder"}})
@@ -221,13 +247,17 @@ def test_data_source_names_are_checked_and_the_folder_is_chosen_by_path_only(toy
 
 # ------------------------------------------------------------------------------------------ analog.device
 
-@pytest.mark.parametrize("device, model", [("pcm", "PCMLikeNoiseModel"), ("reram_wan2022", "ReRamWan2022NoiseModel"),
-                                           ("reram_cmo", "ReRamCMONoiseModel")])
+
+@pytest.mark.parametrize(
+    "device, model",
+    [("pcm", "PCMLikeNoiseModel"), ("reram_wan2022", "ReRamWan2022NoiseModel"), ("reram_cmo", "ReRamCMONoiseModel")],
+)
 def test_analog_device_picks_the_noise_model_of_every_tile_configuration(device: str, model: str) -> None:
     from popnas_seg.analog.rpu import TILES, hwa_rpu_config, inference_rpu_config
 
-    cfg = config_from_dict({"analog": {"device": device, "g_max": 20.0, "t_inference": 86400.0,
-                                       "eval_times": [1.0, 86400.0]}}).analog
+    cfg = config_from_dict(
+        {"analog": {"device": device, "g_max": 20.0, "t_inference": 86400.0, "eval_times": [1.0, 86400.0]}}
+    ).analog
     for make, tiles in [(make, tiles) for make in (inference_rpu_config, hwa_rpu_config) for tiles in TILES]:
         noise = make(cfg, tiles).noise_model
         assert type(noise).__name__ == model
@@ -236,12 +266,16 @@ def test_analog_device_picks_the_noise_model_of_every_tile_configuration(device:
 
 def test_analog_device_defaults_to_pcm_and_refuses_unknown_devices() -> None:
     assert RunConfig().analog.device == "pcm"
-    with pytest.raises(UserError, match=r'analog.device: must be one of "pcm", "reram_wan2022", "reram_cmo" '
-                                        r'\(got "reram"\)'):
+    with pytest.raises(
+        UserError,
+        match=r'analog.device: must be one of "pcm", "reram_wan2022", "reram_cmo" '
+        r'\(got "reram"\)',
+    ):
         config_from_dict({"analog": {"device": "reram"}})
 
 
 # ------------------------------------------------------------------------------------------ the documented examples
+
 
 def _documented_examples() -> list[str]:
     text = (Path(__file__).resolve().parent.parent / "docs" / "ARCHITECTURE.md").read_text(encoding="utf-8")
@@ -262,8 +296,9 @@ def documented_extensions() -> Iterator[None]:
         PREDICTORS.remove("nearest")
 
 
-def test_the_architecture_doc_examples_run_as_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                       documented_extensions: None) -> None:
+def test_the_architecture_doc_examples_run_as_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, documented_extensions: None
+) -> None:
     _, results = _search(tmp_path / "strategy", monkeypatch, strategy="cheapest_random")
     assert len(results) == 20 and {r.origin for r in results} == {"cheapest_random"}
     assert len({r.encoding for r in results}) == 20
@@ -276,11 +311,15 @@ def test_the_architecture_doc_examples_run_as_written(tmp_path: Path, monkeypatc
 def test_a_device_measured_at_few_drift_times_refuses_others_in_the_config() -> None:
     with pytest.raises(UserError) as caught:
         config_from_dict({"analog": {"device": "reram_wan2022"}})  # the default horizon is 30 days
-    assert str(caught.value) == ('config error: analog: t_inference 2,592,000 s: analog.device "reram_wan2022" is '
-                                 'characterised at drift times 1, 86,400, 172,800 s only')
+    assert str(caught.value) == (
+        'config error: analog: t_inference 2,592,000 s: analog.device "reram_wan2022" is '
+        "characterised at drift times 1, 86,400, 172,800 s only"
+    )
     with pytest.raises(UserError, match=r"eval_times 3,600 s: analog.device"):
         config_from_dict({"analog": {"device": "reram_wan2022", "t_inference": 86400, "eval_times": [1, 3600]}})
     measured = {"device": "reram_wan2022", "t_inference": 86400, "eval_times": [1, 86400, 172800]}
     assert config_from_dict({"analog": measured}).analog.eval_times == [1.0, 86400.0, 172800.0]
-    assert config_from_dict({"analog": {"device": "reram_cmo", "eval_times": [3600, 31536000]}}).analog.device \
+    assert (
+        config_from_dict({"analog": {"device": "reram_cmo", "eval_times": [3600, 31536000]}}).analog.device
         == "reram_cmo"
+    )

@@ -1,5 +1,6 @@
 """GPU placement decisions, tested without a GPU: the analog worker's device, and the GPU share each Ray task
 asks for (RayExecutor, with a stand-in `ray` module so no Ray instance starts)."""
+
 from __future__ import annotations
 
 import sys
@@ -12,14 +13,19 @@ from popnas_seg.evaluation.parallel import RayExecutor, task_gpus
 
 
 def test_analog_device_torch_tiles_follow_torch_compiled_tiles_need_cuda_builds(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     import torch
     from aihwkit.simulator.rpu_base import cuda as rpu_cuda
 
     from popnas_seg.analog.rpu import analog_device
 
-    for gpu, compiled, torch_tiles, compiled_tiles in [(False, True, "cpu", "cpu"), (True, False, "cuda", "cpu"),
-                                                       (True, True, "cuda", "cuda"), (False, False, "cpu", "cpu")]:
+    for gpu, compiled, torch_tiles, compiled_tiles in [
+        (False, True, "cpu", "cpu"),
+        (True, False, "cuda", "cpu"),
+        (True, True, "cuda", "cuda"),
+        (False, False, "cpu", "cpu"),
+    ]:
         monkeypatch.setattr(torch.cuda, "is_available", lambda gpu=gpu: gpu)
         monkeypatch.setattr(rpu_cuda, "is_compiled", lambda compiled=compiled: compiled)
         assert analog_device() == torch_tiles, (gpu, compiled)
@@ -40,18 +46,35 @@ def test_the_installed_stack_scores_analog_on_the_cpu_here() -> None:
         assert analog_device("compiled") == "cpu"
 
 
-@pytest.mark.parametrize("tf_gpus,torch_gpus,tiles,compiled,keras,analog,says", [
-    ([], [], "torch", False, "cpu", "cpu", ["Keras training: CPU", "analog simulation: CPU, AIHWKit torch tiles"]),
-    (["/physical_device:GPU:0"], ["NVIDIA H100"], "torch", False, "gpu", "cuda",
-     ["Keras training: GPU (/physical_device:GPU:0)", "analog simulation: CUDA (NVIDIA H100), AIHWKit torch"]),
-    # the CPU TensorFlow build on a GPU host: training stays on the CPU, the run says how to change that
-    ([], ["NVIDIA H100"], "torch", False, "cpu", "cuda", ["Keras training: CPU", "CUDA (NVIDIA H100)", "GPU=1"]),
-    (["GPU:0"], ["NVIDIA H100"], "compiled", False, "gpu", "cpu", ["built without CUDA"]),
-    (["GPU:0"], ["NVIDIA H100"], "compiled", True, "gpu", "cuda", ["AIHWKit compiled tiles"]),
-    ([], None, "torch", False, "cpu", "cpu", ["not used"]),
-])
-def test_device_plan_says_where_each_part_runs(tf_gpus: list[str], torch_gpus: list[str] | None, tiles: str,
-                                               compiled: bool, keras: str, analog: str, says: list[str]) -> None:
+@pytest.mark.parametrize(
+    "tf_gpus,torch_gpus,tiles,compiled,keras,analog,says",
+    [
+        ([], [], "torch", False, "cpu", "cpu", ["Keras training: CPU", "analog simulation: CPU, AIHWKit torch tiles"]),
+        (
+            ["/physical_device:GPU:0"],
+            ["NVIDIA H100"],
+            "torch",
+            False,
+            "gpu",
+            "cuda",
+            ["Keras training: GPU (/physical_device:GPU:0)", "analog simulation: CUDA (NVIDIA H100), AIHWKit torch"],
+        ),
+        # the CPU TensorFlow build on a GPU host: training stays on the CPU, the run says how to change that
+        ([], ["NVIDIA H100"], "torch", False, "cpu", "cuda", ["Keras training: CPU", "CUDA (NVIDIA H100)", "GPU=1"]),
+        (["GPU:0"], ["NVIDIA H100"], "compiled", False, "gpu", "cpu", ["built without CUDA"]),
+        (["GPU:0"], ["NVIDIA H100"], "compiled", True, "gpu", "cuda", ["AIHWKit compiled tiles"]),
+        ([], None, "torch", False, "cpu", "cpu", ["not used"]),
+    ],
+)
+def test_device_plan_says_where_each_part_runs(
+    tf_gpus: list[str],
+    torch_gpus: list[str] | None,
+    tiles: str,
+    compiled: bool,
+    keras: str,
+    analog: str,
+    says: list[str],
+) -> None:
     from popnas_seg.devices import device_plan
 
     plan = device_plan(tf_gpus, torch_gpus, tiles, compiled)
@@ -70,9 +93,18 @@ def test_the_run_reports_its_devices_from_the_worker_here() -> None:
     assert plan.lines[1].startswith("analog simulation: CPU"), plan.lines
 
 
-@pytest.mark.parametrize("gpus,slots,expected", [
-    (0, 4, 0.0), (1, 1, 1.0), (1, 2, 0.5), (1, 3, 0.3333), (2, 4, 0.5), (4, 2, 1.0), (1, 0, 1.0),
-])
+@pytest.mark.parametrize(
+    "gpus,slots,expected",
+    [
+        (0, 4, 0.0),
+        (1, 1, 1.0),
+        (1, 2, 0.5),
+        (1, 3, 0.3333),
+        (2, 4, 0.5),
+        (4, 2, 1.0),
+        (1, 0, 1.0),
+    ],
+)
 def test_task_gpus_shares_the_gpus_between_the_slots(gpus: float, slots: int, expected: float) -> None:
     share = task_gpus(gpus, slots)
     assert share == expected
@@ -105,7 +137,8 @@ class _FakeRay:
 
 @pytest.mark.parametrize("resources,expected", [({"CPU": 2.0}, 0.0), ({"CPU": 2.0, "GPU": 1.0}, 0.5)])
 def test_ray_tasks_request_a_gpu_share_only_when_the_cluster_has_one(
-        monkeypatch: pytest.MonkeyPatch, resources: dict[str, float], expected: float) -> None:
+    monkeypatch: pytest.MonkeyPatch, resources: dict[str, float], expected: float
+) -> None:
     fake = _FakeRay(resources)
     monkeypatch.setitem(sys.modules, "ray", fake)
     config = RunConfig.model_validate({"others": {"workers": 2}})

@@ -1,4 +1,5 @@
 """Sliding-window tiling and whole-image scores (numpy only, no framework)."""
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -45,8 +46,9 @@ def test_pointwise_network_is_reproduced_exactly(shape: tuple[int, int, int]) ->
     rng = np.random.default_rng(0)
     image = rng.random(shape).astype(np.float32)
     calls: list[tuple[int, int]] = []
-    probs = sliding_window_predict(threshold_fn, image, (16, 16), overlap=0.5, batch_size=3,
-                                   progress=lambda d, t: calls.append((d, t)))
+    probs = sliding_window_predict(
+        threshold_fn, image, (16, 16), overlap=0.5, batch_size=3, progress=lambda d, t: calls.append((d, t))
+    )
     assert probs.shape == (*shape[:2], 2)
     np.testing.assert_allclose(probs[..., 1], image[..., 0], atol=1e-5)
     assert calls[-1][0] == calls[-1][1]
@@ -59,9 +61,11 @@ def test_wrong_predict_output_is_reported() -> None:
 
 def test_tiles_blend_position_dependent_predictions() -> None:
     """A network that sees only its tile (here: the tile mean) gives a smooth blend, never a hard seam."""
+
     def tile_mean(batch: np.ndarray) -> np.ndarray:
         m = batch.mean(axis=(1, 2, 3), keepdims=True) * np.ones_like(batch[..., :1])
         return np.concatenate([1 - m, m], -1)
+
     image = np.zeros((16, 48, 1), np.float32)
     image[:, 24:] = 1.0
     probs = sliding_window_predict(tile_mean, image, (16, 16), overlap=0.5)
@@ -83,6 +87,7 @@ def test_evaluate_images_matches_scores_over_all_pixels() -> None:
 
 
 # ------------------------------------------------------------------ inference.tile_size (Tiling)
+
 
 def test_tiling_takes_whole_images_up_to_the_tile_size() -> None:
     crop_tiles = Tiling((32, 32), 0, 4)
@@ -106,6 +111,7 @@ def test_tiling_takes_whole_images_up_to_the_tile_size() -> None:
 def _box_net(k: int = 5) -> Callable[[np.ndarray], np.ndarray]:
     """A fully convolutional 'network': foreground = sigmoid of a k x k local mean (zero 'same' padding),
     so every pixel depends on a neighbourhood, like a real network's receptive field."""
+
     def fn(batch: np.ndarray) -> np.ndarray:
         x = batch[..., 0]
         pad = k // 2
@@ -113,6 +119,7 @@ def _box_net(k: int = 5) -> Callable[[np.ndarray], np.ndarray]:
         windows = np.lib.stride_tricks.sliding_window_view(padded, (k, k), axis=(1, 2))
         fg = 1.0 / (1.0 + np.exp(-12.0 * (windows.mean(axis=(-1, -2)) - 0.2)))
         return np.stack([1.0 - fg, fg], axis=-1).astype(np.float32)
+
     return fn
 
 

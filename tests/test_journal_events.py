@@ -1,4 +1,5 @@
 """Typed journal events (runlog/events.py): one reader, a malformed line is one UserError naming line and field."""
+
 from __future__ import annotations
 
 import json
@@ -21,9 +22,20 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def _result(network_id: int = 1, **changes: Any) -> dict[str, Any]:
     """A result exactly as the runner journals it (`TrainingResult.to_dict()`)."""
-    row = TrainingResult(network_id=network_id, encoding="[(-1,3x3 conv,-1,identity)]", blocks=1, dice=0.5, miou=0.4,
-                         params=120, flops=3000, train_time_s=1.5, inference_time_ms=0.2, epochs=1, origin="random",
-                         step=1).to_dict()
+    row = TrainingResult(
+        network_id=network_id,
+        encoding="[(-1,3x3 conv,-1,identity)]",
+        blocks=1,
+        dice=0.5,
+        miou=0.4,
+        params=120,
+        flops=3000,
+        train_time_s=1.5,
+        inference_time_ms=0.2,
+        epochs=1,
+        origin="random",
+        step=1,
+    ).to_dict()
     row.update(changes)
     return row
 
@@ -31,19 +43,41 @@ def _result(network_id: int = 1, **changes: Any) -> dict[str, Any]:
 # One well-formed line of every typed kind, with the fields the writers in search/, finalists/ and pipeline.py add.
 GOOD: dict[str, dict[str, Any]] = {
     "stage_finished": {"stage": "search"},
-    "step_planned": {"step": 1, "networks": [{"network_id": 1, "encoding": "[(-1,3x3 conv,-1,identity)]",
-                                              "origin": "random", "blocks": 1}], "predicted_times": [None]},
+    "step_planned": {
+        "step": 1,
+        "networks": [{"network_id": 1, "encoding": "[(-1,3x3 conv,-1,identity)]", "origin": "random", "blocks": 1}],
+        "predicted_times": [None],
+    },
     "step_finished": {"step": 1},
     "network_started": {"network_id": 1, "encoding": "[(-1,3x3 conv,-1,identity)]", "step": 1},
     "network_finished": {"network_id": 1, "result": _result(dice=float("nan"), analog_dice=None)},
     "finalists_selected": {"candidates": [_result(1), _result(2)]},
-    "model_selection_done": {"variant": "f4m2", "network_id": 1, "encoding": "[(-1,3x3 conv,-1,identity)]",
-                             "filters": 4, "motifs": 2, "arch": {"filters": 4}, "dice": 0.5, "miou": 0.4,
-                             "params": 120, "flops": 3000, "epochs": 1, "train_time_s": 2.0, "status": "ok"},
+    "model_selection_done": {
+        "variant": "f4m2",
+        "network_id": 1,
+        "encoding": "[(-1,3x3 conv,-1,identity)]",
+        "filters": 4,
+        "motifs": 2,
+        "arch": {"filters": 4},
+        "dice": 0.5,
+        "miou": 0.4,
+        "params": 120,
+        "flops": 3000,
+        "epochs": 1,
+        "train_time_s": 2.0,
+        "status": "ok",
+    },
     "finalist_trained": {"name": "finalist_1", "result": _result(), "arch": {"filters": 4}},
-    "finalist_exported": {"name": "finalist_1", "torch_max_abs_diff": 1e-6, "onnxruntime_max_abs_diff": 2e-6,
-                          "keras_test_dice": 0.5, "torch_test_dice": 0.5, "equivalent": True,
-                          "onnxruntime_latency_ms": None, "test_images": 4},
+    "finalist_exported": {
+        "name": "finalist_1",
+        "torch_max_abs_diff": 1e-6,
+        "onnxruntime_max_abs_diff": 2e-6,
+        "keras_test_dice": 0.5,
+        "torch_test_dice": 0.5,
+        "equivalent": True,
+        "onnxruntime_latency_ms": None,
+        "test_images": 4,
+    },
     "finalist_drift_done": {"name": "finalist_1", "report": {"times": [1.0]}},
     "finalist_done": {"name": "finalist_1", "row": {"status": "ok"}},
 }
@@ -58,13 +92,15 @@ def _journal(tmp_path: Path, *records: dict[str, Any]) -> Journal:
 def test_every_typed_kind_has_a_well_formed_example_and_readers_get_the_line_itself(tmp_path: Path) -> None:
     assert set(GOOD) == set(RUN_EVENTS)
     records = [{"event": "run_started", "time": 1.0, "anything": [1, "x"]}]  # kinds without a model pass
-    records += [{"event": kind, "time": 2.0 + i, **fields, "extra_field": i} for i, (kind, fields) in
-                enumerate(GOOD.items())]
+    records += [
+        {"event": kind, "time": 2.0 + i, **fields, "extra_field": i} for i, (kind, fields) in enumerate(GOOD.items())
+    ]
     events = _journal(tmp_path, *records).events()
     assert [e["event"] for e in events] == [r["event"] for r in records]
     finished = events[[r["event"] for r in records].index("network_finished")]
-    assert math.isnan(finished["result"]["dice"]) and finished["extra_field"] == list(GOOD).index("network_finished"), \
+    assert math.isnan(finished["result"]["dice"]) and finished["extra_field"] == list(GOOD).index("network_finished"), (
         "the dict as written (extra fields kept), not the model's copy"
+    )
     assert TrainingResult.from_dict(finished["result"]).network_id == 1
 
 
@@ -78,40 +114,78 @@ def test_lines_written_by_journal_append_read_back(tmp_path: Path) -> None:
     assert [e["event"] for e in journal.events()] == ["network_finished", "step_planned"]
 
 
-@pytest.mark.parametrize("kind, change, expected", [
-    ("network_finished", {"result": None}, 'event "network_finished": field "result" must be an object (got null)'),
-    ("network_finished", {"result": {**_result(), "encoding": 5}},
-     'event "network_finished", field "result": field "encoding" must be a string (got 5)'),
-    ("network_finished", {"result": {**_result(), "dice": "0.5"}},
-     'event "network_finished", field "result": field "dice" must be a number or null (got "0.5")'),
-    ("network_finished", {"network_id": True}, 'event "network_finished": field "network_id" must be an integer'),
-    ("network_finished", {"network_id": "1"}, 'event "network_finished": field "network_id" must be an integer'),
-    ("finalists_selected", {"candidates": {"1": _result()}},
-     'event "finalists_selected": field "candidates" must be a list'),
-    ("finalists_selected", {"candidates": [_result(1), {k: v for k, v in _result(2).items() if k != "blocks"}]},
-     'event "finalists_selected", field "candidates"[1] lacks the field "blocks"'),
-    ("finalists_selected", {"candidates": [_result(1), 2]},
-     'event "finalists_selected": field "candidates"[1] must be an object (got 2)'),
-    ("step_planned", {"networks": [{"network_id": 1, "encoding": "x", "blocks": 1}]},
-     'event "step_planned", field "networks"[0] lacks the field "origin"'),
-    ("step_planned", {"step": 1.0}, 'event "step_planned": field "step" must be an integer (got 1.0)'),
-    ("step_finished", {"step": None}, 'event "step_finished": field "step" must be an integer (got null)'),
-    ("network_started", {"step": "2"}, 'event "network_started": field "step" must be an integer (got "2")'),
-    ("stage_finished", {"stage": 3}, 'event "stage_finished": field "stage" must be a string (got 3)'),
-    ("model_selection_done", {"filters": "4"},
-     'event "model_selection_done": field "filters" must be an integer (got "4")'),
-    ("model_selection_done", {"arch": [4, 2]}, 'event "model_selection_done": field "arch" must be an object'),
-    ("finalist_trained", {"result": {**_result(), "network_id": None}},
-     'event "finalist_trained", field "result": field "network_id" must be an integer (got null)'),
-    ("finalist_exported", {"equivalent": "yes"},
-     'event "finalist_exported": field "equivalent" must be true or false (got "yes")'),
-    ("finalist_drift_done", {"report": "done"},
-     'event "finalist_drift_done": field "report" must be an object (got "done")'),
-])
+@pytest.mark.parametrize(
+    "kind, change, expected",
+    [
+        ("network_finished", {"result": None}, 'event "network_finished": field "result" must be an object (got null)'),
+        (
+            "network_finished",
+            {"result": {**_result(), "encoding": 5}},
+            'event "network_finished", field "result": field "encoding" must be a string (got 5)',
+        ),
+        (
+            "network_finished",
+            {"result": {**_result(), "dice": "0.5"}},
+            'event "network_finished", field "result": field "dice" must be a number or null (got "0.5")',
+        ),
+        ("network_finished", {"network_id": True}, 'event "network_finished": field "network_id" must be an integer'),
+        ("network_finished", {"network_id": "1"}, 'event "network_finished": field "network_id" must be an integer'),
+        (
+            "finalists_selected",
+            {"candidates": {"1": _result()}},
+            'event "finalists_selected": field "candidates" must be a list',
+        ),
+        (
+            "finalists_selected",
+            {"candidates": [_result(1), {k: v for k, v in _result(2).items() if k != "blocks"}]},
+            'event "finalists_selected", field "candidates"[1] lacks the field "blocks"',
+        ),
+        (
+            "finalists_selected",
+            {"candidates": [_result(1), 2]},
+            'event "finalists_selected": field "candidates"[1] must be an object (got 2)',
+        ),
+        (
+            "step_planned",
+            {"networks": [{"network_id": 1, "encoding": "x", "blocks": 1}]},
+            'event "step_planned", field "networks"[0] lacks the field "origin"',
+        ),
+        ("step_planned", {"step": 1.0}, 'event "step_planned": field "step" must be an integer (got 1.0)'),
+        ("step_finished", {"step": None}, 'event "step_finished": field "step" must be an integer (got null)'),
+        ("network_started", {"step": "2"}, 'event "network_started": field "step" must be an integer (got "2")'),
+        ("stage_finished", {"stage": 3}, 'event "stage_finished": field "stage" must be a string (got 3)'),
+        (
+            "model_selection_done",
+            {"filters": "4"},
+            'event "model_selection_done": field "filters" must be an integer (got "4")',
+        ),
+        ("model_selection_done", {"arch": [4, 2]}, 'event "model_selection_done": field "arch" must be an object'),
+        (
+            "finalist_trained",
+            {"result": {**_result(), "network_id": None}},
+            'event "finalist_trained", field "result": field "network_id" must be an integer (got null)',
+        ),
+        (
+            "finalist_exported",
+            {"equivalent": "yes"},
+            'event "finalist_exported": field "equivalent" must be true or false (got "yes")',
+        ),
+        (
+            "finalist_drift_done",
+            {"report": "done"},
+            'event "finalist_drift_done": field "report" must be an object (got "done")',
+        ),
+    ],
+)
 def test_a_malformed_event_names_its_line_and_field(tmp_path: Path, kind: str, change: dict, expected: str) -> None:
     bad = {"event": kind, "time": 5.0, **GOOD[kind], **change}
-    journal = _journal(tmp_path, {"event": "run_started", "time": 1.0}, {"event": kind, "time": 2.0, **GOOD[kind]},
-                       bad, {"event": "run_resumed", "time": 6.0})
+    journal = _journal(
+        tmp_path,
+        {"event": "run_started", "time": 1.0},
+        {"event": kind, "time": 2.0, **GOOD[kind]},
+        bad,
+        {"event": "run_resumed", "time": 6.0},
+    )
     with pytest.raises(UserError) as err:
         journal.events()
     message = str(err.value)
@@ -138,7 +212,8 @@ def test_every_kind_that_replay_code_indexes_has_a_model() -> None:
 
 
 def test_a_malformed_finalists_selected_line_stops_the_resume_with_one_error_line(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], write_json: Any) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], write_json: Any
+) -> None:
     class FakeData:
         input_shape = (16, 16, 1)
         classes_count = 2
@@ -154,5 +229,7 @@ def test_a_malformed_finalists_selected_line_stops_the_resume_with_one_error_lin
     assert cli.main(["-r", str(logs / "d")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and err.startswith("error: ") and "Traceback" not in err, err
-    assert (f"is damaged at line {len(lines) + 1}: "
-            'event "finalists_selected", field "candidates"[0] lacks the field "blocks"') in err, err
+    assert (
+        f"is damaged at line {len(lines) + 1}: "
+        'event "finalists_selected", field "candidates"[0] lacks the field "blocks"'
+    ) in err, err

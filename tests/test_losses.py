@@ -1,4 +1,5 @@
 """Loss and metric definitions: perfect predictions, ignore_class, class weights, numpy/Keras agreement."""
+
 from __future__ import annotations
 
 import math

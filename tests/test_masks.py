@@ -1,4 +1,5 @@
 """What `predict` writes for people: palette PNG masks that read back as class indices, coloured overlays."""
+
 from __future__ import annotations
 
 import io

@@ -1,4 +1,5 @@
 """Operator grammar, its error messages, and the per-operator cost rules."""
+
 from __future__ import annotations
 
 import pydantic

@@ -1,4 +1,5 @@
 """others.workers > 1: the networks of a step run as Ray tasks on a local instance; the driver alone writes."""
+
 from __future__ import annotations
 
 import csv
@@ -16,9 +17,15 @@ pytest.importorskip("ray")
 
 def _run(tmp_path: Path, name: str, workers: int, networks: int = 4) -> tuple[Path, str]:
     (tmp_path / name).mkdir()
-    cfg = tiny_config(tmp_path / name, probe=False, pipeline=["search"], strategy="random",
-                      search_strategy__max_networks=networks, search_strategy__b1_max_networks=min(networks, 3),
-                      others__workers=workers)
+    cfg = tiny_config(
+        tmp_path / name,
+        probe=False,
+        pipeline=["search"],
+        strategy="random",
+        search_strategy__max_networks=networks,
+        search_strategy__b1_max_networks=min(networks, 3),
+        others__workers=workers,
+    )
     proc = run_cli(["-j", str(cfg), "--name", name, "--logs-dir", str(tmp_path / "logs")])
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return tmp_path / "logs" / name, proc.stdout + proc.stderr
@@ -59,8 +66,15 @@ def test_a_ray_worker_killed_mid_task_is_retried_and_the_run_finishes(tmp_path: 
 
     from popnas_seg.evaluation.parallel import TASK_PID_DIR_ENV
 
-    cfg = tiny_config(tmp_path, probe=False, pipeline=["search"], strategy="random", search_strategy__max_networks=2,
-                      search_strategy__b1_max_networks=2, others__workers=2)
+    cfg = tiny_config(
+        tmp_path,
+        probe=False,
+        pipeline=["search"],
+        strategy="random",
+        search_strategy__max_networks=2,
+        search_strategy__b1_max_networks=2,
+        others__workers=2,
+    )
     pids = tmp_path / "pids"
     os.environ[TASK_PID_DIR_ENV] = str(pids)  # start_cli copies os.environ; the Ray workers inherit it
     try:
@@ -96,18 +110,25 @@ def test_two_workers_train_the_same_encodings_as_one_and_the_same_folder_structu
     (cols1, rows1), (cols2, rows2) = _table(one), _table(two)
     assert cols1 == cols2
     assert sorted(r["encoding"] for r in rows1) == sorted(r["encoding"] for r in rows2)
-    layout = lambda f: sorted(str(p.relative_to(f)) for p in f.rglob("*") if "tensorboard" not in p.parts  # noqa: E731
-                              and p.suffix != ".log")
+
+    def layout(f: Path) -> list[str]:
+        return sorted(
+            str(p.relative_to(f)) for p in f.rglob("*") if "tensorboard" not in p.parts and p.suffix != ".log"
+        )
+
     assert layout(one) == layout(two)
 
 
-@pytest.mark.parametrize("others, expected", [
-    ({"workers": 0}, 'others.workers: must be an integer >= 1 or "auto", got 0'),
-    ({"workers": True}, 'others.workers: must be an integer >= 1 or "auto", got true'),
-    ({"workers": "2"}, 'others.workers: must be an integer >= 1 or "auto", got "2"'),
-    ({"ray_address": "headnode"}, 'others.ray_address: must be null, "auto" or "host:port"'),
-    ({"ray_address": "10.0.0.1:99999"}, 'others.ray_address: must be null, "auto" or "host:port"'),
-])
+@pytest.mark.parametrize(
+    "others, expected",
+    [
+        ({"workers": 0}, 'others.workers: must be an integer >= 1 or "auto", got 0'),
+        ({"workers": True}, 'others.workers: must be an integer >= 1 or "auto", got true'),
+        ({"workers": "2"}, 'others.workers: must be an integer >= 1 or "auto", got "2"'),
+        ({"ray_address": "headnode"}, 'others.ray_address: must be null, "auto" or "host:port"'),
+        ({"ray_address": "10.0.0.1:99999"}, 'others.ray_address: must be null, "auto" or "host:port"'),
+    ],
+)
 def test_bad_workers_and_ray_addresses_are_one_line_config_errors(others: dict, expected: str) -> None:
     from popnas_seg.config import config_from_dict
     from popnas_seg.errors import UserError
@@ -125,8 +146,15 @@ def test_a_task_that_never_returns_is_a_failed_row_with_exact_params() -> None:
     from popnas_seg.search_space.encoding import Cell
 
     arch = ArchitectureConfig(filters=2, motifs=1)
-    job = NetworkJob(network_id=5, encoding="[(-1,3x3 conv,-1,identity)]", architecture=arch.model_dump(mode="json"),
-                     seed=1, out_dir="unused", origin="random", step=3)
+    job = NetworkJob(
+        network_id=5,
+        encoding="[(-1,3x3 conv,-1,identity)]",
+        architecture=arch.model_dump(mode="json"),
+        seed=1,
+        out_dir="unused",
+        origin="random",
+        step=3,
+    )
     row = failed_result(job, "WorkerCrashedError: killed", 1, 2)
     assert (row.status, row.network_id, row.step, row.origin, row.blocks) == ("failed", 5, 3, "random", 1)
     assert row.params == count_params(Cell.from_string(job.encoding), arch, 1, 2)
@@ -138,8 +166,10 @@ def test_the_in_process_path_imports_no_ray() -> None:
     import subprocess
     import sys
 
-    code = ("import sys\nimport popnas_seg.search.runner, popnas_seg.evaluation.evaluator\n"
-            "print(','.join(m for m in sys.modules if m.split('.')[0] in ('ray', 'keras', 'tensorflow')))\n")
+    code = (
+        "import sys\nimport popnas_seg.search.runner, popnas_seg.evaluation.evaluator\n"
+        "print(','.join(m for m in sys.modules if m.split('.')[0] in ('ray', 'keras', 'tensorflow')))\n"
+    )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and done.stdout.strip() == "", done.stdout[:300] + done.stderr[-2000:]
 
@@ -155,10 +185,10 @@ def _process_table() -> dict[int, tuple[int, str, str]]:
             cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
         except OSError:
             continue
-        fields = stat[stat.rindex(")") + 2:].split()  # after "pid (comm) "; comm may hold spaces
+        fields = stat[stat.rindex(")") + 2 :].split()  # after "pid (comm) "; comm may hold spaces
         if fields[0] == "Z":
             continue  # dead, waiting for its (adoptive) parent to reap it: holds no memory or CPU
-        table[int(entry.name)] = (int(fields[1]), fields[19], cmdline or stat[stat.index("(") + 1:stat.rindex(")")])
+        table[int(entry.name)] = (int(fields[1]), fields[19], cmdline or stat[stat.index("(") + 1 : stat.rindex(")")])
     return table
 
 
@@ -177,7 +207,8 @@ def _descendants(root: int) -> dict[int, tuple[str, str]]:
 
 @pytest.mark.slow
 def test_kill_9_of_a_ray_driver_then_resume_loses_and_repeats_nothing_and_leaves_no_ray_processes(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     """kill -9 of the driver mid-step: its Ray processes go within 10 s; -r trains only what never finished."""
     import os
     import re
@@ -186,13 +217,21 @@ def test_kill_9_of_a_ray_driver_then_resume_loses_and_repeats_nothing_and_leaves
 
     from search_helpers import start_cli, wait_for
 
-    cfg = tiny_config(tmp_path, probe=False, pipeline=["search"], strategy="random", search_strategy__max_networks=3,
-                      search_strategy__b1_max_networks=3, others__workers=2)
+    cfg = tiny_config(
+        tmp_path,
+        probe=False,
+        pipeline=["search"],
+        strategy="random",
+        search_strategy__max_networks=3,
+        search_strategy__b1_max_networks=3,
+        others__workers=2,
+    )
     folder = tmp_path / "logs" / "k9"
     proc = start_cli(["-j", str(cfg), "--name", "k9", "--logs-dir", str(tmp_path / "logs")], tmp_path / "out1")
     try:
-        assert wait_for(folder, lambda ev: any(e["event"] == "network_finished" for e in ev), proc), \
-            (tmp_path / "out1").read_text()[-3000:]
+        assert wait_for(folder, lambda ev: any(e["event"] == "network_finished" for e in ev), proc), (
+            tmp_path / "out1"
+        ).read_text()[-3000:]
         ray_processes = _descendants(proc.pid)
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
@@ -215,8 +254,11 @@ def test_kill_9_of_a_ray_driver_then_resume_loses_and_repeats_nothing_and_leaves
     check()
     # The resume starts at once, while the killed run's Ray processes may still be there, and with RAY_ADDRESS
     # naming the dead instance's GCS: it must start an instance of its own, never join (or wait for) that one.
-    gcs_port = next(re.search(r"--gcs_server_port=(\d+)", cmd).group(1) for _, cmd in ray_processes.values()
-                    if "gcs_server_port" in cmd)
+    gcs_port = next(
+        re.search(r"--gcs_server_port=(\d+)", cmd).group(1)
+        for _, cmd in ray_processes.values()
+        if "gcs_server_port" in cmd
+    )
     os.environ["RAY_ADDRESS"] = f"127.0.0.1:{gcs_port}"
     try:
         resumed = start_cli(["-r", str(folder)], tmp_path / "out2")
@@ -230,8 +272,9 @@ def test_kill_9_of_a_ray_driver_then_resume_loses_and_repeats_nothing_and_leaves
     finally:
         if resumed.poll() is None:
             resumed.kill()
-    lingering = {f"{pid} {cmd[:70]}": gone_after.get(pid, "still alive after 120 s")
-                 for pid, (_, cmd) in ray_processes.items()}
+    lingering = {
+        f"{pid} {cmd[:70]}": gone_after.get(pid, "still alive after 120 s") for pid, (_, cmd) in ray_processes.items()
+    }
     print("seconds each Ray process of the killed driver outlived it:", json.dumps(lingering, indent=1))
     assert all(isinstance(s, float) and s <= 10 for s in lingering.values()), lingering
 
@@ -276,8 +319,13 @@ def test_a_task_returns_its_network_files_and_writes_nothing_under_the_driver_fo
     out_dir = driver / "sampled_models" / "7"
     payload_file = tmp_path / "payload.pkl"
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=str(Path(__file__).resolve().parents[1]))
-    proc = subprocess.run([sys.executable, "-c", _TASK_SCRIPT, str(cfg), str(out_dir), str(payload_file)],
-                          capture_output=True, text=True, env=env, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-c", _TASK_SCRIPT, str(cfg), str(out_dir), str(payload_file)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert not driver.exists(), "the worker wrote under the driver's run folder"
     payload = pickle.loads(payload_file.read_bytes())

@@ -1,4 +1,5 @@
 """Pareto machinery: sorting, crowding and hypervolume on hand-computed cases with mixed directions."""
+
 from __future__ import annotations
 
 import math
@@ -23,14 +24,16 @@ from popnas_seg.search.pareto import (
 )
 
 # dice (max), params (min)
-DICE_PARAMS = np.array([
-    [0.90, 100.0],  # 0: front
-    [0.80, 50.0],   # 1: front
-    [0.85, 120.0],  # 2: dominated by 0
-    [0.70, 60.0],   # 3: dominated by 1
-    [0.90, 100.0],  # 4: duplicate of 0 -> front too
-    [0.60, 130.0],  # 5: dominated by 2 (and 0) -> third front
-])
+DICE_PARAMS = np.array(
+    [
+        [0.90, 100.0],  # 0: front
+        [0.80, 50.0],  # 1: front
+        [0.85, 120.0],  # 2: dominated by 0
+        [0.70, 60.0],  # 3: dominated by 1
+        [0.90, 100.0],  # 4: duplicate of 0 -> front too
+        [0.60, 130.0],  # 5: dominated by 2 (and 0) -> third front
+    ]
+)
 
 
 def _sets(fronts: list[np.ndarray]) -> list[set[int]]:
@@ -47,12 +50,14 @@ def test_non_dominated_sort_mixed_directions() -> None:
 
 def test_non_dominated_sort_three_objectives() -> None:
     # dice (max), params (min), analog dice (max)
-    values = np.array([
-        [0.9, 100, 0.5],
-        [0.8, 50, 0.6],
-        [0.7, 60, 0.9],   # worse dice/params than 1 but best analog: still on the front
-        [0.7, 70, 0.8],   # dominated by 2
-    ])
+    values = np.array(
+        [
+            [0.9, 100, 0.5],
+            [0.8, 50, 0.6],
+            [0.7, 60, 0.9],  # worse dice/params than 1 but best analog: still on the front
+            [0.7, 70, 0.8],  # dominated by 2
+        ]
+    )
     assert _sets(non_dominated_sort(values, [True, False, True])) == [{0, 1, 2}, {3}]
     assert pareto_mask(values, [True, False, True]).tolist() == [True, True, True, False]
 
@@ -129,10 +134,12 @@ def test_reference_point_rule() -> None:
     from popnas_seg.search.reference import run_reference_point
     from popnas_seg.search_space.encoding import single_block_cells
 
-    config = RunConfig.model_validate({
-        "search_space": {"blocks": 2, "operators": ["identity", "3x3 conv", "2x2 maxpool"]},
-        "dataset": {"crop": [16, 16]},
-    })
+    config = RunConfig.model_validate(
+        {
+            "search_space": {"blocks": 2, "operators": ["identity", "3x3 conv", "2x2 maxpool"]},
+            "dataset": {"crop": [16, 16]},
+        }
+    )
     objectives = ["dice", "params", "analog_robustness", "time"]
     values = np.array([[0.8, 1000, 0.7, 12.0], [0.6, 500, 0.5, 30.0]])
     ref = run_reference_point(objectives, config, values, (16, 16, 1), 2)

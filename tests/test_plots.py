@@ -1,4 +1,5 @@
 """Every figure renders from synthetic plain data into a valid PNG, and plot_search re-draws a run's CSVs."""
+
 from __future__ import annotations
 
 import os
@@ -30,15 +31,39 @@ def _results(n: int = 12, seed: int = 0) -> list[TrainingResult]:
     out = []
     for i in range(n):
         dice = float(rng.uniform(0.3, 0.9))
-        out.append(TrainingResult(
-            network_id=i + 1, encoding=f"[(-1,3x3 conv,-{1 + i % 2},{'identity' if i % 3 else '2x2 maxpool'})]",
-            blocks=1, dice=dice, miou=dice * 0.8, params=int(rng.integers(1_000, 200_000)), flops=10_000,
-            train_time_s=float(rng.uniform(1, 5)), inference_time_ms=1.0, epochs=1,
-            analog_dice=None if i == 0 else dice - float(rng.uniform(0, 0.2)), analog_dice_std=0.01,
-            origin="b1", step=1 + i // 6,
-        ))
-    out.append(TrainingResult(network_id=99, encoding="[(-1,identity,-1,identity)]", blocks=1, dice=0.0, miou=0.0,
-                              params=10, flops=0, train_time_s=0.1, inference_time_ms=0.0, epochs=0, status="failed"))
+        out.append(
+            TrainingResult(
+                network_id=i + 1,
+                encoding=f"[(-1,3x3 conv,-{1 + i % 2},{'identity' if i % 3 else '2x2 maxpool'})]",
+                blocks=1,
+                dice=dice,
+                miou=dice * 0.8,
+                params=int(rng.integers(1_000, 200_000)),
+                flops=10_000,
+                train_time_s=float(rng.uniform(1, 5)),
+                inference_time_ms=1.0,
+                epochs=1,
+                analog_dice=None if i == 0 else dice - float(rng.uniform(0, 0.2)),
+                analog_dice_std=0.01,
+                origin="b1",
+                step=1 + i // 6,
+            )
+        )
+    out.append(
+        TrainingResult(
+            network_id=99,
+            encoding="[(-1,identity,-1,identity)]",
+            blocks=1,
+            dice=0.0,
+            miou=0.0,
+            params=10,
+            flops=0,
+            train_time_s=0.1,
+            inference_time_ms=0.0,
+            epochs=0,
+            status="failed",
+        )
+    )
     return out
 
 
@@ -65,20 +90,30 @@ def test_predicted_vs_measured_and_spearman(tmp_path: Path) -> None:
     assert plots.spearman(pred, [1, 2, 3, 4]) == pytest.approx(1.0)
     assert plots.spearman(pred, [4, 3, 2, 1]) == pytest.approx(-1.0)
     assert np.isnan(plots.spearman([1.0], [2.0]))
-    _png(plots.plot_predicted_vs_measured({"Dice": (pred, [0.2, 0.1, 0.5, 0.45]),
-                                           "analog Dice": (pred, [0.3, 0.3, 0.2, 0.6])}, tmp_path / "pm.png", step=2))
+    _png(
+        plots.plot_predicted_vs_measured(
+            {"Dice": (pred, [0.2, 0.1, 0.5, 0.45]), "analog Dice": (pred, [0.3, 0.3, 0.2, 0.6])},
+            tmp_path / "pm.png",
+            step=2,
+        )
+    )
 
 
 def test_hypervolume_operator_drift_and_samples(tmp_path: Path) -> None:
-    _png(plots.plot_hypervolume({"progressive": [(4, 0.2), (8, 0.35)], "random": [(4, 0.1), (8, 0.2)]},
-                                tmp_path / "hv.png"))
+    _png(
+        plots.plot_hypervolume(
+            {"progressive": [(4, 0.2), (8, 0.35)], "random": [(4, 0.1), (8, 0.2)]}, tmp_path / "hv.png"
+        )
+    )
     counts = plots.operator_counts(["[(-1,3x3 conv,-2,identity);(0,2x2 maxpool,-1,3x3 conv)]"])
     assert counts == {"3x3 conv": 2, "identity": 1, "2x2 maxpool": 1}
     _png(plots.plot_operator_frequency(counts, tmp_path / "ops.png"))
-    rows = [{"network": net, "hwa": hwa, "time": t, "mean": m - (0.1 if hwa == "before" else 0) - 0.01 * k,
-             "std": 0.02}
-            for net, m in (("12", 0.8), ("unet", 0.7)) for hwa in ("before", "after")
-            for k, t in enumerate((1.0, 3600.0, 86400.0, 2592000.0, 31536000.0))]
+    rows = [
+        {"network": net, "hwa": hwa, "time": t, "mean": m - (0.1 if hwa == "before" else 0) - 0.01 * k, "std": 0.02}
+        for net, m in (("12", 0.8), ("unet", 0.7))
+        for hwa in ("before", "after")
+        for k, t in enumerate((1.0, 3600.0, 86400.0, 2592000.0, 31536000.0))
+    ]
     _png(plots.plot_drift_curves(rows, tmp_path / "drift.png", digital={"12": 0.82, "unet": 0.75}))
     rng = np.random.default_rng(1)
     images = rng.random((3, 16, 16, 1)).astype(np.float32)
@@ -93,15 +128,29 @@ def test_plot_search_from_csvs(tmp_path: Path) -> None:
     run = tmp_path / "run"
     res = _results()
     write_csv(run / "csv" / "training_results.csv", [r.to_row() for r in res], TrainingResult.COLUMNS)
-    write_csv(run / "csv" / "search_progress.csv",
-              [{"step": 1, "networks_trained": 6, "hypervolume": 0.3, "best_dice": 0.8},
-               {"step": 2, "networks_trained": 13, "hypervolume": 0.4, "best_dice": 0.85}])
-    write_csv(run / "csv" / "predictions_b2.csv",
-              [{"encoding": r.encoding, "predicted_dice": r.dice + 0.05, "predicted_analog_dice": 0.5}
-               for r in res if r.step == 2])
+    write_csv(
+        run / "csv" / "search_progress.csv",
+        [
+            {"step": 1, "networks_trained": 6, "hypervolume": 0.3, "best_dice": 0.8},
+            {"step": 2, "networks_trained": 13, "hypervolume": 0.4, "best_dice": 0.85},
+        ],
+    )
+    write_csv(
+        run / "csv" / "predictions_b2.csv",
+        [
+            {"encoding": r.encoding, "predicted_dice": r.dice + 0.05, "predicted_analog_dice": 0.5}
+            for r in res
+            if r.step == 2
+        ],
+    )
     written = {p.name for p in plots.plot_search(run)}
-    assert {"front_projections.png", "dice_params_analog.png", "front_operators.png", "hypervolume.png",
-            "predicted_vs_measured_b2.png"} <= written
+    assert {
+        "front_projections.png",
+        "dice_params_analog.png",
+        "front_operators.png",
+        "hypervolume.png",
+        "predicted_vs_measured_b2.png",
+    } <= written
     for name in written:
         _png(run / "plots" / name)
     # without measured_front.csv the front is recomputed: the best-Dice ok network is on it
@@ -113,18 +162,23 @@ def test_plot_search_from_csvs(tmp_path: Path) -> None:
 
 
 def test_hypervolume_spread_over_seeds(tmp_path: Path) -> None:
-    curves = {"progressive": [[0.1, 0.2, 0.3], [0.2, 0.25, 0.4, 0.5]], "random": [[0.05, 0.1], [0.1, 0.2]],
-              "empty": []}
+    curves = {"progressive": [[0.1, 0.2, 0.3], [0.2, 0.25, 0.4, 0.5]], "random": [[0.05, 0.1], [0.1, 0.2]], "empty": []}
     width, _ = _png(plots.plot_hypervolume_spread(curves, tmp_path / "spread.png", "task x"))
     assert width > 100
 
 
 def test_finalists_size_vs_analog_dice_at_the_horizon(tmp_path: Path) -> None:
-    finalists = [{"network": "7", "params": "13000"}, {"network": "unet", "params": "110194"},
-                 {"network": "9", "params": ""}]  # no params: left out
-    drift = [{"network": n, "hwa": h, "time": t, "mean": m, "std": 0.01}
-             for n, m in (("7", 0.90), ("unet", 0.92)) for h in ("before", "after")
-             for t in (86400.0, 2592000.0)]
+    finalists = [
+        {"network": "7", "params": "13000"},
+        {"network": "unet", "params": "110194"},
+        {"network": "9", "params": ""},
+    ]  # no params: left out
+    drift = [
+        {"network": n, "hwa": h, "time": t, "mean": m, "std": 0.01}
+        for n, m in (("7", 0.90), ("unet", 0.92))
+        for h in ("before", "after")
+        for t in (86400.0, 2592000.0)
+    ]
     _png(plots.plot_finalists_size_analog(finalists, drift, 30 * 86400.0, tmp_path / "size.png"))
     # nearest drift time to a 20-day horizon is 30 days; empty inputs still give a figure
     _png(plots.plot_finalists_size_analog(finalists, drift, 20 * 86400.0, tmp_path / "size20.png"))

@@ -4,6 +4,7 @@ bad inputs as one-line errors with exit code 2.
 The run folder is built directly (restore/config.json + one finalist under final/), which takes seconds,
 instead of running a search; tests/test_predict_e2e.py runs the real pipeline and then `predict`.
 """
+
 from __future__ import annotations
 
 import os
@@ -56,12 +57,20 @@ def run_folder(tmp_path_factory: pytest.TempPathFactory) -> dict:
         image, mask = _blobs(SIZES[i % 2], rng)
         Image.fromarray(image).save(data_dir / "images" / f"img{i}.png")
         Image.fromarray(mask).save(data_dir / "masks" / f"img{i}.png")
-    config = config_from_dict({
-        "dataset": {"name": None, "path": str(data_dir), "crop": [16, 16], "batch_size": 4,
-                    "validation_size": 0.25, "test_size": 0.25},
-        "architecture_hyperparameters": {"filters": 4, "motifs": 2, "normal_cells_per_motif": 0},
-        "training_hyperparameters": {"epochs": 3, "learning_rate": 0.01},
-    })
+    config = config_from_dict(
+        {
+            "dataset": {
+                "name": None,
+                "path": str(data_dir),
+                "crop": [16, 16],
+                "batch_size": 4,
+                "validation_size": 0.25,
+                "test_size": 0.25,
+            },
+            "architecture_hyperparameters": {"filters": 4, "motifs": 2, "normal_cells_per_motif": 0},
+            "training_hyperparameters": {"epochs": 3, "learning_rate": 0.01},
+        }
+    )
     data = load_data(config.dataset, seed=config.others.seed)
     run = root / "run"
     atomic_write_json(run / "restore" / "config.json", dump_config(config))
@@ -80,8 +89,15 @@ def run_folder(tmp_path_factory: pytest.TempPathFactory) -> dict:
         writer.writeheader()
         writer.writerow({"network": "3", "val_dice": result.dice})
     test = trainer.evaluate(model, "test")
-    return {"run": run, "data": data, "data_dir": data_dir, "test": test, "config": config, "model": model,
-            "test_names": data.split_names()["test"]}
+    return {
+        "run": run,
+        "data": data,
+        "data_dir": data_dir,
+        "test": test,
+        "config": config,
+        "model": model,
+        "test_names": data.split_names()["test"],
+    }
 
 
 def _read(path: Path) -> np.ndarray:
@@ -89,12 +105,15 @@ def _read(path: Path) -> np.ndarray:
 
 
 def test_predict_masks_have_input_shapes_and_their_dice_is_the_whole_image_evaluation(
-        run_folder: dict, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    run_folder: dict, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     names = run_folder["test_names"]
     inputs = [str(run_folder["data_dir"] / "images" / f"{n}.png") for n in names]
     out = tmp_path / "masks"
-    assert main(["predict", "-r", str(run_folder["run"]), "--input", *inputs, "--output", str(out),
-                 "--probabilities"]) == 0
+    assert (
+        main(["predict", "-r", str(run_folder["run"]), "--input", *inputs, "--output", str(out), "--probabilities"])
+        == 0
+    )
     assert "mask(s) written" in capsys.readouterr().err
     preds, trues = [], []
     for n in names:
@@ -161,9 +180,23 @@ def test_run_folder_without_finalists_exits_2(run_folder: dict, tmp_path: Path) 
     empty = tmp_path / "run"
     atomic_write_json(empty / "restore" / "config.json", dump_config(run_folder["config"]))
     image = run_folder["data_dir"] / "images" / "img0.png"
-    proc = subprocess.run([sys.executable, str(ROOT / "run.py"), "predict", "-r", str(empty), "--input",
-                           str(image), "--output", str(tmp_path / "o")], capture_output=True, text=True,
-                          timeout=120, cwd=ROOT)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "run.py"),
+            "predict",
+            "-r",
+            str(empty),
+            "--input",
+            str(image),
+            "--output",
+            str(tmp_path / "o"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+    )
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and "no finalists" in lines[0], proc.stderr
@@ -176,27 +209,72 @@ def test_analog_predict_at_a_drift_time(run_folder: dict, tmp_path: Path, capsys
     data, final = run_folder["data"], run_folder["run"] / "final" / "3"
     x, y = data.train_arrays()
     tx, ty, sizes = pack_images(*data.test_images())
-    report = hwa_and_drift(final / "model.onnx", x, y, tx, ty,
-                           AnalogConfig(hwa_epochs=0, eval_times=[1.0], repetitions=2), 2, None, final, seed=0,
-                           batch_size=4, tile=(16, 16), test_sizes=sizes)
+    report = hwa_and_drift(
+        final / "model.onnx",
+        x,
+        y,
+        tx,
+        ty,
+        AnalogConfig(hwa_epochs=0, eval_times=[1.0], repetitions=2),
+        2,
+        None,
+        final,
+        seed=0,
+        batch_size=4,
+        tile=(16, 16),
+        test_sizes=sizes,
+    )
     assert report.checkpoints["inference"] and report.before_hwa.mean[0] >= 0.0
     name = run_folder["test_names"][0]
     image = str(run_folder["data_dir"] / "images" / f"{name}.png")
     outs = []
     for k in range(2):
         out = tmp_path / f"analog{k}"
-        assert main(["predict", "-r", str(run_folder["run"]), "--input", image, "--output", str(out), "--analog",
-                     "--drift-time", "1month", "--seed", "5"]) == 0
+        assert (
+            main(
+                [
+                    "predict",
+                    "-r",
+                    str(run_folder["run"]),
+                    "--input",
+                    image,
+                    "--output",
+                    str(out),
+                    "--analog",
+                    "--drift-time",
+                    "1month",
+                    "--seed",
+                    "5",
+                ]
+            )
+            == 0
+        )
         outs.append(_read(out / f"{name}.png"))
     err = capsys.readouterr().err
     assert "drift 2.592e+06 s" in err
-    assert ("using network 3 (best validation Dice; no analog recommendation in final/recommendation.json), analog "
-            "(AIHWKit, no HWA checkpoint), drift 1 month (2,592,000 s), programming seed 5") in err
+    assert (
+        "using network 3 (best validation Dice; no analog recommendation in final/recommendation.json), analog "
+        "(AIHWKit, no HWA checkpoint), drift 1 month (2,592,000 s), programming seed 5"
+    ) in err
     truth = _read(run_folder["data_dir"] / "masks" / f"{name}.png")
     assert outs[0].shape == truth.shape
     assert np.mean(outs[0] == outs[1]) > 0.95  # same seed: the same programmed chip (ADC noise aside)
-    assert main(["predict", "-r", str(run_folder["run"]), "--input", image, "--output", str(tmp_path / "d"),
-                 "--drift-time", "1d"]) == 2
+    assert (
+        main(
+            [
+                "predict",
+                "-r",
+                str(run_folder["run"]),
+                "--input",
+                image,
+                "--output",
+                str(tmp_path / "d"),
+                "--drift-time",
+                "1d",
+            ]
+        )
+        == 2
+    )
     assert "--analog" in _one_error_line(capsys)
 
 
@@ -217,8 +295,7 @@ def test_dataset_rescale_is_applied_and_undone(run_folder: dict, tmp_path: Path)
     np.testing.assert_allclose(probs.sum(-1), 1.0, atol=1e-4)
 
 
-def test_predict_never_writes_over_its_inputs(run_folder: dict, tmp_path: Path,
-                                              capsys: pytest.CaptureFixture) -> None:
+def test_predict_never_writes_over_its_inputs(run_folder: dict, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     """Issue 37: `--output` = the input folder replaced both images by masks and exited 0."""
     import shutil
 
@@ -245,8 +322,9 @@ def test_predict_never_writes_over_its_inputs(run_folder: dict, tmp_path: Path,
     unchanged()
 
 
-def test_predict_keeps_existing_files_unless_overwrite(run_folder: dict, tmp_path: Path,
-                                                       capsys: pytest.CaptureFixture) -> None:
+def test_predict_keeps_existing_files_unless_overwrite(
+    run_folder: dict, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     run, image = str(run_folder["run"]), str(run_folder["data_dir"] / "images" / "img0.png")
     out = tmp_path / "out"
     out.mkdir()
@@ -255,8 +333,7 @@ def test_predict_keeps_existing_files_unless_overwrite(run_folder: dict, tmp_pat
     assert "already exists" in _one_error_line(capsys) and "--overwrite" in capsys.readouterr().err + "--overwrite"
     assert sorted(p.name for p in out.iterdir()) == ["img0.probs.npy"]  # nothing written
     assert (out / "img0.probs.npy").read_bytes() == b"mine"
-    assert main(["predict", "-r", run, "--input", image, "--output", str(out), "--probabilities",
-                 "--overwrite"]) == 0
+    assert main(["predict", "-r", run, "--input", image, "--output", str(out), "--probabilities", "--overwrite"]) == 0
     assert np.load(out / "img0.probs.npy").shape == (48, 64, 2)
     from popnas_seg.inference.outputs import check_outputs
 
@@ -265,9 +342,9 @@ def test_predict_keeps_existing_files_unless_overwrite(run_folder: dict, tmp_pat
         check_outputs([run_folder["data_dir"] / "images" / "img1.png"], out, overlay=True)
 
 
-def test_predict_write_failures_are_one_line_naming_the_path(run_folder: dict, tmp_path: Path,
-                                                             monkeypatch: pytest.MonkeyPatch,
-                                                             capsys: pytest.CaptureFixture) -> None:
+def test_predict_write_failures_are_one_line_naming_the_path(
+    run_folder: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
     """Read-only file system / full disk while writing a mask: exit 2 naming the file, not a traceback."""
     import errno
 
@@ -275,6 +352,7 @@ def test_predict_write_failures_are_one_line_naming_the_path(run_folder: dict, t
 
     run, image = str(run_folder["run"]), str(run_folder["data_dir"] / "images" / "img0.png")
     for code in (errno.EROFS, errno.ENOSPC, errno.EACCES):
+
         def refuse(path: Path, data: bytes, code: int = code) -> Path:
             raise OSError(code, os.strerror(code), str(path))
 
@@ -293,11 +371,26 @@ def test_predict_write_failures_are_one_line_naming_the_path(run_folder: dict, t
         assert "not writable" in _one_error_line(capsys)
 
 
-def test_predict_batch_size_must_be_at_least_one(run_folder: dict, tmp_path: Path,
-                                                 capsys: pytest.CaptureFixture) -> None:
+def test_predict_batch_size_must_be_at_least_one(
+    run_folder: dict, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     image = str(run_folder["data_dir"] / "images" / "img0.png")
-    assert main(["predict", "-r", str(run_folder["run"]), "--input", image, "--output", str(tmp_path / "o"),
-                 "--batch-size", "0"]) == 2
+    assert (
+        main(
+            [
+                "predict",
+                "-r",
+                str(run_folder["run"]),
+                "--input",
+                image,
+                "--output",
+                str(tmp_path / "o"),
+                "--batch-size",
+                "0",
+            ]
+        )
+        == 2
+    )
     assert "--batch-size" in capsys.readouterr().err
     with pytest.raises(popnas_seg.errors.UserError, match="at least 1"):
         Predictor(run_folder["run"], batch_size=0)
@@ -305,7 +398,8 @@ def test_predict_batch_size_must_be_at_least_one(run_folder: dict, tmp_path: Pat
 
 
 def test_predict_follows_the_recommendation_and_says_which_network_it_used(
-        run_folder: dict, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    run_folder: dict, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     """Two finalists, the U-Net recommended for digital use (it beats the finalist): predict uses it by default,
     says so, and --network still overrides; masks are palette PNGs (class indices a viewer shows), and --overlay
     writes the image with the mask drawn on it."""

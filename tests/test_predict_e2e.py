@@ -3,6 +3,7 @@
 The report's test Dice must be a whole-image Dice: `predict` on the test images writes full-size masks whose
 Dice against the masks equals the finalist's test Dice in final/finalists.csv. Slow (a whole run, minutes).
 """
+
 from __future__ import annotations
 
 import csv
@@ -35,14 +36,34 @@ def test_quick_pipeline_on_256px_folder_then_predict(tmp_path: Path) -> None:
         )
         Image.fromarray((m > 0).astype(np.uint8) * 255).save(data_dir / "masks" / f"c{i:02d}.png")
     quick = json.loads((ROOT / "configs" / "quick.json").read_text())
-    quick["dataset"] = {"name": None, "path": str(data_dir), "samples": None, "crop": [32, 32],
-                        "class_labels_remapping": {"255": 1}, "validation_size": 0.2, "test_size": 0.2}
+    quick["dataset"] = {
+        "name": None,
+        "path": str(data_dir),
+        "samples": None,
+        "crop": [32, 32],
+        "class_labels_remapping": {"255": 1},
+        "validation_size": 0.2,
+        "test_size": 0.2,
+    }
     quick["analog"].update({"eval_times": [86400.0, 2592000.0], "unet_baseline": False})
     config_file = tmp_path / "e2e.json"
     config_file.write_text(json.dumps(quick))
-    proc = subprocess.run([sys.executable, str(ROOT / "run.py"), "-j", str(config_file), "--logs-dir",
-                           str(tmp_path / "logs"), "--name", "e2e"], capture_output=True, text=True, timeout=1800,
-                          cwd=ROOT)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "run.py"),
+            "-j",
+            str(config_file),
+            "--logs-dir",
+            str(tmp_path / "logs"),
+            "--name",
+            "e2e",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=1800,
+        cwd=ROOT,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     run = tmp_path / "logs" / "e2e"
     assert "on whole images" in (run / "report.md").read_text()
@@ -52,9 +73,25 @@ def test_quick_pipeline_on_256px_folder_then_predict(tmp_path: Path) -> None:
     test_names = load_data(config.dataset, seed=config.others.seed).split_names()["test"]
     out = tmp_path / "masks"
     inputs = [str(data_dir / "images" / f"{n}.png") for n in test_names]
-    proc = subprocess.run([sys.executable, str(ROOT / "run.py"), "predict", "-r", str(run), "--network",
-                           row["network"], "--input", *inputs, "--output", str(out)], capture_output=True, text=True,
-                          timeout=600, cwd=ROOT)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "run.py"),
+            "predict",
+            "-r",
+            str(run),
+            "--network",
+            row["network"],
+            "--input",
+            *inputs,
+            "--output",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=ROOT,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     preds, trues = [], []
     for n in test_names:
@@ -66,9 +103,29 @@ def test_quick_pipeline_on_256px_folder_then_predict(tmp_path: Path) -> None:
     whole = dice_score(np.concatenate(preds), np.concatenate(trues), 2)
     assert whole == pytest.approx(float(row["test_dice"]), abs=1e-4), (whole, row["test_dice"])
     # The analog predict of the same finalist runs at a chosen drift time.
-    proc = subprocess.run([sys.executable, str(ROOT / "run.py"), "predict", "-r", str(run), "--network",
-                           row["network"], "--input", inputs[0], "--output", str(tmp_path / "analog"), "--analog",
-                           "--drift-time", "1month", "--seed", "1"], capture_output=True, text=True, timeout=600,
-                          cwd=ROOT)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "run.py"),
+            "predict",
+            "-r",
+            str(run),
+            "--network",
+            row["network"],
+            "--input",
+            inputs[0],
+            "--output",
+            str(tmp_path / "analog"),
+            "--analog",
+            "--drift-time",
+            "1month",
+            "--seed",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=ROOT,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert np.asarray(Image.open(tmp_path / "analog" / f"{test_names[0]}.png")).shape == (256, 256)

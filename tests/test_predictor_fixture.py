@@ -6,6 +6,7 @@ docs/BENCHMARKS.md (progressive, random and evolution runs of both tasks), writt
 `fixtures/search_e8_<task>.json` are those runs' configs. A cell trained by several runs counts once, with its
 mean Dice (a less noisy label than one training), and train and held-out cells never share a cell.
 """
+
 from __future__ import annotations
 
 from collections import defaultdict

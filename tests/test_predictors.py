@@ -1,4 +1,5 @@
 """Predictors: cell graphs, the GIN ensemble (learns, deterministic, tiny data, save/load), the SVR, quality."""
+
 from __future__ import annotations
 
 import math
@@ -184,8 +185,11 @@ def test_gin_stays_float32_under_mixed_precision() -> None:
     previous = keras.config.dtype_policy()
     keras.config.set_dtype_policy("mixed_float16")
     try:
-        pred = GINPredictor(OPS, 2, 3, ensemble_units=1, epochs=2, seed=0).fit(
-            cells, [_conv_fraction(c) for c in cells]).predict(cells)
+        pred = (
+            GINPredictor(OPS, 2, 3, ensemble_units=1, epochs=2, seed=0)
+            .fit(cells, [_conv_fraction(c) for c in cells])
+            .predict(cells)
+        )
         assert np.all(np.isfinite(pred))
         assert keras.config.dtype_policy().name == "mixed_float16"  # the caller's policy is left alone
     finally:
@@ -200,8 +204,14 @@ def test_feature_score_predictor_ranks_and_round_trips(tmp_path, kind) -> None:
     rng = np.random.default_rng(1)
     cells = _random_cells(40, seed=5)
     # Dice grows with capacity (convs), saturating, plus noise: what short-trained nets show
-    dice = np.array([0.9 - 0.5 * np.exp(-0.6 * sum("conv" in op for b in c.blocks for op in (b.op1, b.op2)))
-                     + rng.normal(0, 0.02) for c in cells])
+    dice = np.array(
+        [
+            0.9
+            - 0.5 * np.exp(-0.6 * sum("conv" in op for b in c.blocks for op in (b.op1, b.op2)))
+            + rng.normal(0, 0.02)
+            for c in cells
+        ]
+    )
 
     def features(c: Cell) -> list[float]:
         return cell_time_features(c, OPS, 2, _fake_cost)
@@ -231,8 +241,11 @@ def test_ridge_leave_one_out_error_matches_refitting() -> None:
         return list(x[c])
 
     model = FeatureScorePredictor(features, "ridge").fit(cells, y)
-    errors = [FeatureScorePredictor(features, "ridge").fit([c for c in cells if c != i], np.delete(y, i))
-              .predict([i])[0] - y[i] for i in cells]
+    errors = [
+        FeatureScorePredictor(features, "ridge").fit([c for c in cells if c != i], np.delete(y, i)).predict([i])[0]
+        - y[i]
+        for i in cells
+    ]
     assert model.loo_rmse == pytest.approx(float(np.sqrt(np.mean(np.square(errors)))), rel=0.05)
     assert 0.01 < model.loo_rmse < 0.03  # about the noise put in
     assert FeatureScorePredictor(features, "ridge").fit(cells[:2], y[:2]).loo_rmse is None

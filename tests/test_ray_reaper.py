@@ -1,4 +1,5 @@
 """The watchdog that kills a local Ray instance's process tree when the driver dies (evaluation/ray_reaper.py)."""
+
 from __future__ import annotations
 
 import os

@@ -3,6 +3,7 @@
 Each test names the hole it closes; the slow-looking ones run real processes on tiny data because signals,
 kill -9 and child processes cannot be faked in-process.
 """
+
 from __future__ import annotations
 
 import json
@@ -44,7 +45,7 @@ def _write_pairs(folder: Path, names: list[str], size: int = 24) -> None:
     for name in names:
         mask = np.zeros((size, size), np.uint8)
         y, x = rng.integers(4, size - 8, 2)
-        mask[y:y + 6, x:x + 6] = 1
+        mask[y : y + 6, x : x + 6] = 1
         image = (mask * 150 + rng.integers(0, 60, (size, size))).astype(np.uint8)
         Image.fromarray(image).save(folder / "images" / f"{name}.png")
         Image.fromarray(mask).save(folder / "masks" / f"{name}.png")
@@ -66,8 +67,11 @@ def _one_error_line(err: str) -> str:
 
 def _snapshot(folder: Path) -> dict[str, bytes]:
     """Every file of a run folder (but the lock, rewritten by every open) with its bytes."""
-    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
-            if p.is_file() and p.name != "lock"}
+    return {
+        str(p.relative_to(folder)): p.read_bytes()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and p.name != "lock"
+    }
 
 
 # ------------------------------------------------------------------------------------------ 1. SIGTERM
@@ -84,9 +88,15 @@ def _wait_for_process_end(proc: subprocess.Popen, timeout: float) -> int:
 
 def test_sigterm_stops_like_ctrl_c_and_the_run_resumes(tmp_path: Path) -> None:
     """kill / timeout / docker stop send SIGTERM: exit 143, the resume hint on stderr and in run.log."""
-    cfg = tiny_config(tmp_path, probe=False, pipeline=["search"], search_space__blocks=1,
-                      search_strategy__b1_max_networks=1, training_hyperparameters__steps_per_epoch=2,
-                      training_hyperparameters__epochs=3)  # a few seconds of training: the signal lands in it
+    cfg = tiny_config(
+        tmp_path,
+        probe=False,
+        pipeline=["search"],
+        search_space__blocks=1,
+        search_strategy__b1_max_networks=1,
+        training_hyperparameters__steps_per_epoch=2,
+        training_hyperparameters__epochs=3,
+    )  # a few seconds of training: the signal lands in it
     logs = tmp_path / "logs"
     folder = logs / "term"
     log = tmp_path / "out.txt"
@@ -108,8 +118,14 @@ def test_sigterm_stops_like_ctrl_c_and_the_run_resumes(tmp_path: Path) -> None:
 
     # The hint works as printed: from another folder, with no virtual environment on PATH.
     command = shlex.split(hint.split("resume with: ", 1)[1])
-    proc = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=tmp_path,
-                          env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PATH="/usr/bin:/bin"))
+    proc = subprocess.run(
+        command,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=tmp_path,
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PATH="/usr/bin:/bin"),
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     events = [e["event"] for e in journal_events(folder)]
     assert events.count("network_finished") == 1 and "search_finished" in events
@@ -138,7 +154,8 @@ def test_a_sigterm_swallowed_by_a_finaliser_is_raised_again(capsys: pytest.Captu
 
 
 def test_a_sigterm_during_the_pipeline_exits_143_with_the_hint(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], write_json: Any) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], write_json: Any
+) -> None:
     import popnas_seg.pipeline as pipeline
 
     def terminated(*args: Any) -> None:
@@ -172,7 +189,7 @@ def test_an_analog_worker_dies_with_its_parent(tmp_path: Path) -> None:
         "import os, subprocess, sys\n"
         "env = dict(os.environ, POPNAS_WORKER_PARENT_PID=str(os.getpid()))\n"
         "child = subprocess.Popen([sys.executable, '-c', 'import time; from popnas_seg.analog.worker import "
-        "_die_with_parent; _die_with_parent(); print(\"ready\", flush=True); time.sleep(120)'], env=env, "
+        '_die_with_parent; _die_with_parent(); print("ready", flush=True); time.sleep(120)\'], env=env, '
         "stdout=subprocess.PIPE, text=True)\n"
         "assert child.stdout.readline().strip() == 'ready'\n"
         "print(child.pid, flush=True)\n"
@@ -253,8 +270,12 @@ def test_nan_and_infinity_in_the_file_are_refused_and_the_frozen_config_is_stric
     with pytest.raises(UserError, match=r"analog\.g_max: must be a finite number \(got Infinity\)"):
         load_config(path)
     # strict types, yet JSON as users write it still fills tuples, integer-keyed maps and float lists
-    cfg = config_from_dict({"dataset": {"generated_size": [32, 48], "class_labels_remapping": {"255": 1}},
-                            "analog": {"eval_times": [1, 60.5]}})
+    cfg = config_from_dict(
+        {
+            "dataset": {"generated_size": [32, 48], "class_labels_remapping": {"255": 1}},
+            "analog": {"eval_times": [1, 60.5]},
+        }
+    )
     assert cfg.dataset.generated_size == (32, 48) and cfg.dataset.class_labels_remapping == {255: 1}
     assert cfg.analog.eval_times == [1.0, 60.5]
     run = RunFolder.create(tmp_path / "logs", "s", config_from_dict(cli_tiny_config()))
@@ -266,10 +287,14 @@ def test_nan_and_infinity_in_the_file_are_refused_and_the_frozen_config_is_stric
 @pytest.mark.parametrize(
     "text,expected",
     [
-        ('{"training_hyperparameters": {"epochs": 1, "epochs": 2}}',
-         'key "epochs" appears twice in training_hyperparameters'),
-        ('{"dataset": {"augmentation": {"flips": true, "flips": false}}}',
-         'key "flips" appears twice in dataset.augmentation'),
+        (
+            '{"training_hyperparameters": {"epochs": 1, "epochs": 2}}',
+            'key "epochs" appears twice in training_hyperparameters',
+        ),
+        (
+            '{"dataset": {"augmentation": {"flips": true, "flips": false}}}',
+            'key "flips" appears twice in dataset.augmentation',
+        ),
         ('{"others": {}, "others": {}}', 'key "others" appears twice at the top level'),
         ("[" * 100000 + "]" * 100000, "nested too deeply"),
         ('{"a": ' * 50000 + "1" + "}" * 50000, "nested too deeply"),
@@ -282,7 +307,8 @@ def test_file_level_messages_name_the_place(text: str, expected: str) -> None:
 
 
 def test_paths_that_are_files_or_looping_links_are_named_as_such(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str], write_json: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], write_json: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     a_file = tmp_path / "data.txt"
     a_file.write_text("x")
     cfg = cli_tiny_config()
@@ -307,8 +333,9 @@ def test_paths_that_are_files_or_looping_links_are_named_as_such(
         read_folder(data, classes_count=2)
 
 
-def test_preview_into_a_folder_is_one_error_line(tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                                 write_json: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_preview_into_a_folder_is_one_error_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], write_json: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(cli, "_load_data", lambda config: pytest.fail("data must not load for a bad target"))
     assert cli.main(["-j", str(write_json(cli_tiny_config())), "--preview-data", str(tmp_path)]) == 2
     assert "is a folder; give the name of a .png file" in _one_error_line(capsys.readouterr().err)
@@ -339,8 +366,10 @@ def test_fingerprint_names_what_changed(tmp_path: Path) -> None:
     assert "2 file(s) added (images/c.png, masks/c.png)" in change
     assert "1 file(s) removed (images/b.png)" in change and "1 file(s) modified (masks/a.png)" in change
     generated = config_from_dict({})
-    assert describe_change(data_fingerprint(generated.dataset, 1), data_fingerprint(generated.dataset, 2)) \
+    assert (
+        describe_change(data_fingerprint(generated.dataset, 1), data_fingerprint(generated.dataset, 2))
         == "the generated data's parameters changed: seed"
+    )
 
 
 def test_dataset_seed_keeps_old_fingerprints_and_is_the_seed_recorded() -> None:
@@ -351,8 +380,9 @@ def test_dataset_seed_keeps_old_fingerprints_and_is_the_seed_recorded() -> None:
     old = config_from_dict({"others": {"seed": 1}})
     stored = data_fingerprint(old.dataset, 1)
     assert "seed" not in stored["generator"] and stored["seed"] == 1
-    assert describe_change(stored, _fingerprint(config_from_dict({"others": {"seed": 1}, "dataset": {"seed": 1}}))) \
-        is None
+    assert (
+        describe_change(stored, _fingerprint(config_from_dict({"others": {"seed": 1}, "dataset": {"seed": 1}}))) is None
+    )
     assert _fingerprint(config_from_dict({"others": {"seed": 9}, "dataset": {"seed": 2}}))["seed"] == 2
 
 
@@ -360,22 +390,32 @@ def test_resume_after_kill_9_refuses_changed_data(tmp_path: Path) -> None:
     """8 -> 16 images between a kill and -r: exit 2 naming the change, the folder untouched."""
     data = tmp_path / "data"
     _write_pairs(data, [f"img{i:02d}" for i in range(8)])
-    cfg = tiny_config(tmp_path, probe=False, pipeline=["search"], search_space__blocks=1,
-                      search_strategy__b1_max_networks=2, training_hyperparameters__steps_per_epoch=2,
-                      dataset__name=None, dataset__path=str(data), dataset__samples=None)
+    cfg = tiny_config(
+        tmp_path,
+        probe=False,
+        pipeline=["search"],
+        search_space__blocks=1,
+        search_strategy__b1_max_networks=2,
+        training_hyperparameters__steps_per_epoch=2,
+        dataset__name=None,
+        dataset__path=str(data),
+        dataset__samples=None,
+    )
     logs = tmp_path / "logs"
     folder = logs / "k9"
     proc = start_cli(["-j", str(cfg), "--logs-dir", str(logs), "--name", "k9"], tmp_path / "out.txt")
     try:
-        assert wait_for(folder, lambda ev: any(e["event"] == "network_started" for e in ev), proc), \
-            (tmp_path / "out.txt").read_text()[-3000:]
+        assert wait_for(folder, lambda ev: any(e["event"] == "network_started" for e in ev), proc), (
+            tmp_path / "out.txt"
+        ).read_text()[-3000:]
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
     _write_pairs(data, [f"img{i:02d}" for i in range(8, 16)])
     before = _snapshot(folder)
-    res = subprocess.run([sys.executable, str(ROOT / "run.py"), "-r", str(folder)], capture_output=True, text=True,
-                         timeout=300, cwd=ROOT)
+    res = subprocess.run(
+        [sys.executable, str(ROOT / "run.py"), "-r", str(folder)], capture_output=True, text=True, timeout=300, cwd=ROOT
+    )
     assert res.returncode == 2, res.stderr[-3000:]
     line = _one_error_line(res.stderr)
     assert "the data changed since the run started" in line
@@ -385,7 +425,8 @@ def test_resume_after_kill_9_refuses_changed_data(tmp_path: Path) -> None:
 
 
 def test_accept_changed_data_sets_results_aside_and_starts_over(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], write_json: Any) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], write_json: Any
+) -> None:
     data = tmp_path / "data"
     _write_pairs(data, ["a", "b"])
     cfg = cli_tiny_config()
@@ -429,8 +470,8 @@ def _made_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, write_json: Any) 
 
 @pytest.mark.parametrize("damage", ["missing", "empty"])
 def test_a_lost_journal_of_a_search_under_way_is_refused(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], write_json: Any,
-        damage: str) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], write_json: Any, damage: str
+) -> None:
     folder = _made_run(tmp_path, monkeypatch, write_json)
     state = json.loads((folder / "restore" / "state.json").read_text())
     (folder / "restore" / "state.json").write_text(json.dumps({**state, "stage": "search", "step": 2}))
@@ -473,8 +514,13 @@ def test_a_lost_journal_of_a_search_under_way_is_refused(
     ],
 )
 def test_a_well_formed_json_line_that_is_not_an_event_is_one_error_and_nothing_is_written(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], write_json: Any,
-        line: str, expected: str) -> None:
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    write_json: Any,
+    line: str,
+    expected: str,
+) -> None:
     folder = _made_run(tmp_path, monkeypatch, write_json)
     journal = folder / "restore" / "journal.jsonl"
     journal.write_text(journal.read_text() + line + "\n" + journal.read_text())
@@ -496,19 +542,29 @@ def _mirror(tmp_path: Path, files: dict[str, str], **env: str) -> subprocess.Com
     for name, text in files.items():
         (apt / name).write_text(text)
     clean = {k: v for k, v in os.environ.items() if k != "DEBIAN_MIRROR"}
-    return subprocess.run(["bash", str(ROOT / "docker" / "debian_mirror.sh")], capture_output=True, text=True,
-                          env={**clean, "APT_DIR": str(apt), **env}, timeout=30)
+    return subprocess.run(
+        ["bash", str(ROOT / "docker" / "debian_mirror.sh")],
+        capture_output=True,
+        text=True,
+        env={**clean, "APT_DIR": str(apt), **env},
+        timeout=30,
+    )
 
 
 def test_the_debian_mirror_comes_only_from_apt_sources_or_debian_mirror(tmp_path: Path) -> None:
-    deb822 = ("Types: deb\nURIs: http://security.example/debian-security\nSuites: bookworm-security\n\n"
-              "Types: deb\nURIs: http://mirror.example/debian\nSuites: bookworm bookworm-updates\n")
+    deb822 = (
+        "Types: deb\nURIs: http://security.example/debian-security\nSuites: bookworm-security\n\n"
+        "Types: deb\nURIs: http://mirror.example/debian\nSuites: bookworm bookworm-updates\n"
+    )
     got = _mirror(tmp_path / "a", {"sources.list.d/debian.sources": deb822})
     assert got.returncode == 0 and got.stdout.strip() == "http://mirror.example/debian", got.stderr
     got = _mirror(tmp_path / "b", {"sources.list": "deb [arch=amd64] http://other.example/debian bookworm main\n"})
     assert got.stdout.strip() == "http://other.example/debian"
-    got = _mirror(tmp_path / "c", {"sources.list": "deb http://other.example/debian bookworm main\n"},
-                  DEBIAN_MIRROR="http://chosen.example/debian")
+    got = _mirror(
+        tmp_path / "c",
+        {"sources.list": "deb http://other.example/debian bookworm main\n"},
+        DEBIAN_MIRROR="http://chosen.example/debian",
+    )
     assert got.stdout.strip() == "http://chosen.example/debian"
     got = _mirror(tmp_path / "d", {"sources.list": "deb http://ubuntu.example/ubuntu jammy main\n"})
     assert got.returncode == 1 and got.stdout == ""

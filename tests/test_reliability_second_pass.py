@@ -1,6 +1,7 @@
 """Reliability, second pass (issue 37): SIGTERM under Ray, cluster addresses, resource bombs, unwritable
 outputs, data and orders that cannot work. Each test names the hole it closes.
 """
+
 from __future__ import annotations
 
 import json
@@ -44,9 +45,17 @@ def test_sigterm_with_two_ray_workers_mid_training_exits_143_with_the_hint(tmp_p
     pytest.importorskip("ray")
     from popnas_seg.evaluation.parallel import TASK_PID_DIR_ENV
 
-    cfg = tiny_config(tmp_path, probe=False, pipeline=["search"], strategy="random", search_strategy__max_networks=2,
-                      search_strategy__b1_max_networks=2, others__workers=2,
-                      training_hyperparameters__epochs=200, training_hyperparameters__steps_per_epoch=1)
+    cfg = tiny_config(
+        tmp_path,
+        probe=False,
+        pipeline=["search"],
+        strategy="random",
+        search_strategy__max_networks=2,
+        search_strategy__b1_max_networks=2,
+        others__workers=2,
+        training_hyperparameters__epochs=200,
+        training_hyperparameters__steps_per_epoch=1,
+    )
     logs, pids = tmp_path / "logs", tmp_path / "pids"
     folder, log = logs / "w2", tmp_path / "out.txt"
     os.environ[TASK_PID_DIR_ENV] = str(pids)  # the Ray workers inherit it and announce their tasks
@@ -134,11 +143,11 @@ def test_ray_client_addresses_are_refused_by_the_config() -> None:
         config_from_dict({"others": {"ray_connect_timeout_s": 0}})
 
 
-def test_an_unreachable_cluster_is_exit_2_before_the_run_folder(tmp_path: Path,
-                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+def test_an_unreachable_cluster_is_exit_2_before_the_run_folder(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """127.0.0.1:1: the folder was created, then Ray retried for over 200 s without an error line."""
-    cfg = tiny_config(tmp_path, probe=False, pipeline=["search"], others__workers=2,
-                      others__ray_address="127.0.0.1:1")
+    cfg = tiny_config(tmp_path, probe=False, pipeline=["search"], others__workers=2, others__ray_address="127.0.0.1:1")
     started = time.monotonic()
     assert cli.main(["-j", str(cfg), "--logs-dir", str(tmp_path / "logs")]) == 2
     line = _one_error_line(capsys.readouterr().err)
@@ -148,9 +157,16 @@ def test_an_unreachable_cluster_is_exit_2_before_the_run_folder(tmp_path: Path,
 
 
 def test_a_cluster_that_never_answers_is_exit_2_after_the_connect_timeout(
-        tmp_path: Path, silent_listener: str, capsys: pytest.CaptureFixture[str]) -> None:
-    cfg = tiny_config(tmp_path, probe=False, pipeline=["search"], others__workers=2,
-                      others__ray_address=silent_listener, others__ray_connect_timeout_s=2)
+    tmp_path: Path, silent_listener: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cfg = tiny_config(
+        tmp_path,
+        probe=False,
+        pipeline=["search"],
+        others__workers=2,
+        others__ray_address=silent_listener,
+        others__ray_connect_timeout_s=2,
+    )
     assert cli.main(["-j", str(cfg), "--logs-dir", str(tmp_path / "logs")]) == 2
     line = _one_error_line(capsys.readouterr().err)
     assert "cannot join the Ray cluster" in line and "no answer within 2 s" in line, line
@@ -159,8 +175,14 @@ def test_a_cluster_that_never_answers_is_exit_2_after_the_connect_timeout(
 
 def test_sigterm_while_joining_a_cluster_exits_143_within_5_s(tmp_path: Path, silent_listener: str) -> None:
     """SIGTERM while Ray retried the GCS took 17-41 s and exited 15 without a word."""
-    cfg = tiny_config(tmp_path, probe=False, pipeline=["search"], others__workers=2,
-                      others__ray_address=silent_listener, others__ray_connect_timeout_s=600)
+    cfg = tiny_config(
+        tmp_path,
+        probe=False,
+        pipeline=["search"],
+        others__workers=2,
+        others__ray_address=silent_listener,
+        others__ray_connect_timeout_s=600,
+    )
     log = tmp_path / "out.txt"
     proc = start_cli(["-j", str(cfg), "--logs-dir", str(tmp_path / "logs")], log)
     try:
@@ -185,10 +207,13 @@ def test_sigterm_while_joining_a_cluster_exits_143_within_5_s(tmp_path: Path, si
 # ------------------------------------------------------------------------------------ sizes and resources
 
 
-@pytest.mark.parametrize("dataset, expected", [
-    ({"generated_size": [100000, 100000]}, "dataset.generated_size[0]: must be <= 8192"),
-    ({"samples": 1_000_000_000}, "dataset.samples: must be <= 1000000"),
-])
+@pytest.mark.parametrize(
+    "dataset, expected",
+    [
+        ({"generated_size": [100000, 100000]}, "dataset.generated_size[0]: must be <= 8192"),
+        ({"samples": 1_000_000_000}, "dataset.samples: must be <= 1000000"),
+    ],
+)
 def test_generated_data_sizes_are_bounded_by_the_config(dataset: dict, expected: str) -> None:
     """[100000, 100000] or samples 1e9: numpy's "Unable to allocate 894 GiB" traceback, exit 1."""
     from popnas_seg.config import config_from_dict
@@ -199,7 +224,8 @@ def test_generated_data_sizes_are_bounded_by_the_config(dataset: dict, expected:
 
 
 def test_generated_data_is_checked_against_the_available_memory_before_allocation(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     from popnas_seg.data import limits
     from popnas_seg.data.synthetic import generate_nuclei
     from popnas_seg.errors import UserError
@@ -212,8 +238,7 @@ def test_generated_data_is_checked_against_the_available_memory_before_allocatio
 
 
 @pytest.mark.parametrize("suffix", [".png", ".tif", ".npy"])
-def test_one_pixel_limit_for_every_image_format(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                suffix: str) -> None:
+def test_one_pixel_limit_for_every_image_format(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, suffix: str) -> None:
     """A 435 KB zlib TIFF of 20000 x 20000 took 6.7 GB (PIL refused the PNG, NPY had no limit): the header is
     checked against one limit before decoding. Here the limit is lowered so the files stay small."""
     import tifffile
@@ -280,11 +305,14 @@ def test_a_huge_config_file_is_refused_before_it_is_parsed(tmp_path: Path) -> No
 # ------------------------------------------------------------------------------------------ nonsense accepted
 
 
-@pytest.mark.parametrize("pipeline, expected", [
-    (["search", "search"], 'lists "search" twice'),
-    (["report", "search"], "is out of order"),
-    (["finalists", "search", "report"], "is out of order"),
-])
+@pytest.mark.parametrize(
+    "pipeline, expected",
+    [
+        (["search", "search"], 'lists "search" twice'),
+        (["report", "search"], "is out of order"),
+        (["finalists", "search", "report"], "is out of order"),
+    ],
+)
 def test_pipeline_orders_that_make_no_sense_are_refused(pipeline: list[str], expected: str) -> None:
     from popnas_seg.config import config_from_dict
     from popnas_seg.errors import UserError
@@ -306,8 +334,14 @@ def test_masks_without_foreground_are_refused(tmp_path: Path, capsys: pytest.Cap
         Image.fromarray(rng.integers(0, 255, (24, 24), dtype=np.uint8)).save(tmp_path / "data" / "images" / f"{i}.png")
         Image.fromarray(np.zeros((24, 24), np.uint8)).save(tmp_path / "data" / "masks" / f"{i}.png")
     cfg = tmp_path / "c.json"
-    cfg.write_text(json.dumps({"dataset": {"name": None, "path": str(tmp_path / "data"), "crop": [16, 16]},
-                               "architecture_hyperparameters": {"motifs": 2}}))
+    cfg.write_text(
+        json.dumps(
+            {
+                "dataset": {"name": None, "path": str(tmp_path / "data"), "crop": [16, 16]},
+                "architecture_hyperparameters": {"motifs": 2},
+            }
+        )
+    )
     assert cli.main(["-j", str(cfg), "--logs-dir", str(tmp_path / "logs")]) == 2
     line = _one_error_line(capsys.readouterr().err)
     assert "no training mask holds a foreground pixel" in line and "0 of 8 masks" in line, line
@@ -322,9 +356,20 @@ def test_ctrl_c_while_the_cli_imports_exits_130_without_a_traceback(tmp_path: Pa
     The signal is sent once pydantic's compiled core is mapped, i.e. while popnas_seg.cli imports its config."""
     if not Path("/proc/self/maps").exists():
         pytest.skip("needs /proc to see the import under way")
-    proc = subprocess.Popen([sys.executable, str(ROOT / "run.py"), "-j", str(ROOT / "configs" / "quick.json"),
-                             "--logs-dir", str(tmp_path / "logs")], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, cwd=ROOT)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            str(ROOT / "run.py"),
+            "-j",
+            str(ROOT / "configs" / "quick.json"),
+            "--logs-dir",
+            str(tmp_path / "logs"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=ROOT,
+    )
     try:
         deadline = time.monotonic() + 60
         while "pydantic_core" not in Path(f"/proc/{proc.pid}/maps").read_text():
@@ -342,13 +387,15 @@ def test_ctrl_c_while_the_cli_imports_exits_130_without_a_traceback(tmp_path: Pa
 
 
 def test_a_full_disk_during_a_run_is_exit_2_naming_the_file_and_the_run_resumes(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     """ENOSPC (or an immutable csv/) mid-run: exit 1 with a traceback; now one line naming the file, exit 2,
     and `-r` finishes the run once the space is back."""
     import errno
 
-    cfg = tiny_config(tmp_path, probe=False, pipeline=["search"], search_space__blocks=1,
-                      search_strategy__b1_max_networks=1)
+    cfg = tiny_config(
+        tmp_path, probe=False, pipeline=["search"], search_space__blocks=1, search_strategy__b1_max_networks=1
+    )
     logs = tmp_path / "logs"
     folder = logs / "full"
     real_replace = os.replace
@@ -373,12 +420,14 @@ def test_a_full_disk_during_a_run_is_exit_2_naming_the_file_and_the_run_resumes(
 
 
 def test_a_cut_journal_tail_and_a_missing_network_folder_are_warned_about_on_resume(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """Both resumed silently before."""
     import shutil
 
-    cfg = tiny_config(tmp_path, probe=False, pipeline=["search"], search_space__blocks=1,
-                      search_strategy__b1_max_networks=1)
+    cfg = tiny_config(
+        tmp_path, probe=False, pipeline=["search"], search_space__blocks=1, search_strategy__b1_max_networks=1
+    )
     logs = tmp_path / "logs"
     folder = logs / "w"
     assert cli.main(["-j", str(cfg), "--logs-dir", str(logs), "--name", "w"]) == 0

@@ -1,4 +1,5 @@
 """report.md from a synthetic run folder: expected sections and numbers; degrades when stages did not run."""
+
 from __future__ import annotations
 
 import json
@@ -25,53 +26,180 @@ def _restore(run: Path) -> None:
 def _synthetic_run(run: Path) -> None:
     _restore(run)
     results = [
-        TrainingResult(1, "[(-1,3x3 conv,-1,identity)]", 1, 0.812, 0.70, 12_345, 99_000, 10.0, 1.5, 1,
-                       analog_dice=0.771, analog_dice_std=0.012, robustness=0.95, analog_coverage=0.9, origin="b1",
-                       step=1),
-        TrainingResult(2, "[(-1,identity,-2,2x2 maxpool)]", 1, 0.55, 0.45, 2_000, 10_000, 20.0, 1.0, 1,
-                       analog_dice=0.60, analog_dice_std=0.02, robustness=1.09, analog_coverage=1.0, origin="b1",
-                       step=1),
-        TrainingResult(3, "[(-1,3x3 conv,-1,3x3 conv)]", 1, 0.50, 0.40, 50_000, 10_000, 30.5, 1.0, 1,
-                       analog_dice=0.40, analog_dice_std=0.02, robustness=0.8, analog_coverage=1.0, origin="pareto",
-                       step=2),
+        TrainingResult(
+            1,
+            "[(-1,3x3 conv,-1,identity)]",
+            1,
+            0.812,
+            0.70,
+            12_345,
+            99_000,
+            10.0,
+            1.5,
+            1,
+            analog_dice=0.771,
+            analog_dice_std=0.012,
+            robustness=0.95,
+            analog_coverage=0.9,
+            origin="b1",
+            step=1,
+        ),
+        TrainingResult(
+            2,
+            "[(-1,identity,-2,2x2 maxpool)]",
+            1,
+            0.55,
+            0.45,
+            2_000,
+            10_000,
+            20.0,
+            1.0,
+            1,
+            analog_dice=0.60,
+            analog_dice_std=0.02,
+            robustness=1.09,
+            analog_coverage=1.0,
+            origin="b1",
+            step=1,
+        ),
+        TrainingResult(
+            3,
+            "[(-1,3x3 conv,-1,3x3 conv)]",
+            1,
+            0.50,
+            0.40,
+            50_000,
+            10_000,
+            30.5,
+            1.0,
+            1,
+            analog_dice=0.40,
+            analog_dice_std=0.02,
+            robustness=0.8,
+            analog_coverage=1.0,
+            origin="pareto",
+            step=2,
+        ),
         # segments nothing: its stored ratio (from a run before the digital-Dice floor) must not be shown
-        TrainingResult(4, "[(-2,2x2 maxpool,-2,2x2 maxpool)]", 1, 0.007, 0.06, 122, 1_000, 2.0, 1.0, 1,
-                       analog_dice=0.0105, analog_dice_std=0.003, robustness=1.5, analog_coverage=1.0, origin="b1",
-                       step=1),
+        TrainingResult(
+            4,
+            "[(-2,2x2 maxpool,-2,2x2 maxpool)]",
+            1,
+            0.007,
+            0.06,
+            122,
+            1_000,
+            2.0,
+            1.0,
+            1,
+            analog_dice=0.0105,
+            analog_dice_std=0.003,
+            robustness=1.5,
+            analog_coverage=1.0,
+            origin="b1",
+            step=1,
+        ),
     ]
     write_csv(run / "csv" / "training_results.csv", [r.to_row() for r in results], TrainingResult.COLUMNS)
-    write_csv(run / "csv" / "measured_front.csv", [r.to_row() for r in (*results[:2], results[3])],
-              TrainingResult.COLUMNS)
-    write_csv(run / "csv" / "search_progress.csv",
-              [{"step": 1, "networks_trained": 2, "hypervolume": 0.4321, "best_dice": 0.812, "front_size": 2},
-               {"step": 2, "networks_trained": 3, "hypervolume": 0.4567, "best_dice": 0.812, "front_size": 2}])
-    write_csv(run / "csv" / "predictor_quality.csv",
-              [{"step": 2, "objective": "dice", "n": 5, "spearman": 0.875, "kendall": 0.667, "mape": ""},
-               {"step": 2, "objective": "analog_dice", "n": 2, "spearman": -1.0, "kendall": -1.0, "mape": ""}])
+    write_csv(
+        run / "csv" / "measured_front.csv", [r.to_row() for r in (*results[:2], results[3])], TrainingResult.COLUMNS
+    )
+    write_csv(
+        run / "csv" / "search_progress.csv",
+        [
+            {"step": 1, "networks_trained": 2, "hypervolume": 0.4321, "best_dice": 0.812, "front_size": 2},
+            {"step": 2, "networks_trained": 3, "hypervolume": 0.4567, "best_dice": 0.812, "front_size": 2},
+        ],
+    )
+    write_csv(
+        run / "csv" / "predictor_quality.csv",
+        [
+            {"step": 2, "objective": "dice", "n": 5, "spearman": 0.875, "kendall": 0.667, "mape": ""},
+            {"step": 2, "objective": "analog_dice", "n": 2, "spearman": -1.0, "kendall": -1.0, "mape": ""},
+        ],
+    )
     journal = Journal(run / "restore" / "journal.jsonl")
     journal.append("search_finished", networks=3)
-    journal.append("finalists_selected", rule="best_analog", objectives=["dice", "params", "analog_robustness"],
-                   candidates=[results[0].to_dict()])
-    write_csv(run / "final" / "model_selection.csv",
-              [{"variant": "1", "network_id": 1, "filters": 8, "motifs": 2, "dice": 0.83, "params": 12345,
-                "epochs": 4, "train_time_s": 40.0, "chosen": True}])
-    write_csv(run / "final" / "finalists.csv", [
-        {"network": "1", "test_dice": 0.8234, "test_miou": 0.7011, "params": 12345, "flops": 99000,
-         "analog_coverage": 0.9, "latency_ms": 1.25, "export_equivalent": True},
-        {"network": "unet", "test_dice": 0.7777, "test_miou": 0.66, "params": 95000, "flops": 0,
-         "analog_coverage": 0.97, "latency_ms": 2.5, "export_equivalent": False},
-    ])
-    drift = [{"network": n, "hwa": h, "time": t, "mean": m, "std": 0.0123}
-             for n, base in (("1", 0.79), ("unet", 0.70)) for h in ("before", "after")
-             for t, m in ((1.0, base), (2592000.0, base - 0.05))]
+    journal.append(
+        "finalists_selected",
+        rule="best_analog",
+        objectives=["dice", "params", "analog_robustness"],
+        candidates=[results[0].to_dict()],
+    )
+    write_csv(
+        run / "final" / "model_selection.csv",
+        [
+            {
+                "variant": "1",
+                "network_id": 1,
+                "filters": 8,
+                "motifs": 2,
+                "dice": 0.83,
+                "params": 12345,
+                "epochs": 4,
+                "train_time_s": 40.0,
+                "chosen": True,
+            }
+        ],
+    )
+    write_csv(
+        run / "final" / "finalists.csv",
+        [
+            {
+                "network": "1",
+                "test_dice": 0.8234,
+                "test_miou": 0.7011,
+                "params": 12345,
+                "flops": 99000,
+                "analog_coverage": 0.9,
+                "latency_ms": 1.25,
+                "export_equivalent": True,
+            },
+            {
+                "network": "unet",
+                "test_dice": 0.7777,
+                "test_miou": 0.66,
+                "params": 95000,
+                "flops": 0,
+                "analog_coverage": 0.97,
+                "latency_ms": 2.5,
+                "export_equivalent": False,
+            },
+        ],
+    )
+    drift = [
+        {"network": n, "hwa": h, "time": t, "mean": m, "std": 0.0123}
+        for n, base in (("1", 0.79), ("unet", 0.70))
+        for h in ("before", "after")
+        for t, m in ((1.0, base), (2592000.0, base - 0.05))
+    ]
     drift[-1]["mean"] = 0.6543  # unet after HWA at 1 month
     write_csv(run / "final" / "drift.csv", drift, ["network", "hwa", "time", "mean", "std"])
     (run / "final" / "1").mkdir(parents=True, exist_ok=True)
-    (run / "final" / "1" / "drift_report.json").write_text(json.dumps(DriftReport(
-        times=[1.0], repetitions=2, before_hwa=DriftCurve([1.0], [0.79], [0.01]), after_hwa=None, digital_dice=0.8,
-        timings={}, coverage={"weights_analog_fraction": 0.9, "macs_analog_fraction": 0.8,
-                              "digital_layers": [{"name": "decoder/tconv", "type": "ConvTranspose2d", "weights": 64,
-                                                  "reason": "no analog transpose conv"}]}).to_dict()))
+    (run / "final" / "1" / "drift_report.json").write_text(
+        json.dumps(
+            DriftReport(
+                times=[1.0],
+                repetitions=2,
+                before_hwa=DriftCurve([1.0], [0.79], [0.01]),
+                after_hwa=None,
+                digital_dice=0.8,
+                timings={},
+                coverage={
+                    "weights_analog_fraction": 0.9,
+                    "macs_analog_fraction": 0.8,
+                    "digital_layers": [
+                        {
+                            "name": "decoder/tconv",
+                            "type": "ConvTranspose2d",
+                            "weights": 64,
+                            "reason": "no analog transpose conv",
+                        }
+                    ],
+                },
+            ).to_dict()
+        )
+    )
 
 
 def test_full_report(tmp_path: Path) -> None:
@@ -80,10 +208,20 @@ def test_full_report(tmp_path: Path) -> None:
     path = write_report(run)
     assert path == run / "report.md"
     text = path.read_text()
-    for heading in ("# popnas-seg run `run`", "## Configuration", "```json", "## Search", "### Hypervolume per step",
-                    "### Predictor quality", "## Final measured Pareto front", "## Finalists",
-                    "### Model selection", "## Learning curves, drift curves and sample predictions",
-                    "### Drift: no HWA, digital control, HWA", "## What stayed digital"):
+    for heading in (
+        "# popnas-seg run `run`",
+        "## Configuration",
+        "```json",
+        "## Search",
+        "### Hypervolume per step",
+        "### Predictor quality",
+        "## Final measured Pareto front",
+        "## Finalists",
+        "### Model selection",
+        "## Learning curves, drift curves and sample predictions",
+        "### Drift: no HWA, digital control, HWA",
+        "## What stayed digital",
+    ):
         assert heading in text, heading
     assert '"search_space"' in text  # the config JSON block
     assert "networks trained: **4**" in text
@@ -153,20 +291,30 @@ def test_recommendation_falls_back_to_the_unet_and_warns(tmp_path: Path) -> None
 
     run = tmp_path / "run"
     _synthetic_run(run)
-    write_csv(run / "final" / "finalists.csv", [
-        {"network": "4", "status": "ok", "val_dice": 0.56, "test_dice": 0.569, "params": 3000},
-        {"network": "7", "status": "nan", "val_dice": 0.0, "test_dice": "", "params": 2000},
-        {"network": "unet", "status": "ok", "val_dice": 0.88, "test_dice": 0.882, "params": 95000}])
-    write_csv(run / "final" / "drift.csv",
-              [{"network": n, "hwa": "before", "time": t, "mean": m, "std": 0.01}
-               for n, ms in (("4", (0.5, 0.45)), ("unet", (0.8, 0.44))) for t, m in zip((3600.0, 31536000.0), ms)],
-              ["network", "hwa", "time", "mean", "std"])
+    write_csv(
+        run / "final" / "finalists.csv",
+        [
+            {"network": "4", "status": "ok", "val_dice": 0.56, "test_dice": 0.569, "params": 3000},
+            {"network": "7", "status": "nan", "val_dice": 0.0, "test_dice": "", "params": 2000},
+            {"network": "unet", "status": "ok", "val_dice": 0.88, "test_dice": 0.882, "params": 95000},
+        ],
+    )
+    write_csv(
+        run / "final" / "drift.csv",
+        [
+            {"network": n, "hwa": "before", "time": t, "mean": m, "std": 0.01}
+            for n, ms in (("4", (0.5, 0.45)), ("unet", (0.8, 0.44)))
+            for t, m in zip((3600.0, 31536000.0), ms)
+        ],
+        ["network", "hwa", "time", "mean", "std"],
+    )
     rec = build_recommendation(run)
     assert rec is not None and rec["digital"]["network"] == "unet"
     assert rec["horizon_s"] == 31536000.0  # 30 days asked; 1 year is the nearest scored time (log scale)
     assert rec["analog"]["network"] == "4" and rec["analog"]["analog_weights"] == "no HWA"  # 0.45 > 0.44
-    assert any("finalist 4 is below the U-Net baseline digitally: test Dice 0.569 vs 0.882" in w
-               for w in rec["warnings"])
+    assert any(
+        "finalist 4 is below the U-Net baseline digitally: test Dice 0.569 vs 0.882" in w for w in rec["warnings"]
+    )
     assert any("network 7 failed its final training" in w for w in rec["warnings"])
     text = write_report(run).read_text()
     assert "> **Warning:** finalist 4 is below the U-Net baseline digitally" in text[: text.index("## Search")]
@@ -175,8 +323,9 @@ def test_recommendation_falls_back_to_the_unet_and_warns(tmp_path: Path) -> None
     config["analog"]["recommend_max_params"] = 10000
     (run / "restore" / "config.json").write_text(json.dumps(config))
     rec = build_recommendation(run)
-    assert rec["digital"]["network"] == "4" and any("over the size budget" in w and "unet" in w
-                                                   for w in rec["warnings"])
+    assert rec["digital"]["network"] == "4" and any(
+        "over the size budget" in w and "unet" in w for w in rec["warnings"]
+    )
     assert rec["baseline"]["network"] == "unet"  # still shown beside it
 
 

@@ -1,4 +1,5 @@
 """Run folder mechanics: atomic writes, the journal under crashes, create/open/resume, the folder lock."""
+
 from __future__ import annotations
 
 import json

@@ -1,4 +1,5 @@
 """Runner bookkeeping: the run's hypervolume is normalised to [0, 1]; probe integrity rows count failed probes."""
+
 from __future__ import annotations
 
 import logging
@@ -20,9 +21,23 @@ from popnas_seg.search.user_region import region_hypervolume, run_region
 
 
 def _result(network_id: int, dice: float, params: int, analog: float | None, **extra) -> TrainingResult:
-    return TrainingResult(network_id=network_id, encoding="[(-1,identity,-1,identity)]", blocks=1, dice=dice,
-                          miou=dice, params=params, flops=1, train_time_s=1.0, inference_time_ms=1.0, epochs=1,
-                          status="ok", analog_dice=analog, origin="b1", step=1, extra=dict(extra))
+    return TrainingResult(
+        network_id=network_id,
+        encoding="[(-1,identity,-1,identity)]",
+        blocks=1,
+        dice=dice,
+        miou=dice,
+        params=params,
+        flops=1,
+        train_time_s=1.0,
+        inference_time_ms=1.0,
+        epochs=1,
+        status="ok",
+        analog_dice=analog,
+        origin="b1",
+        step=1,
+        extra=dict(extra),
+    )
 
 
 def test_measured_front_hypervolume_is_the_user_region_convention() -> None:
@@ -56,8 +71,9 @@ def test_probe_integrity_rows_flag_failures_and_mismatches() -> None:
 
 
 def test_deprecated_objective_name_is_logged_when_the_search_starts(caplog) -> None:
-    config = RunConfig.model_validate({"search_strategy": {"additional_pareto_objectives": ["analog_robustness"]},
-                                       "dataset": {"crop": [16, 16]}})
+    config = RunConfig.model_validate(
+        {"search_strategy": {"additional_pareto_objectives": ["analog_robustness"]}, "dataset": {"crop": [16, 16]}}
+    )
     with caplog.at_level(logging.WARNING, logger="popnas_seg"):
         make_strategy(config, (16, 16, 1), 2, None, logging.getLogger("popnas_seg"))
     assert 'objective "analog_robustness" is deprecated, read as "analog_dice"' in caplog.text
@@ -67,8 +83,9 @@ def test_deprecated_objective_name_is_logged_when_the_search_starts(caplog) -> N
 def test_network_seeding_common_gives_every_network_the_same_seeds(seeding: str, tmp_path) -> None:
     """Common random numbers: with "common" all networks of a run share training and probe seeds (so their
     Dice differ by cell only); "per_network" keeps a seed per cell. Either way a resumed run gets the same."""
-    config = RunConfig.model_validate({"dataset": {"crop": [16, 16]}, "others": {"seed": 7},
-                                       "search_strategy": {"network_seeding": seeding}})
+    config = RunConfig.model_validate(
+        {"dataset": {"crop": [16, 16]}, "others": {"seed": 7}, "search_strategy": {"network_seeding": seeding}}
+    )
     runner = SearchRunner(SimpleNamespace(models_dir=tmp_path), config, None)
     cells = ["[(-2,identity,-1,3x3 conv)]", "[(-1,3x3 conv,-2,identity)]", "[(-1,2x2 maxpool,-1,identity)]"]
     jobs = [runner.network_job({"network_id": i, "encoding": c, "origin": "b1"}, 1) for i, c in enumerate(cells)]
@@ -80,22 +97,33 @@ def test_network_seeding_common_gives_every_network_the_same_seeds(seeding: str,
     else:
         assert len({jobs[0].seed, jobs[2].seed}) == 2  # different cells, different seeds
         assert jobs[0].seed == jobs[1].seed  # the same cell written in another order: one canonical key
-    other = RunConfig.model_validate({"dataset": {"crop": [16, 16]}, "others": {"seed": 8},
-                                      "search_strategy": {"network_seeding": seeding}})
-    assert SearchRunner(SimpleNamespace(models_dir=tmp_path), other, None).network_job(
-        {"network_id": 0, "encoding": cells[0], "origin": "b1"}, 1).seed != jobs[0].seed
+    other = RunConfig.model_validate(
+        {"dataset": {"crop": [16, 16]}, "others": {"seed": 8}, "search_strategy": {"network_seeding": seeding}}
+    )
+    assert (
+        SearchRunner(SimpleNamespace(models_dir=tmp_path), other, None)
+        .network_job({"network_id": 0, "encoding": cells[0], "origin": "b1"}, 1)
+        .seed
+        != jobs[0].seed
+    )
 
 
 @pytest.mark.parametrize("seeding", ["common", "per_network"])
 def test_network_seed_fixes_the_networks_seeds_apart_from_the_search_seed(seeding: str, tmp_path) -> None:
     """search_strategy.network_seed set: two runs whose others.seed differs train and probe every cell with the
     same seeds (a cell scores alike in both); null: the networks' seeds follow others.seed, as before the key."""
+
     def job(others_seed: int, network_seed: int | None) -> tuple[int, int]:
-        config = RunConfig.model_validate({"dataset": {"crop": [16, 16]}, "others": {"seed": others_seed},
-                                           "search_strategy": {"network_seeding": seeding,
-                                                               "network_seed": network_seed}})
+        config = RunConfig.model_validate(
+            {
+                "dataset": {"crop": [16, 16]},
+                "others": {"seed": others_seed},
+                "search_strategy": {"network_seeding": seeding, "network_seed": network_seed},
+            }
+        )
         net = SearchRunner(SimpleNamespace(models_dir=tmp_path), config, None).network_job(
-            {"network_id": 3, "encoding": "[(-2,identity,-1,3x3 conv)]", "origin": "b1"}, 1)
+            {"network_id": 3, "encoding": "[(-2,identity,-1,3x3 conv)]", "origin": "b1"}, 1
+        )
         return net.seed, net.probe_seed
 
     assert job(1, 5) == job(2, 5) == job(5, None)

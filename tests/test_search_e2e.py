@@ -1,4 +1,5 @@
 """Real searches on tiny data: every output file, and kill-at-any-moment resume equal to an uninterrupted run."""
+
 from __future__ import annotations
 
 import csv
@@ -21,9 +22,14 @@ def test_progressive_search_with_probe_writes_every_output(tmp_path: Path) -> No
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     # A readable terminal: no TensorFlow C++ log lines (E0000 ... use_unbounded_threadpool, absl, cpu_feature_guard)
     # and no known-harmless third-party warnings (popnas_seg/quiet.py).
-    noise = [line for line in (proc.stdout + proc.stderr).splitlines()
-             if re.match(r"[EWI]\d{4} ", line) or "absl::InitializeLog" in line or "cpu_feature_guard" in line
-             or "UserWarning" in line]
+    noise = [
+        line
+        for line in (proc.stdout + proc.stderr).splitlines()
+        if re.match(r"[EWI]\d{4} ", line)
+        or "absl::InitializeLog" in line
+        or "cpu_feature_guard" in line
+        or "UserWarning" in line
+    ]
     assert not noise, noise[:5]
     folder = tmp_path / "logs" / "s"
     rows = _results(folder)
@@ -33,8 +39,9 @@ def test_progressive_search_with_probe_writes_every_output(tmp_path: Path) -> No
     assert len({r["encoding"] for r in rows}) == len(rows), "no cell is trained twice"
     ok = [r for r in rows if r["status"] == "ok"]
     assert ok and all(0.0 <= float(r["dice"]) <= 1.0 for r in ok)
-    probe_errors = [e["result"]["extra"].get("probe_error") for e in journal_events(folder)
-                    if e["event"] == "network_finished"]
+    probe_errors = [
+        e["result"]["extra"].get("probe_error") for e in journal_events(folder) if e["event"] == "network_finished"
+    ]
     assert all(r["analog_dice"] != "" for r in ok), f"every trained network is analog-probed: {probe_errors}"
     for r in ok:  # the CSV records mean, std and the risk-aware score the search ranked on (risk_k 1)
         assert float(r["analog_score"]) == pytest.approx(float(r["analog_dice"]) - float(r["analog_dice_std"]))
@@ -57,8 +64,7 @@ def test_progressive_search_with_probe_writes_every_output(tmp_path: Path) -> No
 
 @pytest.mark.parametrize("strategy", ["random", pytest.param("evolution", marks=pytest.mark.slow)])
 def test_baselines_share_the_loop(tmp_path: Path, strategy: str) -> None:
-    cfg = tiny_config(tmp_path, probe=False, pipeline=["search"], strategy=strategy,
-                      search_strategy__max_networks=4)
+    cfg = tiny_config(tmp_path, probe=False, pipeline=["search"], strategy=strategy, search_strategy__max_networks=4)
     proc = run_cli(["-j", str(cfg), "--name", "b", "--logs-dir", str(tmp_path / "logs")])
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     rows = _results(tmp_path / "logs" / "b")
@@ -102,10 +108,13 @@ def _step_two_training(ev: list[dict]) -> bool:
 KILL_POINTS = {"mid_training": _started(2), "between_steps": _step_done, "in_step_two": _step_two_training}
 
 
-@pytest.mark.parametrize("points", [
-    ["in_step_two"],
-    pytest.param(["mid_training", "between_steps", "in_step_two"], marks=pytest.mark.slow, id="all-points"),
-])
+@pytest.mark.parametrize(
+    "points",
+    [
+        ["in_step_two"],
+        pytest.param(["mid_training", "between_steps", "in_step_two"], marks=pytest.mark.slow, id="all-points"),
+    ],
+)
 def test_kill_then_resume_equals_uninterrupted(tmp_path: Path, points: list[str]) -> None:
     cfg = tiny_config(tmp_path, probe=False, pipeline=["search"])
     logs = tmp_path / "logs"

@@ -1,5 +1,6 @@
 """The search study's scoring and statistics on hand-made cases where the old convention gives the other verdict:
 re-evaluated fronts (bench_search_study.py), gap closure and its CI, the paired test (search_stats.py)."""
+
 from __future__ import annotations
 
 import math
@@ -74,7 +75,7 @@ def test_anytime_band_equal_compute_and_subsamples() -> None:
 # ------------------------------------------------------------------------------------------- re-evaluation
 # encoding -> (seed-A validation Dice, params, means under seeds B/C on the test split)
 CELLS = {
-    "lucky": (0.95, 2_000, (0.79, 0.81)),   # one lucky training: its mean is below the U-Net's floor
+    "lucky": (0.95, 2_000, (0.79, 0.81)),  # one lucky training: its mean is below the U-Net's floor
     "solid": (0.90, 3_000, (0.90, 0.90)),
     "big": (0.93, 50_000, (0.93, 0.93)),
     "junk": (0.50, 1_000, (0.50, 0.50)),
@@ -86,11 +87,28 @@ RUNS = {"progressive": ["solid", "big"], "random": ["lucky", "junk"], "evolution
 def _write_runs(logs: Path, seeds: list[int]) -> None:
     for seed in seeds:
         for strategy, cells in RUNS.items():
-            rows = [TrainingResult(network_id=i + 1, encoding=c, blocks=1, dice=CELLS[c][0], miou=CELLS[c][0],
-                                   params=CELLS[c][1], flops=1, train_time_s=10.0 * (i + 1), inference_time_ms=1.0,
-                                   epochs=1, status="ok", step=1).to_row() for i, c in enumerate(cells)]
-            write_csv(logs / B.run_name("default", strategy, seed) / "csv" / "training_results.csv", rows,
-                      TrainingResult.COLUMNS)
+            rows = [
+                TrainingResult(
+                    network_id=i + 1,
+                    encoding=c,
+                    blocks=1,
+                    dice=CELLS[c][0],
+                    miou=CELLS[c][0],
+                    params=CELLS[c][1],
+                    flops=1,
+                    train_time_s=10.0 * (i + 1),
+                    inference_time_ms=1.0,
+                    epochs=1,
+                    status="ok",
+                    step=1,
+                ).to_row()
+                for i, c in enumerate(cells)
+            ]
+            write_csv(
+                logs / B.run_name("default", strategy, seed) / "csv" / "training_results.csv",
+                rows,
+                TrainingResult.COLUMNS,
+            )
 
 
 def test_reevaluated_scoring_reverses_a_verdict_won_by_one_lucky_training(tmp_path: Path) -> None:
@@ -101,11 +119,31 @@ def test_reevaluated_scoring_reverses_a_verdict_won_by_one_lucky_training(tmp_pa
     def fake_train(encoding: str, seed: int) -> dict:
         calls.append((encoding, seed))
         dice = CELLS[encoding][2][[101, 102].index(seed)]
-        return {"encoding": encoding, "seed": seed, "status": "ok", "params": CELLS[encoding][1], "dice": dice,
-                "analog_dice": None, "train_time_s": 1.0}
+        return {
+            "encoding": encoding,
+            "seed": seed,
+            "status": "ok",
+            "params": CELLS[encoding][1],
+            "dice": dice,
+            "analog_dice": None,
+            "train_time_s": 1.0,
+        }
 
-    args, bench = T.parse_args(["--no-probe", "--tasks", "default", "--seeds", *map(str, seeds), "--logs-dir",
-                                str(tmp_path), "--subsamples", "5", "--bootstrap", "200"])
+    args, bench = T.parse_args(
+        [
+            "--no-probe",
+            "--tasks",
+            "default",
+            "--seeds",
+            *map(str, seeds),
+            "--logs-dir",
+            str(tmp_path),
+            "--subsamples",
+            "5",
+            "--bootstrap",
+            "200",
+        ]
+    )
     res = T.study_task(args, bench, "default", fake_train)
     # every scored cell trained once per fresh seed, shared by the runs and seeds that hold it
     assert sorted(calls) == sorted((c, s) for c in CELLS for s in (101, 102))
@@ -130,14 +168,30 @@ def test_reevaluated_scoring_reverses_a_verdict_won_by_one_lucky_training(tmp_pa
 def test_oracle_knows_the_means_and_the_cache_averages_ok_trainings(tmp_path: Path) -> None:
     cache = T.ReEvalCache(tmp_path / "cache.jsonl")
     outcome = {("a", 1): ("ok", 0.9), ("a", 2): ("failed", None), ("b", 1): ("ok", 0.6), ("b", 2): ("ok", 0.8)}
-    cache.ensure(["a", "b", "a"], [1, 2], lambda e, s: {"encoding": e, "seed": s, "status": outcome[(e, s)][0],
-                                                         "params": 10, "dice": outcome[(e, s)][1]})
+    cache.ensure(
+        ["a", "b", "a"],
+        [1, 2],
+        lambda e, s: {"encoding": e, "seed": s, "status": outcome[(e, s)][0], "params": 10, "dice": outcome[(e, s)][1]},
+    )
     means = T.ReEvalCache(tmp_path / "cache.jsonl").means([1, 2])
     assert means["a"]["dice"] == pytest.approx(0.9) and means["b"]["dice"] == pytest.approx(0.7)
     assert math.isnan(means["a"]["analog_dice"]) and "c" not in means
-    pool = [TrainingResult(network_id=i, encoding=e, blocks=1, dice=d, miou=d, params=1000, flops=1,
-                           train_time_s=1.0, inference_time_ms=1.0, epochs=1, status="ok")
-            for i, (e, d) in enumerate((("a", 0.7), ("b", 0.95)))]
+    pool = [
+        TrainingResult(
+            network_id=i,
+            encoding=e,
+            blocks=1,
+            dice=d,
+            miou=d,
+            params=1000,
+            flops=1,
+            train_time_s=1.0,
+            inference_time_ms=1.0,
+            epochs=1,
+            status="ok",
+        )
+        for i, (e, d) in enumerate((("a", 0.7), ("b", 0.95)))
+    ]
     region = T.UserRegion(params_ceiling=95_000, dice_floor=0.5)
     for e in ("a", "b"):
         means[e]["params"] = 1000.0

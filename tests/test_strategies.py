@@ -1,4 +1,5 @@
 """Search strategies with fake histories: progressive planning, exploration, random and evolution baselines."""
+
 from __future__ import annotations
 
 import math
@@ -32,25 +33,45 @@ SHAPE = (16, 16, 1)
 
 
 def _config(strategy: dict | None = None, blocks: int = 3, probe: bool = True) -> RunConfig:
-    return RunConfig.model_validate({
-        "search_space": {"blocks": blocks, "lookback_depth": 2, "operators": OPS},
-        "search_strategy": {"max_children": 2, "max_exploration_children": 1, "b1_max_networks": 6,
-                            "predictor_epochs": 3, "accuracy_predictor_ensemble_units": 1, **(strategy or {})},
-        "dataset": {"crop": [16, 16]},
-        "analog": {"probe": probe},
-    })
+    return RunConfig.model_validate(
+        {
+            "search_space": {"blocks": blocks, "lookback_depth": 2, "operators": OPS},
+            "search_strategy": {
+                "max_children": 2,
+                "max_exploration_children": 1,
+                "b1_max_networks": 6,
+                "predictor_epochs": 3,
+                "accuracy_predictor_ensemble_units": 1,
+                **(strategy or {}),
+            },
+            "dataset": {"crop": [16, 16]},
+            "analog": {"probe": probe},
+        }
+    )
 
 
-def _measure(cell: Cell, network_id: int, origin: str, step: int, analog: bool = True,
-             status: str = "ok") -> TrainingResult:
+def _measure(
+    cell: Cell, network_id: int, origin: str, step: int, analog: bool = True, status: str = "ok"
+) -> TrainingResult:
     """A made-up but structured result: convs help, each block costs a little, plus a fixed jitter."""
     convs = sum("conv" in op for b in cell.blocks for op in (b.op1, b.op2))
     jitter = (zlib.crc32(cell.key().encode()) % 1000) / 1000 * 0.05
     dice = 0.3 + 0.1 * convs - 0.02 * len(cell.blocks) + jitter
     return TrainingResult(
-        network_id=network_id, encoding=str(cell), blocks=len(cell.blocks), dice=dice, miou=dice * 0.9,
-        params=1000 * (1 + convs), flops=10_000 * (1 + convs), train_time_s=1.0 + convs, inference_time_ms=1.0,
-        epochs=1, status=status, analog_dice=dice * 0.8 if analog else None, origin=origin, step=step,
+        network_id=network_id,
+        encoding=str(cell),
+        blocks=len(cell.blocks),
+        dice=dice,
+        miou=dice * 0.9,
+        params=1000 * (1 + convs),
+        flops=10_000 * (1 + convs),
+        train_time_s=1.0 + convs,
+        inference_time_ms=1.0,
+        epochs=1,
+        status=status,
+        analog_dice=dice * 0.8 if analog else None,
+        origin=origin,
+        step=step,
     )
 
 
@@ -125,10 +146,14 @@ def test_step_1_trains_the_cheapest_and_costliest_cell_first_then_fills_the_gaps
 
 
 def _seeded(seed: int, cap: int, operators: list[str] | None = None) -> RunConfig:
-    return RunConfig.model_validate({
-        "search_space": {"blocks": 2, "lookback_depth": 2, "operators": operators or OPS},
-        "search_strategy": {"b1_max_networks": cap}, "dataset": {"crop": [16, 16]}, "others": {"seed": seed},
-    })
+    return RunConfig.model_validate(
+        {
+            "search_space": {"blocks": 2, "lookback_depth": 2, "operators": operators or OPS},
+            "search_strategy": {"b1_max_networks": cap},
+            "dataset": {"crop": [16, 16]},
+            "others": {"seed": seed},
+        }
+    )
 
 
 DEFAULT_OPS = ["identity", "3x3 conv", "3x3:2dr conv", "1x5-5x1 conv", "2x2 maxpool"]  # 55 one-block cells
@@ -182,7 +207,7 @@ def test_progressive_search_end_to_end(tmp_path, predictor) -> None:
         parents = {n.cell.key(): len(n.cell.blocks) for n in previous.networks}
         for net in plan.networks:  # a parent plus one block, or a single-block cell step 1's cap left out
             if len(net.cell.blocks) == 1:
-                earlier = {k for p in plans[:plan.step - 1] for k in _keys(n.cell for n in p.networks)}
+                earlier = {k for p in plans[: plan.step - 1] for k in _keys(n.cell for n in p.networks)}
                 assert net.cell.key() not in earlier
                 continue
             parent = Cell(net.cell.blocks[:-1]).key()
@@ -204,8 +229,11 @@ def test_progressive_search_end_to_end(tmp_path, predictor) -> None:
         assert len(pareto_rows) == min(k, len(rows))
         assert pareto_rows <= front_rows if len(front_rows) >= k else front_rows <= pareto_rows
         assert all(r["predicted_time"] > 0 and r["params"] > 0 and r["flops"] > 0 for r in rows)
-    saved = ("gin_score/meta.json", "gin_analog/meta.json") if predictor == "gin" else \
-        ("ridge_score.joblib", "ridge_analog.joblib")
+    saved = (
+        ("gin_score/meta.json", "gin_analog/meta.json")
+        if predictor == "gin"
+        else ("ridge_score.joblib", "ridge_analog.joblib")
+    )
     for name in (*saved, "time_svr.joblib"):
         assert (tmp_path / "predictors" / "b2" / name).exists()
     assert strategy.plan_step(4, history) is None
@@ -276,8 +304,7 @@ def test_greedy_hypervolume_selection_counts_only_what_the_held_front_lacks() ->
     assert greedy_hypervolume_selection(inside, [True, False], reference, 2, held=held) == [1, 0]
     assert greedy_hypervolume_selection(inside[:1], [True, False], reference, 1, held=held, order=[0]) == [0]
     # held rows with a missing objective (a failed probe) hold no volume
-    assert greedy_hypervolume_selection(values, [True, False], reference, 1,
-                                        held=np.array([[np.nan, 100.0]])) == [0]
+    assert greedy_hypervolume_selection(values, [True, False], reference, 1, held=np.array([[np.nan, 100.0]])) == [0]
 
 
 def test_greedy_expected_hypervolume_counts_draws_above_the_held_front() -> None:
@@ -286,8 +313,7 @@ def test_greedy_expected_hypervolume_counts_draws_above_the_held_front() -> None
     draws A lands at 0.95 or 0.83 (mean gain 0.05 x 50 / 2 = 1.25), C the other way round: by the draws A
     comes first, then C, which gains where A fell short, before B."""
     means = np.array([[0.89, 50.0], [0.2, 8.0], [0.89, 50.0]])
-    draws = np.array([[[0.95, 50.0], [0.2, 8.0], [0.83, 50.0]],
-                      [[0.83, 50.0], [0.2, 8.0], [0.95, 50.0]]])
+    draws = np.array([[[0.95, 50.0], [0.2, 8.0], [0.83, 50.0]], [[0.83, 50.0], [0.2, 8.0], [0.95, 50.0]]])
     held, reference, maximise = np.array([[0.90, 10.0]]), [0.0, 100.0], [True, False]
     assert greedy_hypervolume_selection(means, maximise, reference, 1, held=held) == [1]
     assert greedy_hypervolume_selection(means, maximise, reference, 1, held=held, draws=draws) == [0]
@@ -297,8 +323,9 @@ def test_greedy_expected_hypervolume_counts_draws_above_the_held_front() -> None
     same[:, 2] = same[:, 0]
     assert greedy_hypervolume_selection(means, maximise, reference, 2, held=held, draws=same) == [0, 1]
     # one draw equal to the means is the plain greedy
-    assert greedy_hypervolume_selection(means, maximise, reference, 3, held=held, draws=means[None]) == \
-        greedy_hypervolume_selection(means, maximise, reference, 3, held=held)
+    assert greedy_hypervolume_selection(
+        means, maximise, reference, 3, held=held, draws=means[None]
+    ) == greedy_hypervolume_selection(means, maximise, reference, 3, held=held)
     with pytest.raises(ValueError, match="draws must be"):
         greedy_hypervolume_selection(means, maximise, reference, 1, draws=draws[:, :2])
 
@@ -406,9 +433,11 @@ def test_single_block_cells_left_out_by_a_capped_step_1_stay_candidates() -> Non
     plan3 = strategy.plan_step(3, history)
     keys3 = {Cell.from_string(r["encoding"]).key() for r in plan3.predictions}
     assert strategy.favourite not in keys3 and not (keys3 & trained)
-    assert any(len(Cell.from_string(r["encoding"]).blocks) == 2
-               and Cell(Cell.from_string(r["encoding"]).blocks[:1]).key() == strategy.favourite
-               for r in plan3.predictions)
+    assert any(
+        len(Cell.from_string(r["encoding"]).blocks) == 2
+        and Cell(Cell.from_string(r["encoding"]).blocks[:1]).key() == strategy.favourite
+        for r in plan3.predictions
+    )
 
 
 class _OneCellDominates(ProgressiveStrategy):
@@ -529,22 +558,32 @@ def test_evolution_strategy_population_mutation_and_determinism() -> None:
     # decisions depend on the history only: re-planning a step from the same history gives the same cells
     step = plans[-1].step
     prefix = [r for r in history if r.step < step]
-    assert [str(n.cell) for n in strategy.plan_step(step, prefix).networks] == \
-           [str(n.cell) for n in plans[-1].networks]
+    assert [str(n.cell) for n in strategy.plan_step(step, prefix).networks] == [str(n.cell) for n in plans[-1].networks]
 
 
 def _single_change(parent: Cell, child: Cell) -> bool:
     if len(parent.blocks) != len(child.blocks):
         return False
-    diffs = sum(a != b for pb, cb in zip(parent.blocks, child.blocks)
-                for a, b in zip((pb.in1, pb.op1, pb.in2, pb.op2), (cb.in1, cb.op1, cb.in2, cb.op2)))
+    diffs = sum(
+        a != b
+        for pb, cb in zip(parent.blocks, child.blocks)
+        for a, b in zip((pb.in1, pb.op1, pb.in2, pb.op2), (cb.in1, cb.op1, cb.in2, cb.op2))
+    )
     return diffs == 1
 
 
 def test_evolution_prefers_fitter_parents() -> None:
     """With one objective and a tournament as large as the population, every offspring mutates the best network."""
-    config = _config({"strategy": "evolution", "max_networks": 8, "population_size": 4, "tournament_size": 4,
-                      "additional_pareto_objectives": []}, probe=False)
+    config = _config(
+        {
+            "strategy": "evolution",
+            "max_networks": 8,
+            "population_size": 4,
+            "tournament_size": 4,
+            "additional_pareto_objectives": [],
+        },
+        probe=False,
+    )
     strategy = EvolutionStrategy(config)
     history: list[TrainingResult] = []
     _train(strategy.plan_step(1, history), history)
@@ -559,9 +598,22 @@ def test_evolution_prefers_fitter_parents() -> None:
 
 def _result(network_id: int, dice: float, params: int, analog: float | None, status: str = "ok") -> TrainingResult:
     cell = single_block_cells(OPS, 2)[network_id]
-    return TrainingResult(network_id=network_id, encoding=str(cell), blocks=1, dice=dice, miou=dice, params=params,
-                          flops=1, train_time_s=1.0, inference_time_ms=1.0, epochs=1, status=status,
-                          analog_dice=analog, origin="random", step=1)
+    return TrainingResult(
+        network_id=network_id,
+        encoding=str(cell),
+        blocks=1,
+        dice=dice,
+        miou=dice,
+        params=params,
+        flops=1,
+        train_time_s=1.0,
+        inference_time_ms=1.0,
+        epochs=1,
+        status=status,
+        analog_dice=analog,
+        origin="random",
+        step=1,
+    )
 
 
 def test_evolution_survival_is_multi_objective() -> None:
@@ -571,7 +623,7 @@ def test_evolution_survival_is_multi_objective() -> None:
     strategy = EvolutionStrategy(config)
     history = [
         _result(0, 0.90, 9000, 0.40),  # most accurate
-        _result(1, 0.60, 500, 0.30),   # cheapest
+        _result(1, 0.60, 500, 0.30),  # cheapest
         _result(2, 0.70, 8000, 0.65),  # most robust
         _result(3, 0.85, 9500, 0.35),  # dominated by 0
         _result(4, 0.95, 100, 0.90, status="failed"),  # failed: worst everywhere despite its numbers
@@ -580,8 +632,9 @@ def test_evolution_survival_is_multi_objective() -> None:
     survivors, rank, _ = strategy.survivors(parsed)
     assert sorted(r.network_id for r, _ in survivors) == [0, 1, 2] and list(rank) == [0, 0, 0]
     # a Dice-only evolution would keep 3 over the cheap network 1
-    single = EvolutionStrategy(_config({"strategy": "evolution", "population_size": 3,
-                                        "additional_pareto_objectives": []}, probe=False))
+    single = EvolutionStrategy(
+        _config({"strategy": "evolution", "population_size": 3, "additional_pareto_objectives": []}, probe=False)
+    )
     assert sorted(r.network_id for r, _ in single.survivors(parsed)[0]) == [0, 2, 3]
 
 

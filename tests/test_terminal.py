@@ -1,5 +1,6 @@
 """A terminal a person can read: third-party noise hidden by default (popnas_seg/quiet.py), shown on request,
 and hints that print a command which works as printed (popnas_seg/command.py)."""
+
 from __future__ import annotations
 
 import json
@@ -46,8 +47,14 @@ def _clean_env(**extra: str) -> dict[str, str]:
 
 
 def _probe(*args: str, **env: str) -> dict:
-    proc = subprocess.run([sys.executable, "-c", _PROBE, *args], capture_output=True, text=True, timeout=120,
-                          env=_clean_env(**env), cwd=ROOT)
+    proc = subprocess.run(
+        [sys.executable, "-c", _PROBE, *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=_clean_env(**env),
+        cwd=ROOT,
+    )
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout)
 
@@ -72,21 +79,34 @@ def test_a_log_level_the_user_chose_is_kept() -> None:
 
 def test_python_api_imports_tensorflow_quietly() -> None:
     """`import popnas_seg` then TensorFlow (as `popnas_seg.predict` does): no absl / cpu_feature_guard lines."""
-    proc = subprocess.run([sys.executable, "-c", "import popnas_seg, tensorflow"], capture_output=True, text=True,
-                          timeout=300, env=_clean_env(), cwd=ROOT)
+    proc = subprocess.run(
+        [sys.executable, "-c", "import popnas_seg, tensorflow"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=_clean_env(),
+        cwd=ROOT,
+    )
     assert proc.returncode == 0, proc.stderr
-    noise = [line for line in proc.stderr.splitlines()
-             if "cpu_feature_guard" in line or "absl::InitializeLog" in line or line[:5] in ("E0000", "I0000")]
+    noise = [
+        line
+        for line in proc.stderr.splitlines()
+        if "cpu_feature_guard" in line or "absl::InitializeLog" in line or line[:5] in ("E0000", "I0000")
+    ]
     assert not noise, noise
 
 
-@pytest.mark.parametrize("argv0,expected", [
-    ("run.py", lambda d: [sys.executable, "run.py", "-r", d]),
-    ("{bin}/popnas-seg", lambda d: ["{bin}/popnas-seg", "-r", d]),
-    ("/usr/lib/python3/pytest", lambda d: [sys.executable, str(ROOT / "run.py"), "-r", d]),
-])
+@pytest.mark.parametrize(
+    "argv0,expected",
+    [
+        ("run.py", lambda d: [sys.executable, "run.py", "-r", d]),
+        ("{bin}/popnas-seg", lambda d: ["{bin}/popnas-seg", "-r", d]),
+        ("/usr/lib/python3/pytest", lambda d: [sys.executable, str(ROOT / "run.py"), "-r", d]),
+    ],
+)
 def test_the_resume_command_names_this_interpreter_or_the_entry_point(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, argv0: str, expected) -> None:  # type: ignore[no-untyped-def]
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, argv0: str, expected
+) -> None:  # type: ignore[no-untyped-def]
     (tmp_path / "bin").mkdir()
     (tmp_path / "bin" / "popnas-seg").write_text("#!/bin/sh\n")
     monkeypatch.chdir(ROOT)  # run.py as given relative to the working folder, like `python run.py`

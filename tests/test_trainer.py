@@ -1,4 +1,5 @@
 """Trainer: it learns, it is reproducible, failures become statuses, results and logs are sane."""
+
 from __future__ import annotations
 
 import os
@@ -23,11 +24,13 @@ from popnas_seg.training.trainer import Trainer, WarmupSchedule, make_optimizer,
 def _config(**training: object) -> RunConfig:
     hp = {"epochs": 3, "learning_rate": 0.01}
     hp.update(training)
-    return RunConfig.model_validate({
-        "dataset": {"samples": 48, "generated_size": [32, 32], "crop": [32, 32], "batch_size": 8},
-        "training_hyperparameters": hp,
-        "architecture_hyperparameters": {"filters": 8, "motifs": 2, "normal_cells_per_motif": 0},
-    })
+    return RunConfig.model_validate(
+        {
+            "dataset": {"samples": 48, "generated_size": [32, 32], "crop": [32, 32], "batch_size": 8},
+            "training_hyperparameters": hp,
+            "architecture_hyperparameters": {"filters": 8, "motifs": 2, "normal_cells_per_motif": 0},
+        }
+    )
 
 
 def tiny_unet(shape: tuple[int, int, int], classes: int, filters: int = 8, poison: bool = False) -> keras.Model:
@@ -58,7 +61,14 @@ def test_trainer_learns_and_reports_sane_fields(setup: tuple, tmp_path: Path) ->
     keras.utils.set_random_seed(3)
     untrained = trainer.evaluate(keras.models.clone_model(model), "val")["dice"]
     result, trained = trainer.train(
-        model, network_id=7, encoding="enc", blocks=2, seed=3, out_dir=tmp_path, flops=123, epochs=4,
+        model,
+        network_id=7,
+        encoding="enc",
+        blocks=2,
+        seed=3,
+        out_dir=tmp_path,
+        flops=123,
+        epochs=4,
     )
     assert result.status == "ok", result.extra
     assert result.dice > untrained + 0.2 and result.dice > 0.6, (untrained, result.dice)
@@ -83,8 +93,15 @@ def test_trainer_learns_and_reports_sane_fields(setup: tuple, tmp_path: Path) ->
 def test_same_seed_same_score(setup: tuple) -> None:
     _, data, trainer = setup
     runs = [
-        trainer.train(tiny_unet(data.input_shape, data.classes_count, filters=4), network_id=1, encoding="e",
-                      blocks=1, seed=11, epochs=1, verbose=False)[0]
+        trainer.train(
+            tiny_unet(data.input_shape, data.classes_count, filters=4),
+            network_id=1,
+            encoding="e",
+            blocks=1,
+            seed=11,
+            epochs=1,
+            verbose=False,
+        )[0]
         for _ in range(2)
     ]
     assert runs[0].dice == runs[1].dice and runs[0].miou == runs[1].miou
@@ -103,8 +120,13 @@ def test_huge_learning_rate_does_not_raise() -> None:
     cfg = _config(learning_rate=10.0, optimizer="sgd", momentum=0.99, scheduler="constant")
     data = load_data(cfg.dataset, seed=0)
     result, _ = Trainer(cfg, data).train(
-        tiny_unet(data.input_shape, data.classes_count, filters=4), network_id=3, encoding="e", blocks=1,
-        seed=0, epochs=1, verbose=False,
+        tiny_unet(data.input_shape, data.classes_count, filters=4),
+        network_id=3,
+        encoding="e",
+        blocks=1,
+        seed=0,
+        epochs=1,
+        verbose=False,
     )
     assert result.status in ("ok", "nan")
     assert math.isfinite(result.dice)
@@ -124,8 +146,17 @@ def test_early_stopping_stops_before_the_last_epoch(setup: tuple) -> None:
     model = tiny_unet(data.input_shape, data.classes_count, filters=4)
     for layer in model.layers:
         layer.trainable = False
-    result, _ = trainer.train(model, network_id=5, encoding="e", blocks=1, seed=0, epochs=5,
-                              early_stopping_patience=1, verbose=False, reinitialize=False)
+    result, _ = trainer.train(
+        model,
+        network_id=5,
+        encoding="e",
+        blocks=1,
+        seed=0,
+        epochs=5,
+        early_stopping_patience=1,
+        verbose=False,
+        reinitialize=False,
+    )
     assert result.status == "ok" and result.epochs == 2
 
 
@@ -135,8 +166,7 @@ def test_steps_per_epoch_sets_the_optimiser_steps(setup: tuple) -> None:
     for steps, expected in ((7, 7), (None, 5)):
         trainer = Trainer(_config(steps_per_epoch=steps), data)
         model = tiny_unet(data.input_shape, data.classes_count, filters=4)
-        result, trained = trainer.train(model, network_id=1, encoding="e", blocks=1, seed=0, epochs=2,
-                                        verbose=False)
+        result, trained = trainer.train(model, network_id=1, encoding="e", blocks=1, seed=0, epochs=2, verbose=False)
         assert result.status == "ok" and result.epochs == 2
         assert int(trained.optimizer.iterations.numpy()) == 2 * expected, steps
 
@@ -162,14 +192,22 @@ def test_a_never_finite_validation_dice_is_not_ok(setup: tuple) -> None:
 
 @pytest.mark.slow  # two more traced models; k-fold is a secondary path
 def test_folds_average(tmp_path: Path) -> None:
-    cfg = RunConfig.model_validate({
-        "dataset": {"samples": 24, "generated_size": [32, 32], "crop": [32, 32], "batch_size": 8, "folds": 2},
-        "training_hyperparameters": {"epochs": 1},
-    })
+    cfg = RunConfig.model_validate(
+        {
+            "dataset": {"samples": 24, "generated_size": [32, 32], "crop": [32, 32], "batch_size": 8, "folds": 2},
+            "training_hyperparameters": {"epochs": 1},
+        }
+    )
     data = load_data(cfg.dataset, seed=0)
     result, model = Trainer(cfg, data).train(
-        tiny_unet(data.input_shape, data.classes_count, filters=4), network_id=6, encoding="e", blocks=1,
-        seed=0, fold=None, out_dir=tmp_path, verbose=False,
+        tiny_unet(data.input_shape, data.classes_count, filters=4),
+        network_id=6,
+        encoding="e",
+        blocks=1,
+        seed=0,
+        fold=None,
+        out_dir=tmp_path,
+        verbose=False,
     )
     assert result.status == "ok"
     assert len(result.extra["fold_dice"]) == 2
@@ -183,8 +221,11 @@ def test_schedules_and_optimizers() -> None:
     lr = [float(ops.convert_to_numpy(sched(s))) for s in (0, 5, 10, 30, 49)]
     assert lr[0] == pytest.approx(0.01) and lr[1] < lr[2]  # linear warm-up to the peak
     assert lr[2] == pytest.approx(0.1, rel=1e-3) and lr[2] > lr[3] > lr[4]  # then cosine decay
-    restarts = make_schedule(_config(learning_rate=0.1, scheduler="cosine_restarts", restart_period_epochs=1)
-                             .training_hyperparameters, steps_per_epoch=10, epochs=5)
+    restarts = make_schedule(
+        _config(learning_rate=0.1, scheduler="cosine_restarts", restart_period_epochs=1).training_hyperparameters,
+        steps_per_epoch=10,
+        epochs=5,
+    )
     assert float(ops.convert_to_numpy(restarts(9))) < 0.01
     assert float(ops.convert_to_numpy(restarts(10))) == pytest.approx(0.1, rel=1e-3)  # restart
     const = make_schedule(_config(scheduler="constant", learning_rate=0.2).training_hyperparameters, 10, 5)

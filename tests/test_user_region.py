@@ -1,4 +1,5 @@
 """The hypervolume convention users read (search/user_region.py), on hand-made fronts where the old one misleads."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -42,12 +43,14 @@ def test_a_tiny_cell_below_the_floor_no_longer_decides_the_hypervolume() -> None
 
 def test_log_params_axis_values_a_halving_alike_at_any_size() -> None:
     small = region_hypervolume([[0.92, 2_000, 0.89]], OBJ, UNET) - region_hypervolume([[0.92, 4_000, 0.89]], OBJ, UNET)
-    large = region_hypervolume([[0.92, 20_000, 0.89]], OBJ, UNET) - region_hypervolume([[0.92, 40_000, 0.89]], OBJ,
-                                                                                          UNET)
+    large = region_hypervolume([[0.92, 20_000, 0.89]], OBJ, UNET) - region_hypervolume(
+        [[0.92, 40_000, 0.89]], OBJ, UNET
+    )
     assert small == pytest.approx(large, rel=1e-9) and small > 0
     # on the old linear axis, halving 40k -> 20k is worth 10 x halving 4k -> 2k
     assert (_old([[0.92, 20_000, 0.89]]) - _old([[0.92, 40_000, 0.89]])) == pytest.approx(
-        10 * (_old([[0.92, 2_000, 0.89]]) - _old([[0.92, 4_000, 0.89]])))
+        10 * (_old([[0.92, 2_000, 0.89]]) - _old([[0.92, 4_000, 0.89]]))
+    )
 
 
 def test_networks_larger_than_the_unet_add_nothing_and_the_value_is_normalised() -> None:
@@ -62,8 +65,11 @@ def test_networks_larger_than_the_unet_add_nothing_and_the_value_is_normalised()
 
 
 def test_bucket_bests_are_cumulative_and_say_when_empty() -> None:
-    records = [{"params": 900, "dice": 0.7, "analog_dice": 0.6}, {"params": 4_000, "dice": 0.8, "analog_dice": None},
-               {"params": 30_000, "dice": 0.9, "analog_dice": 0.85}]
+    records = [
+        {"params": 900, "dice": 0.7, "analog_dice": 0.6},
+        {"params": 4_000, "dice": 0.8, "analog_dice": None},
+        {"params": 30_000, "dice": 0.9, "analog_dice": 0.85},
+    ]
     rows = {r["bucket"]: r for r in bucket_bests(records)}
     assert rows[1_000] == {"bucket": 1_000, "networks": 1, "best_dice": 0.7, "best_analog_dice": 0.6}
     assert rows[5_000]["best_dice"] == 0.8 and rows[5_000]["best_analog_dice"] == 0.6

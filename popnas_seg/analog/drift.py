@@ -4,6 +4,7 @@ Client half, run in the parent: `hwa_and_drift` and `score_checkpoint` send one 
 (worker.py) and read back a `DriftReport` / `DriftCurve`; the job itself is hwa.py, which says what it does.
 `hwa_and_drift` also writes the report to `out_dir/drift_report.json`.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -45,9 +46,12 @@ class DriftCurve:
     def from_dict(cls, data: dict[str, Any], times: list[float] | None = None) -> DriftCurve:
         """The layout `hwa._curve` writes; `times` fills in for curves of early reports that kept them only at
         the report's top level."""
-        return cls(times=[float(t) for t in (data.get("times") or times or [])],
-                   mean=[float(m) for m in data["mean"]], std=[float(v) for v in data["std"]],
-                   dice=[[float(v) for v in d] for d in data.get("dice") or []])
+        return cls(
+            times=[float(t) for t in (data.get("times") or times or [])],
+            mean=[float(m) for m in data["mean"]],
+            std=[float(v) for v in data["std"]],
+            dice=[[float(v) for v in d] for d in data.get("dice") or []],
+        )
 
     def at(self, t: float) -> tuple[float, float] | None:
         """(mean, std) at drift time `t` seconds, or None when `t` was not scored."""
@@ -110,8 +114,11 @@ class DriftReport:
 
     def rows(self, network: str) -> list[dict[str, Any]]:
         """Drift-table rows (network, hwa, time, mean, std): per variant, one row per drift time."""
-        return [{"network": network, "hwa": label, "time": t, "mean": m, "std": s}
-                for label, curve in self.curves() for t, m, s in sorted(zip(curve.times, curve.mean, curve.std))]
+        return [
+            {"network": network, "hwa": label, "time": t, "mean": m, "std": s}
+            for label, curve in self.curves()
+            for t, m, s in sorted(zip(curve.times, curve.mean, curve.std))
+        ]
 
     def weights_analog_fraction(self) -> float | None:
         value = self.coverage.get("weights_analog_fraction")
@@ -180,8 +187,12 @@ def hwa_and_drift(
         "ce_weight": float(ce_weight),
         "steps_per_epoch": None if steps_per_epoch is None else int(steps_per_epoch),
     }
-    arrays = {"train_x": np.asarray(train_x, np.float32), "train_y": np.asarray(train_y),
-              "test_x": np.asarray(test_x, np.float32), "test_y": np.asarray(test_y)}
+    arrays = {
+        "train_x": np.asarray(train_x, np.float32),
+        "train_y": np.asarray(train_y),
+        "test_x": np.asarray(test_x, np.float32),
+        "test_y": np.asarray(test_y),
+    }
     if tile is not None and test_sizes is not None:
         params["tile"] = _tile_param(tile)
         arrays["test_sizes"] = np.asarray(test_sizes, np.int64)

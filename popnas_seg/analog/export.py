@@ -5,6 +5,7 @@ The exported graph keeps Keras's NHWC layout: the ONNX model and the torch modul
 The batch, height and width dimensions are dynamic (the networks are fully convolutional): height and width
 must be multiples of the network's downsampling factor 2**motifs (`popnas_seg.inference` pads to that).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -83,37 +84,55 @@ def _dynamic_size_tracing() -> Iterator[None]:
     original_resize = up_sampling2d.UpSampling2D._resize_images
     original_conv, original_separable = tf_nn.conv, tf_nn.separable_conv
 
-    def resize(self: Any, x: Any, height_factor: int, width_factor: int, data_format: str,
-               interpolation: str = "nearest") -> Any:
+    def resize(
+        self: Any, x: Any, height_factor: int, width_factor: int, data_format: str, interpolation: str = "nearest"
+    ) -> Any:
         if interpolation != "bilinear" or data_format != "channels_last":
             return original_resize(self, x, height_factor, width_factor, data_format, interpolation)
         shape = tf.shape(x)
-        return tf.image.resize(x, tf.stack([shape[1] * height_factor, shape[2] * width_factor]),
-                               method="bilinear")
+        return tf.image.resize(x, tf.stack([shape[1] * height_factor, shape[2] * width_factor]), method="bilinear")
 
     def plain(inputs: Any, data_format: Any, dilation_rate: Any) -> bool:
-        return (len(inputs.shape) != 4 or data_format == "channels_first"
-                or _pair(dilation_rate) == (1, 1))
+        return len(inputs.shape) != 4 or data_format == "channels_first" or _pair(dilation_rate) == (1, 1)
 
-    def conv(inputs: Any, kernel: Any, strides: Any = 1, padding: str = "valid", data_format: Any = None,
-             dilation_rate: Any = 1) -> Any:
+    def conv(
+        inputs: Any,
+        kernel: Any,
+        strides: Any = 1,
+        padding: str = "valid",
+        data_format: Any = None,
+        dilation_rate: Any = 1,
+    ) -> Any:
         if plain(inputs, data_format, dilation_rate):
             return original_conv(inputs, kernel, strides, padding, data_format, dilation_rate)
         dh, dw = _pair(dilation_rate)
         sh, sw = _pair(strides)
-        return tf.raw_ops.Conv2D(input=inputs, filter=kernel, strides=[1, sh, sw, 1], padding=padding.upper(),
-                                 dilations=[1, dh, dw, 1])
+        return tf.raw_ops.Conv2D(
+            input=inputs, filter=kernel, strides=[1, sh, sw, 1], padding=padding.upper(), dilations=[1, dh, dw, 1]
+        )
 
-    def separable_conv(inputs: Any, depthwise_kernel: Any, pointwise_kernel: Any, strides: Any = 1,
-                       padding: str = "valid", data_format: Any = None, dilation_rate: Any = 1) -> Any:
+    def separable_conv(
+        inputs: Any,
+        depthwise_kernel: Any,
+        pointwise_kernel: Any,
+        strides: Any = 1,
+        padding: str = "valid",
+        data_format: Any = None,
+        dilation_rate: Any = 1,
+    ) -> Any:
         if plain(inputs, data_format, dilation_rate):
-            return original_separable(inputs, depthwise_kernel, pointwise_kernel, strides, padding, data_format,
-                                      dilation_rate)
+            return original_separable(
+                inputs, depthwise_kernel, pointwise_kernel, strides, padding, data_format, dilation_rate
+            )
         dh, dw = _pair(dilation_rate)
         sh, sw = _pair(strides)
         depthwise = tf.raw_ops.DepthwiseConv2dNative(
-            input=inputs, filter=depthwise_kernel, strides=[1, sh, sw, 1], padding=padding.upper(),
-            dilations=[1, dh, dw, 1])
+            input=inputs,
+            filter=depthwise_kernel,
+            strides=[1, sh, sw, 1],
+            padding=padding.upper(),
+            dilations=[1, dh, dw, 1],
+        )
         return tf.raw_ops.Conv2D(input=depthwise, filter=pointwise_kernel, strides=[1, 1, 1, 1], padding="VALID")
 
     up_sampling2d.UpSampling2D._resize_images = resize
@@ -143,8 +162,7 @@ def _explicit_same_padding(model_proto: Any) -> None:
             continue
         kernel = list(helper.get_attribute_value(attrs["kernel_shape"]))
         strides = list(helper.get_attribute_value(attrs["strides"])) if "strides" in attrs else [1] * len(kernel)
-        dilations = (list(helper.get_attribute_value(attrs["dilations"])) if "dilations" in attrs
-                     else [1] * len(kernel))
+        dilations = list(helper.get_attribute_value(attrs["dilations"])) if "dilations" in attrs else [1] * len(kernel)
         begins, ends = [], []
         for k, s, d in zip(kernel, strides, dilations):
             total = max((k - 1) * d + 1 - s, 0)
@@ -195,8 +213,13 @@ def _canonical_graph(model_proto: Any) -> None:
     def key(i: int) -> tuple:
         node = nodes[i]
         attributes = tuple((a.name, a.SerializeToString()) for a in sorted(node.attribute, key=lambda a: a.name))
-        return (_COUNTER_SUFFIX.sub("", node.name), node.domain, node.op_type, attributes,
-                tuple(source(name) for name in node.input))
+        return (
+            _COUNTER_SUFFIX.sub("", node.name),
+            node.domain,
+            node.op_type,
+            attributes,
+            tuple(source(name) for name in node.input),
+        )
 
     waiting = [len({producer[n] for n in node.input if n in producer}) for node in nodes]
     consumers: dict[int, set[int]] = {}
@@ -318,7 +341,7 @@ def torch_predict(module: Any, x: np.ndarray, batch_size: int = 32) -> np.ndarra
     outputs = []
     with torch.no_grad():
         for start in range(0, len(x), batch_size):
-            batch = torch.from_numpy(np.ascontiguousarray(x[start:start + batch_size], dtype=np.float32))
+            batch = torch.from_numpy(np.ascontiguousarray(x[start : start + batch_size], dtype=np.float32))
             batch = batch.to(device)
             out = module(batch)
             if isinstance(out, (list, tuple)):

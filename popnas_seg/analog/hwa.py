@@ -27,6 +27,7 @@ AIHWKit's compiled tiles and load as such), taken before any programming or drif
 weights). `score_checkpoint_in_process` re-scores one without
 retraining; `load_checkpoint` rebuilds one (also for analog `predict`, inference/analog.py).
 """
+
 from __future__ import annotations
 
 import copy
@@ -44,9 +45,16 @@ from popnas_seg.config import AnalogConfig
 CHECKPOINTS = {"inference": "analog_inference.pt", "hwa": "analog_hwa.pt", "control": "analog_control.pt"}
 
 
-def segmentation_loss_torch(probs: Any, labels: Any, classes_count: int, ignore_class: int | None,
-                            class_weights: list[float] | None, dice_weight: float, ce_weight: float,
-                            smooth: float = 1.0) -> Any:
+def segmentation_loss_torch(
+    probs: Any,
+    labels: Any,
+    classes_count: int,
+    ignore_class: int | None,
+    class_weights: list[float] | None,
+    dice_weight: float,
+    ce_weight: float,
+    smooth: float = 1.0,
+) -> Any:
     """torch twin of `training.losses.SegmentationLoss` (soft foreground Dice + weighted CE on softmax
     outputs, ignore_class pixels excluded), so HWA fine-tunes with the loss the network was trained with."""
     import torch
@@ -84,14 +92,25 @@ def segmentation_loss_torch(probs: Any, labels: Any, classes_count: int, ignore_
     return total
 
 
-def _curve(module: Any, x: np.ndarray, y: np.ndarray, times: list[float], repetitions: int, seed: int,
-           classes_count: int, ignore_class: int | None, batch_size: int,
-           tile: list[int] | dict[str, Any] | None = None,
-           sizes: np.ndarray | None = None) -> dict[str, list]:
+def _curve(
+    module: Any,
+    x: np.ndarray,
+    y: np.ndarray,
+    times: list[float],
+    repetitions: int,
+    seed: int,
+    classes_count: int,
+    ignore_class: int | None,
+    batch_size: int,
+    tile: list[int] | dict[str, Any] | None = None,
+    sizes: np.ndarray | None = None,
+) -> dict[str, list]:
     from popnas_seg.analog.scoring import score_repetitions
 
-    dice = [score_repetitions(module, x, y, t, repetitions, seed, classes_count, ignore_class, batch_size,
-                              tile, sizes) for t in times]
+    dice = [
+        score_repetitions(module, x, y, t, repetitions, seed, classes_count, ignore_class, batch_size, tile, sizes)
+        for t in times
+    ]
     return {
         "times": [float(t) for t in times],
         "mean": [float(np.mean(d)) for d in dice],
@@ -104,8 +123,15 @@ def _save_checkpoint(module: Any, path: Path, kind: str, cfg: AnalogConfig) -> s
     import torch
 
     buf = io.BytesIO()
-    torch.save({"state_dict": module.state_dict(), "kind": kind, "analog_config": cfg.model_dump(mode="json"),
-                "tiles": "torch"}, buf)
+    torch.save(
+        {
+            "state_dict": module.state_dict(),
+            "kind": kind,
+            "analog_config": cfg.model_dump(mode="json"),
+            "tiles": "torch",
+        },
+        buf,
+    )
     atomic_write_bytes(path, buf.getvalue())
     return str(path)
 
@@ -135,8 +161,9 @@ def _learning_rate(cfg: AnalogConfig, step: int, total: int) -> float:
     return 0.5 * lr * (1.0 + math.cos(math.pi * step / total))
 
 
-def epoch_batches(n: int, batch_size: int, steps_per_epoch: int | None, epochs: int, seed: int
-                  ) -> list[list[np.ndarray]]:
+def epoch_batches(
+    n: int, batch_size: int, steps_per_epoch: int | None, epochs: int, seed: int
+) -> list[list[np.ndarray]]:
     """The batch indices of every fine-tuning epoch: one shuffled pass over `n` images, or with
     `steps_per_epoch` that many batches from a stream of reshuffled passes, so that, as in the digital
     training, a small folder gets the same number of optimiser steps as a large one (48 images at batch 16
@@ -146,7 +173,7 @@ def epoch_batches(n: int, batch_size: int, steps_per_epoch: int | None, epochs: 
         out = []
         for _ in range(epochs):
             order = rng.permutation(n)
-            out.append([order[i:i + batch_size] for i in range(0, n, batch_size)])
+            out.append([order[i : i + batch_size] for i in range(0, n, batch_size)])
         return out
     stream: list[int] = []
     out = []
@@ -156,13 +183,22 @@ def epoch_batches(n: int, batch_size: int, steps_per_epoch: int | None, epochs: 
             stream.extend(rng.permutation(n).tolist())
         chunk, stream = stream[:need], stream[need:]
         step = min(batch_size, n)
-        out.append([np.asarray(chunk[i:i + step]) for i in range(0, need, step)])
+        out.append([np.asarray(chunk[i : i + step]) for i in range(0, need, step)])
     return out
 
 
-def _fine_tune(module: Any, optimizer: Any, x: np.ndarray, y: np.ndarray, cfg: AnalogConfig, seed: int,
-               batch_size: int, loss_fn: Any, score_fn: Any, steps_per_epoch: int | None = None
-               ) -> dict[str, Any]:
+def _fine_tune(
+    module: Any,
+    optimizer: Any,
+    x: np.ndarray,
+    y: np.ndarray,
+    cfg: AnalogConfig,
+    seed: int,
+    batch_size: int,
+    loss_fn: Any,
+    score_fn: Any,
+    steps_per_epoch: int | None = None,
+) -> dict[str, Any]:
     """`cfg.hwa_epochs` epochs of `epoch_batches` (shuffled by `seed`, the same batches for HWA and its
     control), learning rate by `_learning_rate`, BatchNorm frozen. After each epoch `score_fn(module)` gives the analog
     validation Dice of that epoch's weights (it must score a copy); the best epoch's state_dict is loaded back
@@ -214,11 +250,25 @@ def _on(module: Any, device: str) -> Any:
 
 
 def hwa_and_drift_in_process(
-    onnx_path: str, cfg: dict[str, Any], classes_count: int, ignore_class: int | None, out_dir: str, seed: int,
-    batch_size: int, class_weights: list[float] | None, dice_weight: float, ce_weight: float,
-    train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, test_y: np.ndarray,
-    tile: list[int] | dict[str, Any] | None = None, test_sizes: np.ndarray | None = None,
-    val_x: np.ndarray | None = None, val_y: np.ndarray | None = None, steps_per_epoch: int | None = None,
+    onnx_path: str,
+    cfg: dict[str, Any],
+    classes_count: int,
+    ignore_class: int | None,
+    out_dir: str,
+    seed: int,
+    batch_size: int,
+    class_weights: list[float] | None,
+    dice_weight: float,
+    ce_weight: float,
+    train_x: np.ndarray,
+    train_y: np.ndarray,
+    test_x: np.ndarray,
+    test_y: np.ndarray,
+    tile: list[int] | dict[str, Any] | None = None,
+    test_sizes: np.ndarray | None = None,
+    val_x: np.ndarray | None = None,
+    val_y: np.ndarray | None = None,
+    steps_per_epoch: int | None = None,
 ) -> dict[str, Any]:
     """The HWA + drift job itself (run by the worker); returns DriftReport fields."""
     import onnx2torch  # noqa: F401  (imported before the clock starts: timings measure work, not imports)
@@ -240,8 +290,9 @@ def hwa_and_drift_in_process(
 
     torch.manual_seed(seed)
     digital = onnx_to_torch(onnx_path)
-    digital_dice = analog_dice(_on(copy.deepcopy(digital), device), test_x, test_y, classes_count, ignore_class,
-                               batch_size, tile, test_sizes)
+    digital_dice = analog_dice(
+        _on(copy.deepcopy(digital), device), test_x, test_y, classes_count, ignore_class, batch_size, tile, test_sizes
+    )
     before = to_analog(digital, inference_rpu_config(analog_cfg))
     coverage = analog_coverage(before, train_x[:1])
     checkpoints = {"inference": _save_checkpoint(before, out / CHECKPOINTS["inference"], "inference", analog_cfg)}
@@ -251,8 +302,9 @@ def hwa_and_drift_in_process(
     def scored(module: Any, timing: str) -> dict[str, list]:
         """`module`'s drift curve on the test images (same seeds for every variant), timed as `timing`."""
         t = time.perf_counter()
-        curve = _curve(module, test_x, test_y, times, reps, seed, classes_count, ignore_class, batch_size, tile,
-                       test_sizes)
+        curve = _curve(
+            module, test_x, test_y, times, reps, seed, classes_count, ignore_class, batch_size, tile, test_sizes
+        )
         timings[timing] = time.perf_counter() - t
         return curve
 
@@ -272,8 +324,9 @@ def hwa_and_drift_in_process(
         val_seed = seed + 100_003  # programmings for checkpoint selection are not those of the test curves
 
         def loss_fn(probs: Any, labels: Any) -> Any:
-            return segmentation_loss_torch(probs, labels, classes_count, ignore_class, class_weights,
-                                           dice_weight, ce_weight)
+            return segmentation_loss_torch(
+                probs, labels, classes_count, ignore_class, class_weights, dice_weight, ce_weight
+            )
 
         def analog_val(weights: Any, make_config: Any) -> float:
             """Mean analog validation Dice at t_inference over fresh programmings of a copy of `weights`."""
@@ -281,16 +334,31 @@ def hwa_and_drift_in_process(
                 scorer = copy.deepcopy(weights)
             else:
                 scorer = _on(to_analog(copy.deepcopy(weights).cpu(), make_config(analog_cfg)), device)
-            return float(np.mean(score_repetitions(scorer, val_x, val_y, t_val, val_reps, val_seed, classes_count,
-                                                   ignore_class, batch_size)))
+            return float(
+                np.mean(
+                    score_repetitions(
+                        scorer, val_x, val_y, t_val, val_reps, val_seed, classes_count, ignore_class, batch_size
+                    )
+                )
+            )
 
         t = time.perf_counter()
         torch.manual_seed(seed)
         hwa = _on(to_analog(digital, hwa_rpu_config(analog_cfg)), device)
         optimizer = AnalogSGD(hwa.parameters(), lr=float(analog_cfg.hwa_learning_rate))
         optimizer.regroup_param_groups(hwa)
-        history = _fine_tune(hwa, optimizer, train_x, train_y, analog_cfg, seed, batch_size, loss_fn,
-                             lambda m: analog_val(m, None), steps_per_epoch)
+        history = _fine_tune(
+            hwa,
+            optimizer,
+            train_x,
+            train_y,
+            analog_cfg,
+            seed,
+            batch_size,
+            loss_fn,
+            lambda m: analog_val(m, None),
+            steps_per_epoch,
+        )
         checkpoints["hwa"] = _save_checkpoint(hwa, out / CHECKPOINTS["hwa"], "hwa", analog_cfg)
         timings["hwa_train_s"] = time.perf_counter() - t
         after_curve = scored(hwa, "score_after_s")
@@ -300,11 +368,22 @@ def hwa_and_drift_in_process(
             torch.manual_seed(seed)
             control = _on(copy.deepcopy(digital), device)
             optimizer = torch.optim.SGD(control.parameters(), lr=float(analog_cfg.hwa_learning_rate))
-            control_history = _fine_tune(control, optimizer, train_x, train_y, analog_cfg, seed, batch_size,
-                                         loss_fn, lambda m: analog_val(m, inference_rpu_config), steps_per_epoch)
+            control_history = _fine_tune(
+                control,
+                optimizer,
+                train_x,
+                train_y,
+                analog_cfg,
+                seed,
+                batch_size,
+                loss_fn,
+                lambda m: analog_val(m, inference_rpu_config),
+                steps_per_epoch,
+            )
             control_analog = to_analog(control.cpu(), inference_rpu_config(analog_cfg))
-            checkpoints["control"] = _save_checkpoint(control_analog, out / CHECKPOINTS["control"], "inference",
-                                                      analog_cfg)
+            checkpoints["control"] = _save_checkpoint(
+                control_analog, out / CHECKPOINTS["control"], "inference", analog_cfg
+            )
             timings["control_train_s"] = time.perf_counter() - t
             control_curve = scored(_on(control_analog, device), "score_control_s")
     timings["total_s"] = time.perf_counter() - t0
@@ -354,9 +433,17 @@ def load_checkpoint(onnx_path: str, checkpoint: str) -> tuple[Any, AnalogConfig]
 
 
 def score_checkpoint_in_process(
-    onnx_path: str, checkpoint: str, classes_count: int, ignore_class: int | None, seed: int,
-    eval_times: list[float] | None, repetitions: int | None, batch_size: int,
-    test_x: np.ndarray, test_y: np.ndarray, tile: list[int] | dict[str, Any] | None = None,
+    onnx_path: str,
+    checkpoint: str,
+    classes_count: int,
+    ignore_class: int | None,
+    seed: int,
+    eval_times: list[float] | None,
+    repetitions: int | None,
+    batch_size: int,
+    test_x: np.ndarray,
+    test_y: np.ndarray,
+    tile: list[int] | dict[str, Any] | None = None,
     test_sizes: np.ndarray | None = None,
 ) -> dict[str, Any]:
     from popnas_seg.analog.rpu import analog_device
@@ -365,12 +452,12 @@ def score_checkpoint_in_process(
     module = _on(module, analog_device(_checkpoint_tiles(checkpoint)))
     times = eval_times if eval_times is not None else list(analog_cfg.eval_times)
     reps = repetitions if repetitions is not None else int(analog_cfg.repetitions)
-    return _curve(module, test_x, test_y, times, reps, seed, classes_count, ignore_class, batch_size, tile,
-                  test_sizes)
+    return _curve(module, test_x, test_y, times, reps, seed, classes_count, ignore_class, batch_size, tile, test_sizes)
 
 
-def analog_samples_in_process(onnx_path: str, checkpoint: str, out: str, t_inference: float, seed: int,
-                              images: np.ndarray) -> dict[str, Any]:
+def analog_samples_in_process(
+    onnx_path: str, checkpoint: str, out: str, t_inference: float, seed: int, images: np.ndarray
+) -> dict[str, Any]:
     """Worker job: label maps of `images` from a saved analog checkpoint programmed and drifted to `t_inference`.
 
     Seeded like repetition 0 of the drift curves, so the figure shows the first simulated chip.

@@ -8,6 +8,7 @@ The search ranks on `risk_aware_score`: mean - k x std of Dice over independent 
 horizon (`analog.t_inference`, `analog.risk_k`). A network whose chips spread widely after drift is a worse
 product than one with the same mean and a tight spread; the mean alone tracked digital Dice (issue 34).
 """
+
 from __future__ import annotations
 
 import dataclasses

@@ -7,6 +7,7 @@ every `nn.Conv2d` with `groups == 1` (and zero padding mode) and every `nn.Linea
 analog counterpart; everything else stays digital and is *listed* by `analog_coverage`, so every network
 converts and no digital fallback goes unreported.
 """
+
 from __future__ import annotations
 
 import copy
@@ -146,12 +147,14 @@ def hwa_rpu_config(cfg: AnalogConfig, tiles: str = "torch") -> Any:
     rpu.modifier.std_dev = float(cfg.hwa_noise_std)
     rpu.modifier.rel_to_actual_wmax = True
     # the remap after every step keeps the mapping of the converted network: per column or per layer
-    rpu.remap.type = (WeightRemapType.CHANNELWISE_SYMMETRIC if cfg.weight_scaling == "column"
-                      else WeightRemapType.LAYERWISE_SYMMETRIC)
+    rpu.remap.type = (
+        WeightRemapType.CHANNELWISE_SYMMETRIC if cfg.weight_scaling == "column" else WeightRemapType.LAYERWISE_SYMMETRIC
+    )
     return rpu
 
 
 # ------------------------------------------------------------------------------------------ conversion
+
 
 def _digital_reason(module: nn.Module) -> str | None:
     """Why a weighted layer stays digital (None: it converts)."""
@@ -184,7 +187,8 @@ def to_analog(torch_module: nn.Module, rpu_config: Any) -> nn.Module:
 
     module = copy.deepcopy(torch_module)
     targets = [
-        (name, child) for name, child in module.named_modules()
+        (name, child)
+        for name, child in module.named_modules()
         if name and type(child) in (nn.Conv2d, nn.Linear) and _digital_reason(child) is None
     ]
     for name, child in targets:
@@ -248,6 +252,7 @@ def program_and_drift(module: nn.Module, t_inference: float) -> None:
 
 # ------------------------------------------------------------------------------------------ coverage
 
+
 def _weight_count(module: nn.Module) -> int:
     if _is_analog(module):
         analog: Any = module  # an AIHWKit analog layer (untyped)
@@ -299,15 +304,27 @@ def analog_coverage(torch_module: nn.Module, sample: Any | None = None) -> dict[
         weight = child._parameters.get("weight")
         if isinstance(weight, torch.Tensor) and weight.dim() >= 2:
             digital_modules.append((name, child))
-            digital.append({"name": name, "type": type(child).__name__, "weights": int(weight.numel()),
-                            "reason": _digital_reason(child) or "not converted"})
+            digital.append(
+                {
+                    "name": name,
+                    "type": type(child).__name__,
+                    "weights": int(weight.numel()),
+                    "reason": _digital_reason(child) or "not converted",
+                }
+            )
             continue
         # Loose >=2-D float tensors (e.g. onnx2torch initializers feeding MatMul): digital weights too.
         for tensor_name, tensor in [*child._parameters.items(), *child._buffers.items()]:
             matrix = isinstance(tensor, torch.Tensor) and sum(int(d) > 1 for d in tensor.shape) >= 2
             if matrix and tensor.is_floating_point():  # per-channel scales (folded norms) are not weights
-                digital.append({"name": f"{name}.{tensor_name}", "type": "tensor", "weights": int(tensor.numel()),
-                                "reason": "weight tensor used by a non-layer op (e.g. MatMul)"})
+                digital.append(
+                    {
+                        "name": f"{name}.{tensor_name}",
+                        "type": "tensor",
+                        "weights": int(tensor.numel()),
+                        "reason": "weight tensor used by a non-layer op (e.g. MatMul)",
+                    }
+                )
     analog_w = sum(_weight_count(m) for _, m in analog)
     digital_w = sum(d["weights"] for d in digital)
     total_w = analog_w + digital_w
@@ -331,6 +348,7 @@ def _mac_fractions(root: nn.Module, analog: list, digital: list, sample: Any) ->
     def hook(kind: str):
         def fn(module: nn.Module, inputs: tuple, output: Any) -> None:
             counts[kind] += _macs(module, inputs, output)
+
         return fn
 
     for _, m in analog:
@@ -356,7 +374,7 @@ def _mac_fractions(root: nn.Module, analog: list, digital: list, sample: Any) ->
 
 
 def analog_device(tiles: str = "torch") -> str:
-    """"cuda" when torch sees a GPU and the `tiles` can run there, else "cpu". Call it in the analog worker only.
+    """ "cuda" when torch sees a GPU and the `tiles` can run there, else "cpu". Call it in the analog worker only.
 
     AIHWKit's torch tiles (every run's) are plain PyTorch and run wherever torch does. Its compiled tiles need
     AIHWKit built with CUDA as well: a CUDA torch with CPU-only compiled tiles (the PyPI wheel, STACK.md)

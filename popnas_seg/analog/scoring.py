@@ -13,6 +13,7 @@ Reproducibility: programming and drift noise follow the torch seed. The probe, H
 AIHWKit's torch tiles (`rpu.inference_rpu_config`), whose forward (ADC/DAC, output) noise follows it too, so every
 analog score repeated under one seed is the same (the compiled tiles' forward noise is clock-seeded).
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -22,9 +23,16 @@ import numpy as np
 from popnas_seg.config import AnalogConfig
 
 
-def analog_dice(module: Any, x: np.ndarray, y: np.ndarray, classes_count: int, ignore_class: int | None,
-                batch_size: int = 32, tile: list[int] | dict[str, Any] | None = None,
-                sizes: np.ndarray | None = None) -> float:
+def analog_dice(
+    module: Any,
+    x: np.ndarray,
+    y: np.ndarray,
+    classes_count: int,
+    ignore_class: int | None,
+    batch_size: int = 32,
+    tile: list[int] | dict[str, Any] | None = None,
+    sizes: np.ndarray | None = None,
+) -> float:
     """Dice of a (digital or analog) torch module on NHWC arrays, with the shared numpy scorer.
 
     With `tile` (a `tiling.Tiling.to_dict()`, or a bare [h, w] for crop-sized tiles) and `sizes`
@@ -38,15 +46,34 @@ def analog_dice(module: Any, x: np.ndarray, y: np.ndarray, classes_count: int, i
         from popnas_seg.imaging.tiling import evaluate_images, unpack_images
 
         images, masks = unpack_images(x, y, sizes)
-        return float(evaluate_images(lambda b: torch_predict(module, b, batch_size=len(b)), images, masks,
-                                     tile, classes_count, ignore_class, batch_size=batch_size)["dice"])
+        return float(
+            evaluate_images(
+                lambda b: torch_predict(module, b, batch_size=len(b)),
+                images,
+                masks,
+                tile,
+                classes_count,
+                ignore_class,
+                batch_size=batch_size,
+            )["dice"]
+        )
     probs = torch_predict(module, x, batch_size=batch_size)
     return dice_score(np.argmax(probs, axis=-1), y, classes_count, ignore_class)
 
 
-def score_repetitions(module: Any, x: np.ndarray, y: np.ndarray, t_inference: float, repetitions: int,
-                      seed: int, classes_count: int, ignore_class: int | None, batch_size: int = 32,
-                      tile: list[int] | dict[str, Any] | None = None, sizes: np.ndarray | None = None) -> list[float]:
+def score_repetitions(
+    module: Any,
+    x: np.ndarray,
+    y: np.ndarray,
+    t_inference: float,
+    repetitions: int,
+    seed: int,
+    classes_count: int,
+    ignore_class: int | None,
+    batch_size: int = 32,
+    tile: list[int] | dict[str, Any] | None = None,
+    sizes: np.ndarray | None = None,
+) -> list[float]:
     """Dice of `repetitions` independent programmings of `module`, each drifted to `t_inference` seconds."""
     import torch
 
@@ -60,9 +87,18 @@ def score_repetitions(module: Any, x: np.ndarray, y: np.ndarray, t_inference: fl
     return scores
 
 
-def probe_in_process(onnx_path: str, cfg: dict[str, Any], classes_count: int, ignore_class: int | None,
-                     seed: int, x: np.ndarray, y: np.ndarray, batch_size: int = 32, tile: list[int] | None = None,
-                     sizes: np.ndarray | None = None) -> dict[str, Any]:
+def probe_in_process(
+    onnx_path: str,
+    cfg: dict[str, Any],
+    classes_count: int,
+    ignore_class: int | None,
+    seed: int,
+    x: np.ndarray,
+    y: np.ndarray,
+    batch_size: int = 32,
+    tile: list[int] | None = None,
+    sizes: np.ndarray | None = None,
+) -> dict[str, Any]:
     """The probe itself (run by the worker): convert, measure coverage, score each programming."""
     import torch
 
@@ -73,12 +109,23 @@ def probe_in_process(onnx_path: str, cfg: dict[str, Any], classes_count: int, ig
     torch.manual_seed(seed)
     digital = onnx_to_torch(onnx_path)
     analog = to_analog(digital, inference_rpu_config(analog_cfg))
-    coverage = analog_coverage(analog, x[:1] if tile is None else x[:1, :int(tile[0]), :int(tile[1])])
+    coverage = analog_coverage(analog, x[:1] if tile is None else x[:1, : int(tile[0]), : int(tile[1])])
     if analog_device() == "cuda":  # converted and measured on the CPU, scored on the GPU
         digital, analog = digital.cuda(), analog.cuda()
     digital_dice = analog_dice(digital, x, y, classes_count, ignore_class, batch_size, tile, sizes)
-    scores = score_repetitions(analog, x, y, analog_cfg.t_inference, analog_cfg.probe_repetitions, seed,
-                               classes_count, ignore_class, batch_size, tile, sizes)
+    scores = score_repetitions(
+        analog,
+        x,
+        y,
+        analog_cfg.t_inference,
+        analog_cfg.probe_repetitions,
+        seed,
+        classes_count,
+        ignore_class,
+        batch_size,
+        tile,
+        sizes,
+    )
     return {
         "analog_dice_mean": float(np.mean(scores)),
         "analog_dice_std": float(np.std(scores)),

@@ -50,6 +50,7 @@ by hand); `--serve REPLY_FD` is the persistent mode started by `run_job`.
 Test-only tasks (`_echo`, `_sleep`, `_exit`, `_segfault`, `_state`) exist for the worker's own tests;
 the worker accepts them only when POPNAS_ANALOG_TEST_TASKS=1 is in its environment.
 """
+
 from __future__ import annotations
 
 import atexit
@@ -75,8 +76,7 @@ import numpy as np
 
 from popnas_seg.atomic import atomic_write_json
 
-__all__ = ["AnalogWorkerError", "RECYCLE_RSS_BYTES", "run_job", "shutdown_worker", "sweep_stale_folders",
-           "worker_pid"]
+__all__ = ["AnalogWorkerError", "RECYCLE_RSS_BYTES", "run_job", "shutdown_worker", "sweep_stale_folders", "worker_pid"]
 
 _ROOT = Path(__file__).resolve().parents[2]
 _PARENT_ENV = "POPNAS_WORKER_PARENT_PID"
@@ -86,7 +86,7 @@ _FOLDER_PREFIX = "popnas_analog_"
 _FOLDER_RE = re.compile(rf"^{_FOLDER_PREFIX}(\d+)_(\d+)_")
 # Reset before every job once torch is loaded (c10's default_rng_seed_val; any fixed value would do).
 _TORCH_JOB_SEED = 67280421310721
-RECYCLE_RSS_BYTES = 6 * 1024 ** 3
+RECYCLE_RSS_BYTES = 6 * 1024**3
 """A worker whose resident memory exceeds this after a job is stopped; the next job starts a fresh one."""
 _STOP_GRACE_S = 5.0
 _ACK = "+"  # the worker's first reply line to a job: "+<job folder name>" = taken (then the name = done)
@@ -98,6 +98,7 @@ class AnalogWorkerError(RuntimeError):
 
 # ------------------------------------------------------------------------------------- parent side
 
+
 def _start_time(pid: int) -> int | None:
     """The process's start time in clock ticks since boot (Linux /proc); None where unknown."""
     try:
@@ -105,7 +106,7 @@ def _start_time(pid: int) -> int | None:
     except OSError:
         return None
     try:  # the command name (field 2) may hold spaces and parentheses: split after the last ')'
-        return int(stat[stat.rindex(")") + 2:].split()[19])
+        return int(stat[stat.rindex(")") + 2 :].split()[19])
     except (ValueError, IndexError):
         return None
 
@@ -174,7 +175,11 @@ class _Worker:
             with open(self.log_path, "ab") as log:
                 self.proc = subprocess.Popen(
                     [sys.executable, "-m", "popnas_seg.analog.worker", "--serve", str(write_fd)],
-                    stdin=subprocess.PIPE, stdout=log, stderr=log, env=_worker_env(), pass_fds=(write_fd,),
+                    stdin=subprocess.PIPE,
+                    stdout=log,
+                    stderr=log,
+                    env=_worker_env(),
+                    pass_fds=(write_fd,),
                 )
         except BaseException:
             os.close(read_fd)
@@ -337,8 +342,9 @@ def worker_pid() -> int | None:
         return _STATE.worker.proc.pid
 
 
-def run_job(task: str, params: dict[str, Any], arrays: dict[str, np.ndarray] | None = None,
-            timeout_s: float | None = 1800.0) -> dict[str, Any]:
+def run_job(
+    task: str, params: dict[str, Any], arrays: dict[str, np.ndarray] | None = None, timeout_s: float | None = 1800.0
+) -> dict[str, Any]:
     """Run `task` in this process's analog worker and return its result dict; raise AnalogWorkerError on failure.
 
     `timeout_s` bounds the whole call, including the start of a fresh worker when there is none.
@@ -358,8 +364,9 @@ def run_job(task: str, params: dict[str, Any], arrays: dict[str, np.ndarray] | N
             shutil.rmtree(job_dir, ignore_errors=True)
 
 
-def _run_in_worker(state: _ParentState, task: str, job_dir: Path, deadline: float | None,
-                   timeout_s: float | None, started: float) -> dict[str, Any]:
+def _run_in_worker(
+    state: _ParentState, task: str, job_dir: Path, deadline: float | None, timeout_s: float | None, started: float
+) -> dict[str, Any]:
     worker = state.worker
     reused = worker is not None and worker.alive() and worker.send(job_dir)
     if not reused:
@@ -423,6 +430,7 @@ def _tail(lines: list[str]) -> str:
 
 # ------------------------------------------------------------------------------------- worker side
 
+
 def _die_with_parent() -> None:
     """A worker must not outlive the search (kill -9, OOM killer): ask Linux for SIGKILL when the parent dies.
 
@@ -451,8 +459,11 @@ def _test_task(name: str) -> Callable[..., dict[str, Any]] | None:
     def echo(say: str = "", **kw: Any) -> dict[str, Any]:
         if say:
             print(say, file=sys.stderr, flush=True)
-        return {"pid": os.getpid(), "params": {k: v for k, v in kw.items() if not isinstance(v, np.ndarray)},
-                "sums": {k: float(np.sum(v)) for k, v in kw.items() if isinstance(v, np.ndarray)}}
+        return {
+            "pid": os.getpid(),
+            "params": {k: v for k, v in kw.items() if not isinstance(v, np.ndarray)},
+            "sums": {k: float(np.sum(v)) for k, v in kw.items() if isinstance(v, np.ndarray)},
+        }
 
     def sleep(seconds: float) -> dict[str, Any]:
         time.sleep(seconds)
@@ -473,16 +484,25 @@ def _test_task(name: str) -> Callable[..., dict[str, Any]] | None:
         """What a job sees of process-global state; with seed_torch, leave the generator moved on."""
         import torch
 
-        out = {"pid": os.getpid(), "keras_backend": os.environ.get("KERAS_BACKEND"),
-               "tensorflow_loaded": "tensorflow" in sys.modules, "torch_initial_seed": torch.initial_seed(),
-               "grad_enabled": torch.is_grad_enabled(), "first_rand": float(torch.rand(1))}
+        out = {
+            "pid": os.getpid(),
+            "keras_backend": os.environ.get("KERAS_BACKEND"),
+            "tensorflow_loaded": "tensorflow" in sys.modules,
+            "torch_initial_seed": torch.initial_seed(),
+            "grad_enabled": torch.is_grad_enabled(),
+            "first_rand": float(torch.rand(1)),
+        }
         if seed_torch:
             torch.manual_seed(123)
             torch.set_grad_enabled(False)
         return out
 
     tasks: dict[str, Callable[..., dict[str, Any]]] = {
-        "_echo": echo, "_sleep": sleep, "_exit": exit_, "_segfault": segfault, "_state": state,
+        "_echo": echo,
+        "_sleep": sleep,
+        "_exit": exit_,
+        "_segfault": segfault,
+        "_state": state,
     }
     return tasks.get(name)
 
@@ -531,9 +551,14 @@ def _run_one(job_dir: Path) -> int:
         atomic_write_json(job_dir / "result.json", {"ok": True, "result": result})
         return 0
     except Exception as exc:  # reported to the parent, which raises AnalogWorkerError with it
-        atomic_write_json(job_dir / "result.json", {
-            "ok": False, "error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc(),
-        })
+        atomic_write_json(
+            job_dir / "result.json",
+            {
+                "ok": False,
+                "error": f"{type(exc).__name__}: {exc}",
+                "traceback": traceback.format_exc(),
+            },
+        )
         return 1
 
 

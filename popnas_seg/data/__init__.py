@@ -4,6 +4,7 @@ masks/ folder, or an extension's), and the split tf.data pipelines.
 `generate_nuclei` and `read_folder` are plain numpy; the pipeline names import TensorFlow, so they are
 loaded lazily: `from popnas_seg.data import generate_nuclei` stays cheap.
 """
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
@@ -15,8 +16,15 @@ from popnas_seg.data.synthetic import generate_nuclei
 if TYPE_CHECKING:
     from popnas_seg.data.pipeline import SegmentationData, load_data, save_preview
 
-__all__ = ["LoadedImages", "SegmentationData", "generate_nuclei", "load_data", "read_folder", "register_data_source",
-           "save_preview"]
+__all__ = [
+    "LoadedImages",
+    "SegmentationData",
+    "generate_nuclei",
+    "load_data",
+    "read_folder",
+    "register_data_source",
+    "save_preview",
+]
 
 _LAZY = {"SegmentationData", "load_data", "save_preview"}
 

@@ -5,6 +5,7 @@ sets. The run folder therefore keeps `restore/data_fingerprint.json` from its cr
 the name, size and SHA-256 of every file in images/ and masks/ (hidden files are skipped, as the loader
 skips them); for built-in data the generator's parameters (the data is a pure function of them and the seed).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -58,8 +59,11 @@ def describe_change(old: dict[str, Any], new: dict[str, Any]) -> str | None:
     added = sorted(set(after) - set(before))
     removed = sorted(set(before) - set(after))
     modified = sorted(k for k in set(before) & set(after) if before[k] != after[k])
-    parts = [f"{len(names)} file(s) {what} ({_few(names)})"
-             for what, names in (("added", added), ("removed", removed), ("modified", modified)) if names]
+    parts = [
+        f"{len(names)} file(s) {what} ({_few(names)})"
+        for what, names in (("added", added), ("removed", removed), ("modified", modified))
+        if names
+    ]
     return f'in the data folder "{new.get("path")}": ' + "; ".join(parts or ["the fingerprint format changed"])
 
 

@@ -4,6 +4,7 @@ Every problem a user can make with their files becomes a `UserError` that names 
 because a data problem found deep inside a multi-hour search (or never found: a silently misread mask)
 is far more expensive than one refused at start-up.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -89,7 +90,7 @@ def read_folder(
         raise UserError(
             f"masks hold labels >= classes_count={classes_count} {what}({detail}). Labels must be "
             f"0..{classes_count - 1}: map them with dataset.class_labels_remapping, e.g. "
-            f"{{\"{top}\": {target}}} for 0/{top} masks whose {top} is the foreground, or map them to "
+            f'{{"{top}": {target}}} for 0/{top} masks whose {top} is the foreground, or map them to '
             f"dataset.ignore_class to leave those pixels out of the loss; raise dataset.classes_count only if "
             f"0..{top} are all real classes"
         )
@@ -122,16 +123,16 @@ def _few(items: list[str]) -> str:
 def _list_files(folder: Path, kind: str) -> dict[str, Path]:
     """Stem -> file, for the supported files of one folder (hidden files are ignored)."""
     if not folder.is_dir():
-        raise UserError(
-            f"missing folder {folder}: a dataset folder needs images/ and masks/ with matching file names"
-        )
+        raise UserError(f"missing folder {folder}: a dataset folder needs images/ and masks/ with matching file names")
     found: dict[str, Path] = {}
     for entry in sorted(folder.iterdir()):
         if entry.name.startswith(".") or entry.is_dir():
             continue
         if entry.exists() and not entry.is_file():
-            raise UserError(f"{entry} in {kind}/ is not a regular file (a FIFO, socket or device); reading it "
-                            f"would block or never end: remove it")
+            raise UserError(
+                f"{entry} in {kind}/ is not a regular file (a FIFO, socket or device); reading it "
+                f"would block or never end: remove it"
+            )
         if entry.is_symlink() and not entry.exists():  # is_dir() is False for a looping or dangling link
             from popnas_seg.pathcheck import not_a_folder_reason
 
@@ -155,14 +156,16 @@ def _read_array(file: Path, as_mask: bool) -> np.ndarray:
     """Decode one file to a numpy array, turning every decoding failure into a UserError naming the file."""
     suffix = file.suffix.lower()
     if not file.is_file():  # a FIFO or a device would block the read forever
-        raise UserError(f"{file} is not a regular file (a FIFO, socket or device?); image and mask files must be "
-                        f"plain files")
+        raise UserError(
+            f"{file} is not a regular file (a FIFO, socket or device?); image and mask files must be plain files"
+        )
     try:
         if suffix == ".npy":
             with open(file, "rb") as handle:  # the header first: the pixel limit before any allocation
                 version = np.lib.format.read_magic(handle)
-                read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
-                               else np.lib.format.read_array_header_2_0)
+                read_header = (
+                    np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+                )
                 shape = read_header(handle)[0]
             check_image_shape(shape, file)
             return np.load(file, allow_pickle=False)
@@ -219,9 +222,7 @@ def _as_image(array: np.ndarray, file: Path) -> np.ndarray:
     elif np.issubdtype(array.dtype, np.integer):
         lo, hi = int(array.min()), int(array.max())
         if lo < 0 or hi > 65535:
-            raise UserError(
-                f"image {file} has integer values in [{lo}, {hi}]; save it as uint8, uint16 or float"
-            )
+            raise UserError(f"image {file} has integer values in [{lo}, {hi}]; save it as uint8, uint16 or float")
         out = array.astype(np.float32) / (255.0 if array.dtype.itemsize == 1 else 65535.0)
     elif np.issubdtype(array.dtype, np.floating):
         out = array.astype(np.float32)
@@ -235,8 +236,10 @@ def _as_image(array: np.ndarray, file: Path) -> np.ndarray:
 def _as_mask(array: np.ndarray, file: Path) -> np.ndarray:
     """A single-channel int32 mask; an RGB(A) mask whose colour channels are equal is reduced to one."""
     if array.ndim == 3:
-        if array.shape[-1] == 1 or array.shape[-1] in (3, 4) and all(
-            np.array_equal(array[..., 0], array[..., c]) for c in range(1, 3)
+        if (
+            array.shape[-1] == 1
+            or array.shape[-1] in (3, 4)
+            and all(np.array_equal(array[..., 0], array[..., c]) for c in range(1, 3))
         ):
             array = array[..., 0]
         else:

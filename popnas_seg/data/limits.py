@@ -4,6 +4,7 @@ Measured before these limits (issue 37): `generated_size` [100000, 100000] or `s
 "Unable to allocate 894 GiB" traceback; a 435 KB zlib TIFF of 20000 x 20000 took 6.7 GB of RAM (PIL refused
 the same PNG, NPY had no limit at all).
 """
+
 from __future__ import annotations
 
 import os

@@ -17,6 +17,7 @@ one object so that every split gets exactly the same preprocessing:
   seed, so "the same" holds for a fixed global seed (none set, or `keras.utils.set_random_seed(s)` with
   the same `s`), in this process or another; successive epochs of one dataset still differ.
 """
+
 from __future__ import annotations
 
 import io
@@ -40,8 +41,9 @@ def load_data(cfg: DatasetConfig, seed: int) -> SegmentationData:
     """Load the configured data (the registered source of `dataset.name`, or the folder of `dataset.path`:
     data/sources.py) and split it by `seed`."""
     loaded = load_images(cfg, seed)
-    return SegmentationData(loaded.images, loaded.masks, loaded.names, cfg, seed,
-                            source=loaded.description).check_foreground()
+    return SegmentationData(
+        loaded.images, loaded.masks, loaded.names, cfg, seed, source=loaded.description
+    ).check_foreground()
 
 
 class SegmentationData:
@@ -82,9 +84,15 @@ class SegmentationData:
                 f"{len(small)} image(s) are smaller than dataset.crop {rh}x{rw}: {shown}; "
                 f"lower dataset.crop or use larger images"
             )
-        self._images = [_normalise(np.asarray(im, dtype=np.float32), cfg.normalisation, cfg.normalisation_percentiles,
-                                  cfg.normalisation_clip)
-                        for im in images]
+        self._images = [
+            _normalise(
+                np.asarray(im, dtype=np.float32),
+                cfg.normalisation,
+                cfg.normalisation_percentiles,
+                cfg.normalisation_clip,
+            )
+            for im in images
+        ]
         self._masks = [np.asarray(m, dtype=np.int32) for m in masks]
         for name, im, m in zip(self.names, self._images, self._masks):
             if m.shape != im.shape[:2]:
@@ -256,8 +264,9 @@ class SegmentationData:
 
             ds = draws.map(draw)
             ds = tf.data.Dataset.zip((ds, randoms)).map(self._augment, num_parallel_calls=tf.data.AUTOTUNE)
-            return ds.batch(self.cfg.batch_size, drop_remainder=True).take(int(steps_per_epoch)).prefetch(
-                tf.data.AUTOTUNE)
+            return (
+                ds.batch(self.cfg.batch_size, drop_remainder=True).take(int(steps_per_epoch)).prefetch(tf.data.AUTOTUNE)
+            )
         if self._same_size:
             ds = tf.data.Dataset.from_tensor_slices(
                 (np.stack([self._images[i] for i in idx]), np.stack([self._masks[i] for i in idx]))
@@ -278,8 +287,9 @@ class SegmentationData:
         ds = ds.shuffle(self.cfg.shuffle_buffer, seed=self._tf_seed, reshuffle_each_iteration=True)
         ds = tf.data.Dataset.zip((ds, randoms)).map(self._augment, num_parallel_calls=tf.data.AUTOTUNE)
         if steps_per_epoch is not None:
-            return ds.batch(self.cfg.batch_size, drop_remainder=True).take(int(steps_per_epoch)).prefetch(
-                tf.data.AUTOTUNE)
+            return (
+                ds.batch(self.cfg.batch_size, drop_remainder=True).take(int(steps_per_epoch)).prefetch(tf.data.AUTOTUNE)
+            )
         return ds.batch(self.cfg.batch_size).prefetch(tf.data.AUTOTUNE)
 
     def _augment(self, pair: tuple[tf.Tensor, tf.Tensor], rand: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
@@ -305,8 +315,12 @@ class SegmentationData:
             x = tf.image.rot90(x, k)
             y = tf.image.rot90(y[:, :, None], k)[:, :, 0]
         if aug.enabled and (aug.affine_rotation_deg > 0 or aug.affine_scale > 0):
-            x, y = _affine(x, y, (2.0 * u[5] - 1.0) * (aug.affine_rotation_deg * math.pi / 180.0),
-                           1.0 + (2.0 * u[6] - 1.0) * aug.affine_scale)
+            x, y = _affine(
+                x,
+                y,
+                (2.0 * u[5] - 1.0) * (aug.affine_rotation_deg * math.pi / 180.0),
+                1.0 + (2.0 * u[6] - 1.0) * aug.affine_scale,
+            )
         if aug.enabled and aug.intensity_scale > 0:
             x = x * (1.0 + (2.0 * u[7] - 1.0) * aug.intensity_scale)
         if aug.enabled and aug.intensity_shift > 0:
@@ -351,15 +365,25 @@ class SegmentationData:
         shapes = {im.shape[:2] for im in self._images}
         size = "x".join(map(str, next(iter(shapes)))) if len(shapes) == 1 else f"{len(shapes)} sizes"
         aug = self.cfg.augmentation
-        aug_s = "+".join(n for n, on in (
-            ("flips", aug.flips), ("rot90", aug.rotations),
-            ("affine", aug.affine_rotation_deg > 0 or aug.affine_scale > 0),
-            ("intensity", aug.intensity_scale > 0 or aug.intensity_shift > 0), ("noise", aug.gaussian_noise > 0),
-        ) if on) or "crop only"
+        aug_s = (
+            "+".join(
+                n
+                for n, on in (
+                    ("flips", aug.flips),
+                    ("rot90", aug.rotations),
+                    ("affine", aug.affine_rotation_deg > 0 or aug.affine_scale > 0),
+                    ("intensity", aug.intensity_scale > 0 or aug.intensity_shift > 0),
+                    ("noise", aug.gaussian_noise > 0),
+                )
+                if on
+            )
+            or "crop only"
+        )
         folds = f", {self.folds} folds (fold 0 shown)" if self.folds > 1 else ""
         weights = (
             ", class weights " + "/".join(f"{w:.2f}" for w in self.class_weights)
-            if self.class_weights is not None else ""
+            if self.class_weights is not None
+            else ""
         )
         ignore = f", ignore class {self.ignore_class}" if self.ignore_class is not None else ""
         return (
@@ -382,9 +406,14 @@ def _affine(x: tf.Tensor, y: tf.Tensor, angle: tf.Tensor, zoom: tf.Tensor) -> tu
     shape = tf.shape(y)[:2]
 
     def warp(t: tf.Tensor, interpolation: str) -> tf.Tensor:
-        return tf.raw_ops.ImageProjectiveTransformV3(images=t[None], transforms=transform, output_shape=shape,
-                                                     fill_value=0.0, interpolation=interpolation,
-                                                     fill_mode="REFLECT")[0]
+        return tf.raw_ops.ImageProjectiveTransformV3(
+            images=t[None],
+            transforms=transform,
+            output_shape=shape,
+            fill_value=0.0,
+            interpolation=interpolation,
+            fill_mode="REFLECT",
+        )[0]
 
     x = warp(x, "BILINEAR")
     y = tf.cast(tf.round(warp(tf.cast(y[:, :, None], tf.float32), "NEAREST")[:, :, 0]), tf.int32)
@@ -423,8 +452,9 @@ def preprocess_image(image: np.ndarray, cfg: DatasetConfig) -> np.ndarray:
     return _normalise(scaled, cfg.normalisation, cfg.normalisation_percentiles, cfg.normalisation_clip)
 
 
-def _normalise(image: np.ndarray, mode: str, percentiles: Sequence[float] = (1.0, 99.8),
-               clip: float | None = None) -> np.ndarray:
+def _normalise(
+    image: np.ndarray, mode: str, percentiles: Sequence[float] = (1.0, 99.8), clip: float | None = None
+) -> np.ndarray:
     """Per-image normalisation over all pixels and channels; a constant image becomes all zeros.
 
     `clip` bounds the result to [-clip, clip] (`dataset.normalisation_clip`).

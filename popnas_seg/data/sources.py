@@ -8,6 +8,7 @@ synthetic nuclei generators ("synthetic_nuclei", "synthetic_nuclei_hard") and a 
 (docs/ARCHITECTURE.md). A named source must be a pure function of the dataset section and the seed: a resumed
 run compares those (data/fingerprint.py), not the images.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -62,14 +63,16 @@ def load_images(cfg: DatasetConfig, seed: int) -> LoadedImages:
 
 # ------------------------------------------------------------------------------------------ built-ins
 
+
 def _synthetic(hard: bool) -> DataSource:
     def load(cfg: DatasetConfig, seed: int) -> LoadedImages:
         from popnas_seg.data.folder import remap_labels
         from popnas_seg.data.synthetic import generate_nuclei
 
         count = cfg.samples if cfg.samples is not None else DEFAULT_SYNTHETIC_SAMPLES
-        images, masks_arr = generate_nuclei(count, cfg.generated_size, cfg.generated_channels, seed=seed,
-                                            classes_count=cfg.classes_count, hard=hard)
+        images, masks_arr = generate_nuclei(
+            count, cfg.generated_size, cfg.generated_channels, seed=seed, classes_count=cfg.classes_count, hard=hard
+        )
         masks = [remap_labels(m, cfg.class_labels_remapping) for m in masks_arr]
         bad = sorted({int(v) for m in masks for v in np.unique(m) if v >= cfg.classes_count})
         if bad:
@@ -79,6 +82,7 @@ def _synthetic(hard: bool) -> DataSource:
             )
         names = [f"synthetic_{i:05d}" for i in range(count)]
         return LoadedImages(list(images), masks, names, f"{cfg.name}(seed={seed})")
+
     return load
 
 

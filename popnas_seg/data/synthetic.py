@@ -24,6 +24,7 @@ set keeps its first images unchanged. Nucleus size is fixed in pixels (a fixed m
 image is a bigger field of view with more nuclei; images under 64 px shrink the nuclei so that a few
 still fit.
 """
+
 from __future__ import annotations
 
 import io
@@ -81,14 +82,22 @@ def generate_nuclei(
     masks = np.empty((count, h, w), dtype=np.uint8)
     children = np.random.SeedSequence([int(seed) & 0xFFFFFFFF, 0x6E75636C]).spawn(count)
     for i, child in enumerate(children):
-        images[i], masks[i] = _one_image(np.random.default_rng(child), h, w, channels, classes_count, debris,
-                                         artefacts, empty_fraction, hard)
+        images[i], masks[i] = _one_image(
+            np.random.default_rng(child), h, w, channels, classes_count, debris, artefacts, empty_fraction, hard
+        )
     return images, masks
 
 
 def _one_image(
-    rng: np.random.Generator, h: int, w: int, channels: int, classes_count: int, debris: bool,
-    artefacts: bool = False, empty_fraction: float = 0.0, hard: bool = False,
+    rng: np.random.Generator,
+    h: int,
+    w: int,
+    channels: int,
+    classes_count: int,
+    debris: bool,
+    artefacts: bool = False,
+    empty_fraction: float = 0.0,
+    hard: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     scale = min(1.0, min(h, w) / _REFERENCE_SIDE)
     # Mean nucleus radius about 6.5 px at full scale; the semi-major axis is drawn per nucleus below.

@@ -5,6 +5,7 @@ macro-architecture as JSON-ready data, a seed, an output folder and the budget. 
 plain, picklable data, so the same unit of work runs in process or as a remote task. Keras, the trainer
 and AIHWKit are imported only when a network is evaluated, never when this module is imported.
 """
+
 from __future__ import annotations
 
 import logging
@@ -54,8 +55,13 @@ class NetworkJob:
 class NetworkEvaluator:
     """Evaluates `NetworkJob`s against one config and one loaded dataset; keeps the trainer between jobs."""
 
-    def __init__(self, config: RunConfig, data: Any, logger: logging.Logger | None = None,
-                 trainer_factory: Callable[[], Any] | None = None) -> None:
+    def __init__(
+        self,
+        config: RunConfig,
+        data: Any,
+        logger: logging.Logger | None = None,
+        trainer_factory: Callable[[], Any] | None = None,
+    ) -> None:
         self.config = config
         self.data = data
         self.log = logger or logging.getLogger("popnas_seg")
@@ -124,8 +130,15 @@ class NetworkEvaluator:
         model, flops = self.build(job.encoding, arch)
         blocks = 0 if job.encoding == UNET_ENCODING else len(Cell.from_string(job.encoding).blocks)
         result, model = trainer.train(
-            model, network_id=job.network_id, encoding=job.encoding, blocks=blocks, seed=job.seed,
-            out_dir=out_dir, epochs=job.epochs, flops=flops, early_stopping_patience=job.early_stopping_patience,
+            model,
+            network_id=job.network_id,
+            encoding=job.encoding,
+            blocks=blocks,
+            seed=job.seed,
+            out_dir=out_dir,
+            epochs=job.epochs,
+            flops=flops,
+            early_stopping_patience=job.early_stopping_patience,
         )
         result.origin = job.origin
         result.step = job.step
@@ -162,16 +175,31 @@ class NetworkEvaluator:
             from popnas_seg.imaging.tiling import evaluate_images, unpack_images
 
             images, masks = unpack_images(x, y, sizes)
-            digital = float(evaluate_images(lambda b: np.asarray(model.predict_on_batch(b)), images, masks, tile,
-                                            self.data.classes_count, self.data.ignore_class,
-                                            batch_size=batch)["dice"])
+            digital = float(
+                evaluate_images(
+                    lambda b: np.asarray(model.predict_on_batch(b)),
+                    images,
+                    masks,
+                    tile,
+                    self.data.classes_count,
+                    self.data.ignore_class,
+                    batch_size=batch,
+                )["dice"]
+            )
         result.extra["probe_digital_dice"] = digital
         try:
             onnx_path = keras_to_onnx(model, out_dir / "model.onnx")
             probe = probe_analog(
-                onnx_path, x, y, self.config.analog, self.data.classes_count, self.data.ignore_class,
-                digital_dice=digital, seed=seed,
-                tile=None if sizes is None else tile, sizes=sizes,
+                onnx_path,
+                x,
+                y,
+                self.config.analog,
+                self.data.classes_count,
+                self.data.ignore_class,
+                digital_dice=digital,
+                seed=seed,
+                tile=None if sizes is None else tile,
+                sizes=sizes,
             )
         except Exception as exc:  # the probe must never kill the search: the row records why it is empty
             self.log.warning("analog probe of network %d failed: %s", result.network_id, exc)
@@ -190,7 +218,12 @@ class NetworkEvaluator:
             if abs(float(torch_dice) - digital) > PROBE_DICE_TOLERANCE:
                 self.log.warning(
                     "network %d: the converted torch network scores digital Dice %.4f, Keras %.4f (difference "
-                    "%.4f > %.2f): the analog probe may not measure this network", result.network_id,
-                    torch_dice, digital, abs(float(torch_dice) - digital), PROBE_DICE_TOLERANCE)
+                    "%.4f > %.2f): the analog probe may not measure this network",
+                    result.network_id,
+                    torch_dice,
+                    digital,
+                    abs(float(torch_dice) - digital),
+                    PROBE_DICE_TOLERANCE,
+                )
         result.extra["probe_time_s"] = float(probe.time_s)
         result.extra["digital_layers"] = [str(d) for d in coverage.get("digital_layers", [])]

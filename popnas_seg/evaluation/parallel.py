@@ -14,6 +14,7 @@ so the run folder is complete on the driver's disk whichever node trained the ne
 whose worker process dies is retried once by Ray (`max_retries=1`); if it fails again, or raises, the
 network is recorded with status "failed" and the reason, and the search goes on.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -149,9 +150,22 @@ def failed_result(job: NetworkJob, reason: str, input_channels: int, classes_cou
         cell = Cell.from_string(job.encoding)
         arch = ArchitectureConfig.model_validate(job.architecture)
         params, blocks = count_params(cell, arch, input_channels, classes_count), len(cell.blocks)
-    return TrainingResult(network_id=job.network_id, encoding=job.encoding, blocks=blocks, dice=0.0, miou=0.0,
-                          params=params, flops=0, train_time_s=0.0, inference_time_ms=0.0, epochs=0,
-                          status="failed", origin=job.origin, step=job.step, extra={"error": reason})
+    return TrainingResult(
+        network_id=job.network_id,
+        encoding=job.encoding,
+        blocks=blocks,
+        dice=0.0,
+        miou=0.0,
+        params=params,
+        flops=0,
+        train_time_s=0.0,
+        inference_time_ms=0.0,
+        epochs=0,
+        status="failed",
+        origin=job.origin,
+        step=job.step,
+        extra={"error": reason},
+    )
 
 
 def usable_cores() -> int:
@@ -167,9 +181,11 @@ def oversubscription_warning(workers: int | str, cores: int) -> str | None:
     the user may know better, e.g. GPU-bound tasks); None when it fits."""
     if workers == "auto" or int(workers) * TASK_CPUS <= cores:
         return None
-    return (f"others.workers = {workers} is more than the {cores} CPU core(s) of this machine: the local Ray "
-            f"instance is told it has {int(workers) * TASK_CPUS} CPUs, so the networks share the cores and each "
-            f"trains slower (no faster in total, more memory); {cores} is the most that helps")
+    return (
+        f"others.workers = {workers} is more than the {cores} CPU core(s) of this machine: the local Ray "
+        f"instance is told it has {int(workers) * TASK_CPUS} CPUs, so the networks share the cores and each "
+        f"trains slower (no faster in total, more memory); {cores} is the most that helps"
+    )
 
 
 def _stop_started(ray: Any, before: dict[int, str]) -> None:
@@ -185,8 +201,13 @@ def _stop_started(ray: Any, before: dict[int, str]) -> None:
 class RayExecutor:
     """A Ray instance for one run: local (started and stopped here) or an existing cluster it joins."""
 
-    def __init__(self, config: RunConfig, input_shape: tuple[int, int, int], classes_count: int,
-                 logger: logging.Logger | None = None) -> None:
+    def __init__(
+        self,
+        config: RunConfig,
+        input_shape: tuple[int, int, int],
+        classes_count: int,
+        logger: logging.Logger | None = None,
+    ) -> None:
         # Ray's C++ failure-signal handler (installed by ray.init) would replace the CLI's SIGTERM handling:
         # "*** SIGTERM received ***", abort, exit 134, no resume hint. Read when ray is imported, and inherited
         # by the Ray processes started here (they lose Ray's crash stack traces, not their clean-up).
@@ -194,8 +215,9 @@ class RayExecutor:
         try:
             import ray
         except ImportError:
-            raise UserError("others.workers > 1 needs Ray: pip install ray==2.60.0 (or set others.workers to 1)"
-                            ) from None
+            raise UserError(
+                "others.workers > 1 needs Ray: pip install ray==2.60.0 (or set others.workers to 1)"
+            ) from None
         self.log = logger or logging.getLogger("popnas_seg")
         self._reaper: subprocess.Popen | None = None  # kills the local instance's processes if this driver dies
         self.input_channels = int(input_shape[-1])
@@ -213,8 +235,13 @@ class RayExecutor:
                 with keep_signal_handlers():
                     # address "local": always a new instance, never one named by RAY_ADDRESS or left by a killed
                     # run.
-                    ray.init(address="local", num_cpus=cpus, include_dashboard=False, logging_level=logging.WARNING,
-                             configure_logging=False)
+                    ray.init(
+                        address="local",
+                        num_cpus=cpus,
+                        include_dashboard=False,
+                        logging_level=logging.WARNING,
+                        configure_logging=False,
+                    )
             except BaseException:  # e.g. SIGTERM half-way: stop what was started, do not leave it behind
                 _stop_started(ray, before)
                 raise
@@ -231,11 +258,16 @@ class RayExecutor:
         self._ray = ray
         self._config_ref = ray.put(config.model_dump_json())
         self.gpus_per_task = task_gpus(float(ray.cluster_resources().get("GPU", 0)), self.slots)
-        self._task = ray.remote(num_cpus=TASK_CPUS, num_gpus=self.gpus_per_task, max_retries=1,
-                                retry_exceptions=False)(evaluate_task)
-        self.log.info("Ray: %d workers (%d CPUs, %s)%s", self.slots, total,
-                      "local instance" if address is None else f"cluster {address}",
-                      f", {self.gpus_per_task:g} GPU per task" if self.gpus_per_task else "")
+        self._task = ray.remote(num_cpus=TASK_CPUS, num_gpus=self.gpus_per_task, max_retries=1, retry_exceptions=False)(
+            evaluate_task
+        )
+        self.log.info(
+            "Ray: %d workers (%d CPUs, %s)%s",
+            self.slots,
+            total,
+            "local instance" if address is None else f"cluster {address}",
+            f", {self.gpus_per_task:g} GPU per task" if self.gpus_per_task else "",
+        )
 
     def map_unordered(self, jobs: Iterable[NetworkJob]) -> Iterator[tuple[NetworkJob, TrainingResult]]:
         """Run `jobs` with at most `slots` in flight; yield each (job, result) as soon as it finishes."""

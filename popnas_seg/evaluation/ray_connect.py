@@ -7,6 +7,7 @@ cluster ID from GCS" for over 200 s with no error line, and a SIGTERM took 17-41
    seconds after importing Ray. The CLI waits on it in Python, so a SIGTERM or Ctrl-C ends the wait at once
    (the child is killed on the way out).
 """
+
 from __future__ import annotations
 
 import os
@@ -52,8 +53,13 @@ def check_cluster(address: str, timeout_s: float) -> float:
             reason = exc.strerror or str(exc)
             raise UserError(f"{where}: {reason} (is `ray start --head` running there, and the port open?)") from None
     env = dict(os.environ, RAY_DISABLE_FAILURE_SIGNAL_HANDLER="1")
-    proc = subprocess.Popen([sys.executable, "-c", _PROBE, address], stdin=subprocess.DEVNULL,
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _PROBE, address],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        env=env,
+    )
     try:
         assert proc.stdout is not None
         fd = proc.stdout.fileno()

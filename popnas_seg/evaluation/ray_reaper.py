@@ -10,6 +10,7 @@ SIGKILLs every process of that tree that is still alive, checking start times so
 
 Linux only (/proc); elsewhere `start` returns None and Ray's own clean-up is all there is.
 """
+
 from __future__ import annotations
 
 import os
@@ -35,7 +36,7 @@ def _process_table() -> dict[int, tuple[int, str]]:
                 stat = handle.read().decode(errors="replace")
         except OSError:
             continue
-        fields = stat[stat.rindex(")") + 2:].split()  # after "pid (comm) "; comm may hold spaces or parentheses
+        fields = stat[stat.rindex(")") + 2 :].split()  # after "pid (comm) "; comm may hold spaces or parentheses
         table[int(entry.name)] = (int(fields[1]), fields[19])
     return table
 
@@ -53,8 +54,9 @@ def start(roots: dict[int, str]) -> subprocess.Popen | None:
         return None
     # Run as a plain script: stdlib only, no package import (TF, Keras) in the watchdog.
     args = [sys.executable, os.path.abspath(__file__), *(f"{p}:{t}" for p, t in roots.items())]
-    return subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
+    return subprocess.Popen(
+        args, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
 
 
 def stop(reaper: subprocess.Popen | None, timeout: float = 10.0) -> None:

@@ -10,6 +10,7 @@ Both among the networks that finished final training and fit `analog.recommend_m
 weights. The U-Net baseline competes like any finalist, so it is recommended when no finalist beats it, and
 every finalist below it gets a plain warning. Reads files only, so `predict`, `summary` and the report agree.
 """
+
 from __future__ import annotations
 
 import json
@@ -20,8 +21,14 @@ from typing import Any
 from popnas_seg.atomic import atomic_write_json
 from popnas_seg.runlog.tables import read_csv
 
-__all__ = ["RECOMMENDATION_FILE", "build_recommendation", "load_recommendation", "recommendation_markdown",
-           "recommendation_rows", "write_recommendation"]
+__all__ = [
+    "RECOMMENDATION_FILE",
+    "build_recommendation",
+    "load_recommendation",
+    "recommendation_markdown",
+    "recommendation_rows",
+    "write_recommendation",
+]
 
 RECOMMENDATION_FILE = "recommendation.json"
 BASELINE = "unet"
@@ -47,8 +54,10 @@ def _analog_settings(run_path: Path) -> tuple[float, int | None]:
     defaults = AnalogConfig()
     at = _number(analog.get("recommend_at"))
     budget = analog.get("recommend_max_params", defaults.recommend_max_params)
-    return (at if at and at > 0 else float(defaults.recommend_at),
-            int(budget) if budget is not None and _number(budget) is not None else None)
+    return (
+        at if at and at > 0 else float(defaults.recommend_at),
+        int(budget) if budget is not None and _number(budget) is not None else None,
+    )
 
 
 def _nearest(times: list[float], target: float) -> float | None:
@@ -68,10 +77,16 @@ def _entry(row: dict[str, str], drift: list[dict[str, str]], horizon: float | No
             if d.get("hwa") == phase and t is not None and math.isclose(t, horizon, rel_tol=1e-6):
                 analog, std = _number(d.get("mean")), _number(d.get("std"))
     params = _number(row.get("params"))
-    return {"network": name, "baseline": name == BASELINE, "params": None if params is None else int(params),
-            "val_dice": _number(row.get("val_dice")), "test_dice": _number(row.get("test_dice")),
-            "analog_dice": analog, "analog_dice_std": std,
-            "analog_weights": None if analog is None else ("HWA" if phase == "after" else "no HWA")}
+    return {
+        "network": name,
+        "baseline": name == BASELINE,
+        "params": None if params is None else int(params),
+        "val_dice": _number(row.get("val_dice")),
+        "test_dice": _number(row.get("test_dice")),
+        "analog_dice": analog,
+        "analog_dice_std": std,
+        "analog_weights": None if analog is None else ("HWA" if phase == "after" else "no HWA"),
+    }
 
 
 def _best(pool: list[dict[str, Any]], key: str) -> dict[str, Any] | None:
@@ -99,8 +114,9 @@ def build_recommendation(run_path: str | Path) -> dict[str, Any] | None:
         return None
     pool = [e for e in entries if budget is None or (e["params"] or 0) <= budget]
     if not pool:
-        warnings.append(f"no network fits analog.recommend_max_params = {budget:,} weights; the recommendation "
-                        "ignores the budget.")
+        warnings.append(
+            f"no network fits analog.recommend_max_params = {budget:,} weights; the recommendation ignores the budget."
+        )
         pool = entries
     elif len(pool) < len(entries):
         left = ", ".join(e["network"] for e in entries if e not in pool)
@@ -113,26 +129,40 @@ def build_recommendation(run_path: str | Path) -> dict[str, Any] | None:
             if e["baseline"]:
                 continue
             if e["test_dice"] < baseline["test_dice"]:
-                warnings.append(f"finalist {e['network']} is below the U-Net baseline digitally: test Dice "
-                                f"{e['test_dice']:.3f} vs {baseline['test_dice']:.3f}.")
-            if e["analog_dice"] is not None and baseline["analog_dice"] is not None and \
-                    e["analog_dice"] < baseline["analog_dice"]:
-                warnings.append(f"finalist {e['network']} is below the U-Net baseline on analog hardware at {label}: "
-                                f"Dice {e['analog_dice']:.3f} vs {baseline['analog_dice']:.3f}.")
+                warnings.append(
+                    f"finalist {e['network']} is below the U-Net baseline digitally: test Dice "
+                    f"{e['test_dice']:.3f} vs {baseline['test_dice']:.3f}."
+                )
+            if (
+                e["analog_dice"] is not None
+                and baseline["analog_dice"] is not None
+                and e["analog_dice"] < baseline["analog_dice"]
+            ):
+                warnings.append(
+                    f"finalist {e['network']} is below the U-Net baseline on analog hardware at {label}: "
+                    f"Dice {e['analog_dice']:.3f} vs {baseline['analog_dice']:.3f}."
+                )
     if horizon is None:
         warnings.append("no analog drift scores (final/drift.csv): no recommendation for analog use.")
     budget_text = "" if budget is None else f", at most {budget:,} weights (analog.recommend_max_params)"
     return {
         "version": _VERSION,
-        "horizon_s": horizon, "horizon": label, "requested_horizon_s": requested, "max_params": budget,
+        "horizon_s": horizon,
+        "horizon": label,
+        "requested_horizon_s": requested,
+        "max_params": budget,
         "rules": {
             "digital": f"highest digital test Dice{budget_text}; ties to fewer weights; the U-Net baseline competes, "
-                       "so it is recommended when no finalist beats it",
+            "so it is recommended when no finalist beats it",
             "analog": f"highest mean analog Dice at {label or '-'} of drift (the nearest scored time to "
-                      f"analog.recommend_at = {requested:.0f} s), on the weights `predict --analog` runs (HWA when "
-                      f"there is an HWA checkpoint){budget_text}; ties to fewer weights; the U-Net competes",
+            f"analog.recommend_at = {requested:.0f} s), on the weights `predict --analog` runs (HWA when "
+            f"there is an HWA checkpoint){budget_text}; ties to fewer weights; the U-Net competes",
         },
-        "digital": digital, "analog": analog, "baseline": baseline, "networks": entries, "warnings": warnings,
+        "digital": digital,
+        "analog": analog,
+        "baseline": baseline,
+        "networks": entries,
+        "warnings": warnings,
     }
 
 
@@ -170,13 +200,19 @@ def recommendation_rows(rec: dict[str, Any]) -> tuple[list[str], list[list[str]]
     at = rec.get("horizon") or "-"
     headers = ["use", "network", "params", "test Dice (digital)", f"analog Dice at {at} (mean ± std)"]
     rows = []
-    for use, e in (("digital", rec.get("digital")), (f"analog, {at} of drift", rec.get("analog")),
-                   ("baseline (for comparison)", rec.get("baseline"))):
+    for use, e in (
+        ("digital", rec.get("digital")),
+        (f"analog, {at} of drift", rec.get("analog")),
+        ("baseline (for comparison)", rec.get("baseline")),
+    ):
         if e is None:
             rows.append([use, "-", "-", "-", "-"])
             continue
-        analog = "-" if e["analog_dice"] is None else (
-            f"{e['analog_dice']:.3f} ± {_f(e['analog_dice_std'])} ({e['analog_weights']})")
+        analog = (
+            "-"
+            if e["analog_dice"] is None
+            else (f"{e['analog_dice']:.3f} ± {_f(e['analog_dice_std'])} ({e['analog_weights']})")
+        )
         rows.append([use, _name(e), "-" if e["params"] is None else f"{e['params']:,}", _f(e["test_dice"]), analog])
     return headers, rows
 
@@ -185,23 +221,31 @@ def recommendation_markdown(rec: dict[str, Any] | None, run_folder: str = "logs/
     """The report's first section: which network to use, the rule, the baseline beside it, warnings."""
     out = ["## Recommendation"]
     if rec is None:
-        out.append("No recommendation yet: no network has finished final training (final/finalists.csv). Finish "
-                   "the run, then read this section again.")
+        out.append(
+            "No recommendation yet: no network has finished final training (final/finalists.csv). Finish "
+            "the run, then read this section again."
+        )
         return "\n\n".join(out)
     headers, rows = recommendation_rows(rec)
     lines = ["| " + " | ".join(headers) + " |", "|" + "|".join(" --- " for _ in headers) + "|"]
-    lines += ["| " + " | ".join(("**" + c + "**") if i == 1 and c != "-" and k < 2 else c
-                                for i, c in enumerate(row)) + " |" for k, row in enumerate(rows)]
+    lines += [
+        "| " + " | ".join(("**" + c + "**") if i == 1 and c != "-" and k < 2 else c for i, c in enumerate(row)) + " |"
+        for k, row in enumerate(rows)
+    ]
     out.append("\n".join(lines))
-    out.append(f"Rules: **digital**: {rec['rules']['digital']}. **Analog**: {rec['rules']['analog']}. Digital Dice "
-               "is one trained network scored once on the pooled test pixels (no spread); analog Dice is the mean ± "
-               "std over independent programmings of the chip. The same, machine-readable: "
-               "`final/recommendation.json`.")
+    out.append(
+        f"Rules: **digital**: {rec['rules']['digital']}. **Analog**: {rec['rules']['analog']}. Digital Dice "
+        "is one trained network scored once on the pooled test pixels (no spread); analog Dice is the mean ± "
+        "std over independent programmings of the chip. The same, machine-readable: "
+        "`final/recommendation.json`."
+    )
     for w in rec.get("warnings") or []:
         out.append(f"> **Warning:** {w}")
     analog = rec.get("analog")
-    use = [f"`python run.py predict -r {run_folder} --input IMAGES/ --output MASKS/` segments with the digital "
-           "recommendation"]
+    use = [
+        f"`python run.py predict -r {run_folder} --input IMAGES/ --output MASKS/` segments with the digital "
+        "recommendation"
+    ]
     if analog is not None:
         use.append(f"add `--analog` for the analog one ({analog['network']}, drifted to {rec['horizon']})")
     out.append("; ".join(use) + ".")

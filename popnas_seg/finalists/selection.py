@@ -19,6 +19,7 @@ Selection rules (`select_finalists`):
 When the front holds fewer networks than `analog.finalists`, the next non-dominated fronts fill up the list
 with the same ordering.
 """
+
 from __future__ import annotations
 
 import math
@@ -45,8 +46,9 @@ def _analog_key(r: TrainingResult) -> tuple:
     return (score is None, -(score if score is not None else 0.0), -r.dice, r.params, r.network_id)
 
 
-def size_bucket_finalists(results: Sequence[TrainingResult], count: int, objectives: Sequence[str],
-                          max_params: int) -> list[TrainingResult]:
+def size_bucket_finalists(
+    results: Sequence[TrainingResult], count: int, objectives: Sequence[str], max_params: int
+) -> list[TrainingResult]:
     """The `size_buckets` rule (module doc): a small finalist first, then the best front network per size
     bucket above `max_params`, then the best remaining front networks."""
     ok = [r for r in results if r.status == "ok" and r.dice is not None and math.isfinite(r.dice)]
@@ -112,8 +114,9 @@ def knee_distances(front: Sequence[TrainingResult]) -> list[float]:
     return (sign * cross / norm).tolist()
 
 
-def select_finalists(results: Sequence[TrainingResult], rule: str, count: int,
-                     objectives: Sequence[str], max_params: int | None = None) -> list[TrainingResult]:
+def select_finalists(
+    results: Sequence[TrainingResult], rule: str, count: int, objectives: Sequence[str], max_params: int | None = None
+) -> list[TrainingResult]:
     """The `count` networks to retrain, by `rule` ("size_buckets", "best_dice", "best_analog" or "knee"); see
     the module doc. `size_buckets` needs `max_params` (`default_max_params`)."""
     if rule == "size_buckets":
@@ -144,8 +147,9 @@ def select_finalists(results: Sequence[TrainingResult], rule: str, count: int,
     return picked
 
 
-def macro_variants(arch: ArchitectureConfig, input_shape: Sequence[int], enabled: bool
-                   ) -> list[tuple[str, ArchitectureConfig]]:
+def macro_variants(
+    arch: ArchitectureConfig, input_shape: Sequence[int], enabled: bool
+) -> list[tuple[str, ArchitectureConfig]]:
     """(suffix, architecture) pairs to try: the searched one, then filters x2 and motifs + 1 where valid.
 
     motifs + 1 needs the image sides divisible by 2**(motifs + 1); it is skipped otherwise.
@@ -156,6 +160,6 @@ def macro_variants(arch: ArchitectureConfig, input_shape: Sequence[int], enabled
     if arch.filters * 2 <= 512:
         out.append((f"_f{arch.filters * 2}", arch.model_copy(update={"filters": arch.filters * 2})))
     m = arch.motifs + 1
-    if m <= 6 and all(int(s) % (2 ** m) == 0 for s in input_shape[:2]):
+    if m <= 6 and all(int(s) % (2**m) == 0 for s in input_shape[:2]):
         out.append((f"_m{m}", arch.model_copy(update={"motifs": m})))
     return out

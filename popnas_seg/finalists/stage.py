@@ -24,6 +24,7 @@ At the end, final/recommendation.json names the network to use (recommendation.p
 
 The selection rules are in selection.py.
 """
+
 from __future__ import annotations
 
 import logging
@@ -143,17 +144,26 @@ class FinalistsStage:
 
             arch = self.config.architecture_hyperparameters
             max_params = default_max_params(
-                unet_params(arch, int(self.data.input_shape[-1]), int(self.data.classes_count)), a.max_params)
+                unet_params(arch, int(self.data.input_shape[-1]), int(self.data.classes_count)), a.max_params
+            )
             if not any(r.status == "ok" and r.params <= max_params for r in results):
-                self.log.warning("no trained network has at most %d params (analog.max_params): the smallest one "
-                                 "is the small finalist", max_params)
+                self.log.warning(
+                    "no trained network has at most %d params (analog.max_params): the smallest one "
+                    "is the small finalist",
+                    max_params,
+                )
         picked = select_finalists(results, rule, a.finalists, objectives, max_params)
         if not picked and not a.unet_baseline:
             from popnas_seg.errors import UserError
 
             raise UserError(f"no successfully trained network in {self.run.path}: run the search stage first")
-        self.run.journal.append("finalists_selected", rule=rule, objectives=objectives, max_params=max_params,
-                                candidates=[r.to_dict() for r in picked])
+        self.run.journal.append(
+            "finalists_selected",
+            rule=rule,
+            objectives=objectives,
+            max_params=max_params,
+            candidates=[r.to_dict() for r in picked],
+        )
         self.log.info("finalists (%s): %s", rule, ", ".join(f"{r.network_id} (dice {r.dice:.3f})" for r in picked))
         return picked
 
@@ -167,9 +177,10 @@ class FinalistsStage:
             return backfill_analog_scores(list(by_id.values()), self.config.analog.risk_k)
         from popnas_seg.runlog.tables import read_csv
 
-        return backfill_analog_scores([TrainingResult.from_dict(r) for r in
-                                       read_csv(Path(self.run.csv_dir) / "training_results.csv")],
-                                      self.config.analog.risk_k)
+        return backfill_analog_scores(
+            [TrainingResult.from_dict(r) for r in read_csv(Path(self.run.csv_dir) / "training_results.csv")],
+            self.config.analog.risk_k,
+        )
 
     # ------------------------------------------------------------------ (b) model selection
     def model_selection(self, candidates: Sequence[TrainingResult]) -> list[_Finalist]:
@@ -184,8 +195,15 @@ class FinalistsStage:
                 done = self._last("model_selection_done", variant=variant)
                 if done is None:
                     done = self._train_selection_variant(cand, variant, arch)
-                finalist = _Finalist(str(cand.network_id), cand.network_id, cand.encoding, cand.blocks,
-                                     ArchitectureConfig(**done["arch"]), cand.origin, variant)
+                finalist = _Finalist(
+                    str(cand.network_id),
+                    cand.network_id,
+                    cand.encoding,
+                    cand.blocks,
+                    ArchitectureConfig(**done["arch"]),
+                    cand.origin,
+                    variant,
+                )
                 dice = float(done["dice"]) if done["status"] == "ok" else -1.0
                 if best is None or dice > best[0]:
                     best = (dice, finalist)
@@ -201,8 +219,23 @@ class FinalistsStage:
         rows = []
         winners = {(f.network_id, f.arch.filters, f.arch.motifs) for f in chosen}
         for e in self.run.journal.events("model_selection_done"):
-            row = {k: e[k] for k in ("variant", "network_id", "encoding", "filters", "motifs", "dice", "miou",
-                                     "params", "flops", "epochs", "train_time_s", "status")}
+            row = {
+                k: e[k]
+                for k in (
+                    "variant",
+                    "network_id",
+                    "encoding",
+                    "filters",
+                    "motifs",
+                    "dice",
+                    "miou",
+                    "params",
+                    "flops",
+                    "epochs",
+                    "train_time_s",
+                    "status",
+                )
+            }
             row["chosen"] = (e["network_id"], e["filters"], e["motifs"]) in winners
             rows.append(row)
         write_csv(self.final_dir / "model_selection.csv", rows)
@@ -210,28 +243,49 @@ class FinalistsStage:
     def _evaluator(self) -> NetworkEvaluator:
         """The search's unit of work (build, FLOPs, train), sharing this stage's trainer."""
         if self._network_evaluator is None:
-            self._network_evaluator = NetworkEvaluator(self.config, self.data, self.log,
-                                                       trainer_factory=self._trainer_)
+            self._network_evaluator = NetworkEvaluator(self.config, self.data, self.log, trainer_factory=self._trainer_)
         return self._network_evaluator
 
-    def _train_selection_variant(self, cand: TrainingResult, variant: str, arch: ArchitectureConfig
-                                 ) -> dict[str, Any]:
+    def _train_selection_variant(self, cand: TrainingResult, variant: str, arch: ArchitectureConfig) -> dict[str, Any]:
         """Short training of one variant; its weights (model.keras) are where final training starts."""
         from popnas_seg.search_space.encoding import Cell
 
         key = UNET if cand.encoding == UNET_ENCODING else Cell.from_string(cand.encoding).key()
-        self.log.info("model selection: %s (%s, filters %d, motifs %d), %d epochs", variant, cand.encoding,
-                      arch.filters, arch.motifs, self.config.analog.model_selection_epochs)
-        result = self._evaluator().evaluate(NetworkJob(
-            network_id=cand.network_id, encoding=cand.encoding, architecture=arch.model_dump(mode="json"),
-            seed=self._seed(key, variant), out_dir=str(self._selection_dir(variant)),
-            epochs=self.config.analog.model_selection_epochs, save=True, probe=False,
-        ))
+        self.log.info(
+            "model selection: %s (%s, filters %d, motifs %d), %d epochs",
+            variant,
+            cand.encoding,
+            arch.filters,
+            arch.motifs,
+            self.config.analog.model_selection_epochs,
+        )
+        result = self._evaluator().evaluate(
+            NetworkJob(
+                network_id=cand.network_id,
+                encoding=cand.encoding,
+                architecture=arch.model_dump(mode="json"),
+                seed=self._seed(key, variant),
+                out_dir=str(self._selection_dir(variant)),
+                epochs=self.config.analog.model_selection_epochs,
+                save=True,
+                probe=False,
+            )
+        )
         return self.run.journal.append(
-            "model_selection_done", variant=variant, network_id=cand.network_id, encoding=cand.encoding,
-            filters=arch.filters, motifs=arch.motifs, arch=arch.model_dump(mode="json"), dice=result.dice,
-            miou=result.miou, params=result.params, flops=result.flops, epochs=result.epochs,
-            train_time_s=result.train_time_s, status=result.status,
+            "model_selection_done",
+            variant=variant,
+            network_id=cand.network_id,
+            encoding=cand.encoding,
+            filters=arch.filters,
+            motifs=arch.motifs,
+            arch=arch.model_dump(mode="json"),
+            dice=result.dice,
+            miou=result.miou,
+            params=result.params,
+            flops=result.flops,
+            epochs=result.epochs,
+            train_time_s=result.train_time_s,
+            status=result.status,
         )
 
     def _selection_dir(self, variant: str) -> Path:
@@ -242,10 +296,23 @@ class FinalistsStage:
         arch = self.config.architecture_hyperparameters
         unet = _Finalist(UNET, -1, UNET_ENCODING, 0, arch, UNET, UNET)
         # a run from before the U-Net had a model selection, already past its final training, keeps it as it is
-        if self._last("model_selection_done", variant=UNET) is None and self._last("finalist_trained",
-                                                                                    name=UNET) is None:
-            cand = TrainingResult(network_id=-1, encoding=UNET_ENCODING, blocks=0, dice=0.0, miou=0.0, params=0,
-                                  flops=0, train_time_s=0.0, inference_time_ms=0.0, epochs=0, origin=UNET)
+        if (
+            self._last("model_selection_done", variant=UNET) is None
+            and self._last("finalist_trained", name=UNET) is None
+        ):
+            cand = TrainingResult(
+                network_id=-1,
+                encoding=UNET_ENCODING,
+                blocks=0,
+                dice=0.0,
+                miou=0.0,
+                params=0,
+                flops=0,
+                train_time_s=0.0,
+                inference_time_ms=0.0,
+                epochs=0,
+                origin=UNET,
+            )
             self._train_selection_variant(cand, UNET, arch)
         return unet
 
@@ -277,36 +344,70 @@ class FinalistsStage:
         start = self._start_weights(f)
         if start is not None:
             self._warm_start(model, start)
-        self.log.info("final training: %s (%s), up to %d epochs, patience %d, from %s", f.name, f.encoding,
-                      a.final_epochs, a.early_stopping_patience,
-                      "fresh weights" if start is None else f"its model-selection weights ({f.variant})")
+        self.log.info(
+            "final training: %s (%s), up to %d epochs, patience %d, from %s",
+            f.name,
+            f.encoding,
+            a.final_epochs,
+            a.early_stopping_patience,
+            "fresh weights" if start is None else f"its model-selection weights ({f.variant})",
+        )
         result, model = self._trainer_().train(
-            model, network_id=f.network_id, encoding=f.encoding, blocks=f.blocks,
-            seed=self._seed(f.encoding, "final"), out_dir=out / "training", epochs=a.final_epochs, flops=flops,
-            early_stopping_patience=a.early_stopping_patience, reinitialize=start is None,
+            model,
+            network_id=f.network_id,
+            encoding=f.encoding,
+            blocks=f.blocks,
+            seed=self._seed(f.encoding, "final"),
+            out_dir=out / "training",
+            epochs=a.final_epochs,
+            flops=flops,
+            early_stopping_patience=a.early_stopping_patience,
+            reinitialize=start is None,
             keep_initial=start is not None,
         )
         result.origin = f.origin
         start_rel = None if start is None else str(start.relative_to(self.final_dir))
         if result.status != "ok":
-            self.log.error("final training of %s failed (%s); it gets no export or analog scores", f.name,
-                           result.status)
-            event = self.run.journal.append("finalist_trained", name=f.name, result=result.to_dict(),
-                                            arch=f.arch.model_dump(mode="json"), test_dice=None, test_miou=None,
-                                            start_weights=start_rel)
+            self.log.error(
+                "final training of %s failed (%s); it gets no export or analog scores", f.name, result.status
+            )
+            event = self.run.journal.append(
+                "finalist_trained",
+                name=f.name,
+                result=result.to_dict(),
+                arch=f.arch.model_dump(mode="json"),
+                test_dice=None,
+                test_miou=None,
+                start_weights=start_rel,
+            )
             return event, None
         test = self._trainer_().evaluate(model, split="test")  # whole test images, tiled like `predict`
         from popnas_seg.analog.export import save_keras
 
         save_keras(model, out / "model.keras")  # any input size, uncompiled: plain keras.saving.load_model
         event = self.run.journal.append(
-            "finalist_trained", name=f.name, result=result.to_dict(), arch=f.arch.model_dump(mode="json"),
-            test_dice=float(test["dice"]), test_miou=float(test["miou"]), start_weights=start_rel,
+            "finalist_trained",
+            name=f.name,
+            result=result.to_dict(),
+            arch=f.arch.model_dump(mode="json"),
+            test_dice=float(test["dice"]),
+            test_miou=float(test["miou"]),
+            start_weights=start_rel,
         )
-        kept = " (no epoch beat the model-selection weights: kept them)" if (
-            start is not None and result.extra.get("best_epoch") == 0) else ""
-        self.log.info("  %s: validation Dice %.3f, test Dice %.3f mIoU %.3f, %s params%s", f.name, result.dice,
-                      test["dice"], test["miou"], f"{result.params:,}", kept)
+        kept = (
+            " (no epoch beat the model-selection weights: kept them)"
+            if (start is not None and result.extra.get("best_epoch") == 0)
+            else ""
+        )
+        self.log.info(
+            "  %s: validation Dice %.3f, test Dice %.3f mIoU %.3f, %s params%s",
+            f.name,
+            result.dice,
+            test["dice"],
+            test["miou"],
+            f"{result.params:,}",
+            kept,
+        )
         return event, model
 
     # ------------------------------------------------------------------ (d) export
@@ -357,22 +458,45 @@ class FinalistsStage:
             whole_keras = np.asarray(dynamic_size(model)(whole, training=False), np.float32)
             diff = max(diff, float(np.max(np.abs(torch_predict(module, whole) - whole_keras))))
             ort_diff = max(ort_diff, float(np.max(np.abs(onnxruntime_predict(onnx_path, whole)[0] - whole_keras))))
-        equivalent = (diff <= EQUIVALENCE_MAX_ABS_DIFF and ort_diff <= EQUIVALENCE_MAX_ABS_DIFF
-                      and (abs(keras_dice - torch_dice) <= EQUIVALENCE_DICE_TOL
-                           or (math.isnan(keras_dice) and math.isnan(torch_dice))))  # no foreground: both NaN
+        equivalent = (
+            diff <= EQUIVALENCE_MAX_ABS_DIFF
+            and ort_diff <= EQUIVALENCE_MAX_ABS_DIFF
+            and (
+                abs(keras_dice - torch_dice) <= EQUIVALENCE_DICE_TOL
+                or (math.isnan(keras_dice) and math.isnan(torch_dice))
+            )
+        )  # no foreground: both NaN
         if not equivalent:
-            self.log.error("export of %s is NOT equivalent: torch max|diff| %.2e, onnxruntime %.2e, Dice %.4f vs "
-                           "%.4f; its analog scores do not describe the Keras network", f.name, diff, ort_diff,
-                           keras_dice, torch_dice)
+            self.log.error(
+                "export of %s is NOT equivalent: torch max|diff| %.2e, onnxruntime %.2e, Dice %.4f vs "
+                "%.4f; its analog scores do not describe the Keras network",
+                f.name,
+                diff,
+                ort_diff,
+                keras_dice,
+                torch_dice,
+            )
         n = min(SAMPLE_IMAGES, len(x))
         save_npz_atomic(out / "samples.npz", images=x[:n], truth=y[:n], digital=np.argmax(keras_probs[:n], -1))
         event = self.run.journal.append(
-            "finalist_exported", name=f.name, torch_max_abs_diff=diff, onnxruntime_max_abs_diff=ort_diff,
-            keras_test_dice=float(keras_dice), torch_test_dice=float(torch_dice), equivalent=bool(equivalent),
-            onnxruntime_latency_ms=ort_ms, test_images=int(len(x)),
+            "finalist_exported",
+            name=f.name,
+            torch_max_abs_diff=diff,
+            onnxruntime_max_abs_diff=ort_diff,
+            keras_test_dice=float(keras_dice),
+            torch_test_dice=float(torch_dice),
+            equivalent=bool(equivalent),
+            onnxruntime_latency_ms=ort_ms,
+            test_images=int(len(x)),
         )
-        self.log.info("  %s exported: max|keras - torch| %.2e, max|keras - onnxruntime| %.2e, Dice %.4f / %.4f",
-                      f.name, diff, ort_diff, keras_dice, torch_dice)
+        self.log.info(
+            "  %s exported: max|keras - torch| %.2e, max|keras - onnxruntime| %.2e, Dice %.4f / %.4f",
+            f.name,
+            diff,
+            ort_diff,
+            keras_dice,
+            torch_dice,
+        )
         return event
 
     def _whole_sample(self) -> np.ndarray | None:
@@ -382,7 +506,7 @@ class FinalistsStage:
             images, _ = self.data.val_images()
         if not images:
             return None
-        div = 2 ** self.config.architecture_hyperparameters.motifs
+        div = 2**self.config.architecture_hyperparameters.motifs
         h, w = (images[0].shape[0] // div) * div, (images[0].shape[1] // div) * div
         if (h, w) == tuple(self.data.input_shape[:2]):
             return None
@@ -419,38 +543,74 @@ class FinalistsStage:
         train_x, train_y = self._train_arrays()
         test_x, test_y, test_sizes = self._whole_test()  # analog Dice on whole images, tiled
         val_x, val_y = self.data.val_arrays()  # HWA / control checkpoint selection (crops)
-        self.log.info("analog: %s, HWA %d epoch(s), drift at %s s, %d programmings", f.name, a.hwa_epochs,
-                      a.eval_times, a.repetitions)
+        self.log.info(
+            "analog: %s, HWA %d epoch(s), drift at %s s, %d programmings",
+            f.name,
+            a.hwa_epochs,
+            a.eval_times,
+            a.repetitions,
+        )
         t0 = time.monotonic()
         seed = self._seed(f.encoding, "analog")
         report = hwa_and_drift(
-            out / "model.onnx", train_x, train_y, test_x, test_y, a, self.data.classes_count,
-            self.data.ignore_class, out, seed, self.config.dataset.batch_size,
-            class_weights=getattr(self.data, "class_weights", None), dice_weight=hp.dice_loss_weight,
-            ce_weight=hp.ce_loss_weight, tile=self.config.tiling(), test_sizes=test_sizes,
-            val_x=val_x, val_y=val_y, steps_per_epoch=hp.steps_per_epoch,
+            out / "model.onnx",
+            train_x,
+            train_y,
+            test_x,
+            test_y,
+            a,
+            self.data.classes_count,
+            self.data.ignore_class,
+            out,
+            seed,
+            self.config.dataset.batch_size,
+            class_weights=getattr(self.data, "class_weights", None),
+            dice_weight=hp.dice_loss_weight,
+            ce_weight=hp.ce_loss_weight,
+            tile=self.config.tiling(),
+            test_sizes=test_sizes,
+            val_x=val_x,
+            val_y=val_y,
+            steps_per_epoch=hp.steps_per_epoch,
         )
         for r in report.rows(f.name):
-            self.log.info("  %s %s, t = %g s: analog Dice %.3f ± %.3f", f.name, DRIFT_LABELS.get(r["hwa"], r["hwa"]),
-                          r["time"], r["mean"], r["std"] or 0.0)
+            self.log.info(
+                "  %s %s, t = %g s: analog Dice %.3f ± %.3f",
+                f.name,
+                DRIFT_LABELS.get(r["hwa"], r["hwa"]),
+                r["time"],
+                r["mean"],
+                r["std"] or 0.0,
+            )
         if samples:
             try:
                 _analog_sample_predictions(out, report, MONTH_S, seed)
             except Exception as exc:  # only a figure depends on it
                 self.log.warning("analog sample predictions of %s failed: %s", f.name, exc)
-        self.run.journal.append("finalist_drift_done", name=f.name, report=report.to_dict(),
-                                wall_s=time.monotonic() - t0)
+        self.run.journal.append(
+            "finalist_drift_done", name=f.name, report=report.to_dict(), wall_s=time.monotonic() - t0
+        )
         return report
 
     # ------------------------------------------------------------------ rows, tables, plots
-    def _row(self, f: _Finalist, trained: dict[str, Any], exported: dict[str, Any] | None,
-             drift: DriftReport | None) -> dict[str, Any]:
+    def _row(
+        self, f: _Finalist, trained: dict[str, Any], exported: dict[str, Any] | None, drift: DriftReport | None
+    ) -> dict[str, Any]:
         result = TrainingResult.from_dict(trained["result"])
         row: dict[str, Any] = {
-            "network": f.name, "network_id": f.network_id, "encoding": f.encoding, "filters": f.arch.filters,
-            "motifs": f.arch.motifs, "status": result.status, "epochs": result.epochs, "val_dice": result.dice,
-            "test_dice": trained.get("test_dice"), "test_miou": trained.get("test_miou"), "params": result.params,
-            "flops": result.flops, "latency_ms": result.inference_time_ms,
+            "network": f.name,
+            "network_id": f.network_id,
+            "encoding": f.encoding,
+            "filters": f.arch.filters,
+            "motifs": f.arch.motifs,
+            "status": result.status,
+            "epochs": result.epochs,
+            "val_dice": result.dice,
+            "test_dice": trained.get("test_dice"),
+            "test_miou": trained.get("test_miou"),
+            "params": result.params,
+            "flops": result.flops,
+            "latency_ms": result.inference_time_ms,
             "onnxruntime_latency_ms": (exported or {}).get("onnxruntime_latency_ms"),
             "export_equivalent": (exported or {}).get("equivalent"),
             "torch_max_abs_diff": (exported or {}).get("torch_max_abs_diff"),
@@ -480,8 +640,10 @@ class FinalistsStage:
         try:
             digital = {r["network"]: r["test_dice"] for r in rows if r.get("test_dice") is not None}
             plots.plot_drift_curves(drift_table, Path(self.run.plots_dir) / "drift_curves.png", digital=digital)
-            plots.plot_learning_curves(learning_histories(self.final_dir, [r["network"] for r in rows]),
-                                       Path(self.run.plots_dir) / "learning_curves.png")
+            plots.plot_learning_curves(
+                learning_histories(self.final_dir, [r["network"] for r in rows]),
+                Path(self.run.plots_dir) / "learning_curves.png",
+            )
             self._sample_plot(reports)
         except Exception as exc:  # a figure must not fail the stage; the report can redraw it
             self.log.warning("finalist plots failed: %s", exc)
@@ -497,11 +659,18 @@ class FinalistsStage:
             with np.load(samples) as npz:
                 images, truth, digital = npz["images"], npz["truth"], npz["digital"]
             analog = _analog_samples(self.final_dir / name, len(images))
-            label = "analog prediction (1 month" + (", HWA)" if (self.final_dir / name / "analog_hwa.pt").exists()
-                                                    else ")")
-            plots.plot_sample_predictions(images, truth, digital, analog,
-                                          Path(self.run.plots_dir) / "sample_predictions.png", analog_label=label,
-                                          title=f"finalist {name}: test images")
+            label = "analog prediction (1 month" + (
+                ", HWA)" if (self.final_dir / name / "analog_hwa.pt").exists() else ")"
+            )
+            plots.plot_sample_predictions(
+                images,
+                truth,
+                digital,
+                analog,
+                Path(self.run.plots_dir) / "sample_predictions.png",
+                analog_label=label,
+                title=f"finalist {name}: test images",
+            )
             return
 
     # ------------------------------------------------------------------ the whole stage
@@ -517,8 +686,9 @@ class FinalistsStage:
         reports: dict[str, DriftReport] = {}
         for f in finalists:
             done = self._last("finalist_done", name=f.name)
-            if done is not None and ((self.final_dir / f.name / "model.keras").exists()
-                                     or done["row"].get("status") != "ok"):  # a failed training is final too
+            if done is not None and (
+                (self.final_dir / f.name / "model.keras").exists() or done["row"].get("status") != "ok"
+            ):  # a failed training is final too
                 self.log.info("finalist %s already done; skipping", f.name)
                 rows.append(done["row"])
                 report = self._drift_done(f.name)
@@ -553,8 +723,7 @@ class FinalistsStage:
             self.log.warning("%s", warning)
 
 
-def run_finalists(run: Any, config: RunConfig, data: Any, logger: logging.Logger | None = None
-                  ) -> list[dict[str, Any]]:
+def run_finalists(run: Any, config: RunConfig, data: Any, logger: logging.Logger | None = None) -> list[dict[str, Any]]:
     """Run or resume the finalists stage of `run`; returns the rows of final/finalists.csv."""
     return FinalistsStage(run, config, data, logger).run_stage()
 
@@ -591,7 +760,16 @@ def _analog_sample_predictions(folder: Path, report: DriftReport, t_inference: f
         raise FileNotFoundError(f"no analog checkpoint recorded for {folder}")
     with np.load(folder / "samples.npz") as npz:
         images = np.asarray(npz["images"], np.float32)
-    run_job("analog_samples", {"onnx_path": str(folder / "model.onnx"), "checkpoint": str(checkpoint),
-                               "out": str(folder / "analog_samples.npz"), "t_inference": float(t_inference),
-                               "seed": int(seed)}, {"images": images}, timeout_s=1800.0)
+    run_job(
+        "analog_samples",
+        {
+            "onnx_path": str(folder / "model.onnx"),
+            "checkpoint": str(checkpoint),
+            "out": str(folder / "analog_samples.npz"),
+            "t_inference": float(t_inference),
+            "seed": int(seed),
+        },
+        {"images": images},
+        timeout_s=1800.0,
+    )
     return folder / "analog_samples.npz"

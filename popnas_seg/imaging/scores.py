@@ -11,11 +11,13 @@ small subset of background-only tiles score a network perfectly for finding noth
 the search's bookkeeping and marks a validation split without foreground as unscorable.) mIoU keeps
 background as a class, so it is defined whenever any valid pixel exists.
 """
+
 from __future__ import annotations
 
 import numpy as np
 
 __all__ = ["confusion_counts", "dice_from_counts", "miou_from_counts", "dice_score", "miou_score"]
+
 
 def confusion_counts(
     pred_labels: np.ndarray, true_labels: np.ndarray, classes: int, ignore_class: int | None = None

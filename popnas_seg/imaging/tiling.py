@@ -17,6 +17,7 @@ tile feeds it each pixel once (benchmarks/bench_inference_tiles.py, docs/BENCHMA
 Runtime session and a torch/AIHWKit model all fit behind it, so digital, exported and analog scores use
 one tiling. Nothing here imports Keras, TensorFlow or torch (the analog worker imports this module).
 """
+
 from __future__ import annotations
 
 import math
@@ -29,8 +30,14 @@ import numpy as np
 from popnas_seg.imaging.scores import confusion_counts, dice_from_counts, miou_from_counts
 
 __all__ = [
-    "PredictFn", "Tiling", "tile_starts", "blend_weights", "sliding_window_predict", "predict_image",
-    "evaluate_images", "pack_images",
+    "PredictFn",
+    "Tiling",
+    "tile_starts",
+    "blend_weights",
+    "sliding_window_predict",
+    "predict_image",
+    "evaluate_images",
+    "pack_images",
     "unpack_images",
 ]
 
@@ -82,8 +89,12 @@ class Tiling:
         return min(float(self.overlap), band / max(1, min(int(tile[0]), int(tile[1]))))
 
     def to_dict(self) -> dict[str, Any]:
-        return {"crop": [int(self.crop[0]), int(self.crop[1])], "tile_size": int(self.tile_size),
-                "divisor": int(self.divisor), "overlap": float(self.overlap)}
+        return {
+            "crop": [int(self.crop[0]), int(self.crop[1])],
+            "tile_size": int(self.tile_size),
+            "divisor": int(self.divisor),
+            "overlap": float(self.overlap),
+        }
 
     @classmethod
     def coerce(cls, value: Tiling | dict[str, Any] | Sequence[int]) -> Tiling:
@@ -92,8 +103,12 @@ class Tiling:
             return value
         if isinstance(value, dict):
             crop = value["crop"]
-            return cls((int(crop[0]), int(crop[1])), int(value.get("tile_size", 0)), int(value.get("divisor", 1)),
-                       float(value.get("overlap", 0.25)))
+            return cls(
+                (int(crop[0]), int(crop[1])),
+                int(value.get("tile_size", 0)),
+                int(value.get("divisor", 1)),
+                float(value.get("overlap", 0.25)),
+            )
         return cls((int(value[0]), int(value[1])))
 
 
@@ -175,17 +190,19 @@ def sliding_window_predict(
     total: np.ndarray | None = None
     norm = np.zeros((ph, pw, 1), dtype=np.float32)
     for i in range(0, len(starts), max(1, int(batch_size))):
-        chunk = starts[i:i + max(1, int(batch_size))]
-        batch = np.stack([padded[y:y + th, x:x + tw] for y, x in chunk])
+        chunk = starts[i : i + max(1, int(batch_size))]
+        batch = np.stack([padded[y : y + th, x : x + tw] for y, x in chunk])
         probs = np.asarray(predict_fn(batch), dtype=np.float32)
         if probs.ndim != 4 or probs.shape[:3] != (len(chunk), th, tw):
-            raise ValueError(f"predict_fn returned shape {probs.shape} for a batch of shape {batch.shape}; "
-                             f"expected [{len(chunk)}, {th}, {tw}, K]")
+            raise ValueError(
+                f"predict_fn returned shape {probs.shape} for a batch of shape {batch.shape}; "
+                f"expected [{len(chunk)}, {th}, {tw}, K]"
+            )
         if total is None:
             total = np.zeros((ph, pw, probs.shape[-1]), dtype=np.float32)
         for (y, x), p in zip(chunk, probs):
-            total[y:y + th, x:x + tw] += p * weight
-            norm[y:y + th, x:x + tw] += weight
+            total[y : y + th, x : x + tw] += p * weight
+            norm[y : y + th, x : x + tw] += weight
         if progress is not None:
             progress(min(i + len(chunk), len(starts)), len(starts))
     assert total is not None  # at least one tile always exists
@@ -203,8 +220,9 @@ def predict_image(
     """`sliding_window_predict` with the tile, overlap and tiles per batch that `tiling` gives this image."""
     plan = Tiling.coerce(tiling)
     tile = plan.tile_for(int(np.shape(image)[0]), int(np.shape(image)[1]))
-    return sliding_window_predict(predict_fn, image, tile, plan.overlap_for(tile), plan.batch_for(tile, batch_size),
-                                  mode, progress=progress)
+    return sliding_window_predict(
+        predict_fn, image, tile, plan.overlap_for(tile), plan.batch_for(tile, batch_size), mode, progress=progress
+    )
 
 
 def evaluate_images(
@@ -269,6 +287,6 @@ def pack_images(images: list[np.ndarray], masks: list[np.ndarray]) -> tuple[np.n
 
 def unpack_images(x: np.ndarray, y: np.ndarray, sizes: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Inverse of `pack_images`."""
-    images = [x[i, :int(h), :int(w)] for i, (h, w) in enumerate(sizes)]
-    masks = [y[i, :int(h), :int(w)] for i, (h, w) in enumerate(sizes)]
+    images = [x[i, : int(h), : int(w)] for i, (h, w) in enumerate(sizes)]
+    masks = [y[i, : int(h), : int(w)] for i, (h, w) in enumerate(sizes)]
     return images, masks

@@ -4,6 +4,7 @@ The saved analog network (hardware-aware checkpoint if any) is programmed once w
 `t_inference` seconds, and every image is segmented by the same tiling as the digital path (`tiling.Tiling`);
 probabilities come back through an .npz file (whole images are too large for the JSON reply).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -39,10 +40,11 @@ def analog_predict_in_process(
     tiling = Tiling(base.crop, base.tile_size, base.divisor, float(overlap))
     probs: np.ndarray | None = None
     for i, (h, w) in enumerate(sizes):
-        p = predict_image(lambda b: torch_predict(module, b, batch_size=len(b)), x[i, :int(h), :int(w)], tiling,
-                          int(batch_size))
+        p = predict_image(
+            lambda b: torch_predict(module, b, batch_size=len(b)), x[i, : int(h), : int(w)], tiling, int(batch_size)
+        )
         if probs is None:
             probs = np.zeros((len(sizes), x.shape[1], x.shape[2], p.shape[-1]), np.float32)
-        probs[i, :int(h), :int(w)] = p
+        probs[i, : int(h), : int(w)] = p
     save_npz_atomic(Path(out), probs=probs if probs is not None else np.zeros((0, 1, 1, 1), np.float32))
     return {"path": out, "images": int(len(sizes))}

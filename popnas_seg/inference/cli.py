@@ -5,6 +5,7 @@
 
 Exit codes as the main CLI: 0 done, 2 user error (one `error: ...` line), 1 unexpected error.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -17,35 +18,64 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python run.py predict",
         description="Segment images of any size with a network found by a run (whole, or in "
-                    "overlapping tiles of inference.tile_size; the training preprocessing). Writes label masks "
-                    "with the input names.",
+        "overlapping tiles of inference.tile_size; the training preprocessing). Writes label masks "
+        "with the input names.",
     )
     parser.add_argument("-r", "--run", required=True, metavar="FOLDER", help="the run folder (logs/NAME)")
-    parser.add_argument("--network", metavar="ID",
-                        help="finalist to use: a folder name under final/ (default: the run's recommendation for "
-                             "digital or, with --analog, analog use: final/recommendation.json)")
+    parser.add_argument(
+        "--network",
+        metavar="ID",
+        help="finalist to use: a folder name under final/ (default: the run's recommendation for "
+        "digital or, with --analog, analog use: final/recommendation.json)",
+    )
     parser.add_argument("--input", required=True, nargs="+", metavar="PATH", help="image files and/or folders")
     parser.add_argument("--output", required=True, metavar="FOLDER", help="where the label masks are written")
-    parser.add_argument("--overlay", action="store_true",
-                        help="also write <name>.overlay.png: the image with the predicted mask drawn on it")
-    parser.add_argument("--probabilities", action="store_true",
-                        help="also write <name>.probs.npy: softmax probabilities [H, W, classes] float32")
-    parser.add_argument("--analog", action="store_true",
-                        help="run the analog (AIHWKit) network instead: hardware-aware checkpoint if any")
-    parser.add_argument("--drift-time", default=None, metavar="T",
-                        help="analog drift time: seconds or e.g. 1h, 1d, 1month, 1y (default: the horizon of the "
-                             "analog recommendation; with --network, analog.t_inference)")
+    parser.add_argument(
+        "--overlay",
+        action="store_true",
+        help="also write <name>.overlay.png: the image with the predicted mask drawn on it",
+    )
+    parser.add_argument(
+        "--probabilities",
+        action="store_true",
+        help="also write <name>.probs.npy: softmax probabilities [H, W, classes] float32",
+    )
+    parser.add_argument(
+        "--analog",
+        action="store_true",
+        help="run the analog (AIHWKit) network instead: hardware-aware checkpoint if any",
+    )
+    parser.add_argument(
+        "--drift-time",
+        default=None,
+        metavar="T",
+        help="analog drift time: seconds or e.g. 1h, 1d, 1month, 1y (default: the horizon of the "
+        "analog recommendation; with --network, analog.t_inference)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="analog programming seed (default 0)")
-    parser.add_argument("--overlap", type=float, default=None,
-                        help="tile overlap, a fraction of the training crop (default: the run's inference.overlap, "
-                             "0.25)")
-    parser.add_argument("--tile-size", type=int, default=None, metavar="PX",
-                        help="largest tile side: images up to it are segmented whole (default: the run's "
-                             "inference.tile_size, 256; 0: tiles of the training crop)")
-    parser.add_argument("--batch-size", type=_positive_int, default=8,
-                        help="training-crop-sized tiles per forward pass; larger tiles go fewer at a time (default 8)")
-    parser.add_argument("--overwrite", action="store_true",
-                        help="replace output files that already exist (never the inputs themselves)")
+    parser.add_argument(
+        "--overlap",
+        type=float,
+        default=None,
+        help="tile overlap, a fraction of the training crop (default: the run's inference.overlap, 0.25)",
+    )
+    parser.add_argument(
+        "--tile-size",
+        type=int,
+        default=None,
+        metavar="PX",
+        help="largest tile side: images up to it are segmented whole (default: the run's "
+        "inference.tile_size, 256; 0: tiles of the training crop)",
+    )
+    parser.add_argument(
+        "--batch-size",
+        type=_positive_int,
+        default=8,
+        help="training-crop-sized tiles per forward pass; larger tiles go fewer at a time (default 8)",
+    )
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace output files that already exist (never the inputs themselves)"
+    )
     return parser
 
 
@@ -75,11 +105,22 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise UserError("--drift-time applies to --analog only")
         from popnas_seg.inference.predictor import predict
 
-        written = predict(args.run, args.input, args.output, network=args.network, analog=args.analog,
-                          drift_time=args.drift_time, seed=args.seed, probabilities=args.probabilities,
-                          overlap=args.overlap, batch_size=args.batch_size, tile_size=args.tile_size,
-                          overlay=args.overlay, overwrite=args.overwrite,
-                          progress=lambda line: print(line, file=sys.stderr, flush=True))
+        written = predict(
+            args.run,
+            args.input,
+            args.output,
+            network=args.network,
+            analog=args.analog,
+            drift_time=args.drift_time,
+            seed=args.seed,
+            probabilities=args.probabilities,
+            overlap=args.overlap,
+            batch_size=args.batch_size,
+            tile_size=args.tile_size,
+            overlay=args.overlay,
+            overwrite=args.overwrite,
+            progress=lambda line: print(line, file=sys.stderr, flush=True),
+        )
         print(f"{len(written)} mask(s) written to {args.output}", file=sys.stderr)
         return 0
     except UserError as exc:

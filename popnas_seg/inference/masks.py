@@ -6,6 +6,7 @@ background and white foreground for two classes, distinct colours for more. A 0/
 An overlay is the input image (contrast-stretched, as RGB) with each foreground class tinted in its colour and
 its outline drawn solid, written as `<name>.overlay.png` beside the mask.
 """
+
 from __future__ import annotations
 
 import io
@@ -19,8 +20,17 @@ __all__ = ["OVERLAY_SUFFIX", "class_colours", "mask_png", "overlay_image", "writ
 
 OVERLAY_SUFFIX = ".overlay.png"
 # matplotlib's tab10 without its grey: distinct on both dark and light images
-_COLOURS = ((214, 39, 40), (44, 160, 44), (31, 119, 180), (255, 127, 14), (148, 103, 189), (140, 86, 75),
-            (227, 119, 194), (188, 189, 34), (23, 190, 207))
+_COLOURS = (
+    (214, 39, 40),
+    (44, 160, 44),
+    (31, 119, 180),
+    (255, 127, 14),
+    (148, 103, 189),
+    (140, 86, 75),
+    (227, 119, 194),
+    (188, 189, 34),
+    (23, 190, 207),
+)
 _TINT = 0.4
 
 

@@ -5,6 +5,7 @@ A mask keeps its input's name, so `--output` naming the input folder would repla
 (reproduced: "2 mask(s) written", both PNGs gone). Paths are compared resolved (symbolic links followed) and,
 for files that exist, by device and inode (hard links, case-insensitive file systems).
 """
+
 from __future__ import annotations
 
 import errno
@@ -29,16 +30,28 @@ class Outputs:
         return [p for p in (self.mask, self.probabilities, self.overlay) if p is not None]
 
 
-def planned_outputs(files: Sequence[Path], out_dir: Path, probabilities: bool = False,
-                    overlay: bool = False) -> list[Outputs]:
+def planned_outputs(
+    files: Sequence[Path], out_dir: Path, probabilities: bool = False, overlay: bool = False
+) -> list[Outputs]:
     """The outputs of each input file, in input order: `<name>` (the mask, in the input's format),
     `<stem>.probs.npy` and `<stem>.overlay.png` under `out_dir`."""
-    return [Outputs(out_dir / f.name, out_dir / f"{f.stem}.probs.npy" if probabilities else None,
-                    out_dir / f"{f.stem}{OVERLAY_SUFFIX}" if overlay else None) for f in files]
+    return [
+        Outputs(
+            out_dir / f.name,
+            out_dir / f"{f.stem}.probs.npy" if probabilities else None,
+            out_dir / f"{f.stem}{OVERLAY_SUFFIX}" if overlay else None,
+        )
+        for f in files
+    ]
 
 
-def check_outputs(files: Sequence[Path], output: str | os.PathLike[str], probabilities: bool = False,
-                  overwrite: bool = False, overlay: bool = False) -> list[Outputs]:
+def check_outputs(
+    files: Sequence[Path],
+    output: str | os.PathLike[str],
+    probabilities: bool = False,
+    overwrite: bool = False,
+    overlay: bool = False,
+) -> list[Outputs]:
     """The planned outputs, or a `UserError` before anything is read or written when one would destroy data.
 
     Refused always: the output folder is the folder of an input; an output resolves to an input file; two
@@ -50,8 +63,10 @@ def check_outputs(files: Sequence[Path], output: str | os.PathLike[str], probabi
     out_real = _real(out_dir)
     for f in files:
         if _real(f.parent) == out_real:
-            raise UserError(f"--output {output} is the folder of the input {f}: the masks (same names as the "
-                            f"inputs) would replace the images; choose another output folder")
+            raise UserError(
+                f"--output {output} is the folder of the input {f}: the masks (same names as the "
+                f"inputs) would replace the images; choose another output folder"
+            )
     inputs = {_real(f): f for f in files}
     plan = planned_outputs(files, out_dir, probabilities, overlay)
     seen: dict[Path, Path] = {}
@@ -61,12 +76,15 @@ def check_outputs(files: Sequence[Path], output: str | os.PathLike[str], probabi
         if source is not None:
             raise UserError(f"output {target} would overwrite the input {source}; choose another output folder")
         if real in seen:
-            raise UserError(f"two outputs would be the same file {target} (inputs with the same stem); predict "
-                            f"them into separate folders")
+            raise UserError(
+                f"two outputs would be the same file {target} (inputs with the same stem); predict "
+                f"them into separate folders"
+            )
         seen[real] = target
         if not overwrite and (target.exists() or target.is_symlink()):
-            raise UserError(f"output {target} already exists; pass --overwrite to replace it, or choose an "
-                            f"empty output folder")
+            raise UserError(
+                f"output {target} already exists; pass --overwrite to replace it, or choose an empty output folder"
+            )
     _check_writable(out_dir)
     return plan
 

@@ -18,6 +18,7 @@ to the input size when `dataset.rescale` is not 1.
 Analog mode runs the AIHWKit network (the hardware-aware checkpoint when there is one) in a worker process,
 programmed once with `seed` and drifted to `drift_time` seconds: one simulated chip for every image.
 """
+
 from __future__ import annotations
 
 import csv
@@ -38,13 +39,28 @@ from popnas_seg.errors import UserError
 
 IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".npy")
 _UNITS = {
-    "s": 1.0, "sec": 1.0, "second": 1.0, "seconds": 1.0,
-    "min": 60.0, "minute": 60.0, "minutes": 60.0,
-    "h": 3600.0, "hour": 3600.0, "hours": 3600.0,
-    "d": 86400.0, "day": 86400.0, "days": 86400.0,
-    "w": 604800.0, "week": 604800.0, "weeks": 604800.0,
-    "mo": 2592000.0, "month": 2592000.0, "months": 2592000.0,  # 30 days, as the drift tables
-    "y": 31536000.0, "year": 31536000.0, "years": 31536000.0,
+    "s": 1.0,
+    "sec": 1.0,
+    "second": 1.0,
+    "seconds": 1.0,
+    "min": 60.0,
+    "minute": 60.0,
+    "minutes": 60.0,
+    "h": 3600.0,
+    "hour": 3600.0,
+    "hours": 3600.0,
+    "d": 86400.0,
+    "day": 86400.0,
+    "days": 86400.0,
+    "w": 604800.0,
+    "week": 604800.0,
+    "weeks": 604800.0,
+    "mo": 2592000.0,
+    "month": 2592000.0,
+    "months": 2592000.0,  # 30 days, as the drift tables
+    "y": 31536000.0,
+    "year": 31536000.0,
+    "years": 31536000.0,
 }
 
 
@@ -55,8 +71,9 @@ def parse_duration(text: str | float) -> float:
     else:
         match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:e[+-]?[0-9]+)?)\s*([a-z]*)\s*", str(text).lower())
         if match is None or match.group(2) not in ("", *_UNITS):
-            raise UserError(f"cannot read drift time {text!r}: use seconds or a number with a unit, e.g. 1month, "
-                            f"30d, 1h, 1y")
+            raise UserError(
+                f"cannot read drift time {text!r}: use seconds or a number with a unit, e.g. 1month, 30d, 1h, 1y"
+            )
         seconds = float(match.group(1)) * _UNITS.get(match.group(2), 1.0)
     if not (seconds > 0 and math.isfinite(seconds)):
         raise UserError(f"drift time must be positive, got {text!r}")
@@ -113,8 +130,10 @@ class Predictor:
         self.config = load_config(restore)
         finalists = list_finalists(self.run_folder)
         if not finalists:
-            raise UserError(f"run folder {run_folder} has no finalists (final/<id>/model.keras): the finalists "
-                            f"stage has not run; finish the run with: {tool_command('-r', run_folder)}")
+            raise UserError(
+                f"run folder {run_folder} has no finalists (final/<id>/model.keras): the finalists "
+                f"stage has not run; finish the run with: {tool_command('-r', run_folder)}"
+            )
         names = [r["network"] for r in finalists]
         self.analog = bool(analog)
         horizon: float | None = None
@@ -140,8 +159,9 @@ class Predictor:
         self.tiling = type(base)(base.crop, tile_size, base.divisor, self.overlap)
         self.seed = int(seed)
         # the analog recommendation was made at its horizon: predict drifts to it unless told otherwise
-        self.drift_time = parse_duration(drift_time) if drift_time is not None else float(
-            horizon or self.config.analog.t_inference)
+        self.drift_time = (
+            parse_duration(drift_time) if drift_time is not None else float(horizon or self.config.analog.t_inference)
+        )
         unsupported = unsupported_drift_time(self.config.analog.device, self.drift_time) if self.analog else None
         if unsupported is not None:
             raise UserError(f"drift time {unsupported}")
@@ -160,8 +180,10 @@ class Predictor:
 
             weights = "HWA" if self._checkpoint_kind == "hwa" else "no HWA"
             seconds = f"{self.drift_time:,.0f}" if self.drift_time >= 1 else f"{self.drift_time:g}"
-            how = (f"analog (AIHWKit, {weights} checkpoint), drift {time_label(self.drift_time)} "
-                   f"({seconds} s), programming seed {self.seed}")
+            how = (
+                f"analog (AIHWKit, {weights} checkpoint), drift {time_label(self.drift_time)} "
+                f"({seconds} s), programming seed {self.seed}"
+            )
         return f"network {self.network} ({self.reason}), {how}"
 
     # ------------------------------------------------------------------ loading
@@ -170,8 +192,10 @@ class Predictor:
 
         report = self.folder / "drift_report.json"
         if not report.is_file():
-            raise UserError(f"finalist {self.network} of {self.run_folder} has no analog checkpoint "
-                            f"({report} is missing): the analog (drift) stage has not run for it")
+            raise UserError(
+                f"finalist {self.network} of {self.run_folder} has no analog checkpoint "
+                f"({report} is missing): the analog (drift) stage has not run for it"
+            )
         checkpoints = DriftReport.load(report).checkpoints
         for kind in ("hwa", "inference"):
             path = checkpoints.get(kind)
@@ -219,8 +243,9 @@ class Predictor:
         if img.ndim != 3:
             raise UserError(f"{name}: expected an [H, W] or [H, W, C] image, got shape {img.shape}")
         if img.shape[-1] != self.channels:
-            raise UserError(f"{name} has {img.shape[-1]} channel(s) but network {self.network} was trained on "
-                            f"{self.channels}")
+            raise UserError(
+                f"{name} has {img.shape[-1]} channel(s) but network {self.network} was trained on {self.channels}"
+            )
         return preprocess_image(img, self.config.dataset)
 
     def _restore_size(self, probs: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -230,8 +255,12 @@ class Predictor:
 
         return np.asarray(tf.image.resize(probs, size, method="bilinear"), np.float32)
 
-    def predict_probabilities(self, images: Sequence[np.ndarray], names: Sequence[str] | None = None,
-                              progress: Callable[[str], None] | None = None) -> list[np.ndarray]:
+    def predict_probabilities(
+        self,
+        images: Sequence[np.ndarray],
+        names: Sequence[str] | None = None,
+        progress: Callable[[str], None] | None = None,
+    ) -> list[np.ndarray]:
         """Softmax probabilities [H, W, classes] of each raw image, at the image's own size."""
         names = list(names) if names is not None else [f"image {i}" for i in range(len(images))]
         sizes = [tuple(np.shape(im)[:2]) for im in images]
@@ -246,8 +275,9 @@ class Predictor:
         """Label mask [H, W] (class indices) of one raw image."""
         return np.argmax(self.predict_probabilities([image])[0], axis=-1).astype(np.int32)
 
-    def _digital_probabilities(self, inputs: list[np.ndarray], names: list[str],
-                               progress: Callable[[str], None] | None) -> list[np.ndarray]:
+    def _digital_probabilities(
+        self, inputs: list[np.ndarray], names: list[str], progress: Callable[[str], None] | None
+    ) -> list[np.ndarray]:
         from popnas_seg.imaging.tiling import predict_image
 
         model = self._keras_model()
@@ -268,12 +298,12 @@ class Predictor:
 
             out.append(predict_image(predict_fn, x, self.tiling, self.batch_size, progress=tiles))
             if progress is not None:
-                progress(f"[{i + 1}/{len(inputs)}] {name} {x.shape[0]}x{x.shape[1]} "
-                         f"({time.perf_counter() - t0:.1f} s)")
+                progress(f"[{i + 1}/{len(inputs)}] {name} {x.shape[0]}x{x.shape[1]} ({time.perf_counter() - t0:.1f} s)")
         return out
 
-    def _analog_probabilities(self, inputs: list[np.ndarray],
-                              progress: Callable[[str], None] | None) -> list[np.ndarray]:
+    def _analog_probabilities(
+        self, inputs: list[np.ndarray], progress: Callable[[str], None] | None
+    ) -> list[np.ndarray]:
         import tempfile
 
         from popnas_seg.analog.worker import AnalogWorkerError, run_job
@@ -281,14 +311,21 @@ class Predictor:
 
         x, _, sizes = pack_images(inputs, [np.zeros(im.shape[:2], np.int32) for im in inputs])
         if progress is not None:
-            progress(f"analog: {len(inputs)} image(s) on network {self.network}, drift {self.drift_time:g} s, "
-                     f"seed {self.seed} (AIHWKit worker)")
+            progress(
+                f"analog: {len(inputs)} image(s) on network {self.network}, drift {self.drift_time:g} s, "
+                f"seed {self.seed} (AIHWKit worker)"
+            )
         with tempfile.TemporaryDirectory(prefix="popnas_predict_") as tmp:
             out = Path(tmp) / "probs.npz"
             params = {
-                "onnx_path": str((self.folder / "model.onnx").resolve()), "checkpoint": self._checkpoint,
-                "t_inference": self.drift_time, "seed": self.seed, "tile": self.tiling.to_dict(),
-                "overlap": self.overlap, "batch_size": self.batch_size, "out": str(out),
+                "onnx_path": str((self.folder / "model.onnx").resolve()),
+                "checkpoint": self._checkpoint,
+                "t_inference": self.drift_time,
+                "seed": self.seed,
+                "tile": self.tiling.to_dict(),
+                "overlap": self.overlap,
+                "batch_size": self.batch_size,
+                "out": str(out),
             }
             try:
                 run_job("analog_predict", params, {"x": x, "sizes": sizes}, timeout_s=None)
@@ -296,12 +333,18 @@ class Predictor:
                 raise RuntimeError(str(exc)) from None
             with np.load(out) as npz:
                 probs = npz["probs"]
-        return [probs[i, :int(h), :int(w)] for i, (h, w) in enumerate(sizes)]
+        return [probs[i, : int(h), : int(w)] for i, (h, w) in enumerate(sizes)]
 
     # ------------------------------------------------------------------ files
-    def predict_files(self, files: Sequence[Path], output: str | os.PathLike[str], probabilities: bool = False,
-                      progress: Callable[[str], None] | None = None, overlay: bool = False,
-                      overwrite: bool = False) -> list[Path]:
+    def predict_files(
+        self,
+        files: Sequence[Path],
+        output: str | os.PathLike[str],
+        probabilities: bool = False,
+        progress: Callable[[str], None] | None = None,
+        overlay: bool = False,
+        overwrite: bool = False,
+    ) -> list[Path]:
         """Segment image files; write label masks under `output` with the same names (PNG/TIFF/NPY as the
         input; PNG masks are palette images, inference/masks.py), with `probabilities` also `<name>.probs.npy`
         ([H, W, classes] float32) and with `overlay` `<name>.overlay.png` (the image with the mask drawn on it).
@@ -316,8 +359,9 @@ class Predictor:
         images = [read_image(f) for f in files]  # every file is checked before any work starts
         for f, im in zip(files, images):
             if im.shape[-1] != self.channels:
-                raise UserError(f"image {f} has {im.shape[-1]} channel(s) but network {self.network} was trained "
-                                f"on {self.channels}")
+                raise UserError(
+                    f"image {f} has {im.shape[-1]} channel(s) but network {self.network} was trained on {self.channels}"
+                )
         if progress is not None:  # every input is good: say what runs before the first write
             progress(f"using {self.describe()}")
         try:
@@ -327,9 +371,9 @@ class Predictor:
         written: list[Path] = []
         chunk = 1 if not self.analog else len(files)  # digital: image by image; analog: one worker job
         for start in range(0, len(files), max(1, chunk)):
-            batch_files = list(files[start:start + chunk])
-            probs = self.predict_probabilities(images[start:start + chunk], [f.name for f in batch_files], progress)
-            for k, (outputs, p) in enumerate(zip(plan[start:start + chunk], probs)):
+            batch_files = list(files[start : start + chunk])
+            probs = self.predict_probabilities(images[start : start + chunk], [f.name for f in batch_files], progress)
+            for k, (outputs, p) in enumerate(zip(plan[start : start + chunk], probs)):
                 target = outputs.mask
                 try:
                     labels = np.argmax(p, axis=-1)
@@ -373,9 +417,14 @@ def collect_inputs(inputs: Iterable[str | os.PathLike[str]]) -> list[Path]:
     for item in inputs:
         path = Path(item)
         if path.is_dir():
-            found = sorted(p for p in path.iterdir()
-                           if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_SUFFIXES
-                           and not p.name.endswith((".probs.npy", ".overlay.png")))
+            found = sorted(
+                p
+                for p in path.iterdir()
+                if p.is_file()
+                and not p.name.startswith(".")
+                and p.suffix.lower() in IMAGE_SUFFIXES
+                and not p.name.endswith((".probs.npy", ".overlay.png"))
+            )
             if not found:
                 raise UserError(f"no images in {path} (supported: {', '.join(IMAGE_SUFFIXES)})")
             files += found
@@ -425,10 +474,19 @@ def predict(
     items = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
     files = collect_inputs(items)
     check_outputs(files, output, probabilities, overwrite, overlay)  # before the network is loaded
-    predictor = Predictor(run_folder, network, analog=analog, drift_time=drift_time, seed=seed,
-                          overlap=overlap, batch_size=batch_size, tile_size=tile_size)
-    return predictor.predict_files(files, output, probabilities=probabilities, progress=progress, overlay=overlay,
-                                   overwrite=overwrite)
+    predictor = Predictor(
+        run_folder,
+        network,
+        analog=analog,
+        drift_time=drift_time,
+        seed=seed,
+        overlap=overlap,
+        batch_size=batch_size,
+        tile_size=tile_size,
+    )
+    return predictor.predict_files(
+        files, output, probabilities=probabilities, progress=progress, overlay=overlay, overwrite=overwrite
+    )
 
 
 def _recommended(run_folder: Path, names: list[str], analog: bool) -> tuple[str, str, float | None]:

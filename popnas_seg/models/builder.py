@@ -26,6 +26,7 @@ cell): a plain encoder-decoder, the reference "empty cell" network.
 Only layers that reach the output exist in the model (e.g. a cell that only reads -2 leaves every other
 cell of a chain unused: Keras drops them, and so does the counter).
 """
+
 from __future__ import annotations
 
 import os
@@ -47,14 +48,29 @@ def _keras_layer(node: LayerNode) -> keras.layers.Layer:
     name = node.name
     kind = node.kind
     if kind == "conv":
-        return keras.layers.Conv2D(a["filters"], a["kernel"], strides=a["strides"], padding="same",
-                                   dilation_rate=a["dilation"], use_bias=a["use_bias"], name=name)
+        return keras.layers.Conv2D(
+            a["filters"],
+            a["kernel"],
+            strides=a["strides"],
+            padding="same",
+            dilation_rate=a["dilation"],
+            use_bias=a["use_bias"],
+            name=name,
+        )
     if kind == "separable_conv":
-        return keras.layers.SeparableConv2D(a["filters"], a["kernel"], strides=a["strides"], padding="same",
-                                            dilation_rate=a["dilation"], use_bias=False, name=name)
+        return keras.layers.SeparableConv2D(
+            a["filters"],
+            a["kernel"],
+            strides=a["strides"],
+            padding="same",
+            dilation_rate=a["dilation"],
+            use_bias=False,
+            name=name,
+        )
     if kind == "conv_transpose":
-        return keras.layers.Conv2DTranspose(a["filters"], a["kernel"], strides=a["strides"],
-                                            padding=a["padding"], use_bias=a["use_bias"], name=name)
+        return keras.layers.Conv2DTranspose(
+            a["filters"], a["kernel"], strides=a["strides"], padding=a["padding"], use_bias=a["use_bias"], name=name
+        )
     if kind == "batch_norm":
         return keras.layers.BatchNormalization(name=name)
     if kind == "activation":
@@ -100,15 +116,17 @@ def to_keras(graph: LayerGraph, output: int, name: str = "net") -> keras.Model:
     return keras.Model(inputs, tensors[output], name=name)
 
 
-def build_model(cell: Cell, arch: ArchitectureConfig, input_shape: tuple[int, int, int], classes_count: int,
-                name: str = "net") -> keras.Model:
+def build_model(
+    cell: Cell, arch: ArchitectureConfig, input_shape: tuple[int, int, int], classes_count: int, name: str = "net"
+) -> keras.Model:
     """The searched encoder-decoder for `cell`: [B, H, W, C] images -> [B, H, W, classes] probabilities."""
     graph, out = plan_network(cell, arch, input_shape, classes_count)
     return to_keras(graph, out, name)
 
 
-def build_unet(arch: ArchitectureConfig, input_shape: tuple[int, int, int], classes_count: int,
-               base_filters: int = 16) -> keras.Model:
+def build_unet(
+    arch: ArchitectureConfig, input_shape: tuple[int, int, int], classes_count: int, base_filters: int = 16
+) -> keras.Model:
     """The hand-written U-Net baseline every comparison uses."""
     graph, out = plan_unet(arch, input_shape, classes_count, base_filters)
     return to_keras(graph, out, "unet")

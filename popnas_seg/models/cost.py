@@ -11,6 +11,7 @@ What is counted:
   convs of squeeze-and-excitation and of the head) for one image. Not counted: biases, BatchNorm,
   activations, pooling, upsampling, elementwise add/average/multiply, concatenation, softmax.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -30,7 +31,7 @@ def _shape3(shape: tuple[int, int, int]) -> tuple[int, int, int]:
 
 def _any_valid_shape(arch: ArchitectureConfig, channels: int) -> tuple[int, int, int]:
     """Params do not depend on the spatial size; the smallest valid one keeps planning cheap."""
-    side = 2 ** arch.motifs
+    side = 2**arch.motifs
     return side, side, channels
 
 
@@ -47,8 +48,7 @@ def count_params(cell: Cell, arch: ArchitectureConfig, input_channels: int, clas
     return _cell_costs(cell.key(), arch.model_dump_json(), shape, classes_count)[0]
 
 
-def count_flops(cell: Cell, arch: ArchitectureConfig, input_shape: tuple[int, int, int],
-                classes_count: int) -> int:
+def count_flops(cell: Cell, arch: ArchitectureConfig, input_shape: tuple[int, int, int], classes_count: int) -> int:
     """FLOPs (2 x multiply-adds of conv layers) of one forward pass on one `input_shape` image."""
     return _cell_costs(cell.key(), arch.model_dump_json(), _shape3(input_shape), classes_count)[1]
 

@@ -4,6 +4,7 @@ models/builder.py instantiates this description as Keras layers and models/cost.
 params or FLOPs never imports Keras or TensorFlow (tests/test_builder.py checks both facts). The
 macro-architecture is described in models/builder.py's docstring.
 """
+
 from __future__ import annotations
 
 from popnas_seg.config import ArchitectureConfig
@@ -18,18 +19,22 @@ def _check_input(arch: ArchitectureConfig, input_shape: tuple[int, int, int], cl
     if len(input_shape) != 3 or min(input_shape) < 1:
         raise UserError(f"input shape must be (height, width, channels) with positive sides, got {input_shape}")
     h, w, c = (int(v) for v in input_shape)
-    div = 2 ** arch.motifs
+    div = 2**arch.motifs
     if h % div or w % div:
-        raise UserError(f"input size {h}x{w} must be divisible by 2**motifs = {div}: change dataset.crop "
-                        f"or architecture_hyperparameters.motifs")
+        raise UserError(
+            f"input size {h}x{w} must be divisible by 2**motifs = {div}: change dataset.crop "
+            f"or architecture_hyperparameters.motifs"
+        )
     if classes_count < 2:
         raise UserError(f"classes_count must be at least 2, got {classes_count}")
     return Shape(h, w, c)
 
 
-def _emit_cell(g: LayerGraph, cell: Cell, lookbacks: list[int], arch: ArchitectureConfig, filters: int,
-               target: tuple[int, int]) -> int:
+def _emit_cell(
+    g: LayerGraph, cell: Cell, lookbacks: list[int], arch: ArchitectureConfig, filters: int, target: tuple[int, int]
+) -> int:
     """Append one cell; `lookbacks[k]` is lookback -(k+1); returns the cell output node."""
+
     def stride_of(x: int) -> int:
         s = g.shape(x)
         stride = s.h // target[0]
@@ -84,8 +89,9 @@ def _head(g: LayerGraph, x: int, classes_count: int) -> int:
     return g.activation(logits, "softmax", dtype="float32")
 
 
-def plan_network(cell: Cell, arch: ArchitectureConfig, input_shape: tuple[int, int, int],
-                 classes_count: int) -> tuple[LayerGraph, int]:
+def plan_network(
+    cell: Cell, arch: ArchitectureConfig, input_shape: tuple[int, int, int], classes_count: int
+) -> tuple[LayerGraph, int]:
     """The layer graph of the searched network (see module docstring) and its output node."""
     shape = _check_input(arch, input_shape, classes_count)
     depth = max([2] + [-v for v in cell.used_lookbacks()])
@@ -96,8 +102,8 @@ def plan_network(cell: Cell, arch: ArchitectureConfig, input_shape: tuple[int, i
     history = [stem] * depth  # history[-1] is lookback -1
     skips: list[int] = []
     for m in range(arch.motifs):
-        filters = arch.filters * 2 ** m
-        target = (shape.h // 2 ** m, shape.w // 2 ** m)
+        filters = arch.filters * 2**m
+        target = (shape.h // 2**m, shape.w // 2**m)
         for n in range(arch.normal_cells_per_motif):
             g.scope = f"enc{m}_n{n}"
             history.append(_emit_cell(g, cell, history[::-1][:depth], arch, filters, target))
@@ -107,7 +113,7 @@ def plan_network(cell: Cell, arch: ArchitectureConfig, input_shape: tuple[int, i
         history.append(_emit_cell(g, cell, history[::-1][:depth], arch, filters * 2, target))
     y = history[-1]
     for m in reversed(range(arch.motifs)):
-        filters = arch.filters * 2 ** m
+        filters = arch.filters * 2**m
         g.scope = f"dec{m}_up"
         up = _upsample(g, y, filters, arch.decoder_upsampling, "swish")
         skip = skips[m]
@@ -117,13 +123,14 @@ def plan_network(cell: Cell, arch: ArchitectureConfig, input_shape: tuple[int, i
             projected = skip if g.shape(skip).c == filters else g.conv_bn_act(skip, filters)
             joined = g.add([up, projected])
         g.scope = f"dec{m}_cell"
-        target = (shape.h // 2 ** m, shape.w // 2 ** m)
+        target = (shape.h // 2**m, shape.w // 2**m)
         y = _emit_cell(g, cell, [joined, skip, up][:depth], arch, filters, target)
     return g, _head(g, y, classes_count)
 
 
-def plan_unet(arch: ArchitectureConfig, input_shape: tuple[int, int, int], classes_count: int,
-              base_filters: int = 16) -> tuple[LayerGraph, int]:
+def plan_unet(
+    arch: ArchitectureConfig, input_shape: tuple[int, int, int], classes_count: int, base_filters: int = 16
+) -> tuple[LayerGraph, int]:
     """A standard U-Net: per level two 3x3 conv-BN-ReLU, max-pool down, up as the decoder mode, concat skips."""
     shape = _check_input(arch, input_shape, classes_count)
     g = LayerGraph()
@@ -136,13 +143,13 @@ def plan_unet(arch: ArchitectureConfig, input_shape: tuple[int, int, int], class
     skips = []
     for m in range(arch.motifs):
         g.scope = f"unet_down{m}"
-        x = double_conv(x, base_filters * 2 ** m)
+        x = double_conv(x, base_filters * 2**m)
         skips.append(x)
         x = g.max_pool(x, (2, 2), 2)
     g.scope = "unet_bottleneck"
-    x = double_conv(x, base_filters * 2 ** arch.motifs)
+    x = double_conv(x, base_filters * 2**arch.motifs)
     for m in reversed(range(arch.motifs)):
         g.scope = f"unet_up{m}"
-        x = _upsample(g, x, base_filters * 2 ** m, arch.decoder_upsampling, "relu")
-        x = double_conv(g.concat([x, skips[m]]), base_filters * 2 ** m)
+        x = _upsample(g, x, base_filters * 2**m, arch.decoder_upsampling, "relu")
+        x = double_conv(g.concat([x, skips[m]]), base_filters * 2**m)
     return g, _head(g, x, classes_count)

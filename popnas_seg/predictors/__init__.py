@@ -3,6 +3,7 @@ a new score predictor registers by name (predictors/registry.py).
 
 Names are loaded lazily so that reading quality metrics or graphs does not import Keras.
 """
+
 from __future__ import annotations
 
 from importlib import import_module

@@ -6,6 +6,7 @@ short-trained segmentation networks the score grows with capacity, which a linea
 captures from a handful of points. `kind="ridge"`: standardised features, RidgeCV over a fixed alpha grid;
 `kind="forest"`: a small seeded random forest (for comparison in benchmarks/bench_predictors.py).
 """
+
 from __future__ import annotations
 
 import io
@@ -19,8 +20,9 @@ import numpy as np
 from popnas_seg.atomic import atomic_write_bytes
 
 
-def score_targets(cells: Sequence[Any], targets: Sequence[float], who: str, dtype: Any = float
-                  ) -> tuple[list[Any], np.ndarray]:
+def score_targets(
+    cells: Sequence[Any], targets: Sequence[float], who: str, dtype: Any = float
+) -> tuple[list[Any], np.ndarray]:
     """The training set every score predictor fits on: non-finite targets dropped, the rest clipped to [0, 1]."""
     y = np.asarray(targets, dtype=dtype).ravel()
     if len(cells) != y.size:
@@ -30,6 +32,7 @@ def score_targets(cells: Sequence[Any], targets: Sequence[float], who: str, dtyp
     if not kept:
         raise ValueError(f"{who}.fit needs at least one cell with a finite target")
     return kept, np.clip(y[keep], 0.0, 1.0)
+
 
 FeatureFn = Callable[[Any], Sequence[float]]
 RIDGE_ALPHAS = (0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0)
@@ -81,8 +84,9 @@ class FeatureScorePredictor:
         else:
             from sklearn.ensemble import RandomForestRegressor
 
-            self.model = RandomForestRegressor(n_estimators=200, min_samples_leaf=2, random_state=self.seed,
-                                               n_jobs=1).fit(x, y)
+            self.model = RandomForestRegressor(
+                n_estimators=200, min_samples_leaf=2, random_state=self.seed, n_jobs=1
+            ).fit(x, y)
         return self
 
     def predict(self, cells: Sequence[Any]) -> np.ndarray:
@@ -100,8 +104,16 @@ class FeatureScorePredictor:
         import joblib
 
         buffer = io.BytesIO()
-        joblib.dump({"kind": self.kind, "model": self.model, "constant": self.constant,
-                     "train_size": self.train_size, "seed": self.seed}, buffer)
+        joblib.dump(
+            {
+                "kind": self.kind,
+                "model": self.model,
+                "constant": self.constant,
+                "train_size": self.train_size,
+                "seed": self.seed,
+            },
+            buffer,
+        )
         return atomic_write_bytes(path, buffer.getvalue())
 
     @classmethod

@@ -10,6 +10,7 @@ Written with keras.layers / keras.ops only, so it runs under any Keras backend. 
 (`keras.utils.set_random_seed`) per ensemble member, so the same cells and targets give the same predictor and
 a resumed search re-plans identically.
 """
+
 from __future__ import annotations
 
 import json
@@ -48,8 +49,9 @@ class GINConv(keras.layers.Layer):
         super().__init__(**kwargs)
         self.units = int(units)
         self.activation = activation
-        self.mlp_hidden = keras.layers.Dense(self.units, activation=activation, name="mlp_hidden",
-                                             dtype=self.dtype_policy)
+        self.mlp_hidden = keras.layers.Dense(
+            self.units, activation=activation, name="mlp_hidden", dtype=self.dtype_policy
+        )
         self.mlp_out = keras.layers.Dense(self.units, activation=activation, name="mlp_out", dtype=self.dtype_policy)
 
     def build(self, input_shape: Any) -> None:
@@ -149,9 +151,11 @@ class _CompiledGIN:
         with _float32_policy():
             self.model = _build_gin_model(max_nodes, feature_size)
             # AdamW's decoupled weight decay is scaled by the learning rate, so it follows the cosine decay too
-            self.model.compile(optimizer=keras.optimizers.AdamW(learning_rate=LEARNING_RATE,
-                                                                weight_decay=WEIGHT_DECAY),
-                               loss="mse", jit_compile=False)
+            self.model.compile(
+                optimizer=keras.optimizers.AdamW(learning_rate=LEARNING_RATE, weight_decay=WEIGHT_DECAY),
+                loss="mse",
+                jit_compile=False,
+            )
 
     @classmethod
     def get(cls, max_nodes: int, feature_size: int) -> _CompiledGIN:
@@ -170,9 +174,16 @@ class _CompiledGIN:
                 variable.assign(ops.zeros(variable.shape, dtype=variable.dtype))
             optimizer.learning_rate = LEARNING_RATE
         self.model.fit(
-            inputs, y, batch_size=BATCH_SIZE, epochs=epochs, shuffle=True, verbose=0,
-            callbacks=[_CosineLearningRate(LEARNING_RATE, epochs),
-                       keras.callbacks.EarlyStopping(monitor="loss", patience=PATIENCE, restore_best_weights=True)],
+            inputs,
+            y,
+            batch_size=BATCH_SIZE,
+            epochs=epochs,
+            shuffle=True,
+            verbose=0,
+            callbacks=[
+                _CosineLearningRate(LEARNING_RATE, epochs),
+                keras.callbacks.EarlyStopping(monitor="loss", patience=PATIENCE, restore_best_weights=True),
+            ],
         )
         return [np.array(w) for w in self.model.get_weights()]
 
@@ -184,8 +195,15 @@ class _CompiledGIN:
 class GINPredictor:
     """Ensemble of GIN regressors over cells, for targets in [0, 1]."""
 
-    def __init__(self, operators: Sequence[str], lookback_depth: int, max_blocks: int,
-                 ensemble_units: int = 3, epochs: int = 80, seed: int = 0) -> None:
+    def __init__(
+        self,
+        operators: Sequence[str],
+        lookback_depth: int,
+        max_blocks: int,
+        ensemble_units: int = 3,
+        epochs: int = 80,
+        seed: int = 0,
+    ) -> None:
         if ensemble_units < 1 or epochs < 1:
             raise ValueError("ensemble_units and epochs must be >= 1")
         self.operators = list(operators)
@@ -235,9 +253,9 @@ class GINPredictor:
         compiled = self._compiled()
         out = np.zeros(len(cells), dtype=np.float64)
         for start in range(0, len(cells), batch_size):
-            x, a, mask = self.encoder.batch(cells[start:start + batch_size])
+            x, a, mask = self.encoder.batch(cells[start : start + batch_size])
             preds = [compiled.predict(weights, [x, a, mask]) for weights in self.members]
-            out[start:start + len(x)] = np.mean(preds, axis=0)
+            out[start : start + len(x)] = np.mean(preds, axis=0)
         return out
 
     def save(self, directory: str | os.PathLike[str]) -> Path:
@@ -252,11 +270,20 @@ class GINPredictor:
             tmp = path / f".member_{i}.tmp.keras"
             model.save(tmp)
             os.replace(tmp, path / f"member_{i}.keras")
-        atomic_write_json(path / _META, {
-            "kind": "gin", "operators": self.operators, "lookback_depth": self.lookback_depth,
-            "max_blocks": self.max_blocks, "ensemble_units": self.ensemble_units, "epochs": self.epochs,
-            "seed": self.seed, "members": len(self.members), "train_size": self.train_size,
-        })
+        atomic_write_json(
+            path / _META,
+            {
+                "kind": "gin",
+                "operators": self.operators,
+                "lookback_depth": self.lookback_depth,
+                "max_blocks": self.max_blocks,
+                "ensemble_units": self.ensemble_units,
+                "epochs": self.epochs,
+                "seed": self.seed,
+                "members": len(self.members),
+                "train_size": self.train_size,
+            },
+        )
         return path
 
     @classmethod
@@ -266,12 +293,22 @@ class GINPredictor:
         if not meta_path.exists():
             raise FileNotFoundError(f"no GIN predictor in {path} ({_META} missing)")
         meta = json.loads(meta_path.read_text())
-        predictor = cls(meta["operators"], meta["lookback_depth"], meta["max_blocks"],
-                        ensemble_units=meta["ensemble_units"], epochs=meta["epochs"], seed=meta["seed"])
+        predictor = cls(
+            meta["operators"],
+            meta["lookback_depth"],
+            meta["max_blocks"],
+            ensemble_units=meta["ensemble_units"],
+            epochs=meta["epochs"],
+            seed=meta["seed"],
+        )
         custom = {"GINConv": GINConv, "MaskedMeanPool": MaskedMeanPool}
         predictor.members = [
-            [np.array(w) for w in keras.models.load_model(path / f"member_{i}.keras", custom_objects=custom,
-                                                           compile=False).get_weights()]
+            [
+                np.array(w)
+                for w in keras.models.load_model(
+                    path / f"member_{i}.keras", custom_objects=custom, compile=False
+                ).get_weights()
+            ]
             for i in range(int(meta["members"]))
         ]
         predictor.train_size = int(meta.get("train_size", 0))

@@ -12,6 +12,7 @@ The adjacency is returned symmetric (undirected) without self-loops: a GIN layer
 through its (1 + eps) term, and with only 3 layers the undirected graph lets every node see both its inputs and
 its consumers (node types keep the direction readable).
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -51,8 +52,9 @@ class CellGraph:
 class CellGraphEncoder:
     """Turns cells into padded graph tensors with a fixed node count, so any cells batch together."""
 
-    def __init__(self, operators: Sequence[str], lookback_depth: int, max_blocks: int,
-                 concat_all_blocks: bool = False) -> None:
+    def __init__(
+        self, operators: Sequence[str], lookback_depth: int, max_blocks: int, concat_all_blocks: bool = False
+    ) -> None:
         if not operators:
             raise ValueError("operators must not be empty")
         self.operators = list(operators)
@@ -80,7 +82,7 @@ class CellGraphEncoder:
             raise ValueError(f"operator {op!r} is not in the search space {self.operators}")
         row = np.zeros(self.feature_size, dtype=np.float32)
         row[self._op_index[op]] = 1.0
-        row[self._numeric_offset:self._numeric_offset + 2] = self._op_numeric[op]
+        row[self._numeric_offset : self._numeric_offset + 2] = self._op_numeric[op]
         return row
 
     def encode(self, cell: Any) -> CellGraph:
@@ -96,8 +98,11 @@ class CellGraphEncoder:
                     raise ValueError(f"block {i} input {inp} outside [-{self.lookback_depth}, {i - 1}]")
         used_lookbacks = sorted({inp for b in blocks for inp in (b.in1, b.in2) if inp < 0}, reverse=True)
         referenced = {inp for b in blocks for inp in (b.in1, b.in2) if inp >= 0}
-        outputs = list(range(len(blocks))) if self.concat_all_blocks else [
-            i for i in range(len(blocks)) if i not in referenced]
+        outputs = (
+            list(range(len(blocks)))
+            if self.concat_all_blocks
+            else [i for i in range(len(blocks)) if i not in referenced]
+        )
         has_concat = len(outputs) > 1
         n = len(used_lookbacks) + 3 * len(blocks) + int(has_concat)
         feats = np.zeros((n, self.feature_size), dtype=np.float32)

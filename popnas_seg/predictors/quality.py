@@ -5,6 +5,7 @@ both functions ignore pairs with a NaN or inf on either side and return NaN when
 correlation needs `MIN_RANK_POINTS` networks: with 2 Spearman can only be +-1, with 3 only +-1 or +-0.5, so
 one swapped pair decides it (the report says "too few networks" instead of printing -1.000 at n = 2).
 """
+
 from __future__ import annotations
 
 import warnings

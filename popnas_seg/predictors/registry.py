@@ -6,6 +6,7 @@ ranks the children the progressive search could train next. The search asks the 
 registered with `register_predictor("name")` (docs/ARCHITECTURE.md has a one-screen example); the config then
 accepts that name. The built-ins: "gin" (POPNAS's GIN ensemble), "ridge" and "forest" (cheap cell features).
 """
+
 from __future__ import annotations
 
 import os
@@ -80,7 +81,7 @@ def predictor_names() -> list[str]:
 
 
 def resolve_name(name: str, train_size: int) -> str:
-    """"auto" -> "ridge" below AUTO_GIN_MIN_NETWORKS trained networks, "gin" from there; others unchanged."""
+    """ "auto" -> "ridge" below AUTO_GIN_MIN_NETWORKS trained networks, "gin" from there; others unchanged."""
     if name == AUTO:
         return "ridge" if train_size < AUTO_GIN_MIN_NETWORKS else "gin"
     return name
@@ -95,13 +96,19 @@ def make_score_predictor(name: str, context: PredictorContext) -> tuple[ScorePre
 
 # ------------------------------------------------------------------------------------------ built-ins
 
+
 def _gin(context: PredictorContext) -> ScorePredictor:
     from popnas_seg.predictors.gin import GINPredictor
 
     ss, space = context.config.search_strategy, context.config.search_space
-    return GINPredictor(space.operators, space.lookback_depth, space.blocks,
-                        ensemble_units=ss.accuracy_predictor_ensemble_units, epochs=ss.predictor_epochs,
-                        seed=context.seed)
+    return GINPredictor(
+        space.operators,
+        space.lookback_depth,
+        space.blocks,
+        ensemble_units=ss.accuracy_predictor_ensemble_units,
+        epochs=ss.predictor_epochs,
+        seed=context.seed,
+    )
 
 
 def _features(kind: str) -> Callable[[PredictorContext], ScorePredictor]:
@@ -109,6 +116,7 @@ def _features(kind: str) -> Callable[[PredictorContext], ScorePredictor]:
         from popnas_seg.predictors.features import FeatureScorePredictor
 
         return FeatureScorePredictor(context.cell_features, kind, seed=context.seed)
+
     return factory
 
 

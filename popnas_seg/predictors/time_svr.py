@@ -10,6 +10,7 @@ Features (`cell_time_features`): blocks, operator counts, lookback use, block->b
 inputs, and log analytic params / FLOPs from a cost callable the caller passes in (so this module never imports
 the model builder).
 """
+
 from __future__ import annotations
 
 import io
@@ -42,8 +43,9 @@ def dag_depth(cell: Any) -> int:
     return max(depths, default=0)
 
 
-def cell_time_features(cell: Any, operators: Sequence[str], lookback_depth: int,
-                       cost_fn: CostFn | None = None) -> list[float]:
+def cell_time_features(
+    cell: Any, operators: Sequence[str], lookback_depth: int, cost_fn: CostFn | None = None
+) -> list[float]:
     """The time predictor's feature vector of one cell (order is fixed by `operators` and `lookback_depth`)."""
     blocks = list(cell.blocks)
     op_counts = [0.0] * len(operators)
@@ -140,9 +142,18 @@ class TimePredictor:
         import joblib
 
         buffer = io.BytesIO()
-        joblib.dump({"pipeline": self.pipeline, "constant": self.constant, "y_mean": self.y_mean,
-                     "y_std": self.y_std, "train_size": self.train_size, "best_params": self.best_params,
-                     "seed": self.seed}, buffer)
+        joblib.dump(
+            {
+                "pipeline": self.pipeline,
+                "constant": self.constant,
+                "y_mean": self.y_mean,
+                "y_std": self.y_std,
+                "train_size": self.train_size,
+                "best_params": self.best_params,
+                "seed": self.seed,
+            },
+            buffer,
+        )
         return atomic_write_bytes(path, buffer.getvalue())
 
     @classmethod

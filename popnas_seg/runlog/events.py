@@ -6,6 +6,7 @@ instead of a KeyError or TypeError deep inside a resumed stage. The models only 
 line's own dict (extra fields and unknown kinds pass), so the on-disk format is unchanged and old run folders
 still resume. Writers keep calling `Journal.append(kind, **fields)`.
 """
+
 from __future__ import annotations
 
 import json
@@ -136,10 +137,17 @@ RUN_EVENTS: dict[str, type[Event]] = {
     "finalist_done": FinalistDone,
 }
 
-_EXPECTED = {"int_type": "an integer", "string_type": "a string", "dict_type": "an object", "model_type": "an object",
-             "model_attributes_type": "an object", "list_type": "a list", "float_type": "a number",
-             "bool_type": "true or false",
-             "number_type": "a number or null"}
+_EXPECTED = {
+    "int_type": "an integer",
+    "string_type": "a string",
+    "dict_type": "an object",
+    "model_type": "an object",
+    "model_attributes_type": "an object",
+    "list_type": "a list",
+    "float_type": "a number",
+    "bool_type": "true or false",
+    "number_type": "a number or null",
+}
 
 
 def event_problem(record: dict[str, Any], models: dict[str, type[Event]]) -> str | None:

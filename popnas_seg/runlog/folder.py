@@ -11,6 +11,7 @@ a crash during creation never leaves a half-made folder under the real name. An 
 restore/lock keeps two processes from writing one folder; the kernel drops it when its process dies,
 so a lock left by a killed run is taken over without any manual clean-up.
 """
+
 from __future__ import annotations
 
 import datetime as _dt
@@ -52,8 +53,13 @@ class RunFolder:
     # ------------------------------------------------------------------------------------------ creation
 
     @classmethod
-    def create(cls, logs_dir: str | os.PathLike[str], name: str | None, config: RunConfig,
-               data_fingerprint: dict[str, Any] | None = None) -> RunFolder:
+    def create(
+        cls,
+        logs_dir: str | os.PathLike[str],
+        name: str | None,
+        config: RunConfig,
+        data_fingerprint: dict[str, Any] | None = None,
+    ) -> RunFolder:
         """Make a new run folder `logs_dir/name` (name None: the current date-time) and lock it.
 
         `data_fingerprint` (popnas_seg.data.fingerprint) is stored with the frozen config, so that a resume
@@ -82,8 +88,14 @@ class RunFolder:
             now = _now_iso()
             atomic_write_json(
                 tmp / "restore" / "state.json",
-                {"version": STATE_VERSION, "stage": "created", "step": 0, "name": target.name,
-                 "created_at": now, "updated_at": now},
+                {
+                    "version": STATE_VERSION,
+                    "stage": "created",
+                    "step": 0,
+                    "name": target.name,
+                    "created_at": now,
+                    "updated_at": now,
+                },
             )
             if target.exists():  # appeared while we were building (a concurrent run with the same name)
                 raise UserError(_exists_message(target))
@@ -244,18 +256,26 @@ class RunFolder:
         warnings = []
         torn = self._journal.torn_tail()
         if torn:
-            warnings.append(f"the last line of {self._journal.path} is incomplete ({torn} bytes, written when the "
-                            "run stopped); it is cut, and what it recorded is done again")
-        missing = sorted({
-            int(e["network_id"]) for e in self._journal.events("network_finished")
-            if (e.get("result") or {}).get("status", "ok") == "ok"
-            and not (self.models_dir / str(e["network_id"])).is_dir()
-        })
+            warnings.append(
+                f"the last line of {self._journal.path} is incomplete ({torn} bytes, written when the "
+                "run stopped); it is cut, and what it recorded is done again"
+            )
+        missing = sorted(
+            {
+                int(e["network_id"])
+                for e in self._journal.events("network_finished")
+                if (e.get("result") or {}).get("status", "ok") == "ok"
+                and not (self.models_dir / str(e["network_id"])).is_dir()
+            }
+        )
         if missing:
-            shown = ", ".join(str(i) for i in missing[:10]) + (f" and {len(missing) - 10} more" if len(missing) > 10
-                                                                else "")
-            warnings.append(f"sampled_models/ has no folder for {len(missing)} trained network(s) ({shown}): their "
-                            "results stay in the journal and the CSVs, their training histories and weights are gone")
+            shown = ", ".join(str(i) for i in missing[:10]) + (
+                f" and {len(missing) - 10} more" if len(missing) > 10 else ""
+            )
+            warnings.append(
+                f"sampled_models/ has no folder for {len(missing)} trained network(s) ({shown}): their "
+                "results stay in the journal and the CSVs, their training histories and weights are gone"
+            )
         return warnings
 
     def _check_journal_accounts_for_results(self, state: dict[str, Any]) -> None:
@@ -501,8 +521,7 @@ def _busy_message(folder: Path, pid: int | None) -> str:
 
 def _exists_message(target: Path) -> str:
     return (
-        f'run folder "{target}" already exists: resume it with `{tool_command("-r", target)}` '
-        "or choose another --name"
+        f'run folder "{target}" already exists: resume it with `{tool_command("-r", target)}` or choose another --name'
     )
 
 

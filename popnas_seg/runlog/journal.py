@@ -4,6 +4,7 @@ Each event is one line, written with a single `write` then flushed and fsynced, 
 most the line being written. A torn last line (no newline, or not valid JSON) is ignored by readers
 and cut away before the next append, so it never becomes a damaged line in the middle of the file.
 """
+
 from __future__ import annotations
 
 import json
@@ -102,7 +103,7 @@ class Journal:
         if not raw:
             return 0
         body = raw[:-1] if raw.endswith(b"\n") else raw
-        last = body[body.rfind(b"\n") + 1:]
+        last = body[body.rfind(b"\n") + 1 :]
         if raw.endswith(b"\n") and (not last.strip() or _parse(last) is not None):
             return 0
         return len(raw) - (len(body) - len(last))

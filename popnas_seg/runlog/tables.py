@@ -1,4 +1,5 @@
 """CSV tables derived from the journal. Rewritten whole and atomically, so a kill never leaves half a row."""
+
 from __future__ import annotations
 
 import csv

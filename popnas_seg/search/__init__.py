@@ -2,6 +2,7 @@
 
 Names are loaded lazily so that importing one submodule (e.g. the runner) does not import every other one.
 """
+
 from __future__ import annotations
 
 from importlib import import_module

@@ -13,6 +13,7 @@ Nothing measured yet gives no estimate ("?"), never a guess. Which sizes are sti
 business: the progressive search trains step k's cells with k blocks (`progressive_future_blocks`); random and
 evolution draw sizes across the whole range, so their unplanned networks count at the mean of every network.
 """
+
 from __future__ import annotations
 
 import math
@@ -65,7 +66,7 @@ class NetworkTimes:
             sxx = sum((x - x_mean) ** 2 for x in xs)
             slope = max(0.0, sum((x - x_mean) * (y - y_mean) for x, y in zip(xs, ys)) / sxx)
             return Estimate(max(0.0, y_mean + slope * (blocks - x_mean)))
-        (size, mean), = means.items()
+        ((size, mean),) = means.items()
         return Estimate(mean, lower_bound=blocks > size)
 
     def remaining(self, blocks: Sequence[int]) -> Estimate | None:
@@ -93,8 +94,14 @@ def progressive_future_blocks(config: Any, last_planned_step: int) -> list[int]:
     return out
 
 
-def search_remaining(times: NetworkTimes, config: Any, step_blocks: Sequence[int], later_planned: Sequence[int],
-                     last_planned_step: int, unplanned_count: int) -> Estimate | None:
+def search_remaining(
+    times: NetworkTimes,
+    config: Any,
+    step_blocks: Sequence[int],
+    later_planned: Sequence[int],
+    last_planned_step: int,
+    unplanned_count: int,
+) -> Estimate | None:
     """The whole search's remaining time: this step's networks, planned later ones, and those not planned yet."""
     known = times.remaining([*step_blocks, *later_planned])
     if known is None:

@@ -10,6 +10,7 @@ exploration pick dominates, until `k`.
 One deliberate fix: the reference scores each block's in1, in2 and op1 *twice* (op2 is never read); here both
 operators count.
 """
+
 from __future__ import annotations
 
 from collections import Counter
@@ -57,8 +58,9 @@ class ExplorationCounter:
         return sum(self.ops.values())
 
 
-def exploration_sets(front_cells: Sequence[Any], operators: Sequence[str], lookback_depth: int,
-                     blocks: int) -> tuple[list[int], list[str]]:
+def exploration_sets(
+    front_cells: Sequence[Any], operators: Sequence[str], lookback_depth: int, blocks: int
+) -> tuple[list[int], list[str]]:
     """Inputs and operators used by the front less than total / (count * 5) times.
 
     `blocks` is the block count of the candidates: their inputs range over [-lookback_depth, blocks - 2].

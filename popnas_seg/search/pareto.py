@@ -8,6 +8,7 @@ make a point dominate another one and never add hypervolume.
 Objective names, directions and aliases live in `popnas_seg.objectives` (a bottom-floor module config.py
 validates against too).
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
@@ -96,10 +97,10 @@ def pareto_mask(values: Any, maximise: Sequence[bool]) -> np.ndarray:
     # chunked so that memory stays O(chunk * n * m) on large candidate sets
     chunk = max(1, 2_000_000 // max(1, n * f.shape[1]))
     for start in range(0, n, chunk):
-        block = f[start:start + chunk]
+        block = f[start : start + chunk]
         le = np.all(f[None, :, :] <= block[:, None, :], axis=2)
         lt = np.any(f[None, :, :] < block[:, None, :], axis=2)
-        mask[start:start + chunk] = ~np.any(le & lt, axis=1)
+        mask[start : start + chunk] = ~np.any(le & lt, axis=1)
     return mask
 
 
@@ -173,9 +174,15 @@ def normalised_hypervolume(points: Any, objectives: Sequence[str], reference: Ve
     return hypervolume(points, maximise, reference) / box
 
 
-def greedy_hypervolume_selection(values: Any, maximise: Sequence[bool], reference: Vector, k: int,
-                                 order: Sequence[int] | None = None, held: Any = None,
-                                 draws: Any = None) -> list[int]:
+def greedy_hypervolume_selection(
+    values: Any,
+    maximise: Sequence[bool],
+    reference: Vector,
+    k: int,
+    order: Sequence[int] | None = None,
+    held: Any = None,
+    draws: Any = None,
+) -> list[int]:
     """Up to `k` row indices chosen one at a time by their contribution to the hypervolume of `held` (points
     already measured, e.g. the run's trained networks) plus the picks so far.
 
@@ -207,13 +214,15 @@ def greedy_hypervolume_selection(values: Any, maximise: Sequence[bool], referenc
         for i in order:
             if i in chosen:
                 continue
-            gains = np.array([hypervolume(np.vstack([base, draw[chosen + [i]]]), maximise, reference)
-                              for draw in samples]) - current
+            gains = (
+                np.array([hypervolume(np.vstack([base, draw[chosen + [i]]]), maximise, reference) for draw in samples])
+                - current
+            )
             gain = float(gains.mean())
             if gain > tolerance and gain > best_gain * (1 + 1e-12):
                 best, best_gain, best_gains = i, gain, gains
         if best is None:  # nothing adds volume: fill by the given order
-            chosen += [i for i in order if i not in chosen][:k - len(chosen)]
+            chosen += [i for i in order if i not in chosen][: k - len(chosen)]
             break
         chosen.append(best)
         current = current + best_gains
@@ -270,8 +279,10 @@ def reference_point(
         column = np.array([]) if matrix is None else matrix[:, j]
         column = column[np.isfinite(column)]
         if column.size == 0:
-            raise ValueError(f"no measured values to place the '{name}' reference point; "
-                             f"set search_strategy.hypervolume_reference.{name}")
+            raise ValueError(
+                f"no measured values to place the '{name}' reference point; "
+                f"set search_strategy.hypervolume_reference.{name}"
+            )
         return float(column.max())
 
     ref = np.zeros(len(objectives), dtype=float)

@@ -13,6 +13,7 @@ consistent. The journal (restore/journal.jsonl) is the source of truth:
 CSVs and plots are derived from the journal and rewritten atomically, so a kill at any moment leaves a folder
 that ``python run.py -r`` continues.
 """
+
 from __future__ import annotations
 
 import logging
@@ -44,8 +45,7 @@ PREDICTED_COLUMN = {
 }
 
 
-PROBE_INTEGRITY_COLUMNS = ("network_id", "origin", "status", "keras_dice", "torch_dice", "difference",
-                           "probe_error")
+PROBE_INTEGRITY_COLUMNS = ("network_id", "origin", "status", "keras_dice", "torch_dice", "difference", "probe_error")
 
 
 def probe_integrity_rows(results: Any) -> list[dict]:
@@ -66,8 +66,17 @@ def probe_integrity_rows(results: Any) -> list[dict]:
             status = "mismatch"
         else:
             status = "ok"
-        rows.append({"network_id": r.network_id, "origin": r.origin, "status": status, "keras_dice": keras_dice,
-                     "torch_dice": torch_dice, "difference": diff, "probe_error": r.extra.get("probe_error", "")})
+        rows.append(
+            {
+                "network_id": r.network_id,
+                "origin": r.origin,
+                "status": status,
+                "keras_dice": keras_dice,
+                "torch_dice": torch_dice,
+                "difference": diff,
+                "probe_error": r.extra.get("probe_error", ""),
+            }
+        )
     return rows
 
 
@@ -116,17 +125,20 @@ class _Progress:
         self.times.add(blocks, now - self.last_mark)
         self.last_mark = now
 
-    def etas(self, config: RunConfig, step: int, planned: dict[int, dict],
-             finished: dict[int, TrainingResult]) -> tuple[str, str]:
+    def etas(
+        self, config: RunConfig, step: int, planned: dict[int, dict], finished: dict[int, TrainingResult]
+    ) -> tuple[str, str]:
         """(this step, whole search) remaining time as text: '?' before any measurement, '≥' for a lower bound."""
+
         def todo(step_no: int) -> list[int]:
             return [int(n.get("blocks", 0)) for n in planned[step_no]["networks"] if n["network_id"] not in finished]
 
         step_left = self.times.remaining(todo(step))
         later = [b for s in sorted(planned) if s > step for b in todo(s)]
         planned_count = sum(len(e["networks"]) for e in planned.values())
-        search_left = search_remaining(self.times, config, todo(step), later, max(planned),
-                                       self.planned_total - planned_count)
+        search_left = search_remaining(
+            self.times, config, todo(step), later, max(planned), self.planned_total - planned_count
+        )
         return format_eta(step_left), format_eta(search_left)
 
 
@@ -173,7 +185,9 @@ class SearchRunner:
         if finished:
             self.log.info(
                 "resuming: %d networks already trained, %d steps planned, %d finished",
-                len(finished), len(planned), len(finished_steps),
+                len(finished),
+                len(planned),
+                len(finished_steps),
             )
         self.run.update_state(stage="search")
 
@@ -190,8 +204,12 @@ class SearchRunner:
                     break
                 first_id = 1 + max([n["network_id"] for e in planned.values() for n in e["networks"]] + [0])
                 networks = [
-                    {"network_id": first_id + i, "encoding": str(p.cell), "origin": p.origin,
-                     "blocks": len(p.cell.blocks)}
+                    {
+                        "network_id": first_id + i,
+                        "encoding": str(p.cell),
+                        "origin": p.origin,
+                        "blocks": len(p.cell.blocks),
+                    }
                     for i, p in enumerate(plan.networks)
                 ]
                 predicted_times = self._predicted_times(plan.predictions, networks)
@@ -209,8 +227,15 @@ class SearchRunner:
                 eta_step, eta_search = progress.etas(self.config, step, planned, finished)
                 self.log.info(
                     "step %d | network %d/%d (id %d, %s, %d blocks) %s | ETA step %s, search %s",
-                    step, len(finished) + 1, progress.planned_total, net["network_id"], net["origin"],
-                    net["blocks"], net["encoding"], eta_step, eta_search,
+                    step,
+                    len(finished) + 1,
+                    progress.planned_total,
+                    net["network_id"],
+                    net["origin"],
+                    net["blocks"],
+                    net["encoding"],
+                    eta_step,
+                    eta_search,
                 )
                 journal.append("network_started", network_id=net["network_id"], encoding=net["encoding"], step=step)
                 result = self.train_network(net, step)
@@ -240,15 +265,19 @@ class SearchRunner:
     def network_job(self, net: dict, step: int) -> NetworkJob:
         """The plain-data description of planned network `net` (journal `step_planned` entry) of `step`."""
         cfg = self.config
-        seed, probe_seed = search_network_seeds(cfg.network_seed, net["encoding"],
-                                                cfg.search_strategy.network_seeding)
+        seed, probe_seed = search_network_seeds(cfg.network_seed, net["encoding"], cfg.search_strategy.network_seeding)
         # Absolute: a Ray worker's working folder is its node's `ray start` folder, not the driver's (-> README).
         out_dir = self.run.models_dir.absolute() / str(net["network_id"])
         return NetworkJob(
-            network_id=int(net["network_id"]), encoding=net["encoding"],
+            network_id=int(net["network_id"]),
+            encoding=net["encoding"],
             architecture=cfg.architecture_hyperparameters.model_dump(mode="json"),
-            seed=seed, out_dir=str(out_dir),
-            origin=net["origin"], step=step, save=True, probe=cfg.analog.probe,
+            seed=seed,
+            out_dir=str(out_dir),
+            origin=net["origin"],
+            step=step,
+            save=True,
+            probe=cfg.analog.probe,
             probe_seed=probe_seed,
         )
 
@@ -256,8 +285,14 @@ class SearchRunner:
         """Build, train, save and (if configured) analog-probe one network; failures become result rows."""
         return self._evaluator().evaluate(self.network_job(net, step))
 
-    def _run_step_parallel(self, step: int, networks: list[dict], planned: dict[int, dict],
-                           finished: dict[int, TrainingResult], progress: _Progress) -> None:
+    def _run_step_parallel(
+        self,
+        step: int,
+        networks: list[dict],
+        planned: dict[int, dict],
+        finished: dict[int, TrainingResult],
+        progress: _Progress,
+    ) -> None:
         """Every unfinished network of `step` as a Ray task; the driver journals each result as it arrives."""
         todo = [net for net in networks if net["network_id"] not in finished]
         if not todo:
@@ -265,24 +300,37 @@ class SearchRunner:
         if self._executor is None:
             from popnas_seg.evaluation.parallel import RayExecutor
 
-            self._executor = RayExecutor(self.config, tuple(self.data.input_shape), self.data.classes_count,
-                                         self.log)
+            self._executor = RayExecutor(self.config, tuple(self.data.input_shape), self.data.classes_count, self.log)
         journal = self.run.journal
         jobs = []
         for net in todo:
             journal.append("network_started", network_id=net["network_id"], encoding=net["encoding"], step=step)
             jobs.append(self.network_job(net, step))
-        self.log.info("step %d | %d networks on %d Ray workers | %d/%d done", step, len(jobs), self._executor.slots,
-                      len(finished), progress.planned_total)
+        self.log.info(
+            "step %d | %d networks on %d Ray workers | %d/%d done",
+            step,
+            len(jobs),
+            self._executor.slots,
+            len(finished),
+            progress.planned_total,
+        )
         blocks = {int(net["network_id"]): int(net.get("blocks", 0)) for net in todo}
         for job, result in self._executor.map_unordered(jobs):
             journal.append("network_finished", network_id=result.network_id, result=result.to_dict())
             finished[result.network_id] = result
             progress.network_done(blocks.get(job.network_id, 0))  # wall time between results: the pool's pace
             eta_step, eta_search = progress.etas(self.config, step, planned, finished)
-            self.log.info("step %d | network id %d (%s) %s finished | %d/%d done | ETA step %s, search %s", step,
-                          job.network_id, job.origin, job.encoding, len(finished), progress.planned_total,
-                          eta_step, eta_search)
+            self.log.info(
+                "step %d | network id %d (%s) %s finished | %d/%d done | ETA step %s, search %s",
+                step,
+                job.network_id,
+                job.origin,
+                job.encoding,
+                len(finished),
+                progress.planned_total,
+                eta_step,
+                eta_search,
+            )
             self._write_results_csv(finished)
             self._log_result(result, finished)
 
@@ -304,8 +352,14 @@ class SearchRunner:
             ratio = "-"
         self.log.info(
             "  -> %s dice %.3f miou %.3f params %s analog(%s) %s analog/digital %s train %.1fs",
-            result.status, result.dice, result.miou, f"{result.params:,}",
-            _horizon_label(self.config.analog.t_inference), analog, ratio, result.train_time_s,
+            result.status,
+            result.dice,
+            result.miou,
+            f"{result.params:,}",
+            _horizon_label(self.config.analog.t_inference),
+            analog,
+            ratio,
+            result.train_time_s,
         )
         ok = [r for r in finished.values() if r.status == "ok"]
         if ok:
@@ -318,7 +372,10 @@ class SearchRunner:
             )
             self.log.info(
                 "  best so far: dice %.3f (id %d) | smallest %s params (id %d) | analog score %s",
-                best.dice, best.network_id, f"{smallest.params:,}", smallest.network_id,
+                best.dice,
+                best.network_id,
+                f"{smallest.params:,}",
+                smallest.network_id,
                 "-" if analog_best is None else f"{analog_best.analog_objective:.3f} (id {analog_best.network_id})",
             )
 
@@ -344,8 +401,11 @@ class SearchRunner:
         rows = [finished[k].to_row() for k in sorted(finished)]
         write_csv(self.run.csv_dir / "training_results.csv", rows, TrainingResult.COLUMNS)
         if self.config.analog.probe:
-            write_csv(self.run.csv_dir / "probe_integrity.csv", probe_integrity_rows(finished.values()),
-                      PROBE_INTEGRITY_COLUMNS)
+            write_csv(
+                self.run.csv_dir / "probe_integrity.csv",
+                probe_integrity_rows(finished.values()),
+                PROBE_INTEGRITY_COLUMNS,
+            )
 
     def measured_front(self, results: list[TrainingResult]) -> tuple[list[TrainingResult], float]:
         """Non-dominated measured networks over the search objectives, and their hypervolume in the region users
@@ -386,13 +446,22 @@ class SearchRunner:
                 continue
             pred, meas = np.array(pairs).T
             q = rank_quality(pred, meas)
-            quality_rows.append({
-                "step": step, "objective": objective, "n": len(pairs), "spearman": q["spearman"],
-                "kendall": q["kendall"], "mape": mape(pred, meas) if objective == "time" else None,
-            })
+            quality_rows.append(
+                {
+                    "step": step,
+                    "objective": objective,
+                    "n": len(pairs),
+                    "spearman": q["spearman"],
+                    "kendall": q["kendall"],
+                    "mape": mape(pred, meas) if objective == "time" else None,
+                }
+            )
         if quality_rows:
-            write_csv(self.run.csv_dir / "predictor_quality.csv", quality_rows,
-                      ["step", "objective", "n", "spearman", "kendall", "mape"])
+            write_csv(
+                self.run.csv_dir / "predictor_quality.csv",
+                quality_rows,
+                ["step", "objective", "n", "spearman", "kendall", "mape"],
+            )
 
         results = list(finished.values())
         front, hv = self.measured_front(results)
@@ -401,13 +470,18 @@ class SearchRunner:
             r for r in read_csv(self.run.csv_dir / "search_progress.csv") if int(r["step"]) != step
         ]
         elapsed = sum(r.train_time_s for r in results)
-        progress_rows.append({
-            "step": step, "networks_trained": len(results), "hypervolume": hv,
-            "best_dice": max((r.dice for r in ok), default=0.0),
-            "best_analog_dice": max((r.analog_dice for r in ok if r.analog_dice is not None), default=None),
-            "front_size": len(front), "train_time_s": elapsed,
-            "failed_probes": sum(1 for r in results if "probe_error" in r.extra),
-        })
+        progress_rows.append(
+            {
+                "step": step,
+                "networks_trained": len(results),
+                "hypervolume": hv,
+                "best_dice": max((r.dice for r in ok), default=0.0),
+                "best_analog_dice": max((r.analog_dice for r in ok if r.analog_dice is not None), default=None),
+                "front_size": len(front),
+                "train_time_s": elapsed,
+                "failed_probes": sum(1 for r in results if "probe_error" in r.extra),
+            }
+        )
         write_csv(self.run.csv_dir / "search_progress.csv", progress_rows)
         write_csv(self.run.csv_dir / "measured_front.csv", [r.to_row() for r in front], TrainingResult.COLUMNS)
         self.log.info(

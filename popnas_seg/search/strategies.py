@@ -15,6 +15,7 @@ answers None.
 - `RandomStrategy`: cells uniform over valid encodings of 1..B blocks at the same budget, in batches.
 - `EvolutionStrategy`: multi-objective evolution (NSGA-II rank + crowding survival) over the same objectives.
 """
+
 from __future__ import annotations
 
 import logging
@@ -92,6 +93,7 @@ class SearchStrategy(Protocol):
 
 # ---------------------------------------------------------------------------------------------------------------
 # shared helpers
+
 
 def strategy_objectives(config: RunConfig) -> list[str]:
     """Pareto objectives in order: the score metric, then the additional ones (analog only when probing)."""
@@ -213,11 +215,18 @@ def baseline_budget(config: RunConfig) -> int:
 # ---------------------------------------------------------------------------------------------------------------
 # progressive (POPNAS)
 
+
 class ProgressiveStrategy:
     """POPNAS: progressive expansion, predictor-scored children, predicted Pareto front + exploration."""
 
-    def __init__(self, config: RunConfig, input_shape: Sequence[int], classes_count: int,
-                 predictors_dir: Path | None = None, logger: logging.Logger | None = None) -> None:
+    def __init__(
+        self,
+        config: RunConfig,
+        input_shape: Sequence[int],
+        classes_count: int,
+        predictors_dir: Path | None = None,
+        logger: logging.Logger | None = None,
+    ) -> None:
         self.config = config
         height, width, channels = (int(v) for v in input_shape)
         self.input_shape = (height, width, channels)
@@ -293,8 +302,9 @@ class ProgressiveStrategy:
                 candidates.append(cell)
                 leftovers += 1
         if rescaled:
-            self.log.info("step %d: %d children left out: their new block only rescales the parent's output",
-                          step, rescaled)
+            self.log.info(
+                "step %d: %d children left out: their new block only rescales the parent's output", step, rescaled
+            )
         if not candidates:
             self.log.info("step %d: no new children to expand (%d parents); the search ends", step, len(parents))
             return None
@@ -310,8 +320,9 @@ class ProgressiveStrategy:
         objectives = [o for o in self.objectives if columns.get(o) is not None]
         dropped = [o for o in self.objectives if o not in objectives]
         if dropped:
-            self.log.info("step %d: objectives %s left out of the front (not enough data to predict them)",
-                          step, dropped)
+            self.log.info(
+                "step %d: objectives %s left out of the front (not enough data to predict them)", step, dropped
+            )
         values = np.stack([columns[o] for o in objectives], axis=1)
         maximise = maximise_flags(objectives)
         score = predicted["score"]
@@ -321,7 +332,7 @@ class ProgressiveStrategy:
         front_mask = np.zeros(len(candidates), dtype=bool)
         chosen: list[int] = []
         if ss.pnas_mode:
-            chosen = order[:ss.max_children]
+            chosen = order[: ss.max_children]
         else:
             # the predicted Pareto front (strict dominance, so two candidates with identical predicted objectives
             # are both on it; equivalent cells never reach this point: candidates are deduplicated by key)
@@ -337,8 +348,10 @@ class ProgressiveStrategy:
                 # greedy contribution to the hypervolume of the trained networks: a child is worth what it may
                 # add to them, so the cheap and robust ends get children only while they can still gain (not one
                 # more cell level with a trained 122-param one)
-                return [members[j] for j in greedy_hypervolume_selection(optimistic[members], maximise, reference,
-                                                                         k, held=held)]
+                return [
+                    members[j]
+                    for j in greedy_hypervolume_selection(optimistic[members], maximise, reference, k, held=held)
+                ]
 
             chosen = take(on_front, ss.max_children)
             if len(chosen) < ss.max_children:
@@ -350,12 +363,20 @@ class ProgressiveStrategy:
                     in_layer = {int(j) for j in layer}
                     members = [i for i in order if i in in_layer]
                     chosen += take(members, ss.max_children - len(chosen))
-                self.log.info("step %d: the predicted front holds %d cells; %d children come from the next fronts",
-                              step, int(front_mask.sum()), len(chosen) - int(front_mask.sum()))
+                self.log.info(
+                    "step %d: the predicted front holds %d cells; %d children come from the next fronts",
+                    step,
+                    int(front_mask.sum()),
+                    len(chosen) - int(front_mask.sum()),
+                )
         exploration: list[int] = []
         if not ss.pnas_mode and ss.max_exploration_children > 0 and step < space.blocks:
             exploration = exploration_picks(
-                candidates, score, [candidates[i] for i in chosen], space.operators, space.lookback_depth,
+                candidates,
+                score,
+                [candidates[i] for i in chosen],
+                space.operators,
+                space.lookback_depth,
                 ss.max_exploration_children,
                 lambda i, j: weakly_dominates(values[j], values[i], maximise),
             )
@@ -364,29 +385,37 @@ class ProgressiveStrategy:
 
         rows = []
         for i in order:
-            rows.append({
-                "encoding": str(candidates[i]),
-                "blocks": len(candidates[i].blocks),
-                "predicted_dice": float(score[i]),
-                "predicted_analog_dice": _maybe(predicted.get("analog"), i),
-                "predicted_time": _maybe(predicted.get("time"), i),
-                "params": costs[i][0],
-                "flops": costs[i][1],
-                "pareto_optimal": bool(front_mask[i]),
-                "selected": i in origin,
-                "origin": origin.get(i, ""),
-            })
+            rows.append(
+                {
+                    "encoding": str(candidates[i]),
+                    "blocks": len(candidates[i].blocks),
+                    "predicted_dice": float(score[i]),
+                    "predicted_analog_dice": _maybe(predicted.get("analog"), i),
+                    "predicted_time": _maybe(predicted.get("time"), i),
+                    "params": costs[i][0],
+                    "flops": costs[i][1],
+                    "pareto_optimal": bool(front_mask[i]),
+                    "selected": i in origin,
+                    "origin": origin.get(i, ""),
+                }
+            )
         front = [] if ss.pnas_mode else [row for row in rows if row["pareto_optimal"]]
         self.log.info(
             "step %d: %d parents -> %d new children + %d untrained single-block cells; predicted front %d; "
             "training %d pareto + %d exploration",
-            step, len(parents), len(candidates) - leftovers, leftovers, int(front_mask.sum()), len(chosen),
+            step,
+            len(parents),
+            len(candidates) - leftovers,
+            leftovers,
+            int(front_mask.sum()),
+            len(chosen),
             len(exploration),
         )
         return StepPlan(step, networks, rows, front)
 
-    def _optimistic(self, step: int, objectives: list[str], values: np.ndarray, predicted: dict[str, Any]
-                    ) -> np.ndarray:
+    def _optimistic(
+        self, step: int, objectives: list[str], values: np.ndarray, predicted: dict[str, Any]
+    ) -> np.ndarray:
         """Predicted objectives with the scores raised by `selection_optimism` leave-one-out errors (capped at 1).
 
         Why: the trained front is the upper envelope of noisy measurements (lucky draws), while a predictor
@@ -394,15 +423,21 @@ class ProgressiveStrategy:
         onto the largest cells. An upper confidence bound counts what a child may plausibly add."""
         kappa = self.config.search_strategy.selection_optimism
         out = values.copy()
-        raised = {self.config.search_strategy.score_metric: kappa * predicted.get("score_error", 0.0),
-                  "analog_dice": kappa * predicted.get("analog_error", 0.0)}
+        raised = {
+            self.config.search_strategy.score_metric: kappa * predicted.get("score_error", 0.0),
+            "analog_dice": kappa * predicted.get("analog_error", 0.0),
+        }
         for j, name in enumerate(objectives):
             if raised.get(name):
                 out[:, j] = np.minimum(out[:, j] + raised[name], 1.0)
         if any(raised.values()):
-            self.log.info("step %d: children counted with predicted Dice + %.4f, analog Dice + %.4f "
-                          "(%.2g leave-one-out errors)", step, raised[self.config.search_strategy.score_metric],
-                          raised["analog_dice"], kappa)
+            self.log.info(
+                "step %d: children counted with predicted Dice + %.4f, analog Dice + %.4f (%.2g leave-one-out errors)",
+                step,
+                raised[self.config.search_strategy.score_metric],
+                raised["analog_dice"],
+                kappa,
+            )
         return out
 
     def _predicted_reference(self, objectives: list[str], values: np.ndarray) -> np.ndarray:
@@ -438,13 +473,19 @@ class ProgressiveStrategy:
             result["score"] = predictor.predict(candidates)
             result["score_error"] = self._loo_error(predictor, scored)
         else:
-            self.log.warning("step %d: no successfully trained network to fit the score predictor; "
-                             "children are ranked by their other objectives only", step)
+            self.log.warning(
+                "step %d: no successfully trained network to fit the score predictor; "
+                "children are ranked by their other objectives only",
+                step,
+            )
             result["score"] = np.zeros(len(candidates))
 
         if "analog_dice" in self.objectives:
-            probed = [(c, float(r.analog_objective)) for r, c in ok  # the risk-aware score (issue 34)
-                      if r.analog_objective is not None and math.isfinite(r.analog_objective)]
+            probed = [
+                (c, float(r.analog_objective))
+                for r, c in ok  # the risk-aware score (issue 34)
+                if r.analog_objective is not None and math.isfinite(r.analog_objective)
+            ]
             if len(probed) >= 2:
                 predictor = fit(probed, 1, "analog")
                 result["analog"] = predictor.predict(candidates)
@@ -452,8 +493,11 @@ class ProgressiveStrategy:
 
         # the time predictor is cheap: fitted every step (its predictions are journaled and scored in
         # csv/predictor_quality.csv; the ETA uses measured times, search/eta.py), an objective only when configured
-        timed = [(c, float(r.train_time_s)) for r, c in ok
-                 if r.train_time_s is not None and math.isfinite(r.train_time_s) and r.train_time_s > 0]
+        timed = [
+            (c, float(r.train_time_s))
+            for r, c in ok
+            if r.train_time_s is not None and math.isfinite(r.train_time_s) and r.train_time_s > 0
+        ]
         if timed:
             predictor = self.time_predictor().fit([c for c, _ in timed], [t for _, t in timed])
             result["time"] = predictor.predict(candidates)
@@ -478,8 +522,9 @@ class ProgressiveStrategy:
         from popnas_seg.predictors.time_svr import cell_time_features
 
         space = self.config.search_space
-        return partial(cell_time_features, operators=space.operators, lookback_depth=space.lookback_depth,
-                       cost_fn=self.cost)
+        return partial(
+            cell_time_features, operators=space.operators, lookback_depth=space.lookback_depth, cost_fn=self.cost
+        )
 
     def _predictor_context(self, train_size: int, seed: int) -> PredictorContext:
         return PredictorContext(self.config, seed, train_size, self._cell_features())
@@ -488,8 +533,9 @@ class ProgressiveStrategy:
         """A fresh (unfitted) predictor of a [0, 1] score and its registered name, per
         `search_strategy.score_predictor` (predictors/registry.py: "auto" uses the cheap-feature ridge while fewer
         than AUTO_GIN_MIN_NETWORKS networks are trained, then GIN)."""
-        predictor, kind, _ = make_score_predictor(self.config.search_strategy.score_predictor,
-                                                  self._predictor_context(train_size, seed))
+        predictor, kind, _ = make_score_predictor(
+            self.config.search_strategy.score_predictor, self._predictor_context(train_size, seed)
+        )
         return predictor, kind
 
     def time_predictor(self) -> Any:
@@ -505,6 +551,7 @@ def _maybe(values: np.ndarray | None, i: int) -> float | None:
 
 # ---------------------------------------------------------------------------------------------------------------
 # baselines
+
 
 class _BatchedBaseline:
     """Shared budget bookkeeping: the budget is spent in batches of max_children + max_exploration_children."""
@@ -593,8 +640,7 @@ class EvolutionStrategy(_BatchedBaseline):
         for _ in range(wanted):
             child = None
             for _ in range(_SAMPLING_TRIES):
-                contenders = rng.choice(len(population), size=min(ss.tournament_size, len(population)),
-                                        replace=False)
+                contenders = rng.choice(len(population), size=min(ss.tournament_size, len(population)), replace=False)
                 winner = population[int(min(contenders, key=lambda i: (rank[i], -crowd[i], i)))][1]
                 try:
                     candidate = mutate_cell(winner, rng, space.operators, space.lookback_depth)
@@ -612,8 +658,9 @@ class EvolutionStrategy(_BatchedBaseline):
             return None
         return StepPlan(step, [PlannedNetwork(c, "evolution") for c in children], [], [])
 
-    def survivors(self, mine: list[tuple[TrainingResult, Cell]]
-                  ) -> tuple[list[tuple[TrainingResult, Cell]], np.ndarray, np.ndarray]:
+    def survivors(
+        self, mine: list[tuple[TrainingResult, Cell]]
+    ) -> tuple[list[tuple[TrainingResult, Cell]], np.ndarray, np.ndarray]:
         """NSGA-II survival: the survivors, their front index and their crowding distance within the front."""
         size = self.config.search_strategy.population_size
         objectives = strategy_objectives(self.config)
@@ -625,7 +672,7 @@ class EvolutionStrategy(_BatchedBaseline):
         for level, front in enumerate(non_dominated_sort(values, maximise)):
             distance = crowding_distance(values[front], maximise)
             by_crowding = sorted(range(len(front)), key=lambda j: (-distance[j], int(front[j])))
-            take = by_crowding[:size - len(kept)]
+            take = by_crowding[: size - len(kept)]
             kept += [int(front[j]) for j in take]
             ranks += [level] * len(take)
             crowds += [float(distance[j]) for j in take]
@@ -655,8 +702,9 @@ def register_strategy(name: str, *, replace: bool = False) -> Callable[[Strategy
 
 
 def progressive(context: StrategyContext) -> SearchStrategy:
-    return ProgressiveStrategy(context.config, context.input_shape, context.classes_count, context.predictors_dir,
-                               context.logger)
+    return ProgressiveStrategy(
+        context.config, context.input_shape, context.classes_count, context.predictors_dir, context.logger
+    )
 
 
 def random_search(context: StrategyContext) -> SearchStrategy:
@@ -667,13 +715,23 @@ def evolution(context: StrategyContext) -> SearchStrategy:
     return EvolutionStrategy(context.config, context.logger)
 
 
-def make_strategy(config: RunConfig, input_shape: Sequence[int], classes_count: int,
-                  predictors_dir: Path | None = None, logger: logging.Logger | None = None) -> SearchStrategy:
+def make_strategy(
+    config: RunConfig,
+    input_shape: Sequence[int],
+    classes_count: int,
+    predictors_dir: Path | None = None,
+    logger: logging.Logger | None = None,
+) -> SearchStrategy:
     """The strategy registered as `config.search_strategy.strategy` (deprecated config names are logged here)."""
     log = logger or logging.getLogger("popnas_seg")
     for note in config.search_strategy.deprecation_notes():
         log.warning("%s", note)
     factory: StrategyFactory = STRATEGIES.get(config.search_strategy.strategy)
-    context = StrategyContext(config, tuple(int(v) for v in input_shape), int(classes_count),
-                              None if predictors_dir is None else Path(predictors_dir), log)
+    context = StrategyContext(
+        config,
+        tuple(int(v) for v in input_shape),
+        int(classes_count),
+        None if predictors_dir is None else Path(predictors_dir),
+        log,
+    )
     return factory(context)

@@ -17,6 +17,7 @@ benchmark):
 Without a U-Net measured at the search budget (a run's search stage trains none) the floors are the config's
 `search_strategy.hypervolume_reference` scores, else 0, and the params end is still the U-Net's (analytic).
 """
+
 from __future__ import annotations
 
 import math
@@ -71,35 +72,52 @@ class UserRegion:
 
     def describe(self) -> str:
         """One line for a report: where the reference corner is."""
-        return (f"Dice floor {self.dice_floor:.3f}, analog Dice floor {self.analog_floor:.3f}, params "
-                f"{PARAMS_IDEAL:.0f} to {self.params_ceiling:,.0f} on a log10 axis")
+        return (
+            f"Dice floor {self.dice_floor:.3f}, analog Dice floor {self.analog_floor:.3f}, params "
+            f"{PARAMS_IDEAL:.0f} to {self.params_ceiling:,.0f} on a log10 axis"
+        )
 
 
-def region_from_unet(unet_dice: float, unet_params: float, unet_analog_dice: float | None = None,
-                     margin: float = DICE_MARGIN) -> UserRegion:
+def region_from_unet(
+    unet_dice: float, unet_params: float, unet_analog_dice: float | None = None, margin: float = DICE_MARGIN
+) -> UserRegion:
     """The region under a U-Net measured at the search budget: floors = its scores minus `margin` (never < 0)."""
     analog = 0.0 if unet_analog_dice is None or not math.isfinite(unet_analog_dice) else unet_analog_dice - margin
-    return UserRegion(params_ceiling=float(unet_params), dice_floor=max(0.0, float(unet_dice) - margin),
-                      analog_floor=max(0.0, float(analog)))
+    return UserRegion(
+        params_ceiling=float(unet_params),
+        dice_floor=max(0.0, float(unet_dice) - margin),
+        analog_floor=max(0.0, float(analog)),
+    )
 
 
-def run_region(config: Any, input_shape: Sequence[int], classes_count: int,
-               values: Any | None = None, objectives: Sequence[str] = ()) -> UserRegion:
+def run_region(
+    config: Any,
+    input_shape: Sequence[int],
+    classes_count: int,
+    values: Any | None = None,
+    objectives: Sequence[str] = (),
+) -> UserRegion:
     """A run's region: params up to the run's U-Net (`models.cost.unet_params`), score floors from
     `search_strategy.hypervolume_reference` (else 0), time up to 1.1 x the slowest measured network."""
     from popnas_seg.models.cost import unet_params
 
-    overrides = {canonical_objective(k): float(v)
-                 for k, v in (config.search_strategy.hypervolume_reference or {}).items()}
-    params = overrides.get("params") or unet_params(config.architecture_hyperparameters, int(input_shape[-1]),
-                                                    classes_count)
+    overrides = {
+        canonical_objective(k): float(v) for k, v in (config.search_strategy.hypervolume_reference or {}).items()
+    }
+    params = overrides.get("params") or unet_params(
+        config.architecture_hyperparameters, int(input_shape[-1]), classes_count
+    )
     time_ceiling = overrides.get("time")
     if time_ceiling is None and "time" in [canonical_objective(o) for o in objectives] and values is not None:
         column = np.asarray(values, dtype=float).reshape(-1, len(objectives))[:, list(objectives).index("time")]
         column = column[np.isfinite(column)]
         time_ceiling = 1.1 * float(column.max()) if column.size else None
-    return UserRegion(params_ceiling=float(params), dice_floor=overrides.get("dice", overrides.get("mean_iou", 0.0)),
-                      analog_floor=overrides.get("analog_dice", 0.0), time_ceiling=time_ceiling)
+    return UserRegion(
+        params_ceiling=float(params),
+        dice_floor=overrides.get("dice", overrides.get("mean_iou", 0.0)),
+        analog_floor=overrides.get("analog_dice", 0.0),
+        time_ceiling=time_ceiling,
+    )
 
 
 def log_params(values: Any, objectives: Sequence[str]) -> np.ndarray:
@@ -149,7 +167,12 @@ def bucket_bests(records: Sequence[Any], buckets: Sequence[int] = SIZE_BUCKETS) 
         inside = values[values[:, 0] <= bound] if len(values) else values
         dice = inside[:, 1][np.isfinite(inside[:, 1])]
         analog = inside[:, 2][np.isfinite(inside[:, 2])]
-        rows.append({"bucket": int(bound), "networks": int(len(inside)),
-                     "best_dice": float(dice.max()) if dice.size else None,
-                     "best_analog_dice": float(analog.max()) if analog.size else None})
+        rows.append(
+            {
+                "bucket": int(bound),
+                "networks": int(len(inside)),
+                "best_dice": float(dice.max()) if dice.size else None,
+                "best_analog_dice": float(analog.max()) if analog.size else None,
+            }
+        )
     return rows

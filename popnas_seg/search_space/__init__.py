@@ -1,4 +1,5 @@
 """The search space: operator grammar and cell encodings (plain data, no Keras)."""
+
 from popnas_seg.search_space.encoding import (
     Block,
     Cell,
@@ -10,6 +11,13 @@ from popnas_seg.search_space.encoding import (
 from popnas_seg.search_space.operators import KNOWN_FORMS, OperatorSpec, parse_operator
 
 __all__ = [
-    "Block", "Cell", "KNOWN_FORMS", "OperatorSpec", "expand_cell", "mutate_cell", "parse_operator",
-    "random_cell", "single_block_cells",
+    "Block",
+    "Cell",
+    "KNOWN_FORMS",
+    "OperatorSpec",
+    "expand_cell",
+    "mutate_cell",
+    "parse_operator",
+    "random_cell",
+    "single_block_cells",
 ]

@@ -16,6 +16,7 @@ equal, so the search never trains one network twice under two names:
 
 `cell.key()` is `str(cell.canonical())`.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -70,13 +71,14 @@ class Cell:
                 if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
                     raise ValueError(f"block {i} input {value!r} is not an integer")
                 if value >= i:
-                    raise ValueError(f"block {i} reads input {value}: a block can only read lookbacks (< 0) "
-                                     f"or earlier blocks (0..{i - 1})")
+                    raise ValueError(
+                        f"block {i} reads input {value}: a block can only read lookbacks (< 0) "
+                        f"or earlier blocks (0..{i - 1})"
+                    )
             for op in b.operators:
                 if not isinstance(op, str) or not op:
                     raise ValueError(f"block {i} operator {op!r} is not a non-empty string")
-        object.__setattr__(self, "blocks", tuple(
-            Block(int(b.in1), b.op1, int(b.in2), b.op2) for b in blocks))
+        object.__setattr__(self, "blocks", tuple(Block(int(b.in1), b.op1, int(b.in2), b.op2) for b in blocks))
 
     # -- identity ----------------------------------------------------------------------------------
     def __str__(self) -> str:
@@ -120,8 +122,9 @@ class Cell:
         return cls(tuple(blocks))
 
     # -- structure ---------------------------------------------------------------------------------
-    def validate(self, operators: Sequence[str] | None = None, lookback_depth: int = 2,
-                 max_blocks: int | None = None) -> None:
+    def validate(
+        self, operators: Sequence[str] | None = None, lookback_depth: int = 2, max_blocks: int | None = None
+    ) -> None:
         """Raise ValueError unless the cell belongs to the search space (None: any parseable operator/size)."""
         if max_blocks is not None and len(self.blocks) > max_blocks:
             raise ValueError(f"cell {self} has {len(self.blocks)} blocks, more than the maximum {max_blocks}")
@@ -161,6 +164,7 @@ _BLOCK_RE = re.compile(r"\(\s*(-?\d+)\s*,\s*([^,;()]+?)\s*,\s*(-?\d+)\s*,\s*([^,
 
 
 # -- canonical form ----------------------------------------------------------------------------------
+
 
 def _representations(blocks: Sequence[Block]) -> list[str]:
     reprs: list[str] = []
@@ -210,6 +214,7 @@ def _canonical(blocks: tuple[Block, ...]) -> Cell:
 
 # -- enumeration -------------------------------------------------------------------------------------
 
+
 def _operands(inputs: Iterable[int], operators: Sequence[str]) -> list[tuple[int, str]]:
     return [(v, op) for v in inputs for op in operators]
 
@@ -235,7 +240,8 @@ def expand_cell(cell: Cell, operators: Sequence[str], lookback_depth: int) -> li
     items = _operands(range(-lookback_depth, b), operators)
     children = (
         Cell(cell.blocks + (Block(items[i][0], items[i][1], items[j][0], items[j][1]),))
-        for i in range(len(items)) for j in range(i, len(items))
+        for i in range(len(items))
+        for j in range(i, len(items))
     )
     return _unique(children)
 
@@ -284,7 +290,7 @@ def mutate_cell(cell: Cell, rng: Rng, operators: Sequence[str], lookback_depth: 
         variants += [Block(b.in1, op, b.in2, b.op2) for op in operators if op != b.op1]
         variants += [Block(b.in1, b.op1, b.in2, op) for op in operators if op != b.op2]
         for variant in variants:
-            candidates.append(Cell(cell.blocks[:i] + (variant,) + cell.blocks[i + 1:]))
+            candidates.append(Cell(cell.blocks[:i] + (variant,) + cell.blocks[i + 1 :]))
     distinct = [c for c in _unique(candidates) if c.key() != cell.key()]
     if not distinct:
         raise ValueError(f"cell {cell} has no single-change mutation that gives a different network")

@@ -31,6 +31,7 @@ Conversion-driven choices (see shared/STACK.md; tests/test_export_equivalence.py
 - SE excitation uses 1x1 convs with bias instead of Dense, so aihwkit maps them to analog tiles
   (a Dense on a 4-D tensor exports as MatMul, which stays digital).
 """
+
 from __future__ import annotations
 
 import re
@@ -122,7 +123,7 @@ def parse_operator(text: str) -> OperatorSpec:
         raise ValueError(f"operator must be a string, got {type(text).__name__}")
     fail = f'cannot parse "{text}"'
     if text != text.strip() or "  " in text:
-        raise ValueError(f"{fail}: remove the extra spaces (write e.g. \"3x3 conv\"); known forms: {KNOWN_FORMS}")
+        raise ValueError(f'{fail}: remove the extra spaces (write e.g. "3x3 conv"); known forms: {KNOWN_FORMS}')
     if re.search(r"(?<!\d)0\d", text):
         raise ValueError(f"{fail}: numbers must not have leading zeros")
     for pattern, kind, extract, _form in _FORMS:
@@ -137,7 +138,7 @@ def parse_operator(text: str) -> OperatorSpec:
             raise ValueError(f'{fail}: operator names are case-sensitive ("{word}"); known forms: {KNOWN_FORMS}')
         raise ValueError(f'{fail}: unknown operator "{word}"; known forms: {KNOWN_FORMS}')
     forms = [f'"{form}"' for *_, form in _FORMS if form.rsplit(" ", 1)[-1] == word]
-    raise ValueError(f"{fail}: {word} must be written as {' or '.join(forms)} (\"@\" is a positive integer)")
+    raise ValueError(f'{fail}: {word} must be written as {" or ".join(forms)} ("@" is a positive integer)')
 
 
 def _check_values(spec: OperatorSpec, fail: str) -> None:
@@ -188,8 +189,9 @@ class LayerGraph:
         self.scope = "net"
 
     # -- bookkeeping -------------------------------------------------------------------------------
-    def _add(self, kind: str, inputs: tuple[int, ...], shape: Shape, params: int = 0, flops: int = 0,
-             **attrs: Any) -> int:
+    def _add(
+        self, kind: str, inputs: tuple[int, ...], shape: Shape, params: int = 0, flops: int = 0, **attrs: Any
+    ) -> int:
         index = len(self.nodes)
         name = f"{self.scope}_{kind}{index}"
         self.nodes.append(LayerNode(kind, inputs, Shape(*shape), int(params), int(flops), name, attrs))
@@ -219,15 +221,26 @@ class LayerGraph:
     def input(self, shape: Shape) -> int:
         return self._add("input", (), shape)
 
-    def conv(self, x: int, filters: int, kernel: Kernel, strides: int = 1, dilation: int = 1,
-             use_bias: bool = False) -> int:
+    def conv(
+        self, x: int, filters: int, kernel: Kernel, strides: int = 1, dilation: int = 1, use_bias: bool = False
+    ) -> int:
         """Conv2D 'same'."""
         s = self.shape(x)
         out = Shape(-(-s.h // strides), -(-s.w // strides), filters)
         macs = out.h * out.w * kernel[0] * kernel[1] * s.c * filters
         params = kernel[0] * kernel[1] * s.c * filters + (filters if use_bias else 0)
-        return self._add("conv", (x,), out, params, 2 * macs, filters=filters, kernel=kernel, strides=strides,
-                         dilation=dilation, use_bias=use_bias)
+        return self._add(
+            "conv",
+            (x,),
+            out,
+            params,
+            2 * macs,
+            filters=filters,
+            kernel=kernel,
+            strides=strides,
+            dilation=dilation,
+            use_bias=use_bias,
+        )
 
     def separable_conv(self, x: int, filters: int, kernel: Kernel, strides: int = 1, dilation: int = 1) -> int:
         """SeparableConv2D 'same' without bias: depthwise k x k per channel, then pointwise 1x1."""
@@ -235,11 +248,21 @@ class LayerGraph:
         out = Shape(-(-s.h // strides), -(-s.w // strides), filters)
         macs = out.h * out.w * (kernel[0] * kernel[1] * s.c + s.c * filters)
         params = kernel[0] * kernel[1] * s.c + s.c * filters
-        return self._add("separable_conv", (x,), out, params, 2 * macs, filters=filters, kernel=kernel,
-                         strides=strides, dilation=dilation)
+        return self._add(
+            "separable_conv",
+            (x,),
+            out,
+            params,
+            2 * macs,
+            filters=filters,
+            kernel=kernel,
+            strides=strides,
+            dilation=dilation,
+        )
 
-    def conv_transpose(self, x: int, filters: int, kernel: Kernel, strides: int, padding: str,
-                       use_bias: bool = False) -> int:
+    def conv_transpose(
+        self, x: int, filters: int, kernel: Kernel, strides: int, padding: str, use_bias: bool = False
+    ) -> int:
         """Conv2DTranspose; 'valid' gives (H-1)*s+k, 'same' gives H*s."""
         s = self.shape(x)
         if padding == "same":
@@ -248,8 +271,18 @@ class LayerGraph:
             out = Shape((s.h - 1) * strides + kernel[0], (s.w - 1) * strides + kernel[1], filters)
         macs = s.h * s.w * kernel[0] * kernel[1] * s.c * filters
         params = kernel[0] * kernel[1] * s.c * filters + (filters if use_bias else 0)
-        return self._add("conv_transpose", (x,), out, params, 2 * macs, filters=filters, kernel=kernel,
-                         strides=strides, padding=padding, use_bias=use_bias)
+        return self._add(
+            "conv_transpose",
+            (x,),
+            out,
+            params,
+            2 * macs,
+            filters=filters,
+            kernel=kernel,
+            strides=strides,
+            padding=padding,
+            use_bias=use_bias,
+        )
 
     def batch_norm(self, x: int) -> int:
         return self._add("batch_norm", (x,), self.shape(x), 4 * self.shape(x).c)
@@ -260,8 +293,9 @@ class LayerGraph:
     def max_pool(self, x: int, pool: Kernel, strides: int) -> int:
         """MaxPooling2D 'same' (its asymmetric padding converts to PyTorch)."""
         s = self.shape(x)
-        return self._add("max_pool", (x,), Shape(-(-s.h // strides), -(-s.w // strides), s.c), pool=pool,
-                         strides=strides)
+        return self._add(
+            "max_pool", (x,), Shape(-(-s.h // strides), -(-s.w // strides), s.c), pool=pool, strides=strides
+        )
 
     def avg_pool(self, x: int, pool: Kernel, strides: int) -> int:
         """Average pool with TF 'same' output size, zero-padded explicitly (see module docstring)."""
@@ -272,8 +306,7 @@ class LayerGraph:
             total = max((size_out - 1) * strides + k - size, 0)
             pads.append((total // 2, total - total // 2))
         if any(p for pair in pads for p in pair):
-            x = self._add("zero_pad", (x,), Shape(s.h + sum(pads[0]), s.w + sum(pads[1]), s.c),
-                          padding=tuple(pads))
+            x = self._add("zero_pad", (x,), Shape(s.h + sum(pads[0]), s.w + sum(pads[1]), s.c), padding=tuple(pads))
         padded = self.shape(x)
         out = Shape((padded.h - pool[0]) // strides + 1, (padded.w - pool[1]) // strides + 1, s.c)
         return self._add("avg_pool", (x,), out, pool=pool, strides=strides)
@@ -312,8 +345,15 @@ class LayerGraph:
         return self._add(kind, tuple(xs), self.shape(xs[0]))
 
     # -- composites --------------------------------------------------------------------------------
-    def conv_bn_act(self, x: int, filters: int, kernel: Kernel = (1, 1), strides: int = 1, dilation: int = 1,
-                    activation: str = "swish") -> int:
+    def conv_bn_act(
+        self,
+        x: int,
+        filters: int,
+        kernel: Kernel = (1, 1),
+        strides: int = 1,
+        dilation: int = 1,
+        activation: str = "swish",
+    ) -> int:
         """The POPNAS convolution unit: conv (no bias) -> BatchNorm -> activation."""
         y = self.conv(x, filters, kernel, strides, dilation)
         return self.activation(self.batch_norm(y), activation)

@@ -9,6 +9,7 @@ this, so a digital and an analog Dice are directly comparable.
 Convention for classes that appear neither in the labels nor in the predictions: they are skipped; if every
 foreground class is absent on both sides the score is 1.0 (nothing to find, nothing found).
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -121,8 +122,9 @@ class SegmentationLoss(keras.losses.Loss):
 class _CountMetric(keras.metrics.Metric):
     """Accumulates per-class intersection / predicted / true pixel counts of argmax predictions."""
 
-    def __init__(self, classes_count: int, ignore_class: int | None = None, name: str = "counts",
-                 **kwargs: Any) -> None:
+    def __init__(
+        self, classes_count: int, ignore_class: int | None = None, name: str = "counts", **kwargs: Any
+    ) -> None:
         super().__init__(name=name, **kwargs)
         self.classes_count = int(classes_count)
         self.ignore_class = None if ignore_class is None else int(ignore_class)
@@ -166,8 +168,7 @@ class ForegroundDice(_CountMetric):
     """Dice over foreground classes 1..C-1 of argmax predictions, from counts over all seen batches; NaN
     when no foreground class was seen in labels or predictions (as `scores.dice_from_counts`)."""
 
-    def __init__(self, classes_count: int, ignore_class: int | None = None, name: str = "dice",
-                 **kwargs: Any) -> None:
+    def __init__(self, classes_count: int, ignore_class: int | None = None, name: str = "dice", **kwargs: Any) -> None:
         super().__init__(classes_count, ignore_class, name=name, **kwargs)
 
     def result(self) -> Any:
@@ -181,8 +182,9 @@ class ForegroundDice(_CountMetric):
 class MeanIoU(_CountMetric):
     """Mean IoU over all classes (background included, ignore_class excluded) of argmax predictions."""
 
-    def __init__(self, classes_count: int, ignore_class: int | None = None, name: str = "mean_iou",
-                 **kwargs: Any) -> None:
+    def __init__(
+        self, classes_count: int, ignore_class: int | None = None, name: str = "mean_iou", **kwargs: Any
+    ) -> None:
         super().__init__(classes_count, ignore_class, name=name, **kwargs)
 
     def result(self) -> Any:

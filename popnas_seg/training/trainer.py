@@ -22,6 +22,7 @@ training time is the sum, and the returned model holds the weights of the best f
 Mixed precision is a global Keras policy that only affects layers built after it is set: the policy is
 set when the Trainer is created, so create the Trainer before building the models it will train.
 """
+
 from __future__ import annotations
 
 import csv
@@ -58,6 +59,7 @@ logging.getLogger("tensorflow").setLevel(logging.ERROR)
 
 
 # ------------------------------------------------------------------------------------------ schedules
+
 
 @keras.saving.register_keras_serializable(package="popnas_seg")
 class WarmupSchedule(keras.optimizers.schedules.LearningRateSchedule):
@@ -126,14 +128,22 @@ def make_optimizer(hp: Any, schedule: Any) -> keras.optimizers.Optimizer:
 
 # ------------------------------------------------------------------------------------------ callbacks
 
+
 class _EpochMonitor(keras.callbacks.Callback):
     """Best-epoch tracking (weights kept in memory), early stopping, NaN stop and one log line per epoch.
 
     One callback instead of several so the per-batch work is a single finiteness check.
     """
 
-    def __init__(self, epochs: int, patience: int | None, label: str, logger: logging.Logger, verbose: bool,
-                 event_dir: Path | None) -> None:
+    def __init__(
+        self,
+        epochs: int,
+        patience: int | None,
+        label: str,
+        logger: logging.Logger,
+        verbose: bool,
+        event_dir: Path | None,
+    ) -> None:
         super().__init__()
         self.epochs = epochs
         self.patience = patience
@@ -189,8 +199,15 @@ class _EpochMonitor(keras.callbacks.Callback):
         self.logger.log(
             self.level,
             "%s epoch %d/%d  loss %.4f  dice %.3f  val_loss %.4f  val_dice %.3f  val_miou %.3f  %.1fs%s",
-            self.label, epoch + 1, self.epochs, logs.get("loss", float("nan")), logs.get("dice", float("nan")),
-            logs.get("val_loss", float("nan")), val_dice, logs.get("val_mean_iou", float("nan")), seconds,
+            self.label,
+            epoch + 1,
+            self.epochs,
+            logs.get("loss", float("nan")),
+            logs.get("dice", float("nan")),
+            logs.get("val_loss", float("nan")),
+            val_dice,
+            logs.get("val_mean_iou", float("nan")),
+            seconds,
             "  (NaN: stopping)" if self.nan else "",
         )
 
@@ -241,6 +258,7 @@ class _EventWriter:
 
 
 # ------------------------------------------------------------------------------------------ trainer
+
 
 def _set_precision(mixed: bool) -> None:
     """mixed_float16 on a GPU, mixed_bfloat16 on CPU (float16 matmuls are emulated and slow there)."""
@@ -325,10 +343,36 @@ class Trainer:
         folds = int(getattr(self.data, "folds", 1) or 1)
         out = Path(out_dir) if out_dir is not None else None
         if fold is not None or folds <= 1:
-            return self._train_fold(model, network_id, encoding, blocks, seed, out, epochs, flops,
-                                    early_stopping_patience, fold or 0, verbose, reinitialize, keep_initial)
-        return self._train_folds(model, network_id, encoding, blocks, seed, out, epochs, flops,
-                                 early_stopping_patience, folds, verbose, reinitialize, keep_initial)
+            return self._train_fold(
+                model,
+                network_id,
+                encoding,
+                blocks,
+                seed,
+                out,
+                epochs,
+                flops,
+                early_stopping_patience,
+                fold or 0,
+                verbose,
+                reinitialize,
+                keep_initial,
+            )
+        return self._train_folds(
+            model,
+            network_id,
+            encoding,
+            blocks,
+            seed,
+            out,
+            epochs,
+            flops,
+            early_stopping_patience,
+            folds,
+            verbose,
+            reinitialize,
+            keep_initial,
+        )
 
     def evaluate(self, model: keras.Model, split: str = "val", fold: int = 0) -> dict[str, float]:
         """Whole-image Dice and mIoU of `model` on a split: every image is segmented by the run's inference
@@ -352,8 +396,9 @@ class Trainer:
 
             any_size = dynamic_size(model)
             predict = lambda x: _as_numpy(any_size(x, training=False))  # noqa: E731
-        scores = evaluate_images(predict, images, masks, tiling, self.data.classes_count, self.data.ignore_class,
-                                 batch_size=batch)
+        scores = evaluate_images(
+            predict, images, masks, tiling, self.data.classes_count, self.data.ignore_class, batch_size=batch
+        )
         return {"dice": scores["dice"], "miou": scores["miou"]}
 
     # ---------------------------------------------------------------------------------- internals
@@ -378,7 +423,10 @@ class Trainer:
         if names and wanted not in names:
             self.logger.warning(
                 "others.mixed_precision is on but %s was built with policy %s: create the Trainer before "
-                "building models so they pick up %s", model.name, "/".join(sorted(names)), wanted,
+                "building models so they pick up %s",
+                model.name,
+                "/".join(sorted(names)),
+                wanted,
             )
 
     def _compile(self, model: keras.Model, steps_per_epoch: int, epochs: int) -> None:
@@ -395,14 +443,27 @@ class Trainer:
         model.compile(
             optimizer=make_optimizer(hp, make_schedule(hp, steps_per_epoch, epochs)),
             loss=loss,
-            metrics=[ForegroundDice(data.classes_count, data.ignore_class),
-                     MeanIoU(data.classes_count, data.ignore_class)],
+            metrics=[
+                ForegroundDice(data.classes_count, data.ignore_class),
+                MeanIoU(data.classes_count, data.ignore_class),
+            ],
             jit_compile=bool(self.config.others.xla),
         )
 
     def _train_fold(
-        self, model: keras.Model, network_id: int, encoding: str, blocks: int, seed: int, out: Path | None,
-        epochs: int, flops: int, patience: int | None, fold: int, verbose: bool, reinitialize: bool,
+        self,
+        model: keras.Model,
+        network_id: int,
+        encoding: str,
+        blocks: int,
+        seed: int,
+        out: Path | None,
+        epochs: int,
+        flops: int,
+        patience: int | None,
+        fold: int,
+        verbose: bool,
+        reinitialize: bool,
         keep_initial: bool = False,
     ) -> tuple[TrainingResult, keras.Model]:
         _enable_determinism()
@@ -410,17 +471,29 @@ class Trainer:
         self._check_precision(model)
         label = f"net {network_id}" + (f" fold {fold}" if fold else "")
         result = TrainingResult(
-            network_id=network_id, encoding=encoding, blocks=blocks, dice=0.0, miou=0.0,
-            params=int(model.count_params()), flops=int(flops), train_time_s=0.0, inference_time_ms=0.0,
-            epochs=0, status="ok",
+            network_id=network_id,
+            encoding=encoding,
+            blocks=blocks,
+            dice=0.0,
+            miou=0.0,
+            params=int(model.count_params()),
+            flops=int(flops),
+            train_time_s=0.0,
+            inference_time_ms=0.0,
+            epochs=0,
+            status="ok",
         )
-        monitor = _EpochMonitor(epochs, patience, label, self.logger, verbose,
-                                None if out is None else out / "tensorboard")
+        monitor = _EpochMonitor(
+            epochs, patience, label, self.logger, verbose, None if out is None else out / "tensorboard"
+        )
         fit_time = 0.0
         try:
             steps_per_epoch = self.config.training_hyperparameters.steps_per_epoch
-            train_ds = (self.data.train_dataset(fold=fold, steps_per_epoch=steps_per_epoch)
-                        if steps_per_epoch is not None else self.data.train_dataset(fold=fold))
+            train_ds = (
+                self.data.train_dataset(fold=fold, steps_per_epoch=steps_per_epoch)
+                if steps_per_epoch is not None
+                else self.data.train_dataset(fold=fold)
+            )
             val_ds = self.data.val_dataset(fold=fold)
             steps = max(1, _batches(train_ds))
             self._compile(model, steps, epochs)
@@ -432,8 +505,9 @@ class Trainer:
                 callbacks.append(keras.callbacks.CSVLogger(str(out / "history.csv")))
             start = time.perf_counter()
             try:
-                model.fit(train_ds, validation_data=val_ds, epochs=epochs, callbacks=callbacks, verbose=0,
-                          shuffle=False)  # the pipeline shuffles (seeded); silences a Keras warning
+                model.fit(
+                    train_ds, validation_data=val_ds, epochs=epochs, callbacks=callbacks, verbose=0, shuffle=False
+                )  # the pipeline shuffles (seeded); silences a Keras warning
             finally:
                 fit_time = time.perf_counter() - start
         except Exception as exc:  # the network failed, the search goes on
@@ -450,8 +524,9 @@ class Trainer:
         started = keep_initial and "start_val_dice" in result.extra
         if monitor.nan and started and result.status == "ok":
             result.extra["nan_at_epoch"] = int(monitor.epochs_run)
-            self.logger.warning("%s: loss became NaN/inf at epoch %d; keeping the best weights so far", label,
-                                monitor.epochs_run)
+            self.logger.warning(
+                "%s: loss became NaN/inf at epoch %d; keeping the best weights so far", label, monitor.epochs_run
+            )
         elif monitor.nan:
             result.status = "nan"
             result.extra["error"] = "loss became NaN or infinite; training stopped"
@@ -460,8 +535,9 @@ class Trainer:
             # Not "ok" with Dice 0: a network that never had a finite validation Dice was never measured.
             result.status = "nan"
             result.extra["error"] = "validation Dice was never finite; nothing to score"
-            self.logger.warning("%s: validation Dice never finite in %d epoch(s); recorded as nan", label,
-                                monitor.epochs_run)
+            self.logger.warning(
+                "%s: validation Dice never finite in %d epoch(s); recorded as nan", label, monitor.epochs_run
+            )
         if result.status == "ok":
             if monitor.best_weights is not None:
                 model.set_weights(monitor.best_weights)
@@ -480,8 +556,19 @@ class Trainer:
             result.extra["start_val_dice"] = dice
 
     def _train_folds(
-        self, model: keras.Model, network_id: int, encoding: str, blocks: int, seed: int, out: Path | None,
-        epochs: int, flops: int, patience: int | None, folds: int, verbose: bool, reinitialize: bool,
+        self,
+        model: keras.Model,
+        network_id: int,
+        encoding: str,
+        blocks: int,
+        seed: int,
+        out: Path | None,
+        epochs: int,
+        flops: int,
+        patience: int | None,
+        folds: int,
+        verbose: bool,
+        reinitialize: bool,
         keep_initial: bool = False,
     ) -> tuple[TrainingResult, keras.Model]:
         # Every fold starts from the same initial weights (drawn once under `seed`).
@@ -493,8 +580,19 @@ class Trainer:
             fold_model = keras.models.clone_model(base) if reinitialize else base
             fold_model.set_weights(initial)
             res, trained = self._train_fold(
-                fold_model, network_id, encoding, blocks, seed, None if out is None else out / f"fold_{k}",
-                epochs, flops, patience, k, verbose, reinitialize=False, keep_initial=keep_initial,
+                fold_model,
+                network_id,
+                encoding,
+                blocks,
+                seed,
+                None if out is None else out / f"fold_{k}",
+                epochs,
+                flops,
+                patience,
+                k,
+                verbose,
+                reinitialize=False,
+                keep_initial=keep_initial,
             )
             results.append(res)
             if res.status != "ok":
