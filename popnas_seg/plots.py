@@ -23,6 +23,7 @@ from matplotlib.figure import Figure
 
 from popnas_seg.atomic import atomic_write_bytes
 from popnas_seg.results import TrainingResult
+from popnas_seg.runlog.tables import finite_float
 
 PathLike = str | os.PathLike[str]
 
@@ -452,7 +453,7 @@ def plot_finalists_size_analog(
     when = min(times, key=lambda t: abs(math.log(t / horizon_s))) if times else None
     drawn = 0
     for row in finalists:
-        name, params = str(row.get("network")), _float(row.get("params"))
+        name, params = str(row.get("network")), finite_float(row.get("params"))
         hit = [
             d
             for d in drift
@@ -584,14 +585,6 @@ def _read_rows(path: Path) -> list[dict[str, str]]:
     return read_csv(path)
 
 
-def _float(value: Any) -> float | None:
-    try:
-        f = float(value)
-    except (TypeError, ValueError):
-        return None
-    return f if math.isfinite(f) else None
-
-
 def load_results(run_path: Path) -> list[TrainingResult]:
     """Rows of csv/training_results.csv as TrainingResult records."""
     return [TrainingResult.from_dict(r) for r in _read_rows(run_path / "csv" / "training_results.csv")]
@@ -640,7 +633,7 @@ def hypervolume_series(run_path: Path) -> list[tuple[float, float]]:
     """(networks trained, hypervolume) per finished step from csv/search_progress.csv."""
     out = []
     for row in _read_rows(run_path / "csv" / "search_progress.csv"):
-        n, hv = _float(row.get("networks_trained")), _float(row.get("hypervolume"))
+        n, hv = finite_float(row.get("networks_trained")), finite_float(row.get("hypervolume"))
         if n is not None and hv is not None:
             out.append((n, hv))
     return out
@@ -663,7 +656,7 @@ def predicted_vs_measured(run_path: Path, results: Sequence[TrainingResult]) -> 
         trained = [r for r in _ok(results) if r.step == step and r.encoding in preds]
         panels: dict[str, tuple[list, list]] = {}
         for label, pcol, field in columns:
-            pairs = [(_float(preds[r.encoding].get(pcol)), _float(getattr(r, field))) for r in trained]
+            pairs = [(finite_float(preds[r.encoding].get(pcol)), finite_float(getattr(r, field))) for r in trained]
             pairs = [(p, m) for p, m in pairs if p is not None and m is not None]
             if pairs:
                 panels[label] = ([p for p, _ in pairs], [m for _, m in pairs])

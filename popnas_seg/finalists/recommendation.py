@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from popnas_seg.atomic import atomic_write_json
+from popnas_seg.runlog.tables import finite_float as _number
 from popnas_seg.runlog.tables import read_csv
 
 __all__ = [
@@ -33,14 +34,6 @@ __all__ = [
 RECOMMENDATION_FILE = "recommendation.json"
 BASELINE = "unet"
 _VERSION = 1
-
-
-def _number(value: Any) -> float | None:
-    try:
-        f = float(value)
-    except (TypeError, ValueError):
-        return None
-    return f if math.isfinite(f) else None
 
 
 def _analog_settings(run_path: Path) -> tuple[float, int | None]:

@@ -20,6 +20,15 @@ def _cell(value: Any) -> Any:
     return value
 
 
+def finite_float(value: Any) -> float | None:
+    """A CSV cell as a finite float, or None for an empty, non-numeric, NaN or infinite cell."""
+    try:
+        f = float(value)
+    except (TypeError, ValueError):
+        return None
+    return f if math.isfinite(f) else None
+
+
 def write_csv(path: Path, rows: Iterable[dict[str, Any]], columns: Sequence[str] | None = None) -> Path:
     """Write `rows` to `path` (temp file + rename); columns default to the union of keys in first-seen order."""
     rows = list(rows)
