@@ -31,6 +31,14 @@ from popnas_seg.config import RunConfig
 from popnas_seg.evaluation.evaluator import PROBE_DICE_TOLERANCE, NetworkEvaluator, NetworkJob
 from popnas_seg.objectives import OBJECTIVES
 from popnas_seg.results import TrainingResult, backfill_analog_scores
+from popnas_seg.runlog.events import (
+    NetworkFinished,
+    NetworkStarted,
+    Result,
+    SearchFinished,
+    StepFinished,
+    StepPlanned,
+)
 from popnas_seg.runlog.folder import RunFolder
 from popnas_seg.runlog.tables import read_csv, write_csv
 from popnas_seg.search.eta import NetworkTimes, format_eta, search_remaining
@@ -58,9 +66,9 @@ def probe_integrity_rows(results: Any) -> list[dict]:
     for r in sorted(results, key=lambda r: r.network_id):
         if r.status != "ok":
             continue
-        keras_dice, torch_dice = r.extra.get("probe_digital_dice"), r.extra.get("probe_digital_dice_torch")
+        keras_dice, torch_dice = r.probe_digital_dice, r.probe_digital_dice_torch
         diff = None if keras_dice is None or torch_dice is None else abs(float(torch_dice) - float(keras_dice))
-        if "probe_error" in r.extra:
+        if r.probe_error is not None:
             status = "failed"
         elif diff is not None and diff > PROBE_DICE_TOLERANCE:
             status = "mismatch"
@@ -74,7 +82,7 @@ def probe_integrity_rows(results: Any) -> list[dict]:
                 "keras_dice": keras_dice,
                 "torch_dice": torch_dice,
                 "difference": diff,
-                "probe_error": r.extra.get("probe_error", ""),
+                "probe_error": r.probe_error or "",
             }
         )
     return rows
@@ -157,21 +165,21 @@ class SearchRunner:
     # ------------------------------------------------------------------ journal replay
     def finished_results(self) -> dict[int, TrainingResult]:
         out: dict[int, TrainingResult] = {}
-        for event in self.run.journal.events("network_finished"):
+        for event in self.run.journal.events(NetworkFinished):
             result = TrainingResult.from_dict(event["result"])
             out[result.network_id] = result
         backfill_analog_scores(list(out.values()), self.config.analog.risk_k)  # journals from before issue 34
         return out
 
     def _planned_steps(self) -> dict[int, dict]:
-        return {int(e["step"]): e for e in self.run.journal.events("step_planned")}
+        return {int(e["step"]): e for e in self.run.journal.events(StepPlanned)}
 
     # ------------------------------------------------------------------ the loop
     def run_search(self) -> list[TrainingResult]:
         from popnas_seg.search.strategies import make_strategy
 
         journal = self.run.journal
-        if journal.events("search_finished"):
+        if journal.events(SearchFinished):
             self.log.info("search already finished in %s; skipping to the next stage", self.run.path)
             return sorted(self.finished_results().values(), key=lambda r: r.network_id)
 
@@ -180,7 +188,7 @@ class SearchRunner:
         )
         finished = self.finished_results()
         planned = self._planned_steps()
-        finished_steps = {int(e["step"]) for e in journal.events("step_finished")}
+        finished_steps = {int(e["step"]) for e in journal.events(StepFinished)}
         progress = _Progress(planned_total=max(strategy.planned_total(), len(finished)))
         if finished:
             self.log.info(
@@ -214,7 +222,7 @@ class SearchRunner:
                 ]
                 predicted_times = self._predicted_times(plan.predictions, networks)
                 self._write_plan_tables(step, plan)
-                journal.append("step_planned", step=step, networks=networks, predicted_times=predicted_times)
+                journal.append(StepPlanned(step=step, networks=networks, predicted_times=predicted_times))
                 planned[step] = {"step": step, "networks": networks, "predicted_times": predicted_times}
                 progress.planned_total = max(progress.planned_total, sum(len(e["networks"]) for e in planned.values()))
 
@@ -237,9 +245,9 @@ class SearchRunner:
                     eta_step,
                     eta_search,
                 )
-                journal.append("network_started", network_id=net["network_id"], encoding=net["encoding"], step=step)
+                journal.append(NetworkStarted(network_id=net["network_id"], encoding=net["encoding"], step=step))
                 result = self.train_network(net, step)
-                journal.append("network_finished", network_id=result.network_id, result=result.to_dict())
+                journal.append(NetworkFinished(network_id=result.network_id, result=Result.of(result)))
                 finished[result.network_id] = result
                 progress.network_done(int(net.get("blocks", 0)))
                 self._write_results_csv(finished)
@@ -247,12 +255,12 @@ class SearchRunner:
 
             if step not in finished_steps:
                 self._finish_step(step, planned[step], finished)
-                journal.append("step_finished", step=step)
+                journal.append(StepFinished(step=step))
                 finished_steps.add(step)
             step += 1
 
         self._finish_search(finished)
-        journal.append("search_finished", networks=len(finished))
+        journal.append(SearchFinished(networks=len(finished)))
         self.run.update_state(stage="search_done")
         return sorted(finished.values(), key=lambda r: r.network_id)
 
@@ -304,7 +312,7 @@ class SearchRunner:
         journal = self.run.journal
         jobs = []
         for net in todo:
-            journal.append("network_started", network_id=net["network_id"], encoding=net["encoding"], step=step)
+            journal.append(NetworkStarted(network_id=net["network_id"], encoding=net["encoding"], step=step))
             jobs.append(self.network_job(net, step))
         self.log.info(
             "step %d | %d networks on %d Ray workers | %d/%d done",
@@ -316,7 +324,7 @@ class SearchRunner:
         )
         blocks = {int(net["network_id"]): int(net.get("blocks", 0)) for net in todo}
         for job, result in self._executor.map_unordered(jobs):
-            journal.append("network_finished", network_id=result.network_id, result=result.to_dict())
+            journal.append(NetworkFinished(network_id=result.network_id, result=Result.of(result)))
             finished[result.network_id] = result
             progress.network_done(blocks.get(job.network_id, 0))  # wall time between results: the pool's pace
             eta_step, eta_search = progress.etas(self.config, step, planned, finished)
@@ -479,7 +487,7 @@ class SearchRunner:
                 "best_analog_dice": max((r.analog_dice for r in ok if r.analog_dice is not None), default=None),
                 "front_size": len(front),
                 "train_time_s": elapsed,
-                "failed_probes": sum(1 for r in results if "probe_error" in r.extra),
+                "failed_probes": sum(1 for r in results if r.probe_error is not None),
             }
         )
         write_csv(self.run.csv_dir / "search_progress.csv", progress_rows)
