@@ -432,7 +432,7 @@ def test_short_final_training_never_loses_the_model_selection_weights(tmp_path: 
         finalists = stage.model_selection(stage.select()) + [stage.unet_selection()]
         assert [f.name for f in finalists] == ["1", UNET]
         for f in finalists:
-            selected = stage._last("model_selection_done", variant=f.variant)
+            selected = stage._last(ModelSelectionDone, variant=f.variant)
             assert selected is not None and selected["status"] == "ok", f.name  # the U-Net has the same budget
             assert (run.final_dir / "model_selection" / f.variant / "model.keras").is_file()
             trained, _ = stage.final_training(f)
