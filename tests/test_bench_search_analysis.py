@@ -6,13 +6,9 @@ dominate the task-wide front and every seed-1 run carries that gap as a floor; t
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-
-import bench_search as B  # noqa: E402
-
+from benchmarks.search import bench_search as B  # noqa: E402
 from popnas_seg.results import TrainingResult  # noqa: E402
 from popnas_seg.runlog.tables import write_csv  # noqa: E402
 

@@ -14,7 +14,7 @@ A target that this oracle misses in the median over draw seeds is beyond what kn
 budget and noise: what is left is a training's luck, which no predictor of a cell foresees. The oracle is greedy,
 so it is a yardstick, not a strict bound (a search may match it by its own luck).
 
-    python benchmarks/bench_search_oracle.py --logs-dir /work/bench_runs/search_e24_default --tasks default
+    python -m benchmarks.search.bench_search_oracle --logs-dir /work/bench_runs/search_e24_default --tasks default
 """
 
 from __future__ import annotations
@@ -22,15 +22,11 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-import bench_search as B  # noqa: E402
-import bench_search_replay as R  # noqa: E402
 import numpy as np  # noqa: E402
 
+from benchmarks.search import bench_search as B  # noqa: E402
+from benchmarks.search import bench_search_replay as R  # noqa: E402
 from popnas_seg.config import RunConfig  # noqa: E402
 from popnas_seg.search.pareto import greedy_hypervolume_selection, objective_matrix  # noqa: E402
 from popnas_seg.search.strategies import ProgressiveStrategy  # noqa: E402

@@ -12,9 +12,9 @@ seed, so its scores do not depend on when it trains; the step-1 cells and every 
 are planned from all of step 1), and only the order of the first networks moves. So the reordered curve is
 the curve the reordered search would have recorded (up to the compiled tiles' clock-seeded probe noise of the
 recorded runs). A last row bounds every order: whether any subset of the step-1 cells of 50 % of N networks
-reaches random's final hypervolume. It reads the run folders of `benchmarks/bench_search.py`; nothing is trained.
+reaches random's final hypervolume. It reads the run folders of `benchmarks/search/bench_search.py`; nothing is trained.
 
-    python benchmarks/bench_step1_order.py --logs-dir /work/bench_runs/search_e8_fixdata
+    python -m benchmarks.search.bench_step1_order --logs-dir /work/bench_runs/search_e8_fixdata
 """
 
 from __future__ import annotations
@@ -25,12 +25,9 @@ import math
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-import bench_search as B  # noqa: E402
 import numpy as np  # noqa: E402
 
+from benchmarks.search import bench_search as B  # noqa: E402
 from popnas_seg.config import RunConfig  # noqa: E402
 from popnas_seg.results import TrainingResult  # noqa: E402
 from popnas_seg.search.pareto import greedy_hypervolume_selection, maximise_flags  # noqa: E402

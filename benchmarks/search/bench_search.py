@@ -31,11 +31,11 @@ user-region hypervolume, gap closure with CIs, confirmation seeds) is `bench_sea
 searches through this file.
 
 It prints markdown tables, saves one plot per task (median and min-max band over seeds) and, unless
-`--no-doc`, replaces its own section of docs/BENCHMARKS.md.
+`--no-doc`, replaces its own section of docs/benchmarks_log.md.
 
-    python benchmarks/bench_search.py --seeds 1 2 3 4 5 --workers 2   # the full benchmark (hours)
-    python benchmarks/bench_search.py --quick --no-doc                 # tiny settings: checks that it runs
-    python benchmarks/bench_search.py --analyse-only --logs-dir DIR    # recompute tables from finished runs
+    python -m benchmarks.search.bench_search --seeds 1 2 3 4 5 --workers 2   # the full benchmark (hours)
+    python -m benchmarks.search.bench_search --quick --no-doc                 # tiny settings: checks that it runs
+    python -m benchmarks.search.bench_search --analyse-only --logs-dir DIR    # recompute tables from finished runs
 """
 
 from __future__ import annotations
@@ -47,7 +47,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import argparse
 import json
 import math
-import shlex
 import subprocess
 import sys
 import tempfile
@@ -57,11 +56,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
 import numpy as np  # noqa: E402
 
+from benchmarks._common import RESULTS_LOG, ROOT, command_line, machine, write_section  # noqa: E402
 from popnas_seg.atomic import atomic_write_text  # noqa: E402
 from popnas_seg.config import RunConfig  # noqa: E402
 from popnas_seg.results import TrainingResult  # noqa: E402
@@ -91,9 +88,9 @@ TASKS = {
 # 10 % empty tiles; popnas_seg/data/synthetic.py), read through dataset.path as a user's folder is.
 TASK_SAMPLES = {"default": 64, "hard": 64, "default256": 256, FOLDER_TASK: 128}
 # Training epochs per network when --epochs is not given: the shortest budget at which one training ranks the
-# task's cells (benchmarks/bench_rank_noise.py, docs/BENCHMARKS.md). At 8 epochs the default task's cells explain
-# none of their Dice variance (its tiny cells are near their ceiling while the larger ones are still learning);
-# at 24 they explain half, as the hard task's do at 8.
+# task's cells (benchmarks/search/bench_rank_noise.py, docs/benchmarks_log.md). At 8 epochs the default task's
+# cells explain none of their Dice variance (its tiny cells are near their ceiling while the larger ones are still
+# learning); at 24 they explain half, as the hard task's do at 8.
 TASK_EPOCHS = {"default": 24, "hard": 8, "default256": 24, FOLDER_TASK: 24}  # default256 / folder: as default
 SECTION = "## Search: progressive vs random vs evolution"
 # issue 12 targets
@@ -674,33 +671,6 @@ def draw_plot(res: dict[str, Any], path: Path) -> Path:
     return plot_hypervolume_spread(curves, path, f"Hypervolume vs networks trained, task {res['task']}")
 
 
-def machine() -> str:
-    cores = subprocess.run(["nproc"], capture_output=True, text=True).stdout.strip()
-    model = ""
-    for line in subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines():
-        if line.startswith("Model name"):
-            model = line.split(":", 1)[1].strip()
-    return f"{cores}-core CPU ({model or 'unknown model'})"
-
-
-def write_section(doc: Path, body: str, section: str = SECTION) -> None:
-    """Replace the section `section` of BENCHMARKS.md (up to the next `## ` heading), keeping the others."""
-    text = doc.read_text() if doc.exists() else "# Benchmarks\n"
-    lines = text.splitlines()
-    try:
-        start = lines.index(section)
-    except ValueError:
-        new = text.rstrip("\n") + "\n\n" + body.rstrip("\n") + "\n"
-    else:
-        end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
-        rest = "\n".join(lines[end:])
-        new = "\n".join(lines[:start]).rstrip("\n") + ("\n\n" if start else "") + body.rstrip("\n") + "\n"
-        if rest:
-            new += "\n" + rest.rstrip("\n") + "\n"
-    doc.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(doc, new)
-
-
 def settings_text(args: argparse.Namespace) -> str:
     probe = (
         f"dice (max) + params (min) + analog_dice (max: analog Dice after 1 day of PCM drift, probe on "
@@ -823,7 +793,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=int,
         default=7,
         help="K of the progressive search (7 with b1 10: N = 25, and step 2's predicted picks start at "
-        "network 11; docs/BENCHMARKS.md)",
+        "network 11; docs/benchmarks_log.md)",
     )
     p.add_argument("--exploration", type=int, default=1, help="exploration children per step")
     p.add_argument("--b1", type=int, default=10, help="networks of step 1 (N = b1 + (B-1) K + (B-2) exploration)")
@@ -870,12 +840,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=int,
         default=8,
         help="programmings per probe: at 2, one hard-task probe moved by 0.02-0.07 Dice between two "
-        "programming draws, more than the front's cells differ (docs/BENCHMARKS.md)",
+        "programming draws, more than the front's cells differ (docs/benchmarks_log.md)",
     )
     p.add_argument("--quick", action="store_true", help="tiny settings that only check the benchmark runs")
     p.add_argument("--logs-dir", type=Path, default=None, help="run folders (default: a new temp dir); reuse to resume")
     p.add_argument("--analyse-only", action="store_true", help="only recompute the report from --logs-dir")
-    p.add_argument("--doc", type=Path, default=ROOT / "docs" / "BENCHMARKS.md")
+    p.add_argument("--doc", type=Path, default=RESULTS_LOG)
     p.add_argument(
         "--plot-prefix", type=Path, default=ROOT / "docs" / "bench_search_hv", help="plots go to <prefix>_<task>.png"
     )
@@ -902,7 +872,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    command = "python " + " ".join(shlex.quote(a) for a in [os.path.relpath(__file__, ROOT), *sys.argv[1:]])
+    command = command_line("benchmarks.search.bench_search")
     logs_dir = (args.logs_dir or Path(tempfile.mkdtemp(prefix="bench_search_"))).resolve()
     logs_dir.mkdir(parents=True, exist_ok=True)
     prepare_folder_task(args, logs_dir)
@@ -943,7 +913,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"[bench] plots: {', '.join(map(str, plots))}")
     if not args.no_doc:
         when = subprocess.run(["date", "-u"], capture_output=True, text=True).stdout.strip()
-        write_section(args.doc, section_text(args, results, plots, command, when, logs_dir, total))
+        write_section(args.doc, section_text(args, results, plots, command, when, logs_dir, total), SECTION)
         print(f"[bench] wrote the '{SECTION[3:]}' section of {args.doc}")
     return 0
 

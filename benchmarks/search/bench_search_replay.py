@@ -19,7 +19,7 @@ Per seed and the median: the replayed run's final hypervolume, its regret to the
 and every replayed or cached network of the task), the recorded baselines' regret, the networks it needs to reach
 random's final hypervolume, and its Dice-predictor Spearman on steps >= 3; then the issue-12 targets.
 
-    python benchmarks/bench_search_replay.py --logs-dir /work/bench_runs/search_e8_table --tasks hard
+    python -m benchmarks.search.bench_search_replay --logs-dir /work/bench_runs/search_e8_table --tasks hard
 """
 
 from __future__ import annotations
@@ -35,12 +35,9 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-import bench_search as B  # noqa: E402
 import numpy as np  # noqa: E402
 
+from benchmarks.search import bench_search as B  # noqa: E402
 from popnas_seg.config import RunConfig  # noqa: E402
 from popnas_seg.results import TrainingResult  # noqa: E402
 from popnas_seg.runlog.journal import Journal  # noqa: E402
