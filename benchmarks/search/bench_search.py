@@ -63,6 +63,12 @@ from popnas_seg.atomic import atomic_write_text  # noqa: E402
 from popnas_seg.config import RunConfig  # noqa: E402
 from popnas_seg.results import TrainingResult  # noqa: E402
 from popnas_seg.runlog.tables import read_csv, write_csv  # noqa: E402
+from popnas_seg.search.anytime import (  # noqa: E402
+    front_hypervolume,
+    hypervolume_curve,
+    networks_to_reach,
+    usable_results,
+)
 from popnas_seg.search.pareto import (  # noqa: E402
     maximise_flags,
     normalised_hypervolume,
@@ -328,35 +334,6 @@ def write_fixture(path: Path, logs_dir: Path, tasks: list[str], seeds: list[int]
     return write_csv(path, rows, FIXTURE_COLUMNS)
 
 
-def _usable(results: list[TrainingResult], objectives: list[str]) -> list[TrainingResult]:
-    """Networks that count for the front: trained fine, and probed when analog Dice is an objective."""
-    ok = [r for r in results if r.status == "ok"]
-    if "analog_dice" in objectives:
-        ok = [r for r in ok if r.analog_dice is not None]
-    return ok
-
-
-def front_hv(results: list[TrainingResult], objectives: list[str], reference: np.ndarray) -> float:
-    usable = _usable(results, objectives)
-    if not usable:
-        return 0.0
-    values, _ = objective_matrix(usable, objectives)
-    return float(normalised_hypervolume(values, objectives, reference))
-
-
-def hv_curve(results: list[TrainingResult], objectives: list[str], reference: np.ndarray) -> list[float]:
-    """Normalised hypervolume of the measured front over the first k networks, k = 1..len(results)."""
-    return [front_hv(results[:k], objectives, reference) for k in range(1, len(results) + 1)]
-
-
-def networks_to_reach(curve: list[float], target: float) -> int | None:
-    """Smallest k whose prefix hypervolume reaches `target` (None: never)."""
-    for k, hv in enumerate(curve, start=1):
-        if hv >= target - 1e-12:
-            return k
-    return None
-
-
 def one_sided_mwu(a: list[float], b: list[float]) -> float | None:
     """p-value of Mann-Whitney U that `a` tends to be larger than `b` (None with fewer than 2 values each)."""
     if len(a) < 2 or len(b) < 2:
@@ -406,23 +383,23 @@ def analyse_task(args: argparse.Namespace, logs_dir: Path, task: str, seeds: lis
     cfg = RunConfig.model_validate(build_config(args, task, "progressive", seeds[0], None))
     input_shape = (args.size, args.size, cfg.dataset.generated_channels)
     runs = {seed: {s: load_run(logs_dir, task, s, seed) for s in STRATEGIES} for seed in seeds}
-    everything = [r for by in runs.values() for run in by.values() for r in _usable(run.results, objectives)]
+    everything = [r for by in runs.values() for run in by.values() for r in usable_results(run.results, objectives)]
     values, _ = objective_matrix(everything, objectives)
     # ONE reference point for every run of the task: the params bound comes from the search space, not from
     # what a strategy happened to train
     reference = run_reference_point(objectives, cfg, values, input_shape, cfg.dataset.classes_count)
-    union_hv = front_hv(everything, objectives, reference)
+    union_hv = front_hypervolume(everything, objectives, reference)
     union_front = int(pareto_mask(values, maximise_flags(objectives)).sum()) if everything else 0
     for by in runs.values():
         for run in by.values():
-            run.hv_curve = hv_curve(run.results, objectives, reference)
+            run.hv_curve = hypervolume_curve(run.results, objectives, reference)
 
     per_seed = []
     for seed, by in runs.items():
         rand = by["random"]
         # the runs of one seed share its data and network seeds, so a cell scores the same in each: their union
         # front is the best known front of what this seed's runs could measure
-        seed_union = front_hv([r for run in by.values() for r in run.results], objectives, reference)
+        seed_union = front_hypervolume([r for run in by.values() for r in run.results], objectives, reference)
         row: dict[str, Any] = {"seed": seed, "N": by["progressive"].n, "seed_union_hv": seed_union}
         for s in STRATEGIES:
             run = by[s]
@@ -529,7 +506,10 @@ def regret_sources(
     would gain by adding it (median over seeds): where a strategy's regret comes from (a corner it never drew,
     or the top of the front at some size)."""
     trained = [
-        (s, seed, r) for seed, by in runs.items() for s, run in by.items() for r in _usable(run.results, objectives)
+        (s, seed, r)
+        for seed, by in runs.items()
+        for s, run in by.items()
+        for r in usable_results(run.results, objectives)
     ]
     if not trained:
         return []
@@ -544,7 +524,7 @@ def regret_sources(
     own: dict[str, list[tuple[np.ndarray, float]]] = {s: [] for s in STRATEGIES}
     for by in runs.values():
         for s in STRATEGIES:
-            mine, _ = objective_matrix(_usable(by[s].results, objectives), objectives)
+            mine, _ = objective_matrix(usable_results(by[s].results, objectives), objectives)
             own[s].append((mine, normalised_hypervolume(mine, objectives, reference)))
     rows = []
     for key in sorted(points, key=lambda k: (k[objectives.index("params")] if "params" in objectives else 0, k)):

@@ -57,6 +57,7 @@ from popnas_seg.config import RunConfig  # noqa: E402
 from popnas_seg.results import TrainingResult  # noqa: E402
 from popnas_seg.runlog.journal import Journal  # noqa: E402
 from popnas_seg.runlog.tables import read_csv  # noqa: E402
+from popnas_seg.search.anytime import usable_results  # noqa: E402
 from popnas_seg.search.pareto import (  # noqa: E402
     greedy_hypervolume_selection,
     maximise_flags,
@@ -186,7 +187,7 @@ def test_split_trainer(cfg: RunConfig, folder: Path) -> Train:
 
 # ------------------------------------------------------------------------------------------ scoring (pure)
 def usable(results: Sequence[TrainingResult], objectives: Sequence[str]) -> list[TrainingResult]:
-    return B._usable(list(results), list(objectives))
+    return usable_results(list(results), list(objectives))
 
 
 def front_encodings(results: Sequence[TrainingResult], objectives: Sequence[str]) -> list[str]:

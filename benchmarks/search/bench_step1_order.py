@@ -30,6 +30,7 @@ import numpy as np  # noqa: E402
 from benchmarks.search import bench_search as B  # noqa: E402
 from popnas_seg.config import RunConfig  # noqa: E402
 from popnas_seg.results import TrainingResult  # noqa: E402
+from popnas_seg.search.anytime import front_hypervolume, hypervolume_curve, networks_to_reach  # noqa: E402
 from popnas_seg.search.pareto import greedy_hypervolume_selection, maximise_flags  # noqa: E402
 from popnas_seg.search.strategies import ProgressiveStrategy  # noqa: E402
 from popnas_seg.search_space.encoding import Cell  # noqa: E402
@@ -85,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
         sizes, oracle = [], []
         for seed in args.seeds:
             progressive = B.load_run(args.logs_dir, task, "progressive", seed).results
-            target = B.front_hv(B.load_run(args.logs_dir, task, "random", seed).results, OBJECTIVES, reference)
+            target = front_hypervolume(B.load_run(args.logs_dir, task, "random", seed).results, OBJECTIVES, reference)
             step1 = [r for r in progressive if r.step == 1]
             later = [r for r in progressive if r.step > 1]
             sizes.append(len(progressive))
@@ -93,14 +94,14 @@ def main(argv: list[str] | None = None) -> int:
             def first_reach(
                 order: list[TrainingResult], later: list[TrainingResult] = later, reference=reference, target=target
             ) -> int | None:
-                return B.networks_to_reach(B.hv_curve(order + later, OBJECTIVES, reference), target)
+                return networks_to_reach(hypervolume_curve(order + later, OBJECTIVES, reference), target)
 
             reach["recorded (bisection)"].append(first_reach(step1))
             # an oracle bound: does ANY order of these step-1 cells reach it within 50 % of N?
             k = min(len(step1), math.floor(B.TARGET_FRACTION * len(progressive)))
             oracle.append(
                 any(
-                    B.front_hv(list(subset), OBJECTIVES, reference) >= target - 1e-12
+                    front_hypervolume(list(subset), OBJECTIVES, reference) >= target - 1e-12
                     for subset in itertools.combinations(step1, k)
                 )
             )
