@@ -98,3 +98,9 @@ def test_nu_variants_drop_the_device_spread_only():
     assert torch.allclose(nu, torch.tensor([0.0851, 0.0494, 0.049, 0.049, 0.049]), atol=1e-3)
     assert torch.equal(uniform.generate_drift_coefficients(g), torch.full_like(g, B.NU_UNIFORM))
     assert type(mean).apply_programming_noise_to_conductance is type(full).apply_programming_noise_to_conductance
+
+
+def test_hwa_variants_are_valid_analog_settings():
+    assert B.hwa_overrides("8") == {"hwa_epochs": 8}
+    mult = AnalogConfig.model_validate(B.hwa_overrides("2-mult0.2"))
+    assert (mult.hwa_epochs, mult.hwa_noise_type, mult.hwa_noise_std) == (2, "multiplicative", 0.2)

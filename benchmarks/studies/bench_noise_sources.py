@@ -29,11 +29,12 @@ stds at 1 s and 1 year are over the same chips), column mapping, without HWA, un
 `no nu spread` (each device's drift exponent nu at the PCM model's conductance-dependent mean, no
 device-to-device spread); `uniform nu` (one nu for all devices: drift is then a single factor per tile that
 global compensation undoes); `no prog noise`; `no read noise`; `no out noise`; `no drift compensation`.
-`--hwa-epochs E ...` then runs the finalists' HWA job for E epochs and scores before / after HWA at the same
-times (<net>.spread.json, <net>.hwa<E>.json). `small` is a 3,450-param cell, `cell` the 13k finalist:
+`--hwa V ...` then runs the finalists' HWA job per variant V ("E": E epochs; "E-multS": E epochs of
+multiplicative weight noise of std S, drift-like) and scores before / after HWA at the same times
+(<net>.spread.json, <net>.hwa<V>.json). `small` is a 3,450-param cell, `cell` the 13k finalist:
 
     python -m benchmarks.studies.bench_noise_sources OUT --spread --seeds 1 --networks small cell unet \
-        --repetitions 8 --hwa-epochs 2 8 --threads 1
+        --repetitions 24 --hwa 2 8 2-mult0.2 --threads 1
 """
 
 from __future__ import annotations
@@ -262,9 +263,19 @@ def score_spread(unit: Path, net: str, seed: int, repetitions: int) -> dict[str,
     return result
 
 
-def hwa_unit(unit: Path, data_name: str, seed: int, net: str, epochs: int, repetitions: int) -> Path:
-    """The finalists' HWA (analog/drift.py, its worker) of the exported `net` for `epochs` epochs, then the
-    no-HWA and HWA drift curves at SPREAD_TIMES over `repetitions` programmings (no digital control)."""
+def hwa_overrides(variant: str) -> dict[str, Any]:
+    """The analog settings of an HWA variant: "E" (E epochs, the default additive noise) or "E-multS" (E epochs
+    of multiplicative noise of std S: `analog.hwa_noise_type` multiplicative, `hwa_noise_std` S)."""
+    epochs, _, noise = variant.partition("-mult")
+    out: dict[str, Any] = {"hwa_epochs": int(epochs)}
+    if noise:
+        out.update(hwa_noise_type="multiplicative", hwa_noise_std=float(noise))
+    return out
+
+
+def hwa_unit(unit: Path, data_name: str, seed: int, net: str, variant: str, repetitions: int) -> Path:
+    """The finalists' HWA (analog/drift.py, its worker) of the exported `net` under `variant` (`hwa_overrides`),
+    then the no-HWA and HWA drift curves at SPREAD_TIMES over `repetitions` programmings (no digital control)."""
     from popnas_seg.analog.drift import hwa_and_drift
     from popnas_seg.atomic import atomic_write_json
     from popnas_seg.data.pipeline import load_data
@@ -273,8 +284,8 @@ def hwa_unit(unit: Path, data_name: str, seed: int, net: str, epochs: int, repet
     overrides = {
         "eval_times": SPREAD_TIMES,
         "repetitions": repetitions,
-        "hwa_epochs": epochs,
         "hwa_digital_control": False,
+        **hwa_overrides(variant),
     }
     cfg = bench_analog._study_config(data_name, unit.parent.parent, seed, overrides)
     data = load_data(cfg.dataset, seed)
@@ -290,7 +301,7 @@ def hwa_unit(unit: Path, data_name: str, seed: int, net: str, epochs: int, repet
         cfg.analog,
         data.classes_count,
         data.ignore_class,
-        unit / f"{net}.hwa{epochs}.scratch",
+        unit / f"{net}.hwa{variant}.scratch",
         seed + 1000,
         cfg.dataset.batch_size,
         class_weights=getattr(data, "class_weights", None),
@@ -302,12 +313,12 @@ def hwa_unit(unit: Path, data_name: str, seed: int, net: str, epochs: int, repet
         val_y=val_y,
         steps_per_epoch=hp.steps_per_epoch,
     )
-    path = unit / f"{net}.hwa{epochs}.json"
+    path = unit / f"{net}.hwa{variant}.json"
     atomic_write_json(
         path,
         {
             "times": report.times,
-            "hwa_epochs": epochs,
+            "variant": variant,
             "hwa_best_epoch": report.hwa_best_epoch,
             "before_hwa": report.before_hwa.dice,
             "after_hwa": report.after_hwa.dice if report.after_hwa else None,
@@ -348,8 +359,8 @@ def report_spread(out: Path) -> None:
                 f"| {net} | {r['params']:,} | {ablation} | {len(dice[0])} | " + " | ".join(cells) + f" | {ratio:.1f} |"
             )
     if hwa:
-        print("\nHWA (finalists' job, `hwa_epochs` epochs): mean ± std over programmings\n")
-        print("| network | HWA epochs (best) | variant | " + " | ".join(labels) + " | ratio 1 y / 1 s |")
+        print("\nHWA (the finalists' job): mean ± std over programmings\n")
+        print("| network | HWA variant (best epoch) | weights | " + " | ".join(labels) + " | ratio 1 y / 1 s |")
         print("|" + " --- |" * (4 + len(labels)))
         for path in hwa:
             r = json.loads(path.read_text())
@@ -360,7 +371,7 @@ def report_spread(out: Path) -> None:
                 means, stds, ratio = _std_ratio(r[variant])
                 cells = [f"{m:.3f} ± {sd:.4f}" for m, sd in zip(means, stds, strict=True)]
                 print(
-                    f"| {net} | {r['hwa_epochs']} ({r['hwa_best_epoch']}) | {variant} | "
+                    f"| {net} | {r['variant']} ({r['hwa_best_epoch']}) | {variant} | "
                     + " | ".join(cells)
                     + f" | {ratio:.1f} |"
                 )
@@ -399,7 +410,7 @@ def _stages(args: argparse.Namespace, unit: Path, net: str) -> list[tuple[str, s
     stages = [("train", "-", unit / f"{net}.json")]
     if args.spread:
         stages.append(("spread", "-", unit / f"{net}.spread.json"))
-        stages += [("hwa", str(e), unit / f"{net}.hwa{e}.json") for e in args.hwa_epochs]
+        stages += [("hwa", v, unit / f"{net}.hwa{v}.json") for v in args.hwa]
     else:
         stages += [("score", ws, unit / f"{net}.noise.{ws}.json") for ws in args.weight_scaling]
     return stages
@@ -435,7 +446,10 @@ def main(argv: list[str] | None = None) -> int:
         help="issue 34: std over programmings at SPREAD_TIMES under SPREAD_ABLATIONS (column mapping), then HWA",
     )
     parser.add_argument(
-        "--hwa-epochs", type=int, nargs="*", default=[], help="with --spread: HWA runs of these many epochs"
+        "--hwa",
+        nargs="*",
+        default=[],
+        help='with --spread: HWA variants, "E" epochs or "E-multS" (multiplicative noise S)',
     )
     parser.add_argument("--threads", type=int, default=0, help="CPU threads (0: all)")
     parser.add_argument("--report", action="store_true", help="print the table only")
@@ -449,7 +463,7 @@ def main(argv: list[str] | None = None) -> int:
             if kind == "train":
                 train_unit(args.out, data_name, int(seed), net)
             else:
-                hwa_unit(unit, data_name, int(seed), net, int(arg), args.repetitions)
+                hwa_unit(unit, data_name, int(seed), net, arg, args.repetitions)
         else:
             import torch
 
