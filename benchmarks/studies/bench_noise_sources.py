@@ -100,11 +100,11 @@ SPREAD_TIMES = [1.0, 3600.0, bench_analog.DAY_S, bench_analog.MONTH_S, bench_ana
 SPREAD_ABLATIONS = [
     "full",
     "no nu spread",
-    "uniform nu",
     "no prog noise",
     "no read noise",
     "no out noise",
     "no drift compensation",
+    "uniform nu",
 ]
 NU_UNIFORM = 0.06  # one drift exponent for every device: inside the model's per-device mean range 0.049-0.1
 
