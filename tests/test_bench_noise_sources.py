@@ -104,3 +104,11 @@ def test_hwa_variants_are_valid_analog_settings():
     assert B.hwa_overrides("8") == {"hwa_epochs": 8}
     mult = AnalogConfig.model_validate(B.hwa_overrides("2-mult0.2"))
     assert (mult.hwa_epochs, mult.hwa_noise_type, mult.hwa_noise_std) == (2, "multiplicative", 0.2)
+
+
+def test_std_ratio_is_last_over_first_time_with_an_interval_around_it():
+    first = [0.90, 0.91, 0.92, 0.93, 0.94, 0.95, 0.96, 0.97]
+    last = [0.8 + 3 * (v - 0.9) for v in first]  # three times the spread of the same chips
+    means, stds, ratio, (low, high) = B._std_ratio([first, last])
+    assert means == pytest.approx([0.935, 0.905]) and stds[1] == pytest.approx(3 * stds[0])
+    assert ratio == pytest.approx(3.0) and low == pytest.approx(3.0) and high == pytest.approx(3.0)
