@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from popnas_seg.config import ArchitectureConfig, RunConfig
-from popnas_seg.evaluation.evaluator import UNET_ENCODING, NetworkEvaluator, NetworkJob
+from popnas_seg.evaluation.evaluator import UNET_ENCODING, NetworkEvaluator, Trial
 from popnas_seg.results import TrainingResult
 
 ARCH = ArchitectureConfig(filters=2, motifs=1, normal_cells_per_motif=0)
@@ -61,7 +61,7 @@ def _evaluator(tmp_path: Path, status: str = "ok") -> tuple[NetworkEvaluator, li
     return evaluator, order, trainer
 
 
-def _job(tmp_path: Path, **kw: Any) -> NetworkJob:
+def _job(tmp_path: Path, **kw: Any) -> Trial:
     fields = dict(
         network_id=7,
         encoding=ENCODING,
@@ -72,7 +72,7 @@ def _job(tmp_path: Path, **kw: Any) -> NetworkJob:
         step=2,
     )
     fields.update(kw)
-    return NetworkJob(**fields)
+    return Trial(**fields)
 
 
 def test_a_job_is_plain_picklable_data(tmp_path: Path) -> None:

@@ -70,8 +70,11 @@ class StepFinished(Event):
 
 
 class NetworkStarted(Event):
+    """One attempt at training a network (runlog/trials.py); journals from before `attempt` count the lines."""
+
     network_id: int
     step: int
+    attempt: int = 1
 
 
 class NetworkFinished(Event):
