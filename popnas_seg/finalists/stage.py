@@ -32,7 +32,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -41,6 +41,11 @@ from popnas_seg.config import ArchitectureConfig, RunConfig
 from popnas_seg.evaluation.evaluator import UNET_ENCODING, NetworkEvaluator, Trial
 from popnas_seg.finalists.selection import macro_variants, select_finalists
 from popnas_seg.results import TrainingResult, backfill_analog_scores
+
+if TYPE_CHECKING:
+    from popnas_seg.data.pipeline import SegmentationData
+    from popnas_seg.runlog.folder import RunFolder
+    from popnas_seg.training.trainer import Trainer
 
 UNET = "unet"
 SAMPLE_IMAGES = 4
@@ -77,13 +82,15 @@ class _Finalist:
 class FinalistsStage:
     """Runs or resumes the finalists stage of one run folder (see the module docstring for the sub-steps)."""
 
-    def __init__(self, run: Any, config: RunConfig, data: Any, logger: logging.Logger | None = None) -> None:
+    def __init__(
+        self, run: RunFolder, config: RunConfig, data: SegmentationData, logger: logging.Logger | None = None
+    ) -> None:
         self.run = run
         self.config = config
         self.data = data
         self.log = logger or logging.getLogger("popnas_seg")
         self.final_dir = Path(run.final_dir)
-        self._trainer: Any = None
+        self._trainer: Trainer | None = None
         self._network_evaluator: NetworkEvaluator | None = None
         self._test: tuple[np.ndarray, np.ndarray] | None = None
         self._train: tuple[np.ndarray, np.ndarray] | None = None
@@ -96,7 +103,8 @@ class FinalistsStage:
         events = self._events(kind, **match)
         return events[-1] if events else None
 
-    def _trainer_(self) -> Any:
+    def _trainer_(self) -> Trainer:
+        """The stage's one trainer (model selection and final training alike), the evaluator's factory."""
         if self._trainer is None:
             from popnas_seg.training.trainer import Trainer
 
@@ -663,7 +671,9 @@ class FinalistsStage:
             self.log.warning("%s", warning)
 
 
-def run_finalists(run: Any, config: RunConfig, data: Any, logger: logging.Logger | None = None) -> list[dict[str, Any]]:
+def run_finalists(
+    run: RunFolder, config: RunConfig, data: SegmentationData, logger: logging.Logger | None = None
+) -> list[dict[str, Any]]:
     """Run or resume the finalists stage of `run`; returns the rows of final/finalists.csv."""
     return FinalistsStage(run, config, data, logger).run_stage()
 
