@@ -261,9 +261,10 @@ class SearchRunner:
             executor = self._executor_()
             attempts = trial_attempts(self.run.journal.events("network_started"))
             running: set[int] = set()
-            if executor.slots > 1:
+            pool = not isinstance(executor, InProcessExecutor)  # several at once: a line per result too
+            if pool:
                 self.log.info(
-                    "step %d | %d networks on %d workers | %d/%d done",
+                    "step %d | %d networks on %d Ray workers | %d/%d done",
                     step,
                     len(todo),
                     executor.slots,
@@ -284,6 +285,19 @@ class SearchRunner:
                 running.discard(trial.network_id)
                 finished[result.network_id] = result
                 self._progress.network_done(trial_blocks(trial.encoding))  # with workers: the pool's pace
+                if pool:
+                    eta_step, eta_search = self._etas(step)
+                    self.log.info(
+                        "step %d | network id %d (%s) %s finished | %d/%d done | ETA step %s, search %s",
+                        step,
+                        trial.network_id,
+                        trial.origin,
+                        trial.encoding,
+                        len(finished),
+                        self._progress.planned_total,
+                        eta_step,
+                        eta_search,
+                    )
                 self._write_results_csv(finished)
                 self._log_result(result, finished)
         return {t.network_id: finished[t.network_id] for t in trials}
@@ -294,11 +308,14 @@ class SearchRunner:
             self._finished = self.finished_results()
         return self._finished
 
+    def _etas(self, step: int) -> tuple[str, str]:
+        """(this step, whole search) remaining time as text; "?" for trials outside a planned step."""
+        if step not in self._planned:
+            return "?", "?"
+        return self._progress.etas(self.config, step, self._planned, self._finished_so_far())
+
     def _log_start(self, step: int, trial: Trial, position: int, attempt: int) -> None:
-        if step in self._planned:
-            eta_step, eta_search = self._progress.etas(self.config, step, self._planned, self._finished_so_far())
-        else:  # trials outside a planned step: no ETA model for them
-            eta_step = eta_search = "?"
+        eta_step, eta_search = self._etas(step)
         self.log.info(
             "step %d | network %d/%d (id %d, %s, %d blocks) %s | ETA step %s, search %s%s",
             step,
