@@ -118,3 +118,44 @@ def test_the_unet_encoding_builds_the_baseline(tmp_path: Path) -> None:
     result = evaluator.evaluate(_job(tmp_path, encoding=UNET_ENCODING, save=False))
     assert result.params == unet_params(ARCH, 1, 2) and result.flops == unet_flops(ARCH, (8, 8, 1), 2)
     assert result.blocks == 0
+
+
+def test_final_training_is_a_trial_warm_started_tested_and_saved_where_asked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The finalists' final training through the same unit of work: weights loaded before training, no fresh
+    draw, the start counted as epoch 0, whole test images scored, the any-size model saved at `model_path`."""
+    from popnas_seg.analog import export as export_module
+
+    evaluator, order, trainer = _evaluator(tmp_path)
+    trainer.evaluate = lambda model, split="val": order.append(f"evaluate {split}") or {"dice": 0.8, "miou": 0.7}
+    saved: list[str] = []
+    monkeypatch.setattr(export_module, "save_keras", lambda model, path: saved.append(str(path)))
+    original = evaluator.build
+
+    def build(encoding: str, arch: ArchitectureConfig) -> tuple[Any, int]:
+        model, flops = original(encoding, arch)
+        model.load_weights = lambda path: order.append(f"load {Path(path).name}")
+        return model, flops
+
+    evaluator.build = build  # type: ignore[method-assign]
+    start = tmp_path / "selection" / "model.keras"
+    trial = _job(
+        tmp_path,
+        out_dir=str(tmp_path / "final" / "training"),
+        epochs=5,
+        early_stopping_patience=2,
+        warm_start=str(start),
+        keep_initial=True,
+        test=True,
+        model_path=str(tmp_path / "final" / "model.keras"),
+    )
+    result = evaluator.evaluate(trial)
+    assert order == ["trainer", "build", "load model.keras", "train", "evaluate test"]
+    call = trainer.calls[0]
+    assert (call["reinitialize"], call["keep_initial"], call["early_stopping_patience"]) == (False, True, 2)
+    assert (result.extra["test_dice"], result.extra["test_miou"]) == (0.8, 0.7)
+    assert saved == [trial.model_path] and not (tmp_path / "final" / "training" / "model.keras").exists()
+    fresh = evaluator.evaluate(_job(tmp_path, network_id=8, out_dir=str(tmp_path / "net8")))
+    assert trainer.calls[1]["reinitialize"] and not trainer.calls[1]["keep_initial"]
+    assert "test_dice" not in fresh.extra

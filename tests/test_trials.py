@@ -117,3 +117,20 @@ def test_run_trials_journals_attempts_and_skips_finished_trials(
         assert "Search networks: 3 finished" in summary_text(run.path)
     finally:
         run.close()
+
+
+def test_export_check_equivalence_rule() -> None:
+    """The export is equivalent only within both max-difference bounds and the Dice tolerance (NaN = NaN)."""
+    import math
+
+    import numpy as np
+
+    from popnas_seg.analog.export import EQUIVALENCE_MAX_ABS_DIFF, ExportCheck
+
+    def check(diff: float, ort: float, keras: float, torch: float) -> bool:
+        return ExportCheck(diff, ort, keras, torch, 1.0, np.zeros(1)).equivalent
+
+    assert check(0.0, 0.0, 0.5, 0.5) and check(0.0, 0.0, math.nan, math.nan)
+    assert not check(2 * EQUIVALENCE_MAX_ABS_DIFF, 0.0, 0.5, 0.5)
+    assert not check(0.0, 2 * EQUIVALENCE_MAX_ABS_DIFF, 0.5, 0.5)
+    assert not check(0.0, 0.0, 0.5, 0.6) and not check(0.0, 0.0, 0.5, math.nan)
