@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 Status = Literal["ok", "nan", "failed"]
@@ -17,6 +17,9 @@ class TrainingResult:
     `analog_dice` / `analog_dice_std` are the probe's mean and std of Dice over programmings at the horizon;
     `analog_score` is the risk-aware objective the search ranks on (mean - analog.risk_k x std). Rows of runs
     from before the risk-aware probe have no score: `analog_objective` falls back to their mean.
+
+    The fields after `step` (`DIAGNOSTICS`) say how the row came about; None where not measured. They are kept
+    in the journal (under its `extra` key, as runs have always written them), never in the CSVs.
     """
 
     network_id: int
@@ -37,7 +40,27 @@ class TrainingResult:
     analog_coverage: float | None = None
     origin: str = ""
     step: int = 0
-    extra: dict[str, Any] = field(default_factory=dict)
+    # training (training/trainer.py); `error` also for a network whose worker died (evaluation/parallel.py)
+    error: str | None = None
+    traceback: str | None = None
+    epoch_times_s: list[float] | None = None
+    best_epoch: int | None = None  # 1-based; 0: no epoch beat the weights training started from
+    start_val_dice: float | None = None  # validation Dice of the weights training started from (if kept)
+    nan_at_epoch: int | None = None  # a NaN loss after a kept start: the best weights so far stay
+    failed_fold: int | None = None
+    folds: int | None = None  # k-fold: the per-fold values behind the means
+    fold_dice: list[float] | None = None
+    fold_miou: list[float] | None = None
+    fold_epochs: list[int] | None = None
+    # a trial with `test` (evaluation/evaluator.py): whole test images, tiled like `predict`
+    test_dice: float | None = None
+    test_miou: float | None = None
+    # the analog probe (evaluation/evaluator.py)
+    probe_digital_dice: float | None = None  # Keras Dice on the probe's images
+    probe_digital_dice_torch: float | None = None  # the converted torch network's Dice on the same images
+    probe_error: str | None = None  # why the probe left the analog columns empty
+    probe_time_s: float | None = None
+    digital_layers: list[str] | None = None
 
     COLUMNS = (
         "network_id",
@@ -65,16 +88,41 @@ class TrainingResult:
         """The search's analog objective: the risk-aware score, else (older rows) the mean analog Dice."""
         return self.analog_dice if self.analog_score is None else self.analog_score
 
+    DIAGNOSTICS = (
+        "error",
+        "traceback",
+        "epoch_times_s",
+        "best_epoch",
+        "start_val_dice",
+        "nan_at_epoch",
+        "failed_fold",
+        "folds",
+        "fold_dice",
+        "fold_miou",
+        "fold_epochs",
+        "test_dice",
+        "test_miou",
+        "probe_digital_dice",
+        "probe_digital_dice_torch",
+        "probe_error",
+        "probe_time_s",
+        "digital_layers",
+    )
+
     def to_row(self) -> dict[str, Any]:
-        """Flat dict for CSV / JSON (the `extra` dict is dropped from CSVs, kept in the journal)."""
+        """Flat dict for CSV / JSON (the diagnostics are dropped from CSVs, kept in the journal)."""
         return {k: getattr(self, k) for k in self.COLUMNS}
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """The journal's form: the row plus origin/step, and the diagnostics that were set under `extra`."""
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in self.DIAGNOSTICS}
+        out["extra"] = {k: getattr(self, k) for k in self.DIAGNOSTICS if getattr(self, k) is not None}
+        return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainingResult:
-        """Inverse of `to_dict`/`to_row`; tolerant of CSV strings and empty cells."""
+        """Inverse of `to_dict`/`to_row`; tolerant of CSV strings and empty cells. Diagnostics are read from
+        `extra`; keys there that no field holds (none were ever written) are dropped."""
 
         def num(v: Any, kind: type) -> Any:
             if v is None or v == "" or (isinstance(v, float) and math.isnan(v) and kind is not float):
@@ -100,7 +148,7 @@ class TrainingResult:
             analog_score=num(data.get("analog_score"), float),
             origin=str(data.get("origin", "") or ""),
             step=num(data.get("step", 0), int) or 0,
-            extra=dict(data.get("extra") or {}),
+            **{k: v for k, v in (data.get("extra") or {}).items() if k in cls.DIAGNOSTICS},
         )
 
 

@@ -108,7 +108,7 @@ def test_nothing_is_saved_for_a_failed_network_or_when_not_asked(tmp_path: Path,
     result = evaluator.evaluate(_job(tmp_path, save=save, probe=status == "failed"))
     assert result.status == status
     assert not (tmp_path / "net7" / "model.keras").exists()
-    assert "probe_digital_dice" not in result.extra
+    assert result.probe_digital_dice is None
 
 
 def test_the_unet_encoding_builds_the_baseline(tmp_path: Path) -> None:
@@ -154,8 +154,8 @@ def test_final_training_is_a_trial_warm_started_tested_and_saved_where_asked(
     assert order == ["trainer", "build", "load model.keras", "train", "evaluate test"]
     call = trainer.calls[0]
     assert (call["reinitialize"], call["keep_initial"], call["early_stopping_patience"]) == (False, True, 2)
-    assert (result.extra["test_dice"], result.extra["test_miou"]) == (0.8, 0.7)
+    assert (result.test_dice, result.test_miou) == (0.8, 0.7)
     assert saved == [trial.model_path] and not (tmp_path / "final" / "training" / "model.keras").exists()
     fresh = evaluator.evaluate(_job(tmp_path, network_id=8, out_dir=str(tmp_path / "net8")))
     assert trainer.calls[1]["reinitialize"] and not trainer.calls[1]["keep_initial"]
-    assert "test_dice" not in fresh.extra
+    assert fresh.test_dice is None and "test_dice" not in fresh.to_dict()["extra"]

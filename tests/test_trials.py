@@ -14,6 +14,7 @@ from popnas_seg.config import config_from_dict
 from popnas_seg.evaluation.evaluator import Trial
 from popnas_seg.evaluation.executor import InProcessExecutor
 from popnas_seg.results import TrainingResult
+from popnas_seg.runlog.events import NetworkStarted, PlannedNetwork, StepPlanned
 from popnas_seg.runlog.folder import RunFolder
 from popnas_seg.runlog.trials import TrialStatus, trial_attempts, trial_states
 from popnas_seg.search.runner import SearchRunner
@@ -100,17 +101,17 @@ def test_run_trials_journals_attempts_and_skips_finished_trials(
     try:
         journal = run.journal
         nets = [{"network_id": i + 1, "encoding": c, "origin": "b1", "blocks": 1} for i, c in enumerate(CELLS)]
-        journal.append("step_planned", step=1, networks=nets, predicted_times=None)
+        journal.append(StepPlanned(step=1, networks=[PlannedNetwork(**n) for n in nets]))
         runner = SearchRunner(run, config, FakeData(), logging.getLogger("test"))
         first = runner.run_trials(1, [runner.search_trial(nets[0], 1)])
-        journal.append("network_started", network_id=2, encoding=CELLS[1], step=1)  # an old-style, killed attempt
+        journal.append(NetworkStarted(network_id=2, encoding=CELLS[1], step=1))  # a killed attempt
         assert trial_states(journal.events())[2] is TrialStatus.RUNNING
 
         resumed = SearchRunner(run, config, FakeData(), logging.getLogger("test"))
         results = resumed.run_trials(1, [resumed.search_trial(n, 1) for n in nets])
         assert trained == [1, 2, 3] and sorted(results) == [1, 2, 3] and results[1] == first[1]
-        started = journal.events("network_started")
-        assert [(e["network_id"], e.get("attempt")) for e in started] == [(1, 1), (2, None), (2, 2), (3, 1)]
+        started = journal.events(NetworkStarted)
+        assert [(e["network_id"], e["attempt"]) for e in started] == [(1, 1), (2, 1), (2, 2), (3, 1)]
         assert set(trial_states(journal.events()).values()) == {TrialStatus.FINISHED}
         rows = (run.csv_dir / "training_results.csv").read_text().splitlines()
         assert len(rows) == 1 + 3

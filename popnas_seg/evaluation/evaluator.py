@@ -42,7 +42,7 @@ class Trial:
     config's training budget. `warm_start`: a .keras file whose weights training continues from (instead of
     fresh weights drawn under `seed`); with `keep_initial` those weights count as epoch 0, so the trial never
     hands back a network worse on validation than the one it started from. `test` scores whole test images
-    (tiled like `predict`) into `extra["test_dice"]`/`extra["test_miou"]`. `save` writes out_dir/model.keras
+    (tiled like `predict`) into the result's `test_dice`/`test_miou`. `save` writes out_dir/model.keras
     (and model.weights.h5 when `others.save_children_weights`), or with `model_path` the any-size, uncompiled
     model there instead (the deliverable of final training); `probe` runs the analog probe with `probe_seed`
     on the first `analog.probe_images` validation images.
@@ -170,8 +170,7 @@ class NetworkEvaluator:
         if result.status == "ok":
             if trial.test:
                 test = trainer.evaluate(model, split="test")  # whole test images, tiled like `predict`
-                result.extra["test_dice"] = float(test["dice"])
-                result.extra["test_miou"] = float(test["miou"])
+                result.test_dice, result.test_miou = float(test["dice"]), float(test["miou"])
             if trial.save:
                 self._save_model(model, out_dir, trial.model_path)
             if trial.probe:
@@ -221,7 +220,7 @@ class NetworkEvaluator:
                     batch_size=batch,
                 )["dice"]
             )
-        result.extra["probe_digital_dice"] = digital
+        result.probe_digital_dice = digital
         try:
             onnx_path = keras_to_onnx(model, out_dir / "model.onnx")
             probe = probe_analog(
@@ -238,7 +237,7 @@ class NetworkEvaluator:
             )
         except Exception as exc:  # the probe must never kill the search: the row records why it is empty
             self.log.warning("analog probe of network %d failed: %s", result.network_id, exc)
-            result.extra["probe_error"] = str(exc)
+            result.probe_error = str(exc)
             return
         result.analog_dice = float(probe.analog_dice_mean)
         result.analog_dice_std = float(probe.analog_dice_std)
@@ -249,7 +248,7 @@ class NetworkEvaluator:
         result.analog_coverage = None if frac is None else float(frac)
         torch_dice = probe.digital_dice_torch
         if torch_dice is not None:
-            result.extra["probe_digital_dice_torch"] = float(torch_dice)
+            result.probe_digital_dice_torch = float(torch_dice)
             if abs(float(torch_dice) - digital) > PROBE_DICE_TOLERANCE:
                 self.log.warning(
                     "network %d: the converted torch network scores digital Dice %.4f, Keras %.4f (difference "
@@ -260,5 +259,5 @@ class NetworkEvaluator:
                     abs(float(torch_dice) - digital),
                     PROBE_DICE_TOLERANCE,
                 )
-        result.extra["probe_time_s"] = float(probe.time_s)
-        result.extra["digital_layers"] = [str(d) for d in coverage.get("digital_layers", [])]
+        result.probe_time_s = float(probe.time_s)
+        result.digital_layers = [str(d) for d in coverage.get("digital_layers", [])]

@@ -165,7 +165,7 @@ def failed_result(job: Trial, reason: str, input_channels: int, classes_count: i
         status="failed",
         origin=job.origin,
         step=job.step,
-        extra={"error": reason},
+        error=reason,
     )
 
 

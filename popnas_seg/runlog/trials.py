@@ -12,6 +12,8 @@ from collections.abc import Iterable
 from enum import StrEnum
 from typing import Any
 
+from popnas_seg.runlog.events import NetworkFinished, NetworkStarted, StepPlanned
+
 __all__ = ["TrialStatus", "trial_attempts", "trial_states"]
 
 
@@ -30,7 +32,7 @@ def trial_attempts(events: Iterable[dict[str, Any]]) -> dict[int, int]:
     """network id -> attempts started so far (`network_started` events; their `attempt` when written)."""
     attempts: dict[int, int] = {}
     for e in events:
-        if e.get("event") == "network_started":
+        if e.get("event") == NetworkStarted.kind:
             nid = int(e["network_id"])
             attempts[nid] = max(attempts.get(nid, 0) + 1, int(e.get("attempt", 0)))
     return attempts
@@ -42,14 +44,14 @@ def trial_states(events: Iterable[dict[str, Any]]) -> dict[int, TrialStatus]:
     started: dict[int, int] = {}
     for e in events:
         kind = e.get("event")
-        if kind == "step_planned":
+        if kind == StepPlanned.kind:
             for net in e["networks"]:
                 states.setdefault(int(net["network_id"]), TrialStatus.PLANNED)
-        elif kind == "network_started":
+        elif kind == NetworkStarted.kind:
             nid = int(e["network_id"])
             started[nid] = max(started.get(nid, 0) + 1, int(e.get("attempt", 0)))
             states[nid] = TrialStatus.RUNNING if started[nid] == 1 else TrialStatus.RETRIED
-        elif kind == "network_finished":
+        elif kind == NetworkFinished.kind:
             ok = e["result"].get("status", "ok") == "ok"
             states[int(e["network_id"])] = TrialStatus.FINISHED if ok else TrialStatus.FAILED
     return states

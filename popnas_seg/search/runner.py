@@ -34,6 +34,14 @@ from popnas_seg.evaluation.evaluator import PROBE_DICE_TOLERANCE, NetworkEvaluat
 from popnas_seg.evaluation.executor import Executor, InProcessExecutor
 from popnas_seg.objectives import OBJECTIVES
 from popnas_seg.results import TrainingResult, backfill_analog_scores
+from popnas_seg.runlog.events import (
+    NetworkFinished,
+    NetworkStarted,
+    Result,
+    SearchFinished,
+    StepFinished,
+    StepPlanned,
+)
 from popnas_seg.runlog.folder import RunFolder
 from popnas_seg.runlog.tables import read_csv, write_csv
 from popnas_seg.runlog.trials import trial_attempts
@@ -65,9 +73,9 @@ def probe_integrity_rows(results: Any) -> list[dict]:
     for r in sorted(results, key=lambda r: r.network_id):
         if r.status != "ok":
             continue
-        keras_dice, torch_dice = r.extra.get("probe_digital_dice"), r.extra.get("probe_digital_dice_torch")
+        keras_dice, torch_dice = r.probe_digital_dice, r.probe_digital_dice_torch
         diff = None if keras_dice is None or torch_dice is None else abs(float(torch_dice) - float(keras_dice))
-        if "probe_error" in r.extra:
+        if r.probe_error is not None:
             status = "failed"
         elif diff is not None and diff > PROBE_DICE_TOLERANCE:
             status = "mismatch"
@@ -81,7 +89,7 @@ def probe_integrity_rows(results: Any) -> list[dict]:
                 "keras_dice": keras_dice,
                 "torch_dice": torch_dice,
                 "difference": diff,
-                "probe_error": r.extra.get("probe_error", ""),
+                "probe_error": r.probe_error or "",
             }
         )
     return rows
@@ -171,21 +179,21 @@ class SearchRunner:
     # ------------------------------------------------------------------ journal replay
     def finished_results(self) -> dict[int, TrainingResult]:
         out: dict[int, TrainingResult] = {}
-        for event in self.run.journal.events("network_finished"):
+        for event in self.run.journal.events(NetworkFinished):
             result = TrainingResult.from_dict(event["result"])
             out[result.network_id] = result
         backfill_analog_scores(list(out.values()), self.config.analog.risk_k)  # journals from before issue 34
         return out
 
     def _planned_steps(self) -> dict[int, dict]:
-        return {int(e["step"]): e for e in self.run.journal.events("step_planned")}
+        return {int(e["step"]): e for e in self.run.journal.events(StepPlanned)}
 
     # ------------------------------------------------------------------ the loop
     def run_search(self) -> list[TrainingResult]:
         from popnas_seg.search.strategies import make_strategy
 
         journal = self.run.journal
-        if journal.events("search_finished"):
+        if journal.events(SearchFinished):
             self.log.info("search already finished in %s; skipping to the next stage", self.run.path)
             return sorted(self.finished_results().values(), key=lambda r: r.network_id)
 
@@ -194,7 +202,7 @@ class SearchRunner:
         )
         finished = self.finished_results()
         planned = self._planned_steps()
-        finished_steps = {int(e["step"]) for e in journal.events("step_finished")}
+        finished_steps = {int(e["step"]) for e in journal.events(StepFinished)}
         progress = _Progress(planned_total=max(strategy.planned_total(), len(finished)))
         if finished:
             self.log.info(
@@ -228,7 +236,7 @@ class SearchRunner:
                 ]
                 predicted_times = self._predicted_times(plan.predictions, networks)
                 self._write_plan_tables(step, plan)
-                journal.append("step_planned", step=step, networks=networks, predicted_times=predicted_times)
+                journal.append(StepPlanned(step=step, networks=networks, predicted_times=predicted_times))
                 planned[step] = {"step": step, "networks": networks, "predicted_times": predicted_times}
                 progress.planned_total = max(progress.planned_total, sum(len(e["networks"]) for e in planned.values()))
 
@@ -236,12 +244,12 @@ class SearchRunner:
             self.run_trials(step, [self.search_trial(net, step) for net in networks])
             if step not in finished_steps:
                 self._finish_step(step, planned[step], finished)
-                journal.append("step_finished", step=step)
+                journal.append(StepFinished(step=step))
                 finished_steps.add(step)
             step += 1
 
         self._finish_search(finished)
-        journal.append("search_finished", networks=len(finished))
+        journal.append(SearchFinished(networks=len(finished)))
         self.run.update_state(stage="search_done")
         return sorted(finished.values(), key=lambda r: r.network_id)
 
@@ -259,7 +267,7 @@ class SearchRunner:
         todo = [t for t in trials if t.network_id not in finished]
         if todo:
             executor = self._executor_()
-            attempts = trial_attempts(self.run.journal.events("network_started"))
+            attempts = trial_attempts(self.run.journal.events(NetworkStarted))
             running: set[int] = set()
             pool = not isinstance(executor, InProcessExecutor)  # several at once: a line per result too
             if pool:
@@ -277,11 +285,11 @@ class SearchRunner:
                 running.add(trial.network_id)
                 self._log_start(step, trial, len(finished) + len(running), attempt)
                 self.run.journal.append(
-                    "network_started", network_id=trial.network_id, encoding=trial.encoding, step=step, attempt=attempt
+                    NetworkStarted(network_id=trial.network_id, encoding=trial.encoding, step=step, attempt=attempt)
                 )
 
             for trial, result in executor.map_unordered(todo, on_start=started):
-                self.run.journal.append("network_finished", network_id=result.network_id, result=result.to_dict())
+                self.run.journal.append(NetworkFinished(network_id=result.network_id, result=Result.of(result)))
                 running.discard(trial.network_id)
                 finished[result.network_id] = result
                 self._progress.network_done(trial_blocks(trial.encoding))  # with workers: the pool's pace
@@ -512,7 +520,7 @@ class SearchRunner:
                 "best_analog_dice": max((r.analog_dice for r in ok if r.analog_dice is not None), default=None),
                 "front_size": len(front),
                 "train_time_s": elapsed,
-                "failed_probes": sum(1 for r in results if "probe_error" in r.extra),
+                "failed_probes": sum(1 for r in results if r.probe_error is not None),
             }
         )
         write_csv(self.run.csv_dir / "search_progress.csv", progress_rows)
