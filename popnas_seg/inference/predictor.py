@@ -4,7 +4,7 @@ What a user ships is one finalist folder, `logs/NAME/final/<id>/` (model.keras, 
 after the analog stage, the analog checkpoints), plus the run's `restore/config.json`, which fixes the
 preprocessing. `best_model/` is a search-time network (a few epochs) and is not meant to be shipped.
 
-Preprocessing contract (the same as training, `popnas_seg.data.pipeline.preprocess_image`):
+Preprocessing contract (the same as training, `popnas_seg.data.preprocess.preprocess_image`):
 1. read the file as training reads it (`data.folder.read_image`): channels last, float32, uint8 / 255 and
    uint16 / 65535, float files as stored;
 2. scale by `dataset.rescale` (1: nothing);
@@ -166,7 +166,7 @@ class Predictor:
     # ------------------------------------------------------------------ inference
     def preprocess(self, image: np.ndarray, name: str = "image") -> np.ndarray:
         """Raw image ([H, W] or [H, W, C] as read by `read_image`) -> the network's normalised input."""
-        from popnas_seg.data.pipeline import preprocess_image
+        from popnas_seg.data.preprocess import preprocess_image
 
         img = np.asarray(image, np.float32)
         if img.ndim == 2:
