@@ -14,7 +14,7 @@ import numpy as np
 from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
 
-from popnas_seg.plots.style import FRONT_COLOUR, PathLike, integer_x, log_x, save, time_label
+from popnas_seg.plots.style import FRONT_COLOUR, PathLike, integer_x_axis, log_x_axis, save, time_label
 from popnas_seg.runlog.tables import finite_float
 
 
@@ -61,7 +61,7 @@ def plot_drift_curves(
         if digital and net in digital and digital[net] is not None:
             ax.axhline(float(digital[net]), ls=":", color=colour, lw=1, label=f"{net} digital")
     if all_times and min(all_times) > 0:
-        log_x(ax)
+        log_x_axis(ax)
         ticks = sorted(all_times)
         ax.set_xticks(ticks)
         ax.set_xticklabels([time_label(t) for t in ticks], rotation=20)
@@ -124,7 +124,7 @@ def plot_finalists_size_analog(
         )
         drawn += 1
     if drawn:
-        log_x(ax)
+        log_x_axis(ax)
         ax.margins(x=0.25, y=0.2)
     else:
         ax.text(0.5, 0.5, "no finalist drift results", ha="center", va="center", transform=ax.transAxes)
@@ -169,7 +169,7 @@ def plot_learning_curves(histories: Mapping[str, Sequence[Mapping[str, Any]]], p
         ax.text(0.5, 0.5, "no training histories", ha="center", va="center", transform=ax.transAxes)
     else:
         ax.legend(loc="lower right", fontsize=7, ncol=2)
-    integer_x(ax)
+    integer_x_axis(ax)
     ax.set_xlabel("epoch")
     ax.set_ylabel("Dice (dot: best validation epoch, the weights kept)")
     ax.set_title("Final training: learning curves of the finalists and the U-Net")

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
-from popnas_seg.plots.style import FRONT_COLOUR, OTHER_COLOUR, PathLike, integer_x, label_ids, log_x, save
+from popnas_seg.plots.style import FRONT_COLOUR, OTHER_COLOUR, PathLike, integer_x_axis, label_ids, log_x_axis, save
 from popnas_seg.results import TrainingResult
 
 
@@ -44,7 +44,7 @@ def _scatter_projection(
         ax.plot(xs_a[mask][order], ys_a[mask][order], "-", color=FRONT_COLOUR, lw=1, alpha=0.6, zorder=3)
         ax.scatter(xs_a[mask], ys_a[mask], s=40, c=FRONT_COLOUR, edgecolors="k", label="measured front", zorder=4)
     if log_x and len(xs_a) and np.all(xs_a > 0):
-        log_x(ax)
+        log_x_axis(ax)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title)
@@ -151,7 +151,7 @@ def plot_dice_params_analog(
         [r.network_id in front for r in ok],
     )
     if ok and all(r.params > 0 for r in ok):
-        log_x(ax)
+        log_x_axis(ax)
     ax.set_xlabel("parameters (count, log scale)")
     ax.set_ylabel("digital Dice (validation)")
     ax.set_title("Accuracy, size and analog robustness of every trained network")
@@ -211,7 +211,7 @@ def plot_hypervolume(series: Mapping[str, Sequence[tuple[float, float]]], path: 
         pts = sorted((float(n), float(h)) for n, h in points)
         if pts:
             ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-", label=name, ms=4)
-    integer_x(ax)
+    integer_x_axis(ax)
     ax.set_xlabel("networks trained (count)")
     ax.set_ylabel("hypervolume of the measured front\n(normalised: share of the reference box, 0-1)")
     ax.set_title("Search progress: hypervolume vs budget")
@@ -240,7 +240,7 @@ def plot_hypervolume_spread(
         k = np.arange(1, n + 1)
         (line,) = ax.plot(k, np.median(arr, axis=0), "-", label=f"{name} (median of {len(runs)})")
         ax.fill_between(k, arr.min(axis=0), arr.max(axis=0), color=line.get_color(), alpha=0.2)
-    integer_x(ax)
+    integer_x_axis(ax)
     ax.set_xlabel("networks trained (count)")
     ax.set_ylabel("hypervolume of the measured front\n(normalised: share of the reference box, 0-1)")
     ax.set_title(title)

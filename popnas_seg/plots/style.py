@@ -32,7 +32,7 @@ FRONT_COLOUR = "tab:red"
 OTHER_COLOUR = "0.65"
 
 
-def log_x(ax: Any) -> None:
+def log_x_axis(ax: Any) -> None:
     """Log x axis labelled at 1, 2 and 5 x 10^k in compact units (12k, 1.5M): default minor labels overlap."""
     from matplotlib.ticker import FuncFormatter, LogLocator
 
@@ -48,7 +48,7 @@ def log_x(ax: Any) -> None:
     ax.xaxis.set_minor_formatter(FuncFormatter(lambda _v, _p: ""))
 
 
-def integer_x(ax: Any) -> None:
+def integer_x_axis(ax: Any) -> None:
     """Ticks only at whole numbers on an axis of counts (networks, epochs): no "4.25 networks"."""
     from matplotlib.ticker import MaxNLocator
 
