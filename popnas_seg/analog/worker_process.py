@@ -117,8 +117,8 @@ def _test_task(name: str) -> Callable[..., dict[str, Any]] | None:
 TASKS: dict[str, str] = {
     "probe": "popnas_seg.analog.scoring:probe_in_process",
     "hwa_and_drift": "popnas_seg.analog.hwa:hwa_and_drift_in_process",
-    "score_checkpoint": "popnas_seg.analog.hwa:score_checkpoint_in_process",
-    "analog_samples": "popnas_seg.analog.hwa:analog_samples_in_process",
+    "score_checkpoint": "popnas_seg.analog.checkpoints:score_checkpoint_in_process",
+    "analog_samples": "popnas_seg.analog.checkpoints:analog_samples_in_process",
     "devices": "popnas_seg.devices:devices_in_process",
     "analog_predict": "popnas_seg.inference.analog:analog_predict_in_process",
 }

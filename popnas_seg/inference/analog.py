@@ -28,8 +28,8 @@ def analog_predict_in_process(
     """Probabilities [N, Hmax, Wmax, K] of packed images (`tiling.pack_images`) from one drifted chip."""
     import torch
 
+    from popnas_seg.analog.checkpoints import load_checkpoint
     from popnas_seg.analog.export import save_npz_atomic, torch_predict
-    from popnas_seg.analog.hwa import load_checkpoint
     from popnas_seg.analog.rpu import program_and_drift
     from popnas_seg.imaging.tiling import Tiling, predict_image
 
