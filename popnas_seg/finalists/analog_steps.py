@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from popnas_seg.analog.drift import DriftReport
-from popnas_seg.finalists.context import StageContext, _Finalist
+from popnas_seg.finalists.context import Finalist, StageContext
 from popnas_seg.runlog.events import FinalistDriftDone, FinalistExported
 
 SAMPLE_IMAGES = 4
@@ -25,7 +25,7 @@ class ExportAndDrift(StageContext):
     """Export (d) and HWA + drift (e) of one finalist; FinalistsStage runs them after final training."""
 
     # ------------------------------------------------------------------ (d) export
-    def export(self, f: _Finalist, model: Any) -> dict[str, Any]:
+    def export(self, f: Finalist, model: Any) -> dict[str, Any]:
         """ONNX + torch export with the equivalence checks (analog/export.py); also stores digital predictions
         of sample images."""
         from popnas_seg.analog.export import export_checked, save_npz_atomic
@@ -109,7 +109,7 @@ class ExportAndDrift(StageContext):
         done = self._last(FinalistDriftDone, name=name)
         return None if done is None else DriftReport.from_dict(done["report"])
 
-    def drift(self, f: _Finalist, samples: bool = False) -> DriftReport:
+    def drift(self, f: Finalist, samples: bool = False) -> DriftReport:
         """HWA + drift scoring in the analog worker; with `samples`, also analog label maps at 1 month."""
         from popnas_seg.analog.drift import hwa_and_drift
 

@@ -1,7 +1,7 @@
 """What every step of the finalists stage reads: the run folder, the config, the data, the journal, one trainer.
 
 `StageContext` holds them and the helpers on them (journal look-ups, cached held-out and training arrays, the
-network seed); the steps (analog_steps.py, stage.py) are its subclasses. `_Finalist` is the network they pass on.
+network seed); the steps (analog_steps.py, stage.py) are its subclasses. `Finalist` is the network they pass on.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 
 @dataclass
-class _Finalist:
+class Finalist:
     """One network going through final training: a searched cell with its chosen macro variant, or the U-Net."""
 
     name: str

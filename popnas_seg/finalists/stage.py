@@ -37,7 +37,7 @@ from popnas_seg.analog.drift import DriftReport
 from popnas_seg.config import ArchitectureConfig, RunConfig
 from popnas_seg.evaluation.evaluator import UNET_ENCODING, NetworkEvaluator, Trial
 from popnas_seg.finalists.analog_steps import ExportAndDrift
-from popnas_seg.finalists.context import _Finalist
+from popnas_seg.finalists.context import Finalist
 from popnas_seg.finalists.selection import macro_variants, select_finalists
 from popnas_seg.finalists.tables import finalist_row, write_tables
 from popnas_seg.results import TrainingResult, backfill_analog_scores
@@ -120,19 +120,19 @@ class FinalistsStage(ExportAndDrift):
         )
 
     # ------------------------------------------------------------------ (b) model selection
-    def model_selection(self, candidates: Sequence[TrainingResult]) -> list[_Finalist]:
+    def model_selection(self, candidates: Sequence[TrainingResult]) -> list[Finalist]:
         """Short retraining of every candidate variant; the best variant (validation Dice) of each cell wins."""
         a = self.config.analog
         shape = tuple(self.data.input_shape)
-        chosen: list[_Finalist] = []
+        chosen: list[Finalist] = []
         for cand in candidates:
-            best: tuple[float, _Finalist] | None = None
+            best: tuple[float, Finalist] | None = None
             for suffix, arch in macro_variants(self.config.architecture_hyperparameters, shape, a.macro_variants):
                 variant = f"{cand.network_id}{suffix}"
                 done = self._last(ModelSelectionDone, variant=variant)
                 if done is None:
                     done = self._train_selection_variant(cand, variant, arch)
-                finalist = _Finalist(
+                finalist = Finalist(
                     str(cand.network_id),
                     cand.network_id,
                     cand.encoding,
@@ -149,7 +149,7 @@ class FinalistsStage(ExportAndDrift):
         self._write_selection_table(chosen)
         return chosen
 
-    def _write_selection_table(self, chosen: Sequence[_Finalist]) -> None:
+    def _write_selection_table(self, chosen: Sequence[Finalist]) -> None:
         """final/model_selection.csv: every variant trained, the chosen ones marked."""
         from popnas_seg.runlog.tables import write_csv
 
@@ -229,10 +229,10 @@ class FinalistsStage(ExportAndDrift):
     def _selection_dir(self, variant: str) -> Path:
         return self.final_dir / "model_selection" / variant
 
-    def unet_selection(self) -> _Finalist:
+    def unet_selection(self) -> Finalist:
         """The U-Net baseline after its model-selection training (the finalists' budget: same epochs, same rule)."""
         arch = self.config.architecture_hyperparameters
-        unet = _Finalist(UNET, -1, UNET_ENCODING, 0, arch, UNET, UNET)
+        unet = Finalist(UNET, -1, UNET_ENCODING, 0, arch, UNET, UNET)
         # a run from before the U-Net had a model selection, already past its final training, keeps it as it is
         if self._last(ModelSelectionDone, variant=UNET) is None and self._last(FinalistTrained, name=UNET) is None:
             cand = TrainingResult(
@@ -252,7 +252,7 @@ class FinalistsStage(ExportAndDrift):
         return unet
 
     # ------------------------------------------------------------------ (c) final training
-    def _start_weights(self, f: _Finalist) -> Path | None:
+    def _start_weights(self, f: Finalist) -> Path | None:
         """The model-selection weights `f` starts final training from (None: a run from before they were kept,
         or a failed model-selection training: final training then starts from fresh weights)."""
         if not f.variant:
@@ -261,7 +261,7 @@ class FinalistsStage(ExportAndDrift):
         path = self._selection_dir(f.variant) / "model.keras"
         return path if done is not None and done.get("status") == "ok" and path.is_file() else None
 
-    def final_training(self, f: _Finalist) -> tuple[dict[str, Any], Any]:
+    def final_training(self, f: Finalist) -> tuple[dict[str, Any], Any]:
         """Train `f` for `analog.final_epochs` with early stopping; returns (journal event, model or None)."""
         out = self.final_dir / f.name
         done = self._last(FinalistTrained, name=f.name)

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from popnas_seg.analog.drift import DriftReport
-from popnas_seg.finalists.context import _Finalist
+from popnas_seg.finalists.context import Finalist
 from popnas_seg.results import TrainingResult
 
 
@@ -30,7 +30,7 @@ def learning_histories(final_dir: Path, names: Sequence[str]) -> dict[str, list[
 
 
 def finalist_row(
-    f: _Finalist, trained: dict[str, Any], exported: dict[str, Any] | None, drift: DriftReport | None
+    f: Finalist, trained: dict[str, Any], exported: dict[str, Any] | None, drift: DriftReport | None
 ) -> dict[str, Any]:
     """The finalist's row of final/finalists.csv: training, test, export and (when scored) analog columns."""
     result = TrainingResult.from_dict(trained["result"])

@@ -1,4 +1,4 @@
-"""Worker side of analog `predict`: runs inside `python -m popnas_seg.analog.worker` (no TensorFlow here).
+"""Worker side of analog `predict`: runs inside `python -m popnas_seg.analog.worker_process` (no TensorFlow here).
 
 The saved analog network (hardware-aware checkpoint if any) is programmed once with `seed`, drifted to
 `t_inference` seconds, and every image is segmented by the same tiling as the digital path (`tiling.Tiling`);
