@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from popnas_seg.config import ArchitectureConfig, RunConfig
-from popnas_seg.evaluation.evaluator import UNET_ENCODING, NetworkEvaluator, NetworkJob
+from popnas_seg.evaluation.evaluator import UNET_ENCODING, NetworkEvaluator, Trial
 from popnas_seg.results import TrainingResult
 
 ARCH = ArchitectureConfig(filters=2, motifs=1, normal_cells_per_motif=0)
@@ -61,7 +61,7 @@ def _evaluator(tmp_path: Path, status: str = "ok") -> tuple[NetworkEvaluator, li
     return evaluator, order, trainer
 
 
-def _job(tmp_path: Path, **kw: Any) -> NetworkJob:
+def _job(tmp_path: Path, **kw: Any) -> Trial:
     fields = dict(
         network_id=7,
         encoding=ENCODING,
@@ -72,7 +72,7 @@ def _job(tmp_path: Path, **kw: Any) -> NetworkJob:
         step=2,
     )
     fields.update(kw)
-    return NetworkJob(**fields)
+    return Trial(**fields)
 
 
 def test_a_job_is_plain_picklable_data(tmp_path: Path) -> None:
@@ -118,3 +118,44 @@ def test_the_unet_encoding_builds_the_baseline(tmp_path: Path) -> None:
     result = evaluator.evaluate(_job(tmp_path, encoding=UNET_ENCODING, save=False))
     assert result.params == unet_params(ARCH, 1, 2) and result.flops == unet_flops(ARCH, (8, 8, 1), 2)
     assert result.blocks == 0
+
+
+def test_final_training_is_a_trial_warm_started_tested_and_saved_where_asked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The finalists' final training through the same unit of work: weights loaded before training, no fresh
+    draw, the start counted as epoch 0, whole test images scored, the any-size model saved at `model_path`."""
+    from popnas_seg.analog import export as export_module
+
+    evaluator, order, trainer = _evaluator(tmp_path)
+    trainer.evaluate = lambda model, split="val": order.append(f"evaluate {split}") or {"dice": 0.8, "miou": 0.7}
+    saved: list[str] = []
+    monkeypatch.setattr(export_module, "save_keras", lambda model, path: saved.append(str(path)))
+    original = evaluator.build
+
+    def build(encoding: str, arch: ArchitectureConfig) -> tuple[Any, int]:
+        model, flops = original(encoding, arch)
+        model.load_weights = lambda path: order.append(f"load {Path(path).name}")
+        return model, flops
+
+    evaluator.build = build  # type: ignore[method-assign]
+    start = tmp_path / "selection" / "model.keras"
+    trial = _job(
+        tmp_path,
+        out_dir=str(tmp_path / "final" / "training"),
+        epochs=5,
+        early_stopping_patience=2,
+        warm_start=str(start),
+        keep_initial=True,
+        test=True,
+        model_path=str(tmp_path / "final" / "model.keras"),
+    )
+    result = evaluator.evaluate(trial)
+    assert order == ["trainer", "build", "load model.keras", "train", "evaluate test"]
+    call = trainer.calls[0]
+    assert (call["reinitialize"], call["keep_initial"], call["early_stopping_patience"]) == (False, True, 2)
+    assert (result.test_dice, result.test_miou) == (0.8, 0.7)
+    assert saved == [trial.model_path] and not (tmp_path / "final" / "training" / "model.keras").exists()
+    fresh = evaluator.evaluate(_job(tmp_path, network_id=8, out_dir=str(tmp_path / "net8")))
+    assert trainer.calls[1]["reinitialize"] and not trainer.calls[1]["keep_initial"]
+    assert fresh.test_dice is None and "test_dice" not in fresh.to_dict()["extra"]

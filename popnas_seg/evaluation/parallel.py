@@ -1,6 +1,7 @@
 """The networks of one planned step as Ray tasks (`others.workers` > 1); the driver alone writes the run folder.
 
-Each task is one `NetworkJob` evaluated by a `NetworkEvaluator` in a Ray worker process. The run config
+The Ray implementation of evaluation/executor.py's `Executor`. Each task is one `Trial` evaluated by a
+`NetworkEvaluator` in a Ray worker process. The run config
 goes into the object store once (`ray.put`); a worker loads the data from it once (the data folder path,
 or the seeded synthetic generator) and keeps its evaluator for every later task, so neither the data nor
 the trainer is rebuilt per task. TensorFlow in a worker is pinned to one intra-op and one inter-op thread
@@ -25,14 +26,14 @@ import os
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 from popnas_seg.config import RunConfig
 from popnas_seg.errors import UserError
 from popnas_seg.evaluation import ray_reaper
-from popnas_seg.evaluation.evaluator import UNET_ENCODING, NetworkEvaluator, NetworkJob
+from popnas_seg.evaluation.evaluator import UNET_ENCODING, NetworkEvaluator, Trial
 from popnas_seg.results import TrainingResult
 from popnas_seg.termination import keep_signal_handlers
 
@@ -79,7 +80,7 @@ def _share_gpus() -> None:
             pass
 
 
-def _announce_pid(job: NetworkJob) -> None:
+def _announce_pid(job: Trial) -> None:
     """Test hook: with POPNAS_TASK_PID_DIR set, leave `<dir>/<network_id>-<pid>` so a test can SIGKILL this worker.
 
     Only an empty file whose name carries the data (creating a name is atomic); unset, it costs one lookup.
@@ -113,7 +114,7 @@ def write_artefacts(out_dir: str | os.PathLike[str], files: dict[str, bytes]) ->
         atomic_write_bytes(target, data)
 
 
-def evaluate_task(config_json: str, job: NetworkJob) -> dict[str, Any]:
+def evaluate_task(config_json: str, job: Trial) -> dict[str, Any]:
     """The body of one Ray task: plain data in; out {"result": `TrainingResult.to_dict()`, "artefacts": the
     network folder's files (`collect_artefacts`)}.
 
@@ -139,7 +140,7 @@ def evaluate_task(config_json: str, job: NetworkJob) -> dict[str, Any]:
     return {"result": result, "artefacts": artefacts}
 
 
-def failed_result(job: NetworkJob, reason: str, input_channels: int, classes_count: int) -> TrainingResult:
+def failed_result(job: Trial, reason: str, input_channels: int, classes_count: int) -> TrainingResult:
     """The row of a network whose task never returned: exact params/FLOPs from the encoding, status failed."""
     from popnas_seg.config import ArchitectureConfig
     from popnas_seg.models.cost import count_params
@@ -269,13 +270,18 @@ class RayExecutor:
             f", {self.gpus_per_task:g} GPU per task" if self.gpus_per_task else "",
         )
 
-    def map_unordered(self, jobs: Iterable[NetworkJob]) -> Iterator[tuple[NetworkJob, TrainingResult]]:
-        """Run `jobs` with at most `slots` in flight; yield each (job, result) as soon as it finishes."""
-        queue = list(jobs)
-        in_flight: dict[Any, NetworkJob] = {}
+    def map_unordered(
+        self, trials: Iterable[Trial], on_start: Callable[[Trial], None] | None = None
+    ) -> Iterator[tuple[Trial, TrainingResult]]:
+        """Run `trials` with at most `slots` in flight; yield each (trial, result) as soon as it finishes.
+        `on_start(trial)` runs in the driver as each trial is submitted."""
+        queue = list(trials)
+        in_flight: dict[Any, Trial] = {}
         while queue or in_flight:
             while queue and len(in_flight) < self.slots:
                 job = queue.pop(0)
+                if on_start is not None:
+                    on_start(job)
                 in_flight[self._task.remote(self._config_ref, job)] = job
             ready, _ = self._ray.wait(list(in_flight), num_returns=1)
             job = in_flight.pop(ready[0])

@@ -138,10 +138,13 @@ class SearchFinished(Event):
 
 
 class NetworkStarted(Event):
+    """One attempt at training a network (runlog/trials.py); journals from before `attempt` count the lines."""
+
     kind = "network_started"
     network_id: int
     step: int
     encoding: str | None = None
+    attempt: int = 1
 
 
 class NetworkFinished(Event):

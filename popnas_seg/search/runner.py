@@ -1,13 +1,14 @@
 """The search loop: ask the strategy what to train, train and probe it, log it; resume by replaying the journal.
 
 The strategy decides *what* (search/strategies.py); evaluation/evaluator.py knows *how* (build, train, save,
-analog probe: one `NetworkJob` -> one `TrainingResult`); this module orders the work and keeps the run folder
+analog probe: one `Trial` -> one `TrainingResult`); this module orders the work and keeps the run folder
 consistent. The journal (restore/journal.jsonl) is the source of truth:
 
 - ``step_planned``    the networks of a step with their ids, written before any of them trains, so a resumed run
                       never re-plans a step (re-planning could pick other cells if a score changed);
-- ``network_started`` / ``network_finished``  a network that started but never finished is trained again from
-                      scratch; a finished one is never trained again;
+- ``network_started`` / ``network_finished``  one trial's attempt and its result (states: runlog/trials.py);
+                      a network that started but never finished is trained again from scratch (its next
+                      `attempt`: retried); a finished one, ok or failed, is never trained again;
 - ``step_finished`` / ``search_finished``.
 
 CSVs and plots are derived from the journal and rewritten atomically, so a kill at any moment leaves a folder
@@ -21,14 +22,16 @@ import math
 import shutil
 import time
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from popnas_seg.analog.probe import ROBUSTNESS_MIN_DIGITAL_DICE
 from popnas_seg.config import RunConfig
-from popnas_seg.evaluation.evaluator import PROBE_DICE_TOLERANCE, NetworkEvaluator, NetworkJob
+from popnas_seg.evaluation.evaluator import PROBE_DICE_TOLERANCE, NetworkEvaluator, Trial, trial_blocks
+from popnas_seg.evaluation.executor import Executor, InProcessExecutor
 from popnas_seg.objectives import OBJECTIVES
 from popnas_seg.results import TrainingResult, backfill_analog_scores
 from popnas_seg.runlog.events import (
@@ -41,8 +44,12 @@ from popnas_seg.runlog.events import (
 )
 from popnas_seg.runlog.folder import RunFolder
 from popnas_seg.runlog.tables import read_csv, write_csv
+from popnas_seg.runlog.trials import trial_attempts
 from popnas_seg.search.eta import NetworkTimes, format_eta, search_remaining
 from popnas_seg.search.strategies import strategy_objectives
+
+if TYPE_CHECKING:
+    from popnas_seg.data.pipeline import SegmentationData
 
 # Objective name -> column of the strategy's predictions rows holding the predicted value.
 PREDICTED_COLUMN = {
@@ -153,14 +160,21 @@ class _Progress:
 class SearchRunner:
     """Runs (or resumes) the search of one run folder."""
 
-    def __init__(self, run: RunFolder, config: RunConfig, data: Any, logger: logging.Logger | None = None) -> None:
+    def __init__(
+        self, run: RunFolder, config: RunConfig, data: SegmentationData, logger: logging.Logger | None = None
+    ) -> None:
         self.run = run
         self.config = config
         self.data = data
         self.log = logger or logging.getLogger("popnas_seg")
         self.objectives = strategy_objectives(config)
         self._network_evaluator: NetworkEvaluator | None = None
-        self._executor: Any = None  # evaluation.parallel.RayExecutor once a step runs with others.workers > 1
+        self._executor: Executor | None = None  # started by the first trial, stopped by `close`
+        # The search's bookkeeping, shared by `run_search` and `run_trials`: results by network id (None: not
+        # read from the journal yet), the planned steps, the ETA model.
+        self._finished: dict[int, TrainingResult] | None = None
+        self._planned: dict[int, dict] = {}
+        self._progress = _Progress(planned_total=0)
 
     # ------------------------------------------------------------------ journal replay
     def finished_results(self) -> dict[int, TrainingResult]:
@@ -198,12 +212,12 @@ class SearchRunner:
                 len(finished_steps),
             )
         self.run.update_state(stage="search")
+        self._finished, self._planned, self._progress = finished, planned, progress
 
         step = 1
         while True:
             if step in planned:
-                event = planned[step]
-                networks = event["networks"]
+                networks = planned[step]["networks"]
             else:
                 history = sorted(finished.values(), key=lambda r: r.network_id)
                 self.log.info("step %d: planning (%d networks trained so far)", step, len(history))
@@ -227,32 +241,7 @@ class SearchRunner:
                 progress.planned_total = max(progress.planned_total, sum(len(e["networks"]) for e in planned.values()))
 
             self.run.update_state(stage="search", step=step)
-            if self.config.others.workers != 1:  # Ray tasks; the loop below then finds every network finished
-                self._run_step_parallel(step, networks, planned, finished, progress)
-            for net in networks:
-                if net["network_id"] in finished:
-                    continue
-                eta_step, eta_search = progress.etas(self.config, step, planned, finished)
-                self.log.info(
-                    "step %d | network %d/%d (id %d, %s, %d blocks) %s | ETA step %s, search %s",
-                    step,
-                    len(finished) + 1,
-                    progress.planned_total,
-                    net["network_id"],
-                    net["origin"],
-                    net["blocks"],
-                    net["encoding"],
-                    eta_step,
-                    eta_search,
-                )
-                journal.append(NetworkStarted(network_id=net["network_id"], encoding=net["encoding"], step=step))
-                result = self.train_network(net, step)
-                journal.append(NetworkFinished(network_id=result.network_id, result=Result.of(result)))
-                finished[result.network_id] = result
-                progress.network_done(int(net.get("blocks", 0)))
-                self._write_results_csv(finished)
-                self._log_result(result, finished)
-
+            self.run_trials(step, [self.search_trial(net, step) for net in networks])
             if step not in finished_steps:
                 self._finish_step(step, planned[step], finished)
                 journal.append(StepFinished(step=step))
@@ -264,19 +253,116 @@ class SearchRunner:
         self.run.update_state(stage="search_done")
         return sorted(finished.values(), key=lambda r: r.network_id)
 
-    # ------------------------------------------------------------------ one network
+    # ------------------------------------------------------------------ trials
+    def run_trials(self, step: int, trials: Sequence[Trial]) -> dict[int, TrainingResult]:
+        """Train `trials` of `step` on this run's executor; returns their results by network id.
+
+        The one loop every trained network of the search goes through: each trial is journaled as running
+        (`network_started`, with its attempt number: a trial interrupted before is retried from scratch) when
+        the executor starts it, and as finished (`network_finished`, status ok / nan / failed) as soon as its
+        result arrives, in completion order; the ETA, training_results.csv and the log follow each result.
+        Trials already finished in the journal are not trained again.
+        """
+        finished = self._finished_so_far()
+        todo = [t for t in trials if t.network_id not in finished]
+        if todo:
+            executor = self._executor_()
+            attempts = trial_attempts(self.run.journal.events(NetworkStarted))
+            running: set[int] = set()
+            pool = not isinstance(executor, InProcessExecutor)  # several at once: a line per result too
+            if pool:
+                self.log.info(
+                    "step %d | %d networks on %d Ray workers | %d/%d done",
+                    step,
+                    len(todo),
+                    executor.slots,
+                    len(finished),
+                    self._progress.planned_total,
+                )
+
+            def started(trial: Trial) -> None:
+                attempt = attempts.get(trial.network_id, 0) + 1
+                running.add(trial.network_id)
+                self._log_start(step, trial, len(finished) + len(running), attempt)
+                self.run.journal.append(
+                    NetworkStarted(network_id=trial.network_id, encoding=trial.encoding, step=step, attempt=attempt)
+                )
+
+            for trial, result in executor.map_unordered(todo, on_start=started):
+                self.run.journal.append(NetworkFinished(network_id=result.network_id, result=Result.of(result)))
+                running.discard(trial.network_id)
+                finished[result.network_id] = result
+                self._progress.network_done(trial_blocks(trial.encoding))  # with workers: the pool's pace
+                if pool:
+                    eta_step, eta_search = self._etas(step)
+                    self.log.info(
+                        "step %d | network id %d (%s) %s finished | %d/%d done | ETA step %s, search %s",
+                        step,
+                        trial.network_id,
+                        trial.origin,
+                        trial.encoding,
+                        len(finished),
+                        self._progress.planned_total,
+                        eta_step,
+                        eta_search,
+                    )
+                self._write_results_csv(finished)
+                self._log_result(result, finished)
+        return {t.network_id: finished[t.network_id] for t in trials}
+
+    def _finished_so_far(self) -> dict[int, TrainingResult]:
+        """The results the journal holds (read once; `run_trials` adds each new one)."""
+        if self._finished is None:
+            self._finished = self.finished_results()
+        return self._finished
+
+    def _etas(self, step: int) -> tuple[str, str]:
+        """(this step, whole search) remaining time as text; "?" for trials outside a planned step."""
+        if step not in self._planned:
+            return "?", "?"
+        return self._progress.etas(self.config, step, self._planned, self._finished_so_far())
+
+    def _log_start(self, step: int, trial: Trial, position: int, attempt: int) -> None:
+        eta_step, eta_search = self._etas(step)
+        self.log.info(
+            "step %d | network %d/%d (id %d, %s, %d blocks) %s | ETA step %s, search %s%s",
+            step,
+            position,
+            max(self._progress.planned_total, position),
+            trial.network_id,
+            trial.origin,
+            trial_blocks(trial.encoding),
+            trial.encoding,
+            eta_step,
+            eta_search,
+            "" if attempt == 1 else f" | attempt {attempt} (the last one was interrupted)",
+        )
+
     def _evaluator(self) -> NetworkEvaluator:
         if self._network_evaluator is None:
             self._network_evaluator = NetworkEvaluator(self.config, self.data, self.log)
         return self._network_evaluator
 
-    def network_job(self, net: dict, step: int) -> NetworkJob:
+    def _executor_(self) -> Executor:
+        """In process for `others.workers` = 1, else a Ray pool (started on first use, stopped by `close`)."""
+        if self._executor is None:
+            if self.config.others.workers == 1:
+                self._executor = InProcessExecutor(self._evaluator())
+            else:
+                from popnas_seg.evaluation.parallel import RayExecutor
+
+                height, width, channels = self.data.input_shape
+                shape = (int(height), int(width), int(channels))
+                self._executor = RayExecutor(self.config, shape, self.data.classes_count, self.log)
+        return self._executor
+
+    def search_trial(self, net: dict, step: int) -> Trial:
         """The plain-data description of planned network `net` (journal `step_planned` entry) of `step`."""
         cfg = self.config
         seed, probe_seed = search_network_seeds(cfg.network_seed, net["encoding"], cfg.search_strategy.network_seeding)
         # Absolute: a Ray worker's working folder is its node's `ray start` folder, not the driver's (-> README).
         out_dir = self.run.models_dir.absolute() / str(net["network_id"])
-        return NetworkJob(
+        return Trial(
             network_id=int(net["network_id"]),
             encoding=net["encoding"],
             architecture=cfg.architecture_hyperparameters.model_dump(mode="json"),
@@ -289,61 +375,8 @@ class SearchRunner:
             probe_seed=probe_seed,
         )
 
-    def train_network(self, net: dict, step: int) -> TrainingResult:
-        """Build, train, save and (if configured) analog-probe one network; failures become result rows."""
-        return self._evaluator().evaluate(self.network_job(net, step))
-
-    def _run_step_parallel(
-        self,
-        step: int,
-        networks: list[dict],
-        planned: dict[int, dict],
-        finished: dict[int, TrainingResult],
-        progress: _Progress,
-    ) -> None:
-        """Every unfinished network of `step` as a Ray task; the driver journals each result as it arrives."""
-        todo = [net for net in networks if net["network_id"] not in finished]
-        if not todo:
-            return
-        if self._executor is None:
-            from popnas_seg.evaluation.parallel import RayExecutor
-
-            self._executor = RayExecutor(self.config, tuple(self.data.input_shape), self.data.classes_count, self.log)
-        journal = self.run.journal
-        jobs = []
-        for net in todo:
-            journal.append(NetworkStarted(network_id=net["network_id"], encoding=net["encoding"], step=step))
-            jobs.append(self.network_job(net, step))
-        self.log.info(
-            "step %d | %d networks on %d Ray workers | %d/%d done",
-            step,
-            len(jobs),
-            self._executor.slots,
-            len(finished),
-            progress.planned_total,
-        )
-        blocks = {int(net["network_id"]): int(net.get("blocks", 0)) for net in todo}
-        for job, result in self._executor.map_unordered(jobs):
-            journal.append(NetworkFinished(network_id=result.network_id, result=Result.of(result)))
-            finished[result.network_id] = result
-            progress.network_done(blocks.get(job.network_id, 0))  # wall time between results: the pool's pace
-            eta_step, eta_search = progress.etas(self.config, step, planned, finished)
-            self.log.info(
-                "step %d | network id %d (%s) %s finished | %d/%d done | ETA step %s, search %s",
-                step,
-                job.network_id,
-                job.origin,
-                job.encoding,
-                len(finished),
-                progress.planned_total,
-                eta_step,
-                eta_search,
-            )
-            self._write_results_csv(finished)
-            self._log_result(result, finished)
-
     def close(self) -> None:
-        """Stop the Ray instance of this run (a joined cluster is only disconnected)."""
+        """Stop this run's executor (a Ray instance of its own; a joined cluster is only disconnected)."""
         if self._executor is not None:
             self._executor.close()
             self._executor = None
@@ -540,7 +573,7 @@ class SearchRunner:
 
 
 def run_search(
-    run: RunFolder, config: RunConfig, data: Any, logger: logging.Logger | None = None
+    run: RunFolder, config: RunConfig, data: SegmentationData, logger: logging.Logger | None = None
 ) -> list[TrainingResult]:
     """Run or resume the search stage of `run`; returns every trained network's result."""
     runner = SearchRunner(run, config, data, logger)

@@ -19,6 +19,8 @@ K-fold: with `dataset.folds > 1` and `train(..., fold=None)` every fold is train
 initial weights; `dice`/`miou` are the means over folds (per-fold values in `fold_dice`), the
 training time is the sum, and the returned model holds the weights of the best fold.
 
+The optimizer and schedule are built in schedules.py, the per-epoch bookkeeping is callbacks.py's EpochMonitor.
+
 Mixed precision is a global Keras policy that only affects layers built after it is set: the policy is
 set when the Trainer is created, so create the Trainer before building the models it will train.
 """
@@ -35,226 +37,31 @@ import statistics
 import time
 import traceback
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras
 import numpy as np
-from keras import ops
 
 from popnas_seg.atomic import atomic_write_text
 from popnas_seg.config import RunConfig
 from popnas_seg.results import TrainingResult
+from popnas_seg.training.callbacks import EpochMonitor
 from popnas_seg.training.losses import (
     ForegroundDice,
     MeanIoU,
     SegmentationLoss,
 )
+from popnas_seg.training.schedules import make_optimizer, make_schedule
+
+if TYPE_CHECKING:
+    from popnas_seg.data.pipeline import SegmentationData
 
 _LOG = logging.getLogger("popnas_seg.trainer")
 # Every child network is a new graph: TensorFlow's "retracing" warnings are expected here and only drown the
 # progress lines, so they are silenced (errors still show).
 logging.getLogger("tensorflow").setLevel(logging.ERROR)
-
-
-# ------------------------------------------------------------------------------------------ schedules
-
-
-@keras.saving.register_keras_serializable(package="popnas_seg")
-class WarmupSchedule(keras.optimizers.schedules.LearningRateSchedule):
-    """Linear warm-up from 0 to `target` over `warmup_steps`, then `after(step - warmup_steps)`.
-
-    Keras's CosineDecay has its own warm-up but CosineDecayRestarts and a constant rate do not; one wrapper
-    gives all three schedules the same warm-up.
-    """
-
-    def __init__(self, target: float, warmup_steps: int, after: Any) -> None:
-        self.target = float(target)
-        self.warmup_steps = int(warmup_steps)
-        self.after = after
-
-    def __call__(self, step: Any) -> Any:
-        step = ops.cast(step, "float32")
-        if callable(self.after):
-            later = self.after(ops.maximum(step - self.warmup_steps, 0.0))
-        else:
-            later = ops.convert_to_tensor(float(self.after), dtype="float32")
-        if self.warmup_steps <= 0:
-            return later
-        warm = self.target * (step + 1.0) / float(self.warmup_steps)
-        return ops.where(step < self.warmup_steps, warm, ops.cast(later, "float32"))
-
-    def get_config(self) -> dict[str, Any]:
-        after = keras.optimizers.schedules.serialize(self.after) if callable(self.after) else self.after
-        return {"target": self.target, "warmup_steps": self.warmup_steps, "after": after}
-
-    @classmethod
-    def from_config(cls, config: dict[str, Any]) -> WarmupSchedule:
-        after = config["after"]
-        if isinstance(after, dict):
-            after = keras.optimizers.schedules.deserialize(after)
-        return cls(config["target"], config["warmup_steps"], after)
-
-
-def make_schedule(hp: Any, steps_per_epoch: int, epochs: int) -> Any:
-    """Learning-rate schedule of `training_hyperparameters` for a run of `epochs` x `steps_per_epoch` steps."""
-    lr = float(hp.learning_rate)
-    warmup = max(0, int(hp.warmup_epochs) * steps_per_epoch)
-    total = max(1, epochs * steps_per_epoch)
-    decay_steps = max(1, total - warmup)
-    if hp.scheduler == "cosine":
-        after: Any = keras.optimizers.schedules.CosineDecay(lr, decay_steps=decay_steps, alpha=0.0)
-    elif hp.scheduler == "cosine_restarts":
-        period = max(1, int(hp.restart_period_epochs) * steps_per_epoch)
-        after = keras.optimizers.schedules.CosineDecayRestarts(lr, first_decay_steps=period, t_mul=1.0, m_mul=1.0)
-    else:
-        after = lr
-    if warmup == 0:
-        return after
-    return WarmupSchedule(lr, warmup, after)
-
-
-def make_optimizer(hp: Any, schedule: Any) -> keras.optimizers.Optimizer:
-    """AdamW (decoupled weight decay), Adam (no weight decay: that is what distinguishes it from AdamW),
-    or SGD with momentum and decoupled weight decay."""
-    wd = float(hp.weight_decay) or None
-    if hp.optimizer == "adamw":
-        return keras.optimizers.AdamW(learning_rate=schedule, weight_decay=wd or 0.0)
-    if hp.optimizer == "adam":
-        return keras.optimizers.Adam(learning_rate=schedule)
-    return keras.optimizers.SGD(learning_rate=schedule, momentum=float(hp.momentum), weight_decay=wd)
-
-
-# ------------------------------------------------------------------------------------------ callbacks
-
-
-class _EpochMonitor(keras.callbacks.Callback):
-    """Best-epoch tracking (weights kept in memory), early stopping, NaN stop and one log line per epoch.
-
-    One callback instead of several so the per-batch work is a single finiteness check.
-    """
-
-    def __init__(
-        self,
-        epochs: int,
-        patience: int | None,
-        label: str,
-        logger: logging.Logger,
-        verbose: bool,
-        event_dir: Path | None,
-    ) -> None:
-        super().__init__()
-        self.epochs = epochs
-        self.patience = patience
-        self.label = label
-        self.logger = logger
-        self.level = logging.INFO if verbose else logging.DEBUG
-        self.best_dice = -math.inf
-        self.best_miou = 0.0
-        self.best_epoch = -1
-        self.best_weights: list[np.ndarray] | None = None
-        self.epochs_run = 0
-        self.epoch_times: list[float] = []
-        self.nan = False
-        self._epoch_start = 0.0
-        self._writer: _EventWriter | None = None
-        self._event_dir = event_dir
-
-    def start_from(self, dice: float, miou: float, weights: list[np.ndarray]) -> None:
-        """Count the weights the model starts with as epoch 0: training keeps them unless an epoch beats them."""
-        self.best_dice, self.best_miou, self.best_weights = dice, miou, weights
-
-    def on_train_begin(self, logs: dict | None = None) -> None:
-        if self._event_dir is not None:
-            self._writer = _EventWriter.create(self._event_dir)
-
-    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
-        self._epoch_start = time.perf_counter()
-
-    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
-        loss = (logs or {}).get("loss")
-        if loss is not None and not math.isfinite(float(loss)):
-            self.nan = True
-            self.model.stop_training = True
-
-    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        logs = dict(logs or {})
-        self.epochs_run = epoch + 1
-        seconds = time.perf_counter() - self._epoch_start
-        self.epoch_times.append(seconds)
-        if any(not math.isfinite(float(logs.get(k, 0.0))) for k in ("loss", "val_loss")):
-            self.nan = True
-            self.model.stop_training = True
-        val_dice = float(logs.get("val_dice", float("nan")))
-        if not self.nan and math.isfinite(val_dice) and val_dice > self.best_dice:
-            self.best_dice = val_dice
-            self.best_miou = float(logs.get("val_mean_iou", 0.0))
-            self.best_epoch = epoch
-            self.best_weights = self.model.get_weights()
-        elif self.patience is not None and epoch - self.best_epoch >= self.patience:
-            self.model.stop_training = True
-        if self._writer is not None:
-            self._writer.write(epoch + 1, {**logs, "epoch_time_s": seconds})
-        self.logger.log(
-            self.level,
-            "%s epoch %d/%d  loss %.4f  dice %.3f  val_loss %.4f  val_dice %.3f  val_miou %.3f  %.1fs%s",
-            self.label,
-            epoch + 1,
-            self.epochs,
-            logs.get("loss", float("nan")),
-            logs.get("dice", float("nan")),
-            logs.get("val_loss", float("nan")),
-            val_dice,
-            logs.get("val_mean_iou", float("nan")),
-            seconds,
-            "  (NaN: stopping)" if self.nan else "",
-        )
-
-    def on_train_end(self, logs: dict | None = None) -> None:
-        if self._writer is not None:
-            self._writer.close()
-            self._writer = None
-
-
-class _EventWriter:
-    """TensorBoard-format scalar event files without the `tensorboard` package.
-
-    `tf.summary.scalar` needs tensorboard installed; the lower-level `tf.summary.write` with the scalar
-    plugin's metadata writes the very same records, which TensorBoard reads as scalars.
-    """
-
-    def __init__(self, writer: Any, tf: Any, metadata: Any) -> None:
-        self._writer, self._tf, self._metadata = writer, tf, metadata
-
-    @classmethod
-    def create(cls, folder: Path) -> _EventWriter | None:
-        try:
-            import tensorflow as tf
-            from tensorflow.core.framework import summary_pb2
-        except ImportError:  # another backend without TF: no event files, the CSV history remains
-            return None
-        metadata = summary_pb2.SummaryMetadata(
-            plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="scalars", content=b""),
-            data_class=summary_pb2.DATA_CLASS_SCALAR,
-        )
-        folder.mkdir(parents=True, exist_ok=True)
-        return cls(tf.summary.create_file_writer(str(folder)), tf, metadata)
-
-    def write(self, step: int, values: dict[str, Any]) -> None:
-        tf = self._tf
-        with self._writer.as_default():
-            for name, value in values.items():
-                try:
-                    v = float(value)
-                except (TypeError, ValueError):
-                    continue
-                tag = f"validation/{name[4:]}" if name.startswith("val_") else f"train/{name}"
-                tf.summary.write(tag, tf.constant(v, tf.float32), step=step, metadata=self._metadata)
-        self._writer.flush()
-
-    def close(self) -> None:
-        self._writer.close()
 
 
 # ------------------------------------------------------------------------------------------ trainer
@@ -302,10 +109,26 @@ def _as_numpy(x: Any) -> np.ndarray:
     return x.numpy() if hasattr(x, "numpy") else np.asarray(x)
 
 
+@dataclasses.dataclass(frozen=True)
+class _Fit:
+    """What one `Trainer.train` call trains: the network's identity and the budget (see `train`'s arguments)."""
+
+    network_id: int
+    encoding: str
+    blocks: int
+    seed: int
+    epochs: int
+    flops: int
+    patience: int | None
+    verbose: bool
+    reinitialize: bool
+    keep_initial: bool
+
+
 class Trainer:
     """Trains networks with one fixed recipe from a RunConfig on one `SegmentationData`."""
 
-    def __init__(self, config: RunConfig, data: Any, logger: logging.Logger | None = None) -> None:
+    def __init__(self, config: RunConfig, data: SegmentationData, logger: logging.Logger | None = None) -> None:
         self.config = config
         self.data = data
         self.logger = logger or _LOG
@@ -339,40 +162,23 @@ class Trainer:
         worse on validation than the one that went in (`best_epoch` 0 when no epoch beat it; a NaN loss
         then stops training but keeps those weights, status "ok").
         """
-        epochs = int(epochs or self.config.training_hyperparameters.epochs)
+        fit = _Fit(
+            network_id=network_id,
+            encoding=encoding,
+            blocks=blocks,
+            seed=seed,
+            epochs=int(epochs or self.config.training_hyperparameters.epochs),
+            flops=flops,
+            patience=early_stopping_patience,
+            verbose=verbose,
+            reinitialize=reinitialize,
+            keep_initial=keep_initial,
+        )
         folds = int(getattr(self.data, "folds", 1) or 1)
         out = Path(out_dir) if out_dir is not None else None
         if fold is not None or folds <= 1:
-            return self._train_fold(
-                model,
-                network_id,
-                encoding,
-                blocks,
-                seed,
-                out,
-                epochs,
-                flops,
-                early_stopping_patience,
-                fold or 0,
-                verbose,
-                reinitialize,
-                keep_initial,
-            )
-        return self._train_folds(
-            model,
-            network_id,
-            encoding,
-            blocks,
-            seed,
-            out,
-            epochs,
-            flops,
-            early_stopping_patience,
-            folds,
-            verbose,
-            reinitialize,
-            keep_initial,
-        )
+            return self._train_fold(model, fit, out, fold or 0)
+        return self._train_folds(model, fit, out, folds)
 
     def evaluate(self, model: keras.Model, split: str = "val", fold: int = 0) -> dict[str, float]:
         """Whole-image Dice and mIoU of `model` on a split: every image is segmented by the run's inference
@@ -451,40 +257,27 @@ class Trainer:
         )
 
     def _train_fold(
-        self,
-        model: keras.Model,
-        network_id: int,
-        encoding: str,
-        blocks: int,
-        seed: int,
-        out: Path | None,
-        epochs: int,
-        flops: int,
-        patience: int | None,
-        fold: int,
-        verbose: bool,
-        reinitialize: bool,
-        keep_initial: bool = False,
+        self, model: keras.Model, fit: _Fit, out: Path | None, fold: int
     ) -> tuple[TrainingResult, keras.Model]:
         _enable_determinism()
-        model = self._fresh_model(model, seed, reinitialize)
+        model = self._fresh_model(model, fit.seed, fit.reinitialize)
         self._check_precision(model)
-        label = f"net {network_id}" + (f" fold {fold}" if fold else "")
+        label = f"net {fit.network_id}" + (f" fold {fold}" if fold else "")
         result = TrainingResult(
-            network_id=network_id,
-            encoding=encoding,
-            blocks=blocks,
+            network_id=fit.network_id,
+            encoding=fit.encoding,
+            blocks=fit.blocks,
             dice=0.0,
             miou=0.0,
             params=int(model.count_params()),
-            flops=int(flops),
+            flops=int(fit.flops),
             train_time_s=0.0,
             inference_time_ms=0.0,
             epochs=0,
             status="ok",
         )
-        monitor = _EpochMonitor(
-            epochs, patience, label, self.logger, verbose, None if out is None else out / "tensorboard"
+        monitor = EpochMonitor(
+            fit.epochs, fit.patience, label, self.logger, fit.verbose, None if out is None else out / "tensorboard"
         )
         fit_time = 0.0
         try:
@@ -496,8 +289,8 @@ class Trainer:
             )
             val_ds = self.data.val_dataset(fold=fold)
             steps = max(1, _batches(train_ds))
-            self._compile(model, steps, epochs)
-            if keep_initial:
+            self._compile(model, steps, fit.epochs)
+            if fit.keep_initial:
                 self._score_start(model, val_ds, monitor, result)
             callbacks: list[keras.callbacks.Callback] = [monitor]
             if out is not None:
@@ -506,7 +299,7 @@ class Trainer:
             start = time.perf_counter()
             try:
                 model.fit(
-                    train_ds, validation_data=val_ds, epochs=epochs, callbacks=callbacks, verbose=0, shuffle=False
+                    train_ds, validation_data=val_ds, epochs=fit.epochs, callbacks=callbacks, verbose=0, shuffle=False
                 )  # the pipeline shuffles (seeded); silences a Keras warning
             finally:
                 fit_time = time.perf_counter() - start
@@ -521,7 +314,7 @@ class Trainer:
         result.train_time_s = float(fit_time)
         result.epochs = int(monitor.epochs_run)
         result.epoch_times_s = [round(t, 4) for t in monitor.epoch_times]
-        started = keep_initial and result.start_val_dice is not None
+        started = fit.keep_initial and result.start_val_dice is not None
         if monitor.nan and started and result.status == "ok":
             result.nan_at_epoch = int(monitor.epochs_run)
             self.logger.warning(
@@ -547,7 +340,7 @@ class Trainer:
             result.inference_time_ms = self._inference_ms(model, fold)
         return result, model
 
-    def _score_start(self, model: keras.Model, val_ds: Any, monitor: _EpochMonitor, result: TrainingResult) -> None:
+    def _score_start(self, model: keras.Model, val_ds: Any, monitor: EpochMonitor, result: TrainingResult) -> None:
         """Validation Dice of the weights training starts from (the same metric as every epoch's val_dice)."""
         scores = model.evaluate(val_ds, verbose=0, return_dict=True)
         dice, miou = float(scores.get("dice", math.nan)), float(scores.get("mean_iou", 0.0))
@@ -556,43 +349,18 @@ class Trainer:
             result.start_val_dice = dice
 
     def _train_folds(
-        self,
-        model: keras.Model,
-        network_id: int,
-        encoding: str,
-        blocks: int,
-        seed: int,
-        out: Path | None,
-        epochs: int,
-        flops: int,
-        patience: int | None,
-        folds: int,
-        verbose: bool,
-        reinitialize: bool,
-        keep_initial: bool = False,
+        self, model: keras.Model, fit: _Fit, out: Path | None, folds: int
     ) -> tuple[TrainingResult, keras.Model]:
         # Every fold starts from the same initial weights (drawn once under `seed`).
-        base = self._fresh_model(model, seed, reinitialize)
+        base = self._fresh_model(model, fit.seed, fit.reinitialize)
         initial = base.get_weights()
         results: list[TrainingResult] = []
         best_model, best_dice = base, -1.0
         for k in range(folds):
-            fold_model = keras.models.clone_model(base) if reinitialize else base
+            fold_model = keras.models.clone_model(base) if fit.reinitialize else base
             fold_model.set_weights(initial)
             res, trained = self._train_fold(
-                fold_model,
-                network_id,
-                encoding,
-                blocks,
-                seed,
-                None if out is None else out / f"fold_{k}",
-                epochs,
-                flops,
-                patience,
-                k,
-                verbose,
-                reinitialize=False,
-                keep_initial=keep_initial,
+                fold_model, dataclasses.replace(fit, reinitialize=False), None if out is None else out / f"fold_{k}", k
             )
             results.append(res)
             if res.status != "ok":
