@@ -10,6 +10,32 @@ from typing import Any, Literal
 Status = Literal["ok", "nan", "failed"]
 
 
+@dataclass(frozen=True)
+class RungScore:
+    """What one rung of multi-fidelity training measured (search/promotion.py): the network's validation Dice and
+    mIoU after `epochs` cumulative epochs, its risk-aware analog score (None: not probed) and the training seconds
+    of that rung alone (not cumulative: what a child costs at rung 0 is what the time predictor learns)."""
+
+    rung: int
+    epochs: int
+    dice: float
+    miou: float
+    analog_score: float | None
+    train_time_s: float
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RungScore:
+        score = data.get("analog_score")
+        return cls(
+            rung=int(data["rung"]),
+            epochs=int(data["epochs"]),
+            dice=float(data["dice"]),
+            miou=float(data["miou"]),
+            analog_score=None if score is None else float(score),
+            train_time_s=float(data.get("train_time_s", 0.0)),
+        )
+
+
 @dataclass
 class TrainingResult:
     """One trained network. `robustness` is analog_dice / dice as measured (never clipped).
@@ -37,6 +63,8 @@ class TrainingResult:
     analog_coverage: float | None = None
     origin: str = ""
     step: int = 0
+    rung: int = 0
+    rungs: list[RungScore] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
 
     COLUMNS = (
@@ -58,6 +86,7 @@ class TrainingResult:
         "origin",
         "step",
         "analog_score",
+        "rung",
     )
 
     @property
@@ -65,9 +94,21 @@ class TrainingResult:
         """The search's analog objective: the risk-aware score, else (older rows) the mean analog Dice."""
         return self.analog_dice if self.analog_score is None else self.analog_score
 
+    @staticmethod
+    def rung_columns(count: int) -> list[str]:
+        """CSV columns of the per-rung Dice of a run with `count` rungs (none for a single rung)."""
+        return [f"dice_rung{k}" for k in range(count)] if count > 1 else []
+
+    def rung_score(self, rung: int) -> RungScore | None:
+        """The scores this network had at `rung` (None when it never reached it or the run has one rung)."""
+        return next((s for s in self.rungs if s.rung == rung), None)
+
     def to_row(self) -> dict[str, Any]:
-        """Flat dict for CSV / JSON (the `extra` dict is dropped from CSVs, kept in the journal)."""
-        return {k: getattr(self, k) for k in self.COLUMNS}
+        """Flat dict for CSV / JSON (the `extra` dict is dropped from CSVs, kept in the journal); with several
+        rungs also each rung's Dice as `dice_rung<k>`."""
+        row = {k: getattr(self, k) for k in self.COLUMNS}
+        row.update({f"dice_rung{s.rung}": s.dice for s in self.rungs})
+        return row
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -100,6 +141,8 @@ class TrainingResult:
             analog_score=num(data.get("analog_score"), float),
             origin=str(data.get("origin", "") or ""),
             step=num(data.get("step", 0), int) or 0,
+            rung=num(data.get("rung", 0), int) or 0,
+            rungs=[RungScore.from_dict(r) for r in data.get("rungs") or []],
             extra=dict(data.get("extra") or {}),
         )
 

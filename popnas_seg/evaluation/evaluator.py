@@ -36,6 +36,12 @@ class NetworkJob:
     `epochs`/`early_stopping_patience` None mean the config's training budget. `save` writes model.keras
     (and model.weights.h5 when `others.save_children_weights`); `probe` runs the analog probe with
     `probe_seed` on the first `analog.probe_images` validation images.
+
+    Multi-fidelity (search/promotion.py): `rung` is the rung this job trains; `initial_weights` (the bytes of the
+    previous rung's `model.weights.h5`, plain data so a Ray task on another node gets them too) makes the job a
+    continuation: the network starts from those weights, trains `epochs` more epochs under a fresh cosine schedule
+    (a warm restart) and keeps the starting weights if no epoch beats them (the trainer's `keep_initial`).
+    `keep_weights` also saves model.weights.h5: the checkpoint the next rung continues from.
     """
 
     network_id: int
@@ -50,6 +56,9 @@ class NetworkJob:
     save: bool = True
     probe: bool = False
     probe_seed: int = 0
+    rung: int = 0
+    initial_weights: bytes | None = None
+    keep_weights: bool = False
 
 
 class NetworkEvaluator:
@@ -129,6 +138,9 @@ class NetworkEvaluator:
         arch = ArchitectureConfig.model_validate(job.architecture)
         model, flops = self.build(job.encoding, arch)
         blocks = 0 if job.encoding == UNET_ENCODING else len(Cell.from_string(job.encoding).blocks)
+        warm = job.initial_weights is not None
+        if warm:
+            self._load_weights(model, job.initial_weights, out_dir)
         result, model = trainer.train(
             model,
             network_id=job.network_id,
@@ -139,23 +151,37 @@ class NetworkEvaluator:
             epochs=job.epochs,
             flops=flops,
             early_stopping_patience=job.early_stopping_patience,
+            reinitialize=not warm,
+            keep_initial=warm,
         )
         result.origin = job.origin
         result.step = job.step
+        result.rung = job.rung
         if result.status == "ok":
             if job.save:
-                self._save_model(model, out_dir)
+                self._save_model(model, out_dir, job.keep_weights)
             if job.probe:
                 self._probe(model, result, out_dir, job.probe_seed)
         return result, model
 
-    def _save_model(self, model: Any, out_dir: Path) -> None:
+    @staticmethod
+    def _load_weights(model: Any, weights: bytes, out_dir: Path) -> None:
+        """Set `model`'s weights from the bytes of a `.weights.h5` file (Keras reads weights from a path only)."""
+        start = out_dir / "start.weights.h5"
+        start.write_bytes(weights)
+        try:
+            model.load_weights(start)
+        finally:
+            start.unlink(missing_ok=True)
+
+    def _save_model(self, model: Any, out_dir: Path, keep_weights: bool = False) -> None:
         """model.keras always (best_model/ and the front need it; pruned at the end unless
-        save_children_models); model.weights.h5 kept for every network when save_children_weights."""
+        save_children_models); model.weights.h5 kept for every network when save_children_weights, and as the
+        rung checkpoint when `keep_weights`."""
         tmp = out_dir / "model.tmp.keras"
         model.save(tmp)
         tmp.replace(out_dir / "model.keras")
-        if self.config.others.save_children_weights:
+        if keep_weights or self.config.others.save_children_weights:
             tmp_w = out_dir / "model.tmp.weights.h5"
             model.save_weights(tmp_w)
             tmp_w.replace(out_dir / "model.weights.h5")
