@@ -55,7 +55,7 @@ OBJECTIVES = ["dice", "params"]
 
 
 def parse_setting(text: str) -> list[int]:
-    """"3" (flat) or "2,5" (cumulative epochs of the rungs)."""
+    """ "3" (flat) or "2,5" (cumulative epochs of the rungs)."""
     budgets = [int(v) for v in text.split(",")]
     if any(b <= a for a, b in zip(budgets, budgets[1:])) or budgets[0] < 1:
         raise argparse.ArgumentTypeError(f"rungs must be increasing positive epochs, got {text!r}")
@@ -159,9 +159,7 @@ class Bench:
             for cell in cells:
                 if records[cell].network_id not in promoted:
                     continue
-                row = self.train(
-                    task, label, seed, cell, rung, budgets[rung] - budgets[rung - 1], folders[cell]
-                )
+                row = self.train(task, label, seed, cell, rung, budgets[rung] - budgets[rung - 1], folders[cell])
                 result = TrainingResult.from_dict(row["result"])
                 result.network_id = records[cell].network_id
                 records[cell] = rung_record(records[cell], result, budgets[rung])

@@ -175,7 +175,26 @@ class SearchStrategyConfig(_Section):
         "picks); the run's reported hypervolume (search/user_region.py) takes params, Dice and analog Dice from it as "
         "its params ceiling (else the run's U-Net's params) and score floors (else 0)",
     )
+    rung_epochs: list[int] = Field(
+        default_factory=list,
+        description="multi-fidelity search (successive halving within each step): cumulative training epochs of "
+        "the rungs above rung 0, which is training_hyperparameters.epochs; after each rung the measured Pareto "
+        "front (score, params, analog score) of ceil(n / promotion_eta) of the step's networks trains on from its "
+        "own weights to the next rung, the rest stop. [] (default): one rung, every network trains the same "
+        "epochs. E.g. epochs 2 and [5] with eta 3 costs 2 + 3/3 = 3 epochs per network, as a flat 3 "
+        "(docs/ARCHITECTURE.md, Multi-fidelity search)",
+    )
+    promotion_eta: int = Field(
+        3, ge=2, description="successive halving's reduction factor: ceil(n / eta) of a rung's n networks move up"
+    )
     _deprecated_names: list[str] = PrivateAttr(default_factory=list)
+
+    @field_validator("rung_epochs")
+    @classmethod
+    def _increasing_rungs(cls, value: list[int]) -> list[int]:
+        if any(e < 2 for e in value) or any(b <= a for a, b in zip(value, value[1:])):
+            raise ValueError(f"rung_epochs {value} must be strictly increasing cumulative epochs, each at least 2")
+        return value
 
     @field_validator("additional_pareto_objectives")
     @classmethod
@@ -677,7 +696,19 @@ class RunConfig(_Section):
                 f"dataset.crop {list(self.dataset.crop)} must be divisible by 2**motifs = {div} "
                 f"(architecture_hyperparameters.motifs = {self.architecture_hyperparameters.motifs})"
             )
+        rungs = self.search_strategy.rung_epochs
+        if rungs and rungs[0] <= self.training_hyperparameters.epochs:
+            raise ValueError(
+                f"search_strategy.rung_epochs {rungs} are cumulative epochs above rung 0 "
+                f"(training_hyperparameters.epochs = {self.training_hyperparameters.epochs}): the first must be "
+                "larger"
+            )
         return self
+
+    @property
+    def rung_budgets(self) -> list[int]:
+        """Cumulative training epochs of every rung of the search, rung 0 first (one entry: a flat search)."""
+        return [self.training_hyperparameters.epochs, *self.search_strategy.rung_epochs]
 
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "run.json"

@@ -139,7 +139,7 @@ class NetworkEvaluator:
         model, flops = self.build(job.encoding, arch)
         blocks = 0 if job.encoding == UNET_ENCODING else len(Cell.from_string(job.encoding).blocks)
         warm = job.initial_weights is not None
-        if warm:
+        if job.initial_weights is not None:
             self._load_weights(model, job.initial_weights, out_dir)
         result, model = trainer.train(
             model,

@@ -72,11 +72,23 @@ class StepFinished(Event):
 class NetworkStarted(Event):
     network_id: int
     step: int
+    rung: int = 0  # multi-fidelity: the rung this training reaches (0: from scratch; older journals have none)
 
 
 class NetworkFinished(Event):
+    """`result` is the network's whole record after that rung (search/promotion.py `rung_record`)."""
+
     network_id: int
     result: Result
+    rung: int = 0
+
+
+class RungPromoted(Event):
+    """The networks of `step` that train on to `rung` (search/promotion.py), decided once and replayed on resume."""
+
+    step: int
+    rung: int
+    network_ids: list[int]
 
 
 class FinalistsSelected(Event):
@@ -129,6 +141,7 @@ RUN_EVENTS: dict[str, type[Event]] = {
     "step_finished": StepFinished,
     "network_started": NetworkStarted,
     "network_finished": NetworkFinished,
+    "rung_promoted": RungPromoted,
     "finalists_selected": FinalistsSelected,
     "model_selection_done": ModelSelectionDone,
     "finalist_trained": FinalistTrained,

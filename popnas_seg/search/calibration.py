@@ -16,6 +16,7 @@ regression to the mean their noisier measurement calls for.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Sequence
 
@@ -23,7 +24,7 @@ import numpy as np
 
 from popnas_seg.results import RungScore, TrainingResult
 
-__all__ = ["MIN_LINE_PAIRS", "RungMap", "fit_rung_map", "top_rung_values"]
+__all__ = ["MIN_LINE_PAIRS", "RungMap", "fit_rung_map", "on_top_scale", "top_rung_values"]
 
 MIN_LINE_PAIRS = 3
 
@@ -88,4 +89,28 @@ def top_rung_values(
             out.append(raw)
         else:
             out.append(rung_map(r.rung)(raw))
+    return out
+
+
+def on_top_scale(records: Sequence[TrainingResult], top: int) -> list[TrainingResult]:
+    """Copies of `records` whose Dice, mIoU and analog score are on the top rung's scale (`top_rung_values`), and
+    whose training time is rung 0's (what an untrained child costs at rung 0): the history a strategy fits its
+    predictors on and ranks by. Records of a single-rung run come back unchanged (no `rungs`)."""
+    if top <= 0 or not any(r.rungs for r in records):
+        return list(records)
+    dice = top_rung_values(records, top, lambda s: s.dice, lambda r: r.dice)
+    miou = top_rung_values(records, top, lambda s: s.miou, lambda r: r.miou)
+    analog = top_rung_values(records, top, lambda s: s.analog_score, lambda r: r.analog_score)
+    out = []
+    for r, d, m, a in zip(records, dice, miou, analog):
+        first = r.rung_score(0)
+        out.append(
+            dataclasses.replace(
+                r,
+                dice=r.dice if d is None else float(d),
+                miou=r.miou if m is None else float(m),
+                analog_score=a,
+                train_time_s=r.train_time_s if first is None else first.train_time_s,
+            )
+        )
     return out

@@ -8,6 +8,10 @@ consistent. The journal (restore/journal.jsonl) is the source of truth:
                       never re-plans a step (re-planning could pick other cells if a score changed);
 - ``network_started`` / ``network_finished``  a network that started but never finished is trained again from
                       scratch; a finished one is never trained again;
+- ``rung_promoted``    multi-fidelity (search/promotion.py): after every network of a step finished rung r - 1, the
+                      ones that train on to rung r; their continuations are ``network_started`` /
+                      ``network_finished`` with ``rung`` r (the result is the network's whole record after that rung),
+                      so a resume trains exactly the rungs that never finished, from the rung below's checkpoint;
 - ``step_finished`` / ``search_finished``.
 
 CSVs and plots are derived from the journal and rewritten atomically, so a kill at any moment leaves a folder
@@ -16,12 +20,14 @@ that ``python run.py -r`` continues.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import shutil
 import time
 import zlib
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -34,6 +40,7 @@ from popnas_seg.results import TrainingResult, backfill_analog_scores
 from popnas_seg.runlog.folder import RunFolder
 from popnas_seg.runlog.tables import read_csv, write_csv
 from popnas_seg.search.eta import NetworkTimes, format_eta, search_remaining
+from popnas_seg.search.promotion import rung_record, rung_seed, select_promoted
 from popnas_seg.search.strategies import strategy_objectives
 
 # Objective name -> column of the strategy's predictions rows holding the predicted value.
@@ -238,7 +245,7 @@ class SearchRunner:
                     eta_search,
                 )
                 journal.append("network_started", network_id=net["network_id"], encoding=net["encoding"], step=step)
-                result = self.train_network(net, step)
+                result = self._rung0_record(self.train_network(net, step))
                 journal.append("network_finished", network_id=result.network_id, result=result.to_dict())
                 finished[result.network_id] = result
                 progress.network_done(int(net.get("blocks", 0)))
@@ -246,6 +253,7 @@ class SearchRunner:
                 self._log_result(result, finished)
 
             if step not in finished_steps:
+                self._run_rungs(step, networks, finished)
                 self._finish_step(step, planned[step], finished)
                 journal.append("step_finished", step=step)
                 finished_steps.add(step)
@@ -279,6 +287,7 @@ class SearchRunner:
             save=True,
             probe=cfg.analog.probe,
             probe_seed=probe_seed,
+            keep_weights=len(cfg.rung_budgets) > 1,  # the checkpoint rung 1 continues from
         )
 
     def train_network(self, net: dict, step: int) -> TrainingResult:
@@ -297,10 +306,7 @@ class SearchRunner:
         todo = [net for net in networks if net["network_id"] not in finished]
         if not todo:
             return
-        if self._executor is None:
-            from popnas_seg.evaluation.parallel import RayExecutor
-
-            self._executor = RayExecutor(self.config, tuple(self.data.input_shape), self.data.classes_count, self.log)
+        executor = self._ray_executor()
         journal = self.run.journal
         jobs = []
         for net in todo:
@@ -310,12 +316,13 @@ class SearchRunner:
             "step %d | %d networks on %d Ray workers | %d/%d done",
             step,
             len(jobs),
-            self._executor.slots,
+            executor.slots,
             len(finished),
             progress.planned_total,
         )
         blocks = {int(net["network_id"]): int(net.get("blocks", 0)) for net in todo}
-        for job, result in self._executor.map_unordered(jobs):
+        for job, result in executor.map_unordered(jobs):
+            result = self._rung0_record(result)
             journal.append("network_finished", network_id=result.network_id, result=result.to_dict())
             finished[result.network_id] = result
             progress.network_done(blocks.get(job.network_id, 0))  # wall time between results: the pool's pace
@@ -333,6 +340,137 @@ class SearchRunner:
             )
             self._write_results_csv(finished)
             self._log_result(result, finished)
+
+    def _ray_executor(self) -> Any:
+        """The run's Ray executor, started on first use (others.workers > 1)."""
+        if self._executor is None:
+            from popnas_seg.evaluation.parallel import RayExecutor
+
+            self._executor = RayExecutor(self.config, tuple(self.data.input_shape), self.data.classes_count, self.log)
+        return self._executor
+
+    # ------------------------------------------------------------------ rungs (multi-fidelity)
+    def network_dir(self, network_id: int, rung: int = 0) -> Path:
+        """A network's folder at `rung`: sampled_models/<id>/ for rung 0, sampled_models/<id>/rung<r>/ above
+        (each holds that rung's history, TensorBoard events, model.keras and, below the top, model.weights.h5)."""
+        folder = self.run.models_dir / str(network_id)
+        return folder if rung == 0 else folder / f"rung{rung}"
+
+    def _rung0_record(self, result: TrainingResult) -> TrainingResult:
+        """A rung-0 result as the network's record: with several rungs it carries its rung-0 scores in `rungs`."""
+        budgets = self.config.rung_budgets
+        return result if len(budgets) == 1 else rung_record(None, result, budgets[0])
+
+    def _rungs_reached(self) -> dict[int, int]:
+        """Network id -> the highest rung whose training finished (successfully or not), from the journal."""
+        reached: dict[int, int] = {}
+        for event in self.run.journal.events("network_finished"):
+            i = int(event["network_id"])
+            reached[i] = max(reached.get(i, 0), int(event.get("rung", 0)))
+        return reached
+
+    def _run_rungs(self, step: int, networks: list[dict], finished: dict[int, TrainingResult]) -> None:
+        """Successive halving within `step`: promote and continue, rung by rung, what the journal lacks."""
+        budgets = self.config.rung_budgets
+        if len(budgets) == 1:
+            return
+        journal = self.run.journal
+        eta = self.config.search_strategy.promotion_eta
+        decided = {
+            (int(e["step"]), int(e["rung"])): [int(i) for i in e["network_ids"]]
+            for e in journal.events("rung_promoted")
+        }
+        reached = self._rungs_reached()
+        by_id = {int(n["network_id"]): n for n in networks}
+        for rung in range(1, len(budgets)):
+            chosen = decided.get((step, rung))
+            if chosen is None:
+                level = [finished[i] for i in by_id if i in finished and finished[i].rung == rung - 1]
+                chosen = select_promoted(level, self.objectives, eta)
+                journal.append("rung_promoted", step=step, rung=rung, network_ids=chosen)
+                self.log.info(
+                    "step %d: %d of %d networks promoted to rung %d (%d epochs): ids %s",
+                    step,
+                    len(chosen),
+                    len(level),
+                    rung,
+                    budgets[rung],
+                    chosen,
+                )
+            todo = [i for i in chosen if reached.get(i, 0) < rung and i in finished]
+            jobs = [self._continuation_job(by_id[i], step, rung) for i in todo]
+            for net_id in todo:
+                journal.append(
+                    "network_started",
+                    network_id=net_id,
+                    encoding=by_id[net_id]["encoding"],
+                    step=step,
+                    rung=rung,
+                )
+            for job, result in self._evaluate_jobs([j for j in jobs if j.initial_weights is not None]):
+                self._finish_rung(job.network_id, rung, result, finished)
+            for job in jobs:
+                if job.initial_weights is None:  # its checkpoint is gone (sampled_models/ edited): it stays
+                    failed = dataclasses.replace(
+                        finished[job.network_id],
+                        status="failed",
+                        rung=rung,
+                        train_time_s=0.0,
+                        extra={"error": f"no rung {rung - 1} checkpoint to continue from"},
+                    )
+                    self._finish_rung(job.network_id, rung, failed, finished)
+
+    def _continuation_job(self, net: dict, step: int, rung: int) -> NetworkJob:
+        """Network `net`'s training from its rung `rung - 1` weights up to rung `rung`'s budget."""
+        budgets = self.config.rung_budgets
+        base = self.network_job(net, step)
+        net_id = int(net["network_id"])
+        checkpoint = self.network_dir(net_id, rung - 1) / "model.weights.h5"
+        return dataclasses.replace(
+            base,
+            rung=rung,
+            epochs=budgets[rung] - budgets[rung - 1],
+            seed=rung_seed(base.seed, rung),
+            out_dir=str(self.network_dir(net_id, rung).absolute()),
+            initial_weights=checkpoint.read_bytes() if checkpoint.is_file() else None,
+            keep_weights=rung < len(budgets) - 1,
+        )
+
+    def _evaluate_jobs(self, jobs: list[NetworkJob]) -> Any:
+        """(job, result) for every job: in this process, or as Ray tasks in completion order (others.workers > 1)."""
+        if not jobs:
+            return
+        if self.config.others.workers != 1:
+            yield from self._ray_executor().map_unordered(jobs)
+            return
+        for job in jobs:
+            self.log.info(
+                "step %d | rung %d: network id %d %s (+%d epochs)",
+                job.step,
+                job.rung,
+                job.network_id,
+                job.encoding,
+                job.epochs,
+            )
+            yield job, self._evaluator().evaluate(job)
+
+    def _finish_rung(self, net_id: int, rung: int, result: TrainingResult, finished: dict[int, TrainingResult]) -> None:
+        """Journal network `net_id`'s record after its training at `rung`, refresh the CSV and log it."""
+        result.network_id, result.rung = net_id, rung  # a Ray task's failure row does not know its rung
+        record = rung_record(finished[net_id], result, self.config.rung_budgets[rung])
+        self.run.journal.append("network_finished", network_id=net_id, result=record.to_dict(), rung=rung)
+        finished[net_id] = record
+        self._write_results_csv(finished)
+        if record.rung == rung:
+            self._log_result(record, finished)
+        else:
+            self.log.warning(
+                "network %d: its rung %d training failed (%s); it keeps its rung %d scores",
+                net_id,
+                rung,
+                record.extra.get("rung_error", ""),
+                record.rung,
+            )
 
     def close(self) -> None:
         """Stop the Ray instance of this run (a joined cluster is only disconnected)."""
@@ -399,7 +537,8 @@ class SearchRunner:
 
     def _write_results_csv(self, finished: dict[int, TrainingResult]) -> None:
         rows = [finished[k].to_row() for k in sorted(finished)]
-        write_csv(self.run.csv_dir / "training_results.csv", rows, TrainingResult.COLUMNS)
+        columns = [*TrainingResult.COLUMNS, *TrainingResult.rung_columns(len(self.config.rung_budgets))]
+        write_csv(self.run.csv_dir / "training_results.csv", rows, columns)
         if self.config.analog.probe:
             write_csv(
                 self.run.csv_dir / "probe_integrity.csv",
@@ -504,7 +643,7 @@ class SearchRunner:
         pool = front or ok
         if pool:
             best = max(pool, key=lambda r: r.dice)
-            src = self.run.models_dir / str(best.network_id)
+            src = self.network_dir(best.network_id, best.rung)
             dest = self.run.best_model_dir
             tmp = dest.with_name(dest.name + ".tmp")
             if tmp.exists():
@@ -524,10 +663,14 @@ class SearchRunner:
             )
         if not self.config.others.save_children_models:
             keep = {r.network_id for r in front}
+            names = ["model.keras", "model.onnx"]
+            if not self.config.others.save_children_weights:
+                names.append("model.weights.h5")  # rung checkpoints: no rung continues from them any more
             for folder in self.run.models_dir.iterdir():
                 if folder.is_dir() and folder.name.isdigit() and int(folder.name) not in keep:
-                    for name in ("model.keras", "model.onnx"):
-                        (folder / name).unlink(missing_ok=True)
+                    for rung_folder in [folder, *sorted(folder.glob("rung*"))]:
+                        for name in names:
+                            (rung_folder / name).unlink(missing_ok=True)
         self._plots()
 
 
