@@ -1,6 +1,6 @@
 """The objective names of the project, their directions and deprecated aliases (a bottom-floor module).
 
-config.py validates `search_strategy.objectives` against these names and search/pareto.py ranks by them, so they
+config/search.py validates `search_strategy.objectives` against these names and search/pareto.py ranks by them, so they
 live below both (no import circle config -> search -> models -> config):
 
 - ``dice`` / ``mean_iou``: the digital validation score (maximise, bounded in [0, 1]);

@@ -4,7 +4,7 @@
     .venv/bin/python scripts/config_reference.py --write-readme  # refresh the block in README.md
 
 The README's table is this script's output between two marker comments, and tests/test_config.py
-checks they are identical, so the documentation cannot drift from popnas_seg/config.py.
+checks they are identical, so the documentation cannot drift from the schema (popnas_seg/config/).
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# On a machine with an NVIDIA GPU: is the GPU used, and what does it buy? (docs/BENCHMARKS.md, "GPU")
+# On a machine with an NVIDIA GPU: is the GPU used, and what does it buy? (README.md, "GPU")
 #   GPU=1 bash scripts/install.sh      # first: TensorFlow's CUDA build
 #   bash scripts/gpu_check.sh          # about 10-30 minutes
 # 1. the devices a run reports at start (Keras training, analog simulation);
-# 2. benchmarks/bench_devices.py (Keras training per epoch, analog probe, drift scoring) on the GPU, then on the
+# 2. benchmarks/speed/bench_devices.py (Keras training per epoch, analog probe, drift scoring) on the GPU, then on the
 #    CPU only (CUDA_VISIBLE_DEVICES= hides the GPU from TensorFlow and torch), and the CPU/GPU ratios;
 # 3. the quick config end to end, GPU then CPU only, wall seconds and their ratio.
 # Stops with one line, exit 2, where TensorFlow or torch sees no GPU: the numbers would be CPU vs CPU.
@@ -27,8 +27,8 @@ if plan.keras != "gpu" or plan.analog != "cuda":
 PYEOF
 
 echo "gpu_check: micro-benchmark on the GPU, then on the CPU only"
-"$PY" benchmarks/bench_devices.py | tail -1 > "$OUT/gpu.json"
-CUDA_VISIBLE_DEVICES= "$PY" benchmarks/bench_devices.py | tail -1 > "$OUT/cpu.json"
+"$PY" -m benchmarks.speed.bench_devices | tail -1 > "$OUT/gpu.json"
+CUDA_VISIBLE_DEVICES= "$PY" -m benchmarks.speed.bench_devices | tail -1 > "$OUT/cpu.json"
 
 quick() {  # $1: label; the quick config end to end, wall seconds
     local start end

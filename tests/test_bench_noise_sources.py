@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
 
 pytest.importorskip("aihwkit")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
-import bench_noise_sources as B  # noqa: E402
-
+from benchmarks.studies import bench_noise_sources as B  # noqa: E402
 from popnas_seg.analog.rpu import inference_rpu_config  # noqa: E402
 from popnas_seg.config import AnalogConfig  # noqa: E402
 

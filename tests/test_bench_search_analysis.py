@@ -6,15 +6,12 @@ dominate the task-wide front and every seed-1 run carries that gap as a floor; t
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-
-import bench_search as B  # noqa: E402
-
+from benchmarks.search import bench_search as B  # noqa: E402
 from popnas_seg.results import TrainingResult  # noqa: E402
 from popnas_seg.runlog.tables import write_csv  # noqa: E402
+from popnas_seg.search.anytime import front_hypervolume  # noqa: E402
 
 # (dice, params) per strategy and seed; encodings only need to be distinct within a run
 RUNS = {
@@ -70,7 +67,7 @@ def test_seed_regret_removes_the_floor_of_a_harder_split(tmp_path) -> None:
     seed1, seed2 = res["per_seed"]
     floor1 = res["union_hv"] - seed1["seed_union_hv"]
     assert floor1 > 0.05  # seed 2's easier split holds the task-wide front
-    progressive_hv = B.front_hv(_results(RUNS[1]["progressive"]), ["dice", "params"], res["reference"])
+    progressive_hv = front_hypervolume(_results(RUNS[1]["progressive"]), ["dice", "params"], res["reference"])
     assert abs(seed1["seed_union_hv"] - progressive_hv) < 1e-12  # progressive dominates seed 1
     assert seed1["progressive"]["seed_regret"] == 0.0
     for row in (seed1, seed2):
@@ -100,7 +97,7 @@ def test_regret_sources_name_the_union_points_a_strategy_misses(tmp_path) -> Non
     reference = res["reference"]
 
     def gain(nets: list[tuple[float, int]], point: tuple[float, int]) -> float:
-        return B.front_hv(_results(nets + [point]), ["dice", "params"], reference) - B.front_hv(
+        return front_hypervolume(_results(nets + [point]), ["dice", "params"], reference) - front_hypervolume(
             _results(nets), ["dice", "params"], reference
         )
 

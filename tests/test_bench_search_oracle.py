@@ -3,15 +3,9 @@ luck with the residuals' spread and correlation, and pick by expected gain, not 
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-
-import bench_search_oracle as O  # noqa: E402
-
+from benchmarks.search import bench_search_oracle as O  # noqa: E402
 from popnas_seg.search.pareto import hypervolume  # noqa: E402
 
 

@@ -1,4 +1,4 @@
-"""The search replay (benchmarks/bench_search_replay.py): planned cells are looked up in the task's measured
+"""The search replay (benchmarks/search/bench_search_replay.py): planned cells are looked up in the task's measured
 networks, new ones are trained once and cached, and a replay that left its recorded run is flagged.
 
 Training is replaced by a deterministic stand-in (a cell's score is a function of its encoding), which is the
@@ -7,18 +7,14 @@ premise the replay rests on; the benchmark's `--verify` checks that premise on r
 from __future__ import annotations
 
 import json
-import sys
 import zlib
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-
-import bench_search as B  # noqa: E402
-import bench_search_replay as R  # noqa: E402
-
+from benchmarks.search import bench_search as B  # noqa: E402
+from benchmarks.search import bench_search_replay as R  # noqa: E402
 from popnas_seg.config import RunConfig  # noqa: E402
 from popnas_seg.results import TrainingResult  # noqa: E402
 from popnas_seg.search.strategies import ProgressiveStrategy  # noqa: E402

@@ -3,7 +3,7 @@
 tf2onnx names the nodes it creates with a process-wide counter (`tf2onnx.utils.INTERNAL_NAME`) and sorts the
 graph by name, so the same network exported after others came out with other names and, in the search's benchmark
 runs, with two parallel branches in the other order: the torch module then ran them in the other order, the
-analog tiles drew their noise in another order, and the same cell probed 0.89485 or 0.89629 (docs/BENCHMARKS.md).
+analog tiles drew their noise in another order, and the same cell probed 0.89485 or 0.89629 (docs/benchmarks_log.md).
 Here the counter is set to the values a history would leave, which is what several earlier exports do.
 """
 

@@ -421,7 +421,7 @@ def test_predict_follows_the_recommendation_and_says_which_network_it_used(
     err = capsys.readouterr().err
     assert "using network unet (recommended for digital use), digital (Keras)" in err.splitlines()[0]
     assert not (run / "final" / "recommendation.json").exists()  # computed from the tables; predict writes no run file
-    (run / "final" / "recommendation.json").write_text(json.dumps({"version": 1, "digital": {"network": "3"}}))
+    (run / "final" / "recommendation.json").write_text(json.dumps({"version": 2, "digital": {"network": "3"}}))
     assert Predictor(run).network == "3"  # the file, when there, is what predict follows
     with Image.open(out / f"{name}.png") as mask:
         assert mask.mode == "P" and mask.getpalette()[:6] == [0, 0, 0, 255, 255, 255]  # black / white

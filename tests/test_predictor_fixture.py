@@ -1,8 +1,8 @@
 """The search's score predictor ranks cells it has not seen, on recorded results of real benchmark runs (issue 12).
 
 Fixture `fixtures/search_results_e8.csv`: every network of seeds 1-4 of the 8-epochs-per-network search benchmark in
-docs/BENCHMARKS.md (progressive, random and evolution runs of both tasks), written by
-`python benchmarks/bench_search.py --analyse-only ... --fixture tests/fixtures/search_results_e8.csv`;
+docs/benchmarks_log.md (progressive, random and evolution runs of both tasks), written by
+`python -m benchmarks.search.bench_search --analyse-only ... --fixture tests/fixtures/search_results_e8.csv`;
 `fixtures/search_e8_<task>.json` are those runs' configs. A cell trained by several runs counts once, with its
 mean Dice (a less noisy label than one training), and train and held-out cells never share a cell.
 """
@@ -74,7 +74,7 @@ def _held_out_spearman(task: str, train_size: int, repeats: int) -> tuple[list[f
 def test_the_search_predictor_ranks_unseen_cells_of_the_hard_task() -> None:
     """At 20 trained networks (the search's default "auto" predictor: the cheap-feature ridge) the median
     Spearman on every other recorded cell of the hard task was 0.45 when this fixture was recorded
-    (docs/BENCHMARKS.md), below the issue's 0.5 bar: at that size the labels' own noise (one 8-epoch training per
+    (docs/benchmarks_log.md), below the issue's 0.5 bar: at that size the labels' own noise (one 8-epoch training per
     cell; two trainings of a cell agree at Spearman 0.23) bounds it, so this guards the measured level against
     regressions (a predictor that ranks no better than chance fails it). The default task is not asserted: its
     cells' Dice spread (interquartile 0.88-0.91) lies within one training's noise."""

@@ -9,6 +9,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from pathlib import Path
 
+import pytest
+
 from popnas_seg.analog.drift import DriftCurve, DriftReport
 from popnas_seg.config import RunConfig, dump_config
 from popnas_seg.report import write_report
@@ -327,6 +329,39 @@ def test_recommendation_falls_back_to_the_unet_and_warns(tmp_path: Path) -> None
         "over the size budget" in w and "unet" in w for w in rec["warnings"]
     )
     assert rec["baseline"]["network"] == "unet"  # still shown beside it
+
+
+def test_analog_recommendation_ranks_by_mean_minus_k_std(tmp_path: Path) -> None:
+    """The analog rule is the search's risk-aware objective: a steady network beats a higher but spread mean."""
+    from popnas_seg.finalists.recommendation import build_recommendation
+
+    run = tmp_path / "run"
+    _synthetic_run(run)
+    write_csv(
+        run / "final" / "finalists.csv",
+        [
+            {"network": "4", "status": "ok", "val_dice": 0.9, "test_dice": 0.90, "params": 3000},
+            {"network": "9", "status": "ok", "val_dice": 0.9, "test_dice": 0.89, "params": 5000},
+        ],
+    )
+    write_csv(
+        run / "final" / "drift.csv",
+        [
+            {"network": "4", "hwa": "after", "time": 2592000.0, "mean": 0.905, "std": 0.04},
+            {"network": "9", "hwa": "after", "time": 2592000.0, "mean": 0.895, "std": 0.005},
+        ],
+        ["network", "hwa", "time", "mean", "std"],
+    )
+    config = json.loads((run / "restore" / "config.json").read_text())
+    config["analog"]["risk_k"] = 1.0
+    (run / "restore" / "config.json").write_text(json.dumps(config))
+    rec = build_recommendation(run)
+    assert rec is not None and rec["risk_k"] == 1.0
+    assert rec["analog"]["network"] == "9" and rec["analog"]["analog_score"] == pytest.approx(0.89)
+    assert rec["digital"]["network"] == "4"  # the digital rule is unchanged
+    config["analog"]["risk_k"] = 0.0  # k = 0: the mean alone decides
+    (run / "restore" / "config.json").write_text(json.dumps(config))
+    assert build_recommendation(run)["analog"]["network"] == "4"
 
 
 def test_no_recommendation_before_final_training(tmp_path: Path) -> None:

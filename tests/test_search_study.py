@@ -4,18 +4,14 @@ re-evaluated fronts (bench_search_study.py), gap closure and its CI, the paired 
 from __future__ import annotations
 
 import math
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-
-import bench_search as B  # noqa: E402
-import bench_search_study as T  # noqa: E402
-import search_stats as S  # noqa: E402
-
+from benchmarks.search import bench_search as B  # noqa: E402
+from benchmarks.search import bench_search_study as T  # noqa: E402
+from benchmarks.search import search_stats as S  # noqa: E402
 from popnas_seg.results import TrainingResult  # noqa: E402
 from popnas_seg.runlog.tables import write_csv  # noqa: E402
 

@@ -183,7 +183,7 @@ def _canonical_graph(model_proto: Any) -> None:
     tf2onnx names the nodes and tensors it creates from a process-wide counter and sorts the graph by those
     names, so the same network exported after others came out in another order: onnx2torch then ran two
     parallel branches the other way round and the analog tiles drew their noise in another order, which moved
-    a cell's analog Dice by up to 0.005 with the search's history (docs/BENCHMARKS.md). Here the nodes are
+    a cell's analog Dice by up to 0.005 with the search's history (docs/benchmarks_log.md). Here the nodes are
     re-sorted topologically (Kahn), taking among the ready nodes the least by a key that never reads a counter:
     the node's name without its counter suffix, its op, its attributes and where each input comes from (an
     earlier node's position and output slot, a graph input, or an initializer's name stem and content hash).

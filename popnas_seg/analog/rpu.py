@@ -35,8 +35,8 @@ def _noise_model(cfg: AnalogConfig) -> Any:
 def _drift_compensation(cfg: AnalogConfig) -> Any:
     """AIHWKit's global drift compensation: each tile's outputs scaled by one factor read with an all-ones
     input. AIHWKit's per-column compensation (one-hot reads) tied it on the issue-10 folder study and did worse
-    on one layer, where each one-hot read sits within the output noise (benchmarks/bench_drift_compensation.py,
-    docs/BENCHMARKS.md), so it is not offered."""
+    on one layer, where each one-hot read sits within the output noise (benchmarks/studies/bench_drift_compensation.py,
+    docs/benchmarks_log.md), so it is not offered."""
     from aihwkit.inference import GlobalDriftCompensation
 
     return GlobalDriftCompensation() if cfg.drift_compensation == "global" else None
@@ -60,7 +60,7 @@ def _set_mapping(rpu: Any, cfg: AnalogConfig) -> None:
     digitally trained layer whose weights peak at 0.17 then has outputs a few ADC steps wide and an output
     noise close to its signal; a real chip maps every column onto its conductance range. On the 48-image
     folder (seed 1, no HWA) this took the 13k-param cell from 0.715 to 0.912 at 1 year and the U-Net from
-    0.808 to 0.953 (docs/BENCHMARKS.md).
+    0.808 to 0.953 (docs/benchmarks_log.md).
     """
     rpu.mapping.digital_bias = True
     rpu.mapping.max_input_size = int(cfg.tile_size)
@@ -92,7 +92,7 @@ def inference_rpu_config(cfg: AnalogConfig, tiles: str = "torch") -> Any:
     differed (three probes by up to 0.0025 Dice, enough to change which children a search picks). The torch
     tiles draw every noise from torch's generator, so every analog score is repeatable from its seed; they
     cost the same or less here and score the same chip within the programmings' spread
-    (benchmarks/bench_probe_tiles.py, benchmarks/bench_inference_tiles.py, docs/BENCHMARKS.md).
+    (benchmarks/speed/bench_probe_tiles.py, benchmarks/speed/bench_inference_tiles.py, docs/benchmarks_log.md).
     `tiles="compiled"` gives the same chip on the compiled tiles.
     """
     if tiles == "torch":

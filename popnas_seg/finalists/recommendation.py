@@ -3,8 +3,10 @@
 Two uses, two rules, one per line of the report's first table and of final/recommendation.json:
 
 - digital use: the highest digital test Dice (whole test images, as `predict` segments them);
-- analog use: the highest mean analog Dice at the drift horizon `analog.recommend_at` (the nearest scored
-  `eval_times` entry), on the weights `predict --analog` runs: the hardware-aware checkpoint when there is one.
+- analog use: the highest risk-aware analog score at the drift horizon `analog.recommend_at` (the nearest scored
+  `eval_times` entry), mean - `analog.risk_k` x std over programmings: the same objective the search ranks on,
+  so a network that is good on average but unreliable from chip to chip is not recommended over a steady one.
+  Scored on the weights `predict --analog` runs: the hardware-aware checkpoint when there is one.
 
 Both among the networks that finished final training and fit `analog.recommend_max_params`; ties go to fewer
 weights. The U-Net baseline competes like any finalist, so it is recommended when no finalist beats it, and
@@ -33,11 +35,11 @@ __all__ = [
 
 RECOMMENDATION_FILE = "recommendation.json"
 BASELINE = "unet"
-_VERSION = 1
+_VERSION = 2  # 2: the analog rule ranks by mean - risk_k x std (1: by the mean)
 
 
-def _analog_settings(run_path: Path) -> tuple[float, int | None]:
-    """(recommend_at, recommend_max_params) of the run's frozen config; the schema defaults for older runs."""
+def _analog_settings(run_path: Path) -> tuple[float, int | None, float]:
+    """(recommend_at, recommend_max_params, risk_k) of the run's frozen config; the schema defaults for older runs."""
     from popnas_seg.config import AnalogConfig
 
     try:
@@ -47,9 +49,11 @@ def _analog_settings(run_path: Path) -> tuple[float, int | None]:
     defaults = AnalogConfig()
     at = _number(analog.get("recommend_at"))
     budget = analog.get("recommend_max_params", defaults.recommend_max_params)
+    risk_k = _number(analog.get("risk_k"))
     return (
         at if at and at > 0 else float(defaults.recommend_at),
         int(budget) if budget is not None and _number(budget) is not None else None,
+        risk_k if risk_k is not None and risk_k >= 0 else float(defaults.risk_k),
     )
 
 
@@ -58,8 +62,9 @@ def _nearest(times: list[float], target: float) -> float | None:
     return min(times, key=lambda t: abs(math.log(t / target))) if times else None
 
 
-def _entry(row: dict[str, str], drift: list[dict[str, str]], horizon: float | None) -> dict[str, Any]:
-    """One network's numbers: params, validation and test Dice, analog Dice ± std at the horizon."""
+def _entry(row: dict[str, str], drift: list[dict[str, str]], horizon: float | None, risk_k: float) -> dict[str, Any]:
+    """One network's numbers: params, validation and test Dice, analog Dice ± std and risk-aware score at the
+    horizon (a missing std counts as 0: one programming)."""
     name = row["network"]
     mine = [d for d in drift if d.get("network") == name]
     phase = "after" if any(d.get("hwa") == "after" for d in mine) else "before"
@@ -78,6 +83,7 @@ def _entry(row: dict[str, str], drift: list[dict[str, str]], horizon: float | No
         "test_dice": _number(row.get("test_dice")),
         "analog_dice": analog,
         "analog_dice_std": std,
+        "analog_score": None if analog is None else analog - risk_k * (std or 0.0),
         "analog_weights": None if analog is None else ("HWA" if phase == "after" else "no HWA"),
     }
 
@@ -94,14 +100,14 @@ def build_recommendation(run_path: str | Path) -> dict[str, Any] | None:
     run_path = Path(run_path)
     rows = read_csv(run_path / "final" / "finalists.csv")
     drift = read_csv(run_path / "final" / "drift.csv")
-    requested, budget = _analog_settings(run_path)
+    requested, budget, risk_k = _analog_settings(run_path)
     times = sorted({t for t in (_number(d.get("time")) for d in drift) if t is not None and t > 0})
     horizon = _nearest(times, requested)
     warnings: list[str] = []
     for r in rows:
         if r.get("status") not in (None, "", "ok"):
             warnings.append(f"network {r['network']} failed its final training ({r.get('status')}): not considered.")
-    entries = [_entry(r, drift, horizon) for r in rows if r.get("status") in (None, "", "ok")]
+    entries = [_entry(r, drift, horizon, risk_k) for r in rows if r.get("status") in (None, "", "ok")]
     entries = [e for e in entries if e["test_dice"] is not None]
     if not entries:
         return None
@@ -114,7 +120,7 @@ def build_recommendation(run_path: str | Path) -> dict[str, Any] | None:
     elif len(pool) < len(entries):
         left = ", ".join(e["network"] for e in entries if e not in pool)
         warnings.append(f"over the size budget of {budget:,} weights, not recommended: {left}.")
-    digital, analog = _best(pool, "test_dice"), _best(pool, "analog_dice")
+    digital, analog = _best(pool, "test_dice"), _best(pool, "analog_score")
     baseline = next((e for e in entries if e["baseline"]), None)
     label = None if horizon is None else time_label(horizon)
     if baseline is not None:
@@ -127,13 +133,15 @@ def build_recommendation(run_path: str | Path) -> dict[str, Any] | None:
                     f"{e['test_dice']:.3f} vs {baseline['test_dice']:.3f}."
                 )
             if (
-                e["analog_dice"] is not None
-                and baseline["analog_dice"] is not None
-                and e["analog_dice"] < baseline["analog_dice"]
+                e["analog_score"] is not None
+                and baseline["analog_score"] is not None
+                and e["analog_score"] < baseline["analog_score"]
             ):
                 warnings.append(
                     f"finalist {e['network']} is below the U-Net baseline on analog hardware at {label}: "
-                    f"Dice {e['analog_dice']:.3f} vs {baseline['analog_dice']:.3f}."
+                    f"Dice {e['analog_dice']:.3f} ± {e['analog_dice_std'] or 0:.3f} vs "
+                    f"{baseline['analog_dice']:.3f} ± {baseline['analog_dice_std'] or 0:.3f} "
+                    f"(mean - {risk_k:g} x std: {e['analog_score']:.3f} vs {baseline['analog_score']:.3f})."
                 )
     if horizon is None:
         warnings.append("no analog drift scores (final/drift.csv): no recommendation for analog use.")
@@ -144,12 +152,14 @@ def build_recommendation(run_path: str | Path) -> dict[str, Any] | None:
         "horizon": label,
         "requested_horizon_s": requested,
         "max_params": budget,
+        "risk_k": risk_k,
         "rules": {
             "digital": f"highest digital test Dice{budget_text}; ties to fewer weights; the U-Net baseline competes, "
             "so it is recommended when no finalist beats it",
-            "analog": f"highest mean analog Dice at {label or '-'} of drift (the nearest scored time to "
-            f"analog.recommend_at = {requested:.0f} s), on the weights `predict --analog` runs (HWA when "
-            f"there is an HWA checkpoint){budget_text}; ties to fewer weights; the U-Net competes",
+            "analog": f"highest mean - {risk_k:g} x std of the analog Dice over programmings (analog.risk_k) at "
+            f"{label or '-'} of drift (the nearest scored time to analog.recommend_at = {requested:.0f} s), "
+            "on the weights `predict --analog` runs (HWA when there is an HWA checkpoint)"
+            f"{budget_text}; ties to fewer weights; the U-Net competes",
         },
         "digital": digital,
         "analog": analog,

@@ -11,7 +11,7 @@ be as large as memory allows. `Tiling` picks each image's tile: the whole image 
 the network's downsampling factor) up to `tile_size` pixels a side, and larger images in tiles of that side.
 Crop-sized tiles of a 256x256 image at 25 % overlap (121 tiles of 32x32) feed the network 1.9x the image's
 pixels, one small batch at a time, and every analog layer pays its per-call cost per batch; one whole-image
-tile feeds it each pixel once (benchmarks/bench_inference_tiles.py, docs/BENCHMARKS.md).
+tile feeds it each pixel once (benchmarks/speed/bench_inference_tiles.py, docs/benchmarks_log.md).
 
 `predict_fn` maps a float32 batch [N, h, w, C] to probabilities [N, h, w, K]; a Keras model, an ONNX
 Runtime session and a torch/AIHWKit model all fit behind it, so digital, exported and analog scores use

@@ -4,7 +4,7 @@ Features are those of the time predictor (`cell_time_features`: blocks, operator
 inputs, DAG depth, concatenated blocks, log params, log FLOPs); params and FLOPs are exact and free, and on
 short-trained segmentation networks the score grows with capacity, which a linear model on these features
 captures from a handful of points. `kind="ridge"`: standardised features, RidgeCV over a fixed alpha grid;
-`kind="forest"`: a small seeded random forest (for comparison in benchmarks/bench_predictors.py).
+`kind="forest"`: a small seeded random forest (for comparison in benchmarks/search/bench_predictors.py).
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from popnas_seg.config import RunConfig
 
 # "auto": the cheap-feature ridge below this many trained networks, the GIN ensemble from it on.
-# Measured on held-out cells of recorded 8-epoch benchmark runs (tests/test_predictor_fixture.py; docs/BENCHMARKS.md
+# Measured on held-out cells of recorded 8-epoch benchmark runs (tests/test_predictor_fixture.py; docs/benchmarks_log.md
 # "Score predictors on held-out cells of recorded runs"): at 30, 40 and 60 training networks (10 and 20 on earlier
 # data) the ridge ranked as well as or better than the GIN ensemble on both tasks (hard task, 60 networks: 0.51 vs
 # 0.37 for 3 members x 80 epochs) at 1/100 of the fit time, so "auto" keeps the ridge over the whole measured range

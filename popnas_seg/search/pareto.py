@@ -5,7 +5,7 @@ works internally in *minimisation space* (maximised columns negated), so callers
 Missing values (NaN, e.g. a network that was never probed) are treated as the worst possible value: they never
 make a point dominate another one and never add hypervolume.
 
-Objective names, directions and aliases live in `popnas_seg.objectives` (a bottom-floor module config.py
+Objective names, directions and aliases live in `popnas_seg.objectives` (a bottom-floor module config/
 validates against too).
 """
 

@@ -179,7 +179,7 @@ def spread_order(items: Sequence[T]) -> list[T]:
 
     Why: a capped step 1 used to train its cells cheapest first, so until its last few networks the measured
     front held only small cells; a run stopped or read early (and the "networks needed to reach a hypervolume"
-    measure of benchmarks/bench_search.py) saw none of the costly, higher-Dice ones. The set of cells is
+    measure of benchmarks/search/bench_search.py) saw none of the costly, higher-Dice ones. The set of cells is
     unchanged.
     """
     n = len(items)

@@ -7,8 +7,8 @@
 2. The analog probe of the trained network (ONNX export + worker process + repetitions), as a ratio of
    the network's training time: what the analog objective adds to every search step.
 
-    python benchmarks/bench_trainer.py            # 64x64, 192 images, 3 epochs (minutes on 2 cores)
-    python benchmarks/bench_trainer.py --quick    # tiny settings: checks that it runs
+    python -m benchmarks.speed.bench_trainer            # 64x64, 192 images, 3 epochs (minutes on 2 cores)
+    python -m benchmarks.speed.bench_trainer --quick    # tiny settings: checks that it runs
 """
 
 from __future__ import annotations
@@ -24,8 +24,6 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import keras  # noqa: E402
 

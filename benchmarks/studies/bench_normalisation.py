@@ -5,8 +5,8 @@ saturated debris, a few background-only tiles), read back like a user's folder, 
 searched cell and the U-Net baseline) are trained with each normalisation under the Trainer's rules (the
 configured steps_per_epoch, best validation epoch); test Dice is reported per network and normalisation.
 
-    python benchmarks/bench_normalisation.py                 # 64 images 64x64, 10 epochs x 12 steps, seed 1
-    python benchmarks/bench_normalisation.py --epochs 2      # a smoke run
+    python -m benchmarks.studies.bench_normalisation                 # 64 images 64x64, 10 epochs x 12 steps, seed 1
+    python -m benchmarks.studies.bench_normalisation --epochs 2      # a smoke run
 """
 
 from __future__ import annotations
@@ -21,8 +21,6 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from popnas_seg.config import RunConfig  # noqa: E402
 from popnas_seg.data.pipeline import load_data  # noqa: E402

@@ -9,7 +9,7 @@ training and drift scoring (analog/drift.py) into a scratch folder, on the run's
 A "drift evaluation" is one (programming, time) scoring of the test images. `--from-results` skips the re-run
 and summarises the drift_report.json files the finalists stage already wrote (its timings included).
 
-    python benchmarks/bench_analog.py logs/exp1 [--repetitions 3] [--hwa-epochs 1] [--from-results]
+    python -m benchmarks.studies.bench_analog logs/exp1 [--repetitions 3] [--hwa-epochs 1] [--from-results]
 
 Run it on a small run: the analog simulation runs on the CPU (several seconds per evaluation at 64x64).
 
@@ -22,7 +22,7 @@ at 1 day / 1 month / 1 year over 5 programmings, whole test images tiled). Every
 result is a JSON file under OUT, so an interrupted study resumes where it stopped; the table and the
 targets are printed from whatever is there (`--report` prints without training).
 
-    python benchmarks/bench_analog.py --study bench_out/analog --seeds 1 2 3 --data folder builtin
+    python -m benchmarks.studies.bench_analog --study bench_out/analog --seeds 1 2 3 --data folder builtin
 """
 
 from __future__ import annotations
@@ -39,7 +39,6 @@ from pathlib import Path
 from typing import Any
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 MONTH_S = 2592000.0
 DAY_S, YEAR_S = 86400.0, 31536000.0

@@ -14,7 +14,7 @@ A target that this oracle misses in the median over draw seeds is beyond what kn
 budget and noise: what is left is a training's luck, which no predictor of a cell foresees. The oracle is greedy,
 so it is a yardstick, not a strict bound (a search may match it by its own luck).
 
-    python benchmarks/bench_search_oracle.py --logs-dir /work/bench_runs/search_e24_default --tasks default
+    python -m benchmarks.search.bench_search_oracle --logs-dir /work/bench_runs/search_e24_default --tasks default
 """
 
 from __future__ import annotations
@@ -22,16 +22,18 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-import bench_search as B  # noqa: E402
-import bench_search_replay as R  # noqa: E402
 import numpy as np  # noqa: E402
 
+from benchmarks.search import bench_search as B  # noqa: E402
+from benchmarks.search import bench_search_replay as R  # noqa: E402
 from popnas_seg.config import RunConfig  # noqa: E402
+from popnas_seg.search.anytime import (  # noqa: E402
+    front_hypervolume,
+    hypervolume_curve,
+    networks_to_reach,
+    usable_results,
+)
 from popnas_seg.search.pareto import greedy_hypervolume_selection, objective_matrix  # noqa: E402
 from popnas_seg.search.strategies import ProgressiveStrategy  # noqa: E402
 from popnas_seg.search_space.encoding import Cell  # noqa: E402
@@ -110,7 +112,7 @@ def step_sizes(bench: argparse.Namespace) -> list[int]:
 def oracle_task(args: argparse.Namespace, bench: argparse.Namespace, task: str) -> dict:
     objectives = ["dice", "params", "analog_dice"] if bench.probe else ["dice", "params"]
     base = RunConfig.model_validate(B.build_config(bench, task, "progressive", args.seeds[0], None))
-    pool = B._usable(list(R.measured_table(args.logs_dir, task, args.seeds, base).known.values()), objectives)
+    pool = usable_results(list(R.measured_table(args.logs_dir, task, args.seeds, base).known.values()), objectives)
     if len(pool) < 10:
         raise SystemExit(f"[oracle] {task}: only {len(pool)} measured cells in {args.logs_dir}")
     shape = (bench.size, bench.size, base.dataset.generated_channels)
@@ -118,7 +120,7 @@ def oracle_task(args: argparse.Namespace, bench: argparse.Namespace, task: str) 
         objectives, base, np.zeros((0, len(objectives))), shape, base.dataset.classes_count
     )
     values, maximise = objective_matrix(pool, objectives)
-    union = B.front_hv(pool, objectives, reference)
+    union = front_hypervolume(pool, objectives, reference)
     strategy = ProgressiveStrategy(base, shape, base.dataset.classes_count, None, logging.getLogger("oracle"))
     cells = [Cell.from_string(r.encoding) for r in pool]
     features = np.array([list(strategy._cell_features()(c)) for c in cells], dtype=float)
@@ -130,18 +132,18 @@ def oracle_task(args: argparse.Namespace, bench: argparse.Namespace, task: str) 
         for s in B.STRATEGIES:
             if B.search_finished(args.logs_dir / B.run_name(task, s, seed)):
                 run = B.load_run(args.logs_dir, task, s, seed)
-                recorded.setdefault(s, []).append(union - B.front_hv(run.results, objectives, reference))
+                recorded.setdefault(s, []).append(union - front_hypervolume(run.results, objectives, reference))
     batches = step_sizes(bench)
     regrets: dict[str, list[float]] = {"steps": [], "once": []}
     reach = [0, 0]  # (draw seed, recorded random run) pairs: random's final HV within 50 % of N, of all pairs
     for seed in range(args.oracle_seeds):
         for mode, plan in (("steps", batches), ("once", [sum(batches)])):
             picks = oracle_picks(means, cov, noisy, maximise, reference, plan, args.draws, seed, values)
-            regrets[mode].append(union - B.front_hv([pool[i] for i in picks], objectives, reference))
+            regrets[mode].append(union - front_hypervolume([pool[i] for i in picks], objectives, reference))
             if mode == "steps":
-                curve = B.hv_curve([pool[i] for i in picks], objectives, reference)
+                curve = hypervolume_curve([pool[i] for i in picks], objectives, reference)
                 for random_regret in recorded.get("random", []):
-                    k = B.networks_to_reach(curve, union - random_regret)
+                    k = networks_to_reach(curve, union - random_regret)
                     reach[0] += k is not None and k <= B.TARGET_FRACTION * len(picks)
                     reach[1] += 1
         print(

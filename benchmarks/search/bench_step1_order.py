@@ -12,9 +12,9 @@ seed, so its scores do not depend on when it trains; the step-1 cells and every 
 are planned from all of step 1), and only the order of the first networks moves. So the reordered curve is
 the curve the reordered search would have recorded (up to the compiled tiles' clock-seeded probe noise of the
 recorded runs). A last row bounds every order: whether any subset of the step-1 cells of 50 % of N networks
-reaches random's final hypervolume. It reads the run folders of `benchmarks/bench_search.py`; nothing is trained.
+reaches random's final hypervolume. It reads the run folders of `benchmarks/search/bench_search.py`; nothing is trained.
 
-    python benchmarks/bench_step1_order.py --logs-dir /work/bench_runs/search_e8_fixdata
+    python -m benchmarks.search.bench_step1_order --logs-dir /work/bench_runs/search_e8_fixdata
 """
 
 from __future__ import annotations
@@ -25,14 +25,12 @@ import math
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-import bench_search as B  # noqa: E402
 import numpy as np  # noqa: E402
 
+from benchmarks.search import bench_search as B  # noqa: E402
 from popnas_seg.config import RunConfig  # noqa: E402
 from popnas_seg.results import TrainingResult  # noqa: E402
+from popnas_seg.search.anytime import front_hypervolume, hypervolume_curve, networks_to_reach  # noqa: E402
 from popnas_seg.search.pareto import greedy_hypervolume_selection, maximise_flags  # noqa: E402
 from popnas_seg.search.strategies import ProgressiveStrategy  # noqa: E402
 from popnas_seg.search_space.encoding import Cell  # noqa: E402
@@ -88,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
         sizes, oracle = [], []
         for seed in args.seeds:
             progressive = B.load_run(args.logs_dir, task, "progressive", seed).results
-            target = B.front_hv(B.load_run(args.logs_dir, task, "random", seed).results, OBJECTIVES, reference)
+            target = front_hypervolume(B.load_run(args.logs_dir, task, "random", seed).results, OBJECTIVES, reference)
             step1 = [r for r in progressive if r.step == 1]
             later = [r for r in progressive if r.step > 1]
             sizes.append(len(progressive))
@@ -96,14 +94,14 @@ def main(argv: list[str] | None = None) -> int:
             def first_reach(
                 order: list[TrainingResult], later: list[TrainingResult] = later, reference=reference, target=target
             ) -> int | None:
-                return B.networks_to_reach(B.hv_curve(order + later, OBJECTIVES, reference), target)
+                return networks_to_reach(hypervolume_curve(order + later, OBJECTIVES, reference), target)
 
             reach["recorded (bisection)"].append(first_reach(step1))
             # an oracle bound: does ANY order of these step-1 cells reach it within 50 % of N?
             k = min(len(step1), math.floor(B.TARGET_FRACTION * len(progressive)))
             oracle.append(
                 any(
-                    B.front_hv(list(subset), OBJECTIVES, reference) >= target - 1e-12
+                    front_hypervolume(list(subset), OBJECTIVES, reference) >= target - 1e-12
                     for subset in itertools.combinations(step1, k)
                 )
             )

@@ -31,11 +31,11 @@ user-region hypervolume, gap closure with CIs, confirmation seeds) is `bench_sea
 searches through this file.
 
 It prints markdown tables, saves one plot per task (median and min-max band over seeds) and, unless
-`--no-doc`, replaces its own section of docs/BENCHMARKS.md.
+`--no-doc`, replaces its own section of docs/benchmarks_log.md.
 
-    python benchmarks/bench_search.py --seeds 1 2 3 4 5 --workers 2   # the full benchmark (hours)
-    python benchmarks/bench_search.py --quick --no-doc                 # tiny settings: checks that it runs
-    python benchmarks/bench_search.py --analyse-only --logs-dir DIR    # recompute tables from finished runs
+    python -m benchmarks.search.bench_search --seeds 1 2 3 4 5 --workers 2   # the full benchmark (hours)
+    python -m benchmarks.search.bench_search --quick --no-doc                 # tiny settings: checks that it runs
+    python -m benchmarks.search.bench_search --analyse-only --logs-dir DIR    # recompute tables from finished runs
 """
 
 from __future__ import annotations
@@ -47,7 +47,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import argparse
 import json
 import math
-import shlex
 import subprocess
 import sys
 import tempfile
@@ -57,15 +56,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
 import numpy as np  # noqa: E402
 
+from benchmarks._common import RESULTS_LOG, ROOT, command_line, machine, write_section  # noqa: E402
 from popnas_seg.atomic import atomic_write_text  # noqa: E402
 from popnas_seg.config import RunConfig  # noqa: E402
 from popnas_seg.results import TrainingResult  # noqa: E402
 from popnas_seg.runlog.tables import read_csv, write_csv  # noqa: E402
+from popnas_seg.search.anytime import (  # noqa: E402
+    front_hypervolume,
+    hypervolume_curve,
+    networks_to_reach,
+    usable_results,
+)
 from popnas_seg.search.pareto import (  # noqa: E402
     maximise_flags,
     normalised_hypervolume,
@@ -91,9 +94,9 @@ TASKS = {
 # 10 % empty tiles; popnas_seg/data/synthetic.py), read through dataset.path as a user's folder is.
 TASK_SAMPLES = {"default": 64, "hard": 64, "default256": 256, FOLDER_TASK: 128}
 # Training epochs per network when --epochs is not given: the shortest budget at which one training ranks the
-# task's cells (benchmarks/bench_rank_noise.py, docs/BENCHMARKS.md). At 8 epochs the default task's cells explain
-# none of their Dice variance (its tiny cells are near their ceiling while the larger ones are still learning);
-# at 24 they explain half, as the hard task's do at 8.
+# task's cells (benchmarks/search/bench_rank_noise.py, docs/benchmarks_log.md). At 8 epochs the default task's
+# cells explain none of their Dice variance (its tiny cells are near their ceiling while the larger ones are still
+# learning); at 24 they explain half, as the hard task's do at 8.
 TASK_EPOCHS = {"default": 24, "hard": 8, "default256": 24, FOLDER_TASK: 24}  # default256 / folder: as default
 SECTION = "## Search: progressive vs random vs evolution"
 # issue 12 targets
@@ -331,35 +334,6 @@ def write_fixture(path: Path, logs_dir: Path, tasks: list[str], seeds: list[int]
     return write_csv(path, rows, FIXTURE_COLUMNS)
 
 
-def _usable(results: list[TrainingResult], objectives: list[str]) -> list[TrainingResult]:
-    """Networks that count for the front: trained fine, and probed when analog Dice is an objective."""
-    ok = [r for r in results if r.status == "ok"]
-    if "analog_dice" in objectives:
-        ok = [r for r in ok if r.analog_dice is not None]
-    return ok
-
-
-def front_hv(results: list[TrainingResult], objectives: list[str], reference: np.ndarray) -> float:
-    usable = _usable(results, objectives)
-    if not usable:
-        return 0.0
-    values, _ = objective_matrix(usable, objectives)
-    return float(normalised_hypervolume(values, objectives, reference))
-
-
-def hv_curve(results: list[TrainingResult], objectives: list[str], reference: np.ndarray) -> list[float]:
-    """Normalised hypervolume of the measured front over the first k networks, k = 1..len(results)."""
-    return [front_hv(results[:k], objectives, reference) for k in range(1, len(results) + 1)]
-
-
-def networks_to_reach(curve: list[float], target: float) -> int | None:
-    """Smallest k whose prefix hypervolume reaches `target` (None: never)."""
-    for k, hv in enumerate(curve, start=1):
-        if hv >= target - 1e-12:
-            return k
-    return None
-
-
 def one_sided_mwu(a: list[float], b: list[float]) -> float | None:
     """p-value of Mann-Whitney U that `a` tends to be larger than `b` (None with fewer than 2 values each)."""
     if len(a) < 2 or len(b) < 2:
@@ -409,23 +383,23 @@ def analyse_task(args: argparse.Namespace, logs_dir: Path, task: str, seeds: lis
     cfg = RunConfig.model_validate(build_config(args, task, "progressive", seeds[0], None))
     input_shape = (args.size, args.size, cfg.dataset.generated_channels)
     runs = {seed: {s: load_run(logs_dir, task, s, seed) for s in STRATEGIES} for seed in seeds}
-    everything = [r for by in runs.values() for run in by.values() for r in _usable(run.results, objectives)]
+    everything = [r for by in runs.values() for run in by.values() for r in usable_results(run.results, objectives)]
     values, _ = objective_matrix(everything, objectives)
     # ONE reference point for every run of the task: the params bound comes from the search space, not from
     # what a strategy happened to train
     reference = run_reference_point(objectives, cfg, values, input_shape, cfg.dataset.classes_count)
-    union_hv = front_hv(everything, objectives, reference)
+    union_hv = front_hypervolume(everything, objectives, reference)
     union_front = int(pareto_mask(values, maximise_flags(objectives)).sum()) if everything else 0
     for by in runs.values():
         for run in by.values():
-            run.hv_curve = hv_curve(run.results, objectives, reference)
+            run.hv_curve = hypervolume_curve(run.results, objectives, reference)
 
     per_seed = []
     for seed, by in runs.items():
         rand = by["random"]
         # the runs of one seed share its data and network seeds, so a cell scores the same in each: their union
         # front is the best known front of what this seed's runs could measure
-        seed_union = front_hv([r for run in by.values() for r in run.results], objectives, reference)
+        seed_union = front_hypervolume([r for run in by.values() for r in run.results], objectives, reference)
         row: dict[str, Any] = {"seed": seed, "N": by["progressive"].n, "seed_union_hv": seed_union}
         for s in STRATEGIES:
             run = by[s]
@@ -532,7 +506,10 @@ def regret_sources(
     would gain by adding it (median over seeds): where a strategy's regret comes from (a corner it never drew,
     or the top of the front at some size)."""
     trained = [
-        (s, seed, r) for seed, by in runs.items() for s, run in by.items() for r in _usable(run.results, objectives)
+        (s, seed, r)
+        for seed, by in runs.items()
+        for s, run in by.items()
+        for r in usable_results(run.results, objectives)
     ]
     if not trained:
         return []
@@ -547,7 +524,7 @@ def regret_sources(
     own: dict[str, list[tuple[np.ndarray, float]]] = {s: [] for s in STRATEGIES}
     for by in runs.values():
         for s in STRATEGIES:
-            mine, _ = objective_matrix(_usable(by[s].results, objectives), objectives)
+            mine, _ = objective_matrix(usable_results(by[s].results, objectives), objectives)
             own[s].append((mine, normalised_hypervolume(mine, objectives, reference)))
     rows = []
     for key in sorted(points, key=lambda k: (k[objectives.index("params")] if "params" in objectives else 0, k)):
@@ -674,33 +651,6 @@ def draw_plot(res: dict[str, Any], path: Path) -> Path:
     return plot_hypervolume_spread(curves, path, f"Hypervolume vs networks trained, task {res['task']}")
 
 
-def machine() -> str:
-    cores = subprocess.run(["nproc"], capture_output=True, text=True).stdout.strip()
-    model = ""
-    for line in subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines():
-        if line.startswith("Model name"):
-            model = line.split(":", 1)[1].strip()
-    return f"{cores}-core CPU ({model or 'unknown model'})"
-
-
-def write_section(doc: Path, body: str, section: str = SECTION) -> None:
-    """Replace the section `section` of BENCHMARKS.md (up to the next `## ` heading), keeping the others."""
-    text = doc.read_text() if doc.exists() else "# Benchmarks\n"
-    lines = text.splitlines()
-    try:
-        start = lines.index(section)
-    except ValueError:
-        new = text.rstrip("\n") + "\n\n" + body.rstrip("\n") + "\n"
-    else:
-        end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
-        rest = "\n".join(lines[end:])
-        new = "\n".join(lines[:start]).rstrip("\n") + ("\n\n" if start else "") + body.rstrip("\n") + "\n"
-        if rest:
-            new += "\n" + rest.rstrip("\n") + "\n"
-    doc.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(doc, new)
-
-
 def settings_text(args: argparse.Namespace) -> str:
     probe = (
         f"dice (max) + params (min) + analog_dice (max: analog Dice after 1 day of PCM drift, probe on "
@@ -823,7 +773,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=int,
         default=7,
         help="K of the progressive search (7 with b1 10: N = 25, and step 2's predicted picks start at "
-        "network 11; docs/BENCHMARKS.md)",
+        "network 11; docs/benchmarks_log.md)",
     )
     p.add_argument("--exploration", type=int, default=1, help="exploration children per step")
     p.add_argument("--b1", type=int, default=10, help="networks of step 1 (N = b1 + (B-1) K + (B-2) exploration)")
@@ -870,12 +820,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=int,
         default=8,
         help="programmings per probe: at 2, one hard-task probe moved by 0.02-0.07 Dice between two "
-        "programming draws, more than the front's cells differ (docs/BENCHMARKS.md)",
+        "programming draws, more than the front's cells differ (docs/benchmarks_log.md)",
     )
     p.add_argument("--quick", action="store_true", help="tiny settings that only check the benchmark runs")
     p.add_argument("--logs-dir", type=Path, default=None, help="run folders (default: a new temp dir); reuse to resume")
     p.add_argument("--analyse-only", action="store_true", help="only recompute the report from --logs-dir")
-    p.add_argument("--doc", type=Path, default=ROOT / "docs" / "BENCHMARKS.md")
+    p.add_argument("--doc", type=Path, default=RESULTS_LOG)
     p.add_argument(
         "--plot-prefix", type=Path, default=ROOT / "docs" / "bench_search_hv", help="plots go to <prefix>_<task>.png"
     )
@@ -902,7 +852,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    command = "python " + " ".join(shlex.quote(a) for a in [os.path.relpath(__file__, ROOT), *sys.argv[1:]])
+    command = command_line("benchmarks.search.bench_search")
     logs_dir = (args.logs_dir or Path(tempfile.mkdtemp(prefix="bench_search_"))).resolve()
     logs_dir.mkdir(parents=True, exist_ok=True)
     prepare_folder_task(args, logs_dir)
@@ -943,7 +893,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"[bench] plots: {', '.join(map(str, plots))}")
     if not args.no_doc:
         when = subprocess.run(["date", "-u"], capture_output=True, text=True).stdout.strip()
-        write_section(args.doc, section_text(args, results, plots, command, when, logs_dir, total))
+        write_section(args.doc, section_text(args, results, plots, command, when, logs_dir, total), SECTION)
         print(f"[bench] wrote the '{SECTION[3:]}' section of {args.doc}")
     return 0
 

@@ -16,8 +16,8 @@ pays the worker start (torch + AIHWKit import); the summary leaves the first net
 It prints one row per network and then: probe / training time ratios, Spearman of each analog objective with
 validation Dice, and the partial Spearman given params (ranks of both regressed on the rank of params).
 
-    python benchmarks/bench_probe.py                  # 10 cells, about 15 minutes on a loaded 2-core machine
-    python benchmarks/bench_probe.py --networks 4
+    python -m benchmarks.speed.bench_probe                  # 10 cells, about 15 minutes on a loaded 2-core machine
+    python -m benchmarks.speed.bench_probe --networks 4
 """
 
 from __future__ import annotations
@@ -35,8 +35,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from popnas_seg.config import load_config  # noqa: E402
 from popnas_seg.data.pipeline import load_data  # noqa: E402

@@ -2,7 +2,7 @@
 
 Why: `InferenceRPUConfig` tiles draw their forward (DAC/ADC, output) noise in C++ from a clock-seeded generator, so
 two probes of one network under one seed differ a little, and so do two repeats of a whole search
-(docs/BENCHMARKS.md, issue 12). `TorchInferenceRPUConfig` draws every noise from torch's generator; this
+(docs/benchmarks_log.md, issue 12). `TorchInferenceRPUConfig` draws every noise from torch's generator; this
 measurement moved the probe to it; issue 36 then moved HWA and drift scoring too (`rpu.inference_rpu_config(cfg,
 tiles)`, "torch" by default, "compiled" for this comparison).
 This trains one cell briefly on the built-in data, exports it to ONNX, and probes it `--repeats` times per tile
@@ -10,7 +10,7 @@ kind exactly as the search does (same seed each time, `--repetitions` programmin
 `--images` validation crops), in this process. It prints, per kind, the analog Dice of every repeat, the largest
 difference between repeats, and the seconds per probe.
 
-    python benchmarks/bench_probe_tiles.py            # about 3 minutes on 2 cores
+    python -m benchmarks.speed.bench_probe_tiles            # about 3 minutes on 2 cores
 """
 
 from __future__ import annotations
@@ -25,9 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-CELL = "[(-2,3x3 conv,-1,identity)]"  # the study cell of benchmarks/bench_analog.py
+CELL = "[(-2,3x3 conv,-1,identity)]"  # the study cell of benchmarks/studies/bench_analog.py
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -6,7 +6,7 @@ networks, fits every predictor on them and measures Spearman / Kendall on all th
 markdown table (median and min over repeats). Exact params and FLOPs come from each row's encoding, so the
 features are the ones the search would compute.
 
-    python benchmarks/bench_predictors.py benchmarks/data/random_hard_2epochs.csv --sizes 10 20 30 40
+    python -m benchmarks.search.bench_predictors benchmarks/data/random_hard_2epochs.csv --sizes 10 20 30 40
 """
 
 from __future__ import annotations
@@ -20,9 +20,6 @@ import sys
 import time
 from functools import partial
 from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 

@@ -13,9 +13,9 @@ start, data generation and the Ray start-up before the first plan are in "run wa
 are medians of the journal's per-network `probe_time_s` (analog probe) and `train_time_s`. The machine may be
 shared: nproc and the load average before and after each setting are printed with the table.
 
-    python benchmarks/bench_parallel.py                        # 24 networks per setting, ~8-10 min each idle
-    python benchmarks/bench_parallel.py --networks 64          # the full default search (~22 min at workers 1)
-    python benchmarks/bench_parallel.py --quick                # smoke test: 2 tiny networks per setting
+    python -m benchmarks.speed.bench_parallel                        # 24 networks per setting, ~8-10 min each idle
+    python -m benchmarks.speed.bench_parallel --networks 64          # the full default search (~22 min at workers 1)
+    python -m benchmarks.speed.bench_parallel --quick                # smoke test: 2 tiny networks per setting
 """
 
 from __future__ import annotations
@@ -31,9 +31,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
+from benchmarks._common import ROOT  # noqa: E402
 from popnas_seg.config import config_from_dict  # noqa: E402
 from popnas_seg.search.strategies import progressive_budget  # noqa: E402
 

@@ -1,7 +1,7 @@
 """How much of a searched network's Dice is its cell and how much its training seed, at a given budget.
 
 Why: a search (and its score predictor) can only rank cells as well as one training ranks them. This script
-trains the same cells with several seeds, under the settings of `benchmarks/bench_search.py` (same task,
+trains the same cells with several seeds, under the settings of `benchmarks/search/bench_search.py` (same task,
 image size, data, macro-architecture), at one or more budgets (epochs of `steps_per_epoch` batches), and
 reports per budget:
 
@@ -20,7 +20,7 @@ Cells are drawn at random (fixed `--pick-seed`) from the distinct cells that the
 (e.g. the bench_search runs of the task), so they cover the range the search meets. Results go to
 `--out` (one JSON line per training); run the same command again to resume.
 
-    python benchmarks/bench_rank_noise.py /work/bench_runs/search/hard_* --task hard --cells 12 \\
+    python -m benchmarks.search.bench_rank_noise /work/bench_runs/search/hard_* --task hard --cells 12 \\
         --seeds 1 2 3 --epochs 2 8 --out /work/bench_runs/rank_noise_hard.jsonl
 """
 
@@ -41,13 +41,9 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
-
-import bench_search  # noqa: E402
 from scipy.stats import spearmanr  # noqa: E402
 
+from benchmarks.search import bench_search  # noqa: E402
 from popnas_seg.config import RunConfig  # noqa: E402
 from popnas_seg.runlog.tables import read_csv  # noqa: E402
 

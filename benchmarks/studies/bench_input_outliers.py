@@ -17,7 +17,7 @@ plus, without retraining, the ``artefacts`` network scored on test inputs clippe
 analog Dice recovers while its digital Dice stays, the outliers are the cause. Each result is a JSON file
 under OUT (resumable); the table is printed from whatever is there.
 
-    python benchmarks/bench_input_outliers.py --out /work/bench_runs/outliers --seeds 1 --clip 5 --threads 1
+    python -m benchmarks.studies.bench_input_outliers --out /work/bench_runs/outliers --seeds 1 --clip 5 --threads 1
 """
 
 from __future__ import annotations
@@ -25,18 +25,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
 
-import bench_analog  # noqa: E402
+from benchmarks.studies import bench_analog  # noqa: E402
 
 IMAGES = bench_analog.FOLDER_IMAGES
 TIMES = bench_analog.STUDY_TIMES

@@ -20,10 +20,11 @@ What is scored, and why it differs from bench_search.py's own tables (which scor
   smallest total training seconds of the three runs).
 - **A frozen design**: `--confirm` runs seeds 11-20, never used while tuning, and the section records the commit.
 
-    python benchmarks/bench_search_study.py --tasks hard default256 folder --seeds 1 2 3 4 5 6 7 8 9 10 --workers 2
-    python benchmarks/bench_search_study.py --tasks hard default256 folder --confirm --workers 2
-    python benchmarks/bench_search_study.py --quick --no-doc           # tiny settings: checks that it runs
-    python benchmarks/bench_search_study.py --analyse-only --logs-dir DIR --tasks hard
+    python -m benchmarks.search.bench_search_study --tasks hard default256 folder --seeds 1 2 3 4 5 6 7 8 9 10 \\
+        --workers 2
+    python -m benchmarks.search.bench_search_study --tasks hard default256 folder --confirm --workers 2
+    python -m benchmarks.search.bench_search_study --quick --no-doc           # tiny settings: checks that it runs
+    python -m benchmarks.search.bench_search_study --analyse-only --logs-dir DIR --tasks hard
 """
 
 from __future__ import annotations
@@ -37,7 +38,6 @@ import hashlib
 import json
 import logging
 import math
-import shlex
 import subprocess
 import sys
 import tempfile
@@ -47,18 +47,17 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-import bench_search as B  # noqa: E402
-import bench_search_replay as R  # noqa: E402
 import numpy as np  # noqa: E402
-import search_stats as S  # noqa: E402
 
+from benchmarks._common import ROOT, command_line, machine, write_section  # noqa: E402
+from benchmarks.search import bench_search as B  # noqa: E402
+from benchmarks.search import bench_search_replay as R  # noqa: E402
+from benchmarks.search import search_stats as S  # noqa: E402
 from popnas_seg.config import RunConfig  # noqa: E402
 from popnas_seg.results import TrainingResult  # noqa: E402
 from popnas_seg.runlog.journal import Journal  # noqa: E402
 from popnas_seg.runlog.tables import read_csv  # noqa: E402
+from popnas_seg.search.anytime import usable_results  # noqa: E402
 from popnas_seg.search.pareto import (  # noqa: E402
     greedy_hypervolume_selection,
     maximise_flags,
@@ -188,7 +187,7 @@ def test_split_trainer(cfg: RunConfig, folder: Path) -> Train:
 
 # ------------------------------------------------------------------------------------------ scoring (pure)
 def usable(results: Sequence[TrainingResult], objectives: Sequence[str]) -> list[TrainingResult]:
-    return B._usable(list(results), list(objectives))
+    return usable_results(list(results), list(objectives))
 
 
 def front_encodings(results: Sequence[TrainingResult], objectives: Sequence[str]) -> list[str]:
@@ -497,9 +496,9 @@ def draw_anytime(res: dict[str, Any], path: Path, resamples: int) -> Path:
 
 
 def design_commit() -> str:
-    out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=B.ROOT)
+    out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT)
     dirty = subprocess.run(
-        ["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True, cwd=B.ROOT
+        ["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True, cwd=ROOT
     ).stdout.strip()
     return (out.stdout.strip() or "unknown") + (" (with uncommitted changes)" if dirty else "")
 
@@ -526,7 +525,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, argpa
         help=f"the frozen design's confirmation: seeds {CONFIRM_SEEDS[0]}-{CONFIRM_SEEDS[-1]} (never "
         "used while tuning), overriding --seeds",
     )
-    p.add_argument("--section", default=SECTION, help="the docs/BENCHMARKS.md section this invocation replaces")
+    p.add_argument("--section", default=SECTION, help="the docs/benchmarks_log.md section this invocation replaces")
     args, rest = p.parse_known_args(argv)
     if len(args.reeval_seeds) < 2:
         p.error("--reeval-seeds needs at least 2 seeds (a mean over one training is one training's luck)")
@@ -540,7 +539,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, argpa
 
 def main(argv: list[str] | None = None) -> int:
     args, bench = parse_args(argv)
-    command = "python " + " ".join(shlex.quote(a) for a in [os.path.relpath(__file__, B.ROOT), *sys.argv[1:]])
+    command = command_line("benchmarks.search.bench_search_study")
     bench.logs_dir = (bench.logs_dir or Path(tempfile.mkdtemp(prefix="bench_study_"))).resolve()
     bench.logs_dir.mkdir(parents=True, exist_ok=True)
     B.prepare_folder_task(bench, bench.logs_dir)
@@ -562,7 +561,7 @@ def main(argv: list[str] | None = None) -> int:
             f"({', '.join(missing)}): run them (without --analyse-only), then score"
         )
     results = [study_task(args, bench, task) for task in bench.tasks]
-    prefix = bench.logs_dir / "bench_study_hv" if bench.no_doc else B.ROOT / "docs" / "bench_study_hv"
+    prefix = bench.logs_dir / "bench_study_hv" if bench.no_doc else ROOT / "docs" / "bench_study_hv"
     plots = [draw_anytime(res, Path(f"{prefix}_{res['task']}.png"), args.bootstrap) for res in results]
     text = [markdown(res, args.reeval_seeds, args.dice_margin) for res in results]
     for block in text:
@@ -574,7 +573,7 @@ def main(argv: list[str] | None = None) -> int:
         parts = [
             args.section,
             "",
-            f"Date: {when}. Machine: {B.machine()}. Workers: {bench.workers}. Design commit: "
+            f"Date: {when}. Machine: {machine()}. Workers: {bench.workers}. Design commit: "
             f"{design_commit()}. Seeds: {', '.join(map(str, bench.seeds))} ({kind}). Wall time of this "
             f"invocation: {time.perf_counter() - start:.0f} s.",
             "",
@@ -590,13 +589,13 @@ def main(argv: list[str] | None = None) -> int:
         ]
         for res, plot, block in zip(results, plots, text):
             parts += [
-                f"![re-evaluated HV vs networks, {res['task']}]({os.path.relpath(plot, B.ROOT / 'docs')})",
+                f"![re-evaluated HV vs networks, {res['task']}]({os.path.relpath(plot, ROOT / 'docs')})",
                 "",
                 block,
                 "",
             ]
         parts.append(f"Run folders and the re-evaluation caches: `{bench.logs_dir}`.")
-        B.write_section(bench.doc, "\n".join(parts), args.section)
+        write_section(bench.doc, "\n".join(parts), args.section)
         print(f"[study] wrote the '{args.section[3:]}' section of {bench.doc}")
     return 0
 

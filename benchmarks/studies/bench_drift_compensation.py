@@ -8,16 +8,13 @@ drift faster on PCM), with the project's inference tiles (`inference_rpu_config`
 weight mapping, output noise and ADC), and prints the relative mean squared output error against the digital
 layer after each drift time, mean ± std over programmings.
 
-    python benchmarks/bench_drift_compensation.py [--repetitions 6] [--times 86400 31536000]
+    python -m benchmarks.studies.bench_drift_compensation [--repetitions 6] [--times 86400 31536000]
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
 def main(argv: list[str] | None = None) -> int:

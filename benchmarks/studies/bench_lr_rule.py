@@ -11,10 +11,10 @@ goes to `OUT/results.jsonl` (rerunning skips what is there). `--patience` trains
 patiences (default: the config's), `--networks unet` the U-Net under the same rule (issue 10 target (a)
 compares the cell with the U-Net trained by the same rules).
 
-    python benchmarks/bench_lr_rule.py OUT --rules cosine plateau --seeds 1 2 3 --threads 1
-    python benchmarks/bench_lr_rule.py OUT --rules cosine --patience 15 25 --networks cell unet --threads 1
-    python benchmarks/bench_lr_rule.py OUT --rules restarts20 --patience 25 --threads 1
-    python benchmarks/bench_lr_rule.py OUT --rules cosine --seeds 1 2 3 4 5 6 --init-offsets 0 1000
+    python -m benchmarks.studies.bench_lr_rule OUT --rules cosine plateau --seeds 1 2 3 --threads 1
+    python -m benchmarks.studies.bench_lr_rule OUT --rules cosine --patience 15 25 --networks cell unet --threads 1
+    python -m benchmarks.studies.bench_lr_rule OUT --rules restarts20 --patience 25 --threads 1
+    python -m benchmarks.studies.bench_lr_rule OUT --rules cosine --seeds 1 2 3 4 5 6 --init-offsets 0 1000
 
 `--init-offsets` trains each seed's network again from other initial weights (and batch order) on the same
 split (`others.seed` = seed, weights seeded with seed + offset), and the summary also prints "best of the
@@ -31,10 +31,8 @@ import sys
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import bench_analog  # noqa: E402
+from benchmarks.studies import bench_analog  # noqa: E402
 
 
 def _plateau(reduce_after: int, factor: float) -> None:
@@ -150,7 +148,8 @@ def main(argv: list[str] | None = None) -> int:
                         subprocess.run(
                             [
                                 sys.executable,
-                                __file__,
+                                "-m",
+                                "benchmarks.studies.bench_lr_rule",
                                 str(args.out),
                                 "--one",
                                 network,

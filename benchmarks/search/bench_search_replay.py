@@ -19,7 +19,7 @@ Per seed and the median: the replayed run's final hypervolume, its regret to the
 and every replayed or cached network of the task), the recorded baselines' regret, the networks it needs to reach
 random's final hypervolume, and its Dice-predictor Spearman on steps >= 3; then the issue-12 targets.
 
-    python benchmarks/bench_search_replay.py --logs-dir /work/bench_runs/search_e8_table --tasks hard
+    python -m benchmarks.search.bench_search_replay --logs-dir /work/bench_runs/search_e8_table --tasks hard
 """
 
 from __future__ import annotations
@@ -35,15 +35,13 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-import bench_search as B  # noqa: E402
 import numpy as np  # noqa: E402
 
+from benchmarks.search import bench_search as B  # noqa: E402
 from popnas_seg.config import RunConfig  # noqa: E402
 from popnas_seg.results import TrainingResult  # noqa: E402
 from popnas_seg.runlog.journal import Journal  # noqa: E402
+from popnas_seg.search.anytime import front_hypervolume, hypervolume_curve, networks_to_reach  # noqa: E402
 from popnas_seg.search.strategies import ProgressiveStrategy  # noqa: E402
 
 LOG = logging.getLogger("popnas_seg.replay")
@@ -244,12 +242,12 @@ def replay_task(args: argparse.Namespace, bench: argparse.Namespace, task: str, 
                 else same_as_recorded(history, journal_results(recorded.path)),
             }
         )
-    union = B.front_hv(list(table.known.values()), objectives, reference)
+    union = front_hypervolume(list(table.known.values()), objectives, reference)
     out = []
     for row in rows:
-        curve = B.hv_curve(row["history"], objectives, reference)
+        curve = hypervolume_curve(row["history"], objectives, reference)
         final = {
-            s: B.front_hv(run.results, objectives, reference)
+            s: front_hypervolume(run.results, objectives, reference)
             for (seed, s), run in finished.items()
             if seed == row["seed"]
         }
@@ -264,7 +262,7 @@ def replay_task(args: argparse.Namespace, bench: argparse.Namespace, task: str, 
                 "random_regret": None if "random" not in final else union - final["random"],
                 "evolution_regret": None if "evolution" not in final else union - final["evolution"],
                 "random_n": None if rand is None else rand.n,
-                "reach": None if rand is None else B.networks_to_reach(curve, final["random"]),
+                "reach": None if rand is None else networks_to_reach(curve, final["random"]),
                 "spearman": row["spearman"],
                 "same": row["same"],
             }

@@ -13,8 +13,8 @@ megapixel per drift time and programming (one scoring of every image), the mean 
 whole-image row over its crop-tiled twin. The same seeds program the same chips in every row, so Dice differences
 are tiling, not luck.
 
-    python benchmarks/bench_inference_tiles.py                 # about 10 minutes on 2 busy cores
-    python benchmarks/bench_inference_tiles.py --skip-large    # 256x256 only
+    python -m benchmarks.speed.bench_inference_tiles                 # about 10 minutes on 2 busy cores
+    python -m benchmarks.speed.bench_inference_tiles --skip-large    # 256x256 only
 """
 
 from __future__ import annotations
@@ -29,9 +29,7 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-CELL = "[(-2,3x3 conv,-1,identity)]"  # the study cell of benchmarks/bench_analog.py
+CELL = "[(-2,3x3 conv,-1,identity)]"  # the study cell of benchmarks/studies/bench_analog.py
 TARGET_SPEEDUP = 5.0
 DICE_TOLERANCE = 0.005
 

@@ -16,7 +16,7 @@ scores the whole test images at 1 day and 1 year over 5 programmings under:
 - `all off`: every source above off (what is left: the tiling, the conductance mapping and the ADC bound;
   this should be the digital Dice, and is the check that the ablations reach every source).
 
-    python benchmarks/bench_noise_sources.py OUT --data folder --seeds 1 2 3 --networks cell unet \
+    python -m benchmarks.studies.bench_noise_sources OUT --data folder --seeds 1 2 3 --networks cell unet \
         --weight-scaling none column --threads 1
 
 `--weight-scaling` scores the same trained networks under each `analog.weight_scaling` (how weights are
@@ -36,10 +36,8 @@ from pathlib import Path
 from typing import Any
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import bench_analog  # noqa: E402
+from benchmarks.studies import bench_analog  # noqa: E402
 
 ABLATIONS = [
     "full",
@@ -224,7 +222,8 @@ def main(argv: list[str] | None = None) -> int:
                         subprocess.run(
                             [
                                 sys.executable,
-                                __file__,
+                                "-m",
+                                "benchmarks.studies.bench_noise_sources",
                                 str(args.out),
                                 "--stage",
                                 kind,

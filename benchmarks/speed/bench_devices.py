@@ -6,8 +6,8 @@ Keras training of one cell (`--epochs` on the built-in data), the search-time an
 `probe_repetitions` programmings on validation crops) and the finalists' drift scoring (whole test images,
 `--times` x `--repetitions`), each timed after a warm-up so first-call compilation is not counted.
 
-    python benchmarks/bench_devices.py                     # devices as seen
-    CUDA_VISIBLE_DEVICES= python benchmarks/bench_devices.py   # CPU only
+    python -m benchmarks.speed.bench_devices                     # devices as seen
+    CUDA_VISIBLE_DEVICES= python -m benchmarks.speed.bench_devices   # CPU only
 """
 
 from __future__ import annotations
@@ -23,9 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-CELL = "[(-2,3x3 conv,-1,identity)]"  # the study cell of benchmarks/bench_analog.py
+CELL = "[(-2,3x3 conv,-1,identity)]"  # the study cell of benchmarks/studies/bench_analog.py
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -19,7 +19,7 @@ Cells are `--cells` distinct random cells of 1 to `--max-blocks` blocks over ben
 real-like folder of the artefact generator, `<logs-dir>/folder_task_data`, generated once). Results go to `--out`
 (one JSON line per training; rung checkpoints beside it in `<out>.d/`); run the same command again to resume.
 
-    python benchmarks/bench_fidelity.py --tasks default folder --out /work/bench_runs/fidelity.jsonl
+    python -m benchmarks.search.bench_fidelity --tasks default folder --out /work/bench_runs/fidelity.jsonl
 """
 
 from __future__ import annotations
@@ -39,13 +39,9 @@ import zlib
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
-
-import bench_search  # noqa: E402
 from scipy.stats import spearmanr  # noqa: E402
 
+from benchmarks.search import bench_search  # noqa: E402
 from popnas_seg.config import RunConfig  # noqa: E402
 from popnas_seg.results import TrainingResult  # noqa: E402
 from popnas_seg.search.calibration import top_rung_values  # noqa: E402

@@ -6,7 +6,7 @@ Trains one network with the Trainer to convergence (the finalists' rules: `analo
 Prints the analog validation Dice at `t_inference` after every HWA / control epoch (the checkpoint rule) and
 the test Dice at each drift time for the three variants (mean +- std over programmings).
 
-    python benchmarks/bench_hwa.py --samples 96 --hwa-epochs 6      # built-in data, minutes on 2 cores
+    python -m benchmarks.studies.bench_hwa --samples 96 --hwa-epochs 6      # built-in data, minutes on 2 cores
 """
 
 from __future__ import annotations
@@ -20,8 +20,6 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from popnas_seg.config import RunConfig  # noqa: E402
 from popnas_seg.data.pipeline import load_data  # noqa: E402
