@@ -118,3 +118,33 @@ def test_the_unet_encoding_builds_the_baseline(tmp_path: Path) -> None:
     result = evaluator.evaluate(_job(tmp_path, encoding=UNET_ENCODING, save=False))
     assert result.params == unet_params(ARCH, 1, 2) and result.flops == unet_flops(ARCH, (8, 8, 1), 2)
     assert result.blocks == 0
+
+
+def test_a_rung_continuation_starts_from_the_given_weights_and_keeps_them_if_unbeaten(tmp_path: Path) -> None:
+    """Multi-fidelity: rung 0 with keep_weights leaves the checkpoint; a job carrying its bytes trains that very
+    network on (no re-initialisation, starting weights counted as epoch 0) into its own folder."""
+    import numpy as np
+
+    evaluator, _, trainer = _evaluator(tmp_path)
+    evaluator.evaluate(_job(tmp_path, keep_weights=True))
+    checkpoint = tmp_path / "net7" / "model.weights.h5"
+    assert checkpoint.is_file() and trainer.calls[0]["reinitialize"] and not trainer.calls[0]["keep_initial"]
+    saved = evaluator.build(ENCODING, ARCH)[0]
+    saved.load_weights(checkpoint)
+
+    seen: list[Any] = []
+    original = trainer.train
+
+    def train(model: Any, **kw: Any) -> tuple[TrainingResult, Any]:
+        seen.append([w.copy() for w in model.get_weights()])
+        return original(model, **kw)
+
+    trainer.train = train  # type: ignore[method-assign]
+    rung1 = tmp_path / "net7" / "rung1"
+    result = evaluator.evaluate(
+        _job(tmp_path, out_dir=str(rung1), rung=1, epochs=2, initial_weights=checkpoint.read_bytes())
+    )
+    assert not trainer.calls[1]["reinitialize"] and trainer.calls[1]["keep_initial"]
+    assert all(np.array_equal(a, b) for a, b in zip(seen[0], saved.get_weights()))
+    assert result.rung == 1 and checkpoint.is_file(), "the rung below is left as it was"
+    assert sorted(p.name for p in rung1.iterdir()) == ["model.keras"], "no start file left; top rung: no checkpoint"
