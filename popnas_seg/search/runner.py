@@ -39,6 +39,7 @@ from popnas_seg.objectives import OBJECTIVES
 from popnas_seg.results import TrainingResult, backfill_analog_scores
 from popnas_seg.runlog.folder import RunFolder
 from popnas_seg.runlog.tables import read_csv, write_csv
+from popnas_seg.search.calibration import on_top_scale
 from popnas_seg.search.eta import NetworkTimes, format_eta, search_remaining
 from popnas_seg.search.promotion import rung_record, rung_seed, select_promoted
 from popnas_seg.search.strategies import strategy_objectives
@@ -566,7 +567,9 @@ class SearchRunner:
         from popnas_seg.predictors.quality import mape, rank_quality
 
         ids = [n["network_id"] for n in planned["networks"]]
-        trained = [finished[i] for i in ids if i in finished and finished[i].status == "ok"]
+        # on the top rung's scale, as the predictors were fitted (one rung: the records themselves)
+        scaled = {r.network_id: r for r in on_top_scale(list(finished.values()), len(self.config.rung_budgets) - 1)}
+        trained = [scaled[i] for i in ids if i in scaled and scaled[i].status == "ok"]
         predictions = {row["encoding"]: row for row in read_csv(self.run.csv_dir / f"predictions_b{step}.csv")}
         quality_rows: list[dict[str, Any]] = [
             r for r in read_csv(self.run.csv_dir / "predictor_quality.csv") if int(r["step"]) != step
