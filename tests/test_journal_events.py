@@ -51,6 +51,7 @@ GOOD: dict[str, dict[str, Any]] = {
     "step_finished": {"step": 1},
     "network_started": {"network_id": 1, "encoding": "[(-1,3x3 conv,-1,identity)]", "step": 1},
     "network_finished": {"network_id": 1, "result": _result(dice=float("nan"), analog_dice=None)},
+    "rung_promoted": {"step": 1, "rung": 1, "network_ids": [1, 3]},
     "finalists_selected": {"candidates": [_result(1), _result(2)]},
     "model_selection_done": {
         "variant": "f4m2",
