@@ -23,6 +23,7 @@ from popnas_seg.data.fingerprint import describe_change
 from popnas_seg.errors import UserError
 from popnas_seg.pathcheck import not_a_folder_reason
 from popnas_seg.quiet import show_third_party
+from popnas_seg.runlog.events import RunResumed, RunStarted
 from popnas_seg.termination import SigtermGuard, Terminated
 
 RESUME_HINT = "{what}; resume with: {command}"
@@ -140,7 +141,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 logger.warning("the data changed (%s); earlier results moved to %s, the run starts over", change, moved)
             elif stored is None:
                 run.store_fingerprint(fingerprint)  # a folder from before fingerprints: guard from now on
-            run.journal.append("run_resumed", argv=list(argv if argv is not None else sys.argv[1:]))
+            run.journal.append(RunResumed(argv=list(argv if argv is not None else sys.argv[1:])))
         else:
             config = load_config(args.config)
             RunFolder.new_path(args.logs_dir, args.name)  # a taken --name fails now, not after loading data
@@ -152,7 +153,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             run = RunFolder.create(args.logs_dir, args.name, config, data_fingerprint=fingerprint)
             logger = setup_logging(run.path, args.verbose)
             logger.info("new run in %s", run.path)
-            run.journal.append("run_started", argv=list(argv if argv is not None else sys.argv[1:]))
+            run.journal.append(RunStarted(argv=list(argv if argv is not None else sys.argv[1:])))
 
         from popnas_seg.pipeline import run_pipeline
 

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from popnas_seg.config import RunConfig
+from popnas_seg.runlog.events import StageFinished
 from popnas_seg.runlog.folder import RunFolder
 
 
@@ -64,7 +65,7 @@ def run_pipeline(run: RunFolder, config: RunConfig, data: Any, logger: logging.L
     logger.info("data: %s", describe() if callable(describe) else data.input_shape)
     logger.info("run folder: %s", run.path)
     _log_devices(config, logger)
-    done = {e.get("stage") for e in run.journal.events("stage_finished")}
+    done = {e.get("stage") for e in run.journal.events(StageFinished)}
     for index, stage in enumerate(config.others.pipeline, start=1):
         if stage in done and stage != "report":  # the report is cheap and always redrawn
             logger.info("stage %d/%d %s: already finished, skipped", index, len(config.others.pipeline), stage)
@@ -73,6 +74,6 @@ def run_pipeline(run: RunFolder, config: RunConfig, data: Any, logger: logging.L
         run.update_state(stage=stage)
         started = time.monotonic()
         STAGES[stage](run, config, data, logger)
-        run.journal.append("stage_finished", stage=stage, seconds=round(time.monotonic() - started, 3))
+        run.journal.append(StageFinished(stage=stage, seconds=round(time.monotonic() - started, 3)))
     run.update_state(stage="done")
     logger.info("all stages done; results in %s", run.path)

@@ -18,6 +18,7 @@ from popnas_seg.analog.probe import ROBUSTNESS_MIN_DIGITAL_DICE
 from popnas_seg.atomic import atomic_write_text
 from popnas_seg.plots import load_results, measured_front_ids, plot_drift_curves, plot_search, time_label
 from popnas_seg.predictors.quality import MIN_RANK_POINTS
+from popnas_seg.runlog.events import Event, FinalistsSelected, SearchFinished
 from popnas_seg.runlog.tables import read_csv
 
 # Layers that never map to analog tiles in this stack (STACK.md, ANALOG_FACTS.md): stated in every report.
@@ -99,7 +100,7 @@ class _Report:
         except (OSError, ValueError, TypeError, KeyError):
             return None
 
-    def _events(self, kind: str) -> list[dict[str, Any]]:
+    def _events(self, kind: type[Event]) -> list[dict[str, Any]]:
         path = self.path / "restore" / "journal.jsonl"
         if not path.exists():
             return []
@@ -174,7 +175,7 @@ class _Report:
                 f"- best risk-aware analog score (mean - k x std over programmings): "
                 f"**{rs.analog_objective:.3f}** (network {rs.network_id}, {rs.params:,} params)"
             )
-        if self._events("search_finished"):
+        if self._events(SearchFinished):
             lines.append("- the search finished")
         else:
             lines.append("- the search has **not finished** (figures and tables show the state so far)")
@@ -283,7 +284,7 @@ class _Report:
     def finalists_section(self) -> str:
         out = ["## Finalists"]
         rows = read_csv(self.path / "final" / "finalists.csv")
-        selected = self._events("finalists_selected")
+        selected = self._events(FinalistsSelected)
         if selected:
             e = selected[-1]
             out.append(

@@ -9,6 +9,7 @@ import pytest
 from popnas_seg.analog.probe import risk_aware_score
 from popnas_seg.config import AnalogConfig, RunConfig
 from popnas_seg.results import TrainingResult, backfill_analog_scores
+from popnas_seg.runlog.events import NetworkFinished, Result
 from popnas_seg.search.pareto import objective_matrix, pareto_mask
 
 
@@ -95,7 +96,7 @@ def test_an_older_run_folder_resumes_and_its_rows_get_the_risk_aware_score(tmp_p
     path = run.path
     row = _r(1, 0.85, 0.03).to_dict()
     del row["analog_score"]
-    run.journal.append("network_finished", network_id=1, result=row)
+    run.journal.append(NetworkFinished(network_id=1, result=Result.model_validate(row)))
     run.close()
     config_file = path / "restore" / "config.json"
     frozen = json.loads(config_file.read_text())
@@ -147,7 +148,7 @@ def test_the_evaluator_probes_whole_images_or_crops_and_records_the_score(tmp_pa
         )
         result = TrainingResult(0, "cell", 1, 0.5, 0.5, 1, 1, 1.0, 1.0, 1)
         evaluator._probe(model, result, tmp_path / str(whole), seed=3)
-        assert "probe_error" not in result.extra, result.extra.get("probe_error")
+        assert result.probe_error is None, result.probe_error
         assert result.analog_score == pytest.approx(result.analog_dice - 2.0 * result.analog_dice_std)
-        scores[whole] = result.extra["probe_digital_dice"]
+        scores[whole] = result.probe_digital_dice
     assert scores[True] != scores[False]  # whole 24x24 images are not the 16x16 centre crops

@@ -108,7 +108,7 @@ def test_nothing_is_saved_for_a_failed_network_or_when_not_asked(tmp_path: Path,
     result = evaluator.evaluate(_job(tmp_path, save=save, probe=status == "failed"))
     assert result.status == status
     assert not (tmp_path / "net7" / "model.keras").exists()
-    assert "probe_digital_dice" not in result.extra
+    assert result.probe_digital_dice is None
 
 
 def test_the_unet_encoding_builds_the_baseline(tmp_path: Path) -> None:

@@ -18,6 +18,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from popnas_seg.config import RunConfig, config_from_dict
 from popnas_seg.models.cost import count_params
 from popnas_seg.results import RungScore, TrainingResult
+from popnas_seg.runlog.events import RungPromoted, StepPlanned
 from popnas_seg.runlog.folder import RunFolder
 from popnas_seg.search.calibration import fit_rung_map, on_top_scale, top_rung_values
 from popnas_seg.search.promotion import promotion_count, rung_record, rung_seed, select_promoted
@@ -92,10 +93,10 @@ def test_rung_record_keeps_every_rung_and_adds_up_epochs_and_time() -> None:
 
 def test_a_failed_continuation_leaves_the_network_at_its_previous_rung() -> None:
     rung0 = rung_record(None, _result(7, 0.80, 100), 2)
-    failed = _result(7, 0.0, 100, rung=1, status="nan", extra={"error": "loss became NaN"})
+    failed = _result(7, 0.0, 100, rung=1, status="nan", error="loss became NaN")
     record = rung_record(rung0, failed, 8)
     assert (record.rung, record.dice, record.status, record.rungs) == (0, 0.80, "ok", rung0.rungs)
-    assert record.extra["failed_rung"] == 1 and "NaN" in record.extra["rung_error"]
+    assert record.failed_rung == 1 and "NaN" in (record.rung_error or "")
 
 
 def test_rung_seed_differs_by_rung_and_is_shared_by_every_network() -> None:
@@ -247,8 +248,8 @@ def test_each_step_promotes_its_front_and_continues_from_its_own_weights(tmp_pat
         results = _search(run, config)
     finally:
         run.close()
-    promoted = run.journal.events("rung_promoted")
-    planned = {int(e["step"]): e["networks"] for e in run.journal.events("step_planned")}
+    promoted = run.journal.events(RungPromoted)
+    planned = {int(e["step"]): e["networks"] for e in run.journal.events(StepPlanned)}
     assert [(e["step"], e["rung"]) for e in promoted] == [(s, 1) for s in sorted(planned)]
     for event in promoted:
         assert len(event["network_ids"]) == math.ceil(len(planned[event["step"]]) / 2)
@@ -281,7 +282,7 @@ def test_resume_at_a_rung_trains_only_what_is_missing(tmp_path: Path, fake_runne
     with pytest.raises(Stop):
         _search(run, config)
     run.close()
-    promoted = run.journal.events("rung_promoted")
+    promoted = run.journal.events(RungPromoted)
     assert [(e["step"], e["rung"]) for e in promoted] == [(1, 1)]
     ids = promoted[0]["network_ids"]
     done_before = [j.network_id for j in FakeEvaluator.calls[:-1] if j.rung == 1]
@@ -294,7 +295,7 @@ def test_resume_at_a_rung_trains_only_what_is_missing(tmp_path: Path, fake_runne
     first = [j for j in FakeEvaluator.calls if j.step == 1]
     assert all(j.rung == 1 for j in first)  # no rung-0 network of step 1 trained again
     assert sorted(j.network_id for j in first) == sorted(set(ids) - set(done_before))
-    assert [e["network_ids"] for e in again.journal.events("rung_promoted") if e["step"] == 1] == [ids]
+    assert [e["network_ids"] for e in again.journal.events(RungPromoted) if e["step"] == 1] == [ids]
     assert {r.network_id for r in results if r.step == 1 and r.rung == 1} == set(ids)
 
 
@@ -305,7 +306,7 @@ def test_a_missing_checkpoint_leaves_the_network_at_rung_0(tmp_path: Path, fake_
     with pytest.raises(Stop):
         _search(run, config)
     run.close()
-    ids = run.journal.events("rung_promoted")[0]["network_ids"]
+    ids = run.journal.events(RungPromoted)[0]["network_ids"]
     (run.models_dir / str(ids[0]) / "model.weights.h5").unlink()
     FakeEvaluator.calls, FakeEvaluator.stop_at_call = [], None
     again = RunFolder.open(tmp_path / "logs" / "x")
@@ -314,5 +315,5 @@ def test_a_missing_checkpoint_leaves_the_network_at_rung_0(tmp_path: Path, fake_
     finally:
         again.close()
     record = next(r for r in results if r.network_id == ids[0])
-    assert (record.rung, record.status, record.extra["failed_rung"]) == (0, "ok", 1)
-    assert "checkpoint" in record.extra["rung_error"]
+    assert (record.rung, record.status, record.failed_rung) == (0, "ok", 1)
+    assert "checkpoint" in (record.rung_error or "")

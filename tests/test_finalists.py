@@ -13,6 +13,16 @@ import pytest
 from popnas_seg.config import ArchitectureConfig
 from popnas_seg.finalists import knee_distances, macro_variants, select_finalists
 from popnas_seg.results import TrainingResult
+from popnas_seg.runlog.events import (
+    FinalistDriftDone,
+    FinalistExported,
+    FinalistsFinished,
+    FinalistsSelected,
+    FinalistTrained,
+    ModelSelectionDone,
+    NetworkFinished,
+    Result,
+)
 
 OBJ3 = ["dice", "params", "analog_robustness"]
 
@@ -182,7 +192,7 @@ def test_finalists_end_to_end_and_resume(tmp_path: Path) -> None:
                 step=1,
                 origin="b1",
             )
-            run.journal.append("network_finished", network_id=i, result=r.to_dict())
+            run.journal.append(NetworkFinished(network_id=i, result=Result.of(r)))
         data = load_data(config.dataset, config.others.seed)
         rows = run_finalists(run, config, data)
         final = run.final_dir
@@ -204,19 +214,19 @@ def test_finalists_end_to_end_and_resume(tmp_path: Path) -> None:
         assert (final / "model_selection.csv").exists()
         assert (run.plots_dir / "drift_curves.png").exists()
         assert (run.plots_dir / "sample_predictions.png").exists()
-        exported = run.journal.events("finalist_exported")
+        exported = run.journal.events(FinalistExported)
         assert all(abs(e["keras_test_dice"] - e["torch_test_dice"]) <= 1e-3 for e in exported)
 
         counts = {
             k: len(run.journal.events(k))
-            for k in ("model_selection_done", "finalist_trained", "finalist_exported", "finalist_drift_done")
+            for k in (ModelSelectionDone, FinalistTrained, FinalistExported, FinalistDriftDone)
         }
         mtimes = {p: p.stat().st_mtime_ns for p in final.rglob("model.*")}
         rows_again = run_finalists(run, config, data)
         assert [r["network"] for r in rows_again] == ["1", "unet"]
         assert {k: len(run.journal.events(k)) for k in counts} == counts  # nothing retrained or re-scored
         assert {p: p.stat().st_mtime_ns for p in final.rglob("model.*")} == mtimes
-        assert len(run.journal.events("finalists_finished")) == 2
+        assert len(run.journal.events(FinalistsFinished)) == 2
     finally:
         run.close()
 
@@ -320,7 +330,7 @@ def test_finalists_stage_with_a_fake_trainer_writes_three_drift_rows_and_learnin
 
     def fake_export(self, f, model):
         return self.run.journal.append(
-            "finalist_exported", name=f.name, equivalent=True, torch_max_abs_diff=0.0, onnxruntime_latency_ms=1.0
+            FinalistExported(name=f.name, equivalent=True, torch_max_abs_diff=0.0, onnxruntime_latency_ms=1.0)
         )
 
     monkeypatch.setattr(FinalistsStage, "_trainer_", lambda self: FakeTrainer())
@@ -347,7 +357,7 @@ def test_finalists_stage_with_a_fake_trainer_writes_three_drift_rows_and_learnin
             epochs=1,
             step=1,
         )
-        run.journal.append("network_finished", network_id=1, result=r.to_dict())
+        run.journal.append(NetworkFinished(network_id=1, result=Result.of(r)))
         data = load_data(config.dataset, config.others.seed)
         rows = run_finalists(run, config, data)
         assert [row["network"] for row in rows] == ["1", "unet"]
@@ -417,19 +427,19 @@ def test_short_final_training_never_loses_the_model_selection_weights(tmp_path: 
             epochs=1,
             step=1,
         )
-        run.journal.append("network_finished", network_id=1, result=r.to_dict())
+        run.journal.append(NetworkFinished(network_id=1, result=Result.of(r)))
         stage = FinalistsStage(run, config, load_data(config.dataset, config.others.seed))
         finalists = stage.model_selection(stage.select()) + [stage.unet_selection()]
         assert [f.name for f in finalists] == ["1", UNET]
         for f in finalists:
-            selected = stage._last("model_selection_done", variant=f.variant)
+            selected = stage._last(ModelSelectionDone, variant=f.variant)
             assert selected is not None and selected["status"] == "ok", f.name  # the U-Net has the same budget
             assert (run.final_dir / "model_selection" / f.variant / "model.keras").is_file()
             trained, _ = stage.final_training(f)
             result = TrainingResult.from_dict(trained["result"])
             assert trained["start_weights"] == f"model_selection/{f.variant}/model.keras"
             # the starting weights are the model-selection network: the same validation Dice, measured again
-            assert result.extra["start_val_dice"] == pytest.approx(selected["dice"], abs=1e-4), f.name
+            assert result.start_val_dice == pytest.approx(selected["dice"], abs=1e-4), f.name
             assert result.dice >= selected["dice"] - 1e-4, (f.name, result.dice, selected["dice"])
             assert (run.final_dir / f.name / "model.keras").is_file() and trained["test_dice"] is not None
     finally:
@@ -518,10 +528,10 @@ def test_finalist_stage_selects_a_small_network_under_the_unet_fraction(tmp_path
             d = r.to_dict()
             if r.network_id == 3:  # a row journaled before issue 34: no analog_score, backfilled on read
                 del d["analog_score"]
-            run.journal.append("network_finished", network_id=r.network_id, result=d)
+            run.journal.append(NetworkFinished(network_id=r.network_id, result=Result.model_validate(d)))
         picked = FinalistsStage(run, config, data).select()
         assert _ids(picked) == [1, 3]
-        event = run.journal.events("finalists_selected")[-1]
+        event = run.journal.events(FinalistsSelected)[-1]
         assert event["max_params"] == limit and event["rule"] == "size_buckets"
         assert picked[1].analog_score == pytest.approx(0.79)  # backfilled: 0.80 - 1.0 x 0.01
     finally:

@@ -14,7 +14,7 @@ from conftest import tiny_config as cli_tiny_config
 from popnas_seg import cli
 from popnas_seg.errors import UserError
 from popnas_seg.results import TrainingResult
-from popnas_seg.runlog.events import RUN_EVENTS
+from popnas_seg.runlog.events import RUN_EVENTS, Event, NetworkFinished, Result, StepPlanned
 from popnas_seg.runlog.journal import Journal
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -42,7 +42,12 @@ def _result(network_id: int = 1, **changes: Any) -> dict[str, Any]:
 
 # One well-formed line of every typed kind, with the fields the writers in search/, finalists/ and pipeline.py add.
 GOOD: dict[str, dict[str, Any]] = {
-    "stage_finished": {"stage": "search"},
+    "run_started": {"argv": ["-j", "configs/quick.json"]},
+    "run_resumed": {"argv": ["-r", "logs/run"]},
+    "data_changed": {"change": "2 images added", "superseded": "superseded/20261208-031300"},
+    "stage_finished": {"stage": "search", "seconds": 1.5},
+    "search_finished": {"networks": 1},
+    "finalists_finished": {"finalists": ["1", "unet"]},
     "step_planned": {
         "step": 1,
         "networks": [{"network_id": 1, "encoding": "[(-1,3x3 conv,-1,identity)]", "origin": "random", "blocks": 1}],
@@ -92,7 +97,7 @@ def _journal(tmp_path: Path, *records: dict[str, Any]) -> Journal:
 
 def test_every_typed_kind_has_a_well_formed_example_and_readers_get_the_line_itself(tmp_path: Path) -> None:
     assert set(GOOD) == set(RUN_EVENTS)
-    records = [{"event": "run_started", "time": 1.0, "anything": [1, "x"]}]  # kinds without a model pass
+    records = [{"event": "a_later_kind", "time": 1.0, "anything": [1, "x"]}]  # kinds without a model pass
     records += [
         {"event": kind, "time": 2.0 + i, **fields, "extra_field": i} for i, (kind, fields) in enumerate(GOOD.items())
     ]
@@ -110,9 +115,12 @@ def test_lines_written_by_journal_append_read_back(tmp_path: Path) -> None:
     import numpy as np
 
     journal = Journal(tmp_path / "journal.jsonl", schema=RUN_EVENTS)
-    journal.append("network_finished", network_id=3, result=_result(3, params=np.int64(7), dice=np.float32(0.25)))
-    journal.append("step_planned", step=np.int64(2), networks=(GOOD["step_planned"]["networks"][0],))
+    result = Result.model_validate(_result(3, params=np.int64(7), dice=np.float32(0.25)))
+    journal.append(NetworkFinished(network_id=3, result=result))
+    journal.append(StepPlanned(step=2, networks=GOOD["step_planned"]["networks"], predicted_times=[np.float64(1.5)]))
     assert [e["event"] for e in journal.events()] == ["network_finished", "step_planned"]
+    finished = journal.events(NetworkFinished)[0]["result"]
+    assert finished["params"] == 7 and finished["dice"] == 0.25 and finished["extra"] == {}
 
 
 @pytest.mark.parametrize(
@@ -182,10 +190,10 @@ def test_a_malformed_event_names_its_line_and_field(tmp_path: Path, kind: str, c
     bad = {"event": kind, "time": 5.0, **GOOD[kind], **change}
     journal = _journal(
         tmp_path,
-        {"event": "run_started", "time": 1.0},
+        {"event": "run_started", "time": 1.0, **GOOD["run_started"]},
         {"event": kind, "time": 2.0, **GOOD[kind]},
         bad,
-        {"event": "run_resumed", "time": 6.0},
+        {"event": "run_resumed", "time": 6.0, **GOOD["run_resumed"]},
     )
     with pytest.raises(UserError) as err:
         journal.events()
@@ -202,14 +210,53 @@ def test_a_missing_required_field_of_each_kind_is_named(tmp_path: Path, kind: st
         _journal(tmp_path, {"event": kind, "time": 1.0, **fields}).events()
 
 
-def test_every_kind_that_replay_code_indexes_has_a_model() -> None:
-    """A new kind read back by a stage without a model would bring the KeyError back: found in the source."""
-    read = set()
+def test_every_event_model_is_a_checked_kind_and_no_code_names_a_kind_as_text() -> None:
+    """Writers and readers name kinds by their model only, so a kind written cannot drift from the one read."""
+    models = {m for m in Event.__subclasses__() if m.__module__ == Event.__module__}  # not tests' own kinds
+    assert set(RUN_EVENTS.values()) == models and all(RUN_EVENTS[m.kind] is m for m in models)
+    text_kinds = []
     for path in (ROOT / "popnas_seg").rglob("*.py"):
-        read |= set(re.findall(r'(?:\.events|_events|_last)\("([a-z_]+)"', path.read_text()))
-    # kinds only counted or tested for presence, never indexed
-    assert read - set(RUN_EVENTS) <= {"search_finished"}, read - set(RUN_EVENTS)
-    assert {"network_finished", "finalists_selected", "model_selection_done", "step_planned"} <= read
+        source = path.read_text()
+        text_kinds += [
+            f"{path.name}: {m}" for m in re.findall(r'(?:journal\.append|\.events|_events|_last)\(\s*"[^"]*"', source)
+        ]
+    assert text_kinds == []
+
+
+FIXTURE = ROOT / "tests" / "fixtures" / "journal_before_typed_events.jsonl"
+
+
+def test_a_journal_written_before_the_typed_events_reads_back_unchanged(tmp_path: Path) -> None:
+    """restore/journal.jsonl of `run.py -j configs/quick.json` from before the models (2026-12-08): every line
+    passes the reader, and every line written again through its model is the same JSON but for the time."""
+    old = Journal(FIXTURE, schema=RUN_EVENTS).events()
+    # rung_promoted: only multi-fidelity runs write it (quick.json had one rung then)
+    assert {e["event"] for e in old} >= set(RUN_EVENTS) - {"run_resumed", "data_changed", "rung_promoted"}
+    again = Journal(tmp_path / "journal.jsonl", schema=RUN_EVENTS)
+    for record in old:
+        fields = {k: v for k, v in record.items() if k not in ("event", "time")}
+        written = again.append(RUN_EVENTS[record["event"]](**fields))
+        assert json.dumps({**written, "time": 0}, sort_keys=True) == json.dumps({**record, "time": 0}, sort_keys=True)
+    assert len(again.events()) == len(old)
+
+
+def test_old_result_extra_maps_onto_the_typed_fields_and_back(tmp_path: Path) -> None:
+    """`TrainingResult.extra` was a free dict: its keys in old journals are the typed diagnostics now."""
+    rows = [e["result"] for e in Journal(FIXTURE, schema=RUN_EVENTS).events(NetworkFinished)]
+    results = [TrainingResult.from_dict(row) for row in rows]
+    first = results[0]
+    assert first.best_epoch == rows[0]["extra"]["best_epoch"] == 1
+    assert first.epoch_times_s == rows[0]["extra"]["epoch_times_s"]
+    assert first.probe_digital_dice == rows[0]["extra"]["probe_digital_dice"] is not None
+    assert first.probe_time_s is not None and first.digital_layers == [] and first.probe_error is None
+    for row, result in zip(rows, results):
+        assert result.to_dict() == row  # the journal's form, `extra` included, is what it was
+    failed = TrainingResult.from_dict(
+        _result(extra={"error": "OOM", "traceback": "tb", "failed_fold": 1, "fold_dice": [0.5], "unknown": 3})
+    )
+    assert (failed.error, failed.traceback, failed.failed_fold, failed.fold_dice) == ("OOM", "tb", 1, [0.5])
+    assert failed.to_dict()["extra"] == {"error": "OOM", "traceback": "tb", "failed_fold": 1, "fold_dice": [0.5]}
+    assert TrainingResult.from_dict({k: v for k, v in _result().items() if k != "extra"}).to_dict() == _result()
 
 
 def test_a_malformed_finalists_selected_line_stops_the_resume_with_one_error_line(
@@ -234,3 +281,36 @@ def test_a_malformed_finalists_selected_line_stops_the_resume_with_one_error_lin
         f"is damaged at line {len(lines) + 1}: "
         'event "finalists_selected", field "candidates"[0] lacks the field "blocks"'
     ) in err, err
+
+
+def test_a_run_folder_with_a_journal_from_before_the_typed_events_resumes(tmp_path: Path) -> None:
+    """The fixture journal in a run folder: the search replays as finished (no training: no data needed), the
+    finalists stage keeps its journaled candidates, and the resume appends after the old lines."""
+    import shutil
+
+    from popnas_seg.config import load_config
+    from popnas_seg.finalists.stage import FinalistsStage
+    from popnas_seg.runlog.events import RunResumed
+    from popnas_seg.runlog.folder import RunFolder
+    from popnas_seg.search.runner import SearchRunner
+
+    config = load_config(ROOT / "configs" / "quick.json")
+    run = RunFolder.create(tmp_path / "logs", "old", config)
+    path = run.path
+    run.close()
+    shutil.copyfile(FIXTURE, path / "restore" / "journal.jsonl")
+    resumed = RunFolder.open(path)
+    try:
+        assert any("no folder for 6 trained network(s)" in w for w in resumed.resume_warnings())
+        resumed.journal.append(RunResumed(argv=["-r", str(path)]))
+        results = SearchRunner(resumed, config, data=None).run_search()
+        assert [r.network_id for r in results] == [1, 2, 3, 4, 5, 6]
+        assert all(r.best_epoch == 1 and r.probe_time_s is not None for r in results)
+        picked = FinalistsStage(resumed, config, data=None).select()
+        assert [r.network_id for r in picked] == [6]
+        assert picked[0].probe_digital_dice == results[5].probe_digital_dice
+        written = resumed.journal.path.read_bytes()
+        assert written.startswith(FIXTURE.read_bytes())
+        assert [e["event"] for e in resumed.journal.events()][-1] == "run_resumed"
+    finally:
+        resumed.close()

@@ -158,7 +158,7 @@ def test_a_task_that_never_returns_is_a_failed_row_with_exact_params() -> None:
     row = failed_result(job, "WorkerCrashedError: killed", 1, 2)
     assert (row.status, row.network_id, row.step, row.origin, row.blocks) == ("failed", 5, 3, "random", 1)
     assert row.params == count_params(Cell.from_string(job.encoding), arch, 1, 2)
-    assert row.extra["error"] == "WorkerCrashedError: killed"
+    assert row.error == "WorkerCrashedError: killed"
 
 
 def test_the_in_process_path_imports_no_ray() -> None:

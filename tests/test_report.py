@@ -15,6 +15,7 @@ from popnas_seg.analog.drift import DriftCurve, DriftReport
 from popnas_seg.config import RunConfig, dump_config
 from popnas_seg.report import write_report
 from popnas_seg.results import TrainingResult
+from popnas_seg.runlog.events import FinalistsSelected, Result, SearchFinished
 from popnas_seg.runlog.journal import Journal
 from popnas_seg.runlog.tables import write_csv
 
@@ -121,12 +122,13 @@ def _synthetic_run(run: Path) -> None:
         ],
     )
     journal = Journal(run / "restore" / "journal.jsonl")
-    journal.append("search_finished", networks=3)
+    journal.append(SearchFinished(networks=3))
     journal.append(
-        "finalists_selected",
-        rule="best_analog",
-        objectives=["dice", "params", "analog_robustness"],
-        candidates=[results[0].to_dict()],
+        FinalistsSelected(
+            rule="best_analog",
+            objectives=["dice", "params", "analog_robustness"],
+            candidates=[Result.of(results[0])],
+        )
     )
     write_csv(
         run / "final" / "model_selection.csv",

@@ -18,6 +18,7 @@ from popnas_seg.atomic import atomic_write_bytes, atomic_write_json, atomic_writ
 from popnas_seg.config import RunConfig, config_from_dict, dump_config
 from popnas_seg.errors import UserError
 from popnas_seg.runlog import Journal, RunFolder
+from popnas_seg.runlog.events import Event, NetworkStarted
 from popnas_seg.runlog.folder import SUBFOLDERS
 
 SMALL = {"others": {"pipeline": []}, "dataset": {"samples": 8, "crop": [16, 16]}}
@@ -80,54 +81,68 @@ def test_process_killed_between_temp_write_and_rename_keeps_the_old_file(tmp_pat
 # ---------------------------------------------------------------------------------------------------- journal
 
 
+class _Note(Event):
+    """A test's own kind: the journal writes any model; its fields, and fields beyond them, become JSON keys."""
+
+    kind = "note"
+    n: int = 0
+
+
+class _Measured(Event):
+    kind = "measured"
+    network_id: int
+
+
 def test_journal_appends_and_filters(tmp_path: Path) -> None:
     journal = Journal(tmp_path / "restore" / "journal.jsonl")
     assert journal.events() == []
-    journal.append("network_started", network_id=1)
-    journal.append("network_finished", network_id=1, dice=np.float32(0.5), shape=np.array([2, 3]), nan=float("nan"))
-    journal.append("network_started", network_id=2)
+    journal.append(_Note(n=1))
+    journal.append(_Measured(network_id=1, dice=np.float32(0.5), shape=np.array([2, 3]), nan=float("nan")))
+    journal.append(_Note(n=2))
     events = journal.events()
-    assert [e["event"] for e in events] == ["network_started", "network_finished", "network_started"]
+    assert [e["event"] for e in events] == ["note", "measured", "note"]
     assert all(isinstance(e["time"], float) for e in events)
-    finished = journal.events("network_finished")
+    finished = journal.events(_Measured)
     assert len(finished) == 1 and finished[0]["dice"] == 0.5 and finished[0]["shape"] == [2, 3]
-    assert np.isnan(finished[0]["nan"])
-    assert [e["network_id"] for e in journal.events("network_started")] == [1, 2]
+    assert finished[0]["network_id"] == 1 and np.isnan(finished[0]["nan"])
+    assert [e["n"] for e in journal.events(_Note)] == [1, 2]
     assert len(journal.path.read_text().splitlines()) == 3
 
 
-def test_journal_rejects_reserved_and_unserialisable_fields(tmp_path: Path) -> None:
+def test_journal_rejects_reserved_and_unserialisable_fields_and_models_without_a_kind(tmp_path: Path) -> None:
     journal = Journal(tmp_path / "j.jsonl")
-    with pytest.raises(ValueError):
-        journal.append("x", event="y")
-    with pytest.raises(ValueError):
-        journal.append("x", time=3)
+    with pytest.raises(ValueError, match="reserved"):
+        journal.append(_Note(event="y"))
+    with pytest.raises(ValueError, match="reserved"):
+        journal.append(_Note(time=3))
     with pytest.raises(TypeError):
-        journal.append("x", thing=object())
+        journal.append(_Note(thing=object()))
+    with pytest.raises(ValueError, match="no event kind"):
+        journal.append(Event())
     assert journal.events() == []
 
 
 def test_torn_last_line_is_ignored_then_cut_on_next_append(tmp_path: Path) -> None:
     journal = Journal(tmp_path / "j.jsonl")
-    journal.append("a", n=1)
-    journal.append("b", n=2)
+    journal.append(_Note(n=1))
+    journal.append(_Note(n=2))
     with journal.path.open("ab") as fh:  # a kill in the middle of writing the third line
-        fh.write(b'{"event":"c","n":3,"resu')
-    assert [e["event"] for e in journal.events()] == ["a", "b"]
-    journal.append("d", n=4)
+        fh.write(b'{"event":"note","n":3,"resu')
+    assert [e["n"] for e in journal.events()] == [1, 2]
+    journal.append(_Note(n=4))
     lines = journal.path.read_text().splitlines()
     assert len(lines) == 3 and all(json.loads(line) for line in lines)
-    assert [e["event"] for e in journal.events()] == ["a", "b", "d"]
+    assert [e["n"] for e in journal.events()] == [1, 2, 4]
 
 
 def test_garbled_last_line_with_newline_is_ignored_and_cut(tmp_path: Path) -> None:
     journal = Journal(tmp_path / "j.jsonl")
-    journal.append("a")
+    journal.append(_Note(n=1))
     with journal.path.open("ab") as fh:
         fh.write(b"\x00\x00\x00garbage\n")
-    assert [e["event"] for e in journal.events()] == ["a"]
-    journal.append("b")
-    assert [e["event"] for e in journal.events()] == ["a", "b"]
+    assert [e["n"] for e in journal.events()] == [1]
+    journal.append(_Note(n=2))
+    assert [e["n"] for e in journal.events()] == [1, 2]
     assert b"garbage" not in journal.path.read_bytes()
 
 
@@ -136,8 +151,8 @@ def test_journal_made_only_of_a_torn_line(tmp_path: Path) -> None:
     path.write_bytes(b'{"event":"a"')
     journal = Journal(path)
     assert journal.events() == []
-    journal.append("b")
-    assert [e["event"] for e in journal.events()] == ["b"]
+    journal.append(_Note(n=2))
+    assert [e["n"] for e in journal.events()] == [2]
 
 
 def test_damaged_middle_line_is_an_error_not_silent_data_loss(tmp_path: Path) -> None:
@@ -200,7 +215,7 @@ def test_invalid_names(tmp_path: Path, config: RunConfig, name: str) -> None:
 
 def test_open_resumes_state_journal_and_config(tmp_path: Path, config: RunConfig) -> None:
     run = RunFolder.create(tmp_path, "exp", config)
-    run.journal.append("network_started", network_id=3, step=2)
+    run.journal.append(NetworkStarted(network_id=3, step=2))
     new_state = run.update_state(stage="search", step=2)
     assert new_state["stage"] == "search" and new_state["step"] == 2
     run.close()
@@ -212,7 +227,7 @@ def test_open_resumes_state_journal_and_config(tmp_path: Path, config: RunConfig
         assert again.config == config
         assert again.read_state()["stage"] == "search" and again.read_state()["step"] == 2
         assert again.read_state()["name"] == "exp"
-        assert [e["network_id"] for e in again.journal.events("network_started")] == [3]
+        assert [e["network_id"] for e in again.journal.events(NetworkStarted)] == [3]
         again.write_state({"stage": "finalists"})
         state = json.loads((tmp_path / "exp" / "restore" / "state.json").read_text())
         assert state["stage"] == "finalists" and state["version"] == 1

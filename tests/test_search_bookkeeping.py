@@ -20,7 +20,7 @@ from popnas_seg.search.strategies import make_strategy
 from popnas_seg.search.user_region import region_hypervolume, run_region
 
 
-def _result(network_id: int, dice: float, params: int, analog: float | None, **extra) -> TrainingResult:
+def _result(network_id: int, dice: float, params: int, analog: float | None, **diagnostics) -> TrainingResult:
     return TrainingResult(
         network_id=network_id,
         encoding="[(-1,identity,-1,identity)]",
@@ -36,7 +36,7 @@ def _result(network_id: int, dice: float, params: int, analog: float | None, **e
         analog_dice=analog,
         origin="b1",
         step=1,
-        extra=dict(extra),
+        **diagnostics,
     )
 
 

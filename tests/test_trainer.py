@@ -70,7 +70,7 @@ def test_trainer_learns_and_reports_sane_fields(setup: tuple, tmp_path: Path) ->
         flops=123,
         epochs=4,
     )
-    assert result.status == "ok", result.extra
+    assert result.status == "ok", result.error
     assert result.dice > untrained + 0.2 and result.dice > 0.6, (untrained, result.dice)
     # The returned model holds the best epoch's weights: re-evaluating gives the reported score.
     scores = trainer.evaluate(trained, "val")
@@ -79,8 +79,8 @@ def test_trainer_learns_and_reports_sane_fields(setup: tuple, tmp_path: Path) ->
     assert 0.0 <= trainer.evaluate(trained, "test")["dice"] <= 1.0
     assert (result.network_id, result.encoding, result.blocks, result.flops) == (7, "enc", 2, 123)
     assert result.params == trained.count_params() > 0
-    assert result.epochs == 4 and 1 <= result.extra["best_epoch"] <= 4
-    assert len(result.extra["epoch_times_s"]) == 4
+    assert result.epochs == 4 and 1 <= result.best_epoch <= 4
+    assert len(result.epoch_times_s) == 4
     assert result.train_time_s > 0 and 0 < result.inference_time_ms < 1000
     rows = (tmp_path / "history.csv").read_text().strip().splitlines()
     assert len(rows) == 1 + 4 and "val_dice" in rows[0]
@@ -137,7 +137,7 @@ def test_other_errors_become_status_failed(setup: tuple) -> None:
     wrong = tiny_unet(data.input_shape, data.classes_count + 2, filters=4)  # 4 outputs vs 2-class labels
     result, _ = trainer.train(wrong, network_id=4, encoding="e", blocks=1, seed=0, epochs=1, verbose=False)
     assert result.status == "failed"
-    assert result.dice == 0.0 and result.extra["error"]
+    assert result.dice == 0.0 and result.error
 
 
 def test_early_stopping_stops_before_the_last_epoch(setup: tuple) -> None:
@@ -187,7 +187,7 @@ def test_a_never_finite_validation_dice_is_not_ok(setup: tuple) -> None:
     model = tiny_unet(data.input_shape, data.classes_count, filters=4)
     result, _ = trainer.train(model, network_id=2, encoding="e", blocks=1, seed=0, epochs=2, verbose=False)
     assert result.status == "nan" and result.dice == 0.0
-    assert "never finite" in result.extra["error"]
+    assert "never finite" in result.error
 
 
 @pytest.mark.slow  # two more traced models; k-fold is a secondary path
@@ -210,8 +210,8 @@ def test_folds_average(tmp_path: Path) -> None:
         verbose=False,
     )
     assert result.status == "ok"
-    assert len(result.extra["fold_dice"]) == 2
-    assert result.dice == pytest.approx(float(np.mean(result.extra["fold_dice"])))
+    assert len(result.fold_dice) == 2
+    assert result.dice == pytest.approx(float(np.mean(result.fold_dice)))
     assert (tmp_path / "folds.csv").exists() and (tmp_path / "fold_1" / "history.csv").exists()
 
 

@@ -40,6 +40,7 @@ import numpy as np  # noqa: E402
 from benchmarks.search import bench_search as B  # noqa: E402
 from popnas_seg.config import RunConfig  # noqa: E402
 from popnas_seg.results import TrainingResult  # noqa: E402
+from popnas_seg.runlog.events import NetworkFinished, Result  # noqa: E402
 from popnas_seg.runlog.journal import Journal  # noqa: E402
 from popnas_seg.search.anytime import front_hypervolume, hypervolume_curve, networks_to_reach  # noqa: E402
 from popnas_seg.search.strategies import ProgressiveStrategy  # noqa: E402
@@ -55,7 +56,7 @@ def journal_results(folder: Path) -> list[TrainingResult]:
     predictors fitted on them must see what the search saw); a run still going may end in a torn line."""
     found = {
         e["network_id"]: TrainingResult.from_dict(e["result"])
-        for e in Journal(folder / "restore" / "journal.jsonl").events("network_finished")
+        for e in Journal(folder / "restore" / "journal.jsonl").events(NetworkFinished)
     }
     return [found[k] for k in sorted(found)]
 
@@ -71,7 +72,7 @@ class Table:
         for folder in folders:
             for r in journal_results(folder):
                 self.known.setdefault(r.encoding, r)
-        self.cached = [TrainingResult.from_dict(e["result"]) for e in self.cache.events("network_finished")]
+        self.cached = [TrainingResult.from_dict(e["result"]) for e in self.cache.events(NetworkFinished)]
         for r in self.cached:
             self.known.setdefault(r.encoding, r)
         self.trained_now = 0
@@ -83,7 +84,7 @@ class Table:
             self.cached.append(result)
             self.trained_now += 1
             # one appended line per cell: replays running side by side (other worktrees) add to one cache
-            self.cache.append("network_finished", result=result.to_dict())
+            self.cache.append(NetworkFinished(network_id=result.network_id, result=Result.of(result)))
         return self.known[encoding]
 
 

@@ -55,6 +55,7 @@ from benchmarks.search import bench_search_replay as R  # noqa: E402
 from benchmarks.search import search_stats as S  # noqa: E402
 from popnas_seg.config import RunConfig  # noqa: E402
 from popnas_seg.results import TrainingResult  # noqa: E402
+from popnas_seg.runlog.events import Event  # noqa: E402
 from popnas_seg.runlog.journal import Journal  # noqa: E402
 from popnas_seg.runlog.tables import read_csv  # noqa: E402
 from popnas_seg.search.anytime import usable_results  # noqa: E402
@@ -85,6 +86,12 @@ Train = Callable[[str, int], dict[str, Any]]  # (encoding, network seed) -> one 
 
 
 # -------------------------------------------------------------------------------------------- re-evaluation
+class ReEvaluated(Event):
+    """One line of the re-evaluation cache: the row `Train` returns, its fields as they are."""
+
+    kind = "reevaluated"
+
+
 class ReEvalCache:
     """Test-split scores of (cell, network seed), one journal line each: durable, resumable, shared by all runs
     of a task (and by studies run side by side on the same logs dir)."""
@@ -92,7 +99,7 @@ class ReEvalCache:
     def __init__(self, path: Path) -> None:
         self.journal = Journal(path)
         self.rows: dict[tuple[str, int], dict[str, Any]] = {
-            (e["encoding"], int(e["seed"])): e for e in self.journal.events("reevaluated")
+            (e["encoding"], int(e["seed"])): e for e in self.journal.events(ReEvaluated)
         }
         self.trained_now = 0
 
@@ -102,7 +109,7 @@ class ReEvalCache:
             for seed in seeds:
                 if (encoding, int(seed)) not in self.rows:
                     row = train(encoding, int(seed))
-                    self.journal.append("reevaluated", **{k: v for k, v in row.items() if k not in ("event", "time")})
+                    self.journal.append(ReEvaluated(**{k: v for k, v in row.items() if k not in ("event", "time")}))
                     self.rows[(encoding, int(seed))] = row
                     self.trained_now += 1
 

@@ -130,15 +130,15 @@ def main() -> int:
                     "now_mean": rn.analog_dice,
                     "now_std": rn.analog_dice_std,
                     "now_score": rn.analog_score,
-                    "now_digital": rn.extra.get("probe_digital_dice"),
+                    "now_digital": rn.probe_digital_dice,
                 }
             )
             print(
                 f"network {i} {cell}: {result.params} params, dice {result.dice:.3f}, train "
                 f"{result.train_time_s:.1f} s | before {tb:.1f} s ({tb / result.train_time_s:.2f}x) mean "
                 f"{rb.analog_dice} | now {tn:.1f} s ({tn / result.train_time_s:.2f}x) {rn.analog_dice} ± "
-                f"{rn.analog_dice_std} score {rn.analog_score} errors {rb.extra.get('probe_error')} "
-                f"{rn.extra.get('probe_error')}",
+                f"{rn.analog_dice_std} score {rn.analog_score} errors {rb.probe_error} "
+                f"{rn.probe_error}",
                 flush=True,
             )
     print(

@@ -126,9 +126,9 @@ def main(argv: list[str] | None = None) -> int:
             out_dir=Path(tmp) / "net",
             epochs=args.epochs,
         )
-        trainer_times = list(result.extra.get("epoch_times_s", []))
+        trainer_times = list(result.epoch_times_s or [])
         if result.status != "ok":
-            print(f"trainer status {result.status}: {result.extra.get('error')}")
+            print(f"trainer status {result.status}: {result.error}")
             return 1
         rows = [_row("bare Model.fit", bare_times), _row("Trainer.train", trainer_times)]
         print()

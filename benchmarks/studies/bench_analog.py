@@ -117,7 +117,7 @@ def _train(trainer: Any, cfg: Any, data: Any, net: str, cell: str, seed: int, fa
         "val_dice": result.dice,
         "test_dice": float(test["dice"]),
         "epochs": result.epochs,
-        "best_epoch": result.extra.get("best_epoch"),
+        "best_epoch": result.best_epoch,
         "train_s": train_s,
         "status": result.status,
     }

@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     train_s = time.perf_counter() - t0
     test = trainer.evaluate(model, split="test")
     print(
-        f"{args.cell}: {result.params} params, {result.epochs} epochs (best {result.extra.get('best_epoch')}), "
+        f"{args.cell}: {result.params} params, {result.epochs} epochs (best {result.best_epoch}), "
         f"val Dice {result.dice:.3f}, test Dice {test['dice']:.3f}, {train_s:.0f} s"
     )
     from popnas_seg.analog.export import keras_to_onnx

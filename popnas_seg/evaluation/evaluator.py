@@ -212,7 +212,7 @@ class NetworkEvaluator:
                     batch_size=batch,
                 )["dice"]
             )
-        result.extra["probe_digital_dice"] = digital
+        result.probe_digital_dice = digital
         try:
             onnx_path = keras_to_onnx(model, out_dir / "model.onnx")
             probe = probe_analog(
@@ -229,7 +229,7 @@ class NetworkEvaluator:
             )
         except Exception as exc:  # the probe must never kill the search: the row records why it is empty
             self.log.warning("analog probe of network %d failed: %s", result.network_id, exc)
-            result.extra["probe_error"] = str(exc)
+            result.probe_error = str(exc)
             return
         result.analog_dice = float(probe.analog_dice_mean)
         result.analog_dice_std = float(probe.analog_dice_std)
@@ -240,7 +240,7 @@ class NetworkEvaluator:
         result.analog_coverage = None if frac is None else float(frac)
         torch_dice = probe.digital_dice_torch
         if torch_dice is not None:
-            result.extra["probe_digital_dice_torch"] = float(torch_dice)
+            result.probe_digital_dice_torch = float(torch_dice)
             if abs(float(torch_dice) - digital) > PROBE_DICE_TOLERANCE:
                 self.log.warning(
                     "network %d: the converted torch network scores digital Dice %.4f, Keras %.4f (difference "
@@ -251,5 +251,5 @@ class NetworkEvaluator:
                     abs(float(torch_dice) - digital),
                     PROBE_DICE_TOLERANCE,
                 )
-        result.extra["probe_time_s"] = float(probe.time_s)
-        result.extra["digital_layers"] = [str(d) for d in coverage.get("digital_layers", [])]
+        result.probe_time_s = float(probe.time_s)
+        result.digital_layers = [str(d) for d in coverage.get("digital_layers", [])]

@@ -164,7 +164,7 @@ def failed_result(job: NetworkJob, reason: str, input_channels: int, classes_cou
         status="failed",
         origin=job.origin,
         step=job.step,
-        extra={"error": reason},
+        error=reason,
     )
 
 

@@ -42,6 +42,18 @@ from popnas_seg.config import ArchitectureConfig, RunConfig
 from popnas_seg.evaluation.evaluator import UNET_ENCODING, NetworkEvaluator, NetworkJob
 from popnas_seg.finalists.selection import macro_variants, select_finalists
 from popnas_seg.results import TrainingResult, backfill_analog_scores
+from popnas_seg.runlog.events import (
+    Event,
+    FinalistDone,
+    FinalistDriftDone,
+    FinalistExported,
+    FinalistsFinished,
+    FinalistsSelected,
+    FinalistTrained,
+    ModelSelectionDone,
+    NetworkFinished,
+    Result,
+)
 
 UNET = "unet"
 SAMPLE_IMAGES = 4
@@ -90,10 +102,10 @@ class FinalistsStage:
         self._train: tuple[np.ndarray, np.ndarray] | None = None
 
     # ------------------------------------------------------------------ journal helpers
-    def _events(self, kind: str, **match: Any) -> list[dict[str, Any]]:
+    def _events(self, kind: type[Event], **match: Any) -> list[dict[str, Any]]:
         return [e for e in self.run.journal.events(kind) if all(e.get(k) == v for k, v in match.items())]
 
-    def _last(self, kind: str, **match: Any) -> dict[str, Any] | None:
+    def _last(self, kind: type[Event], **match: Any) -> dict[str, Any] | None:
         events = self._events(kind, **match)
         return events[-1] if events else None
 
@@ -126,7 +138,7 @@ class FinalistsStage:
     # ------------------------------------------------------------------ (a) selection
     def select(self) -> list[TrainingResult]:
         """The candidates, fixed in the journal the first time so a resumed run keeps the same ones."""
-        event = self._last("finalists_selected")
+        event = self._last(FinalistsSelected)
         if event is not None:
             return [TrainingResult.from_dict(c) for c in event["candidates"]]
         from popnas_seg.search.strategies import strategy_objectives
@@ -158,17 +170,15 @@ class FinalistsStage:
 
             raise UserError(f"no successfully trained network in {self.run.path}: run the search stage first")
         self.run.journal.append(
-            "finalists_selected",
-            rule=rule,
-            objectives=objectives,
-            max_params=max_params,
-            candidates=[r.to_dict() for r in picked],
+            FinalistsSelected(
+                rule=rule, objectives=objectives, max_params=max_params, candidates=[Result.of(r) for r in picked]
+            )
         )
         self.log.info("finalists (%s): %s", rule, ", ".join(f"{r.network_id} (dice {r.dice:.3f})" for r in picked))
         return picked
 
     def _search_results(self) -> list[TrainingResult]:
-        events = self.run.journal.events("network_finished")
+        events = self.run.journal.events(NetworkFinished)
         if events:
             by_id = {}
             for e in events:
@@ -192,7 +202,7 @@ class FinalistsStage:
             best: tuple[float, _Finalist] | None = None
             for suffix, arch in macro_variants(self.config.architecture_hyperparameters, shape, a.macro_variants):
                 variant = f"{cand.network_id}{suffix}"
-                done = self._last("model_selection_done", variant=variant)
+                done = self._last(ModelSelectionDone, variant=variant)
                 if done is None:
                     done = self._train_selection_variant(cand, variant, arch)
                 finalist = _Finalist(
@@ -218,7 +228,7 @@ class FinalistsStage:
 
         rows = []
         winners = {(f.network_id, f.arch.filters, f.arch.motifs) for f in chosen}
-        for e in self.run.journal.events("model_selection_done"):
+        for e in self.run.journal.events(ModelSelectionDone):
             row = {
                 k: e[k]
                 for k in (
@@ -272,20 +282,21 @@ class FinalistsStage:
             )
         )
         return self.run.journal.append(
-            "model_selection_done",
-            variant=variant,
-            network_id=cand.network_id,
-            encoding=cand.encoding,
-            filters=arch.filters,
-            motifs=arch.motifs,
-            arch=arch.model_dump(mode="json"),
-            dice=result.dice,
-            miou=result.miou,
-            params=result.params,
-            flops=result.flops,
-            epochs=result.epochs,
-            train_time_s=result.train_time_s,
-            status=result.status,
+            ModelSelectionDone(
+                variant=variant,
+                network_id=cand.network_id,
+                encoding=cand.encoding,
+                filters=arch.filters,
+                motifs=arch.motifs,
+                arch=arch.model_dump(mode="json"),
+                dice=result.dice,
+                miou=result.miou,
+                params=result.params,
+                flops=result.flops,
+                epochs=result.epochs,
+                train_time_s=result.train_time_s,
+                status=result.status,
+            )
         )
 
     def _selection_dir(self, variant: str) -> Path:
@@ -296,10 +307,7 @@ class FinalistsStage:
         arch = self.config.architecture_hyperparameters
         unet = _Finalist(UNET, -1, UNET_ENCODING, 0, arch, UNET, UNET)
         # a run from before the U-Net had a model selection, already past its final training, keeps it as it is
-        if (
-            self._last("model_selection_done", variant=UNET) is None
-            and self._last("finalist_trained", name=UNET) is None
-        ):
+        if self._last(ModelSelectionDone, variant=UNET) is None and self._last(FinalistTrained, name=UNET) is None:
             cand = TrainingResult(
                 network_id=-1,
                 encoding=UNET_ENCODING,
@@ -325,7 +333,7 @@ class FinalistsStage:
         or a failed model-selection training: final training then starts from fresh weights)."""
         if not f.variant:
             return None
-        done = self._last("model_selection_done", variant=f.variant)
+        done = self._last(ModelSelectionDone, variant=f.variant)
         path = self._selection_dir(f.variant) / "model.keras"
         return path if done is not None and done.get("status") == "ok" and path.is_file() else None
 
@@ -335,7 +343,7 @@ class FinalistsStage:
     def final_training(self, f: _Finalist) -> tuple[dict[str, Any], Any]:
         """Train `f` for `analog.final_epochs` with early stopping; returns (journal event, model or None)."""
         out = self.final_dir / f.name
-        done = self._last("finalist_trained", name=f.name)
+        done = self._last(FinalistTrained, name=f.name)
         if done is not None and (out / "model.keras").exists():
             return done, None
         a = self.config.analog
@@ -372,13 +380,14 @@ class FinalistsStage:
                 "final training of %s failed (%s); it gets no export or analog scores", f.name, result.status
             )
             event = self.run.journal.append(
-                "finalist_trained",
-                name=f.name,
-                result=result.to_dict(),
-                arch=f.arch.model_dump(mode="json"),
-                test_dice=None,
-                test_miou=None,
-                start_weights=start_rel,
+                FinalistTrained(
+                    name=f.name,
+                    result=Result.of(result),
+                    arch=f.arch.model_dump(mode="json"),
+                    test_dice=None,
+                    test_miou=None,
+                    start_weights=start_rel,
+                )
             )
             return event, None
         test = self._trainer_().evaluate(model, split="test")  # whole test images, tiled like `predict`
@@ -386,17 +395,18 @@ class FinalistsStage:
 
         save_keras(model, out / "model.keras")  # any input size, uncompiled: plain keras.saving.load_model
         event = self.run.journal.append(
-            "finalist_trained",
-            name=f.name,
-            result=result.to_dict(),
-            arch=f.arch.model_dump(mode="json"),
-            test_dice=float(test["dice"]),
-            test_miou=float(test["miou"]),
-            start_weights=start_rel,
+            FinalistTrained(
+                name=f.name,
+                result=Result.of(result),
+                arch=f.arch.model_dump(mode="json"),
+                test_dice=float(test["dice"]),
+                test_miou=float(test["miou"]),
+                start_weights=start_rel,
+            )
         )
         kept = (
             " (no epoch beat the model-selection weights: kept them)"
-            if (start is not None and result.extra.get("best_epoch") == 0)
+            if (start is not None and result.best_epoch == 0)
             else ""
         )
         self.log.info(
@@ -430,7 +440,7 @@ class FinalistsStage:
 
         out = self.final_dir / f.name
         files = [out / n for n in ("model.onnx", "model.pt", "samples.npz")]
-        done = self._last("finalist_exported", name=f.name)
+        done = self._last(FinalistExported, name=f.name)
         if done is not None and all(p.exists() for p in files):
             return done
         if model is None:
@@ -479,15 +489,16 @@ class FinalistsStage:
         n = min(SAMPLE_IMAGES, len(x))
         save_npz_atomic(out / "samples.npz", images=x[:n], truth=y[:n], digital=np.argmax(keras_probs[:n], -1))
         event = self.run.journal.append(
-            "finalist_exported",
-            name=f.name,
-            torch_max_abs_diff=diff,
-            onnxruntime_max_abs_diff=ort_diff,
-            keras_test_dice=float(keras_dice),
-            torch_test_dice=float(torch_dice),
-            equivalent=bool(equivalent),
-            onnxruntime_latency_ms=ort_ms,
-            test_images=int(len(x)),
+            FinalistExported(
+                name=f.name,
+                torch_max_abs_diff=diff,
+                onnxruntime_max_abs_diff=ort_diff,
+                keras_test_dice=float(keras_dice),
+                torch_test_dice=float(torch_dice),
+                equivalent=bool(equivalent),
+                onnxruntime_latency_ms=ort_ms,
+                test_images=int(len(x)),
+            )
         )
         self.log.info(
             "  %s exported: max|keras - torch| %.2e, max|keras - onnxruntime| %.2e, Dice %.4f / %.4f",
@@ -528,7 +539,7 @@ class FinalistsStage:
     # ------------------------------------------------------------------ (e) HWA + drift
     def _drift_done(self, name: str) -> DriftReport | None:
         """The drift report a finished `finalist_drift_done` event recorded for `name` (None: not scored)."""
-        done = self._last("finalist_drift_done", name=name)
+        done = self._last(FinalistDriftDone, name=name)
         return None if done is None else DriftReport.from_dict(done["report"])
 
     def drift(self, f: _Finalist, samples: bool = False) -> DriftReport:
@@ -587,9 +598,7 @@ class FinalistsStage:
                 _analog_sample_predictions(out, report, MONTH_S, seed)
             except Exception as exc:  # only a figure depends on it
                 self.log.warning("analog sample predictions of %s failed: %s", f.name, exc)
-        self.run.journal.append(
-            "finalist_drift_done", name=f.name, report=report.to_dict(), wall_s=time.monotonic() - t0
-        )
+        self.run.journal.append(FinalistDriftDone(name=f.name, report=report.to_dict(), wall_s=time.monotonic() - t0))
         return report
 
     # ------------------------------------------------------------------ rows, tables, plots
@@ -685,7 +694,7 @@ class FinalistsStage:
         rows: list[dict[str, Any]] = []
         reports: dict[str, DriftReport] = {}
         for f in finalists:
-            done = self._last("finalist_done", name=f.name)
+            done = self._last(FinalistDone, name=f.name)
             if done is not None and (
                 (self.final_dir / f.name / "model.keras").exists() or done["row"].get("status") != "ok"
             ):  # a failed training is final too
@@ -701,12 +710,12 @@ class FinalistsStage:
                 exported = self.export(f, model)
                 drift = reports[f.name] = self.drift(f, samples=f is finalists[0])
             row = self._row(f, trained, exported, drift)
-            self.run.journal.append("finalist_done", name=f.name, row=row)
+            self.run.journal.append(FinalistDone(name=f.name, row=row))
             rows.append(row)
             self._write_tables(rows, reports)
         self._write_tables(rows, reports)
         self._recommend()
-        self.run.journal.append("finalists_finished", finalists=[r["network"] for r in rows])
+        self.run.journal.append(FinalistsFinished(finalists=[r["network"] for r in rows]))
         return rows
 
     def _recommend(self) -> None:

@@ -27,7 +27,7 @@ from popnas_seg.command import tool_command
 from popnas_seg.config import RunConfig, config_from_dict, dump_config, load_config
 from popnas_seg.errors import UserError
 from popnas_seg.pathcheck import not_a_folder_reason
-from popnas_seg.runlog.events import RUN_EVENTS
+from popnas_seg.runlog.events import RUN_EVENTS, DataChanged, NetworkFinished
 from popnas_seg.runlog.journal import Journal
 
 try:  # POSIX only; elsewhere the pid check below is the whole lock
@@ -263,7 +263,7 @@ class RunFolder:
         missing = sorted(
             {
                 int(e["network_id"])
-                for e in self._journal.events("network_finished")
+                for e in self._journal.events(NetworkFinished)
                 if (e.get("result") or {}).get("status", "ok") == "ok"
                 and not (self.models_dir / str(e["network_id"])).is_dir()
             }
@@ -352,7 +352,7 @@ class RunFolder:
             os.replace(self.fingerprint_path, target / "restore" / FINGERPRINT_FILE)
         fsync_dir(self.restore_dir)
         self.store_fingerprint(fingerprint)
-        self._journal.append("data_changed", change=change, superseded=os.path.relpath(target, self._path))
+        self._journal.append(DataChanged(change=change, superseded=os.path.relpath(target, self._path)))
         return target
 
     # ------------------------------------------------------------------------------------------ lock

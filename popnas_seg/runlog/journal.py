@@ -29,14 +29,17 @@ class Journal:
         self.path = Path(path)
         self.schema = schema
 
-    def append(self, event: str, /, **fields: Any) -> dict[str, Any]:
-        """Durably append one event; returns the record written."""
-        if not event or not isinstance(event, str):
-            raise ValueError("event must be a non-empty string")
+    def append(self, event: Event) -> dict[str, Any]:
+        """Durably append one event (a `runlog.events` model); returns the record written: `event` (the model's
+        kind), `time`, then the model's fields as JSON keys."""
+        kind = type(event).kind
+        if not kind:
+            raise ValueError(f"{type(event).__name__} has no event kind")
+        fields = event.model_dump()
         reserved = {"event", "time"} & fields.keys()
         if reserved:
             raise ValueError(f"journal fields {sorted(reserved)} are reserved (event kind and timestamp)")
-        record: dict[str, Any] = {"event": event, "time": round(time.time(), 3), **fields}
+        record: dict[str, Any] = {"event": kind, "time": round(time.time(), 3), **fields}
         line = json.dumps(record, default=_jsonable, separators=(",", ":")) + "\n"
         if "\n" in line[:-1]:  # json.dumps never emits raw newlines; guard against a custom default()
             raise ValueError("journal records must serialise to a single line")
@@ -59,8 +62,8 @@ class Journal:
             fsync_dir(self.path.parent)
         return record
 
-    def events(self, kind: str | None = None) -> list[dict[str, Any]]:
-        """All complete events in order (only those whose `event` equals `kind` if given).
+    def events(self, kind: type[Event] | None = None) -> list[dict[str, Any]]:
+        """All complete events in order, as written (only those of the model `kind` if given).
 
         A damaged line that is not the last one means the file was edited or the disk failed: that is
         reported as a UserError rather than silently dropping history the resume depends on.
@@ -92,7 +95,7 @@ class Journal:
             records.append(record)
         if kind is None:
             return records
-        return [r for r in records if r.get("event") == kind]
+        return [r for r in records if r.get("event") == kind.kind]
 
     def torn_tail(self) -> int:
         """Bytes of an incomplete or unparsable last line (a crash mid-append), 0 if none; the next append cuts

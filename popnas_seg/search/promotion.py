@@ -74,7 +74,7 @@ def rung_record(previous: TrainingResult | None, current: TrainingResult, epochs
 
     `previous` is its record after the rung below (None at rung 0). The fields are the new rung's scores; `rungs`
     gains this rung's `RungScore`; `epochs` and `train_time_s` add up over the rungs. A continuation that failed
-    (or went NaN) leaves the network at its previous rung and scores, with `extra["failed_rung"]` and the reason:
+    (or went NaN) leaves the network at its previous rung and scores, with `failed_rung` and `rung_error` set:
     what it measured before stays true, and the journal's rung field keeps it from being tried again.
     """
     if previous is None:
@@ -82,10 +82,11 @@ def rung_record(previous: TrainingResult | None, current: TrainingResult, epochs
             return current
         return dataclasses.replace(current, rungs=[_score(current, epochs)])
     if current.status != "ok":
-        reason = current.extra.get("error", current.status)
-        extra = {**previous.extra, "failed_rung": current.rung, "rung_error": reason}
         return dataclasses.replace(
-            previous, train_time_s=float(previous.train_time_s) + float(current.train_time_s), extra=extra
+            previous,
+            train_time_s=float(previous.train_time_s) + float(current.train_time_s),
+            failed_rung=current.rung,
+            rung_error=current.error or current.status,
         )
     return dataclasses.replace(
         current,

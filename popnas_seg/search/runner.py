@@ -37,6 +37,15 @@ from popnas_seg.config import RunConfig
 from popnas_seg.evaluation.evaluator import PROBE_DICE_TOLERANCE, NetworkEvaluator, NetworkJob
 from popnas_seg.objectives import OBJECTIVES
 from popnas_seg.results import TrainingResult, backfill_analog_scores
+from popnas_seg.runlog.events import (
+    NetworkFinished,
+    NetworkStarted,
+    Result,
+    RungPromoted,
+    SearchFinished,
+    StepFinished,
+    StepPlanned,
+)
 from popnas_seg.runlog.folder import RunFolder
 from popnas_seg.runlog.tables import read_csv, write_csv
 from popnas_seg.search.calibration import on_top_scale
@@ -66,9 +75,9 @@ def probe_integrity_rows(results: Any) -> list[dict]:
     for r in sorted(results, key=lambda r: r.network_id):
         if r.status != "ok":
             continue
-        keras_dice, torch_dice = r.extra.get("probe_digital_dice"), r.extra.get("probe_digital_dice_torch")
+        keras_dice, torch_dice = r.probe_digital_dice, r.probe_digital_dice_torch
         diff = None if keras_dice is None or torch_dice is None else abs(float(torch_dice) - float(keras_dice))
-        if "probe_error" in r.extra:
+        if r.probe_error is not None:
             status = "failed"
         elif diff is not None and diff > PROBE_DICE_TOLERANCE:
             status = "mismatch"
@@ -82,7 +91,7 @@ def probe_integrity_rows(results: Any) -> list[dict]:
                 "keras_dice": keras_dice,
                 "torch_dice": torch_dice,
                 "difference": diff,
-                "probe_error": r.extra.get("probe_error", ""),
+                "probe_error": r.probe_error or "",
             }
         )
     return rows
@@ -165,21 +174,21 @@ class SearchRunner:
     # ------------------------------------------------------------------ journal replay
     def finished_results(self) -> dict[int, TrainingResult]:
         out: dict[int, TrainingResult] = {}
-        for event in self.run.journal.events("network_finished"):
+        for event in self.run.journal.events(NetworkFinished):
             result = TrainingResult.from_dict(event["result"])
             out[result.network_id] = result
         backfill_analog_scores(list(out.values()), self.config.analog.risk_k)  # journals from before issue 34
         return out
 
     def _planned_steps(self) -> dict[int, dict]:
-        return {int(e["step"]): e for e in self.run.journal.events("step_planned")}
+        return {int(e["step"]): e for e in self.run.journal.events(StepPlanned)}
 
     # ------------------------------------------------------------------ the loop
     def run_search(self) -> list[TrainingResult]:
         from popnas_seg.search.strategies import make_strategy
 
         journal = self.run.journal
-        if journal.events("search_finished"):
+        if journal.events(SearchFinished):
             self.log.info("search already finished in %s; skipping to the next stage", self.run.path)
             return sorted(self.finished_results().values(), key=lambda r: r.network_id)
 
@@ -188,7 +197,7 @@ class SearchRunner:
         )
         finished = self.finished_results()
         planned = self._planned_steps()
-        finished_steps = {int(e["step"]) for e in journal.events("step_finished")}
+        finished_steps = {int(e["step"]) for e in journal.events(StepFinished)}
         progress = _Progress(planned_total=max(strategy.planned_total(), len(finished)))
         if finished:
             self.log.info(
@@ -222,7 +231,7 @@ class SearchRunner:
                 ]
                 predicted_times = self._predicted_times(plan.predictions, networks)
                 self._write_plan_tables(step, plan)
-                journal.append("step_planned", step=step, networks=networks, predicted_times=predicted_times)
+                journal.append(StepPlanned(step=step, networks=networks, predicted_times=predicted_times))
                 planned[step] = {"step": step, "networks": networks, "predicted_times": predicted_times}
                 progress.planned_total = max(progress.planned_total, sum(len(e["networks"]) for e in planned.values()))
 
@@ -245,9 +254,9 @@ class SearchRunner:
                     eta_step,
                     eta_search,
                 )
-                journal.append("network_started", network_id=net["network_id"], encoding=net["encoding"], step=step)
+                journal.append(NetworkStarted(network_id=net["network_id"], encoding=net["encoding"], step=step))
                 result = self._rung0_record(self.train_network(net, step))
-                journal.append("network_finished", network_id=result.network_id, result=result.to_dict())
+                journal.append(NetworkFinished(network_id=result.network_id, result=Result.of(result)))
                 finished[result.network_id] = result
                 progress.network_done(int(net.get("blocks", 0)))
                 self._write_results_csv(finished)
@@ -256,12 +265,12 @@ class SearchRunner:
             if step not in finished_steps:
                 self._run_rungs(step, networks, finished)
                 self._finish_step(step, planned[step], finished)
-                journal.append("step_finished", step=step)
+                journal.append(StepFinished(step=step))
                 finished_steps.add(step)
             step += 1
 
         self._finish_search(finished)
-        journal.append("search_finished", networks=len(finished))
+        journal.append(SearchFinished(networks=len(finished)))
         self.run.update_state(stage="search_done")
         return sorted(finished.values(), key=lambda r: r.network_id)
 
@@ -311,7 +320,7 @@ class SearchRunner:
         journal = self.run.journal
         jobs = []
         for net in todo:
-            journal.append("network_started", network_id=net["network_id"], encoding=net["encoding"], step=step)
+            journal.append(NetworkStarted(network_id=net["network_id"], encoding=net["encoding"], step=step))
             jobs.append(self.network_job(net, step))
         self.log.info(
             "step %d | %d networks on %d Ray workers | %d/%d done",
@@ -324,7 +333,7 @@ class SearchRunner:
         blocks = {int(net["network_id"]): int(net.get("blocks", 0)) for net in todo}
         for job, result in executor.map_unordered(jobs):
             result = self._rung0_record(result)
-            journal.append("network_finished", network_id=result.network_id, result=result.to_dict())
+            journal.append(NetworkFinished(network_id=result.network_id, result=Result.of(result)))
             finished[result.network_id] = result
             progress.network_done(blocks.get(job.network_id, 0))  # wall time between results: the pool's pace
             eta_step, eta_search = progress.etas(self.config, step, planned, finished)
@@ -365,7 +374,7 @@ class SearchRunner:
     def _rungs_reached(self) -> dict[int, int]:
         """Network id -> the highest rung whose training finished (successfully or not), from the journal."""
         reached: dict[int, int] = {}
-        for event in self.run.journal.events("network_finished"):
+        for event in self.run.journal.events(NetworkFinished):
             i = int(event["network_id"])
             reached[i] = max(reached.get(i, 0), int(event.get("rung", 0)))
         return reached
@@ -378,8 +387,7 @@ class SearchRunner:
         journal = self.run.journal
         eta = self.config.search_strategy.promotion_eta
         decided = {
-            (int(e["step"]), int(e["rung"])): [int(i) for i in e["network_ids"]]
-            for e in journal.events("rung_promoted")
+            (int(e["step"]), int(e["rung"])): [int(i) for i in e["network_ids"]] for e in journal.events(RungPromoted)
         }
         reached = self._rungs_reached()
         by_id = {int(n["network_id"]): n for n in networks}
@@ -388,7 +396,7 @@ class SearchRunner:
             if chosen is None:
                 level = [finished[i] for i in by_id if i in finished and finished[i].rung == rung - 1]
                 chosen = select_promoted(level, self.objectives, eta)
-                journal.append("rung_promoted", step=step, rung=rung, network_ids=chosen)
+                journal.append(RungPromoted(step=step, rung=rung, network_ids=chosen))
                 self.log.info(
                     "step %d: %d of %d networks promoted to rung %d (%d epochs): ids %s",
                     step,
@@ -402,11 +410,7 @@ class SearchRunner:
             jobs = [self._continuation_job(by_id[i], step, rung) for i in todo]
             for net_id in todo:
                 journal.append(
-                    "network_started",
-                    network_id=net_id,
-                    encoding=by_id[net_id]["encoding"],
-                    step=step,
-                    rung=rung,
+                    NetworkStarted(network_id=net_id, encoding=by_id[net_id]["encoding"], step=step, rung=rung)
                 )
             for job, result in self._evaluate_jobs([j for j in jobs if j.initial_weights is not None]):
                 self._finish_rung(job.network_id, rung, result, finished)
@@ -417,7 +421,7 @@ class SearchRunner:
                         status="failed",
                         rung=rung,
                         train_time_s=0.0,
-                        extra={"error": f"no rung {rung - 1} checkpoint to continue from"},
+                        error=f"no rung {rung - 1} checkpoint to continue from",
                     )
                     self._finish_rung(job.network_id, rung, failed, finished)
 
@@ -459,7 +463,7 @@ class SearchRunner:
         """Journal network `net_id`'s record after its training at `rung`, refresh the CSV and log it."""
         result.network_id, result.rung = net_id, rung  # a Ray task's failure row does not know its rung
         record = rung_record(finished[net_id], result, self.config.rung_budgets[rung])
-        self.run.journal.append("network_finished", network_id=net_id, result=record.to_dict(), rung=rung)
+        self.run.journal.append(NetworkFinished(network_id=net_id, result=Result.of(record), rung=rung))
         finished[net_id] = record
         self._write_results_csv(finished)
         if record.rung == rung:
@@ -469,7 +473,7 @@ class SearchRunner:
                 "network %d: its rung %d training failed (%s); it keeps its rung %d scores",
                 net_id,
                 rung,
-                record.extra.get("rung_error", ""),
+                record.rung_error,
                 record.rung,
             )
 
@@ -621,7 +625,7 @@ class SearchRunner:
                 "best_analog_dice": max((r.analog_dice for r in ok if r.analog_dice is not None), default=None),
                 "front_size": len(front),
                 "train_time_s": elapsed,
-                "failed_probes": sum(1 for r in results if "probe_error" in r.extra),
+                "failed_probes": sum(1 for r in results if r.probe_error is not None),
             }
         )
         write_csv(self.run.csv_dir / "search_progress.csv", progress_rows)

@@ -13,10 +13,10 @@ scores are comparable:
   (null: one pass over the training split), so budgets do not shrink with the data set;
 - failures are data, not exceptions: a NaN/inf loss, or a validation Dice that is never finite, gives
   status "nan" (Dice 0), any other error in training gives status "failed" with the message in
-  `extra["error"]`.
+  `error`.
 
 K-fold: with `dataset.folds > 1` and `train(..., fold=None)` every fold is trained from the same
-initial weights; `dice`/`miou` are the means over folds (per-fold values in `extra["fold_dice"]`), the
+initial weights; `dice`/`miou` are the means over folds (per-fold values in `fold_dice`), the
 training time is the sum, and the returned model holds the weights of the best fold.
 
 Mixed precision is a global Keras policy that only affects layers built after it is set: the policy is
@@ -336,7 +336,7 @@ class Trainer:
         `reinitialize` the model is cloned with fresh weights drawn under `seed` (pass False to continue
         from the weights it has, e.g. fine-tuning). `keep_initial` (with `reinitialize=False`) scores the
         starting weights on validation first and counts them as epoch 0: the model that comes back is never
-        worse on validation than the one that went in (`extra["best_epoch"]` 0 when no epoch beat it; a NaN loss
+        worse on validation than the one that went in (`best_epoch` 0 when no epoch beat it; a NaN loss
         then stops training but keeps those weights, status "ok").
         """
         epochs = int(epochs or self.config.training_hyperparameters.epochs)
@@ -515,26 +515,26 @@ class Trainer:
                 self.logger.debug("%s: error after a NaN loss: %s", label, exc)
             else:
                 result.status = "failed"
-                result.extra["error"] = f"{type(exc).__name__}: {exc}"
-                result.extra["traceback"] = traceback.format_exc(limit=8)
-                self.logger.warning("%s failed: %s", label, result.extra["error"])
+                result.error = f"{type(exc).__name__}: {exc}"
+                result.traceback = traceback.format_exc(limit=8)
+                self.logger.warning("%s failed: %s", label, result.error)
         result.train_time_s = float(fit_time)
         result.epochs = int(monitor.epochs_run)
-        result.extra["epoch_times_s"] = [round(t, 4) for t in monitor.epoch_times]
-        started = keep_initial and "start_val_dice" in result.extra
+        result.epoch_times_s = [round(t, 4) for t in monitor.epoch_times]
+        started = keep_initial and result.start_val_dice is not None
         if monitor.nan and started and result.status == "ok":
-            result.extra["nan_at_epoch"] = int(monitor.epochs_run)
+            result.nan_at_epoch = int(monitor.epochs_run)
             self.logger.warning(
                 "%s: loss became NaN/inf at epoch %d; keeping the best weights so far", label, monitor.epochs_run
             )
         elif monitor.nan:
             result.status = "nan"
-            result.extra["error"] = "loss became NaN or infinite; training stopped"
+            result.error = "loss became NaN or infinite; training stopped"
             self.logger.warning("%s: loss became NaN/inf at epoch %d; recorded with Dice 0", label, monitor.epochs_run)
         if result.status == "ok" and not math.isfinite(monitor.best_dice) and monitor.epochs_run > 0:
             # Not "ok" with Dice 0: a network that never had a finite validation Dice was never measured.
             result.status = "nan"
-            result.extra["error"] = "validation Dice was never finite; nothing to score"
+            result.error = "validation Dice was never finite; nothing to score"
             self.logger.warning(
                 "%s: validation Dice never finite in %d epoch(s); recorded as nan", label, monitor.epochs_run
             )
@@ -543,7 +543,7 @@ class Trainer:
                 model.set_weights(monitor.best_weights)
             result.dice = float(max(monitor.best_dice, 0.0))
             result.miou = float(monitor.best_miou)
-            result.extra["best_epoch"] = int(monitor.best_epoch + 1)
+            result.best_epoch = int(monitor.best_epoch + 1)
             result.inference_time_ms = self._inference_ms(model, fold)
         return result, model
 
@@ -553,7 +553,7 @@ class Trainer:
         dice, miou = float(scores.get("dice", math.nan)), float(scores.get("mean_iou", 0.0))
         if math.isfinite(dice):
             monitor.start_from(dice, miou, model.get_weights())
-            result.extra["start_val_dice"] = dice
+            result.start_val_dice = dice
 
     def _train_folds(
         self,
@@ -596,7 +596,7 @@ class Trainer:
             )
             results.append(res)
             if res.status != "ok":
-                res.extra["failed_fold"] = k
+                res.failed_fold = k
                 return res, trained
             if res.dice > best_dice:
                 best_model, best_dice = trained, res.dice
@@ -610,7 +610,15 @@ class Trainer:
             train_time_s=float(sum(r.train_time_s for r in results)),
             inference_time_ms=float(np.median([r.inference_time_ms for r in results])),
             epochs=int(round(np.mean(fold_epochs))),
-            extra={"folds": folds, "fold_dice": fold_dice, "fold_miou": fold_miou, "fold_epochs": fold_epochs},
+            # fold 0's own diagnostics do not describe the merged result
+            epoch_times_s=None,
+            best_epoch=None,
+            start_val_dice=None,
+            nan_at_epoch=None,
+            folds=folds,
+            fold_dice=fold_dice,
+            fold_miou=fold_miou,
+            fold_epochs=fold_epochs,
         )
         if out is not None:
             buf = io.StringIO()
