@@ -84,6 +84,9 @@ class TrainingResult:
     fold_dice: list[float] | None = None
     fold_miou: list[float] | None = None
     fold_epochs: list[int] | None = None
+    # a trial with `test` (evaluation/evaluator.py): whole test images, tiled like `predict`
+    test_dice: float | None = None
+    test_miou: float | None = None
     # the analog probe (evaluation/evaluator.py)
     probe_digital_dice: float | None = None  # Keras Dice on the probe's images
     probe_digital_dice_torch: float | None = None  # the converted torch network's Dice on the same images
@@ -133,6 +136,8 @@ class TrainingResult:
         "fold_dice",
         "fold_miou",
         "fold_epochs",
+        "test_dice",
+        "test_miou",
         "probe_digital_dice",
         "probe_digital_dice_torch",
         "probe_error",

@@ -54,6 +54,20 @@ def _front(run_path: Path) -> tuple[list[Any], int]:
     return front, sum(r.status == "ok" for r in results)
 
 
+def _trials_line(run_path: Path) -> str:
+    """The search's networks by trial state (runlog/trials.py), read from the journal; "" before any is planned.
+    RUNNING and RETRIED in a run that is not going on are the attempts a resume trains again."""
+    from popnas_seg.runlog.events import RUN_EVENTS
+    from popnas_seg.runlog.journal import Journal
+    from popnas_seg.runlog.trials import TrialStatus, trial_states
+
+    states = list(trial_states(Journal(run_path / "restore" / "journal.jsonl", schema=RUN_EVENTS).events()).values())
+    if not states:
+        return ""
+    counts = ", ".join(f"{states.count(s)} {s.value}" for s in TrialStatus if states.count(s))
+    return f"Search networks: {counts}"
+
+
 def _num(value: Any, digits: int = 3) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
@@ -70,7 +84,9 @@ def summary_text(run_folder: str | Path) -> str:
         state = json.loads((run_path / "restore" / "state.json").read_text())
     except (OSError, ValueError):
         state = {}
-    out = [f"run {run_path}: stage {state.get('stage', 'unknown')} (updated {state.get('updated_at', '?')})", ""]
+    out = [f"run {run_path}: stage {state.get('stage', 'unknown')} (updated {state.get('updated_at', '?')})"]
+    trials = _trials_line(run_path)
+    out += [trials, ""] if trials else [""]
     rec = load_recommendation(run_path)
     if rec is None:
         out += [

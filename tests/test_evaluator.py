@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from popnas_seg.config import ArchitectureConfig, RunConfig
-from popnas_seg.evaluation.evaluator import UNET_ENCODING, NetworkEvaluator, NetworkJob
+from popnas_seg.evaluation.evaluator import UNET_ENCODING, NetworkEvaluator, Trial
 from popnas_seg.results import TrainingResult
 
 ARCH = ArchitectureConfig(filters=2, motifs=1, normal_cells_per_motif=0)
@@ -61,7 +61,7 @@ def _evaluator(tmp_path: Path, status: str = "ok") -> tuple[NetworkEvaluator, li
     return evaluator, order, trainer
 
 
-def _job(tmp_path: Path, **kw: Any) -> NetworkJob:
+def _job(tmp_path: Path, **kw: Any) -> Trial:
     fields = dict(
         network_id=7,
         encoding=ENCODING,
@@ -72,7 +72,7 @@ def _job(tmp_path: Path, **kw: Any) -> NetworkJob:
         step=2,
     )
     fields.update(kw)
-    return NetworkJob(**fields)
+    return Trial(**fields)
 
 
 def test_a_job_is_plain_picklable_data(tmp_path: Path) -> None:
@@ -120,31 +120,42 @@ def test_the_unet_encoding_builds_the_baseline(tmp_path: Path) -> None:
     assert result.blocks == 0
 
 
-def test_a_rung_continuation_starts_from_the_given_weights_and_keeps_them_if_unbeaten(tmp_path: Path) -> None:
-    """Multi-fidelity: rung 0 with keep_weights leaves the checkpoint; a job carrying its bytes trains that very
-    network on (no re-initialisation, starting weights counted as epoch 0) into its own folder."""
-    import numpy as np
+def test_final_training_is_a_trial_warm_started_tested_and_saved_where_asked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The finalists' final training through the same unit of work: weights loaded before training, no fresh
+    draw, the start counted as epoch 0, whole test images scored, the any-size model saved at `model_path`."""
+    from popnas_seg.analog import export as export_module
 
-    evaluator, _, trainer = _evaluator(tmp_path)
-    evaluator.evaluate(_job(tmp_path, keep_weights=True))
-    checkpoint = tmp_path / "net7" / "model.weights.h5"
-    assert checkpoint.is_file() and trainer.calls[0]["reinitialize"] and not trainer.calls[0]["keep_initial"]
-    saved = evaluator.build(ENCODING, ARCH)[0]
-    saved.load_weights(checkpoint)
+    evaluator, order, trainer = _evaluator(tmp_path)
+    trainer.evaluate = lambda model, split="val": order.append(f"evaluate {split}") or {"dice": 0.8, "miou": 0.7}
+    saved: list[str] = []
+    monkeypatch.setattr(export_module, "save_keras", lambda model, path: saved.append(str(path)))
+    original = evaluator.build
 
-    seen: list[Any] = []
-    original = trainer.train
+    def build(encoding: str, arch: ArchitectureConfig) -> tuple[Any, int]:
+        model, flops = original(encoding, arch)
+        model.load_weights = lambda path: order.append(f"load {Path(path).name}")
+        return model, flops
 
-    def train(model: Any, **kw: Any) -> tuple[TrainingResult, Any]:
-        seen.append([w.copy() for w in model.get_weights()])
-        return original(model, **kw)
-
-    trainer.train = train  # type: ignore[method-assign]
-    rung1 = tmp_path / "net7" / "rung1"
-    result = evaluator.evaluate(
-        _job(tmp_path, out_dir=str(rung1), rung=1, epochs=2, initial_weights=checkpoint.read_bytes())
+    evaluator.build = build  # type: ignore[method-assign]
+    start = tmp_path / "selection" / "model.keras"
+    trial = _job(
+        tmp_path,
+        out_dir=str(tmp_path / "final" / "training"),
+        epochs=5,
+        early_stopping_patience=2,
+        warm_start=str(start),
+        keep_initial=True,
+        test=True,
+        model_path=str(tmp_path / "final" / "model.keras"),
     )
-    assert not trainer.calls[1]["reinitialize"] and trainer.calls[1]["keep_initial"]
-    assert all(np.array_equal(a, b) for a, b in zip(seen[0], saved.get_weights()))
-    assert result.rung == 1 and checkpoint.is_file(), "the rung below is left as it was"
-    assert sorted(p.name for p in rung1.iterdir()) == ["model.keras"], "no start file left; top rung: no checkpoint"
+    result = evaluator.evaluate(trial)
+    assert order == ["trainer", "build", "load model.keras", "train", "evaluate test"]
+    call = trainer.calls[0]
+    assert (call["reinitialize"], call["keep_initial"], call["early_stopping_patience"]) == (False, True, 2)
+    assert (result.test_dice, result.test_miou) == (0.8, 0.7)
+    assert saved == [trial.model_path] and not (tmp_path / "final" / "training" / "model.keras").exists()
+    fresh = evaluator.evaluate(_job(tmp_path, network_id=8, out_dir=str(tmp_path / "net8")))
+    assert trainer.calls[1]["reinitialize"] and not trainer.calls[1]["keep_initial"]
+    assert fresh.test_dice is None and "test_dice" not in fresh.to_dict()["extra"]

@@ -186,7 +186,7 @@ class Stop(Exception):
 
 
 class FakeEvaluator:
-    """Trains nothing: Dice grows with params and epochs; writes the checkpoint a continuation must get back."""
+    """Trains nothing: Dice grows with params and epochs; writes the model file a continuation must start from."""
 
     calls: list[Any] = []
     stop_at_call: int | None = None
@@ -202,9 +202,8 @@ class FakeEvaluator:
         params = int(count_params(cell, self.config.architecture_hyperparameters, 1, 2))
         out = Path(job.out_dir)
         out.mkdir(parents=True, exist_ok=True)
-        if job.keep_weights:
-            (out / "model.weights.h5").write_bytes(f"{job.network_id}@{job.rung}".encode())
-        start = 0.0 if job.initial_weights is None else 0.05
+        (out / "model.keras").write_bytes(f"{job.network_id}@{job.rung}".encode())  # as `save` does
+        start = 0.0 if job.warm_start is None else 0.05
         dice = params / (params + 2000.0) + start + 0.01 * (job.epochs or 1)
         return TrainingResult(
             network_id=job.network_id,
@@ -256,8 +255,9 @@ def test_each_step_promotes_its_front_and_continues_from_its_own_weights(tmp_pat
     continuations = [j for j in FakeEvaluator.calls if j.rung == 1]
     assert sorted(j.network_id for j in continuations) == sorted(i for e in promoted for i in e["network_ids"])
     for job in continuations:
-        assert job.initial_weights == f"{job.network_id}@0".encode()  # its own rung-0 weights
-        assert job.epochs == 2 and Path(job.out_dir).name == "rung1" and not job.keep_weights
+        assert Path(job.warm_start).read_bytes() == f"{job.network_id}@0".encode()  # its own rung-0 model
+        assert job.keep_initial and job.epochs == 2 and Path(job.out_dir).name == "rung1"
+        assert job.seed == rung_seed(FakeEvaluator.calls[0].seed, 1)
     by_id = {r.network_id: r for r in results}
     for job in continuations:
         record = by_id[job.network_id]
@@ -299,15 +299,15 @@ def test_resume_at_a_rung_trains_only_what_is_missing(tmp_path: Path, fake_runne
     assert {r.network_id for r in results if r.step == 1 and r.rung == 1} == set(ids)
 
 
-def test_a_missing_checkpoint_leaves_the_network_at_rung_0(tmp_path: Path, fake_runner: None) -> None:
+def test_a_missing_rung_model_leaves_the_network_at_rung_0(tmp_path: Path, fake_runner: None) -> None:
     config = config_from_dict(SEARCH)
     run = RunFolder.create(tmp_path / "logs", "x", config)
-    FakeEvaluator.stop_at_call = _step1_networks() + 1  # the first continuation: step 1's checkpoints are written
+    FakeEvaluator.stop_at_call = _step1_networks() + 1  # the first continuation: step 1's models are written
     with pytest.raises(Stop):
         _search(run, config)
     run.close()
     ids = run.journal.events(RungPromoted)[0]["network_ids"]
-    (run.models_dir / str(ids[0]) / "model.weights.h5").unlink()
+    (run.models_dir / str(ids[0]) / "model.keras").unlink()
     FakeEvaluator.calls, FakeEvaluator.stop_at_call = [], None
     again = RunFolder.open(tmp_path / "logs" / "x")
     try:
@@ -316,4 +316,4 @@ def test_a_missing_checkpoint_leaves_the_network_at_rung_0(tmp_path: Path, fake_
         again.close()
     record = next(r for r in results if r.network_id == ids[0])
     assert (record.rung, record.status, record.failed_rung) == (0, "ok", 1)
-    assert "checkpoint" in (record.rung_error or "")
+    assert "no rung 0 model" in (record.rung_error or "")

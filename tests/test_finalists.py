@@ -243,6 +243,7 @@ def test_finalists_stage_with_a_fake_trainer_writes_three_drift_rows_and_learnin
     from popnas_seg.analog import export as export_module
     from popnas_seg.analog.drift import DriftReport
     from popnas_seg.data.pipeline import load_data
+    from popnas_seg.evaluation.evaluator import NetworkEvaluator
     from popnas_seg.finalists import run_finalists
     from popnas_seg.finalists.stage import FinalistsStage
     from popnas_seg.runlog.folder import RunFolder
@@ -333,12 +334,17 @@ def test_finalists_stage_with_a_fake_trainer_writes_three_drift_rows_and_learnin
             FinalistExported(name=f.name, equivalent=True, torch_max_abs_diff=0.0, onnxruntime_latency_ms=1.0)
         )
 
-    monkeypatch.setattr(FinalistsStage, "_trainer_", lambda self: FakeTrainer())
-    monkeypatch.setattr(FinalistsStage, "_build", lambda self, f: (object(), 1))
     warm: list[tuple[str, str]] = []
-    monkeypatch.setattr(
-        FinalistsStage, "_warm_start", lambda self, model, path: warm.append((path.parent.name, path.name))
-    )
+
+    class FakeModel:
+        def save(self, path):
+            Path(path).write_bytes(b"keras")
+
+        def load_weights(self, path):
+            warm.append((Path(path).parent.name, Path(path).name))
+
+    monkeypatch.setattr(FinalistsStage, "_trainer_", lambda self: FakeTrainer())
+    monkeypatch.setattr(NetworkEvaluator, "build", lambda self, encoding, arch: (FakeModel(), 1))
     monkeypatch.setattr(FinalistsStage, "export", fake_export)
     monkeypatch.setattr(export_module, "save_keras", lambda model, path: Path(path).write_bytes(b"keras"))
     monkeypatch.setattr(drift_module, "hwa_and_drift", fake_drift)

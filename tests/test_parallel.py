@@ -140,13 +140,13 @@ def test_bad_workers_and_ray_addresses_are_one_line_config_errors(others: dict, 
 
 def test_a_task_that_never_returns_is_a_failed_row_with_exact_params() -> None:
     from popnas_seg.config import ArchitectureConfig
-    from popnas_seg.evaluation.evaluator import NetworkJob
+    from popnas_seg.evaluation.evaluator import Trial
     from popnas_seg.evaluation.parallel import failed_result
     from popnas_seg.models.cost import count_params
     from popnas_seg.search_space.encoding import Cell
 
     arch = ArchitectureConfig(filters=2, motifs=1)
-    job = NetworkJob(
+    job = Trial(
         network_id=5,
         encoding="[(-1,3x3 conv,-1,identity)]",
         architecture=arch.model_dump(mode="json"),
@@ -290,11 +290,11 @@ _TASK_SCRIPT = """
 import json, pickle, sys
 from pathlib import Path
 from popnas_seg.config import load_config
-from popnas_seg.evaluation.evaluator import NetworkJob
+from popnas_seg.evaluation.evaluator import Trial
 from popnas_seg.evaluation.parallel import evaluate_task
 
 config = load_config(sys.argv[1])
-job = NetworkJob(network_id=7, encoding="[(-1,3x3 conv,-1,identity)]",
+job = Trial(network_id=7, encoding="[(-1,3x3 conv,-1,identity)]",
                  architecture=config.architecture_hyperparameters.model_dump(mode="json"), seed=1,
                  out_dir=sys.argv[2], probe=True, probe_seed=1)
 Path(sys.argv[3]).write_bytes(pickle.dumps(evaluate_task(config.model_dump_json(), job)))

@@ -88,8 +88,8 @@ def test_network_seeding_common_gives_every_network_the_same_seeds(seeding: str,
     )
     runner = SearchRunner(SimpleNamespace(models_dir=tmp_path), config, None)
     cells = ["[(-2,identity,-1,3x3 conv)]", "[(-1,3x3 conv,-2,identity)]", "[(-1,2x2 maxpool,-1,identity)]"]
-    jobs = [runner.network_job({"network_id": i, "encoding": c, "origin": "b1"}, 1) for i, c in enumerate(cells)]
-    again = [runner.network_job({"network_id": i, "encoding": c, "origin": "b1"}, 1) for i, c in enumerate(cells)]
+    jobs = [runner.search_trial({"network_id": i, "encoding": c, "origin": "b1"}, 1) for i, c in enumerate(cells)]
+    again = [runner.search_trial({"network_id": i, "encoding": c, "origin": "b1"}, 1) for i, c in enumerate(cells)]
     assert [(j.seed, j.probe_seed) for j in jobs] == [(j.seed, j.probe_seed) for j in again]
     seeds = {j.seed for j in jobs}
     if seeding == "common":
@@ -102,7 +102,7 @@ def test_network_seeding_common_gives_every_network_the_same_seeds(seeding: str,
     )
     assert (
         SearchRunner(SimpleNamespace(models_dir=tmp_path), other, None)
-        .network_job({"network_id": 0, "encoding": cells[0], "origin": "b1"}, 1)
+        .search_trial({"network_id": 0, "encoding": cells[0], "origin": "b1"}, 1)
         .seed
         != jobs[0].seed
     )
@@ -121,7 +121,7 @@ def test_network_seed_fixes_the_networks_seeds_apart_from_the_search_seed(seedin
                 "search_strategy": {"network_seeding": seeding, "network_seed": network_seed},
             }
         )
-        net = SearchRunner(SimpleNamespace(models_dir=tmp_path), config, None).network_job(
+        net = SearchRunner(SimpleNamespace(models_dir=tmp_path), config, None).search_trial(
             {"network_id": 3, "encoding": "[(-2,identity,-1,3x3 conv)]", "origin": "b1"}, 1
         )
         return net.seed, net.probe_seed

@@ -71,7 +71,7 @@ def train_all(args: argparse.Namespace, cells: list[str]) -> list[dict]:
     if not todo:
         return done
     from popnas_seg.data.pipeline import load_data
-    from popnas_seg.evaluation.evaluator import NetworkEvaluator, NetworkJob
+    from popnas_seg.evaluation.evaluator import NetworkEvaluator, Trial
     from popnas_seg.search.runner import network_seed
 
     search_args = bench_search.parse_args(
@@ -86,7 +86,7 @@ def train_all(args: argparse.Namespace, cells: list[str]) -> list[dict]:
     for i, (epochs, seed, cell) in enumerate(todo, 1):
         start = time.perf_counter()
         train_seed = network_seed(seed, cell) if args.seeding == "per-cell" else seed
-        job = NetworkJob(
+        job = Trial(
             network_id=i,
             encoding=cell,
             architecture=arch,

@@ -129,7 +129,7 @@ def same_as_recorded(replayed: list[TrainingResult], recorded: list[TrainingResu
 def trainer_for(cfg: RunConfig, folder: Path) -> Train:
     """Train one cell in-process exactly as the runner would (its seeds, its budget, its probe)."""
     from popnas_seg.data.pipeline import load_data
-    from popnas_seg.evaluation.evaluator import NetworkEvaluator, NetworkJob
+    from popnas_seg.evaluation.evaluator import NetworkEvaluator, Trial
     from popnas_seg.search.runner import search_network_seeds
 
     state: dict = {}
@@ -138,7 +138,7 @@ def trainer_for(cfg: RunConfig, folder: Path) -> Train:
         if "evaluator" not in state:
             state["evaluator"] = NetworkEvaluator(cfg, load_data(cfg.dataset, seed=cfg.data_seed), LOG)
         seed, probe_seed = search_network_seeds(cfg.network_seed, encoding, cfg.search_strategy.network_seeding)
-        job = NetworkJob(
+        job = Trial(
             network_id=0,
             encoding=encoding,
             seed=seed,

@@ -140,7 +140,7 @@ def test_split_trainer(cfg: RunConfig, folder: Path) -> Train:
     """Train a cell (or the U-Net) in-process as the runner would, under network seed `seed`, and score it on the
     test split: digital Dice and, when the config probes, the analog probe's mean over fresh programmings."""
     from popnas_seg.data.pipeline import load_data
-    from popnas_seg.evaluation.evaluator import NetworkEvaluator, NetworkJob
+    from popnas_seg.evaluation.evaluator import NetworkEvaluator, Trial
     from popnas_seg.search.runner import search_network_seeds
     from popnas_seg.training.losses import dice_score
 
@@ -159,7 +159,7 @@ def test_split_trainer(cfg: RunConfig, folder: Path) -> Train:
             state["evaluator"] = TestSplitEvaluator(cfg, load_data(cfg.dataset, seed=cfg.data_seed), LOG)
         evaluator = state["evaluator"]
         train_seed, probe_seed = search_network_seeds(seed, encoding, "common")
-        job = NetworkJob(
+        job = Trial(
             network_id=0,
             encoding=encoding,
             seed=train_seed,

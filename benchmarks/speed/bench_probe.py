@@ -38,7 +38,7 @@ import numpy as np
 
 from popnas_seg.config import load_config  # noqa: E402
 from popnas_seg.data.pipeline import load_data  # noqa: E402
-from popnas_seg.evaluation.evaluator import NetworkEvaluator, NetworkJob  # noqa: E402
+from popnas_seg.evaluation.evaluator import NetworkEvaluator, Trial  # noqa: E402
 
 # Cells of the default search space across its size range (122 to ~25k params at filters 8).
 CELLS = [
@@ -101,7 +101,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         for i in range(args.networks):
             cell = CELLS[i % len(CELLS)]
-            job = NetworkJob(
+            job = Trial(
                 network_id=i,
                 encoding=cell,
                 architecture=arch,

@@ -1,9 +1,10 @@
-"""One network from plain data to a `TrainingResult`: build, count FLOPs, train, save, analog-probe.
+"""One trial from plain data to a `TrainingResult`: build, count FLOPs, train, test, save, analog-probe.
 
-The search runner (and any parallel executor) describes a network as a `NetworkJob`: an encoding, the
-macro-architecture as JSON-ready data, a seed, an output folder and the budget. Everything in and out is
-plain, picklable data, so the same unit of work runs in process or as a remote task. Keras, the trainer
-and AIHWKit are imported only when a network is evaluated, never when this module is imported.
+Every network the project trains is one `Trial`: the search's children, the finalists' model selection,
+their final training (longer, with patience, warm-started from earlier weights, scored on the test split)
+and the U-Net baseline. A trial is plain, picklable data, so the same unit of work runs in process or as a
+remote task (evaluation/executor.py). Keras, the trainer and AIHWKit are imported only when a trial is
+evaluated, never when this module is imported.
 """
 
 from __future__ import annotations
@@ -13,14 +14,18 @@ import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from popnas_seg.config import ArchitectureConfig, RunConfig
 from popnas_seg.results import TrainingResult
 
-__all__ = ["NetworkEvaluator", "NetworkJob", "PROBE_DICE_TOLERANCE", "UNET_ENCODING"]
+if TYPE_CHECKING:
+    from popnas_seg.data.pipeline import SegmentationData
+    from popnas_seg.training.trainer import Trainer
+
+__all__ = ["NetworkEvaluator", "PROBE_DICE_TOLERANCE", "Trial", "UNET_ENCODING", "trial_blocks"]
 
 # Keras vs converted-torch digital Dice on the probe images: a larger gap means the export changed the network.
 PROBE_DICE_TOLERANCE = 0.01
@@ -29,19 +34,19 @@ UNET_ENCODING = "unet"
 
 
 @dataclass(frozen=True)
-class NetworkJob:
-    """One network to evaluate. `architecture` is `ArchitectureConfig.model_dump(mode="json")`.
+class Trial:
+    """One network to train and measure. `architecture` is `ArchitectureConfig.model_dump(mode="json")`.
 
-    `out_dir` is the network's own folder: it is emptied first (leftovers of an interrupted attempt).
-    `epochs`/`early_stopping_patience` None mean the config's training budget. `save` writes model.keras
-    (and model.weights.h5 when `others.save_children_weights`); `probe` runs the analog probe with
-    `probe_seed` on the first `analog.probe_images` validation images.
-
-    Multi-fidelity (search/promotion.py): `rung` is the rung this job trains; `initial_weights` (the bytes of the
-    previous rung's `model.weights.h5`, plain data so a Ray task on another node gets them too) makes the job a
-    continuation: the network starts from those weights, trains `epochs` more epochs under a fresh cosine schedule
-    (a warm restart) and keeps the starting weights if no epoch beats them (the trainer's `keep_initial`).
-    `keep_weights` also saves model.weights.h5: the checkpoint the next rung continues from.
+    `out_dir` is the trial's own folder (history.csv, TensorBoard events, the search's model files): it is
+    emptied first (leftovers of an interrupted attempt). `epochs`/`early_stopping_patience` None mean the
+    config's training budget. `warm_start`: a .keras file whose weights training continues from (instead of
+    fresh weights drawn under `seed`); with `keep_initial` those weights count as epoch 0, so the trial never
+    hands back a network worse on validation than the one it started from. `test` scores whole test images
+    (tiled like `predict`) into the result's `test_dice`/`test_miou`. `save` writes out_dir/model.keras
+    (and model.weights.h5 when `others.save_children_weights`), or with `model_path` the any-size, uncompiled
+    model there instead (the deliverable of final training); `probe` runs the analog probe with `probe_seed`
+    on the first `analog.probe_images` validation images. `rung`: the multi-fidelity rung the trial trains
+    (search/promotion.py); above 0 it is a continuation (`warm_start` the rung below's model, `keep_initial`).
     """
 
     network_id: int
@@ -53,33 +58,44 @@ class NetworkJob:
     step: int = 0
     epochs: int | None = None
     early_stopping_patience: int | None = None
+    warm_start: str | None = None
+    keep_initial: bool = False
+    test: bool = False
     save: bool = True
+    model_path: str | None = None
     probe: bool = False
     probe_seed: int = 0
     rung: int = 0
-    initial_weights: bytes | None = None
-    keep_weights: bool = False
+
+
+def trial_blocks(encoding: str) -> int:
+    """Blocks of a trial's cell (0 for the U-Net): what the ETA model counts by."""
+    if encoding == UNET_ENCODING:
+        return 0
+    from popnas_seg.search_space.encoding import Cell
+
+    return len(Cell.from_string(encoding).blocks)
 
 
 class NetworkEvaluator:
-    """Evaluates `NetworkJob`s against one config and one loaded dataset; keeps the trainer between jobs."""
+    """Evaluates `Trial`s against one config and one loaded dataset; keeps the trainer between trials."""
 
     def __init__(
         self,
         config: RunConfig,
-        data: Any,
+        data: SegmentationData,
         logger: logging.Logger | None = None,
-        trainer_factory: Callable[[], Any] | None = None,
+        trainer_factory: Callable[[], Trainer] | None = None,
     ) -> None:
         self.config = config
         self.data = data
         self.log = logger or logging.getLogger("popnas_seg")
         self._trainer_factory = trainer_factory
-        self._trainer: Any = None
+        self._trainer: Trainer | None = None
         self._probe_arrays: tuple[np.ndarray, np.ndarray, np.ndarray | None] | None = None
 
     # ------------------------------------------------------------------ pieces
-    def trainer(self) -> Any:
+    def trainer(self) -> Trainer:
         """The trainer; created before any model is built, since it sets the mixed-precision policy."""
         if self._trainer is None:
             if self._trainer_factory is not None:
@@ -92,7 +108,8 @@ class NetworkEvaluator:
 
     def build(self, encoding: str, arch: ArchitectureConfig) -> tuple[Any, int]:
         """The Keras model for `encoding` (or the U-Net for UNET_ENCODING) and its FLOPs on one input image."""
-        shape = tuple(self.data.input_shape)
+        height, width, channels = self.data.input_shape
+        shape = (int(height), int(width), int(channels))
         classes = self.data.classes_count
         if encoding == UNET_ENCODING:
             from popnas_seg.models.builder import build_unet
@@ -122,66 +139,60 @@ class NetworkEvaluator:
         return self._probe_arrays
 
     # ------------------------------------------------------------------ the unit of work
-    def evaluate(self, job: NetworkJob) -> TrainingResult:
-        """Build, train, save and (if asked) probe `job`; failures of the network become result rows."""
-        return self.evaluate_with_model(job)[0]
+    def evaluate(self, trial: Trial) -> TrainingResult:
+        """Build, train, test, save and (if asked) probe `trial`; failures of the network become result rows."""
+        return self.evaluate_with_model(trial)[0]
 
-    def evaluate_with_model(self, job: NetworkJob) -> tuple[TrainingResult, Any]:
+    def evaluate_with_model(self, trial: Trial) -> tuple[TrainingResult, Any]:
         """`evaluate`, also returning the trained Keras model for in-process callers."""
-        from popnas_seg.search_space.encoding import Cell
-
-        out_dir = Path(job.out_dir)
+        out_dir = Path(trial.out_dir)
         if out_dir.exists():  # leftovers of an interrupted attempt: start clean
             shutil.rmtree(out_dir)
         out_dir.mkdir(parents=True)
         trainer = self.trainer()  # first: it sets the mixed-precision policy that the model build must see
-        arch = ArchitectureConfig.model_validate(job.architecture)
-        model, flops = self.build(job.encoding, arch)
-        blocks = 0 if job.encoding == UNET_ENCODING else len(Cell.from_string(job.encoding).blocks)
-        warm = job.initial_weights is not None
-        if job.initial_weights is not None:
-            self._load_weights(model, job.initial_weights, out_dir)
+        arch = ArchitectureConfig.model_validate(trial.architecture)
+        model, flops = self.build(trial.encoding, arch)
+        if trial.warm_start is not None:
+            model.load_weights(trial.warm_start)
         result, model = trainer.train(
             model,
-            network_id=job.network_id,
-            encoding=job.encoding,
-            blocks=blocks,
-            seed=job.seed,
+            network_id=trial.network_id,
+            encoding=trial.encoding,
+            blocks=trial_blocks(trial.encoding),
+            seed=trial.seed,
             out_dir=out_dir,
-            epochs=job.epochs,
+            epochs=trial.epochs,
             flops=flops,
-            early_stopping_patience=job.early_stopping_patience,
-            reinitialize=not warm,
-            keep_initial=warm,
+            early_stopping_patience=trial.early_stopping_patience,
+            reinitialize=trial.warm_start is None,
+            keep_initial=trial.keep_initial,
         )
-        result.origin = job.origin
-        result.step = job.step
-        result.rung = job.rung
+        result.origin = trial.origin
+        result.step = trial.step
+        result.rung = trial.rung
         if result.status == "ok":
-            if job.save:
-                self._save_model(model, out_dir, job.keep_weights)
-            if job.probe:
-                self._probe(model, result, out_dir, job.probe_seed)
+            if trial.test:
+                test = trainer.evaluate(model, split="test")  # whole test images, tiled like `predict`
+                result.test_dice, result.test_miou = float(test["dice"]), float(test["miou"])
+            if trial.save:
+                self._save_model(model, out_dir, trial.model_path)
+            if trial.probe:
+                self._probe(model, result, out_dir, trial.probe_seed)
         return result, model
 
-    @staticmethod
-    def _load_weights(model: Any, weights: bytes, out_dir: Path) -> None:
-        """Set `model`'s weights from the bytes of a `.weights.h5` file (Keras reads weights from a path only)."""
-        start = out_dir / "start.weights.h5"
-        start.write_bytes(weights)
-        try:
-            model.load_weights(start)
-        finally:
-            start.unlink(missing_ok=True)
-
-    def _save_model(self, model: Any, out_dir: Path, keep_weights: bool = False) -> None:
+    def _save_model(self, model: Any, out_dir: Path, model_path: str | None) -> None:
         """model.keras always (best_model/ and the front need it; pruned at the end unless
-        save_children_models); model.weights.h5 kept for every network when save_children_weights, and as the
-        rung checkpoint when `keep_weights`."""
+        save_children_models); model.weights.h5 kept for every network when save_children_weights. With
+        `model_path`: only the any-size, uncompiled model (what `predict` and the export load) there."""
+        if model_path is not None:
+            from popnas_seg.analog.export import save_keras
+
+            save_keras(model, model_path)
+            return
         tmp = out_dir / "model.tmp.keras"
         model.save(tmp)
         tmp.replace(out_dir / "model.keras")
-        if keep_weights or self.config.others.save_children_weights:
+        if self.config.others.save_children_weights:
             tmp_w = out_dir / "model.tmp.weights.h5"
             model.save_weights(tmp_w)
             tmp_w.replace(out_dir / "model.weights.h5")

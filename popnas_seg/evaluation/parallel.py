@@ -1,6 +1,7 @@
 """The networks of one planned step as Ray tasks (`others.workers` > 1); the driver alone writes the run folder.
 
-Each task is one `NetworkJob` evaluated by a `NetworkEvaluator` in a Ray worker process. The run config
+The Ray implementation of evaluation/executor.py's `Executor`. Each task is one `Trial` evaluated by a
+`NetworkEvaluator` in a Ray worker process. The run config
 goes into the object store once (`ray.put`); a worker loads the data from it once (the data folder path,
 or the seeded synthetic generator) and keeps its evaluator for every later task, so neither the data nor
 the trainer is rebuilt per task. TensorFlow in a worker is pinned to one intra-op and one inter-op thread
@@ -25,14 +26,14 @@ import os
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 from popnas_seg.config import RunConfig
 from popnas_seg.errors import UserError
 from popnas_seg.evaluation import ray_reaper
-from popnas_seg.evaluation.evaluator import UNET_ENCODING, NetworkEvaluator, NetworkJob
+from popnas_seg.evaluation.evaluator import UNET_ENCODING, NetworkEvaluator, Trial
 from popnas_seg.results import TrainingResult
 from popnas_seg.termination import keep_signal_handlers
 
@@ -79,7 +80,7 @@ def _share_gpus() -> None:
             pass
 
 
-def _announce_pid(job: NetworkJob) -> None:
+def _announce_pid(job: Trial) -> None:
     """Test hook: with POPNAS_TASK_PID_DIR set, leave `<dir>/<network_id>-<pid>` so a test can SIGKILL this worker.
 
     Only an empty file whose name carries the data (creating a name is atomic); unset, it costs one lookup.
@@ -113,12 +114,14 @@ def write_artefacts(out_dir: str | os.PathLike[str], files: dict[str, bytes]) ->
         atomic_write_bytes(target, data)
 
 
-def evaluate_task(config_json: str, job: NetworkJob) -> dict[str, Any]:
+def evaluate_task(config_json: str, job: Trial, warm_start: bytes | None = None) -> dict[str, Any]:
     """The body of one Ray task: plain data in; out {"result": `TrainingResult.to_dict()`, "artefacts": the
     network folder's files (`collect_artefacts`)}.
 
     The network is trained into a temporary folder of this node, never into `job.out_dir` (the driver's path,
-    which this node may not have or may not share): the driver writes the returned files there."""
+    which this node may not have or may not share): the driver writes the returned files there. Likewise a warm
+    start (e.g. a multi-fidelity continuation's rung-below model) comes as the file's bytes (`warm_start`) and
+    is written here, under its own name, beside that folder."""
     _announce_pid(job)
     key = hashlib.sha256(config_json.encode()).hexdigest()
     evaluator = _WORKER_EVALUATORS.get(key)
@@ -134,12 +137,17 @@ def evaluate_task(config_json: str, job: NetworkJob) -> dict[str, Any]:
         _WORKER_EVALUATORS[key] = evaluator
     with tempfile.TemporaryDirectory(prefix="popnas_task_") as tmp:
         local = Path(tmp) / Path(job.out_dir).name
+        if warm_start is not None and job.warm_start is not None:
+            start = Path(tmp) / "warm_start" / Path(job.warm_start).name
+            start.parent.mkdir()
+            start.write_bytes(warm_start)
+            job = dataclasses.replace(job, warm_start=str(start))
         result = evaluator.evaluate(dataclasses.replace(job, out_dir=str(local))).to_dict()
         artefacts = collect_artefacts(local) if local.is_dir() else {}
     return {"result": result, "artefacts": artefacts}
 
 
-def failed_result(job: NetworkJob, reason: str, input_channels: int, classes_count: int) -> TrainingResult:
+def failed_result(job: Trial, reason: str, input_channels: int, classes_count: int) -> TrainingResult:
     """The row of a network whose task never returned: exact params/FLOPs from the encoding, status failed."""
     from popnas_seg.config import ArchitectureConfig
     from popnas_seg.models.cost import count_params
@@ -269,14 +277,20 @@ class RayExecutor:
             f", {self.gpus_per_task:g} GPU per task" if self.gpus_per_task else "",
         )
 
-    def map_unordered(self, jobs: Iterable[NetworkJob]) -> Iterator[tuple[NetworkJob, TrainingResult]]:
-        """Run `jobs` with at most `slots` in flight; yield each (job, result) as soon as it finishes."""
-        queue = list(jobs)
-        in_flight: dict[Any, NetworkJob] = {}
+    def map_unordered(
+        self, trials: Iterable[Trial], on_start: Callable[[Trial], None] | None = None
+    ) -> Iterator[tuple[Trial, TrainingResult]]:
+        """Run `trials` with at most `slots` in flight; yield each (trial, result) as soon as it finishes.
+        `on_start(trial)` runs in the driver as each trial is submitted."""
+        queue = list(trials)
+        in_flight: dict[Any, Trial] = {}
         while queue or in_flight:
             while queue and len(in_flight) < self.slots:
                 job = queue.pop(0)
-                in_flight[self._task.remote(self._config_ref, job)] = job
+                if on_start is not None:
+                    on_start(job)
+                start = None if job.warm_start is None else Path(job.warm_start).read_bytes()
+                in_flight[self._task.remote(self._config_ref, job, start)] = job
             ready, _ = self._ray.wait(list(in_flight), num_returns=1)
             job = in_flight.pop(ready[0])
             try:

@@ -28,18 +28,17 @@ The selection rules are in selection.py.
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from popnas_seg.analog.drift import DriftReport
 from popnas_seg.config import ArchitectureConfig, RunConfig
-from popnas_seg.evaluation.evaluator import UNET_ENCODING, NetworkEvaluator, NetworkJob
+from popnas_seg.evaluation.evaluator import UNET_ENCODING, NetworkEvaluator, Trial
 from popnas_seg.finalists.selection import macro_variants, select_finalists
 from popnas_seg.results import TrainingResult, backfill_analog_scores
 from popnas_seg.runlog.events import (
@@ -54,6 +53,11 @@ from popnas_seg.runlog.events import (
     NetworkFinished,
     Result,
 )
+
+if TYPE_CHECKING:
+    from popnas_seg.data.pipeline import SegmentationData
+    from popnas_seg.runlog.folder import RunFolder
+    from popnas_seg.training.trainer import Trainer
 
 UNET = "unet"
 SAMPLE_IMAGES = 4
@@ -90,13 +94,15 @@ class _Finalist:
 class FinalistsStage:
     """Runs or resumes the finalists stage of one run folder (see the module docstring for the sub-steps)."""
 
-    def __init__(self, run: Any, config: RunConfig, data: Any, logger: logging.Logger | None = None) -> None:
+    def __init__(
+        self, run: RunFolder, config: RunConfig, data: SegmentationData, logger: logging.Logger | None = None
+    ) -> None:
         self.run = run
         self.config = config
         self.data = data
         self.log = logger or logging.getLogger("popnas_seg")
         self.final_dir = Path(run.final_dir)
-        self._trainer: Any = None
+        self._trainer: Trainer | None = None
         self._network_evaluator: NetworkEvaluator | None = None
         self._test: tuple[np.ndarray, np.ndarray] | None = None
         self._train: tuple[np.ndarray, np.ndarray] | None = None
@@ -109,7 +115,8 @@ class FinalistsStage:
         events = self._events(kind, **match)
         return events[-1] if events else None
 
-    def _trainer_(self) -> Any:
+    def _trainer_(self) -> Trainer:
+        """The stage's one trainer (model selection and final training alike), the evaluator's factory."""
         if self._trainer is None:
             from popnas_seg.training.trainer import Trainer
 
@@ -270,7 +277,7 @@ class FinalistsStage:
             self.config.analog.model_selection_epochs,
         )
         result = self._evaluator().evaluate(
-            NetworkJob(
+            Trial(
                 network_id=cand.network_id,
                 encoding=cand.encoding,
                 architecture=arch.model_dump(mode="json"),
@@ -325,9 +332,6 @@ class FinalistsStage:
         return unet
 
     # ------------------------------------------------------------------ (c) final training
-    def _build(self, f: _Finalist) -> tuple[Any, int]:
-        return self._evaluator().build(UNET_ENCODING if f.name == UNET else f.encoding, f.arch)
-
     def _start_weights(self, f: _Finalist) -> Path | None:
         """The model-selection weights `f` starts final training from (None: a run from before they were kept,
         or a failed model-selection training: final training then starts from fresh weights)."""
@@ -337,9 +341,6 @@ class FinalistsStage:
         path = self._selection_dir(f.variant) / "model.keras"
         return path if done is not None and done.get("status") == "ok" and path.is_file() else None
 
-    def _warm_start(self, model: Any, path: Path) -> None:
-        model.load_weights(str(path))
-
     def final_training(self, f: _Finalist) -> tuple[dict[str, Any], Any]:
         """Train `f` for `analog.final_epochs` with early stopping; returns (journal event, model or None)."""
         out = self.final_dir / f.name
@@ -347,11 +348,7 @@ class FinalistsStage:
         if done is not None and (out / "model.keras").exists():
             return done, None
         a = self.config.analog
-        self._trainer_()  # first: it sets the mixed-precision policy that the model build must see
-        model, flops = self._build(f)
         start = self._start_weights(f)
-        if start is not None:
-            self._warm_start(model, start)
         self.log.info(
             "final training: %s (%s), up to %d epochs, patience %d, from %s",
             f.name,
@@ -360,50 +357,36 @@ class FinalistsStage:
             a.early_stopping_patience,
             "fresh weights" if start is None else f"its model-selection weights ({f.variant})",
         )
-        result, model = self._trainer_().train(
-            model,
+        trial = Trial(
             network_id=f.network_id,
-            encoding=f.encoding,
-            blocks=f.blocks,
+            encoding=UNET_ENCODING if f.name == UNET else f.encoding,
+            architecture=f.arch.model_dump(mode="json"),
             seed=self._seed(f.encoding, "final"),
-            out_dir=out / "training",
+            out_dir=str(out / "training"),
+            origin=f.origin,
             epochs=a.final_epochs,
-            flops=flops,
             early_stopping_patience=a.early_stopping_patience,
-            reinitialize=start is None,
+            warm_start=None if start is None else str(start),
             keep_initial=start is not None,
+            test=True,
+            model_path=str(out / "model.keras"),  # any input size, uncompiled: plain keras.saving.load_model
         )
-        result.origin = f.origin
-        start_rel = None if start is None else str(start.relative_to(self.final_dir))
-        if result.status != "ok":
-            self.log.error(
-                "final training of %s failed (%s); it gets no export or analog scores", f.name, result.status
-            )
-            event = self.run.journal.append(
-                FinalistTrained(
-                    name=f.name,
-                    result=Result.of(result),
-                    arch=f.arch.model_dump(mode="json"),
-                    test_dice=None,
-                    test_miou=None,
-                    start_weights=start_rel,
-                )
-            )
-            return event, None
-        test = self._trainer_().evaluate(model, split="test")  # whole test images, tiled like `predict`
-        from popnas_seg.analog.export import save_keras
-
-        save_keras(model, out / "model.keras")  # any input size, uncompiled: plain keras.saving.load_model
+        result, model = self._evaluator().evaluate_with_model(trial)
         event = self.run.journal.append(
             FinalistTrained(
                 name=f.name,
                 result=Result.of(result),
                 arch=f.arch.model_dump(mode="json"),
-                test_dice=float(test["dice"]),
-                test_miou=float(test["miou"]),
-                start_weights=start_rel,
+                test_dice=result.test_dice,
+                test_miou=result.test_miou,
+                start_weights=None if start is None else str(start.relative_to(self.final_dir)),
             )
         )
+        if result.status != "ok":
+            self.log.error(
+                "final training of %s failed (%s); it gets no export or analog scores", f.name, result.status
+            )
+            return event, None
         kept = (
             " (no epoch beat the model-selection weights: kept them)"
             if (start is not None and result.best_epoch == 0)
@@ -413,8 +396,8 @@ class FinalistsStage:
             "  %s: validation Dice %.3f, test Dice %.3f mIoU %.3f, %s params%s",
             f.name,
             result.dice,
-            test["dice"],
-            test["miou"],
+            result.test_dice,
+            result.test_miou,
             f"{result.params:,}",
             kept,
         )
@@ -422,21 +405,9 @@ class FinalistsStage:
 
     # ------------------------------------------------------------------ (d) export
     def export(self, f: _Finalist, model: Any) -> dict[str, Any]:
-        """ONNX + torch export with the equivalence checks; also stores digital predictions of sample images."""
-        import torch
-
-        from popnas_seg.analog.export import (
-            EQUIVALENCE_DICE_TOL,
-            EQUIVALENCE_MAX_ABS_DIFF,
-            keras_to_onnx,
-            max_abs_diff,
-            onnx_to_torch,
-            onnxruntime_predict,
-            save_npz_atomic,
-            torch_predict,
-            torch_save_atomic,
-        )
-        from popnas_seg.training.losses import dice_score
+        """ONNX + torch export with the equivalence checks (analog/export.py); also stores digital predictions
+        of sample images."""
+        from popnas_seg.analog.export import export_checked, save_npz_atomic
 
         out = self.final_dir / f.name
         files = [out / n for n in ("model.onnx", "model.pt", "samples.npz")]
@@ -448,65 +419,40 @@ class FinalistsStage:
 
             model = keras.saving.load_model(out / "model.keras", compile=False)
         x, y = self._test_arrays()
-        classes, ignore = self.data.classes_count, self.data.ignore_class
-        onnx_path = keras_to_onnx(model, out / "model.onnx")
-        module = onnx_to_torch(onnx_path)
-        # model.pt: tensors only (torch.load(weights_only=True)); the module is rebuilt from model.onnx
-        torch_save_atomic(torch, module.state_dict(), out / "model.pt")
-
-        keras_probs = np.asarray(model.predict(x, verbose=0, batch_size=self._batch()), np.float32)
-        torch_probs = torch_predict(module, x, batch_size=self._batch())
-        diff = max_abs_diff(model, module, x[: self._batch()])
-        keras_dice = dice_score(np.argmax(keras_probs, -1), y, classes, ignore)
-        torch_dice = dice_score(np.argmax(torch_probs, -1), y, classes, ignore)
-        ort_probs, ort_ms = onnxruntime_predict(onnx_path, x)
-        ort_diff = float(np.max(np.abs(ort_probs - keras_probs)))
-        whole = self._whole_sample()  # a second, larger input size: the exports take any size
-        if whole is not None:
-            from popnas_seg.analog.export import dynamic_size
-
-            whole_keras = np.asarray(dynamic_size(model)(whole, training=False), np.float32)
-            diff = max(diff, float(np.max(np.abs(torch_predict(module, whole) - whole_keras))))
-            ort_diff = max(ort_diff, float(np.max(np.abs(onnxruntime_predict(onnx_path, whole)[0] - whole_keras))))
-        equivalent = (
-            diff <= EQUIVALENCE_MAX_ABS_DIFF
-            and ort_diff <= EQUIVALENCE_MAX_ABS_DIFF
-            and (
-                abs(keras_dice - torch_dice) <= EQUIVALENCE_DICE_TOL
-                or (math.isnan(keras_dice) and math.isnan(torch_dice))
-            )
-        )  # no foreground: both NaN
-        if not equivalent:
+        check = export_checked(
+            model, out, x, y, self.data.classes_count, self.data.ignore_class, self._batch(), self._whole_sample()
+        )
+        if not check.equivalent:
             self.log.error(
                 "export of %s is NOT equivalent: torch max|diff| %.2e, onnxruntime %.2e, Dice %.4f vs "
                 "%.4f; its analog scores do not describe the Keras network",
                 f.name,
-                diff,
-                ort_diff,
-                keras_dice,
-                torch_dice,
+                check.torch_max_abs_diff,
+                check.onnxruntime_max_abs_diff,
+                check.keras_dice,
+                check.torch_dice,
             )
         n = min(SAMPLE_IMAGES, len(x))
-        save_npz_atomic(out / "samples.npz", images=x[:n], truth=y[:n], digital=np.argmax(keras_probs[:n], -1))
+        save_npz_atomic(out / "samples.npz", images=x[:n], truth=y[:n], digital=np.argmax(check.keras_probs[:n], -1))
         event = self.run.journal.append(
             FinalistExported(
                 name=f.name,
-                torch_max_abs_diff=diff,
-                onnxruntime_max_abs_diff=ort_diff,
-                keras_test_dice=float(keras_dice),
-                torch_test_dice=float(torch_dice),
-                equivalent=bool(equivalent),
-                onnxruntime_latency_ms=ort_ms,
+                torch_max_abs_diff=check.torch_max_abs_diff,
+                onnxruntime_max_abs_diff=check.onnxruntime_max_abs_diff,
+                keras_test_dice=check.keras_dice,
+                torch_test_dice=check.torch_dice,
+                equivalent=check.equivalent,
+                onnxruntime_latency_ms=check.onnxruntime_latency_ms,
                 test_images=int(len(x)),
             )
         )
         self.log.info(
             "  %s exported: max|keras - torch| %.2e, max|keras - onnxruntime| %.2e, Dice %.4f / %.4f",
             f.name,
-            diff,
-            ort_diff,
-            keras_dice,
-            torch_dice,
+            check.torch_max_abs_diff,
+            check.onnxruntime_max_abs_diff,
+            check.keras_dice,
+            check.torch_dice,
         )
         return event
 
@@ -732,7 +678,9 @@ class FinalistsStage:
             self.log.warning("%s", warning)
 
 
-def run_finalists(run: Any, config: RunConfig, data: Any, logger: logging.Logger | None = None) -> list[dict[str, Any]]:
+def run_finalists(
+    run: RunFolder, config: RunConfig, data: SegmentationData, logger: logging.Logger | None = None
+) -> list[dict[str, Any]]:
     """Run or resume the finalists stage of `run`; returns the rows of final/finalists.csv."""
     return FinalistsStage(run, config, data, logger).run_stage()
 

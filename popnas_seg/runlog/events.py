@@ -155,10 +155,13 @@ def _rung_above_0_only(self: Event, handler: SerializerFunctionWrapHandler) -> d
 
 
 class NetworkStarted(Event):
+    """One attempt at training a network (runlog/trials.py); journals from before `attempt` count the lines."""
+
     kind = "network_started"
     network_id: int
     step: int
     encoding: str | None = None
+    attempt: int = 1
     rung: int = 0  # the rung this training reaches (0: from scratch)
     _rung = model_serializer(mode="wrap")(_rung_above_0_only)
 

@@ -1,17 +1,19 @@
 """The search loop: ask the strategy what to train, train and probe it, log it; resume by replaying the journal.
 
 The strategy decides *what* (search/strategies.py); evaluation/evaluator.py knows *how* (build, train, save,
-analog probe: one `NetworkJob` -> one `TrainingResult`); this module orders the work and keeps the run folder
+analog probe: one `Trial` -> one `TrainingResult`); this module orders the work and keeps the run folder
 consistent. The journal (restore/journal.jsonl) is the source of truth:
 
 - ``step_planned``    the networks of a step with their ids, written before any of them trains, so a resumed run
                       never re-plans a step (re-planning could pick other cells if a score changed);
-- ``network_started`` / ``network_finished``  a network that started but never finished is trained again from
-                      scratch; a finished one is never trained again;
+- ``network_started`` / ``network_finished``  one trial's attempt and its result (states: runlog/trials.py);
+                      a network that started but never finished is trained again from scratch (its next
+                      `attempt`: retried); a finished one, ok or failed, is never trained again;
 - ``rung_promoted``    multi-fidelity (search/promotion.py): after every network of a step finished rung r - 1, the
-                      ones that train on to rung r; their continuations are ``network_started`` /
-                      ``network_finished`` with ``rung`` r (the result is the network's whole record after that rung),
-                      so a resume trains exactly the rungs that never finished, from the rung below's checkpoint;
+                      ones that train on to rung r; their continuations are trials with ``rung`` r
+                      (``network_started`` / ``network_finished`` carry it; the result is the network's whole record
+                      after that rung), so a resume trains exactly the rungs that never finished, each from the rung
+                      below's model;
 - ``step_finished`` / ``search_finished``.
 
 CSVs and plots are derived from the journal and rewritten atomically, so a kill at any moment leaves a folder
@@ -26,15 +28,17 @@ import math
 import shutil
 import time
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from popnas_seg.analog.probe import ROBUSTNESS_MIN_DIGITAL_DICE
 from popnas_seg.config import RunConfig
-from popnas_seg.evaluation.evaluator import PROBE_DICE_TOLERANCE, NetworkEvaluator, NetworkJob
+from popnas_seg.evaluation.evaluator import PROBE_DICE_TOLERANCE, NetworkEvaluator, Trial, trial_blocks
+from popnas_seg.evaluation.executor import Executor, InProcessExecutor
 from popnas_seg.objectives import OBJECTIVES
 from popnas_seg.results import TrainingResult, backfill_analog_scores
 from popnas_seg.runlog.events import (
@@ -48,10 +52,14 @@ from popnas_seg.runlog.events import (
 )
 from popnas_seg.runlog.folder import RunFolder
 from popnas_seg.runlog.tables import read_csv, write_csv
+from popnas_seg.runlog.trials import trial_attempts
 from popnas_seg.search.calibration import on_top_scale
 from popnas_seg.search.eta import NetworkTimes, format_eta, search_remaining
 from popnas_seg.search.promotion import rung_record, rung_seed, select_promoted
 from popnas_seg.search.strategies import strategy_objectives
+
+if TYPE_CHECKING:
+    from popnas_seg.data.pipeline import SegmentationData
 
 # Objective name -> column of the strategy's predictions rows holding the predicted value.
 PREDICTED_COLUMN = {
@@ -162,14 +170,21 @@ class _Progress:
 class SearchRunner:
     """Runs (or resumes) the search of one run folder."""
 
-    def __init__(self, run: RunFolder, config: RunConfig, data: Any, logger: logging.Logger | None = None) -> None:
+    def __init__(
+        self, run: RunFolder, config: RunConfig, data: SegmentationData, logger: logging.Logger | None = None
+    ) -> None:
         self.run = run
         self.config = config
         self.data = data
         self.log = logger or logging.getLogger("popnas_seg")
         self.objectives = strategy_objectives(config)
         self._network_evaluator: NetworkEvaluator | None = None
-        self._executor: Any = None  # evaluation.parallel.RayExecutor once a step runs with others.workers > 1
+        self._executor: Executor | None = None  # started by the first trial, stopped by `close`
+        # The search's bookkeeping, shared by `run_search` and `run_trials`: results by network id (None: not
+        # read from the journal yet), the planned steps, the ETA model.
+        self._finished: dict[int, TrainingResult] | None = None
+        self._planned: dict[int, dict] = {}
+        self._progress = _Progress(planned_total=0)
 
     # ------------------------------------------------------------------ journal replay
     def finished_results(self) -> dict[int, TrainingResult]:
@@ -207,12 +222,12 @@ class SearchRunner:
                 len(finished_steps),
             )
         self.run.update_state(stage="search")
+        self._finished, self._planned, self._progress = finished, planned, progress
 
         step = 1
         while True:
             if step in planned:
-                event = planned[step]
-                networks = event["networks"]
+                networks = planned[step]["networks"]
             else:
                 history = sorted(finished.values(), key=lambda r: r.network_id)
                 self.log.info("step %d: planning (%d networks trained so far)", step, len(history))
@@ -236,34 +251,9 @@ class SearchRunner:
                 progress.planned_total = max(progress.planned_total, sum(len(e["networks"]) for e in planned.values()))
 
             self.run.update_state(stage="search", step=step)
-            if self.config.others.workers != 1:  # Ray tasks; the loop below then finds every network finished
-                self._run_step_parallel(step, networks, planned, finished, progress)
-            for net in networks:
-                if net["network_id"] in finished:
-                    continue
-                eta_step, eta_search = progress.etas(self.config, step, planned, finished)
-                self.log.info(
-                    "step %d | network %d/%d (id %d, %s, %d blocks) %s | ETA step %s, search %s",
-                    step,
-                    len(finished) + 1,
-                    progress.planned_total,
-                    net["network_id"],
-                    net["origin"],
-                    net["blocks"],
-                    net["encoding"],
-                    eta_step,
-                    eta_search,
-                )
-                journal.append(NetworkStarted(network_id=net["network_id"], encoding=net["encoding"], step=step))
-                result = self._rung0_record(self.train_network(net, step))
-                journal.append(NetworkFinished(network_id=result.network_id, result=Result.of(result)))
-                finished[result.network_id] = result
-                progress.network_done(int(net.get("blocks", 0)))
-                self._write_results_csv(finished)
-                self._log_result(result, finished)
-
+            self.run_trials(step, [self.search_trial(net, step) for net in networks])
             if step not in finished_steps:
-                self._run_rungs(step, networks, finished)
+                self._run_rungs(step, networks)
                 self._finish_step(step, planned[step], finished)
                 journal.append(StepFinished(step=step))
                 finished_steps.add(step)
@@ -274,102 +264,112 @@ class SearchRunner:
         self.run.update_state(stage="search_done")
         return sorted(finished.values(), key=lambda r: r.network_id)
 
-    # ------------------------------------------------------------------ one network
-    def _evaluator(self) -> NetworkEvaluator:
-        if self._network_evaluator is None:
-            self._network_evaluator = NetworkEvaluator(self.config, self.data, self.log)
-        return self._network_evaluator
+    # ------------------------------------------------------------------ trials
+    def run_trials(self, step: int, trials: Sequence[Trial]) -> dict[int, TrainingResult]:
+        """Train `trials` of `step` on this run's executor; returns their results by network id.
 
-    def network_job(self, net: dict, step: int) -> NetworkJob:
-        """The plain-data description of planned network `net` (journal `step_planned` entry) of `step`."""
-        cfg = self.config
-        seed, probe_seed = search_network_seeds(cfg.network_seed, net["encoding"], cfg.search_strategy.network_seeding)
-        # Absolute: a Ray worker's working folder is its node's `ray start` folder, not the driver's (-> README).
-        out_dir = self.run.models_dir.absolute() / str(net["network_id"])
-        return NetworkJob(
-            network_id=int(net["network_id"]),
-            encoding=net["encoding"],
-            architecture=cfg.architecture_hyperparameters.model_dump(mode="json"),
-            seed=seed,
-            out_dir=str(out_dir),
-            origin=net["origin"],
-            step=step,
-            save=True,
-            probe=cfg.analog.probe,
-            probe_seed=probe_seed,
-            keep_weights=len(cfg.rung_budgets) > 1,  # the checkpoint rung 1 continues from
-        )
+        The one loop every trained network of the search goes through: each trial is journaled as running
+        (`network_started`, with its attempt number: a trial interrupted before is retried from scratch) when
+        the executor starts it, and as finished (`network_finished`, status ok / nan / failed) as soon as its
+        result arrives, in completion order; the ETA, training_results.csv and the log follow each result.
+        Trials already finished in the journal are not trained again. A trial of `rung` > 0 (multi-fidelity) is
+        the network's continuation: it is done once the journal holds that rung's result, and its result is
+        journaled as the network's record across rungs (`rung_record`).
+        """
+        finished = self._finished_so_far()
+        reached = self._rungs_reached()
+        todo = [
+            t
+            for t in trials
+            if (t.network_id not in finished if t.rung == 0 else reached.get(t.network_id, 0) < t.rung)
+        ]
+        if todo:
+            executor = self._executor_()
+            started_events = self.run.journal.events(NetworkStarted)
+            attempts = {rung: trial_attempts(started_events, rung) for rung in {t.rung for t in todo}}
+            running: set[int] = set()
+            pool = not isinstance(executor, InProcessExecutor)  # several at once: a line per result too
+            if pool:
+                self.log.info(
+                    "step %d | %d networks on %d Ray workers | %d/%d done",
+                    step,
+                    len(todo),
+                    executor.slots,
+                    len(finished),
+                    self._progress.planned_total,
+                )
 
-    def train_network(self, net: dict, step: int) -> TrainingResult:
-        """Build, train, save and (if configured) analog-probe one network; failures become result rows."""
-        return self._evaluator().evaluate(self.network_job(net, step))
+            def started(trial: Trial) -> None:
+                attempt = attempts[trial.rung].get(trial.network_id, 0) + 1
+                if trial.rung == 0:
+                    running.add(trial.network_id)
+                    self._log_start(step, trial, len(finished) + len(running), attempt)
+                else:
+                    self._log_continuation(step, trial, attempt)
+                self.run.journal.append(
+                    NetworkStarted(
+                        network_id=trial.network_id,
+                        encoding=trial.encoding,
+                        step=step,
+                        attempt=attempt,
+                        rung=trial.rung,
+                    )
+                )
 
-    def _run_step_parallel(
-        self,
-        step: int,
-        networks: list[dict],
-        planned: dict[int, dict],
-        finished: dict[int, TrainingResult],
-        progress: _Progress,
-    ) -> None:
-        """Every unfinished network of `step` as a Ray task; the driver journals each result as it arrives."""
-        todo = [net for net in networks if net["network_id"] not in finished]
-        if not todo:
-            return
-        executor = self._ray_executor()
-        journal = self.run.journal
-        jobs = []
-        for net in todo:
-            journal.append(NetworkStarted(network_id=net["network_id"], encoding=net["encoding"], step=step))
-            jobs.append(self.network_job(net, step))
-        self.log.info(
-            "step %d | %d networks on %d Ray workers | %d/%d done",
-            step,
-            len(jobs),
-            executor.slots,
-            len(finished),
-            progress.planned_total,
-        )
-        blocks = {int(net["network_id"]): int(net.get("blocks", 0)) for net in todo}
-        for job, result in executor.map_unordered(jobs):
-            result = self._rung0_record(result)
-            journal.append(NetworkFinished(network_id=result.network_id, result=Result.of(result)))
-            finished[result.network_id] = result
-            progress.network_done(blocks.get(job.network_id, 0))  # wall time between results: the pool's pace
-            eta_step, eta_search = progress.etas(self.config, step, planned, finished)
-            self.log.info(
-                "step %d | network id %d (%s) %s finished | %d/%d done | ETA step %s, search %s",
-                step,
-                job.network_id,
-                job.origin,
-                job.encoding,
-                len(finished),
-                progress.planned_total,
-                eta_step,
-                eta_search,
-            )
+            for trial, result in executor.map_unordered(todo, on_start=started):
+                result = self._journal_result(trial, result)
+                running.discard(trial.network_id)
+                if trial.rung > 0:  # logged by _journal_result; the ETA model counts networks from scratch
+                    continue
+                self._progress.network_done(trial_blocks(trial.encoding))  # with workers: the pool's pace
+                if pool:
+                    eta_step, eta_search = self._etas(step)
+                    self.log.info(
+                        "step %d | network id %d (%s) %s finished | %d/%d done | ETA step %s, search %s",
+                        step,
+                        trial.network_id,
+                        trial.origin,
+                        trial.encoding,
+                        len(finished),
+                        self._progress.planned_total,
+                        eta_step,
+                        eta_search,
+                    )
+                self._write_results_csv(finished)
+                self._log_result(result, finished)
+        return {t.network_id: finished[t.network_id] for t in trials}
+
+    def _journal_result(self, trial: Trial, result: TrainingResult) -> TrainingResult:
+        """Journal `trial`'s result as its network's record (with several rungs: across rungs), keep it as the
+        network's result and, for a continuation, refresh the CSV and log it; returns the record."""
+        finished = self._finished_so_far()
+        budgets = self.config.rung_budgets
+        result.network_id, result.rung = trial.network_id, trial.rung  # a Ray task's failure row lacks the rung
+        record = result
+        if len(budgets) > 1:
+            record = rung_record(finished.get(trial.network_id) if trial.rung else None, result, budgets[trial.rung])
+        self.run.journal.append(NetworkFinished(network_id=trial.network_id, result=Result.of(record), rung=trial.rung))
+        finished[trial.network_id] = record
+        if trial.rung > 0:
             self._write_results_csv(finished)
-            self._log_result(result, finished)
-
-    def _ray_executor(self) -> Any:
-        """The run's Ray executor, started on first use (others.workers > 1)."""
-        if self._executor is None:
-            from popnas_seg.evaluation.parallel import RayExecutor
-
-            self._executor = RayExecutor(self.config, tuple(self.data.input_shape), self.data.classes_count, self.log)
-        return self._executor
+            if record.rung == trial.rung:
+                self._log_result(record, finished)
+            else:
+                self.log.warning(
+                    "network %d: its rung %d training failed (%s); it keeps its rung %d scores",
+                    trial.network_id,
+                    trial.rung,
+                    record.rung_error,
+                    record.rung,
+                )
+        return record
 
     # ------------------------------------------------------------------ rungs (multi-fidelity)
     def network_dir(self, network_id: int, rung: int = 0) -> Path:
         """A network's folder at `rung`: sampled_models/<id>/ for rung 0, sampled_models/<id>/rung<r>/ above
-        (each holds that rung's history, TensorBoard events, model.keras and, below the top, model.weights.h5)."""
+        (each holds that rung's history, TensorBoard events and model.keras, which the next rung starts from)."""
         folder = self.run.models_dir / str(network_id)
         return folder if rung == 0 else folder / f"rung{rung}"
-
-    def _rung0_record(self, result: TrainingResult) -> TrainingResult:
-        """A rung-0 result as the network's record: with several rungs it carries its rung-0 scores in `rungs`."""
-        budgets = self.config.rung_budgets
-        return result if len(budgets) == 1 else rung_record(None, result, budgets[0])
 
     def _rungs_reached(self) -> dict[int, int]:
         """Network id -> the highest rung whose training finished (successfully or not), from the journal."""
@@ -379,23 +379,20 @@ class SearchRunner:
             reached[i] = max(reached.get(i, 0), int(event.get("rung", 0)))
         return reached
 
-    def _run_rungs(self, step: int, networks: list[dict], finished: dict[int, TrainingResult]) -> None:
+    def _run_rungs(self, step: int, networks: list[dict]) -> None:
         """Successive halving within `step`: promote and continue, rung by rung, what the journal lacks."""
         budgets = self.config.rung_budgets
         if len(budgets) == 1:
             return
+        finished = self._finished_so_far()
         journal = self.run.journal
-        eta = self.config.search_strategy.promotion_eta
-        decided = {
-            (int(e["step"]), int(e["rung"])): [int(i) for i in e["network_ids"]] for e in journal.events(RungPromoted)
-        }
-        reached = self._rungs_reached()
+        decided = {(int(e["step"]), int(e["rung"])): e["network_ids"] for e in journal.events(RungPromoted)}
         by_id = {int(n["network_id"]): n for n in networks}
         for rung in range(1, len(budgets)):
             chosen = decided.get((step, rung))
             if chosen is None:
                 level = [finished[i] for i in by_id if i in finished and finished[i].rung == rung - 1]
-                chosen = select_promoted(level, self.objectives, eta)
+                chosen = select_promoted(level, self.objectives, self.config.search_strategy.promotion_eta)
                 journal.append(RungPromoted(step=step, rung=rung, network_ids=chosen))
                 self.log.info(
                     "step %d: %d of %d networks promoted to rung %d (%d epochs): ids %s",
@@ -406,79 +403,118 @@ class SearchRunner:
                     budgets[rung],
                     chosen,
                 )
-            todo = [i for i in chosen if reached.get(i, 0) < rung and i in finished]
-            jobs = [self._continuation_job(by_id[i], step, rung) for i in todo]
-            for net_id in todo:
-                journal.append(
-                    NetworkStarted(network_id=net_id, encoding=by_id[net_id]["encoding"], step=step, rung=rung)
-                )
-            for job, result in self._evaluate_jobs([j for j in jobs if j.initial_weights is not None]):
-                self._finish_rung(job.network_id, rung, result, finished)
-            for job in jobs:
-                if job.initial_weights is None:  # its checkpoint is gone (sampled_models/ edited): it stays
-                    failed = dataclasses.replace(
-                        finished[job.network_id],
-                        status="failed",
-                        rung=rung,
-                        train_time_s=0.0,
-                        error=f"no rung {rung - 1} checkpoint to continue from",
+            reached = self._rungs_reached()
+            trials = [self.continuation_trial(by_id[i], step, rung) for i in chosen if reached.get(i, 0) < rung]
+            for trial in trials:
+                if trial.warm_start is None or not Path(trial.warm_start).is_file():  # sampled_models/ edited
+                    self.run.journal.append(
+                        NetworkStarted(network_id=trial.network_id, encoding=trial.encoding, step=step, rung=rung)
                     )
-                    self._finish_rung(job.network_id, rung, failed, finished)
+                    gone = dataclasses.replace(
+                        finished[trial.network_id],
+                        status="failed",
+                        train_time_s=0.0,
+                        error=f"no rung {rung - 1} model to continue from ({trial.warm_start})",
+                    )
+                    self._journal_result(trial, gone)
+            self.run_trials(step, [t for t in trials if t.warm_start is not None and Path(t.warm_start).is_file()])
 
-    def _continuation_job(self, net: dict, step: int, rung: int) -> NetworkJob:
-        """Network `net`'s training from its rung `rung - 1` weights up to rung `rung`'s budget."""
+    def continuation_trial(self, net: dict, step: int, rung: int) -> Trial:
+        """Network `net`'s training from its rung `rung - 1` model up to rung `rung`'s budget: its own weights
+        (a continuation), a fresh cosine schedule over the extra epochs, the start kept unless an epoch beats it."""
         budgets = self.config.rung_budgets
-        base = self.network_job(net, step)
+        base = self.search_trial(net, step)
         net_id = int(net["network_id"])
-        checkpoint = self.network_dir(net_id, rung - 1) / "model.weights.h5"
         return dataclasses.replace(
             base,
             rung=rung,
             epochs=budgets[rung] - budgets[rung - 1],
             seed=rung_seed(base.seed, rung),
             out_dir=str(self.network_dir(net_id, rung).absolute()),
-            initial_weights=checkpoint.read_bytes() if checkpoint.is_file() else None,
-            keep_weights=rung < len(budgets) - 1,
+            warm_start=str((self.network_dir(net_id, rung - 1) / "model.keras").absolute()),
+            keep_initial=True,
         )
 
-    def _evaluate_jobs(self, jobs: list[NetworkJob]) -> Any:
-        """(job, result) for every job: in this process, or as Ray tasks in completion order (others.workers > 1)."""
-        if not jobs:
-            return
-        if self.config.others.workers != 1:
-            yield from self._ray_executor().map_unordered(jobs)
-            return
-        for job in jobs:
-            self.log.info(
-                "step %d | rung %d: network id %d %s (+%d epochs)",
-                job.step,
-                job.rung,
-                job.network_id,
-                job.encoding,
-                job.epochs,
-            )
-            yield job, self._evaluator().evaluate(job)
+    def _log_continuation(self, step: int, trial: Trial, attempt: int) -> None:
+        self.log.info(
+            "step %d | rung %d: network id %d (%s) %s, %d more epochs from its rung %d model%s",
+            step,
+            trial.rung,
+            trial.network_id,
+            trial.origin,
+            trial.encoding,
+            trial.epochs or 0,
+            trial.rung - 1,
+            "" if attempt == 1 else f" | attempt {attempt} (the last one was interrupted)",
+        )
 
-    def _finish_rung(self, net_id: int, rung: int, result: TrainingResult, finished: dict[int, TrainingResult]) -> None:
-        """Journal network `net_id`'s record after its training at `rung`, refresh the CSV and log it."""
-        result.network_id, result.rung = net_id, rung  # a Ray task's failure row does not know its rung
-        record = rung_record(finished[net_id], result, self.config.rung_budgets[rung])
-        self.run.journal.append(NetworkFinished(network_id=net_id, result=Result.of(record), rung=rung))
-        finished[net_id] = record
-        self._write_results_csv(finished)
-        if record.rung == rung:
-            self._log_result(record, finished)
-        else:
-            self.log.warning(
-                "network %d: its rung %d training failed (%s); it keeps its rung %d scores",
-                net_id,
-                rung,
-                record.rung_error,
-                record.rung,
-            )
+    def _finished_so_far(self) -> dict[int, TrainingResult]:
+        """The results the journal holds (read once; `run_trials` adds each new one)."""
+        if self._finished is None:
+            self._finished = self.finished_results()
+        return self._finished
+
+    def _etas(self, step: int) -> tuple[str, str]:
+        """(this step, whole search) remaining time as text; "?" for trials outside a planned step."""
+        if step not in self._planned:
+            return "?", "?"
+        return self._progress.etas(self.config, step, self._planned, self._finished_so_far())
+
+    def _log_start(self, step: int, trial: Trial, position: int, attempt: int) -> None:
+        eta_step, eta_search = self._etas(step)
+        self.log.info(
+            "step %d | network %d/%d (id %d, %s, %d blocks) %s | ETA step %s, search %s%s",
+            step,
+            position,
+            max(self._progress.planned_total, position),
+            trial.network_id,
+            trial.origin,
+            trial_blocks(trial.encoding),
+            trial.encoding,
+            eta_step,
+            eta_search,
+            "" if attempt == 1 else f" | attempt {attempt} (the last one was interrupted)",
+        )
+
+    def _evaluator(self) -> NetworkEvaluator:
+        if self._network_evaluator is None:
+            self._network_evaluator = NetworkEvaluator(self.config, self.data, self.log)
+        return self._network_evaluator
+
+    def _executor_(self) -> Executor:
+        """In process for `others.workers` = 1, else a Ray pool (started on first use, stopped by `close`)."""
+        if self._executor is None:
+            if self.config.others.workers == 1:
+                self._executor = InProcessExecutor(self._evaluator())
+            else:
+                from popnas_seg.evaluation.parallel import RayExecutor
+
+                height, width, channels = self.data.input_shape
+                shape = (int(height), int(width), int(channels))
+                self._executor = RayExecutor(self.config, shape, self.data.classes_count, self.log)
+        return self._executor
+
+    def search_trial(self, net: dict, step: int) -> Trial:
+        """The plain-data description of planned network `net` (journal `step_planned` entry) of `step`."""
+        cfg = self.config
+        seed, probe_seed = search_network_seeds(cfg.network_seed, net["encoding"], cfg.search_strategy.network_seeding)
+        # Absolute: a Ray worker's working folder is its node's `ray start` folder, not the driver's (-> README).
+        out_dir = self.run.models_dir.absolute() / str(net["network_id"])
+        return Trial(
+            network_id=int(net["network_id"]),
+            encoding=net["encoding"],
+            architecture=cfg.architecture_hyperparameters.model_dump(mode="json"),
+            seed=seed,
+            out_dir=str(out_dir),
+            origin=net["origin"],
+            step=step,
+            save=True,
+            probe=cfg.analog.probe,
+            probe_seed=probe_seed,
+        )
 
     def close(self) -> None:
-        """Stop the Ray instance of this run (a joined cluster is only disconnected)."""
+        """Stop this run's executor (a Ray instance of its own; a joined cluster is only disconnected)."""
         if self._executor is not None:
             self._executor.close()
             self._executor = None
@@ -670,19 +706,16 @@ class SearchRunner:
             )
         if not self.config.others.save_children_models:
             keep = {r.network_id for r in front}
-            names = ["model.keras", "model.onnx"]
-            if not self.config.others.save_children_weights:
-                names.append("model.weights.h5")  # rung checkpoints: no rung continues from them any more
             for folder in self.run.models_dir.iterdir():
                 if folder.is_dir() and folder.name.isdigit() and int(folder.name) not in keep:
                     for rung_folder in [folder, *sorted(folder.glob("rung*"))]:
-                        for name in names:
+                        for name in ("model.keras", "model.onnx"):
                             (rung_folder / name).unlink(missing_ok=True)
         self._plots()
 
 
 def run_search(
-    run: RunFolder, config: RunConfig, data: Any, logger: logging.Logger | None = None
+    run: RunFolder, config: RunConfig, data: SegmentationData, logger: logging.Logger | None = None
 ) -> list[TrainingResult]:
     """Run or resume the search stage of `run`; returns every trained network's result."""
     runner = SearchRunner(run, config, data, logger)

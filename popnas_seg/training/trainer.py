@@ -35,7 +35,7 @@ import statistics
 import time
 import traceback
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -51,6 +51,9 @@ from popnas_seg.training.losses import (
     MeanIoU,
     SegmentationLoss,
 )
+
+if TYPE_CHECKING:
+    from popnas_seg.data.pipeline import SegmentationData
 
 _LOG = logging.getLogger("popnas_seg.trainer")
 # Every child network is a new graph: TensorFlow's "retracing" warnings are expected here and only drown the
@@ -302,10 +305,26 @@ def _as_numpy(x: Any) -> np.ndarray:
     return x.numpy() if hasattr(x, "numpy") else np.asarray(x)
 
 
+@dataclasses.dataclass(frozen=True)
+class _Fit:
+    """What one `Trainer.train` call trains: the network's identity and the budget (see `train`'s arguments)."""
+
+    network_id: int
+    encoding: str
+    blocks: int
+    seed: int
+    epochs: int
+    flops: int
+    patience: int | None
+    verbose: bool
+    reinitialize: bool
+    keep_initial: bool
+
+
 class Trainer:
     """Trains networks with one fixed recipe from a RunConfig on one `SegmentationData`."""
 
-    def __init__(self, config: RunConfig, data: Any, logger: logging.Logger | None = None) -> None:
+    def __init__(self, config: RunConfig, data: SegmentationData, logger: logging.Logger | None = None) -> None:
         self.config = config
         self.data = data
         self.logger = logger or _LOG
@@ -339,40 +358,23 @@ class Trainer:
         worse on validation than the one that went in (`best_epoch` 0 when no epoch beat it; a NaN loss
         then stops training but keeps those weights, status "ok").
         """
-        epochs = int(epochs or self.config.training_hyperparameters.epochs)
+        fit = _Fit(
+            network_id=network_id,
+            encoding=encoding,
+            blocks=blocks,
+            seed=seed,
+            epochs=int(epochs or self.config.training_hyperparameters.epochs),
+            flops=flops,
+            patience=early_stopping_patience,
+            verbose=verbose,
+            reinitialize=reinitialize,
+            keep_initial=keep_initial,
+        )
         folds = int(getattr(self.data, "folds", 1) or 1)
         out = Path(out_dir) if out_dir is not None else None
         if fold is not None or folds <= 1:
-            return self._train_fold(
-                model,
-                network_id,
-                encoding,
-                blocks,
-                seed,
-                out,
-                epochs,
-                flops,
-                early_stopping_patience,
-                fold or 0,
-                verbose,
-                reinitialize,
-                keep_initial,
-            )
-        return self._train_folds(
-            model,
-            network_id,
-            encoding,
-            blocks,
-            seed,
-            out,
-            epochs,
-            flops,
-            early_stopping_patience,
-            folds,
-            verbose,
-            reinitialize,
-            keep_initial,
-        )
+            return self._train_fold(model, fit, out, fold or 0)
+        return self._train_folds(model, fit, out, folds)
 
     def evaluate(self, model: keras.Model, split: str = "val", fold: int = 0) -> dict[str, float]:
         """Whole-image Dice and mIoU of `model` on a split: every image is segmented by the run's inference
@@ -451,40 +453,27 @@ class Trainer:
         )
 
     def _train_fold(
-        self,
-        model: keras.Model,
-        network_id: int,
-        encoding: str,
-        blocks: int,
-        seed: int,
-        out: Path | None,
-        epochs: int,
-        flops: int,
-        patience: int | None,
-        fold: int,
-        verbose: bool,
-        reinitialize: bool,
-        keep_initial: bool = False,
+        self, model: keras.Model, fit: _Fit, out: Path | None, fold: int
     ) -> tuple[TrainingResult, keras.Model]:
         _enable_determinism()
-        model = self._fresh_model(model, seed, reinitialize)
+        model = self._fresh_model(model, fit.seed, fit.reinitialize)
         self._check_precision(model)
-        label = f"net {network_id}" + (f" fold {fold}" if fold else "")
+        label = f"net {fit.network_id}" + (f" fold {fold}" if fold else "")
         result = TrainingResult(
-            network_id=network_id,
-            encoding=encoding,
-            blocks=blocks,
+            network_id=fit.network_id,
+            encoding=fit.encoding,
+            blocks=fit.blocks,
             dice=0.0,
             miou=0.0,
             params=int(model.count_params()),
-            flops=int(flops),
+            flops=int(fit.flops),
             train_time_s=0.0,
             inference_time_ms=0.0,
             epochs=0,
             status="ok",
         )
         monitor = _EpochMonitor(
-            epochs, patience, label, self.logger, verbose, None if out is None else out / "tensorboard"
+            fit.epochs, fit.patience, label, self.logger, fit.verbose, None if out is None else out / "tensorboard"
         )
         fit_time = 0.0
         try:
@@ -496,8 +485,8 @@ class Trainer:
             )
             val_ds = self.data.val_dataset(fold=fold)
             steps = max(1, _batches(train_ds))
-            self._compile(model, steps, epochs)
-            if keep_initial:
+            self._compile(model, steps, fit.epochs)
+            if fit.keep_initial:
                 self._score_start(model, val_ds, monitor, result)
             callbacks: list[keras.callbacks.Callback] = [monitor]
             if out is not None:
@@ -506,7 +495,7 @@ class Trainer:
             start = time.perf_counter()
             try:
                 model.fit(
-                    train_ds, validation_data=val_ds, epochs=epochs, callbacks=callbacks, verbose=0, shuffle=False
+                    train_ds, validation_data=val_ds, epochs=fit.epochs, callbacks=callbacks, verbose=0, shuffle=False
                 )  # the pipeline shuffles (seeded); silences a Keras warning
             finally:
                 fit_time = time.perf_counter() - start
@@ -521,7 +510,7 @@ class Trainer:
         result.train_time_s = float(fit_time)
         result.epochs = int(monitor.epochs_run)
         result.epoch_times_s = [round(t, 4) for t in monitor.epoch_times]
-        started = keep_initial and result.start_val_dice is not None
+        started = fit.keep_initial and result.start_val_dice is not None
         if monitor.nan and started and result.status == "ok":
             result.nan_at_epoch = int(monitor.epochs_run)
             self.logger.warning(
@@ -556,43 +545,18 @@ class Trainer:
             result.start_val_dice = dice
 
     def _train_folds(
-        self,
-        model: keras.Model,
-        network_id: int,
-        encoding: str,
-        blocks: int,
-        seed: int,
-        out: Path | None,
-        epochs: int,
-        flops: int,
-        patience: int | None,
-        folds: int,
-        verbose: bool,
-        reinitialize: bool,
-        keep_initial: bool = False,
+        self, model: keras.Model, fit: _Fit, out: Path | None, folds: int
     ) -> tuple[TrainingResult, keras.Model]:
         # Every fold starts from the same initial weights (drawn once under `seed`).
-        base = self._fresh_model(model, seed, reinitialize)
+        base = self._fresh_model(model, fit.seed, fit.reinitialize)
         initial = base.get_weights()
         results: list[TrainingResult] = []
         best_model, best_dice = base, -1.0
         for k in range(folds):
-            fold_model = keras.models.clone_model(base) if reinitialize else base
+            fold_model = keras.models.clone_model(base) if fit.reinitialize else base
             fold_model.set_weights(initial)
             res, trained = self._train_fold(
-                fold_model,
-                network_id,
-                encoding,
-                blocks,
-                seed,
-                None if out is None else out / f"fold_{k}",
-                epochs,
-                flops,
-                patience,
-                k,
-                verbose,
-                reinitialize=False,
-                keep_initial=keep_initial,
+                fold_model, dataclasses.replace(fit, reinitialize=False), None if out is None else out / f"fold_{k}", k
             )
             results.append(res)
             if res.status != "ok":
