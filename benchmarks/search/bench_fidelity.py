@@ -17,7 +17,7 @@ replicate s trains every cell with seed s, as the search does) and reports:
 Cells are `--cells` distinct random cells of 1 to `--max-blocks` blocks over bench_search's operators (fixed
 `--pick-seed`). Tasks: `default` (the built-in synthetic nuclei, bench_search's settings) and `folder` (bench_search's
 real-like folder of the artefact generator, `<logs-dir>/folder_task_data`, generated once). Results go to `--out`
-(one JSON line per training; rung checkpoints beside it in `<out>.d/`); run the same command again to resume.
+(one JSON line per training; each rung's model beside it in `<out>.d/`); run the same command again to resume.
 
     python -m benchmarks.search.bench_fidelity --tasks default folder --out /work/bench_runs/fidelity.jsonl
 """
@@ -103,11 +103,11 @@ class Bench:
         row = self.done(key)
         if row is not None:
             return row
-        from popnas_seg.evaluation.evaluator import NetworkJob
+        from popnas_seg.evaluation.evaluator import Trial
 
         evaluator, cfg = self.evaluator(task)
         folder = self.store / task / label / str(seed) / f"{zlib.crc32(cell.encode()):08x}_r{rung}"
-        job = NetworkJob(
+        job = Trial(
             network_id=len(self.rows) + 1,
             encoding=cell,
             architecture=cfg.architecture_hyperparameters.model_dump(mode="json"),
@@ -115,9 +115,9 @@ class Bench:
             out_dir=str(folder),
             epochs=epochs,
             save=True,
-            keep_weights=True,
             rung=rung,
-            initial_weights=None if start is None else (start / "model.weights.h5").read_bytes(),
+            warm_start=None if start is None else str(start / "model.keras"),
+            keep_initial=start is not None,
         )
         began = time.perf_counter()
         result = evaluator.evaluate(job)
