@@ -317,3 +317,40 @@ def test_a_missing_rung_model_leaves_the_network_at_rung_0(tmp_path: Path, fake_
     record = next(r for r in results if r.network_id == ids[0])
     assert (record.rung, record.status, record.failed_rung) == (0, "ok", 1)
     assert "no rung 0 model" in (record.rung_error or "")
+
+
+def test_a_ray_task_gets_its_warm_start_as_bytes_written_on_its_own_node(tmp_path: Path) -> None:
+    """No shared disk: the driver sends the rung below's model.keras as bytes; the task writes them beside its
+    temporary network folder and trains from that copy, never from the driver's path."""
+    import hashlib
+
+    from popnas_seg.evaluation import parallel
+    from popnas_seg.evaluation.evaluator import Trial
+
+    seen: dict[str, Any] = {}
+
+    class Recorder:
+        def evaluate(self, trial: Trial) -> TrainingResult:
+            seen["path"], seen["bytes"] = trial.warm_start, Path(trial.warm_start or "").read_bytes()
+            Path(trial.out_dir).mkdir(parents=True)
+            return _result(trial.network_id, 0.5, 10)
+
+    config_json = "{}"
+    key = hashlib.sha256(config_json.encode()).hexdigest()
+    parallel._WORKER_EVALUATORS[key] = Recorder()  # type: ignore[assignment]
+    try:
+        trial = Trial(
+            network_id=4,
+            encoding="[(-1,identity,-1,identity)]",
+            architecture={},
+            seed=1,
+            out_dir=str(tmp_path / "driver" / "4" / "rung1"),
+            warm_start=str(tmp_path / "driver" / "4" / "model.keras"),  # does not exist on this "node"
+            keep_initial=True,
+            rung=1,
+        )
+        payload = parallel.evaluate_task(config_json, trial, b"rung 0 weights")
+    finally:
+        del parallel._WORKER_EVALUATORS[key]
+    assert seen["bytes"] == b"rung 0 weights" and Path(seen["path"]).name == "model.keras"
+    assert not str(seen["path"]).startswith(str(tmp_path)) and payload["result"]["network_id"] == 4
