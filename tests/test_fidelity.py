@@ -18,7 +18,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from popnas_seg.config import RunConfig, config_from_dict
 from popnas_seg.models.cost import count_params
 from popnas_seg.results import RungScore, TrainingResult
-from popnas_seg.runlog.events import RungPromoted, StepPlanned
+from popnas_seg.runlog.events import NetworkFinished, RungPromoted, StepPlanned
 from popnas_seg.runlog.folder import RunFolder
 from popnas_seg.search.calibration import fit_rung_map, on_top_scale, top_rung_values
 from popnas_seg.search.promotion import promotion_count, rung_record, rung_seed, select_promoted
@@ -354,3 +354,38 @@ def test_a_ray_task_gets_its_warm_start_as_bytes_written_on_its_own_node(tmp_pat
         del parallel._WORKER_EVALUATORS[key]
     assert seen["bytes"] == b"rung 0 weights" and Path(seen["path"]).name == "model.keras"
     assert not str(seen["path"]).startswith(str(tmp_path)) and payload["result"]["network_id"] == 4
+
+
+@pytest.mark.slow
+def test_two_ray_workers_train_the_rungs_from_each_networks_own_model(tmp_path: Path) -> None:
+    """The real CLI with others.workers 2: rung 0 and the continuations run as Ray tasks; each continuation gets
+    the rung-0 model.keras as bytes and writes sampled_models/<id>/rung1/; the CSV holds the rung columns."""
+    pytest.importorskip("ray")
+    from search_helpers import run_cli, tiny_config
+
+    cfg = tiny_config(
+        tmp_path,
+        probe=False,
+        pipeline=["search"],
+        strategy="random",
+        search_strategy__max_networks=3,
+        search_strategy__b1_max_networks=3,
+        search_strategy__rung_epochs=[2],
+        others__workers=2,
+    )
+    proc = run_cli(["-j", str(cfg), "--name", "r", "--logs-dir", str(tmp_path / "logs")])
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    folder = tmp_path / "logs" / "r"
+    run = RunFolder.open(folder)
+    try:
+        promoted = run.journal.events(RungPromoted)
+        rung1 = [e for e in run.journal.events(NetworkFinished) if e.get("rung") == 1]
+    finally:
+        run.close()
+    assert [(e["step"], e["rung"], len(e["network_ids"])) for e in promoted] == [(1, 1, 1)]
+    assert [e["network_id"] for e in rung1] == promoted[0]["network_ids"]
+    assert rung1[0]["result"]["rung"] == 1 and rung1[0]["result"]["epochs"] == 2
+    assert (folder / "sampled_models" / str(rung1[0]["network_id"]) / "rung1" / "history.csv").is_file()
+    with (folder / "csv" / "training_results.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert sorted(r["rung"] for r in rows) == ["0", "0", "1"] and all(r["dice_rung0"] for r in rows)
