@@ -110,7 +110,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             _check_preview_target(args.preview_data)
             logger = setup_logging(None, args.verbose)
             data = _load_data(config)
-            from popnas_seg.data.pipeline import save_preview
+            from popnas_seg.data.preview import save_preview
 
             written = save_preview(data, args.preview_data)
             logger.info("data preview written to %s", written)

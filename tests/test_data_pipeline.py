@@ -13,7 +13,8 @@ import pytest
 from PIL import Image
 
 from popnas_seg.config import AugmentationConfig, DatasetConfig
-from popnas_seg.data.pipeline import SegmentationData, load_data, save_preview
+from popnas_seg.data.pipeline import SegmentationData, load_data
+from popnas_seg.data.preview import save_preview
 from popnas_seg.errors import UserError
 
 # Geometric augmentation only (flips, rotations): pixel values keep encoding the labels, so alignment is checkable.
@@ -335,7 +336,7 @@ def test_percentile_normalisation_survives_hot_pixels_where_minmax_regresses() -
 def test_normalisation_clip_bounds_hot_pixels_in_training_and_predict_inputs() -> None:
     """Hot pixels sit tens of standard deviations out after standardisation; normalisation_clip bounds them in
     every split and in predict's preprocessing (the same function), and leaves the rest of the image as is."""
-    from popnas_seg.data.pipeline import preprocess_image
+    from popnas_seg.data.preprocess import preprocess_image
     from popnas_seg.data.synthetic import generate_nuclei
 
     images, masks = generate_nuclei(8, size=(32, 32), seed=2, artefacts=True)
@@ -461,7 +462,7 @@ def test_whole_images_of_val_and_test_keep_their_sizes() -> None:
 
 
 def test_rescale_really_resizes_images_and_masks() -> None:
-    from popnas_seg.data.pipeline import preprocess_image, rescale_mask
+    from popnas_seg.data.preprocess import preprocess_image, rescale_mask
 
     images, masks, names = _label_images(8, (40, 32))
     data = SegmentationData(images, masks, names, _cfg(crop=(16, 16), rescale=0.5, normalisation="minmax"), seed=0)

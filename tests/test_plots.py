@@ -188,15 +188,17 @@ def test_finalists_size_vs_analog_dice_at_the_horizon(tmp_path: Path) -> None:
 @pytest.fixture
 def figures(monkeypatch: pytest.MonkeyPatch) -> list:
     """Every Figure the plot functions save (after it was rendered, so ticks and texts are final)."""
+    from popnas_seg.plots import finalists, search, style
+
     saved: list = []
-    real_save = plots._save
 
     def keep(fig, path):  # type: ignore[no-untyped-def]
-        written = real_save(fig, path)
+        written = style.save(fig, path)
         saved.append(fig)
         return written
 
-    monkeypatch.setattr(plots, "_save", keep)
+    for module in (search, finalists):  # each figure module calls the `save` it imported
+        monkeypatch.setattr(module, "save", keep)
     return saved
 
 

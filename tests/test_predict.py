@@ -26,7 +26,8 @@ from popnas_seg.cli import main  # noqa: E402
 from popnas_seg.config import AnalogConfig, config_from_dict, dump_config  # noqa: E402
 from popnas_seg.data.pipeline import load_data  # noqa: E402
 from popnas_seg.imaging.scores import dice_score  # noqa: E402
-from popnas_seg.inference.predictor import Predictor, parse_duration  # noqa: E402
+from popnas_seg.inference.inputs import parse_duration  # noqa: E402
+from popnas_seg.inference.predictor import Predictor  # noqa: E402
 from popnas_seg.models.builder import build_model  # noqa: E402
 from popnas_seg.search_space.encoding import Cell  # noqa: E402
 from popnas_seg.training.trainer import Trainer  # noqa: E402
@@ -436,7 +437,7 @@ def test_predict_follows_the_recommendation_and_says_which_network_it_used(
     bg = rgb[labels == 0]
     assert (np.abs(bg[:, 0] - bg[:, 1]) <= 1).mean() > 0.9
     # a folder of outputs given as input again: the overlays are not images to segment
-    from popnas_seg.inference.predictor import collect_inputs
+    from popnas_seg.inference.inputs import collect_inputs
 
     assert [p.name for p in collect_inputs([out])] == [f"{name}.png"]
     assert main(["predict", "-r", str(run), "--network", "3", "--input", image, "--output", str(tmp_path / "m3")]) == 0

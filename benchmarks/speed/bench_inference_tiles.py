@@ -54,7 +54,8 @@ def main(argv: list[str] | None = None) -> int:
     from popnas_seg.analog.hwa import _curve
     from popnas_seg.analog.rpu import inference_rpu_config, to_analog
     from popnas_seg.config import RunConfig
-    from popnas_seg.data.pipeline import load_data, preprocess_image
+    from popnas_seg.data.pipeline import load_data
+    from popnas_seg.data.preprocess import preprocess_image
     from popnas_seg.data.synthetic import generate_nuclei
     from popnas_seg.imaging.tiling import Tiling, pack_images
     from popnas_seg.models.builder import build_model

@@ -14,7 +14,8 @@ from popnas_seg.data.sources import LoadedImages, register_data_source
 from popnas_seg.data.synthetic import generate_nuclei
 
 if TYPE_CHECKING:
-    from popnas_seg.data.pipeline import SegmentationData, load_data, save_preview
+    from popnas_seg.data.pipeline import SegmentationData, load_data
+    from popnas_seg.data.preview import save_preview
 
 __all__ = [
     "LoadedImages",
@@ -26,12 +27,12 @@ __all__ = [
     "save_preview",
 ]
 
-_LAZY = {"SegmentationData", "load_data", "save_preview"}
+_LAZY = {"SegmentationData": "pipeline", "load_data": "pipeline", "save_preview": "preview"}
 
 
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
-        from popnas_seg.data import pipeline
+        from importlib import import_module
 
-        return getattr(pipeline, name)
+        return getattr(import_module(f"popnas_seg.data.{_LAZY[name]}"), name)
     raise AttributeError(f"module 'popnas_seg.data' has no attribute {name!r}")

@@ -20,19 +20,17 @@ one object so that every split gets exactly the same preprocessing:
 
 from __future__ import annotations
 
-import io
 import math
 import os
 from collections.abc import Sequence
-from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np
 import tensorflow as tf
 
-from popnas_seg.atomic import atomic_write_bytes
 from popnas_seg.config import DatasetConfig
+from popnas_seg.data.preprocess import normalise, rescale_image, rescale_mask
 from popnas_seg.data.sources import DEFAULT_SYNTHETIC_SAMPLES, load_images  # noqa: F401  (the default, re-exported)
 from popnas_seg.errors import UserError
 
@@ -85,7 +83,7 @@ class SegmentationData:
                 f"lower dataset.crop or use larger images"
             )
         self._images = [
-            _normalise(
+            normalise(
                 np.asarray(im, dtype=np.float32),
                 cfg.normalisation,
                 cfg.normalisation_percentiles,
@@ -418,106 +416,3 @@ def _affine(x: tf.Tensor, y: tf.Tensor, angle: tf.Tensor, zoom: tf.Tensor) -> tu
     x = warp(x, "BILINEAR")
     y = tf.cast(tf.round(warp(tf.cast(y[:, :, None], tf.float32), "NEAREST")[:, :, 0]), tf.int32)
     return x, y
-
-
-def rescaled_size(height: int, width: int, factor: float) -> tuple[int, int]:
-    """Size of an image scaled by `dataset.rescale` (at least 1 pixel a side)."""
-    return max(1, round(height * factor)), max(1, round(width * factor))
-
-
-def rescale_image(image: np.ndarray, factor: float) -> np.ndarray:
-    """[H, W, C] float image scaled by `factor`: bilinear, antialiased when shrinking (dataset.rescale)."""
-    if factor == 1.0:
-        return np.asarray(image, np.float32)
-    size = rescaled_size(image.shape[0], image.shape[1], factor)
-    out = tf.image.resize(np.asarray(image, np.float32), size, method="bilinear", antialias=factor < 1.0)
-    return np.ascontiguousarray(out.numpy(), dtype=np.float32)
-
-
-def rescale_mask(mask: np.ndarray, factor: float) -> np.ndarray:
-    """[H, W] label mask scaled by `factor` with nearest-neighbour sampling (labels stay labels)."""
-    if factor == 1.0:
-        return np.asarray(mask)
-    h, w = mask.shape[:2]
-    nh, nw = rescaled_size(h, w, factor)
-    rows = np.minimum(((np.arange(nh) + 0.5) * h / nh).astype(np.int64), h - 1)
-    cols = np.minimum(((np.arange(nw) + 0.5) * w / nw).astype(np.int64), w - 1)
-    return np.ascontiguousarray(np.asarray(mask)[rows][:, cols])
-
-
-def preprocess_image(image: np.ndarray, cfg: DatasetConfig) -> np.ndarray:
-    """The preprocessing contract of a run, for images the network has never seen (`predict`): an image
-    as `data.folder.read_image` returns it, rescaled by `dataset.rescale`, then normalised per image."""
-    scaled = rescale_image(np.asarray(image, np.float32), cfg.rescale)
-    return _normalise(scaled, cfg.normalisation, cfg.normalisation_percentiles, cfg.normalisation_clip)
-
-
-def _normalise(
-    image: np.ndarray, mode: str, percentiles: Sequence[float] = (1.0, 99.8), clip: float | None = None
-) -> np.ndarray:
-    """Per-image normalisation over all pixels and channels; a constant image becomes all zeros.
-
-    `clip` bounds the result to [-clip, clip] (`dataset.normalisation_clip`).
-
-    "percentile" maps the low / high percentile to 0 / 1 without clipping (as CSBDeep's `normalize`): a few
-    hot pixels or saturated specks then cannot squeeze the nuclei into a sliver of the range, which is what
-    "minmax" does on such images.
-    """
-    if mode == "percentile":
-        lo, hi = (float(v) for v in np.percentile(image, [float(percentiles[0]), float(percentiles[1])]))
-        out = (image - lo) / (hi - lo) if hi > lo else np.zeros_like(image)
-    elif mode == "minmax":
-        lo, hi = float(image.min()), float(image.max())
-        out = (image - lo) / (hi - lo) if hi > lo else np.zeros_like(image)
-    elif mode == "standard":
-        mean, std = float(image.mean(dtype=np.float64)), float(image.std(dtype=np.float64))
-        out = (image - mean) / std if std > 1e-12 else np.zeros_like(image)
-    else:
-        raise UserError(f'unknown dataset.normalisation {mode!r}: use "percentile", "minmax" or "standard"')
-    if clip is not None:
-        out = np.clip(out, -float(clip), float(clip))
-    return np.ascontiguousarray(out, dtype=np.float32)
-
-
-def save_preview(data: SegmentationData, path: str | os.PathLike[str], count: int = 4) -> Path:
-    """A PNG grid (image | mask overlay) of `count` training pairs as the network sees them (augmented).
-
-    For eyeballing the data: a misaligned mask or a wrong label map is obvious here and nowhere else.
-    Written atomically (PNG in memory, then temp file + os.replace).
-    """
-    from matplotlib import colormaps
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.colors import ListedColormap
-    from matplotlib.figure import Figure
-
-    pairs = list(data.train_dataset().unbatch().take(count).as_numpy_iterator())
-    rows = max(1, len(pairs))
-    fig = Figure(figsize=(5.0, 2.5 * rows), dpi=100)
-    FigureCanvasAgg(fig)
-    tab10 = colormaps["tab10"]
-    colours = [(0.0, 0.0, 0.0, 0.0)] + [(*tab10((c - 1) % 10)[:3], 0.45) for c in range(1, data.classes_count)]
-    if data.ignore_class is not None:
-        colours[data.ignore_class] = (1.0, 1.0, 1.0, 0.6)
-    cmap = ListedColormap(colours)
-    for r, (x, y) in enumerate(pairs):
-        shown = _display(x)
-        for col, title in enumerate(("image", "mask overlay")):
-            ax = fig.add_subplot(rows, 2, 2 * r + col + 1)
-            ax.imshow(shown, cmap="gray" if shown.ndim == 2 else None, interpolation="nearest")
-            if col == 1:
-                ax.imshow(y, cmap=cmap, vmin=-0.5, vmax=data.classes_count - 0.5, interpolation="nearest")
-            ax.set_axis_off()
-            if r == 0:
-                ax.set_title(title, fontsize=9)
-    fig.suptitle(f"{data.source}: {data.classes_count} classes", fontsize=9)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    return atomic_write_bytes(path, buf.getvalue())
-
-
-def _display(x: np.ndarray) -> np.ndarray:
-    """Rescale one image to [0,1] for display: gray for 1 channel, RGB for 3, else the first channel."""
-    img = x[..., :3] if x.shape[-1] == 3 else x[..., 0]
-    lo, hi = float(img.min()), float(img.max())
-    return (img - lo) / (hi - lo) if hi > lo and math.isfinite(hi - lo) else np.zeros_like(img)

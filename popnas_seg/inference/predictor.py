@@ -4,7 +4,7 @@ What a user ships is one finalist folder, `logs/NAME/final/<id>/` (model.keras, 
 after the analog stage, the analog checkpoints), plus the run's `restore/config.json`, which fixes the
 preprocessing. `best_model/` is a search-time network (a few epochs) and is not meant to be shipped.
 
-Preprocessing contract (the same as training, `popnas_seg.data.pipeline.preprocess_image`):
+Preprocessing contract (the same as training, `popnas_seg.data.preprocess.preprocess_image`):
 1. read the file as training reads it (`data.folder.read_image`): channels last, float32, uint8 / 255 and
    uint16 / 65535, float files as stored;
 2. scale by `dataset.rescale` (1: nothing);
@@ -21,11 +21,8 @@ programmed once with `seed` and drifted to `drift_time` seconds: one simulated c
 
 from __future__ import annotations
 
-import csv
 import io
-import math
 import os
-import re
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -36,74 +33,8 @@ import numpy as np
 from popnas_seg.atomic import atomic_write_bytes
 from popnas_seg.command import tool_command
 from popnas_seg.errors import UserError
-
-IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".npy")
-_UNITS = {
-    "s": 1.0,
-    "sec": 1.0,
-    "second": 1.0,
-    "seconds": 1.0,
-    "min": 60.0,
-    "minute": 60.0,
-    "minutes": 60.0,
-    "h": 3600.0,
-    "hour": 3600.0,
-    "hours": 3600.0,
-    "d": 86400.0,
-    "day": 86400.0,
-    "days": 86400.0,
-    "w": 604800.0,
-    "week": 604800.0,
-    "weeks": 604800.0,
-    "mo": 2592000.0,
-    "month": 2592000.0,
-    "months": 2592000.0,  # 30 days, as the drift tables
-    "y": 31536000.0,
-    "year": 31536000.0,
-    "years": 31536000.0,
-}
-
-
-def parse_duration(text: str | float) -> float:
-    """Seconds of a drift time: a number of seconds or a number and a unit ("1month", "30d", "1 y", "3600")."""
-    if isinstance(text, (int, float)):
-        seconds = float(text)
-    else:
-        match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:e[+-]?[0-9]+)?)\s*([a-z]*)\s*", str(text).lower())
-        if match is None or match.group(2) not in ("", *_UNITS):
-            raise UserError(
-                f"cannot read drift time {text!r}: use seconds or a number with a unit, e.g. 1month, 30d, 1h, 1y"
-            )
-        seconds = float(match.group(1)) * _UNITS.get(match.group(2), 1.0)
-    if not (seconds > 0 and math.isfinite(seconds)):
-        raise UserError(f"drift time must be positive, got {text!r}")
-    return seconds
-
-
-def list_finalists(run_folder: str | os.PathLike[str]) -> list[dict[str, Any]]:
-    """Finalists of a run that have a trained model: rows of final/finalists.csv (best validation Dice first)."""
-    final = Path(run_folder) / "final"
-    rows: list[dict[str, Any]] = []
-    table = final / "finalists.csv"
-    if table.is_file():
-        with open(table, newline="") as fh:
-            for row in csv.DictReader(fh):
-                if (final / row["network"] / "model.keras").is_file():
-                    rows.append(row)
-    known = {r["network"] for r in rows}
-    if final.is_dir():  # trained but the table not written yet (interrupted run)
-        for folder in sorted(final.iterdir()):
-            if folder.name not in known and (folder / "model.keras").is_file():
-                rows.append({"network": folder.name, "val_dice": ""})
-
-    def key(row: dict[str, Any]) -> tuple[int, float]:
-        try:
-            dice = float(row.get("val_dice") or "nan")
-        except ValueError:
-            dice = float("nan")
-        return (row["network"] == "unet", -dice if math.isfinite(dice) else math.inf)
-
-    return sorted(rows, key=key)
+from popnas_seg.inference.choice import list_finalists, recommended
+from popnas_seg.inference.inputs import collect_inputs, parse_duration
 
 
 class Predictor:
@@ -138,7 +69,7 @@ class Predictor:
         self.analog = bool(analog)
         horizon: float | None = None
         if network is None:
-            self.network, self.reason, horizon = _recommended(self.run_folder, names, self.analog)
+            self.network, self.reason, horizon = recommended(self.run_folder, names, self.analog)
         elif str(network) in names:
             self.network, self.reason = str(network), "chosen with --network"
         else:
@@ -235,7 +166,7 @@ class Predictor:
     # ------------------------------------------------------------------ inference
     def preprocess(self, image: np.ndarray, name: str = "image") -> np.ndarray:
         """Raw image ([H, W] or [H, W, C] as read by `read_image`) -> the network's normalised input."""
-        from popnas_seg.data.pipeline import preprocess_image
+        from popnas_seg.data.preprocess import preprocess_image
 
         img = np.asarray(image, np.float32)
         if img.ndim == 2:
@@ -411,40 +342,6 @@ def _write_mask(path: Path, labels: np.ndarray, classes: int) -> Path:
     return atomic_write_bytes(path, buffer.getvalue())
 
 
-def collect_inputs(inputs: Iterable[str | os.PathLike[str]]) -> list[Path]:
-    """Image files from files and folders (a folder's supported files, sorted); errors name the path."""
-    files: list[Path] = []
-    for item in inputs:
-        path = Path(item)
-        if path.is_dir():
-            found = sorted(
-                p
-                for p in path.iterdir()
-                if p.is_file()
-                and not p.name.startswith(".")
-                and p.suffix.lower() in IMAGE_SUFFIXES
-                and not p.name.endswith((".probs.npy", ".overlay.png"))
-            )
-            if not found:
-                raise UserError(f"no images in {path} (supported: {', '.join(IMAGE_SUFFIXES)})")
-            files += found
-        elif path.is_file():
-            if path.suffix.lower() not in IMAGE_SUFFIXES:
-                raise UserError(f"unsupported image file {path}: use {', '.join(IMAGE_SUFFIXES)}")
-            files.append(path)
-        elif path.exists():  # a FIFO or a device: reading it could block forever
-            raise UserError(f"input {path} is not a regular file or folder")
-        else:
-            raise UserError(f"input {path} does not exist")
-    if not files:
-        raise UserError("no input images given")
-    names = [f.name for f in files]
-    dup = sorted({n for n in names if names.count(n) > 1})
-    if dup:
-        raise UserError(f"two inputs share the name {dup[0]}: outputs are written under the input names")
-    return files
-
-
 def predict(
     run_folder: str | os.PathLike[str],
     inputs: str | os.PathLike[str] | Iterable[str | os.PathLike[str]],
@@ -487,18 +384,3 @@ def predict(
     return predictor.predict_files(
         files, output, probabilities=probabilities, progress=progress, overlay=overlay, overwrite=overwrite
     )
-
-
-def _recommended(run_folder: Path, names: list[str], analog: bool) -> tuple[str, str, float | None]:
-    """(network, why, drift horizon or None) when no --network is given: the run's recommendation for the use,
-    else the searched finalist with the best validation Dice (a run from before recommendations)."""
-    from popnas_seg.finalists.recommendation import load_recommendation
-
-    rec = load_recommendation(run_folder)
-    use = "analog" if analog else "digital"
-    entry = rec.get(use) if rec else None
-    if rec and entry and entry.get("network") in names:
-        if analog:
-            return entry["network"], f"recommended for analog use at {rec['horizon']}", rec.get("horizon_s")
-        return entry["network"], "recommended for digital use", None
-    return names[0], f"best validation Dice; no {use} recommendation in final/recommendation.json", None

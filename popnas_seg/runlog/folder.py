@@ -8,8 +8,8 @@ on), run.log, csv/ plots/ predictors/ sampled_models/ best_model/ final/, and su
 
 A folder is built under a hidden temporary name and renamed into place only once it is complete, so
 a crash during creation never leaves a half-made folder under the real name. An exclusive `flock` on
-restore/lock keeps two processes from writing one folder; the kernel drops it when its process dies,
-so a lock left by a killed run is taken over without any manual clean-up.
+restore/lock (runlog/lock.py) keeps two processes from writing one folder; the kernel drops it when its
+process dies, so a lock left by a killed run is taken over without any manual clean-up.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import json
 import os
 import shutil
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 from popnas_seg.atomic import atomic_write_json, atomic_write_text, fsync_dir
 from popnas_seg.command import tool_command
@@ -29,11 +29,7 @@ from popnas_seg.errors import UserError
 from popnas_seg.pathcheck import not_a_folder_reason
 from popnas_seg.runlog.events import RUN_EVENTS, DataChanged, NetworkFinished
 from popnas_seg.runlog.journal import Journal
-
-try:  # POSIX only; elsewhere the pid check below is the whole lock
-    import fcntl
-except ImportError:  # pragma: no cover - Windows
-    fcntl = None  # type: ignore[assignment]
+from popnas_seg.runlog.lock import FolderLock
 
 STATE_VERSION = 1
 FINGERPRINT_FILE = "data_fingerprint.json"
@@ -44,7 +40,7 @@ _NAME_FORMAT = "%Y-%m-%d_%H-%M-%S"
 class RunFolder:
     """A run folder held (locked) by this process. Build it with `create` or `open`, never directly."""
 
-    def __init__(self, path: Path, config: RunConfig, lock: _FolderLock) -> None:
+    def __init__(self, path: Path, config: RunConfig, lock: FolderLock) -> None:
         self._path = path
         self._config = config
         self._lock = lock
@@ -75,13 +71,13 @@ class RunFolder:
         # Re-validating what is written guarantees that a resume can read the frozen config back.
         frozen_config = config_from_dict(frozen, source="the config to freeze")
         tmp = logs / f".{target.name}.creating-{os.getpid()}"
-        lock: _FolderLock | None = None
+        lock: FolderLock | None = None
         try:
             if tmp.exists():
                 shutil.rmtree(tmp)
             for sub in SUBFOLDERS:
                 (tmp / sub).mkdir(parents=True)
-            lock = _FolderLock.acquire(tmp / "restore" / "lock", shown=target)
+            lock = FolderLock.acquire(tmp / "restore" / "lock", shown=target)
             _write_strict_json(tmp / "restore" / "config.json", frozen)
             if data_fingerprint is not None:
                 _write_strict_json(tmp / "restore" / FINGERPRINT_FILE, data_fingerprint)
@@ -147,7 +143,7 @@ class RunFolder:
                     f'"{folder}" is not a run folder (no restore/{needed}); '
                     "resume only folders made by `python run.py`, or start a new run with -j"
                 )
-        lock = _FolderLock.acquire(restore / "lock", shown=folder)
+        lock = FolderLock.acquire(restore / "lock", shown=folder)
         try:
             try:
                 config = load_config(restore / "config.json")
@@ -379,102 +375,6 @@ class RunFolder:
         return f"RunFolder({str(self._path)!r})"
 
 
-class _FolderLock:
-    """restore/lock: an exclusive flock plus the holder's pid (for the error message and the fallback).
-
-    Re-entrant within one process (a second RunFolder on the same folder shares the lock), because
-    flock locks belong to open file descriptions and would otherwise make a process block itself.
-    """
-
-    _held_here: ClassVar[dict[str, _FolderLock]] = {}
-
-    def __init__(self, path: Path, fd: int) -> None:
-        self.path = path
-        self._fd: int | None = fd
-        self._users = 1
-
-    @property
-    def held(self) -> bool:
-        return self._fd is not None
-
-    @classmethod
-    def acquire(cls, path: Path, shown: Path) -> _FolderLock:
-        key = _key(path)
-        mine = cls._held_here.get(key)
-        if mine is not None and mine.held:
-            mine._users += 1
-            return mine
-        try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
-        except OSError as exc:
-            raise UserError(f'cannot lock run folder "{shown}": {exc.strerror or exc}') from None
-        try:
-            locked_by_kernel = False
-            if fcntl is not None:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    locked_by_kernel = True
-                except BlockingIOError:
-                    raise UserError(_busy_message(shown, _read_pid(fd))) from None
-                except OSError:  # file system without flock (some network mounts): pid check only
-                    locked_by_kernel = False
-            if not locked_by_kernel:
-                holder = _read_pid(fd)
-                if holder and holder != os.getpid() and _alive(holder):
-                    raise UserError(_busy_message(shown, holder))
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-            os.fsync(fd)
-        except BaseException:
-            os.close(fd)
-            raise
-        lock = cls(path, fd)
-        cls._held_here[key] = lock
-        return lock
-
-    def moved_to(self, path: Path) -> None:
-        """The folder was renamed (creation): the fd still locks the same file, only the key changes."""
-        self._held_here.pop(_key(self.path), None)
-        self.path = path
-        self._held_here[_key(path)] = self
-
-    def release(self) -> None:
-        if self._fd is None:
-            return
-        self._users -= 1
-        if self._users > 0:
-            return
-        fd, self._fd = self._fd, None
-        self._held_here.pop(_key(self.path), None)
-        try:
-            os.ftruncate(fd, 0)  # an empty lock file reads as "free" for the pid fallback
-        except OSError:
-            pass
-        try:
-            if fcntl is not None:
-                fcntl.flock(fd, fcntl.LOCK_UN)
-        except OSError:
-            pass
-        os.close(fd)
-
-
-def _forget_locks_in_forked_child() -> None:
-    """A forked child shares the parent's lock descriptor; closing its copy (no unlock, no truncate) means
-    the lock still dies with the parent, so `-r` right after a kill is not refused because of an orphan."""
-    for lock in list(_FolderLock._held_here.values()):
-        if lock._fd is not None:
-            try:
-                os.close(lock._fd)
-            except OSError:
-                pass
-            lock._fd = None
-    _FolderLock._held_here.clear()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_forget_locks_in_forked_child)
-
-
 def _write_strict_json(path: Path, obj: Any) -> None:
     """Standard JSON only (no NaN / Infinity, which other readers reject); atomic like every state write."""
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, allow_nan=False) + "\n")
@@ -485,38 +385,6 @@ def _non_empty(folder: Path) -> bool:
         return any(not p.name.startswith(".") for p in folder.iterdir())
     except OSError:
         return False
-
-
-def _key(path: Path) -> str:
-    return os.path.realpath(path)
-
-
-def _read_pid(fd: int) -> int | None:
-    try:
-        text = os.pread(fd, 64, 0).decode("ascii", "replace").strip()
-        return int(text) if text else None
-    except (OSError, ValueError):
-        return None
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    except OSError:
-        return False
-    return True
-
-
-def _busy_message(folder: Path, pid: int | None) -> str:
-    who = f"process {pid}" if pid else "another process"
-    return (
-        f'run folder "{folder}" is in use by {who}; two runs must never write one folder. '
-        "Wait for it to finish or stop it, then resume with: " + tool_command("-r", folder)
-    )
 
 
 def _exists_message(target: Path) -> str:

@@ -1,8 +1,7 @@
-"""report.md from the run folder alone: config, search summary, final front, finalists, drift, digital leftovers.
+"""The sections of report.md, each read from the run folder's files alone.
 
-It reads only files (restore/config.json, restore/state.json, restore/journal.jsonl, csv/*.csv, final/*), so it
-can be re-run at any time on an old, finished or still-running run. Every section degrades on its own: a
-stage that did not run yet is stated in its section instead of failing the report.
+One class because every section reads the same loaded config, state and search results; the sections' order
+and the rule that one failing section does not cost the report live in report/__init__.py.
 """
 
 from __future__ import annotations
@@ -10,14 +9,13 @@ from __future__ import annotations
 import json
 import logging
 import math
-from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 from popnas_seg.analog.probe import ROBUSTNESS_MIN_DIGITAL_DICE
-from popnas_seg.atomic import atomic_write_text
-from popnas_seg.plots import load_results, measured_front_ids, plot_drift_curves, plot_search, time_label
+from popnas_seg.plots import load_results, measured_front_ids, time_label
 from popnas_seg.predictors.quality import MIN_RANK_POINTS
+from popnas_seg.report.markdown import duration, fmt, image_link, plus_minus, table
 from popnas_seg.runlog.events import Event, FinalistsSelected, SearchFinished
 from popnas_seg.runlog.tables import read_csv
 
@@ -31,48 +29,10 @@ ALWAYS_DIGITAL = (
 )
 
 
-def _fmt(value: Any, digits: int = 3) -> str:
-    """Numbers as fixed decimals, integers with thousands separators, missing values as '-'."""
-    if value is None or value == "":
-        return "-"
-    try:
-        f = float(value)
-    except (TypeError, ValueError):
-        return str(value)
-    if not math.isfinite(f):
-        return "-"
-    if f.is_integer() and abs(f) >= 1000:
-        return f"{int(f):,}"
-    if f.is_integer() and digits == 0:
-        return str(int(f))
-    return f"{f:.{digits}f}"
+HWA_LABELS = {"before": "no HWA", "control": "digital control", "after": "HWA"}
 
 
-def _pm(mean: Any, std: Any) -> str:
-    if mean in (None, ""):
-        return "-"
-    return f"{_fmt(mean)} ± {_fmt(std)}" if std not in (None, "") else _fmt(mean)
-
-
-def _table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
-    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join(" --- " for _ in headers) + "|"]
-    for row in rows:
-        lines.append("| " + " | ".join(str(c).replace("|", "\\|") for c in row) + " |")
-    return "\n".join(lines)
-
-
-def _duration(seconds: float) -> str:
-    seconds = int(round(seconds))
-    h, rem = divmod(seconds, 3600)
-    m, s = divmod(rem, 60)
-    return f"{h}h {m:02d}m {s:02d}s" if h else f"{m}m {s:02d}s"
-
-
-def _image(run_path: Path, rel: str, alt: str) -> str:
-    return f"![{alt}]({rel})" if (run_path / rel).exists() else f"*({alt}: figure not available)*"
-
-
-class _Report:
+class Report:
     """Collects the sections; each section is a method that returns markdown."""
 
     def __init__(self, run_path: Path, log: logging.Logger) -> None:
@@ -139,9 +99,9 @@ class _Report:
         from popnas_seg.search.user_region import bucket_bests
 
         rows = bucket_bests([r for r in self.results if r.status == "ok"])
-        return "Best measured network per size bucket (params <= the bound):\n\n" + _table(
+        return "Best measured network per size bucket (params <= the bound):\n\n" + table(
             ["params <=", "networks", "best Dice", "best analog Dice"],
-            [[f"{r['bucket']:,}", r["networks"], _fmt(r["best_dice"]), _fmt(r["best_analog_dice"])] for r in rows],
+            [[f"{r['bucket']:,}", r["networks"], fmt(r["best_dice"]), fmt(r["best_analog_dice"])] for r in rows],
         )
 
     def search_section(self) -> str:
@@ -158,7 +118,7 @@ class _Report:
         lines = [
             f"- strategy: **{strategy}**",
             f"- networks trained: **{len(self.results)}** ({len(ok)} ok, {failed} failed or NaN)",
-            f"- total training time: **{_duration(total)}** ({total:.1f} s)",
+            f"- total training time: **{duration(total)}** ({total:.1f} s)",
         ]
         if best is not None:
             lines.append(
@@ -197,22 +157,22 @@ class _Report:
                 "about (search/user_region.py), normalised to [0, 1]: params on a log10 axis from 1 up to the "
                 "run's U-Net's params (a larger network adds nothing), Dice and analog Dice from the floors of "
                 "`search_strategy.hypervolume_reference` (else 0) up to 1.\n\n"
-                + _table(
+                + table(
                     ["step", "networks trained", "hypervolume", "best Dice", "best analog Dice", "front size"],
                     [
                         [
                             r.get("step"),
                             r.get("networks_trained"),
-                            _fmt(r.get("hypervolume"), 4),
-                            _fmt(r.get("best_dice")),
-                            _fmt(r.get("best_analog_dice")),
+                            fmt(r.get("hypervolume"), 4),
+                            fmt(r.get("best_dice")),
+                            fmt(r.get("best_analog_dice")),
                             r.get("front_size", "-"),
                         ]
                         for r in progress
                     ],
                 )
             )
-            out.append(_image(self.path, "plots/hypervolume.png", "hypervolume vs networks trained"))
+            out.append(image_link(self.path, "plots/hypervolume.png", "hypervolume vs networks trained"))
             out.append(self._size_buckets())
         quality = read_csv(self.path / "csv" / "predictor_quality.csv")
         if quality:
@@ -221,10 +181,10 @@ class _Report:
                 "networks trained at each step (MAPE only for time). Below "
                 f'{MIN_RANK_POINTS} networks no correlation is given ("too few networks"): with 2 Spearman '
                 "can only be ±1, with 3 only ±1 or ±0.5.\n\n"
-                + _table(
+                + table(
                     ["step", "objective", "n", "Spearman", "Kendall", "MAPE"],
                     [
-                        [r.get("step"), r.get("objective"), r.get("n"), *_rank_cells(r), _fmt(r.get("mape"))]
+                        [r.get("step"), r.get("objective"), r.get("n"), *_rank_cells(r), fmt(r.get("mape"))]
                         for r in quality
                     ],
                 )
@@ -232,7 +192,7 @@ class _Report:
             steps = sorted({str(r.get("step")) for r in quality}, key=lambda s: int(float(s)))
             out.append(
                 "\n".join(
-                    _image(self.path, f"plots/predicted_vs_measured_b{s}.png", f"predicted vs measured, step {s}")
+                    image_link(self.path, f"plots/predicted_vs_measured_b{s}.png", f"predicted vs measured, step {s}")
                     for s in steps
                 )
             )
@@ -252,19 +212,19 @@ class _Report:
         front = sorted((r for r in self.results if r.network_id in ids), key=lambda r: -r.dice)
         out.append(f"{len(front)} non-dominated networks out of {sum(r.status == 'ok' for r in self.results)}.")
         out.append(
-            _table(
+            table(
                 ["id", "cell", "Dice", "mIoU", "analog Dice", "analog/digital", "params", "FLOPs", "analog coverage"],
                 [
                     [
                         r.network_id,
                         f"`{r.encoding}`",
-                        _fmt(r.dice),
-                        _fmt(r.miou),
-                        _pm(r.analog_dice, r.analog_dice_std),
+                        fmt(r.dice),
+                        fmt(r.miou),
+                        plus_minus(r.analog_dice, r.analog_dice_std),
                         _ratio(r),
                         f"{r.params:,}",
                         f"{r.flops:,}",
-                        _fmt(r.analog_coverage),
+                        fmt(r.analog_coverage),
                     ]
                     for r in front
                 ],
@@ -276,9 +236,9 @@ class _Report:
                 "such a network segments (almost) nothing, and the ratio of two near-zero Dice values is "
                 "noise, not robustness."
             )
-        out.append(_image(self.path, "plots/front_projections.png", "measured front projections"))
-        out.append(_image(self.path, "plots/dice_params_analog.png", "Dice vs params coloured by analog Dice"))
-        out.append(_image(self.path, "plots/front_operators.png", "operator frequency in the front"))
+        out.append(image_link(self.path, "plots/front_projections.png", "measured front projections"))
+        out.append(image_link(self.path, "plots/dice_params_analog.png", "Dice vs params coloured by analog Dice"))
+        out.append(image_link(self.path, "plots/front_operators.png", "operator frequency in the front"))
         return "\n\n".join(out)
 
     def finalists_section(self) -> str:
@@ -297,17 +257,17 @@ class _Report:
         if selection:
             out.append(
                 "### Model selection\n\n"
-                + _table(
+                + table(
                     ["variant", "filters", "motifs", "val Dice", "params", "epochs", "train time (s)", "chosen"],
                     [
                         [
                             r.get("variant"),
                             r.get("filters"),
                             r.get("motifs"),
-                            _fmt(r.get("dice")),
-                            _fmt(r.get("params"), 0),
+                            fmt(r.get("dice")),
+                            fmt(r.get("params"), 0),
                             r.get("epochs"),
-                            _fmt(r.get("train_time_s"), 1),
+                            fmt(r.get("train_time_s"), 1),
                             r.get("chosen"),
                         ]
                         for r in selection
@@ -326,21 +286,21 @@ class _Report:
         headers += ["params", "FLOPs", "analog coverage", "latency (ms/img)", "export check"]
         table_rows = []
         for r in rows:
-            cells = [r.get("network"), _fmt(r.get("test_dice")), _fmt(r.get("test_miou"))]
+            cells = [r.get("network"), fmt(r.get("test_dice")), fmt(r.get("test_miou"))]
             for t in times:
                 hit = [
                     d
                     for d in drift
                     if d["network"] == r.get("network") and d["hwa"] == phase and math.isclose(float(d["time"]), t)
                 ]
-                cells.append(_pm(hit[0]["mean"], hit[0]["std"]) if hit else "-")
+                cells.append(plus_minus(hit[0]["mean"], hit[0]["std"]) if hit else "-")
             eq = r.get("export_equivalent")
             check = "-" if eq in (None, "") else ("ok" if str(eq) == "True" else "**FAILED**")
             cells += [
-                _fmt(r.get("params"), 0),
-                _fmt(r.get("flops"), 0),
-                _fmt(r.get("analog_coverage")),
-                _fmt(r.get("latency_ms")),
+                fmt(r.get("params"), 0),
+                fmt(r.get("flops"), 0),
+                fmt(r.get("analog_coverage")),
+                fmt(r.get("latency_ms")),
                 check,
             ]
             table_rows.append(cells)
@@ -350,7 +310,7 @@ class _Report:
             f"images ({tag}: {'after' if phase == 'after' else 'without'}"
             " hardware-aware training), mean ± std "
             "over independent programmings; latency is Keras inference per image on this machine. "
-            "`unet` is the U-Net baseline trained with the same budget.\n\n" + _table(headers, table_rows)
+            "`unet` is the U-Net baseline trained with the same budget.\n\n" + table(headers, table_rows)
         )
         if drift:
             out.append(
@@ -358,14 +318,14 @@ class _Report:
                 "Per network and time: the converted network as trained (no HWA), the digital fine-tune "
                 "control (the same epochs, schedule and checkpoint rule as HWA, plain SGD) and HWA. HWA helps "
                 "where it beats both other rows.\n\n"
-                + _table(
+                + table(
                     ["network", "weights", "time", "analog Dice (mean ± std)"],
                     [
                         [
                             d["network"],
                             HWA_LABELS.get(str(d["hwa"]), d["hwa"]),
                             time_label(float(d["time"])),
-                            _pm(d["mean"], d["std"]),
+                            plus_minus(d["mean"], d["std"]),
                         ]
                         for d in drift
                     ],
@@ -380,21 +340,21 @@ class _Report:
     def plots_section(self) -> str:
         return (
             "## Learning curves, drift curves and sample predictions\n\n"
-            + _image(
+            + image_link(
                 self.path,
                 "plots/learning_curves.png",
                 "final training: validation and training Dice per epoch, finalists and U-Net",
             )
             + "\n\n"
-            + _image(self.path, "plots/drift_curves.png", "analog Dice vs time, finalists and U-Net")
+            + image_link(self.path, "plots/drift_curves.png", "analog Dice vs time, finalists and U-Net")
             + "\n\n"
-            + _image(
+            + image_link(
                 self.path,
                 "plots/finalists_size_analog.png",
                 "params vs analog Dice at the probe horizon, finalists and U-Net",
             )
             + "\n\n"
-            + _image(self.path, "plots/sample_predictions.png", "sample predictions: digital vs analog")
+            + image_link(self.path, "plots/sample_predictions.png", "sample predictions: digital vs analog")
         )
 
     def digital_section(self) -> str:
@@ -410,8 +370,8 @@ class _Report:
                 per_net.append(
                     [
                         folder.parent.name,
-                        _fmt(cov.get("weights_analog_fraction")),
-                        _fmt(cov.get("macs_analog_fraction")),
+                        fmt(cov.get("weights_analog_fraction")),
+                        fmt(cov.get("macs_analog_fraction")),
                         listed or "none",
                     ]
                 )
@@ -419,7 +379,7 @@ class _Report:
             out.append(
                 "Per finalist (fractions of weights and multiply-accumulates on analog tiles, and the weight "
                 "layers left digital):\n\n"
-                + _table(["network", "analog weight fraction", "analog MAC fraction", "digital weight layers"], per_net)
+                + table(["network", "analog weight fraction", "analog MAC fraction", "digital weight layers"], per_net)
             )
         probed = [r for r in self.results if r.analog_coverage is not None]
         if probed:
@@ -441,14 +401,14 @@ def _rank_cells(row: dict[str, Any]) -> list[str]:
         n = 0
     if n < MIN_RANK_POINTS:
         return [f"too few networks (n < {MIN_RANK_POINTS})", "-"]
-    return [_fmt(row.get("spearman")), _fmt(row.get("kendall"))]
+    return [fmt(row.get("spearman")), fmt(row.get("kendall"))]
 
 
 def _ratio(r: Any) -> str:
     """analog/digital of a front row; "n/a" below the digital-Dice floor (also for runs written before it)."""
     if r.analog_dice is not None and r.dice is not None and r.dice < ROBUSTNESS_MIN_DIGITAL_DICE:
         return f"n/a (digital < {ROBUSTNESS_MIN_DIGITAL_DICE:g})"
-    return _fmt(r.robustness, 2)
+    return fmt(r.robustness, 2)
 
 
 def _shown_path(path: Path) -> str:
@@ -465,78 +425,3 @@ def _layer_text(layer: Any) -> str:
         detail = ", ".join(str(layer[k]) for k in ("type", "reason") if layer.get(k))
         return f"`{layer.get('name', '?')}`" + (f" ({detail})" if detail else "")
     return f"`{layer}`"
-
-
-def write_report(run: Any, logger: logging.Logger | None = None) -> Path:
-    """Write report.md in the run folder (a RunFolder or its path) from its files alone; returns its path."""
-    log = logger or logging.getLogger("popnas_seg")
-    run_path = Path(getattr(run, "path", run))
-    _redraw(run_path, log)
-    report = _Report(run_path, log)
-    sections: list[Callable[[], str]] = [
-        report.header,
-        report.recommendation_section,
-        report.search_section,
-        report.front_section,
-        report.finalists_section,
-        report.plots_section,
-        report.digital_section,
-        report.config_section,
-    ]
-    parts = []
-    for section in sections:
-        try:
-            parts.append(section())
-        except Exception as exc:  # one broken file must not cost the whole report
-            log.warning("report section %s failed: %s", section.__name__, exc)
-            parts.append(f"*(section {section.__name__} could not be written: {type(exc).__name__}: {exc})*")
-    path = atomic_write_text(run_path / "report.md", "\n\n".join(parts) + "\n")
-    log.info("report written: %s", path)
-    return path
-
-
-HWA_LABELS = {"before": "no HWA", "control": "digital control", "after": "HWA"}
-
-
-def _redraw(run_path: Path, log: logging.Logger) -> None:
-    """Re-create the search figures and the drift curves from the CSVs (the report links them)."""
-    try:
-        plot_search(run_path)
-    except Exception as exc:
-        log.warning("report: search plots failed: %s", exc)
-    finalists = [r["network"] for r in read_csv(run_path / "final" / "finalists.csv")]
-    if finalists:
-        from popnas_seg.finalists.stage import learning_histories
-        from popnas_seg.plots import plot_learning_curves
-
-        try:
-            plot_learning_curves(
-                learning_histories(run_path / "final", finalists), run_path / "plots" / "learning_curves.png"
-            )
-        except Exception as exc:
-            log.warning("report: learning-curve plot failed: %s", exc)
-    drift = read_csv(run_path / "final" / "drift.csv")
-    if drift:
-        digital = {
-            r["network"]: float(r["test_dice"])
-            for r in read_csv(run_path / "final" / "finalists.csv")
-            if r.get("test_dice") not in (None, "")
-        }
-        try:
-            plot_drift_curves(drift, run_path / "plots" / "drift_curves.png", digital=digital)
-            _finalists_size_plot(run_path, drift)
-        except Exception as exc:
-            log.warning("report: drift plot failed: %s", exc)
-
-
-def _finalists_size_plot(run_path: Path, drift: list[dict[str, str]]) -> None:
-    """plots/finalists_size_analog.png: finalists and U-Net, params vs analog Dice at analog.t_inference."""
-    from popnas_seg.plots import plot_finalists_size_analog
-
-    config = json.loads((run_path / "restore" / "config.json").read_text(encoding="utf-8"))
-    plot_finalists_size_analog(
-        read_csv(run_path / "final" / "finalists.csv"),
-        drift,
-        float(config["analog"]["t_inference"]),
-        run_path / "plots" / "finalists_size_analog.png",
-    )
