@@ -223,8 +223,8 @@ def test_probes_in_one_persistent_worker_match_fresh_workers(exported: dict[str,
 
 
 def test_hwa_and_drift_and_rescoring(exported: dict[str, Path], tmp_path: Path) -> None:
+    from popnas_seg.analog.checkpoints import score_checkpoint_in_process
     from popnas_seg.analog.drift import hwa_and_drift
-    from popnas_seg.analog.hwa import score_checkpoint_in_process
 
     x, y = _data(8)
     tx, ty = _data(6, seed=1)
@@ -467,7 +467,7 @@ def test_checkpoints_keep_their_weight_mapping(exported: dict[str, Path], tmp_pa
     saved config) was made with unmapped tiles and must not be read with column scales."""
     import torch
 
-    from popnas_seg.analog.hwa import load_checkpoint
+    from popnas_seg.analog.checkpoints import load_checkpoint
     from popnas_seg.analog.rpu import analog_layers, inference_rpu_config, to_analog
 
     digital = onnx_to_torch(exported["threshold"])

@@ -215,6 +215,8 @@ def test_kill_9_of_the_parent_kills_the_worker_and_the_next_run_sweeps_its_folde
 
 def test_every_task_resolves_by_its_module_path() -> None:
     """The task table names functions by module path (no imports of its callers): each one resolves."""
-    for name, path in w.TASKS.items():
-        fn = w._task(name)
+    from popnas_seg.analog import worker_process
+
+    for name, path in worker_process.TASKS.items():
+        fn = worker_process._task(name)
         assert callable(fn) and f"{fn.__module__}:{fn.__name__}" == path, name

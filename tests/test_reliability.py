@@ -188,7 +188,7 @@ def test_an_analog_worker_dies_with_its_parent(tmp_path: Path) -> None:
     script = (
         "import os, subprocess, sys\n"
         "env = dict(os.environ, POPNAS_WORKER_PARENT_PID=str(os.getpid()))\n"
-        "child = subprocess.Popen([sys.executable, '-c', 'import time; from popnas_seg.analog.worker import "
+        "child = subprocess.Popen([sys.executable, '-c', 'import time; from popnas_seg.analog.worker_process import "
         '_die_with_parent; _die_with_parent(); print("ready", flush=True); time.sleep(120)\'], env=env, '
         "stdout=subprocess.PIPE, text=True)\n"
         "assert child.stdout.readline().strip() == 'ready'\n"

@@ -18,7 +18,8 @@ from popnas_seg.config import RunConfig
 from popnas_seg.data.pipeline import load_data
 from popnas_seg.models.builder import build_model
 from popnas_seg.search_space.encoding import Cell
-from popnas_seg.training.trainer import Trainer, WarmupSchedule, make_optimizer, make_schedule
+from popnas_seg.training.schedules import WarmupSchedule, make_optimizer, make_schedule
+from popnas_seg.training.trainer import Trainer
 
 
 def _config(**training: object) -> RunConfig:

@@ -38,9 +38,8 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from popnas_seg.analog.export import keras_to_onnx, onnx_to_torch
-    from popnas_seg.analog.hwa import _curve, _on
     from popnas_seg.analog.rpu import analog_device, inference_rpu_config, to_analog
-    from popnas_seg.analog.scoring import probe_in_process
+    from popnas_seg.analog.scoring import drift_curve, on_device, probe_in_process
     from popnas_seg.config import RunConfig
     from popnas_seg.data.pipeline import load_data
     from popnas_seg.devices import device_plan, tensorflow_gpus, torch_gpus
@@ -87,9 +86,9 @@ def main(argv: list[str] | None = None) -> int:
         probe = probe_in_process(onnx, analog_cfg, data.classes_count, data.ignore_class, args.seed, x, y)
         timings["probe_s"] = time.perf_counter() - t0
         torch.manual_seed(args.seed)
-        analog = _on(to_analog(onnx_to_torch(onnx), inference_rpu_config(cfg.analog)), analog_device())
+        analog = on_device(to_analog(onnx_to_torch(onnx), inference_rpu_config(cfg.analog)), analog_device())
         t0 = time.perf_counter()
-        curve = _curve(
+        curve = drift_curve(
             analog,
             tx,
             ty,

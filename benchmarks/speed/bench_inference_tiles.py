@@ -5,7 +5,7 @@ quick config, 25 % overlap) a 256x256 image is 121 tiles, about 1.9x its pixels,
 layers a few tiles per call; the quick config spent ~15 of 27 minutes there (issue 36). The networks are fully
 convolutional, so at inference a tile may be the whole image. This trains one cell briefly on the built-in
 data (crop 32), converts it to analog tiles and scores its drift curve exactly as the finalists stage does
-(`hwa._curve`: `--repetitions` programmings per drift time) on 4 generated test images of 256x256 and on one of
+(`scoring.drift_curve`: `--repetitions` programmings per drift time) on 4 generated test images of 256x256 and on one of
 2048x2048 (torch tiles only, `--large-times` x `--large-repetitions`), per tile class (AIHWKit's torch
 `TorchInferenceRPUConfig`, which runs use, and its compiled `InferenceRPUConfig`, the equivalence check) and per
 tiling (crop-sized tiles = `inference.tile_size` 0; whole-image tiles = the default 256). It prints seconds per
@@ -51,8 +51,8 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from popnas_seg.analog.export import keras_to_onnx, onnx_to_torch
-    from popnas_seg.analog.hwa import _curve
     from popnas_seg.analog.rpu import inference_rpu_config, to_analog
+    from popnas_seg.analog.scoring import drift_curve
     from popnas_seg.config import RunConfig
     from popnas_seg.data.pipeline import load_data
     from popnas_seg.data.preprocess import preprocess_image
@@ -112,7 +112,9 @@ def main(argv: list[str] | None = None) -> int:
                 torch.manual_seed(args.seed)
                 analog = to_analog(digital, inference_rpu_config(cfg.analog, kind))
                 t0, c0 = time.perf_counter(), time.process_time()
-                curve = _curve(analog, x, y, times, reps, args.seed, classes, ignore, batch, tiling.to_dict(), sizes)
+                curve = drift_curve(
+                    analog, x, y, times, reps, args.seed, classes, ignore, batch, tiling.to_dict(), sizes
+                )
                 seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
                 rows.append(
                     {

@@ -31,7 +31,8 @@ from popnas_seg.config import RunConfig  # noqa: E402
 from popnas_seg.data.pipeline import load_data  # noqa: E402
 from popnas_seg.models.builder import build_model, build_unet  # noqa: E402
 from popnas_seg.training.losses import ForegroundDice, MeanIoU, SegmentationLoss  # noqa: E402
-from popnas_seg.training.trainer import Trainer, make_optimizer, make_schedule  # noqa: E402
+from popnas_seg.training.schedules import make_optimizer, make_schedule  # noqa: E402
+from popnas_seg.training.trainer import Trainer  # noqa: E402
 
 
 def _config(args: argparse.Namespace) -> RunConfig:

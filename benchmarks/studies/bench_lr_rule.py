@@ -41,17 +41,17 @@ def _plateau(reduce_after: int, factor: float) -> None:
     Hooked into the Trainer's own epoch monitor, so best-epoch tracking and early stopping stay the
     finalists' exactly; the optimizer's learning rate must be a plain variable (scheduler "constant").
     """
-    from popnas_seg.training import trainer as T
+    from popnas_seg.training import callbacks as T
 
-    original = T._EpochMonitor.on_epoch_end
+    original = T.EpochMonitor.on_epoch_end
 
-    def on_epoch_end(self: T._EpochMonitor, epoch: int, logs: dict | None = None) -> None:
+    def on_epoch_end(self: T.EpochMonitor, epoch: int, logs: dict | None = None) -> None:
         original(self, epoch, logs)
         if self.best_epoch != epoch and (epoch - self.best_epoch) % reduce_after == 0:
             lr = self.model.optimizer.learning_rate
             lr.assign(float(lr.numpy()) * factor)
 
-    T._EpochMonitor.on_epoch_end = on_epoch_end
+    T.EpochMonitor.on_epoch_end = on_epoch_end
 
 
 def run_one(out: Path, rule: str, seed: int, reduce_after: int, patience: int, network: str, offset: int = 0) -> dict:

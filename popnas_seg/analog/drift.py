@@ -44,7 +44,7 @@ class DriftCurve:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], times: list[float] | None = None) -> DriftCurve:
-        """The layout `hwa._curve` writes; `times` fills in for curves of early reports that kept them only at
+        """The layout `scoring.drift_curve` writes; `times` fills in for curves of early reports that kept them only at
         the report's top level."""
         return cls(
             times=[float(t) for t in (data.get("times") or times or [])],

@@ -1,7 +1,7 @@
 """The worker half of analog/drift.py: hardware-aware training (HWA) and Dice under conductance drift over time.
 
-Runs inside the analog worker process (worker.py dispatches the "hwa_and_drift", "score_checkpoint" and
-"analog_samples" jobs here), never in the parent: it imports torch and AIHWKit. The clients are drift.py.
+Runs inside the analog worker process (worker_process.py dispatches the "hwa_and_drift" job here), never in the
+parent: it imports torch and AIHWKit. The client is drift.py.
 
 `hwa_and_drift_in_process` does, for one exported network:
 
@@ -24,14 +24,12 @@ Checkpoints (written atomically into `out_dir`): `analog_inference.pt` (the conv
 `analog_hwa.pt` (after HWA) and `analog_control.pt` (the digital control on inference tiles), each a torch
 file {"state_dict", "kind", "analog_config", "tiles"} ("tiles": "torch"; checkpoints without it hold
 AIHWKit's compiled tiles and load as such), taken before any programming or drift (drift overwrites tile
-weights). `score_checkpoint_in_process` re-scores one without
-retraining; `load_checkpoint` rebuilds one (also for analog `predict`, inference/analog.py).
+weights). checkpoints.py saves, loads and re-scores them.
 """
 
 from __future__ import annotations
 
 import copy
-import io
 import math
 import time
 from pathlib import Path
@@ -39,10 +37,9 @@ from typing import Any
 
 import numpy as np
 
-from popnas_seg.atomic import atomic_write_bytes
+from popnas_seg.analog.checkpoints import CHECKPOINTS, save_checkpoint
+from popnas_seg.analog.scoring import drift_curve, on_device
 from popnas_seg.config import AnalogConfig
-
-CHECKPOINTS = {"inference": "analog_inference.pt", "hwa": "analog_hwa.pt", "control": "analog_control.pt"}
 
 
 def segmentation_loss_torch(
@@ -90,50 +87,6 @@ def segmentation_loss_torch(
         mean_dice = (dice * keep).sum() / keep.sum() if keep.sum() > 0 else dice.new_ones(())
         total = total + dice_weight * (1.0 - mean_dice)
     return total
-
-
-def _curve(
-    module: Any,
-    x: np.ndarray,
-    y: np.ndarray,
-    times: list[float],
-    repetitions: int,
-    seed: int,
-    classes_count: int,
-    ignore_class: int | None,
-    batch_size: int,
-    tile: list[int] | dict[str, Any] | None = None,
-    sizes: np.ndarray | None = None,
-) -> dict[str, list]:
-    from popnas_seg.analog.scoring import score_repetitions
-
-    dice = [
-        score_repetitions(module, x, y, t, repetitions, seed, classes_count, ignore_class, batch_size, tile, sizes)
-        for t in times
-    ]
-    return {
-        "times": [float(t) for t in times],
-        "mean": [float(np.mean(d)) for d in dice],
-        "std": [float(np.std(d)) for d in dice],
-        "dice": [[float(v) for v in d] for d in dice],
-    }
-
-
-def _save_checkpoint(module: Any, path: Path, kind: str, cfg: AnalogConfig) -> str:
-    import torch
-
-    buf = io.BytesIO()
-    torch.save(
-        {
-            "state_dict": module.state_dict(),
-            "kind": kind,
-            "analog_config": cfg.model_dump(mode="json"),
-            "tiles": "torch",
-        },
-        buf,
-    )
-    atomic_write_bytes(path, buf.getvalue())
-    return str(path)
 
 
 def freeze_batchnorm(module: Any) -> int:
@@ -244,11 +197,6 @@ def _fine_tune(
     return history
 
 
-def _on(module: Any, device: str) -> Any:
-    """`module` moved to `device` ("cpu": left as it is, so the CPU path is exactly the tested one)."""
-    return module if device == "cpu" else module.to(device)
-
-
 def hwa_and_drift_in_process(
     onnx_path: str,
     cfg: dict[str, Any],
@@ -291,18 +239,25 @@ def hwa_and_drift_in_process(
     torch.manual_seed(seed)
     digital = onnx_to_torch(onnx_path)
     digital_dice = analog_dice(
-        _on(copy.deepcopy(digital), device), test_x, test_y, classes_count, ignore_class, batch_size, tile, test_sizes
+        on_device(copy.deepcopy(digital), device),
+        test_x,
+        test_y,
+        classes_count,
+        ignore_class,
+        batch_size,
+        tile,
+        test_sizes,
     )
     before = to_analog(digital, inference_rpu_config(analog_cfg))
     coverage = analog_coverage(before, train_x[:1])
-    checkpoints = {"inference": _save_checkpoint(before, out / CHECKPOINTS["inference"], "inference", analog_cfg)}
-    before = _on(before, device)
+    checkpoints = {"inference": save_checkpoint(before, out / CHECKPOINTS["inference"], "inference", analog_cfg)}
+    before = on_device(before, device)
     timings["convert_s"] = time.perf_counter() - t0
 
     def scored(module: Any, timing: str) -> dict[str, list]:
         """`module`'s drift curve on the test images (same seeds for every variant), timed as `timing`."""
         t = time.perf_counter()
-        curve = _curve(
+        curve = drift_curve(
             module, test_x, test_y, times, reps, seed, classes_count, ignore_class, batch_size, tile, test_sizes
         )
         timings[timing] = time.perf_counter() - t
@@ -333,7 +288,7 @@ def hwa_and_drift_in_process(
             if make_config is None:
                 scorer = copy.deepcopy(weights)
             else:
-                scorer = _on(to_analog(copy.deepcopy(weights).cpu(), make_config(analog_cfg)), device)
+                scorer = on_device(to_analog(copy.deepcopy(weights).cpu(), make_config(analog_cfg)), device)
             return float(
                 np.mean(
                     score_repetitions(
@@ -344,7 +299,7 @@ def hwa_and_drift_in_process(
 
         t = time.perf_counter()
         torch.manual_seed(seed)
-        hwa = _on(to_analog(digital, hwa_rpu_config(analog_cfg)), device)
+        hwa = on_device(to_analog(digital, hwa_rpu_config(analog_cfg)), device)
         optimizer = AnalogSGD(hwa.parameters(), lr=float(analog_cfg.hwa_learning_rate))
         optimizer.regroup_param_groups(hwa)
         history = _fine_tune(
@@ -359,14 +314,14 @@ def hwa_and_drift_in_process(
             lambda m: analog_val(m, None),
             steps_per_epoch,
         )
-        checkpoints["hwa"] = _save_checkpoint(hwa, out / CHECKPOINTS["hwa"], "hwa", analog_cfg)
+        checkpoints["hwa"] = save_checkpoint(hwa, out / CHECKPOINTS["hwa"], "hwa", analog_cfg)
         timings["hwa_train_s"] = time.perf_counter() - t
         after_curve = scored(hwa, "score_after_s")
         del hwa
         if analog_cfg.hwa_digital_control:
             t = time.perf_counter()
             torch.manual_seed(seed)
-            control = _on(copy.deepcopy(digital), device)
+            control = on_device(copy.deepcopy(digital), device)
             optimizer = torch.optim.SGD(control.parameters(), lr=float(analog_cfg.hwa_learning_rate))
             control_history = _fine_tune(
                 control,
@@ -381,11 +336,11 @@ def hwa_and_drift_in_process(
                 steps_per_epoch,
             )
             control_analog = to_analog(control.cpu(), inference_rpu_config(analog_cfg))
-            checkpoints["control"] = _save_checkpoint(
+            checkpoints["control"] = save_checkpoint(
                 control_analog, out / CHECKPOINTS["control"], "inference", analog_cfg
             )
             timings["control_train_s"] = time.perf_counter() - t
-            control_curve = scored(_on(control_analog, device), "score_control_s")
+            control_curve = scored(on_device(control_analog, device), "score_control_s")
     timings["total_s"] = time.perf_counter() - t0
     return {
         "times": times,
@@ -405,71 +360,3 @@ def hwa_and_drift_in_process(
         "control_best_epoch": int(control_history.get("best_epoch", 0)),
         "checkpoints": checkpoints,
     }
-
-
-def _checkpoint_tiles(checkpoint: str) -> str:
-    """The tile class a checkpoint holds ("compiled" for those saved before the move to torch tiles)."""
-    import torch
-
-    return str(torch.load(checkpoint, map_location="cpu", weights_only=False).get("tiles", "compiled"))
-
-
-def load_checkpoint(onnx_path: str, checkpoint: str) -> tuple[Any, AnalogConfig]:
-    """Rebuild the analog network saved by `hwa_and_drift` (ONNX graph + analog state_dict), in eval mode."""
-    import torch
-
-    from popnas_seg.analog.export import onnx_to_torch
-    from popnas_seg.analog.rpu import hwa_rpu_config, inference_rpu_config, to_analog
-
-    saved = torch.load(checkpoint, map_location="cpu", weights_only=False)
-    # checkpoints from before `weight_scaling` existed were made with unmapped tiles
-    analog_cfg = AnalogConfig.model_validate({"weight_scaling": "none", **saved["analog_config"]})
-    make = hwa_rpu_config if saved["kind"] == "hwa" else inference_rpu_config
-    # checkpoints from before the move to torch tiles hold compiled tiles' state
-    module = to_analog(onnx_to_torch(onnx_path), make(analog_cfg, saved.get("tiles", "compiled")))
-    module.load_state_dict(saved["state_dict"])
-    module.eval()
-    return module, analog_cfg
-
-
-def score_checkpoint_in_process(
-    onnx_path: str,
-    checkpoint: str,
-    classes_count: int,
-    ignore_class: int | None,
-    seed: int,
-    eval_times: list[float] | None,
-    repetitions: int | None,
-    batch_size: int,
-    test_x: np.ndarray,
-    test_y: np.ndarray,
-    tile: list[int] | dict[str, Any] | None = None,
-    test_sizes: np.ndarray | None = None,
-) -> dict[str, Any]:
-    from popnas_seg.analog.rpu import analog_device
-
-    module, analog_cfg = load_checkpoint(onnx_path, checkpoint)
-    module = _on(module, analog_device(_checkpoint_tiles(checkpoint)))
-    times = eval_times if eval_times is not None else list(analog_cfg.eval_times)
-    reps = repetitions if repetitions is not None else int(analog_cfg.repetitions)
-    return _curve(module, test_x, test_y, times, reps, seed, classes_count, ignore_class, batch_size, tile, test_sizes)
-
-
-def analog_samples_in_process(
-    onnx_path: str, checkpoint: str, out: str, t_inference: float, seed: int, images: np.ndarray
-) -> dict[str, Any]:
-    """Worker job: label maps of `images` from a saved analog checkpoint programmed and drifted to `t_inference`.
-
-    Seeded like repetition 0 of the drift curves, so the figure shows the first simulated chip.
-    """
-    import torch
-
-    from popnas_seg.analog.export import save_npz_atomic, torch_predict
-    from popnas_seg.analog.rpu import program_and_drift
-
-    module, _ = load_checkpoint(onnx_path, checkpoint)
-    torch.manual_seed(int(seed))
-    program_and_drift(module, float(t_inference))
-    predictions = np.argmax(torch_predict(module, images), axis=-1).astype(np.int32)
-    save_npz_atomic(Path(out), predictions=predictions)
-    return {"path": out, "images": int(len(images))}

@@ -1,7 +1,7 @@
 """The analog probe's worker half: Dice of a torch network on PCM-like analog tiles at `t_inference`.
 
-Runs inside the analog worker process (worker.py dispatches the "probe" job here; hwa.py scores its drift curves
-with `score_repetitions`), never in the parent: it imports torch and AIHWKit. The client is probe.py.
+Runs inside the analog worker process (worker.py dispatches the "probe" job here; hwa.py and checkpoints.py score
+their drift curves with `drift_curve`), never in the parent: it imports torch and AIHWKit. The client is probe.py.
 
 Per repetition r the network is programmed afresh (`torch.manual_seed(seed + r)`, then
 `program_analog_weights()` and `drift_analog_weights(t_inference)`), so the std over repetitions is the
@@ -133,3 +133,35 @@ def probe_in_process(
         "digital_dice_torch": float(digital_dice),
         "coverage": coverage,
     }
+
+
+def drift_curve(
+    module: Any,
+    x: np.ndarray,
+    y: np.ndarray,
+    times: list[float],
+    repetitions: int,
+    seed: int,
+    classes_count: int,
+    ignore_class: int | None,
+    batch_size: int,
+    tile: list[int] | dict[str, Any] | None = None,
+    sizes: np.ndarray | None = None,
+) -> dict[str, list]:
+    """Dice of `module` at each of `times` over `repetitions` programmings (seeds seed..seed+repetitions-1 at
+    every time: one simulated chip followed through time): {"times", "mean", "std", "dice"} per time."""
+    dice = [
+        score_repetitions(module, x, y, t, repetitions, seed, classes_count, ignore_class, batch_size, tile, sizes)
+        for t in times
+    ]
+    return {
+        "times": [float(t) for t in times],
+        "mean": [float(np.mean(d)) for d in dice],
+        "std": [float(np.std(d)) for d in dice],
+        "dice": [[float(v) for v in d] for d in dice],
+    }
+
+
+def on_device(module: Any, device: str) -> Any:
+    """`module` moved to `device` ("cpu": left as it is, so the CPU path is exactly the tested one)."""
+    return module if device == "cpu" else module.to(device)

@@ -1,4 +1,4 @@
-"""Worker side of analog `predict`: runs inside `python -m popnas_seg.analog.worker` (no TensorFlow here).
+"""Worker side of analog `predict`: runs inside `python -m popnas_seg.analog.worker_process` (no TensorFlow here).
 
 The saved analog network (hardware-aware checkpoint if any) is programmed once with `seed`, drifted to
 `t_inference` seconds, and every image is segmented by the same tiling as the digital path (`tiling.Tiling`);
@@ -28,8 +28,8 @@ def analog_predict_in_process(
     """Probabilities [N, Hmax, Wmax, K] of packed images (`tiling.pack_images`) from one drifted chip."""
     import torch
 
+    from popnas_seg.analog.checkpoints import load_checkpoint
     from popnas_seg.analog.export import save_npz_atomic, torch_predict
-    from popnas_seg.analog.hwa import load_checkpoint
     from popnas_seg.analog.rpu import program_and_drift
     from popnas_seg.imaging.tiling import Tiling, predict_image
 

@@ -18,7 +18,7 @@ def redraw_figures(run_path: Path, log: logging.Logger) -> None:
         log.warning("report: search plots failed: %s", exc)
     finalists = [r["network"] for r in read_csv(run_path / "final" / "finalists.csv")]
     if finalists:
-        from popnas_seg.finalists.stage import learning_histories
+        from popnas_seg.finalists.tables import learning_histories
         from popnas_seg.plots import plot_learning_curves
 
         try:

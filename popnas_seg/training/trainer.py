@@ -19,6 +19,8 @@ K-fold: with `dataset.folds > 1` and `train(..., fold=None)` every fold is train
 initial weights; `dice`/`miou` are the means over folds (per-fold values in `fold_dice`), the
 training time is the sum, and the returned model holds the weights of the best fold.
 
+The optimizer and schedule are built in schedules.py, the per-epoch bookkeeping is callbacks.py's EpochMonitor.
+
 Mixed precision is a global Keras policy that only affects layers built after it is set: the policy is
 set when the Trainer is created, so create the Trainer before building the models it will train.
 """
@@ -41,16 +43,17 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras
 import numpy as np
-from keras import ops
 
 from popnas_seg.atomic import atomic_write_text
 from popnas_seg.config import RunConfig
 from popnas_seg.results import TrainingResult
+from popnas_seg.training.callbacks import EpochMonitor
 from popnas_seg.training.losses import (
     ForegroundDice,
     MeanIoU,
     SegmentationLoss,
 )
+from popnas_seg.training.schedules import make_optimizer, make_schedule
 
 if TYPE_CHECKING:
     from popnas_seg.data.pipeline import SegmentationData
@@ -59,205 +62,6 @@ _LOG = logging.getLogger("popnas_seg.trainer")
 # Every child network is a new graph: TensorFlow's "retracing" warnings are expected here and only drown the
 # progress lines, so they are silenced (errors still show).
 logging.getLogger("tensorflow").setLevel(logging.ERROR)
-
-
-# ------------------------------------------------------------------------------------------ schedules
-
-
-@keras.saving.register_keras_serializable(package="popnas_seg")
-class WarmupSchedule(keras.optimizers.schedules.LearningRateSchedule):
-    """Linear warm-up from 0 to `target` over `warmup_steps`, then `after(step - warmup_steps)`.
-
-    Keras's CosineDecay has its own warm-up but CosineDecayRestarts and a constant rate do not; one wrapper
-    gives all three schedules the same warm-up.
-    """
-
-    def __init__(self, target: float, warmup_steps: int, after: Any) -> None:
-        self.target = float(target)
-        self.warmup_steps = int(warmup_steps)
-        self.after = after
-
-    def __call__(self, step: Any) -> Any:
-        step = ops.cast(step, "float32")
-        if callable(self.after):
-            later = self.after(ops.maximum(step - self.warmup_steps, 0.0))
-        else:
-            later = ops.convert_to_tensor(float(self.after), dtype="float32")
-        if self.warmup_steps <= 0:
-            return later
-        warm = self.target * (step + 1.0) / float(self.warmup_steps)
-        return ops.where(step < self.warmup_steps, warm, ops.cast(later, "float32"))
-
-    def get_config(self) -> dict[str, Any]:
-        after = keras.optimizers.schedules.serialize(self.after) if callable(self.after) else self.after
-        return {"target": self.target, "warmup_steps": self.warmup_steps, "after": after}
-
-    @classmethod
-    def from_config(cls, config: dict[str, Any]) -> WarmupSchedule:
-        after = config["after"]
-        if isinstance(after, dict):
-            after = keras.optimizers.schedules.deserialize(after)
-        return cls(config["target"], config["warmup_steps"], after)
-
-
-def make_schedule(hp: Any, steps_per_epoch: int, epochs: int) -> Any:
-    """Learning-rate schedule of `training_hyperparameters` for a run of `epochs` x `steps_per_epoch` steps."""
-    lr = float(hp.learning_rate)
-    warmup = max(0, int(hp.warmup_epochs) * steps_per_epoch)
-    total = max(1, epochs * steps_per_epoch)
-    decay_steps = max(1, total - warmup)
-    if hp.scheduler == "cosine":
-        after: Any = keras.optimizers.schedules.CosineDecay(lr, decay_steps=decay_steps, alpha=0.0)
-    elif hp.scheduler == "cosine_restarts":
-        period = max(1, int(hp.restart_period_epochs) * steps_per_epoch)
-        after = keras.optimizers.schedules.CosineDecayRestarts(lr, first_decay_steps=period, t_mul=1.0, m_mul=1.0)
-    else:
-        after = lr
-    if warmup == 0:
-        return after
-    return WarmupSchedule(lr, warmup, after)
-
-
-def make_optimizer(hp: Any, schedule: Any) -> keras.optimizers.Optimizer:
-    """AdamW (decoupled weight decay), Adam (no weight decay: that is what distinguishes it from AdamW),
-    or SGD with momentum and decoupled weight decay."""
-    wd = float(hp.weight_decay) or None
-    if hp.optimizer == "adamw":
-        return keras.optimizers.AdamW(learning_rate=schedule, weight_decay=wd or 0.0)
-    if hp.optimizer == "adam":
-        return keras.optimizers.Adam(learning_rate=schedule)
-    return keras.optimizers.SGD(learning_rate=schedule, momentum=float(hp.momentum), weight_decay=wd)
-
-
-# ------------------------------------------------------------------------------------------ callbacks
-
-
-class _EpochMonitor(keras.callbacks.Callback):
-    """Best-epoch tracking (weights kept in memory), early stopping, NaN stop and one log line per epoch.
-
-    One callback instead of several so the per-batch work is a single finiteness check.
-    """
-
-    def __init__(
-        self,
-        epochs: int,
-        patience: int | None,
-        label: str,
-        logger: logging.Logger,
-        verbose: bool,
-        event_dir: Path | None,
-    ) -> None:
-        super().__init__()
-        self.epochs = epochs
-        self.patience = patience
-        self.label = label
-        self.logger = logger
-        self.level = logging.INFO if verbose else logging.DEBUG
-        self.best_dice = -math.inf
-        self.best_miou = 0.0
-        self.best_epoch = -1
-        self.best_weights: list[np.ndarray] | None = None
-        self.epochs_run = 0
-        self.epoch_times: list[float] = []
-        self.nan = False
-        self._epoch_start = 0.0
-        self._writer: _EventWriter | None = None
-        self._event_dir = event_dir
-
-    def start_from(self, dice: float, miou: float, weights: list[np.ndarray]) -> None:
-        """Count the weights the model starts with as epoch 0: training keeps them unless an epoch beats them."""
-        self.best_dice, self.best_miou, self.best_weights = dice, miou, weights
-
-    def on_train_begin(self, logs: dict | None = None) -> None:
-        if self._event_dir is not None:
-            self._writer = _EventWriter.create(self._event_dir)
-
-    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
-        self._epoch_start = time.perf_counter()
-
-    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
-        loss = (logs or {}).get("loss")
-        if loss is not None and not math.isfinite(float(loss)):
-            self.nan = True
-            self.model.stop_training = True
-
-    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        logs = dict(logs or {})
-        self.epochs_run = epoch + 1
-        seconds = time.perf_counter() - self._epoch_start
-        self.epoch_times.append(seconds)
-        if any(not math.isfinite(float(logs.get(k, 0.0))) for k in ("loss", "val_loss")):
-            self.nan = True
-            self.model.stop_training = True
-        val_dice = float(logs.get("val_dice", float("nan")))
-        if not self.nan and math.isfinite(val_dice) and val_dice > self.best_dice:
-            self.best_dice = val_dice
-            self.best_miou = float(logs.get("val_mean_iou", 0.0))
-            self.best_epoch = epoch
-            self.best_weights = self.model.get_weights()
-        elif self.patience is not None and epoch - self.best_epoch >= self.patience:
-            self.model.stop_training = True
-        if self._writer is not None:
-            self._writer.write(epoch + 1, {**logs, "epoch_time_s": seconds})
-        self.logger.log(
-            self.level,
-            "%s epoch %d/%d  loss %.4f  dice %.3f  val_loss %.4f  val_dice %.3f  val_miou %.3f  %.1fs%s",
-            self.label,
-            epoch + 1,
-            self.epochs,
-            logs.get("loss", float("nan")),
-            logs.get("dice", float("nan")),
-            logs.get("val_loss", float("nan")),
-            val_dice,
-            logs.get("val_mean_iou", float("nan")),
-            seconds,
-            "  (NaN: stopping)" if self.nan else "",
-        )
-
-    def on_train_end(self, logs: dict | None = None) -> None:
-        if self._writer is not None:
-            self._writer.close()
-            self._writer = None
-
-
-class _EventWriter:
-    """TensorBoard-format scalar event files without the `tensorboard` package.
-
-    `tf.summary.scalar` needs tensorboard installed; the lower-level `tf.summary.write` with the scalar
-    plugin's metadata writes the very same records, which TensorBoard reads as scalars.
-    """
-
-    def __init__(self, writer: Any, tf: Any, metadata: Any) -> None:
-        self._writer, self._tf, self._metadata = writer, tf, metadata
-
-    @classmethod
-    def create(cls, folder: Path) -> _EventWriter | None:
-        try:
-            import tensorflow as tf
-            from tensorflow.core.framework import summary_pb2
-        except ImportError:  # another backend without TF: no event files, the CSV history remains
-            return None
-        metadata = summary_pb2.SummaryMetadata(
-            plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="scalars", content=b""),
-            data_class=summary_pb2.DATA_CLASS_SCALAR,
-        )
-        folder.mkdir(parents=True, exist_ok=True)
-        return cls(tf.summary.create_file_writer(str(folder)), tf, metadata)
-
-    def write(self, step: int, values: dict[str, Any]) -> None:
-        tf = self._tf
-        with self._writer.as_default():
-            for name, value in values.items():
-                try:
-                    v = float(value)
-                except (TypeError, ValueError):
-                    continue
-                tag = f"validation/{name[4:]}" if name.startswith("val_") else f"train/{name}"
-                tf.summary.write(tag, tf.constant(v, tf.float32), step=step, metadata=self._metadata)
-        self._writer.flush()
-
-    def close(self) -> None:
-        self._writer.close()
 
 
 # ------------------------------------------------------------------------------------------ trainer
@@ -472,7 +276,7 @@ class Trainer:
             epochs=0,
             status="ok",
         )
-        monitor = _EpochMonitor(
+        monitor = EpochMonitor(
             fit.epochs, fit.patience, label, self.logger, fit.verbose, None if out is None else out / "tensorboard"
         )
         fit_time = 0.0
@@ -536,7 +340,7 @@ class Trainer:
             result.inference_time_ms = self._inference_ms(model, fold)
         return result, model
 
-    def _score_start(self, model: keras.Model, val_ds: Any, monitor: _EpochMonitor, result: TrainingResult) -> None:
+    def _score_start(self, model: keras.Model, val_ds: Any, monitor: EpochMonitor, result: TrainingResult) -> None:
         """Validation Dice of the weights training starts from (the same metric as every epoch's val_dice)."""
         scores = model.evaluate(val_ds, verbose=0, return_dict=True)
         dice, miou = float(scores.get("dice", math.nan)), float(scores.get("mean_iou", 0.0))
