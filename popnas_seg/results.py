@@ -4,10 +4,36 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 Status = Literal["ok", "nan", "failed"]
+
+
+@dataclass(frozen=True)
+class RungScore:
+    """What one rung of multi-fidelity training measured (search/promotion.py): the network's validation Dice and
+    mIoU after `epochs` cumulative epochs, its risk-aware analog score (None: not probed) and the training seconds
+    of that rung alone (not cumulative: what a child costs at rung 0 is what the time predictor learns)."""
+
+    rung: int
+    epochs: int
+    dice: float
+    miou: float
+    analog_score: float | None
+    train_time_s: float
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RungScore:
+        score = data.get("analog_score")
+        return cls(
+            rung=int(data["rung"]),
+            epochs=int(data["epochs"]),
+            dice=float(data["dice"]),
+            miou=float(data["miou"]),
+            analog_score=None if score is None else float(score),
+            train_time_s=float(data.get("train_time_s", 0.0)),
+        )
 
 
 @dataclass
@@ -17,6 +43,10 @@ class TrainingResult:
     `analog_dice` / `analog_dice_std` are the probe's mean and std of Dice over programmings at the horizon;
     `analog_score` is the risk-aware objective the search ranks on (mean - analog.risk_k x std). Rows of runs
     from before the risk-aware probe have no score: `analog_objective` falls back to their mean.
+
+    Multi-fidelity search (`search_strategy.rung_epochs`): `rung` is the highest rung the network reached and the
+    scores are that rung's; `rungs` holds every rung's scores, lowest first (empty for a single-rung run);
+    `epochs` and `train_time_s` then count every rung together.
 
     The fields after `step` (`DIAGNOSTICS`) say how the row came about; None where not measured. They are kept
     in the journal (under its `extra` key, as runs have always written them), never in the CSVs.
@@ -40,6 +70,8 @@ class TrainingResult:
     analog_coverage: float | None = None
     origin: str = ""
     step: int = 0
+    rung: int = 0
+    rungs: list[RungScore] = field(default_factory=list)
     # training (training/trainer.py); `error` also for a network whose worker died (evaluation/parallel.py)
     error: str | None = None
     traceback: str | None = None
@@ -61,6 +93,9 @@ class TrainingResult:
     probe_error: str | None = None  # why the probe left the analog columns empty
     probe_time_s: float | None = None
     digital_layers: list[str] | None = None
+    # multi-fidelity (search/promotion.py): a continuation that failed leaves the network at its rung below
+    failed_rung: int | None = None
+    rung_error: str | None = None
 
     COLUMNS = (
         "network_id",
@@ -81,6 +116,7 @@ class TrainingResult:
         "origin",
         "step",
         "analog_score",
+        "rung",
     )
 
     @property
@@ -107,15 +143,34 @@ class TrainingResult:
         "probe_error",
         "probe_time_s",
         "digital_layers",
+        "failed_rung",
+        "rung_error",
     )
 
+    @staticmethod
+    def rung_columns(count: int) -> list[str]:
+        """CSV columns of the per-rung Dice of a run with `count` rungs (none for a single rung)."""
+        return [f"dice_rung{k}" for k in range(count)] if count > 1 else []
+
+    def rung_score(self, rung: int) -> RungScore | None:
+        """The scores this network had at `rung` (None when it never reached it or the run has one rung)."""
+        return next((s for s in self.rungs if s.rung == rung), None)
+
     def to_row(self) -> dict[str, Any]:
-        """Flat dict for CSV / JSON (the diagnostics are dropped from CSVs, kept in the journal)."""
-        return {k: getattr(self, k) for k in self.COLUMNS}
+        """Flat dict for CSV / JSON (the diagnostics are dropped from CSVs, kept in the journal); with several
+        rungs also each rung's Dice as `dice_rung<k>`."""
+        row = {k: getattr(self, k) for k in self.COLUMNS}
+        row.update({f"dice_rung{s.rung}": s.dice for s in self.rungs})
+        return row
 
     def to_dict(self) -> dict[str, Any]:
-        """The journal's form: the row plus origin/step, and the diagnostics that were set under `extra`."""
-        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in self.DIAGNOSTICS}
+        """The journal's form: the row plus origin/step (and rung/rungs with several rungs), and the diagnostics
+        that were set under `extra`."""
+        skip = {*self.DIAGNOSTICS, "rung", "rungs"}
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in skip}
+        if self.rungs or self.rung:  # multi-fidelity only: a single-rung run's journal is as it always was
+            out["rung"] = self.rung
+            out["rungs"] = [dataclasses.asdict(s) for s in self.rungs]
         out["extra"] = {k: getattr(self, k) for k in self.DIAGNOSTICS if getattr(self, k) is not None}
         return out
 
@@ -148,6 +203,8 @@ class TrainingResult:
             analog_score=num(data.get("analog_score"), float),
             origin=str(data.get("origin", "") or ""),
             step=num(data.get("step", 0), int) or 0,
+            rung=num(data.get("rung", 0), int) or 0,
+            rungs=[RungScore.from_dict(r) for r in data.get("rungs") or []],
             **{k: v for k, v in (data.get("extra") or {}).items() if k in cls.DIAGNOSTICS},
         )
 

@@ -183,3 +183,18 @@ def test_study_tasks_the_smoke_the_256_image_and_the_folder_task(tmp_path: Path)
     own = B.parse_args([])
     assert B.build_config(own, "default256", "random", 1, 10)["dataset"]["samples"] == 256
     assert B.build_config(own, "default", "random", 1, 10)["dataset"]["samples"] == 64
+
+
+def test_the_benchmark_searches_as_the_default_config_unless_rungs_are_given() -> None:
+    """Issue 35 item 5: the benchmark's search is the default config's (flat unless the default has rungs);
+    --rung-epochs runs the multi-fidelity search and the settings line says so."""
+    from popnas_seg.config import SearchStrategyConfig
+
+    args = B.parse_args([])
+    cfg = B.build_config(args, "hard", "progressive", 1, 25)["search_strategy"]
+    assert cfg.get("rung_epochs", []) == SearchStrategyConfig().rung_epochs
+    rungs = B.parse_args(["--rung-epochs", "24", "--promotion-eta", "8"])
+    cfg = B.build_config(rungs, "hard", "progressive", 1, 25)["search_strategy"]
+    assert cfg["rung_epochs"] == [24] and cfg["promotion_eta"] == 8
+    assert "rungs at 24 cumulative epochs for ceil(n / 8)" in B.settings_text(rungs)
+    assert "rungs at" not in B.settings_text(args)

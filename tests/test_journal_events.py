@@ -56,6 +56,7 @@ GOOD: dict[str, dict[str, Any]] = {
     "step_finished": {"step": 1},
     "network_started": {"network_id": 1, "encoding": "[(-1,3x3 conv,-1,identity)]", "step": 1},
     "network_finished": {"network_id": 1, "result": _result(dice=float("nan"), analog_dice=None)},
+    "rung_promoted": {"step": 1, "rung": 1, "network_ids": [1, 3]},
     "finalists_selected": {"candidates": [_result(1), _result(2)]},
     "model_selection_done": {
         "variant": "f4m2",
@@ -232,7 +233,8 @@ def test_a_journal_written_before_the_typed_events_reads_back_unchanged(tmp_path
     passes the reader, and every line written again through its model is the same JSON but for the time (and the
     fields added since, ADDED_SINCE)."""
     old = Journal(FIXTURE, schema=RUN_EVENTS).events()
-    assert {e["event"] for e in old} >= set(RUN_EVENTS) - {"run_resumed", "data_changed"}
+    # rung_promoted: only multi-fidelity runs write it (quick.json had one rung then)
+    assert {e["event"] for e in old} >= set(RUN_EVENTS) - {"run_resumed", "data_changed", "rung_promoted"}
     again = Journal(tmp_path / "journal.jsonl", schema=RUN_EVENTS)
     for record in old:
         fields = {k: v for k, v in record.items() if k not in ("event", "time")}

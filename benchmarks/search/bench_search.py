@@ -60,7 +60,7 @@ import numpy as np  # noqa: E402
 
 from benchmarks._common import RESULTS_LOG, ROOT, command_line, machine, write_section  # noqa: E402
 from popnas_seg.atomic import atomic_write_text  # noqa: E402
-from popnas_seg.config import RunConfig  # noqa: E402
+from popnas_seg.config import AnalogConfig, RunConfig, SearchStrategyConfig  # noqa: E402
 from popnas_seg.results import TrainingResult  # noqa: E402
 from popnas_seg.runlog.tables import read_csv, write_csv  # noqa: E402
 from popnas_seg.search.anytime import (  # noqa: E402
@@ -189,6 +189,8 @@ def build_config(
         },
         "others": {"seed": seed, "pipeline": ["search"]},
     }
+    if args.rung_epochs:  # multi-fidelity as configured (default: the default config's flat search)
+        cfg["search_strategy"].update(rung_epochs=list(args.rung_epochs), promotion_eta=args.promotion_eta)
     if name == FOLDER_TASK:  # a user's folder: read through dataset.path, every image used
         if args.folder_data is None:
             raise SystemExit("[bench] the folder task needs --folder-data (bench_search's main sets it)")
@@ -653,8 +655,9 @@ def draw_plot(res: dict[str, Any], path: Path) -> Path:
 
 def settings_text(args: argparse.Namespace) -> str:
     probe = (
-        f"dice (max) + params (min) + analog_dice (max: analog Dice after 1 day of PCM drift, probe on "
-        f"{args.probe_images} validation images x {args.probe_repetitions} programmings)"
+        f"dice (max) + params (min) + analog_dice (max: the default config's risk-aware probe score, mean - "
+        f"{AnalogConfig().risk_k:g} x std of the analog Dice after {AnalogConfig().t_inference / 86400:g} days of "
+        f"PCM drift, on {args.probe_images} validation images x {args.probe_repetitions} programmings)"
         if args.probe
         else "dice (max) + params (min) only (--no-probe)"
     )
@@ -673,6 +676,11 @@ def settings_text(args: argparse.Namespace) -> str:
     ]
     varies = ", ".join(["the search", *varied]) if varied else "the search alone"
     budgets = ", ".join(f"{task_epochs(args, t)} epoch(s) per network ({t})" for t in args.tasks)
+    if args.rung_epochs:
+        budgets += (
+            f", then rungs at {', '.join(map(str, args.rung_epochs))} cumulative epochs for ceil(n / "
+            f"{args.promotion_eta}) of each rung"
+        )
     images = ", ".join(f"{task_samples(args, t)} ({t})" for t in args.tasks)
     return (
         f"images per task {images} cropped to {args.size}x{args.size}, {budgets}, "
@@ -805,6 +813,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         choices=["common", "per_network"],
         default="common",
         help="search_strategy.network_seeding of every run (common: one seed for all networks of a run)",
+    )
+    p.add_argument(
+        "--rung-epochs",
+        type=int,
+        nargs="*",
+        default=list(SearchStrategyConfig().rung_epochs),
+        help="search_strategy.rung_epochs of every run (cumulative epochs of the rungs above --epochs; default: "
+        "the default config's, so the benchmark searches as a user's default run does)",
+    )
+    p.add_argument(
+        "--promotion-eta",
+        type=int,
+        default=SearchStrategyConfig().promotion_eta,
+        help="search_strategy.promotion_eta with --rung-epochs",
     )
     p.add_argument("--population", type=int, default=8, help="evolution population size")
     p.add_argument("--tournament", type=int, default=3, help="evolution tournament size")

@@ -212,4 +212,16 @@ class RunConfig(Section):
                 f"dataset.crop {list(self.dataset.crop)} must be divisible by 2**motifs = {div} "
                 f"(architecture_hyperparameters.motifs = {self.architecture_hyperparameters.motifs})"
             )
+        rungs = self.search_strategy.rung_epochs
+        if rungs and rungs[0] <= self.training_hyperparameters.epochs:
+            raise ValueError(
+                f"search_strategy.rung_epochs {rungs} are cumulative epochs above rung 0 "
+                f"(training_hyperparameters.epochs = {self.training_hyperparameters.epochs}): the first must be "
+                "larger"
+            )
         return self
+
+    @property
+    def rung_budgets(self) -> list[int]:
+        """Cumulative training epochs of every rung of the search, rung 0 first (one entry: a flat search)."""
+        return [self.training_hyperparameters.epochs, *self.search_strategy.rung_epochs]

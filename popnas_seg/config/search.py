@@ -128,7 +128,26 @@ class SearchStrategyConfig(Section):
         "picks); the run's reported hypervolume (search/user_region.py) takes params, Dice and analog Dice from it as "
         "its params ceiling (else the run's U-Net's params) and score floors (else 0)",
     )
+    rung_epochs: list[int] = Field(
+        default_factory=list,
+        description="multi-fidelity search (successive halving within each step): cumulative training epochs of "
+        "the rungs above rung 0, which is training_hyperparameters.epochs; after each rung the measured Pareto "
+        "front (score, params, analog score) of ceil(n / promotion_eta) of the step's networks trains on from its "
+        "own weights to the next rung, the rest stop. [] (default): one rung, every network trains the same "
+        "epochs. E.g. epochs 2 and [5] with eta 3 costs 2 + 3/3 = 3 epochs per network, as a flat 3 "
+        "(docs/ARCHITECTURE.md, Multi-fidelity search)",
+    )
+    promotion_eta: int = Field(
+        3, ge=2, description="successive halving's reduction factor: ceil(n / eta) of a rung's n networks move up"
+    )
     _deprecated_names: list[str] = PrivateAttr(default_factory=list)
+
+    @field_validator("rung_epochs")
+    @classmethod
+    def _increasing_rungs(cls, value: list[int]) -> list[int]:
+        if any(e < 2 for e in value) or any(b <= a for a, b in zip(value, value[1:])):
+            raise ValueError(f"rung_epochs {value} must be strictly increasing cumulative epochs, each at least 2")
+        return value
 
     @field_validator("additional_pareto_objectives")
     @classmethod

@@ -45,7 +45,8 @@ class Trial:
     (tiled like `predict`) into the result's `test_dice`/`test_miou`. `save` writes out_dir/model.keras
     (and model.weights.h5 when `others.save_children_weights`), or with `model_path` the any-size, uncompiled
     model there instead (the deliverable of final training); `probe` runs the analog probe with `probe_seed`
-    on the first `analog.probe_images` validation images.
+    on the first `analog.probe_images` validation images. `rung`: the multi-fidelity rung the trial trains
+    (search/promotion.py); above 0 it is a continuation (`warm_start` the rung below's model, `keep_initial`).
     """
 
     network_id: int
@@ -64,6 +65,7 @@ class Trial:
     model_path: str | None = None
     probe: bool = False
     probe_seed: int = 0
+    rung: int = 0
 
 
 def trial_blocks(encoding: str) -> int:
@@ -167,6 +169,7 @@ class NetworkEvaluator:
         )
         result.origin = trial.origin
         result.step = trial.step
+        result.rung = trial.rung
         if result.status == "ok":
             if trial.test:
                 test = trainer.evaluate(model, split="test")  # whole test images, tiled like `predict`

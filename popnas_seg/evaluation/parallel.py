@@ -114,12 +114,14 @@ def write_artefacts(out_dir: str | os.PathLike[str], files: dict[str, bytes]) ->
         atomic_write_bytes(target, data)
 
 
-def evaluate_task(config_json: str, job: Trial) -> dict[str, Any]:
+def evaluate_task(config_json: str, job: Trial, warm_start: bytes | None = None) -> dict[str, Any]:
     """The body of one Ray task: plain data in; out {"result": `TrainingResult.to_dict()`, "artefacts": the
     network folder's files (`collect_artefacts`)}.
 
     The network is trained into a temporary folder of this node, never into `job.out_dir` (the driver's path,
-    which this node may not have or may not share): the driver writes the returned files there."""
+    which this node may not have or may not share): the driver writes the returned files there. Likewise a warm
+    start (e.g. a multi-fidelity continuation's rung-below model) comes as the file's bytes (`warm_start`) and
+    is written here, under its own name, beside that folder."""
     _announce_pid(job)
     key = hashlib.sha256(config_json.encode()).hexdigest()
     evaluator = _WORKER_EVALUATORS.get(key)
@@ -135,6 +137,11 @@ def evaluate_task(config_json: str, job: Trial) -> dict[str, Any]:
         _WORKER_EVALUATORS[key] = evaluator
     with tempfile.TemporaryDirectory(prefix="popnas_task_") as tmp:
         local = Path(tmp) / Path(job.out_dir).name
+        if warm_start is not None and job.warm_start is not None:
+            start = Path(tmp) / "warm_start" / Path(job.warm_start).name
+            start.parent.mkdir()
+            start.write_bytes(warm_start)
+            job = dataclasses.replace(job, warm_start=str(start))
         result = evaluator.evaluate(dataclasses.replace(job, out_dir=str(local))).to_dict()
         artefacts = collect_artefacts(local) if local.is_dir() else {}
     return {"result": result, "artefacts": artefacts}
@@ -282,7 +289,8 @@ class RayExecutor:
                 job = queue.pop(0)
                 if on_start is not None:
                     on_start(job)
-                in_flight[self._task.remote(self._config_ref, job)] = job
+                start = None if job.warm_start is None else Path(job.warm_start).read_bytes()
+                in_flight[self._task.remote(self._config_ref, job, start)] = job
             ready, _ = self._ray.wait(list(in_flight), num_returns=1)
             job = in_flight.pop(ready[0])
             try:

@@ -14,7 +14,14 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any, ClassVar
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    SerializerFunctionWrapHandler,
+    ValidationError,
+    model_serializer,
+)
 from pydantic_core import ErrorDetails, PydanticCustomError
 
 from popnas_seg.results import TrainingResult
@@ -36,6 +43,7 @@ __all__ = [
     "Result",
     "RunResumed",
     "RunStarted",
+    "RungPromoted",
     "SearchFinished",
     "StageFinished",
     "StepFinished",
@@ -137,6 +145,15 @@ class SearchFinished(Event):
     networks: int
 
 
+def _rung_above_0_only(self: Event, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+    """Multi-fidelity (search/promotion.py): `rung` 0, the training from scratch, is not written, so a single-rung
+    run's journal is as it always was (readers default to 0)."""
+    data = handler(self)
+    if data.get("rung") == 0:
+        del data["rung"]
+    return data
+
+
 class NetworkStarted(Event):
     """One attempt at training a network (runlog/trials.py); journals from before `attempt` count the lines."""
 
@@ -145,12 +162,27 @@ class NetworkStarted(Event):
     step: int
     encoding: str | None = None
     attempt: int = 1
+    rung: int = 0  # the rung this training reaches (0: from scratch)
+    _rung = model_serializer(mode="wrap")(_rung_above_0_only)
 
 
 class NetworkFinished(Event):
+    """`result` is the network's whole record after `rung` (search/promotion.py `rung_record`)."""
+
     kind = "network_finished"
     network_id: int
     result: Result
+    rung: int = 0
+    _rung = model_serializer(mode="wrap")(_rung_above_0_only)
+
+
+class RungPromoted(Event):
+    """The networks of `step` that train on to `rung` (search/promotion.py), decided once and replayed on resume."""
+
+    kind = "rung_promoted"
+    step: int
+    rung: int
+    network_ids: list[int]
 
 
 class FinalistsSelected(Event):
@@ -235,6 +267,7 @@ RUN_EVENTS: dict[str, type[Event]] = {
         SearchFinished,
         NetworkStarted,
         NetworkFinished,
+        RungPromoted,
         FinalistsSelected,
         ModelSelectionDone,
         FinalistTrained,

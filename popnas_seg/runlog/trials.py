@@ -28,11 +28,12 @@ class TrialStatus(StrEnum):
     FAILED = "failed"  # result with status nan or failed (a network failure is a result, not a crash)
 
 
-def trial_attempts(events: Iterable[dict[str, Any]]) -> dict[int, int]:
-    """network id -> attempts started so far (`network_started` events; their `attempt` when written)."""
+def trial_attempts(events: Iterable[dict[str, Any]], rung: int = 0) -> dict[int, int]:
+    """network id -> attempts at its training to `rung` started so far (`network_started` events of that rung;
+    their `attempt` when written). Rung 0 trains from scratch; higher rungs are multi-fidelity continuations."""
     attempts: dict[int, int] = {}
     for e in events:
-        if e.get("event") == NetworkStarted.kind:
+        if e.get("event") == NetworkStarted.kind and int(e.get("rung", 0)) == rung:
             nid = int(e["network_id"])
             attempts[nid] = max(attempts.get(nid, 0) + 1, int(e.get("attempt", 0)))
     return attempts
@@ -47,7 +48,7 @@ def trial_states(events: Iterable[dict[str, Any]]) -> dict[int, TrialStatus]:
         if kind == StepPlanned.kind:
             for net in e["networks"]:
                 states.setdefault(int(net["network_id"]), TrialStatus.PLANNED)
-        elif kind == NetworkStarted.kind:
+        elif kind == NetworkStarted.kind and not e.get("rung"):  # a continuation: its network stays finished
             nid = int(e["network_id"])
             started[nid] = max(started.get(nid, 0) + 1, int(e.get("attempt", 0)))
             states[nid] = TrialStatus.RUNNING if started[nid] == 1 else TrialStatus.RETRIED

@@ -9,6 +9,11 @@ consistent. The journal (restore/journal.jsonl) is the source of truth:
 - ``network_started`` / ``network_finished``  one trial's attempt and its result (states: runlog/trials.py);
                       a network that started but never finished is trained again from scratch (its next
                       `attempt`: retried); a finished one, ok or failed, is never trained again;
+- ``rung_promoted``    multi-fidelity (search/promotion.py): after every network of a step finished rung r - 1, the
+                      ones that train on to rung r; their continuations are trials with ``rung`` r
+                      (``network_started`` / ``network_finished`` carry it; the result is the network's whole record
+                      after that rung), so a resume trains exactly the rungs that never finished, each from the rung
+                      below's model;
 - ``step_finished`` / ``search_finished``.
 
 CSVs and plots are derived from the journal and rewritten atomically, so a kill at any moment leaves a folder
@@ -17,6 +22,7 @@ that ``python run.py -r`` continues.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import shutil
@@ -24,6 +30,7 @@ import time
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -38,6 +45,7 @@ from popnas_seg.runlog.events import (
     NetworkFinished,
     NetworkStarted,
     Result,
+    RungPromoted,
     SearchFinished,
     StepFinished,
     StepPlanned,
@@ -45,7 +53,9 @@ from popnas_seg.runlog.events import (
 from popnas_seg.runlog.folder import RunFolder
 from popnas_seg.runlog.tables import read_csv, write_csv
 from popnas_seg.runlog.trials import trial_attempts
+from popnas_seg.search.calibration import on_top_scale
 from popnas_seg.search.eta import NetworkTimes, format_eta, search_remaining
+from popnas_seg.search.promotion import rung_record, rung_seed, select_promoted
 from popnas_seg.search.strategies import strategy_objectives
 
 if TYPE_CHECKING:
@@ -243,6 +253,7 @@ class SearchRunner:
             self.run.update_state(stage="search", step=step)
             self.run_trials(step, [self.search_trial(net, step) for net in networks])
             if step not in finished_steps:
+                self._run_rungs(step, networks)
                 self._finish_step(step, planned[step], finished)
                 journal.append(StepFinished(step=step))
                 finished_steps.add(step)
@@ -261,13 +272,21 @@ class SearchRunner:
         (`network_started`, with its attempt number: a trial interrupted before is retried from scratch) when
         the executor starts it, and as finished (`network_finished`, status ok / nan / failed) as soon as its
         result arrives, in completion order; the ETA, training_results.csv and the log follow each result.
-        Trials already finished in the journal are not trained again.
+        Trials already finished in the journal are not trained again. A trial of `rung` > 0 (multi-fidelity) is
+        the network's continuation: it is done once the journal holds that rung's result, and its result is
+        journaled as the network's record across rungs (`rung_record`).
         """
         finished = self._finished_so_far()
-        todo = [t for t in trials if t.network_id not in finished]
+        reached = self._rungs_reached()
+        todo = [
+            t
+            for t in trials
+            if (t.network_id not in finished if t.rung == 0 else reached.get(t.network_id, 0) < t.rung)
+        ]
         if todo:
             executor = self._executor_()
-            attempts = trial_attempts(self.run.journal.events(NetworkStarted))
+            started_events = self.run.journal.events(NetworkStarted)
+            attempts = {rung: trial_attempts(started_events, rung) for rung in {t.rung for t in todo}}
             running: set[int] = set()
             pool = not isinstance(executor, InProcessExecutor)  # several at once: a line per result too
             if pool:
@@ -281,17 +300,27 @@ class SearchRunner:
                 )
 
             def started(trial: Trial) -> None:
-                attempt = attempts.get(trial.network_id, 0) + 1
-                running.add(trial.network_id)
-                self._log_start(step, trial, len(finished) + len(running), attempt)
+                attempt = attempts[trial.rung].get(trial.network_id, 0) + 1
+                if trial.rung == 0:
+                    running.add(trial.network_id)
+                    self._log_start(step, trial, len(finished) + len(running), attempt)
+                else:
+                    self._log_continuation(step, trial, attempt)
                 self.run.journal.append(
-                    NetworkStarted(network_id=trial.network_id, encoding=trial.encoding, step=step, attempt=attempt)
+                    NetworkStarted(
+                        network_id=trial.network_id,
+                        encoding=trial.encoding,
+                        step=step,
+                        attempt=attempt,
+                        rung=trial.rung,
+                    )
                 )
 
             for trial, result in executor.map_unordered(todo, on_start=started):
-                self.run.journal.append(NetworkFinished(network_id=result.network_id, result=Result.of(result)))
+                result = self._journal_result(trial, result)
                 running.discard(trial.network_id)
-                finished[result.network_id] = result
+                if trial.rung > 0:  # logged by _journal_result; the ETA model counts networks from scratch
+                    continue
                 self._progress.network_done(trial_blocks(trial.encoding))  # with workers: the pool's pace
                 if pool:
                     eta_step, eta_search = self._etas(step)
@@ -309,6 +338,115 @@ class SearchRunner:
                 self._write_results_csv(finished)
                 self._log_result(result, finished)
         return {t.network_id: finished[t.network_id] for t in trials}
+
+    def _journal_result(self, trial: Trial, result: TrainingResult) -> TrainingResult:
+        """Journal `trial`'s result as its network's record (with several rungs: across rungs), keep it as the
+        network's result and, for a continuation, refresh the CSV and log it; returns the record."""
+        finished = self._finished_so_far()
+        budgets = self.config.rung_budgets
+        result.network_id, result.rung = trial.network_id, trial.rung  # a Ray task's failure row lacks the rung
+        record = result
+        if len(budgets) > 1:
+            record = rung_record(finished.get(trial.network_id) if trial.rung else None, result, budgets[trial.rung])
+        self.run.journal.append(NetworkFinished(network_id=trial.network_id, result=Result.of(record), rung=trial.rung))
+        finished[trial.network_id] = record
+        if trial.rung > 0:
+            self._write_results_csv(finished)
+            if record.rung == trial.rung:
+                self._log_result(record, finished)
+            else:
+                self.log.warning(
+                    "network %d: its rung %d training failed (%s); it keeps its rung %d scores",
+                    trial.network_id,
+                    trial.rung,
+                    record.rung_error,
+                    record.rung,
+                )
+        return record
+
+    # ------------------------------------------------------------------ rungs (multi-fidelity)
+    def network_dir(self, network_id: int, rung: int = 0) -> Path:
+        """A network's folder at `rung`: sampled_models/<id>/ for rung 0, sampled_models/<id>/rung<r>/ above
+        (each holds that rung's history, TensorBoard events and model.keras, which the next rung starts from)."""
+        folder = self.run.models_dir / str(network_id)
+        return folder if rung == 0 else folder / f"rung{rung}"
+
+    def _rungs_reached(self) -> dict[int, int]:
+        """Network id -> the highest rung whose training finished (successfully or not), from the journal."""
+        reached: dict[int, int] = {}
+        for event in self.run.journal.events(NetworkFinished):
+            i = int(event["network_id"])
+            reached[i] = max(reached.get(i, 0), int(event.get("rung", 0)))
+        return reached
+
+    def _run_rungs(self, step: int, networks: list[dict]) -> None:
+        """Successive halving within `step`: promote and continue, rung by rung, what the journal lacks."""
+        budgets = self.config.rung_budgets
+        if len(budgets) == 1:
+            return
+        finished = self._finished_so_far()
+        journal = self.run.journal
+        decided = {(int(e["step"]), int(e["rung"])): e["network_ids"] for e in journal.events(RungPromoted)}
+        by_id = {int(n["network_id"]): n for n in networks}
+        for rung in range(1, len(budgets)):
+            chosen = decided.get((step, rung))
+            if chosen is None:
+                level = [finished[i] for i in by_id if i in finished and finished[i].rung == rung - 1]
+                chosen = select_promoted(level, self.objectives, self.config.search_strategy.promotion_eta)
+                journal.append(RungPromoted(step=step, rung=rung, network_ids=chosen))
+                self.log.info(
+                    "step %d: %d of %d networks promoted to rung %d (%d epochs): ids %s",
+                    step,
+                    len(chosen),
+                    len(level),
+                    rung,
+                    budgets[rung],
+                    chosen,
+                )
+            reached = self._rungs_reached()
+            trials = [self.continuation_trial(by_id[i], step, rung) for i in chosen if reached.get(i, 0) < rung]
+            for trial in trials:
+                if trial.warm_start is None or not Path(trial.warm_start).is_file():  # sampled_models/ edited
+                    self.run.journal.append(
+                        NetworkStarted(network_id=trial.network_id, encoding=trial.encoding, step=step, rung=rung)
+                    )
+                    gone = dataclasses.replace(
+                        finished[trial.network_id],
+                        status="failed",
+                        train_time_s=0.0,
+                        error=f"no rung {rung - 1} model to continue from ({trial.warm_start})",
+                    )
+                    self._journal_result(trial, gone)
+            self.run_trials(step, [t for t in trials if t.warm_start is not None and Path(t.warm_start).is_file()])
+
+    def continuation_trial(self, net: dict, step: int, rung: int) -> Trial:
+        """Network `net`'s training from its rung `rung - 1` model up to rung `rung`'s budget: its own weights
+        (a continuation), a fresh cosine schedule over the extra epochs, the start kept unless an epoch beats it."""
+        budgets = self.config.rung_budgets
+        base = self.search_trial(net, step)
+        net_id = int(net["network_id"])
+        return dataclasses.replace(
+            base,
+            rung=rung,
+            epochs=budgets[rung] - budgets[rung - 1],
+            seed=rung_seed(base.seed, rung),
+            out_dir=str(self.network_dir(net_id, rung).absolute()),
+            warm_start=str((self.network_dir(net_id, rung - 1) / "model.keras").absolute()),
+            keep_initial=True,
+        )
+
+    def _log_continuation(self, step: int, trial: Trial, attempt: int) -> None:
+        self.log.info(
+            "step %d | rung %d: network id %d (%s) %s, %d more epochs from its rung %d model%s",
+            step,
+            trial.rung,
+            trial.network_id,
+            trial.origin,
+            trial.encoding,
+            trial.epochs or 0,
+            trial.rung - 1,
+            "" if attempt == 1 else f" | attempt {attempt} (the last one was interrupted)",
+        )
 
     def _finished_so_far(self) -> dict[int, TrainingResult]:
         """The results the journal holds (read once; `run_trials` adds each new one)."""
@@ -440,7 +578,8 @@ class SearchRunner:
 
     def _write_results_csv(self, finished: dict[int, TrainingResult]) -> None:
         rows = [finished[k].to_row() for k in sorted(finished)]
-        write_csv(self.run.csv_dir / "training_results.csv", rows, TrainingResult.COLUMNS)
+        columns = [*TrainingResult.COLUMNS, *TrainingResult.rung_columns(len(self.config.rung_budgets))]
+        write_csv(self.run.csv_dir / "training_results.csv", rows, columns)
         if self.config.analog.probe:
             write_csv(
                 self.run.csv_dir / "probe_integrity.csv",
@@ -468,7 +607,9 @@ class SearchRunner:
         from popnas_seg.predictors.quality import mape, rank_quality
 
         ids = [n["network_id"] for n in planned["networks"]]
-        trained = [finished[i] for i in ids if i in finished and finished[i].status == "ok"]
+        # on the top rung's scale, as the predictors were fitted (one rung: the records themselves)
+        scaled = {r.network_id: r for r in on_top_scale(list(finished.values()), len(self.config.rung_budgets) - 1)}
+        trained = [scaled[i] for i in ids if i in scaled and scaled[i].status == "ok"]
         predictions = {row["encoding"]: row for row in read_csv(self.run.csv_dir / f"predictions_b{step}.csv")}
         quality_rows: list[dict[str, Any]] = [
             r for r in read_csv(self.run.csv_dir / "predictor_quality.csv") if int(r["step"]) != step
@@ -545,7 +686,7 @@ class SearchRunner:
         pool = front or ok
         if pool:
             best = max(pool, key=lambda r: r.dice)
-            src = self.run.models_dir / str(best.network_id)
+            src = self.network_dir(best.network_id, best.rung)
             dest = self.run.best_model_dir
             tmp = dest.with_name(dest.name + ".tmp")
             if tmp.exists():
@@ -567,8 +708,9 @@ class SearchRunner:
             keep = {r.network_id for r in front}
             for folder in self.run.models_dir.iterdir():
                 if folder.is_dir() and folder.name.isdigit() and int(folder.name) not in keep:
-                    for name in ("model.keras", "model.onnx"):
-                        (folder / name).unlink(missing_ok=True)
+                    for rung_folder in [folder, *sorted(folder.glob("rung*"))]:
+                        for name in ("model.keras", "model.onnx"):
+                            (rung_folder / name).unlink(missing_ok=True)
         self._plots()
 
 

@@ -37,6 +37,7 @@ from popnas_seg.predictors.registry import (
 )
 from popnas_seg.registry import STRATEGIES
 from popnas_seg.results import TrainingResult
+from popnas_seg.search.calibration import on_top_scale
 from popnas_seg.search.exploration import exploration_picks
 from popnas_seg.search.pareto import (
     crowding_distance,
@@ -257,7 +258,7 @@ class ProgressiveStrategy:
         blocks = self.config.search_space.blocks
         if step < 1 or step > blocks:
             return None
-        parsed = parse_history(history)
+        parsed = parse_history(on_top_scale(history, len(self.config.rung_budgets) - 1))
         seen = {cell.key() for _, cell in parsed}
         if step == 1:
             cells = [c for c in b1_cells(self.config, lambda c: self.cost(c)[0]) if c.key() not in seen]
@@ -621,7 +622,7 @@ class EvolutionStrategy(_BatchedBaseline):
 
     def plan_step(self, step: int, history: list[TrainingResult]) -> StepPlan | None:
         ss, space = self.config.search_strategy, self.config.search_space
-        parsed = parse_history(history)
+        parsed = parse_history(on_top_scale(history, len(self.config.rung_budgets) - 1))
         mine = self._mine(parsed)
         remaining = self.budget - len(mine)
         if step < 1 or remaining <= 0:
