@@ -142,6 +142,28 @@ def test_coverage_of_a_searched_network_with_dconv(tmp_path: Path) -> None:
     assert any("group" in d["reason"] for d in cov["digital_layers"])
 
 
+def test_multiplicative_hwa_noise_scales_with_each_weight() -> None:
+    """`hwa_noise_type` multiplicative perturbs each weight in proportion to itself (zero weights stay zero, as a
+    device's drift spread scales its own conductance); additive noise is relative to the layer's largest weight."""
+    import torch
+    from aihwkit.simulator.configs import WeightModifierType
+    from aihwkit.simulator.tiles.torch_tile import TorchSimulatorTile
+
+    from popnas_seg.analog.rpu import hwa_rpu_config
+
+    w = torch.tensor([[0.0, 0.01, 1.0, -2.0]]).repeat(4000, 1)
+    mult = hwa_rpu_config(AnalogConfig(hwa_noise_type="multiplicative", hwa_noise_std=0.2)).modifier
+    assert mult.type == WeightModifierType.MULT_NORMAL and mult.std_dev == pytest.approx(0.2)
+    torch.manual_seed(0)
+    relative = (TorchSimulatorTile.modify_weight(w, mult, 1) - w)[:, 1:] / w[:, 1:]
+    assert torch.all(TorchSimulatorTile.modify_weight(w, mult, 1)[:, 0] == 0.0)
+    assert torch.allclose(relative.std(dim=0), torch.full((3,), 0.2), rtol=0.1)
+    add = hwa_rpu_config(AnalogConfig(hwa_noise_std=0.2)).modifier
+    assert add.type == WeightModifierType.ADD_NORMAL
+    noise = TorchSimulatorTile.modify_weight(w, add, 1) - w
+    assert torch.allclose(noise.std(dim=0), torch.full((4,), 0.2 * 2.0), rtol=0.1)  # 0.2 x max |w|, every weight
+
+
 def test_rpu_configs_follow_config() -> None:
     from aihwkit.simulator.configs import NoiseManagementType, WeightModifierType, WeightRemapType
 

@@ -122,7 +122,8 @@ def _inference_settings(rpu: Any, cfg: AnalogConfig) -> Any:
 def hwa_rpu_config(cfg: AnalogConfig, tiles: str = "torch") -> Any:
     """The hardware-aware-training configuration: the inference tiles plus what HWA adds while training.
 
-    Additive Gaussian weight noise (`hwa_noise_std`, relative to the layer's max weight) resampled every
+    Additive Gaussian weight noise (`hwa_noise_std`, relative to the layer's max weight; or relative to each
+    weight with `hwa_noise_type` multiplicative, the form of drift's device-to-device spread) resampled every
     mini-batch, layer-Gaussian clipping at `clip_sigma` and symmetric remapping after every step, channel-wise
     with column weight scaling as in AIHWKit's StandardHWATrainingPreset, else layer-wise (ANALOG_FACTS.md
     section 4). Everything the forward pass sees at inference (PCM noise model, drift
@@ -143,7 +144,9 @@ def hwa_rpu_config(cfg: AnalogConfig, tiles: str = "torch") -> Any:
     from aihwkit.simulator.configs import WeightModifierType, WeightRemapType
 
     rpu = inference_rpu_config(cfg, tiles)
-    rpu.modifier.type = WeightModifierType.ADD_NORMAL
+    rpu.modifier.type = (
+        WeightModifierType.MULT_NORMAL if cfg.hwa_noise_type == "multiplicative" else WeightModifierType.ADD_NORMAL
+    )
     rpu.modifier.std_dev = float(cfg.hwa_noise_std)
     rpu.modifier.rel_to_actual_wmax = True
     # the remap after every step keeps the mapping of the converted network: per column or per layer

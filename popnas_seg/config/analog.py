@@ -113,6 +113,11 @@ class AnalogConfig(Section):
         0.003, gt=0, le=10, description="learning rate of hardware-aware training (SGD; 0.01 undoes short-trained nets)"
     )
     hwa_noise_std: float = Field(0.06, ge=0, le=1, description="weight noise injected during hardware-aware training")
+    hwa_noise_type: Literal["additive", "multiplicative"] = Field(
+        "additive",
+        description="additive: Gaussian noise of hwa_noise_std x the layer's largest weight; multiplicative: each "
+        "weight times 1 + hwa_noise_std x a Gaussian, the form of PCM drift's device-to-device spread",
+    )
     finalists: int = Field(2, ge=1, description="networks from the final front that are retrained and scored")
     selection_rule: Literal["size_buckets", "best_dice", "best_analog", "knee"] = Field(
         "size_buckets",
