@@ -18,10 +18,10 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
+from popnas_seg.analog.equivalence import onnxruntime_predict  # noqa: E402
 from popnas_seg.analog.export import (  # noqa: E402
     keras_to_onnx,
     load_torch,
-    onnxruntime_predict,
     save_keras,
     torch_predict,
     torch_save_atomic,

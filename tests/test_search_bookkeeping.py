@@ -11,11 +11,13 @@ import pytest
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from popnas_seg.config import RunConfig
+from popnas_seg.evaluation.evaluator import PROBE_DICE_TOLERANCE
 from popnas_seg.models.cost import unet_params
 from popnas_seg.results import TrainingResult
+from popnas_seg.search.bookkeeping import probe_integrity_rows
 from popnas_seg.search.pareto import hypervolume, maximise_flags, objective_matrix
 from popnas_seg.search.reference import run_reference_point
-from popnas_seg.search.runner import PROBE_DICE_TOLERANCE, SearchRunner, probe_integrity_rows
+from popnas_seg.search.runner import SearchRunner
 from popnas_seg.search.strategies import make_strategy
 from popnas_seg.search.user_region import region_hypervolume, run_region
 

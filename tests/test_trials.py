@@ -126,7 +126,7 @@ def test_export_check_equivalence_rule() -> None:
 
     import numpy as np
 
-    from popnas_seg.analog.export import EQUIVALENCE_MAX_ABS_DIFF, ExportCheck
+    from popnas_seg.analog.equivalence import EQUIVALENCE_MAX_ABS_DIFF, ExportCheck
 
     def check(diff: float, ort: float, keras: float, torch: float) -> bool:
         return ExportCheck(diff, ort, keras, torch, 1.0, np.zeros(1)).equivalent

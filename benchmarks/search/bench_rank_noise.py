@@ -13,7 +13,7 @@ reports per budget:
 - the training time per network.
 
 `--seeding common` trains every cell of replicate s with seed s (common random numbers: the same batches in
-the same order); `--seeding per-cell` uses the search's own per-network seed (`search.runner.network_seed`),
+the same order); `--seeding per-cell` uses the search's own per-network seed (`search.seeds.network_seed`),
 so each cell also draws its own batches, as in a search run.
 
 Cells are drawn at random (fixed `--pick-seed`) from the distinct cells that the given run folders trained
@@ -72,7 +72,7 @@ def train_all(args: argparse.Namespace, cells: list[str]) -> list[dict]:
         return done
     from popnas_seg.data.pipeline import load_data
     from popnas_seg.evaluation.evaluator import NetworkEvaluator, Trial
-    from popnas_seg.search.runner import network_seed
+    from popnas_seg.search.seeds import network_seed
 
     search_args = bench_search.parse_args(
         ["--size", str(args.size), "--samples", str(args.samples), "--filters", str(args.filters), "--no-probe"]

@@ -130,7 +130,7 @@ def trainer_for(cfg: RunConfig, folder: Path) -> Train:
     """Train one cell in-process exactly as the runner would (its seeds, its budget, its probe)."""
     from popnas_seg.data.pipeline import load_data
     from popnas_seg.evaluation.evaluator import NetworkEvaluator, Trial
-    from popnas_seg.search.runner import search_network_seeds
+    from popnas_seg.search.seeds import search_network_seeds
 
     state: dict = {}
 

@@ -141,7 +141,7 @@ def test_split_trainer(cfg: RunConfig, folder: Path) -> Train:
     test split: digital Dice and, when the config probes, the analog probe's mean over fresh programmings."""
     from popnas_seg.data.pipeline import load_data
     from popnas_seg.evaluation.evaluator import NetworkEvaluator, Trial
-    from popnas_seg.search.runner import search_network_seeds
+    from popnas_seg.search.seeds import search_network_seeds
     from popnas_seg.training.losses import dice_score
 
     class TestSplitEvaluator(NetworkEvaluator):

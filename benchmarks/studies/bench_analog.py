@@ -346,7 +346,7 @@ def _at(report: Any, key: str, t: float) -> tuple[float | None, float | None]:
 
 def _seed(base: int, encoding: str) -> int:
     """The seed the finalists stage used for this network's analog scoring (same chips, comparable numbers)."""
-    from popnas_seg.search.runner import network_seed
+    from popnas_seg.search.seeds import network_seed
 
     return network_seed(base, encoding + "analog")
 

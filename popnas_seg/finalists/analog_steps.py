@@ -26,9 +26,10 @@ class ExportAndDrift(StageContext):
 
     # ------------------------------------------------------------------ (d) export
     def export(self, f: Finalist, model: Any) -> dict[str, Any]:
-        """ONNX + torch export with the equivalence checks (analog/export.py); also stores digital predictions
+        """ONNX + torch export with the equivalence checks (analog/equivalence.py); also stores digital predictions
         of sample images."""
-        from popnas_seg.analog.export import export_checked, save_npz_atomic
+        from popnas_seg.analog.equivalence import export_checked
+        from popnas_seg.analog.export import save_npz_atomic
 
         out = self.final_dir / f.name
         files = [out / n for n in ("model.onnx", "model.pt", "samples.npz")]

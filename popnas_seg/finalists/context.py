@@ -83,6 +83,6 @@ class StageContext:
         return self._train
 
     def _seed(self, encoding: str, salt: str = "") -> int:
-        from popnas_seg.search.runner import network_seed
+        from popnas_seg.search.seeds import network_seed
 
         return network_seed(self.config.others.seed, encoding + salt)

@@ -16,11 +16,11 @@ _EXPORTS = {
     "reference_point": "popnas_seg.search.pareto",
     "objective_matrix": "popnas_seg.search.pareto",
     "exploration_picks": "popnas_seg.search.exploration",
-    "PlannedNetwork": "popnas_seg.search.strategies",
-    "StepPlan": "popnas_seg.search.strategies",
-    "SearchStrategy": "popnas_seg.search.strategies",
+    "PlannedNetwork": "popnas_seg.search.strategy_base",
+    "StepPlan": "popnas_seg.search.strategy_base",
+    "SearchStrategy": "popnas_seg.search.strategy_base",
     "make_strategy": "popnas_seg.search.strategies",
-    "progressive_budget": "popnas_seg.search.strategies",
+    "progressive_budget": "popnas_seg.search.strategy_base",
 }
 __all__ = sorted(_EXPORTS)
 

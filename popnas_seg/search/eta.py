@@ -17,9 +17,14 @@ evolution draw sizes across the whole range, so their unplanned networks count a
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from popnas_seg.config import RunConfig
+    from popnas_seg.results import TrainingResult
 
 
 @dataclass(frozen=True)
@@ -125,3 +130,34 @@ def format_eta(estimate: Estimate | None) -> str:
     else:
         text = f"{seconds}s"
     return ("≥" if estimate.lower_bound else "") + text
+
+
+@dataclass
+class Progress:
+    """Terminal progress: networks done/planned, the best so far, and an ETA from measured times (search/eta.py)."""
+
+    planned_total: int
+    times: NetworkTimes = field(default_factory=NetworkTimes)
+    last_mark: float = field(default_factory=time.monotonic)
+
+    def network_done(self, blocks: int) -> None:
+        """Record one finished network: its wall time is the time since the previous one finished (or the start)."""
+        now = time.monotonic()
+        self.times.add(blocks, now - self.last_mark)
+        self.last_mark = now
+
+    def etas(
+        self, config: RunConfig, step: int, planned: dict[int, dict], finished: dict[int, TrainingResult]
+    ) -> tuple[str, str]:
+        """(this step, whole search) remaining time as text: '?' before any measurement, '≥' for a lower bound."""
+
+        def todo(step_no: int) -> list[int]:
+            return [int(n.get("blocks", 0)) for n in planned[step_no]["networks"] if n["network_id"] not in finished]
+
+        step_left = self.times.remaining(todo(step))
+        later = [b for s in sorted(planned) if s > step for b in todo(s)]
+        planned_count = sum(len(e["networks"]) for e in planned.values())
+        search_left = search_remaining(
+            self.times, config, todo(step), later, max(planned), self.planned_total - planned_count
+        )
+        return format_eta(step_left), format_eta(search_left)
