@@ -203,3 +203,25 @@ def test_the_study_scores_only_finished_searches(tmp_path: Path) -> None:
         T.parse_args(["--reeval-seeds", "101"])  # one fresh seed is one training's luck again
     _, bench = T.parse_args(["--confirm", "--seeds", "1", "2"])
     assert bench.seeds == list(range(11, 21))
+
+
+def test_reevaluations_train_at_the_budget_the_search_ranked_on() -> None:
+    """Flat search: its epochs; with rungs: the top rung's cumulative epochs, and the cache key differs."""
+    import hashlib
+    import json
+
+    from benchmarks.search import bench_search_replay as R
+    from popnas_seg.config import RunConfig
+
+    flat = RunConfig.model_validate(B.build_config(B.parse_args([]), "hard", "progressive", 1, None))
+    assert T.reeval_config(flat) is flat
+    rungs = RunConfig.model_validate(
+        B.build_config(B.parse_args(["--rung-epochs", "24", "--promotion-eta", "8"]), "hard", "progressive", 1, None)
+    )
+    assert rungs.training_hyperparameters.epochs == 8
+    assert T.reeval_config(rungs).training_hyperparameters.epochs == 24
+
+    def key(cfg: RunConfig) -> str:
+        return hashlib.sha256(json.dumps(R.measurement(cfg), sort_keys=True).encode()).hexdigest()
+
+    assert key(T.reeval_config(rungs)) != key(T.reeval_config(flat))

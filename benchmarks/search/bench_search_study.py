@@ -136,6 +136,18 @@ def _mean(values: Sequence[Any]) -> float:
     return float(np.mean(vals)) if vals else math.nan
 
 
+def reeval_config(cfg: RunConfig) -> RunConfig:
+    """The config re-evaluations train under: the search's, at the budget its ranked scores came from. With
+    multi-fidelity rungs that is the top rung's cumulative epochs (trained from scratch in one schedule, the
+    cheapest faithful stand-in for a rung-0 run plus continuations); the flat search's epochs otherwise. The
+    re-evaluation cache key follows, so flat and multi-fidelity studies never share cached cells."""
+    rungs = cfg.search_strategy.rung_epochs
+    if not rungs:
+        return cfg
+    hp = cfg.training_hyperparameters.model_copy(update={"epochs": int(rungs[-1])})
+    return cfg.model_copy(update={"training_hyperparameters": hp})
+
+
 def test_split_trainer(cfg: RunConfig, folder: Path) -> Train:
     """Train a cell (or the U-Net) in-process as the runner would, under network seed `seed`, and score it on the
     test split: digital Dice and, when the config probes, the analog probe's mean over fresh programmings."""
@@ -276,7 +288,7 @@ def study_task(
     """Everything of one task: re-evaluations (trained as needed), scores, statistics and targets."""
     objectives = task_objectives(bench)
     seeds = list(bench.seeds)
-    base = RunConfig.model_validate(B.build_config(bench, task, "progressive", seeds[0], None))
+    base = reeval_config(RunConfig.model_validate(B.build_config(bench, task, "progressive", seeds[0], None)))
     runs = {seed: {s: B.load_run(bench.logs_dir, task, s, seed) for s in B.STRATEGIES} for seed in seeds}
     key = hashlib.sha256(json.dumps(R.measurement(base), sort_keys=True).encode()).hexdigest()[:10]
     cache = ReEvalCache(bench.logs_dir / f"reeval_{task}_{key}.jsonl")
