@@ -150,8 +150,9 @@ class SearchRunner(TrialRunner):
                 )
             reached = self._rungs_reached()
             trials = [self.continuation_trial(by_id[i], step, rung) for i in chosen if reached.get(i, 0) < rung]
+            ready = [t for t in trials if t.warm_start is not None and Path(t.warm_start).is_file()]
             for trial in trials:
-                if trial.warm_start is None or not Path(trial.warm_start).is_file():  # sampled_models/ edited
+                if trial not in ready:  # its rung-below model is gone (sampled_models/ edited)
                     self.run.journal.append(
                         NetworkStarted(network_id=trial.network_id, encoding=trial.encoding, step=step, rung=rung)
                     )
@@ -162,7 +163,7 @@ class SearchRunner(TrialRunner):
                         error=f"no rung {rung - 1} model to continue from ({trial.warm_start})",
                     )
                     self._journal_result(trial, gone)
-            self.run_trials(step, [t for t in trials if t.warm_start is not None and Path(t.warm_start).is_file()])
+            self.run_trials(step, ready)
 
     def continuation_trial(self, net: dict, step: int, rung: int) -> Trial:
         """Network `net`'s training from its rung `rung - 1` model up to rung `rung`'s budget: its own weights

@@ -178,7 +178,7 @@ class TrialRunner(SearchBookkeeping):
             trial.encoding,
             trial.epochs or 0,
             trial.rung - 1,
-            "" if attempt == 1 else f" | attempt {attempt} (the last one was interrupted)",
+            _attempt_note(attempt),
         )
 
     def _finished_so_far(self) -> dict[int, TrainingResult]:
@@ -206,7 +206,7 @@ class TrialRunner(SearchBookkeeping):
             trial.encoding,
             eta_step,
             eta_search,
-            "" if attempt == 1 else f" | attempt {attempt} (the last one was interrupted)",
+            _attempt_note(attempt),
         )
 
     def _evaluator(self) -> NetworkEvaluator:
@@ -251,3 +251,8 @@ class TrialRunner(SearchBookkeeping):
         if self._executor is not None:
             self._executor.close()
             self._executor = None
+
+
+def _attempt_note(attempt: int) -> str:
+    """The start line's suffix for a retried trial (empty for a first attempt)."""
+    return "" if attempt == 1 else f" | attempt {attempt} (the last one was interrupted)"
